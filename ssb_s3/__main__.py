@@ -1,0 +1,5 @@
+"""`python -m ssb_s3` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,242 @@
+"""The catalog (products:1.0) and the index (index:1.0) as pure functions: manifests in, bytes out.
+
+No I/O here, so the same inputs always give byte-identical output (`updated` is derived from
+the newest version, not from the clock). `contract_problems` refuses what the LXD or Incus
+client would silently drop or choke on, before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from .config import CANONICAL_ARCH, ProductConfig, TreeConfig
+from .manifest import version_name_problem
+from .schemas import schema_problems
+
+INDEX_KEY = "streams/v1/index.json"
+INDEX_NAME = "images"
+
+# Which meta ftype each client reads, and the unified tarball it accepts.
+CLIENT_META = {"LXD": ("lxd.tar.xz", "lxd_combined.tar.gz"), "Incus": ("incus.tar.xz", "incus_combined.tar.gz")}
+ROOT_COMBINED_FIELD = {
+    "squashfs": "combined_squashfs_sha256",
+    "root.tar.xz": "combined_rootxz_sha256",
+    "disk-kvm.img": "combined_disk-kvm-img_sha256",
+}
+# Items published for one client are mirrored for the other: same object, other ftype.
+MIRRORS = (
+    ("lxd.tar.xz", "incus.tar.xz"),
+    ("incus.tar.xz", "lxd.tar.xz"),
+    ("lxd_combined.tar.gz", "incus_combined.tar.gz"),
+    ("incus_combined.tar.gz", "lxd_combined.tar.gz"),
+)
+
+
+def _version_time(name: str) -> datetime:
+    for fmt, length in (("%Y%m%d_%H:%M", 14), ("%Y%m%d_%H%M", 13), ("%Y%m%d", 8)):
+        try:
+            return datetime.strptime(name[:length], fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    return datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def rfc2822(moment: datetime) -> str:
+    """simplestreams' `updated` format, e.g. 'Wed, 25 Nov 2026 18:48:00 +0000'."""
+    return moment.astimezone(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+def _support_eol(product: ProductConfig, manifest: Mapping[str, Any]) -> str:
+    if product.support_eol:
+        return product.support_eol
+    if manifest.get("support_eol"):
+        return str(manifest["support_eol"])
+    expiry = str(manifest.get("expiry", "")).strip()
+    if expiry.isdigit():  # the seed wrote unix seconds, which clients ignore: convert
+        return datetime.fromtimestamp(int(expiry), tz=timezone.utc).strftime("%Y-%m-%d")
+    return ""
+
+
+def _mirrored_items(items: Mapping[str, Any]) -> dict[str, Any]:
+    out = {key: dict(item) for key, item in items.items()}
+    present = {item.get("ftype") for item in items.values()}
+    for have, want in MIRRORS:
+        if have in present and want not in present:
+            source = next(item for item in items.values() if item.get("ftype") == have)
+            out[want] = {**source, "ftype": want}
+    return out
+
+
+def catalog_product(product: ProductConfig, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """One product entry with the field names and types both clients parse."""
+    entry: dict[str, Any] = {
+        "aliases": ",".join(product.aliases),
+        "arch": product.arch,
+        "os": product.os,
+        "release": product.release,
+        "release_title": product.release_title,
+        "versions": {
+            name: {**{k: v for k, v in version.items() if k != "items"},
+                   "items": _mirrored_items(version["items"])}
+            for name, version in sorted(manifest.get("versions", {}).items())
+        },
+    }  # fmt: skip
+    if product.variant:
+        entry["variant"] = product.variant
+    if product.version:
+        entry["version"] = product.version
+    eol = _support_eol(product, manifest)
+    if eol:
+        entry["support_eol"] = eol
+    if product.requirements:
+        # Incus reads `requirements`, LXD `lxd_requirements`: publish both.
+        entry["requirements"] = dict(product.requirements)
+        entry["lxd_requirements"] = dict(product.requirements)
+    return entry
+
+
+def build_catalog(tree: TreeConfig, manifests: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The products:1.0 catalog for every visible product that has a manifest with versions."""
+    products: dict[str, Any] = {}
+    newest = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    for product in tree.products:
+        manifest = manifests.get(product.name)
+        if product.hidden or not manifest or not manifest.get("versions"):
+            continue
+        products[product.name] = catalog_product(product, manifest)
+        newest = max([newest, *(_version_time(v) for v in manifest["versions"])])
+    return {
+        "content_id": tree.content_id,
+        "datatype": tree.datatype,
+        "format": tree.format,
+        "products": products,
+        "updated": rfc2822(newest),
+    }
+
+
+def to_bytes(document: Mapping[str, Any]) -> bytes:
+    """Canonical JSON (sorted keys, compact, UTF-8): equal documents give equal bytes."""
+    return (json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+def catalog_key(tree: TreeConfig, data: bytes) -> str:
+    """Content-addressed key: a new catalog never overwrites one that a cached index names."""
+    return f"{tree.catalog_dir}/images-{hashlib.sha256(data).hexdigest()[:20]}.json"
+
+
+def plain_catalog_key(tree: TreeConfig) -> str:
+    """The seed's fixed name, kept as a plain copy for readers that open it directly."""
+    return f"{tree.catalog_dir}/images.json"
+
+
+def build_index(tree: TreeConfig, catalog: Mapping[str, Any], catalog_path: str) -> dict[str, Any]:
+    """streams/v1/index.json naming the catalog; products listed so clients do not skip it."""
+    return {
+        "format": "index:1.0",
+        "index": {
+            INDEX_NAME: {
+                "datatype": tree.datatype,
+                "format": tree.format,
+                "path": catalog_path,
+                "products": sorted(catalog["products"]),
+                "updated": catalog["updated"],
+            }
+        },
+        "updated": catalog["updated"],
+    }
+
+
+def _path_problem(path: Any) -> str | None:
+    if not isinstance(path, str) or not path:
+        return "path is missing"
+    if path.startswith("/") or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path):
+        return f"path '{path}' is absolute; it must be relative to the tree root"
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts) or "\\" in path or any(c.isspace() for c in path):
+        return f"path '{path}' must be a plain relative path (no '..', '.', '//', '\\' or spaces)"
+    return None
+
+
+def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list[tuple[str, str]]:
+    """(fingerprint, description) of each image `client` would see in this version."""
+    meta_ftype, unified_ftype = CLIENT_META[client]
+    found = []
+    for key, item in items.items():
+        if item.get("ftype") == unified_ftype and item.get("sha256"):
+            found.append((item["sha256"], f"{key}"))
+        if item.get("ftype") != meta_ftype:
+            continue
+        for root_key, root in items.items():
+            combined_field = ROOT_COMBINED_FIELD.get(root.get("ftype", ""))
+            if combined_field and item.get(combined_field):
+                found.append((item[combined_field], f"{key}+{root_key}"))
+    return found
+
+
+def contract_problems(catalog: Mapping[str, Any], source: str = "catalog") -> list[str]:
+    """Everything in `catalog` that a client would silently drop, choke on, or refuse on download."""
+    problems = schema_problems(catalog, "products", source)
+    if problems:
+        return problems  # wrong JSON types: one of them breaks the whole remote for every client
+    products: Mapping[str, Any] = catalog["products"]
+    if not products:
+        return [f"{source}: no product has a published version: nothing for clients to list"]
+    alias_owner: dict[tuple[str, str], str] = {}
+    fingerprints: dict[str, dict[str, str]] = {"LXD": {}, "Incus": {}}
+    for pname in sorted(products):
+        product = products[pname]
+        where = f"{source}: product {pname}"
+        arch = CANONICAL_ARCH.get(product["arch"])
+        if arch is None:
+            problems.append(f"{where}: arch '{product['arch']}' is unknown to LXD (the product would be hidden)")
+        if product["aliases"]:
+            for alias in product["aliases"].split(","):
+                if not alias or alias != alias.strip() or any(c.isspace() for c in alias):
+                    problems.append(f"{where}: aliases: blank or space in alias '{alias}' of '{product['aliases']}'")
+                    continue
+                owner = alias_owner.setdefault((alias, arch or product["arch"]), pname)
+                if owner != pname:
+                    problems.append(
+                        f"{where}: alias '{alias}' for arch {product['arch']} is already claimed by {owner}"
+                    )
+        for vname, version in sorted(product["versions"].items()):
+            vwhere = f"{where} version {vname}"
+            why = version_name_problem(vname)
+            if why:
+                problems.append(f"{vwhere}: version name {why}; LXD would ignore it")
+            items = version["items"]
+            for key, item in sorted(items.items()):
+                path_why = _path_problem(item.get("path"))
+                if path_why:
+                    problems.append(f"{vwhere} item {key}: {path_why}")
+                if not re.fullmatch(r"[0-9a-f]{64}", str(item.get("sha256", ""))):
+                    problems.append(f"{vwhere} item {key}: sha256 missing or not 64 hex digits")
+            for key, item in sorted(items.items()):
+                if item["ftype"] not in ("lxd.tar.xz", "incus.tar.xz"):
+                    continue
+                for root_key, root in sorted(items.items()):
+                    field = ROOT_COMBINED_FIELD.get(root["ftype"])
+                    if field and not item.get(field):
+                        problems.append(
+                            f"{vwhere} item {key}: {field} missing for {root_key} (the image would be dropped)"
+                        )
+            is_lxc_only = not any(i["ftype"] in ("lxd.tar.xz", "incus.tar.xz", "lxd_combined.tar.gz",
+                                                 "incus_combined.tar.gz") for i in items.values())
+            for client, seen in fingerprints.items():
+                images = _images_of_version(vname, items, client)
+                if not images and not is_lxc_only:
+                    problems.append(f"{vwhere}: no image that {client} can use")
+                for fingerprint, what in images:
+                    here = f"{pname} {vname} {what}"
+                    other = seen.setdefault(fingerprint, here)
+                    if other != here:
+                        problems.append(
+                            f"{vwhere}: fingerprint {fingerprint[:12]} also used by {other} "
+                            f"({client} would refuse it: 'More than one match')"
+                        )
+    return problems

@@ -1,0 +1,249 @@
+"""The `ssb-s3` (alias `simplestreams-builder`) command line: thin wrappers over library calls."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
+
+import click
+import yaml
+
+from . import __version__
+from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
+from .config import StorageConfig, TreeConfig, config_as_dict, load_config
+from .errors import ProblemsFound, SSBError
+from .manifest import build_manifest, manifest_bytes, read_manifest, refresh_manifest
+from .publish import NO_CACHE, SHORT, dump_json, publish, read_tree
+from .store import Store, open_store
+
+log = logging.getLogger("ssb_s3")
+
+
+@dataclass
+class Settings:
+    """Global options, resolved lazily so that --help never needs a tree.yml."""
+
+    config_path: str
+    target: str
+    apikey: str | None
+    endpoint_url: str | None
+    region: str | None
+    profile: str | None
+    verbose: int
+    _tree: TreeConfig | None = None
+
+    @property
+    def tree(self) -> TreeConfig:
+        if self._tree is None:
+            self._tree = load_config(self.config_path)
+        return self._tree
+
+    @property
+    def storage(self) -> StorageConfig:
+        storage = self.tree.storage
+        overrides = {
+            k: v
+            for k, v in (("endpoint_url", self.endpoint_url), ("region", self.region), ("profile", self.profile))
+            if v
+        }
+        return replace(storage, **overrides)
+
+    def store(self, url: str | None = None) -> Store:
+        return open_store(url or self.target, self.storage)
+
+
+def _fail(lines: list[str]) -> NoReturn:
+    for line in lines:
+        click.echo(line, err=True)
+    sys.exit(1)
+
+
+class SSBGroup(click.Group):
+    """Turns every SSBError into a clear message and exit 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ProblemsFound as exc:
+            _fail([f"error: {line.strip()}" if i == 0 else line for i, line in enumerate(exc.lines())])
+        except SSBError as exc:
+            _fail([f"error: {exc}"])
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            _fail(["error: interrupted"])
+        except Exception as exc:
+            verbose = bool(ctx.obj and ctx.obj.verbose)
+            if verbose:
+                traceback.print_exc()
+            hint = "" if verbose else " (run with -v for details)"
+            _fail([f"error: unexpected {type(exc).__name__}: {exc}{hint}"])
+
+
+@click.group(cls=SSBGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ssb-s3")
+@click.option("-c", "--config", "config_path", envvar="SSB_CONFIG", default="tree.yml", show_default=True,
+              show_envvar=True, help="The tree.yml describing products and the tree.")
+@click.option("-t", "--target-dir", "target", envvar="SSB_TARGET", default=".", show_default=True,
+              show_envvar=True, help="Where the tree is published: a local folder or s3://BUCKET[/PREFIX].")
+@click.option("-k", "--apikey", envvar="SSB_APIKEY", show_envvar=True,
+              help="Token sent as 'Authorization: token KEY' when fetching a product's ssb.json from its prefix_path.")
+@click.option("--endpoint-url", envvar="SSB_ENDPOINT_URL", show_envvar=True,
+              help="S3 endpoint (MinIO, Ceph, SeaweedFS...). Default: tree.yml storage.endpoint_url, "
+                   "then AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, then AWS.")
+@click.option("--region", help="S3 region (default: tree.yml storage.region, then the boto3 chain).")
+@click.option("--profile", help="AWS profile for credentials (default: the boto3 credential chain).")
+@click.option("-v", "--verbose", count=True, help="More output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str, target: str, apikey: str | None, endpoint_url: str | None,
+        region: str | None, profile: str | None, verbose: int, quiet: bool) -> None:
+    """Publish LXD/Incus images to a local folder or S3-compatible storage as a simplestreams tree.
+
+    The tree is what `lxc remote add NAME URL --protocol simplestreams --public` and
+    `incus remote add` read. Products are declared in tree.yml (simplestreams-builder format);
+    each product's versions live in <directory>/<YYYYMMDD_HH:MM>/ with a <directory>/ssb.json
+    manifest beside them.
+    """
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    ctx.obj = Settings(config_path, target, apikey, endpoint_url, region, profile, verbose)
+
+
+@cli.command("print")
+@click.pass_obj
+def print_cmd(settings: Settings) -> None:
+    """Print the effective tree.yml, defaults filled in."""
+    click.echo(yaml.safe_dump(config_as_dict(settings.tree), sort_keys=False), nl=False)
+
+
+@cli.command("build-versions-manifest")
+@click.option("-p", "--product", "name", required=True, help="Product name, as in tree.yml.")
+@click.option("-s", "--source-dir", "source", help="Store holding the product's folders "
+              "(folder or s3://BUCKET[/PREFIX]); default: the product's `source`, else --target-dir.")
+@click.option("--stdout", is_flag=True, help="Print the manifest instead of writing <directory>/ssb.json.")
+@click.option("--rehash", is_flag=True, help="Hash every version again, even unchanged ones.")
+@click.pass_obj
+def build_versions_manifest_cmd(settings: Settings, name: str, source: str | None, stdout: bool, rehash: bool) -> None:
+    """Scan a product's version folders and write its ssb.json.
+
+    Version folders are named YYYYMMDD_HH:MM (or YYYYMMDD_HHMM); hidden .VERSION folders are
+    uploads in progress and are ignored; versions without a metadata file and a root file are
+    left out with a warning. Versions already in ssb.json with unchanged sizes are not re-hashed.
+    """
+    tree = settings.tree
+    product = tree.product(name)
+    store = settings.store(source or product.source or None)
+    if stdout:
+        existing, _ = read_manifest(store, tree, product)
+        manifest, _ = build_manifest(store, tree, product, existing, rehash=rehash)
+        click.echo(manifest_bytes(manifest).decode(), nl=False)
+        return
+    report = refresh_manifest(store, tree, product, rehash=rehash)
+    click.echo(
+        f"{product.name}: {len(report.hashed)} hashed, {len(report.reused)} unchanged, "
+        f"{len(report.removed)} removed, {len(report.skipped)} left out"
+        + ("" if report.changed else " (ssb.json already up to date)"),
+        err=True,
+    )
+
+
+def _checked_tree(settings: Settings, source: str | None) -> tuple[TreeConfig, Any]:
+    tree = settings.tree
+    state = read_tree(tree, settings.store(source), apikey=settings.apikey, storage=settings.storage)
+    for warning in state.warnings:
+        log.warning("%s", warning)
+    if state.problems:
+        raise ProblemsFound("refused, nothing was written", state.problems)
+    return tree, state
+
+
+@cli.command("build-images-file")
+@click.option("-s", "--source-dir", "source", help="Store holding the products' ssb.json (default: --target-dir).")
+@click.option("--stdout", is_flag=True, help="Print the catalog instead of writing <images_path>/images.json.")
+@click.pass_obj
+def build_images_file_cmd(settings: Settings, source: str | None, stdout: bool) -> None:
+    """Build the products catalog (images.json) from every product's ssb.json.
+
+    The catalog is checked against what the LXD and Incus clients accept before it is written.
+    Same manifests give byte-identical output.
+    """
+    tree, state = _checked_tree(settings, source)
+    if stdout:
+        click.echo(dump_json(state.catalog))
+        return
+    target = settings.store()
+    key = plain_catalog_key(tree)
+    target.write(key, to_bytes(state.catalog), cache_control=SHORT)
+    click.echo(f"wrote {target.describe(key)}", err=True)
+
+
+@cli.command("build-index")
+@click.option("-s", "--source-dir", "source", help="Store holding the products' ssb.json (default: --target-dir).")
+@click.option("--stdout", is_flag=True, help="Print index.json instead of writing streams/v1/index.json.")
+@click.pass_obj
+def build_index_cmd(settings: Settings, source: str | None, stdout: bool) -> None:
+    """Build streams/v1/index.json pointing at <images_path>/images.json (as the seed tool did).
+
+    `publish` does this and build-images-file in the safe order; use these two for step-by-step
+    pipelines.
+    """
+    tree, state = _checked_tree(settings, source)
+    index = build_index(tree, state.catalog, plain_catalog_key(tree))
+    if stdout:
+        click.echo(dump_json(index))
+        return
+    target = settings.store()
+    target.write(INDEX_KEY, to_bytes(index), cache_control=NO_CACHE)
+    click.echo(f"wrote {target.describe(INDEX_KEY)}", err=True)
+
+
+@cli.command("validate")
+@click.option("-s", "--source-dir", "source", help="Store holding the products' ssb.json (default: --target-dir).")
+@click.pass_obj
+def validate_cmd(settings: Settings, source: str | None) -> None:
+    """Check tree.yml, every ssb.json, every file they name and the catalog; list every problem.
+
+    Exits 1 if there is any problem. Nothing is written.
+    """
+    tree, state = _checked_tree(settings, source)
+    versions = sum(len(p["versions"]) for p in state.catalog["products"].values())
+    click.echo(f"OK: {len(state.catalog['products'])} products, {versions} versions, "
+               f"{len(tree.products)} in tree.yml")
+
+
+@cli.command("publish")
+@click.option("--refresh-manifests", is_flag=True,
+              help="First bring every product's ssb.json up to date from its folders "
+                   "(for builders that upload with other tools).")
+@click.option("--rehash", is_flag=True, help="With --refresh-manifests: hash every version again.")
+@click.pass_obj
+def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool) -> None:
+    """Publish the tree: validate everything, write the catalog, flip index.json last.
+
+    Reads every product's ssb.json, checks it against its schema and the files in the store,
+    refuses (writing nothing) if anything is wrong, then writes the catalog under a new
+    content-addressed key, streams/v1/images.json as a plain copy, and streams/v1/index.json
+    last with a conditional write, so readers never see a half-written tree.
+    """
+    result = publish(
+        settings.tree,
+        settings.store(),
+        apikey=settings.apikey,
+        storage=settings.storage,
+        refresh_manifests=refresh_manifests,
+        rehash=rehash,
+    )
+    state = "published" if result.index_written else "unchanged"
+    click.echo(f"{state}: {len(result.products)} products, {result.versions} versions, "
+               f"catalog {result.catalog_key}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="ssb-s3")

@@ -1,0 +1,252 @@
+"""tree.yml: read once, validated against the shipped schema, frozen into dataclasses.
+
+Every key of simplestreams-builder's tree.yml keeps its meaning and default (prefix '/',
+images_path 'streams/v1', datatype 'image-downloads', format 'products:1.0', days = number of
+versions kept, 0 or missing meaning 1).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, ProblemsFound
+from .schemas import schema_problems
+
+# Architecture names the LXD 5.0 client knows (shared/osarch), by the canonical name it maps
+# them to. A product with any other arch is silently dropped by the client, so we refuse it.
+ARCH_ALIASES: dict[str, tuple[str, ...]] = {
+    "i686": ("i386", "i586", "386", "x86", "generic_32"),
+    "x86_64": ("amd64", "generic_64"),
+    "armv7l": ("armel", "armhf", "arm", "armhfp", "armv7a_hardfp", "armv7", "armv7a_vfpv3_hardfp"),
+    "aarch64": ("arm64", "arm64_generic"),
+    "ppc": ("powerpc",),
+    "ppc64": ("powerpc64",),
+    "ppc64le": ("ppc64el",),
+    "s390x": (),
+    "mips": (),
+    "mipsle": (),
+    "mips64": (),
+    "mips64le": (),
+    "riscv32": (),
+    "riscv64": (),
+}
+CANONICAL_ARCH: dict[str, str] = {
+    name: canonical
+    for canonical, aliases in ARCH_ALIASES.items()
+    for name in (canonical, *aliases)
+}
+KNOWN_ARCHES = frozenset(CANONICAL_ARCH)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """How to reach S3: None means 'let boto3 decide' (env, profile, AWS_ENDPOINT_URL*)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    addressing_style: str = "auto"
+    checksum_mode: str = "when_supported"
+
+
+@dataclass(frozen=True)
+class ProductConfig:
+    """One product of tree.yml; `directory` is relative to the tree's prefix."""
+
+    name: str
+    arch: str
+    release: str
+    os: str
+    directory: str
+    release_title: str
+    version: str = ""
+    prefix_path: str = ""
+    source: str = ""
+    days: int = 1
+    hidden: bool = False
+    aliases: tuple[str, ...] = ()
+    variant: str = ""
+    requirements: tuple[tuple[str, str], ...] = ()
+    support_eol: str = ""
+    build_script_hook: str = ""
+
+
+@dataclass(frozen=True)
+class TreeConfig:
+    """The whole tree.yml. `prefix` is normalised: '' or 'some/path' (no slashes around)."""
+
+    source_file: str
+    products: tuple[ProductConfig, ...]
+    prefix: str = ""
+    images_path: str = "streams/v1"
+    datatype: str = "image-downloads"
+    format: str = "products:1.0"
+    content_id: str = "images"
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    def product(self, name: str) -> ProductConfig:
+        """Look a product up by name; the error lists the names that exist."""
+        for product in self.products:
+            if product.name == name:
+                return product
+        names = ", ".join(p.name for p in self.products)
+        raise ConfigError(f"{self.source_file}: no product named '{name}' (products: {names})")
+
+    def under_prefix(self, path: str) -> str:
+        """Join a tree-relative path under the configured prefix."""
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def product_dir(self, product: ProductConfig) -> str:
+        return self.under_prefix(product.directory.strip("/"))
+
+    def manifest_key(self, product: ProductConfig) -> str:
+        return f"{self.product_dir(product)}/ssb.json"
+
+    @property
+    def catalog_dir(self) -> str:
+        return self.under_prefix(self.images_path.strip("/"))
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """SafeLoader that keeps dates as strings: `support_eol: 2027-06-30` must stay a string."""
+
+
+_PlainLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+
+
+def _clean_relative(value: str) -> str:
+    return re.sub(r"/+", "/", value).strip("/")
+
+
+def _resolve_source(source: str, source_file: str) -> str:
+    """A relative local `source` folder is relative to tree.yml, not to the current directory."""
+    source = source.rstrip("/")
+    if not source or source.startswith("s3://") or Path(source).is_absolute():
+        return source
+    return str(Path(source_file).parent / source)
+
+
+def parse_config(data: Any, source_file: str) -> TreeConfig:
+    """Build a TreeConfig from already-parsed YAML; every problem is reported at once."""
+    if data is None:
+        raise ConfigError(f"{source_file}: the file is empty, expected a mapping with 'products'")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source_file}: expected a mapping at the top level")
+    problems = schema_problems(data, "tree", source_file)
+    if problems:
+        raise ProblemsFound(f"{source_file} is not a valid tree.yml", problems)
+
+    products: list[ProductConfig] = []
+    seen_names: dict[str, int] = {}
+    seen_dirs: dict[str, int] = {}
+    for idx, raw in enumerate(data["products"]):
+        where = f"{source_file}: products[{idx}]"
+        if raw["arch"] not in KNOWN_ARCHES:
+            problems.append(
+                f"{where}.arch: '{raw['arch']}' is not an architecture LXD knows "
+                f"(use one of amd64, x86_64, arm64, aarch64, armhf, i386, ppc64el, s390x, riscv64)"
+            )
+        directory = _clean_relative(raw["directory"])
+        if raw["name"] in seen_names:
+            problems.append(f"{where}.name: '{raw['name']}' is already used by products[{seen_names[raw['name']]}]")
+        seen_names.setdefault(raw["name"], idx)
+        if directory in seen_dirs:
+            problems.append(f"{where}.directory: '{directory}' is already used by products[{seen_dirs[directory]}]")
+        seen_dirs.setdefault(directory, idx)
+        if raw.get("source") and raw.get("prefix_path"):
+            problems.append(f"{where}: set either 'source' or 'prefix_path', not both")
+        products.append(
+            ProductConfig(
+                name=raw["name"],
+                arch=raw["arch"],
+                release=raw["release"],
+                os=raw["os"],
+                directory=directory,
+                release_title=raw.get("release_title") or raw["release"],
+                version=raw.get("version", ""),
+                prefix_path=raw.get("prefix_path", "").rstrip("/"),
+                source=_resolve_source(raw.get("source", ""), source_file),
+                days=max(1, raw.get("days", 1)),
+                hidden=raw.get("hidden", False),
+                aliases=tuple(raw.get("aliases", ())),
+                variant=raw.get("variant", ""),
+                requirements=tuple(sorted(raw.get("requirements", {}).items())),
+                support_eol=raw.get("support_eol", ""),
+                build_script_hook=raw.get("build_script_hook", ""),
+            )
+        )
+    if problems:
+        raise ProblemsFound(f"{source_file} is not a valid tree.yml", problems)
+
+    storage_raw = data.get("storage", {})
+    return TreeConfig(
+        source_file=source_file,
+        products=tuple(products),
+        prefix=_clean_relative(data.get("prefix", "/")),
+        images_path=_clean_relative(data.get("images_path", "streams/v1")),
+        datatype=data.get("datatype", "image-downloads"),
+        format=data.get("format", "products:1.0"),
+        content_id=data.get("content_id", "images"),
+        storage=StorageConfig(
+            endpoint_url=storage_raw.get("endpoint_url"),
+            region=storage_raw.get("region"),
+            profile=storage_raw.get("profile"),
+            addressing_style=storage_raw.get("addressing_style", "auto"),
+            checksum_mode=storage_raw.get("checksum_mode", "when_supported"),
+        ),
+    )
+
+
+def load_config(path: str | Path) -> TreeConfig:
+    """Read and validate tree.yml; raises ConfigError/ProblemsFound naming the file and field."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found (set -c/--config or SSB_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_PlainLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from None
+    return parse_config(data, source)
+
+
+def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
+    """The effective configuration, defaults filled in, in tree.yml's own shape (for `print`)."""
+    products = []
+    for p in tree.products:
+        entry: dict[str, Any] = {
+            "name": p.name, "arch": p.arch, "release": p.release,
+            "release_title": p.release_title, "os": p.os, "directory": p.directory,
+            "days": p.days, "hidden": p.hidden, "aliases": list(p.aliases),
+        }  # fmt: skip
+        for key in ("version", "prefix_path", "source", "variant", "support_eol", "build_script_hook"):
+            if getattr(p, key):
+                entry[key] = getattr(p, key)
+        if p.requirements:
+            entry["requirements"] = dict(p.requirements)
+        products.append(entry)
+    storage = {k: v for k, v in vars(tree.storage).items() if v is not None}
+    return {
+        "prefix": "/" + tree.prefix,
+        "images_path": tree.images_path,
+        "datatype": tree.datatype,
+        "format": tree.format,
+        "content_id": tree.content_id,
+        "storage": storage,
+        "products": products,
+    }

@@ -1,0 +1,41 @@
+"""One root exception: the CLI turns any SSBError into a one-line message and exit code 1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class SSBError(Exception):
+    """Base of every error the user can act on; its text names the file, the field and the fix."""
+
+
+class ConfigError(SSBError):
+    """tree.yml is missing, unreadable or does not match the schema."""
+
+
+class ManifestError(SSBError):
+    """A product's ssb.json cannot be read, parsed or fetched."""
+
+
+class StoreError(SSBError):
+    """The local folder or the S3 bucket refused or failed an operation."""
+
+
+class NotFound(StoreError):
+    """The key does not exist in the store."""
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write lost: someone else changed (or created) the key first."""
+
+
+class ProblemsFound(SSBError):
+    """Several independent problems, all listed so that one run shows everything to fix."""
+
+    def __init__(self, what: str, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        self.what = what
+        super().__init__(f"{what}: {len(self.problems)} problem(s)")
+
+    def lines(self) -> list[str]:
+        return [str(self), *(f"  - {p}" for p in self.problems)]

@@ -1,0 +1,288 @@
+"""ssb.json: a product's versions manifest, built by scanning its folder in the store.
+
+Layout: <prefix>/<directory>/<VERSION>/<file>, VERSION starting with YYYYMMDD. Folders starting
+with '.' are uploads in progress. A version is complete once it holds a metadata file and a
+root file (or a unified tarball); incomplete ones are left out with a warning, so a half-uploaded
+version is never published. Each file is streamed once: its sha256 and the combined
+sha256(meta ‖ root) of every meta file are fed from the same chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .config import ProductConfig, TreeConfig
+from .errors import ManifestError, NotFound, PreconditionFailed, StoreError
+from .schemas import schema_problems
+from .store import CHUNK_SIZE, ObjectInfo, Store
+
+log = logging.getLogger(__name__)
+
+VERSION_NAME = re.compile(r"^[0-9]{8}[0-9A-Za-z_:.+-]*$")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file name distrobuilder produces and how the catalog describes it."""
+
+    filename: str
+    item_key: str
+    ftype: str
+    role: str  # "meta" (LXD/Incus metadata), "lxc-meta", "root", "unified"
+    combined_fields: tuple[str, ...] = ()
+
+
+ARTIFACTS: dict[str, Artifact] = {
+    a.filename: a
+    for a in (
+        Artifact("lxd.tar.xz", "lxd.tar.xz", "lxd.tar.xz", "meta"),
+        Artifact("incus.tar.xz", "incus.tar.xz", "incus.tar.xz", "meta"),
+        Artifact("meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "lxc-meta"),
+        Artifact("rootfs.squashfs", "root.squashfs", "squashfs", "root", ("combined_squashfs_sha256",)),
+        Artifact(
+            "rootfs.tar.xz", "root.tar.xz", "root.tar.xz", "root",
+            ("combined_rootxz_sha256", "combined_sha256"),
+        ),
+        Artifact("disk.qcow2", "disk.qcow2", "disk-kvm.img", "root", ("combined_disk-kvm-img_sha256",)),
+        Artifact("lxd_combined.tar.gz", "lxd_combined.tar.gz", "lxd_combined.tar.gz", "unified"),
+        Artifact("incus_combined.tar.gz", "incus_combined.tar.gz", "incus_combined.tar.gz", "unified"),
+    )
+}  # fmt: skip
+
+
+def version_name_problem(name: str) -> str | None:
+    """Why a version name would be dropped by LXD (it parses the first 8 chars as YYYYMMDD)."""
+    if not VERSION_NAME.match(name):
+        return "does not start with a YYYYMMDD date (e.g. 20260101_12:00 or 20260101_1200)"
+    try:
+        datetime.strptime(name[:8], "%Y%m%d")
+    except ValueError:
+        return f"'{name[:8]}' is not a real calendar date"
+    return None
+
+
+def is_complete(filenames: Iterable[str]) -> bool:
+    """A version is publishable with metadata + a root, or a unified tarball, or the LXC pair."""
+    roles = {ARTIFACTS[f].role for f in filenames if f in ARTIFACTS}
+    names = set(filenames)
+    return (
+        "unified" in roles
+        or ("meta" in roles and "root" in roles)
+        or ("lxc-meta" in roles and "rootfs.tar.xz" in names)
+    )
+
+
+def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]) -> dict[str, Any]:
+    """Stream every file of one version once; return its simplestreams items."""
+    items: dict[str, dict[str, Any]] = {}
+    metas = sorted(f for f in files if ARTIFACTS[f].role in ("meta", "lxc-meta", "unified"))
+    roots = sorted(f for f in files if ARTIFACTS[f].role == "root")
+    meta_hashers: dict[str, Any] = {}
+    for name in metas:
+        art = ARTIFACTS[name]
+        hasher = hashlib.sha256()
+        size = 0
+        for chunk in store.iter_chunks(f"{version_dir}/{name}", CHUNK_SIZE):
+            hasher.update(chunk)
+            size += len(chunk)
+        items[art.item_key] = {
+            "ftype": art.ftype,
+            "path": f"{version_dir}/{name}",
+            "size": size,
+            "sha256": hasher.hexdigest(),
+        }
+        if art.role == "meta":
+            meta_hashers[art.item_key] = hasher
+    for name in roots:
+        art = ARTIFACTS[name]
+        own = hashlib.sha256()
+        combined = {key: h.copy() for key, h in meta_hashers.items()}
+        size = 0
+        for chunk in store.iter_chunks(f"{version_dir}/{name}", CHUNK_SIZE):
+            own.update(chunk)
+            for h in combined.values():
+                h.update(chunk)
+            size += len(chunk)
+        items[art.item_key] = {
+            "ftype": art.ftype,
+            "path": f"{version_dir}/{name}",
+            "size": size,
+            "sha256": own.hexdigest(),
+        }
+        for meta_key, h in combined.items():
+            digest = h.hexdigest()
+            for fieldname in art.combined_fields:
+                items[meta_key][fieldname] = digest
+    for name, info in files.items():
+        item = items[ARTIFACTS[name].item_key]
+        if item["size"] != info.size:
+            raise StoreError(
+                f"{store.describe(f'{version_dir}/{name}')}: size changed while hashing "
+                f"({info.size} listed, {item['size']} read); is an upload still running?"
+            )
+    return items
+
+
+@dataclass
+class ManifestReport:
+    """What build-versions-manifest did, for logs and for tests."""
+
+    product: str
+    hashed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    changed: bool = False
+
+
+def _reusable(existing: Mapping[str, Any] | None, version_dir: str, files: Mapping[str, ObjectInfo]) -> bool:
+    if not existing:
+        return False
+    items = existing.get("items", {})
+    recorded = {str(i.get("path", "")): i.get("size") for i in items.values()}
+    wanted = {f"{version_dir}/{name}": info.size for name, info in files.items()}
+    return recorded == wanted and all(
+        ARTIFACTS[name].item_key in items for name in files
+    )
+
+
+def scan_versions(
+    store: Store, product_dir: str
+) -> tuple[dict[str, dict[str, ObjectInfo]], dict[str, str]]:
+    """Group the product folder's objects by version; return (complete versions, skipped+why)."""
+    versions: dict[str, dict[str, ObjectInfo]] = {}
+    skipped: dict[str, str] = {}
+    base = f"{product_dir}/"
+    for obj in store.list(base):
+        parts = obj.key[len(base) :].split("/")
+        if len(parts) != 2:
+            continue  # ssb.json itself, or deeper files that are not artifacts
+        version, filename = parts
+        if version.startswith("."):
+            continue  # upload in progress (.VERSION), published only once renamed
+        problem = version_name_problem(version)
+        if problem:
+            skipped[version] = f"folder name {problem}"
+            continue
+        if filename in ARTIFACTS:
+            versions.setdefault(version, {})[filename] = obj
+        else:
+            versions.setdefault(version, {})
+    complete = {}
+    for version, files in versions.items():
+        if is_complete(files):
+            complete[version] = files
+        else:
+            have = ", ".join(sorted(files)) or "no known image files"
+            skipped[version] = f"incomplete (has {have}; needs a metadata file and a root file)"
+    return complete, skipped
+
+
+def build_manifest(
+    store: Store,
+    tree: TreeConfig,
+    product: ProductConfig,
+    existing: Mapping[str, Any] | None = None,
+    *,
+    rehash: bool = False,
+) -> tuple[dict[str, Any], ManifestReport]:
+    """The product's new ssb.json content, re-hashing only new or changed versions."""
+    report = ManifestReport(product.name)
+    product_dir = tree.product_dir(product)
+    complete, report.skipped = scan_versions(store, product_dir)
+    for version, why in sorted(report.skipped.items()):
+        log.warning("%s: version %s left out: %s", product.name, version, why)
+    old_versions: Mapping[str, Any] = (existing or {}).get("versions", {})
+    versions: dict[str, Any] = {}
+    for version in sorted(complete):
+        files = complete[version]
+        version_dir = f"{product_dir}/{version}"
+        if not rehash and _reusable(old_versions.get(version), version_dir, files):
+            versions[version] = old_versions[version]
+            report.reused.append(version)
+            continue
+        log.info("%s: hashing version %s (%d files)", product.name, version, len(files))
+        versions[version] = {"items": hash_version(store, version_dir, files)}
+        report.hashed.append(version)
+    report.removed = sorted(set(old_versions) - set(versions))
+    for version in report.removed:
+        log.info("%s: version %s is no longer in %s, dropped from ssb.json", product.name, version,
+                 store.describe(product_dir))
+    manifest: dict[str, Any] = {"name": product.name, "versions": versions}
+    for key in ("expiry", "support_eol"):
+        if existing and key in existing:
+            manifest[key] = existing[key]
+    report.changed = manifest != existing
+    return manifest, report
+
+
+def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """Canonical serialisation: same manifest, same bytes (so unchanged means no write)."""
+    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def parse_manifest(data: bytes, source: str, product: ProductConfig) -> dict[str, Any]:
+    """Decode and validate one ssb.json against the schema and against its product."""
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{source}: not valid JSON: {exc}") from None
+    problems = schema_problems(manifest, "ssb", source)
+    if problems:
+        raise ManifestError("; ".join(problems))
+    if manifest["name"] != product.name:
+        raise ManifestError(
+            f"{source}: name: '{manifest['name']}' does not match product '{product.name}' of tree.yml"
+        )
+    return dict(manifest)
+
+
+def read_manifest(store: Store, tree: TreeConfig, product: ProductConfig) -> tuple[dict[str, Any] | None, str]:
+    """The product's current ssb.json (validated) and its etag; (None, '') if there is none."""
+    key = tree.manifest_key(product)
+    try:
+        data, etag = store.read_with_etag(key)
+    except NotFound:
+        return None, ""
+    return parse_manifest(data, store.describe(key), product), etag
+
+
+def refresh_manifest(
+    store: Store,
+    tree: TreeConfig,
+    product: ProductConfig,
+    *,
+    rehash: bool = False,
+    attempts: int = 5,
+) -> ManifestReport:
+    """Bring <directory>/ssb.json up to date with a conditional write (no lost concurrent update)."""
+    key = tree.manifest_key(product)
+    for _ in range(attempts):
+        existing, etag = read_manifest(store, tree, product)
+        manifest, report = build_manifest(store, tree, product, existing, rehash=rehash)
+        if not report.changed or (existing is None and not manifest["versions"]):
+            return report  # nothing new, or nothing at all: no empty ssb.json is created
+        try:
+            store.write(
+                key,
+                manifest_bytes(manifest),
+                cache_control="no-cache",
+                if_match=etag or None,
+                if_none_match=not etag,
+            )
+        except PreconditionFailed:
+            log.info("%s: ssb.json changed while it was rebuilt, starting again", product.name)
+            continue
+        log.info(
+            "%s: ssb.json written (%d hashed, %d reused, %d removed)",
+            product.name, len(report.hashed), len(report.reused), len(report.removed),
+        )
+        return report
+    raise ManifestError(f"{store.describe(key)}: changed by someone else {attempts} times in a row, giving up")

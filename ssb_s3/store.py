@@ -1,0 +1,429 @@
+"""One storage interface, two backends: a local folder and an S3 bucket (with an optional prefix).
+
+Keys are always '/'-separated and relative to the store's root, which is the simplestreams base
+URL that clients are given. Writes never expose a partial object: the local backend writes a
+temporary file and renames it; S3 PUTs are atomic by nature. Conditional writes (if_match /
+if_none_match) are what makes the index flip safe when two publishers race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import io
+import logging
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from .config import StorageConfig
+from .errors import NotFound, PreconditionFailed, StoreError
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 8 * 1024 * 1024
+TEMP_MARK = ".ssb-tmp-"
+LOCK_NAME = ".ssb-s3.write-lock"
+JSON_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing tells about one object."""
+
+    key: str
+    size: int
+    etag: str = ""
+
+
+class Store(ABC):
+    """The operations publish, manifests and verify need; nothing backend-specific leaks out."""
+
+    url: str
+
+    def describe(self, key: str) -> str:
+        """A location users recognise in messages (`s3://bucket/prefix/key`, a file path)."""
+        return f"{self.url.rstrip('/')}/{key}"
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix`, in key order."""
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo | None:
+        """Size and etag of one object, or None if it does not exist."""
+
+    @abstractmethod
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        """Whole content and its etag (for a later conditional write); raises NotFound."""
+
+    def read(self, key: str) -> bytes:
+        return self.read_with_etag(key)[0]
+
+    @abstractmethod
+    def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """Stream an object in chunks, constant memory whatever its size; raises NotFound."""
+
+    @abstractmethod
+    def write(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = JSON_TYPE,
+        cache_control: str = "no-cache",
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Store `data` at `key` in one atomic step and return the new etag.
+
+        if_match: only replace the object whose etag is this one; if_none_match: only create.
+        Either raises PreconditionFailed when the condition does not hold.
+        """
+
+    @abstractmethod
+    def upload(self, key: str, fileobj: BinaryIO, *, content_type: str, cache_control: str) -> None:
+        """Store a large object from a file object, streaming (multipart on S3)."""
+
+    def open_reader(self, key: str) -> BinaryIO:
+        """A read-only file object over `iter_chunks`, for streaming copies between stores."""
+        return cast(BinaryIO, io.BufferedReader(_ChunkReader(self.iter_chunks(key)), CHUNK_SIZE))
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; a missing one is not an error."""
+
+
+class _ChunkReader(io.RawIOBase):
+    """Adapts an iterator of byte chunks to a raw file object."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+class LocalStore(Store):
+    """A folder on disk, e.g. served by any static HTTPS server."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        parts = [p for p in key.split("/") if p]
+        if not parts or any(p in (".", "..") for p in parts):
+            raise StoreError(f"refusing key '{key}': not a plain relative path")
+        return self.root.joinpath(*parts)
+
+    def describe(self, key: str) -> str:
+        return str(self._path(key))
+
+    @staticmethod
+    def _etag(st: os.stat_result) -> str:
+        return f"{st.st_mtime_ns:x}-{st.st_size:x}"
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            return
+        found: list[ObjectInfo] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            for name in filenames:
+                if TEMP_MARK in name or name == LOCK_NAME:
+                    continue
+                key = rel_dir + name
+                if not key.startswith(prefix):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.stat(os.path.join(dirpath, name))
+                    found.append(ObjectInfo(key, st.st_size, self._etag(st)))
+        yield from sorted(found, key=lambda o: o.key)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            st = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(key, st.st_size, self._etag(st))
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        path = self._path(key)
+        try:
+            with path.open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                return fh.read(), self._etag(st)
+        except FileNotFoundError:
+            raise NotFound(f"{path}: not found") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read: {exc.strerror}") from None
+
+    def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"{path}: not found") from None
+        with fh:
+            while chunk := fh.read(chunk_size):
+                yield chunk
+
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """Serialise conditional writes between processes sharing this folder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_NAME, "a") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def write(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = JSON_TYPE,
+        cache_control: str = "no-cache",
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, 0o644)
+                with self._write_lock():
+                    current = self.head(key)
+                    if if_none_match and current is not None:
+                        raise PreconditionFailed(f"{path}: already exists")
+                    if if_match is not None and (current is None or current.etag != if_match):
+                        raise PreconditionFailed(f"{path}: changed since it was read")
+                    os.replace(tmp, path)
+                    tmp = ""
+                    return self._etag(path.stat())
+            finally:
+                if tmp:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+        except OSError as exc:
+            hint = " (disk full)" if exc.errno == errno.ENOSPC else ""
+            raise StoreError(f"{path}: cannot write: {exc.strerror}{hint}") from None
+
+    def upload(self, key: str, fileobj: BinaryIO, *, content_type: str, cache_control: str) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(fileobj, out, CHUNK_SIZE)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+                tmp = ""
+            finally:
+                if tmp:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot write: {exc.strerror}") from None
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+
+def _client_error_code(exc: Exception) -> str:
+    response: dict[str, Any] = getattr(exc, "response", {}) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code or str(status or "")
+
+
+class S3Store(Store):
+    """An S3 bucket, optionally under a key prefix (`s3://bucket/some/prefix`)."""
+
+    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _fail(self, action: str, key: str, exc: Exception) -> StoreError:
+        if not hasattr(exc, "response"):
+            # botocore's own errors (no credentials, endpoint unreachable) carry no secrets.
+            return StoreError(f"{self.describe(key)}: {action} failed: {exc}")
+        code = _client_error_code(exc)
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return NotFound(f"{self.describe(key)}: not found")
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            return PreconditionFailed(f"{self.describe(key)}: changed by someone else ({code})")
+        if code == "NoSuchBucket":
+            return StoreError(f"{self.url}: bucket '{self.bucket}' does not exist")
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return StoreError(f"{self.describe(key)}: {action} refused ({code}): check the credentials")
+        detail = code or type(exc).__name__
+        return StoreError(f"{self.describe(key)}: {action} failed: {detail}")
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        root = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+                for obj in page.get("Contents", ()):
+                    yield ObjectInfo(obj["Key"][len(root) :], int(obj["Size"]), obj.get("ETag", ""))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("listing", prefix, exc) from None
+
+    def head(self, key: str) -> ObjectInfo | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError) as exc:
+            err = self._fail("head", key, exc)
+            if isinstance(err, NotFound):
+                return None
+            raise err from None
+        return ObjectInfo(key, int(resp["ContentLength"]), resp.get("ETag", ""))
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return resp["Body"].read(), resp.get("ETag", "")
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("read", key, exc) from None
+
+    def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            yield from body.iter_chunks(chunk_size)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("read", key, exc) from None
+
+    def write(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = JSON_TYPE,
+        cache_control: str = "no-cache",
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        extra: dict[str, str] = {}
+        if if_match is not None:
+            extra["IfMatch"] = if_match
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
+        try:
+            resp = self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType=content_type,
+                CacheControl=cache_control,
+                **extra,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            err = self._fail("write", key, exc)
+            if if_match is not None and isinstance(err, NotFound):
+                # AWS answers 404 for IfMatch on a missing key; SeaweedFS 412. Same meaning.
+                err = PreconditionFailed(f"{self.describe(key)}: disappeared since it was read")
+            raise err from None
+        return str(resp.get("ETag", ""))
+
+    def upload(self, key: str, fileobj: BinaryIO, *, content_type: str, cache_control: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.upload_fileobj(
+                fileobj, self.bucket, self._key(key),
+                ExtraArgs={"ContentType": content_type, "CacheControl": cache_control},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("upload", key, exc) from None
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError) as exc:
+            err = self._fail("delete", key, exc)
+            if not isinstance(err, NotFound):
+                raise err from None
+
+
+def make_s3_client(storage: StorageConfig) -> Any:
+    """A boto3 S3 client honouring tree.yml's storage section and boto3's own env/profile chain."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    config = Config(
+        s3={"addressing_style": storage.addressing_style},
+        request_checksum_calculation=storage.checksum_mode,
+        response_checksum_validation=storage.checksum_mode,
+        retries={"mode": "standard", "max_attempts": 8},
+        connect_timeout=10,
+        read_timeout=120,
+    )
+    try:
+        session = boto3.session.Session(profile_name=storage.profile, region_name=storage.region)
+        return session.client("s3", endpoint_url=storage.endpoint_url, config=config)
+    except BotoCoreError as exc:
+        raise StoreError(f"cannot set up the S3 client: {exc}") from None
+
+
+def open_store(url: str, storage: StorageConfig | None = None) -> Store:
+    """`s3://bucket[/prefix]` gives an S3Store, anything else a LocalStore on that folder."""
+    if url.startswith("s3://"):
+        rest = url[len("s3://") :]
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise StoreError(f"'{url}': expected s3://BUCKET[/PREFIX]")
+        return S3Store(bucket, prefix, make_s3_client(storage or StorageConfig()))
+    if "://" in url:
+        raise StoreError(f"'{url}': expected a local folder or s3://BUCKET[/PREFIX]")
+    return LocalStore(url)
