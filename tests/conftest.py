@@ -1,0 +1,66 @@
+"""Pytest fixtures for real-parts tests: thin wrappers over tests/realparts.py.
+
+Session-scoped servers keep the suite fast (SeaweedFS and LXD start once); every test gets its
+own bucket so tests stay independent.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from realparts import (
+    LxdDaemon,
+    S3Server,
+    TlsFiles,
+    make_test_ca,
+    need,
+    run_lxd_daemon,
+    run_seaweedfs,
+)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A test CA and a server cert for 127.0.0.1/localhost."""
+    need("openssl")
+    return make_test_ca(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[S3Server]:
+    """One SeaweedFS (`weed mini`) per session, http + https, SigV4 checked."""
+    need("weed")
+    with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), tls_files) as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, uniquely named, publicly readable bucket for this test."""
+    stem = "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())
+    name = f"t-{stem[:40].strip('-')}-{secrets.token_hex(4)}"
+    s3_server.create_bucket(name, public_read=True)
+    yield name
+
+
+@pytest.fixture(scope="session")
+def lxd_daemon(
+    tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles
+) -> Iterator[LxdDaemon]:
+    """A private LXD daemon, started only when a test asks for it."""
+    need("lxd")
+    need("lxc")
+    # Not under pytest's basetemp: pytest resets /tmp/pytest-of-<user> to 0700 at every
+    # session start, and unprivileged containers (uid 100000+) must traverse the path.
+    workdir = Path(tempfile.mkdtemp(prefix="ssb-lxd-", dir="/tmp"))
+    workdir.chmod(0o755)
+    try:
+        with run_lxd_daemon(workdir, tls_files.ca_cert) as daemon:
+            yield daemon
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
