@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from .config import CANONICAL_ARCH, ProductConfig, TreeConfig
-from .manifest import version_name_problem
+from .manifest import version_name_problem, version_time
 from .schemas import schema_problems
 
 INDEX_KEY = "streams/v1/index.json"
@@ -35,15 +35,6 @@ MIRRORS = (
     ("lxd_combined.tar.gz", "incus_combined.tar.gz"),
     ("incus_combined.tar.gz", "lxd_combined.tar.gz"),
 )
-
-
-def _version_time(name: str) -> datetime:
-    for fmt, length in (("%Y%m%d_%H:%M", 14), ("%Y%m%d_%H%M", 13), ("%Y%m%d", 8)):
-        try:
-            return datetime.strptime(name[:length], fmt).replace(tzinfo=timezone.utc)
-        except ValueError:
-            continue
-    return datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def rfc2822(moment: datetime) -> str:
@@ -72,8 +63,14 @@ def _mirrored_items(items: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def catalog_product(product: ProductConfig, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """One product entry with the field names and types both clients parse."""
+def catalog_product(
+    product: ProductConfig, manifest: Mapping[str, Any], versions: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """One product entry with the field names and types both clients parse.
+
+    `versions` restricts the entry to the versions retention keeps (default: all).
+    """
+    wanted = set(manifest.get("versions", {}) if versions is None else versions)
     entry: dict[str, Any] = {
         "aliases": ",".join(product.aliases),
         "arch": product.arch,
@@ -84,6 +81,7 @@ def catalog_product(product: ProductConfig, manifest: Mapping[str, Any]) -> dict
             name: {**{k: v for k, v in version.items() if k != "items"},
                    "items": _mirrored_items(version["items"])}
             for name, version in sorted(manifest.get("versions", {}).items())
+            if name in wanted
         },
     }  # fmt: skip
     if product.variant:
@@ -100,16 +98,13 @@ def catalog_product(product: ProductConfig, manifest: Mapping[str, Any]) -> dict
     return entry
 
 
-def build_catalog(tree: TreeConfig, manifests: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The products:1.0 catalog for every visible product that has a manifest with versions."""
-    products: dict[str, Any] = {}
-    newest = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    for product in tree.products:
-        manifest = manifests.get(product.name)
-        if product.hidden or not manifest or not manifest.get("versions"):
-            continue
-        products[product.name] = catalog_product(product, manifest)
-        newest = max([newest, *(_version_time(v) for v in manifest["versions"])])
+def assemble_catalog(tree: TreeConfig, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The products:1.0 document around product entries (those without versions are left out)."""
+    products = {name: dict(entry) for name, entry in sorted(entries.items()) if entry.get("versions")}
+    newest = max(
+        (version_time(v) for entry in products.values() for v in entry["versions"]),
+        default=datetime(1970, 1, 1, tzinfo=timezone.utc),
+    )
     return {
         "content_id": tree.content_id,
         "datatype": tree.datatype,
@@ -117,6 +112,15 @@ def build_catalog(tree: TreeConfig, manifests: Mapping[str, Mapping[str, Any]]) 
         "products": products,
         "updated": rfc2822(newest),
     }
+
+
+def build_catalog(tree: TreeConfig, manifests: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The catalog for every visible product that has a manifest (all of its versions)."""
+    return assemble_catalog(tree, {
+        product.name: catalog_product(product, manifests[product.name])
+        for product in tree.products
+        if not product.hidden and product.name in manifests
+    })  # fmt: skip
 
 
 def to_bytes(document: Mapping[str, Any]) -> bytes:
@@ -180,12 +184,27 @@ def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list
 
 def contract_problems(catalog: Mapping[str, Any], source: str = "catalog") -> list[str]:
     """Everything in `catalog` that a client would silently drop, choke on, or refuse on download."""
-    problems = schema_problems(catalog, "products", source)
-    if problems:
-        return problems  # wrong JSON types: one of them breaks the whole remote for every client
-    products: Mapping[str, Any] = catalog["products"]
+    return [p for problems in contract_problems_by_product(catalog, source).values() for p in problems]
+
+
+def contract_problems_by_product(catalog: Mapping[str, Any], source: str = "catalog") -> dict[str | None, list[str]]:
+    """contract_problems keyed by the product to blame (None: the whole catalog)."""
+    found: dict[str | None, list[str]] = {}
+    products: Mapping[str, Any] = catalog.get("products", {})
+    if not isinstance(products, Mapping):
+        return {None: schema_problems(catalog, "products", source)}
+    for name in sorted(products):
+        typed = schema_problems({**catalog, "products": {name: products[name]}}, "products", source)
+        if typed:
+            found[name] = typed  # wrong JSON types: one of them breaks the whole remote
+    top = schema_problems({**catalog, "products": {}}, "products", source)
+    if top:
+        found[None] = top
+    if found:
+        return found
     if not products:
-        return [f"{source}: no product has a published version: nothing for clients to list"]
+        return {None: [f"{source}: no product has a published version: nothing for clients to list"]}
+    problems: list[str] = []
     alias_owner: dict[tuple[str, str], str] = {}
     fingerprints: dict[str, dict[str, str]] = {"LXD": {}, "Incus": {}}
     for pname in sorted(products):
@@ -239,4 +258,7 @@ def contract_problems(catalog: Mapping[str, Any], source: str = "catalog") -> li
                             f"{vwhere}: fingerprint {fingerprint[:12]} also used by {other} "
                             f"({client} would refuse it: 'More than one match')"
                         )
-    return problems
+    for problem in problems:
+        blamed = re.match(rf"{re.escape(source)}: product (\S+)", problem)
+        found.setdefault(blamed.group(1) if blamed else None, []).append(problem)
+    return found

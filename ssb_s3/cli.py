@@ -6,6 +6,7 @@ import logging
 import sys
 import traceback
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -13,11 +14,14 @@ import yaml
 
 from . import __version__
 from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
-from .config import StorageConfig, TreeConfig, config_as_dict, load_config
+from .config import StorageConfig, TreeConfig, config_as_dict, load_config, parse_duration
 from .errors import ProblemsFound, SSBError
+from .lease import force_unlock
 from .manifest import build_manifest, manifest_bytes, read_manifest, refresh_manifest
-from .publish import NO_CACHE, SHORT, dump_json, publish, read_tree
+from .publish import PublishOptions, PublishReport, assemble, dump_json, publish, purge, read_tree
+from .purge import PurgePlan
 from .store import Store, open_store
+from .verify import verify
 
 log = logging.getLogger("ssb_s3")
 
@@ -44,12 +48,12 @@ class Settings:
     @property
     def storage(self) -> StorageConfig:
         storage = self.tree.storage
-        overrides = {
-            k: v
-            for k, v in (("endpoint_url", self.endpoint_url), ("region", self.region), ("profile", self.profile))
-            if v
-        }
-        return replace(storage, **overrides)
+        return replace(
+            storage,
+            endpoint_url=self.endpoint_url or storage.endpoint_url,
+            region=self.region or storage.region,
+            profile=self.profile or storage.profile,
+        )
 
     def store(self, url: str | None = None) -> Store:
         return open_store(url or self.target, self.storage)
@@ -155,12 +159,53 @@ def build_versions_manifest_cmd(settings: Settings, name: str, source: str | Non
 
 def _checked_tree(settings: Settings, source: str | None) -> tuple[TreeConfig, Any]:
     tree = settings.tree
-    state = read_tree(tree, settings.store(source), apikey=settings.apikey, storage=settings.storage)
+    opts = PublishOptions(apikey=settings.apikey, storage=settings.storage)
+    state = read_tree(tree, settings.store(source), opts)
+    state.catalog, _ = assemble(tree, state, None, opts)
     for warning in state.warnings:
         log.warning("%s", warning)
     if state.problems:
-        raise ProblemsFound("refused, nothing was written", state.problems)
+        raise ProblemsFound("refused, nothing was written", state.all_problems())
     return tree, state
+
+
+def _grace(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grace") from None
+
+
+def _print_purge(plan: PurgePlan, dry_run: bool) -> None:
+    verb = "would delete" if dry_run else "deleted"
+    for item in plan.delete_now:
+        click.echo(f"{verb} {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
+    for item in plan.delete_later:
+        click.echo(f"later {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
+    for item in plan.never_published:
+        click.echo(f"kept {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
+    for key in plan.old_catalogs:
+        click.echo(f"{verb} old catalog {key}")
+
+
+def _print_report(report: PublishReport) -> None:
+    for name, change in report.changes.items():
+        for version in change["added"]:
+            click.echo(f"+ {name} {version}")
+        for version in change["removed"]:
+            click.echo(f"- {name} {version}")
+    _print_purge(report.purge, report.dry_run)
+    if report.dry_run:
+        click.echo(f"dry run: {len(report.products)} products, {report.versions} versions, "
+                   f"{report.bytes_added} bytes added, catalog {report.catalog_key}; nothing written")
+        return
+    state = "published" if report.index_written else "unchanged"
+    click.echo(f"{state}: {len(report.products)} products, {report.versions} versions, "
+               f"catalog {report.catalog_key}")
+    for name in report.kept_previous:
+        click.echo(f"kept the previously published entry of {name}")
 
 
 @cli.command("build-images-file")
@@ -179,7 +224,7 @@ def build_images_file_cmd(settings: Settings, source: str | None, stdout: bool) 
         return
     target = settings.store()
     key = plain_catalog_key(tree)
-    target.write(key, to_bytes(state.catalog), cache_control=SHORT)
+    target.write(key, to_bytes(state.catalog), cache_control=tree.cache_control.images_json)
     click.echo(f"wrote {target.describe(key)}", err=True)
 
 
@@ -199,7 +244,7 @@ def build_index_cmd(settings: Settings, source: str | None, stdout: bool) -> Non
         click.echo(dump_json(index))
         return
     target = settings.store()
-    target.write(INDEX_KEY, to_bytes(index), cache_control=NO_CACHE)
+    target.write(INDEX_KEY, to_bytes(index), cache_control=tree.cache_control.index)
     click.echo(f"wrote {target.describe(INDEX_KEY)}", err=True)
 
 
@@ -217,31 +262,124 @@ def validate_cmd(settings: Settings, source: str | None) -> None:
                f"{len(tree.products)} in tree.yml")
 
 
+LOCK_TIMEOUT = click.option("--lock-timeout", type=float, default=600.0, show_default=True,
+                            help="Seconds to wait for another publisher's lease.")
+GRACE = click.option("--grace", metavar="DURATION",
+                     help="Keep files this long after the last catalog naming them was replaced "
+                          "(e.g. 90m, 6h, 0; default: tree.yml `grace`, else 6h).")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON report.")
+
+
 @cli.command("publish")
 @click.option("--refresh-manifests", is_flag=True,
               help="First bring every product's ssb.json up to date from its folders "
                    "(for builders that upload with other tools).")
 @click.option("--rehash", is_flag=True, help="With --refresh-manifests: hash every version again.")
+@click.option("--dry-run", is_flag=True, help="Print the change (+/- versions, bytes, deletions) and write nothing.")
+@click.option("--keep-going", is_flag=True,
+              help="Publish the valid products; each invalid one keeps its last published entry. Exits 1.")
+@click.option("--force", is_flag=True, help="Allow emptying a product or the whole tree.")
+@click.option("--skip-purge", is_flag=True, help="Do not delete expired files in this run.")
+@GRACE
+@LOCK_TIMEOUT
+@click.option("--cloudfront-distribution", metavar="ID",
+              help="CloudFront distribution whose index.json and images.json are invalidated after a change.")
+@JSON
 @click.pass_obj
-def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool) -> None:
-    """Publish the tree: validate everything, write the catalog, flip index.json last.
+def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_run: bool, keep_going: bool,
+                force: bool, skip_purge: bool, grace: str | None, lock_timeout: float,
+                cloudfront_distribution: str | None, as_json: bool) -> None:
+    """Publish the tree: validate everything, write the catalog, flip index.json last, purge.
 
-    Reads every product's ssb.json, checks it against its schema and the files in the store,
-    refuses (writing nothing) if anything is wrong, then writes the catalog under a new
-    content-addressed key, streams/v1/images.json as a plain copy, and streams/v1/index.json
-    last with a conditional write, so readers never see a half-written tree.
+    Reads every product's ssb.json, keeps the newest `days` versions (and those younger than
+    `max_age`), checks them against their schema and the files in the store, and refuses
+    (writing nothing) if anything is wrong. Then writes the catalog under a new
+    content-addressed key and streams/v1/index.json last with a conditional write, under a
+    lease that serialises publishers. Files of expired versions are deleted once no catalog
+    current within the grace period names them.
     """
-    result = publish(
-        settings.tree,
-        settings.store(),
-        apikey=settings.apikey,
-        storage=settings.storage,
-        refresh_manifests=refresh_manifests,
-        rehash=rehash,
-    )
-    state = "published" if result.index_written else "unchanged"
-    click.echo(f"{state}: {len(result.products)} products, {result.versions} versions, "
-               f"catalog {result.catalog_key}")
+    report = publish(settings.tree, settings.store(), PublishOptions(
+        apikey=settings.apikey, storage=settings.storage, refresh_manifests=refresh_manifests, rehash=rehash,
+        dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
+        lock_timeout=lock_timeout, cloudfront_distribution=cloudfront_distribution,
+    ))  # fmt: skip
+    if as_json:
+        click.echo(dump_json(report.as_dict()))
+    else:
+        _print_report(report)
+    if report.problems:
+        _fail(["error: some products were not updated:", *(f"  - {p}" for p in report.problems)])
+
+
+@cli.command("purge")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted and why; delete nothing.")
+@click.option("--include-unpublished", is_flag=True,
+              help="Also delete expired versions that no catalog of ssb-s3 ever named (e.g. after a migration).")
+@GRACE
+@LOCK_TIMEOUT
+@JSON
+@click.pass_obj
+def purge_cmd(settings: Settings, dry_run: bool, include_unpublished: bool, grace: str | None,
+              lock_timeout: float, as_json: bool) -> None:
+    """Delete files of expired versions that no catalog current within the grace period names.
+
+    Only version folders of products in tree.yml (and old catalogs this tool wrote) are ever
+    deleted; what the served catalog names is never touched.
+    """
+    plan = purge(settings.tree, settings.store(), PublishOptions(
+        apikey=settings.apikey, storage=settings.storage, dry_run=dry_run, grace=_grace(grace),
+        lock_timeout=lock_timeout, include_unpublished=include_unpublished))  # fmt: skip
+    if as_json:
+        click.echo(dump_json(plan.as_dict()))
+    else:
+        _print_purge(plan, dry_run)
+        if not (plan.delete_now or plan.delete_later or plan.never_published or plan.old_catalogs):
+            click.echo("nothing to purge")
+
+
+@cli.command("force-unlock")
+@click.pass_obj
+def force_unlock_cmd(settings: Settings) -> None:
+    """Remove the publish lease of the tree, e.g. after a publisher host died.
+
+    Only do this when you know the holder is gone: two publishers at once are still safe
+    (index.json is flipped conditionally) but waste work.
+    """
+    holder = force_unlock(settings.store())
+    click.echo("no lease was held" if holder is None else f"removed the lease held for {holder.describe()}")
+
+
+@cli.command("verify")
+@click.option("--base-url", metavar="URL", help="Read the tree over http(s) from this URL, as a client "
+              "does (default: --target-dir).")
+@click.option("--hashes", is_flag=True, help="Also stream every file and check sha256 and the fingerprints.")
+@JSON
+@click.pass_context
+def verify_cmd(ctx: click.Context, base_url: str | None, hashes: bool, as_json: bool) -> None:
+    """Read the tree as a client does: index → catalog → every file, with its declared size.
+
+    Exits 1 and lists every problem if anything a client would fetch is missing or wrong.
+    Needs no tree.yml when --base-url is given.
+    """
+    settings: Settings = ctx.obj
+    if base_url:
+        store = open_store(base_url)
+    else:
+        storage = settings.storage if _config_exists(settings) else StorageConfig(
+            endpoint_url=settings.endpoint_url, region=settings.region, profile=settings.profile)
+        store = open_store(settings.target, storage)
+    report = verify(store, hashes=hashes)
+    if as_json:
+        click.echo(dump_json(vars(report)))
+    if report.problems:
+        _fail([f"error: {store.url}: {len(report.problems)} problem(s)", *(f"  - {p}" for p in report.problems)])
+    if not as_json:
+        click.echo(f"OK: {len(report.catalogs)} catalog, {report.products} products, {report.versions} versions, "
+                   f"{report.files} files ({report.bytes} bytes)" + (", hashes verified" if hashes else ""))
+
+
+def _config_exists(settings: Settings) -> bool:
+    return Path(settings.config_path).exists()
 
 
 def main() -> None:

@@ -44,6 +44,18 @@ CANONICAL_ARCH: dict[str, str] = {
 KNOWN_ARCHES = frozenset(CANONICAL_ARCH)
 
 
+_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNIT_SECONDS = (7 * 86400, 86400, 3600, 60, 1)
+
+
+def parse_duration(text: str) -> int:
+    """'90m', '6h', '7d', '1h30m', '45s', '0' -> seconds; ValueError names what was expected."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or not match or (text.strip() != "0" and not any(match.groups())):
+        raise ValueError(f"'{text}' is not a duration (expected e.g. 90m, 6h, 7d, 1h30m or 0)")
+    return sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS, strict=True) if n)
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     """How to reach S3: None means 'let boto3 decide' (env, profile, AWS_ENDPOINT_URL*)."""
@@ -53,6 +65,21 @@ class StorageConfig:
     profile: str | None = None
     addressing_style: str = "auto"
     checksum_mode: str = "when_supported"
+    conditional_writes: bool = True
+
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """Cache-Control per class of object: the index must be fresh, everything else never changes."""
+
+    index: str = "no-cache"
+    catalog: str = IMMUTABLE  # content-addressed: a key never changes content
+    images_json: str = "public, max-age=60"  # the plain copy is overwritten at each publish
+    manifest: str = "no-cache"
+    artifacts: str = IMMUTABLE
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,7 @@ class ProductConfig:
     requirements: tuple[tuple[str, str], ...] = ()
     support_eol: str = ""
     build_script_hook: str = ""
+    max_age: int | None = None  # seconds; None = keep by count (`days`) only
 
 
 @dataclass(frozen=True)
@@ -89,6 +117,9 @@ class TreeConfig:
     format: str = "products:1.0"
     content_id: str = "images"
     storage: StorageConfig = field(default_factory=StorageConfig)
+    cache_control: CachePolicy = field(default_factory=CachePolicy)
+    grace: int = 6 * 3600
+    lease_ttl: int = 300
 
     def product(self, name: str) -> ProductConfig:
         """Look a product up by name; the error lists the names that exist."""
@@ -125,6 +156,10 @@ _PlainLoader.yaml_implicit_resolvers = {
 
 def _clean_relative(value: str) -> str:
     return re.sub(r"/+", "/", value).strip("/")
+
+
+def _duration(value: str | None) -> int | None:
+    return None if value is None else parse_duration(value)
 
 
 def _resolve_source(source: str, source_file: str) -> str:
@@ -182,6 +217,7 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
                 requirements=tuple(sorted(raw.get("requirements", {}).items())),
                 support_eol=raw.get("support_eol", ""),
                 build_script_hook=raw.get("build_script_hook", ""),
+                max_age=_duration(raw.get("max_age", data.get("max_age"))),
             )
         )
     if problems:
@@ -202,7 +238,11 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
             profile=storage_raw.get("profile"),
             addressing_style=storage_raw.get("addressing_style", "auto"),
             checksum_mode=storage_raw.get("checksum_mode", "when_supported"),
+            conditional_writes=storage_raw.get("conditional_writes", True),
         ),
+        cache_control=CachePolicy(**data.get("cache_control", {})),
+        grace=parse_duration(data.get("grace", "6h")),
+        lease_ttl=max(1, parse_duration(data.get("lease_ttl", "5m"))),
     )
 
 
@@ -234,6 +274,8 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
             "release_title": p.release_title, "os": p.os, "directory": p.directory,
             "days": p.days, "hidden": p.hidden, "aliases": list(p.aliases),
         }  # fmt: skip
+        if p.max_age is not None:
+            entry["max_age"] = f"{p.max_age}s"
         for key in ("version", "prefix_path", "source", "variant", "support_eol", "build_script_hook"):
             if getattr(p, key):
                 entry[key] = getattr(p, key)
@@ -248,5 +290,8 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
         "format": tree.format,
         "content_id": tree.content_id,
         "storage": storage,
+        "cache_control": vars(tree.cache_control),
+        "grace": f"{tree.grace}s",
+        "lease_ttl": f"{tree.lease_ttl}s",
         "products": products,
     }

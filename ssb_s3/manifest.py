@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from .config import ProductConfig, TreeConfig
@@ -66,6 +66,16 @@ def version_name_problem(name: str) -> str | None:
     except ValueError:
         return f"'{name[:8]}' is not a real calendar date"
     return None
+
+
+def version_time(name: str) -> datetime:
+    """When a version was built, from its name (YYYYMMDD_HH:MM, YYYYMMDD_HHMM or YYYYMMDD), UTC."""
+    for fmt, length in (("%Y%m%d_%H:%M", 14), ("%Y%m%d_%H%M", 13), ("%Y%m%d", 8)):
+        try:
+            return datetime.strptime(name[:length], fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    return datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def is_complete(filenames: Iterable[str]) -> bool:
@@ -273,7 +283,7 @@ def refresh_manifest(
             store.write(
                 key,
                 manifest_bytes(manifest),
-                cache_control="no-cache",
+                cache_control=tree.cache_control.manifest,
                 if_match=etag or None,
                 if_none_match=not etag,
             )

@@ -1,12 +1,20 @@
-"""Publish: manifests → checks → catalog → index, in the order that never serves a broken tree.
+"""Publish: manifests → checks → catalog → index → history → purge, in the order that never serves
+a broken tree.
 
-1. read every product's ssb.json (from the tree, its `source` store, or its `prefix_path` URL);
-2. check each against its schema and against the listing (every file exists, declared size);
-3. build the catalog and refuse anything a client would drop or choke on;
-   nothing has been written up to here, so bad input leaves the published tree untouched;
+1. under the tree's lease, read index.json (and its ETag), the catalog it names, and every
+   product's ssb.json (from the tree, its `source` store, or its `prefix_path` URL);
+2. keep the newest `days` versions (and those younger than max_age), check each manifest against
+   its schema and the kept versions against the listing (every file exists, declared size);
+3. build the catalog and refuse anything a client would drop or choke on; nothing has been
+   written up to here, so bad input leaves the published tree untouched (with --keep-going the
+   valid products go out and each invalid one keeps its last published entry);
 4. copy artifacts of products that live in another bucket into the tree (create-only);
 5. write the catalog under a new content-addressed key, then the plain images.json copy;
-6. flip streams/v1/index.json last, conditionally on the ETag read at the start.
+6. flip streams/v1/index.json last, conditionally on the ETag read in step 1 (on a conflict,
+   start again, a bounded number of times);
+7. record in .ssb-s3/history.json when the previous catalog stopped being current;
+8. purge what no catalog current within the grace period names.
+A crash anywhere leaves the previous index (and everything it names) in place; a re-run converges.
 """
 
 from __future__ import annotations
@@ -14,33 +22,63 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .catalog import (
     INDEX_KEY,
-    build_catalog,
+    INDEX_NAME,
+    assemble_catalog,
     build_index,
     catalog_key,
-    contract_problems,
+    catalog_product,
+    contract_problems_by_product,
     plain_catalog_key,
     to_bytes,
 )
 from .config import ProductConfig, StorageConfig, TreeConfig
 from .errors import NotFound, PreconditionFailed, ProblemsFound, SSBError, StoreError
+from .lease import Lease
 from .manifest import parse_manifest, read_manifest, refresh_manifest
+from .purge import (
+    History,
+    PurgePlan,
+    catalog_paths,
+    execute_purge,
+    plan_purge,
+    read_catalog,
+    read_history,
+    select_versions,
+    write_history,
+)
 from .store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-IMMUTABLE = "public, max-age=31536000, immutable"
-SHORT = "public, max-age=60"
-NO_CACHE = "no-cache"
 ARTIFACT_TYPE = "application/octet-stream"
 MAX_INDEX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """Everything a publish can be asked; the CLI fills it from flags, tests directly."""
+
+    apikey: str | None = None
+    storage: StorageConfig | None = None
+    refresh_manifests: bool = False
+    rehash: bool = False
+    dry_run: bool = False
+    keep_going: bool = False
+    force: bool = False
+    skip_purge: bool = False
+    grace: int | None = None  # None: tree.yml's grace
+    lock_timeout: float = 600.0
+    cloudfront_distribution: str | None = None
+    include_unpublished: bool = False  # purge: also expired versions no catalog of ours ever named
 
 
 @dataclass
@@ -49,21 +87,54 @@ class TreeState:
 
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     stores: dict[str, Store] = field(default_factory=dict)  # product name -> where its files are
-    catalog: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    kept: dict[str, list[str]] = field(default_factory=dict)
+    expired: dict[str, list[str]] = field(default_factory=dict)
+    problems: dict[str | None, list[str]] = field(default_factory=dict)  # None: not a product's fault
     warnings: list[str] = field(default_factory=list)
+    catalog: dict[str, Any] = field(default_factory=dict)
+    listings: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def blame(self, product: str | None, problem: str) -> None:
+        self.problems.setdefault(product, []).append(problem)
+
+    def all_problems(self) -> list[str]:
+        return [p for problems in self.problems.values() for p in problems]
 
 
 @dataclass
-class PublishResult:
-    """What a publish did, for the CLI's summary and for tests."""
+class PublishReport:
+    """What a publish did (or, with dry_run, would do)."""
 
     catalog_key: str
     index_written: bool
+    dry_run: bool
+    changes: dict[str, dict[str, Any]]
+    bytes_added: int
     products: list[str]
     versions: int
+    purge: PurgePlan
     copied: list[str] = field(default_factory=list)
+    kept_previous: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    invalidation: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "catalog": self.catalog_key,
+            "index_written": self.index_written,
+            "products": self.products,
+            "versions": self.versions,
+            "changes": self.changes,
+            "bytes_added": self.bytes_added,
+            "copied": self.copied,
+            "purge": self.purge.as_dict(),
+            "kept_previous_entry": self.kept_previous,
+            "problems": self.problems,
+            "warnings": self.warnings,
+            "cloudfront_invalidation": self.invalidation,
+        }
 
 
 def fetch_manifest_url(product: ProductConfig, apikey: str | None) -> bytes:
@@ -84,12 +155,12 @@ def fetch_manifest_url(product: ProductConfig, apikey: str | None) -> bytes:
 
 
 def file_problems(
-    manifest: Mapping[str, Any], listing: Mapping[str, int], store: Store, product: str
+    manifest: Mapping[str, Any], versions: list[str], listing: Mapping[str, int], store: Store, product: str
 ) -> list[str]:
-    """Every file the manifest names must exist in the listing with the declared size."""
+    """Every file a kept version names must exist in the listing with the declared size."""
     problems = []
-    for vname, version in sorted(manifest.get("versions", {}).items()):
-        for key, item in sorted(version.get("items", {}).items()):
+    for vname in versions:
+        for key, item in sorted(manifest["versions"][vname].get("items", {}).items()):
             path = item.get("path", "")
             size = listing.get(path)
             where = f"product {product} version {vname} item {key}"
@@ -102,7 +173,7 @@ def file_problems(
     return problems
 
 
-def _listing(store: Store, prefix: str, cache: dict[str, dict[str, int]]) -> dict[str, int]:
+def listing_of(store: Store, prefix: str, cache: dict[str, dict[str, int]]) -> dict[str, int]:
     """One listing per store and publish: cheaper than one request per product or per file."""
     if store.url not in cache:
         cache[store.url] = {o.key: o.size for o in store.list(f"{prefix}/" if prefix else "")}
@@ -110,57 +181,142 @@ def _listing(store: Store, prefix: str, cache: dict[str, dict[str, int]]) -> dic
 
 
 def read_tree(
-    tree: TreeConfig,
-    target: Store,
-    *,
-    apikey: str | None = None,
-    storage: StorageConfig | None = None,
-    refresh_manifests: bool = False,
-    rehash: bool = False,
+    tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions(), *, now: float | None = None
 ) -> TreeState:
-    """Steps 1-3: load, validate and assemble; collects every problem instead of stopping at one."""
+    """Load, select and validate every product; collects every problem instead of stopping at one."""
     state = TreeState()
-    listings: dict[str, dict[str, int]] = {}
+    now = time.time() if now is None else now
     for product in tree.products:
-        store = open_store(product.source, storage or tree.storage) if product.source else target
+        store = open_store(product.source, opts.storage or tree.storage) if product.source else target
         state.stores[product.name] = store
         try:
             if product.prefix_path:
                 url = f"{product.prefix_path}/{product.directory}/ssb.json"
                 manifest: dict[str, Any] | None = parse_manifest(
-                    fetch_manifest_url(product, apikey), url, product
+                    fetch_manifest_url(product, opts.apikey), url, product
                 )
             else:
-                if refresh_manifests:
-                    refresh_manifest(store, tree, product, rehash=rehash)
+                if opts.refresh_manifests:
+                    refresh_manifest(store, tree, product, rehash=opts.rehash)
                 manifest, _ = read_manifest(store, tree, product)
         except SSBError as exc:
-            state.problems.append(f"product {product.name}: {exc}" if product.name not in str(exc) else str(exc))
+            text = str(exc)
+            state.blame(product.name, text if product.name in text else f"product {product.name}: {text}")
             continue
         if manifest is None:
-            msg = (f"product {product.name}: no {store.describe(tree.manifest_key(product))} yet "
-                   "(run build-versions-manifest or publish --refresh-manifests); not published")
-            state.warnings.append(msg)
+            state.warnings.append(
+                f"product {product.name}: no {store.describe(tree.manifest_key(product))} yet "
+                "(run build-versions-manifest or publish --refresh-manifests); not published"
+            )
             continue
         state.manifests[product.name] = manifest
+        kept, expired = select_versions(manifest["versions"], product.days, product.max_age, now)
+        state.kept[product.name], state.expired[product.name] = kept, expired
         if product.hidden:
             continue
         if not manifest["versions"]:
             state.warnings.append(f"product {product.name}: no complete version yet; not published")
-        listing = _listing(store, tree.prefix, listings)
-        state.problems.extend(file_problems(manifest, listing, store, product.name))
-    state.catalog = build_catalog(tree, state.manifests)
-    state.problems.extend(contract_problems(state.catalog, "catalog built from the manifests"))
+        listing = listing_of(store, tree.prefix, state.listings)
+        for problem in file_problems(manifest, kept, listing, store, product.name):
+            state.blame(product.name, problem)
     return state
 
 
-def copy_foreign_artifacts(tree: TreeConfig, target: Store, state: TreeState) -> list[str]:
+def _published(target: Store) -> tuple[str, str, dict[str, Any] | None]:
+    """(index etag, catalog key, catalog) as currently served; ('', '', None) before a first publish."""
+    try:
+        data, etag = target.read_with_etag(INDEX_KEY)
+    except NotFound:
+        return "", "", None
+    try:
+        key = str(json.loads(data)["index"][INDEX_NAME]["path"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("%s: unreadable, it will be replaced", target.describe(INDEX_KEY))
+        return etag, "", None
+    return etag, key, read_catalog(target, key)
+
+
+def assemble(
+    tree: TreeConfig, state: TreeState, previous: Mapping[str, Any] | None, opts: PublishOptions
+) -> tuple[dict[str, Any], list[str]]:
+    """The catalog to publish, plus the products that kept their previous entry (--keep-going)."""
+    old_products: Mapping[str, Any] = (previous or {}).get("products", {})
+    entries: dict[str, Any] = {}
+    for product in tree.products:
+        manifest = state.manifests.get(product.name)
+        if product.hidden:
+            continue
+        if manifest is None:
+            if product.name in old_products and product.name not in state.problems:
+                state.blame(product.name, (
+                    f"product {product.name} is published but its ssb.json is missing: restore it, "
+                    "or remove the product from tree.yml to unpublish it"))  # fmt: skip
+            continue
+        kept = state.kept[product.name]
+        if not kept and manifest["versions"] and product.name in old_products and not opts.force:
+            state.blame(product.name, (
+                f"product {product.name}: max_age would remove every version; "
+                "refusing to empty a product without --force"))  # fmt: skip
+        entries[product.name] = catalog_product(product, manifest, kept)
+    source = "catalog built from the manifests"
+    # First every product's own new entry, so that every problem is listed at once ...
+    for name, problems in contract_problems_by_product(assemble_catalog(tree, entries), source).items():
+        if name is not None:
+            for problem in problems:
+                if problem not in state.problems.get(name, []):
+                    state.blame(name, problem)
+    # ... then without the invalid ones (or with their previous entry), until nothing new is found.
+    kept_previous: list[str] = []
+    for _ in range(len(tree.products) + 1):
+        for name in [n for n in state.problems if n is not None]:
+            if opts.keep_going and name in old_products:
+                entries[name] = old_products[name]
+                if name not in kept_previous:
+                    kept_previous.append(name)
+            else:
+                entries.pop(name, None)
+        catalog = assemble_catalog(tree, entries)
+        blamed = contract_problems_by_product(catalog, source)
+        if not catalog["products"] and (opts.force or any(n is not None for n in state.problems)):
+            blamed.pop(None, None)  # an empty catalog is a consequence, not another problem
+        fresh = {name: p for name, p in blamed.items() if name not in state.problems}
+        for name, problems in fresh.items():
+            for problem in problems:
+                state.blame(name, problem)
+        if not fresh or not opts.keep_going:
+            break
+    if old_products and not catalog["products"] and not opts.force:
+        state.blame(None, "the new catalog would have no product at all: refusing to empty the tree without --force")
+    return catalog, sorted(kept_previous)
+
+
+def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], int]:
+    """Per product: versions added and removed; and bytes of files that the new catalog adds."""
+    old_products: Mapping[str, Any] = (old or {}).get("products", {})
+    changes: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(old_products) | set(new["products"])):
+        before = set(old_products.get(name, {}).get("versions", {}))
+        after = set(new["products"].get(name, {}).get("versions", {}))
+        if before != after:
+            changes[name] = {"added": sorted(after - before), "removed": sorted(before - after),
+                             "versions": len(after)}
+    old_paths = catalog_paths(old or {})
+    sizes = {
+        item["path"]: item["size"]
+        for product in new["products"].values()
+        for version in product["versions"].values()
+        for item in version["items"].values()
+    }
+    return changes, sum(size for path, size in sizes.items() if path not in old_paths)
+
+
+def copy_foreign_artifacts(tree: TreeConfig, target: Store, state: TreeState, catalog: Mapping[str, Any]) -> list[str]:
     """Products with `source` live in another bucket: clients need their files under our base URL."""
     copied = []
     for name, store in state.stores.items():
-        if store is target or name not in state.catalog["products"]:
+        if store is target or name not in catalog["products"]:
             continue
-        for version in state.manifests[name]["versions"].values():
+        for version in catalog["products"][name]["versions"].values():
             for item in version["items"].values():
                 path = item["path"]
                 there = target.head(path)
@@ -173,7 +329,8 @@ def copy_foreign_artifacts(tree: TreeConfig, target: Store, state: TreeState) ->
                     continue
                 log.info("copying %s -> %s", store.describe(path), target.describe(path))
                 with store.open_reader(path) as reader:
-                    target.upload(path, reader, content_type=ARTIFACT_TYPE, cache_control=IMMUTABLE)
+                    target.upload(path, reader, content_type=ARTIFACT_TYPE,
+                                  cache_control=tree.cache_control.artifacts)
                 copied.append(path)
     return copied
 
@@ -185,79 +342,150 @@ def write_catalog(tree: TreeConfig, target: Store, catalog: Mapping[str, Any]) -
     if target.head(key) is None:
         # Same key means same content: if another publisher wrote it first, that is fine.
         with contextlib.suppress(PreconditionFailed):
-            target.write(key, data, cache_control=IMMUTABLE, if_none_match=True)
+            target.write(key, data, cache_control=tree.cache_control.catalog,
+                         if_none_match=tree.storage.conditional_writes)
     plain = plain_catalog_key(tree)
     try:
         current = target.read(plain)
     except NotFound:
         current = b""
     if current != data:
-        target.write(plain, data, cache_control=SHORT)
+        target.write(plain, data, cache_control=tree.cache_control.images_json)
     return key
 
 
-def flip_index(tree: TreeConfig, target: Store, catalog: Mapping[str, Any], key: str, etag: str | None) -> bool:
+def flip_index(tree: TreeConfig, target: Store, catalog: Mapping[str, Any], key: str, etag: str) -> bool:
     """Point index.json at the new catalog; conditional on the etag read at the start."""
     data = to_bytes(build_index(tree, catalog, key))
     try:
         current, current_etag = target.read_with_etag(INDEX_KEY)
     except NotFound:
         current, current_etag = b"", ""
-    if etag is not None and current_etag != etag:
+    if current_etag != etag:
         raise PreconditionFailed(f"{target.describe(INDEX_KEY)}: changed during the publish")
     if current == data:
         return False
+    conditional = tree.storage.conditional_writes
     target.write(
-        INDEX_KEY,
-        data,
-        cache_control=NO_CACHE,
-        if_match=current_etag or None,
-        if_none_match=not current_etag,
-    )
+        INDEX_KEY, data, cache_control=tree.cache_control.index,
+        if_match=(current_etag or None) if conditional else None,
+        if_none_match=conditional and not current_etag,
+    )  # fmt: skip
     return True
 
 
-def publish(
-    tree: TreeConfig,
-    target: Store,
-    *,
-    apikey: str | None = None,
-    storage: StorageConfig | None = None,
-    refresh_manifests: bool = False,
-    rehash: bool = False,
-) -> PublishResult:
-    """Publish the tree; raises ProblemsFound (nothing written) if any input is bad."""
-    for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
-        head = target.head(INDEX_KEY)
-        start_etag = head.etag if head else ""
-        state = read_tree(
-            tree, target, apikey=apikey, storage=storage,
-            refresh_manifests=refresh_manifests and attempt == 1, rehash=rehash,
-        )  # fmt: skip
-        for warning in state.warnings:
-            log.warning("%s", warning)
-        if state.problems:
-            raise ProblemsFound("publish refused, nothing was written", state.problems)
-        copied = copy_foreign_artifacts(tree, target, state)
-        key = write_catalog(tree, target, state.catalog)
-        try:
-            written = flip_index(tree, target, state.catalog, key, start_etag)
-        except PreconditionFailed:
-            log.warning("index.json changed during the publish (attempt %d), starting again", attempt)
-            continue
-        products = sorted(state.catalog["products"])
-        versions = sum(len(p["versions"]) for p in state.catalog["products"].values())
-        log.info(
-            "published %d products, %d versions: %s -> %s%s",
-            len(products), versions, target.describe(INDEX_KEY), key, "" if written else " (unchanged)",
-        )
-        return PublishResult(key, written, products, versions, copied, state.warnings)
+def _purge_plan(
+    tree: TreeConfig, target: Store, state: TreeState, current_key: str, current: Mapping[str, Any],
+    served_key: str, now: float, grace: int, include_unpublished: bool = False,
+) -> tuple[PurgePlan, History]:
+    """Plan the purge as it will be once the index names `current_key` (history updated in memory)."""
+    history = read_history(target)
+    history.record(current_key, now)
+    names = ({e["catalog"] for e in history.entries} | {served_key}) - {"", current_key}
+    catalogs = {k: c for k in names if (c := read_catalog(target, k)) is not None}
+    catalogs[current_key] = dict(current)
+    listing = listing_of(target, tree.prefix, state.listings)
+    plan = plan_purge(tree, expired=state.expired, kept=state.kept, current_key=current_key, history=history,
+                      catalogs=catalogs, listing=listing, now=now, grace=grace,
+                      include_unpublished=include_unpublished)
+    return plan, history
+
+
+def _plan(
+    tree: TreeConfig, target: Store, opts: PublishOptions, now: float
+) -> tuple[TreeState, str, PublishReport, History]:
+    """Read everything and decide; returns (state, index etag read, report, history to write)."""
+    etag, served_key, previous = _published(target)
+    state = read_tree(tree, target, opts, now=now)
+    catalog, kept_previous = assemble(tree, state, previous, opts)
+    state.catalog = catalog
+    key = catalog_key(tree, to_bytes(catalog))
+    grace = tree.grace if opts.grace is None else opts.grace
+    purge_plan, history = _purge_plan(tree, target, state, key, catalog, served_key, now, grace)
+    changes, added = diff(previous, catalog)
+    report = PublishReport(
+        catalog_key=key, index_written=False, dry_run=opts.dry_run, changes=changes, bytes_added=added,
+        products=sorted(catalog["products"]),
+        versions=sum(len(p["versions"]) for p in catalog["products"].values()),
+        purge=purge_plan, kept_previous=kept_previous, problems=state.all_problems(), warnings=state.warnings,
+    )
+    return state, etag, report, history
+
+
+def _lease(tree: TreeConfig, target: Store, timeout: float, purpose: str) -> Lease:
+    return Lease(target, ttl=tree.lease_ttl, timeout=timeout, purpose=purpose,
+                 conditional=tree.storage.conditional_writes)
+
+
+def publish(tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions()) -> PublishReport:
+    """Publish the tree (see the module docstring); raises ProblemsFound if nothing could be published."""
+    if opts.dry_run:
+        state, _, report, _ = _plan(tree, target, opts, time.time())
+        if state.problems and (not opts.keep_going or None in state.problems):
+            raise ProblemsFound("publish would be refused", state.all_problems())
+        return report
+    conditional = tree.storage.conditional_writes
+    with _lease(tree, target, opts.lock_timeout, "publish") as lease:
+        for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
+            state, etag, report, history = _plan(tree, target, opts, time.time())
+            opts = replace(opts, refresh_manifests=False)  # manifests are fresh after the first round
+            for warning in state.warnings:
+                log.warning("%s", warning)
+            if state.problems and (not opts.keep_going or None in state.problems):
+                raise ProblemsFound("publish refused, nothing was written", state.all_problems())
+            report.copied = copy_foreign_artifacts(tree, target, state, state.catalog)
+            write_catalog(tree, target, state.catalog)
+            lease.check()
+            try:
+                report.index_written = flip_index(tree, target, state.catalog, report.catalog_key, etag)
+            except PreconditionFailed:
+                log.warning("index.json changed during the publish (attempt %d), starting again", attempt)
+                continue
+            write_history(target, history, conditional)
+            if not opts.skip_purge:
+                lease.check()
+                execute_purge(tree, target, report.purge, history, manifest_stores=state.stores,
+                              conditional=conditional)
+            if report.index_written and opts.cloudfront_distribution:
+                from .cdn import invalidate_index
+
+                report.invalidation = invalidate_index(opts.cloudfront_distribution, tree, target, opts.storage)
+            log.info(
+                "published %d products, %d versions: %s -> %s%s", len(report.products), report.versions,
+                target.describe(INDEX_KEY), report.catalog_key, "" if report.index_written else " (unchanged)",
+            )
+            return report
     raise StoreError(
-        f"{target.describe(INDEX_KEY)}: another publisher changed it {MAX_INDEX_ATTEMPTS} times "
-        "in a row; try again"
+        f"{target.describe(INDEX_KEY)}: another publisher changed it {MAX_INDEX_ATTEMPTS} times in a row; try again"
     )
 
 
+def purge(tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions()) -> PurgePlan:
+    """Only the deletion step: what retention expired and no catalog within the grace names.
+
+    The served catalog is left as it is; versions it still names are never deleted.
+    """
+    def plan(now: float) -> tuple[PurgePlan, History, TreeState]:
+        _, served_key, served = _published(target)
+        if served is None:
+            raise SSBError(f"{target.describe(INDEX_KEY)}: nothing published yet, nothing to purge")
+        state = read_tree(tree, target, opts, now=now)
+        grace = tree.grace if opts.grace is None else opts.grace
+        purge_plan, history = _purge_plan(tree, target, state, served_key, served, served_key, now, grace,
+                                          opts.include_unpublished)
+        return purge_plan, history, state
+
+    if opts.dry_run:
+        return plan(time.time())[0]
+    with _lease(tree, target, opts.lock_timeout, "purge") as lease:
+        purge_plan, history, state = plan(time.time())
+        lease.check()
+        write_history(target, history, tree.storage.conditional_writes)
+        execute_purge(tree, target, purge_plan, history, manifest_stores=state.stores,
+                      conditional=tree.storage.conditional_writes)
+    return purge_plan
+
+
 def dump_json(document: Mapping[str, Any]) -> str:
-    """Human-readable JSON for --stdout."""
+    """Human-readable JSON for --stdout and --json."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8 * 1024 * 1024
 TEMP_MARK = ".ssb-tmp-"
-LOCK_NAME = ".ssb-s3.write-lock"
+LOCK_NAME = "write.lock"  # in .ssb-s3/, beside the lease and the history
 JSON_TYPE = "application/json"
 
 
@@ -151,7 +151,7 @@ class LocalStore(Store):
             rel_dir = os.path.relpath(dirpath, self.root)
             rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
             for name in filenames:
-                if TEMP_MARK in name or name == LOCK_NAME:
+                if TEMP_MARK in name or (name == LOCK_NAME and rel_dir == ".ssb-s3/"):
                     continue
                 key = rel_dir + name
                 if not key.startswith(prefix):
@@ -192,8 +192,8 @@ class LocalStore(Store):
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
         """Serialise conditional writes between processes sharing this folder."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_NAME, "a") as fh:
+        (self.root / ".ssb-s3").mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".ssb-s3" / LOCK_NAME, "a") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -395,6 +395,54 @@ class S3Store(Store):
                 raise err from None
 
 
+class HttpStore(Store):
+    """A published tree read over HTTP(S), as a client reads it (for `verify`): read-only."""
+
+    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
+        self.url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _open(self, key: str, method: str = "GET") -> Any:
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.url}/{urllib.parse.quote(key)}"
+        request = urllib.request.Request(url, method=method, headers={"User-Agent": "ssb-s3-verify"})
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404 or (exc.code == 403 and method == "HEAD"):
+                raise NotFound(f"{url}: HTTP {exc.code}") from None
+            raise StoreError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise StoreError(f"{url}: {getattr(exc, 'reason', exc)}") from None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        raise StoreError(f"{self.url}: cannot list over HTTP")
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            with self._open(key, "HEAD") as resp:
+                return ObjectInfo(key, int(resp.headers.get("Content-Length", -1)), resp.headers.get("ETag", ""))
+        except NotFound:
+            return None
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        with self._open(key) as resp:
+            return resp.read(), resp.headers.get("ETag", "")
+
+    def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        with self._open(key) as resp:
+            while chunk := resp.read(chunk_size):
+                yield chunk
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreError(f"{self.url}: an http(s) URL is read-only; publish to a folder or s3:// URL")
+
+    write = upload = delete = _read_only
+
+
 def make_s3_client(storage: StorageConfig) -> Any:
     """A boto3 S3 client honouring tree.yml's storage section and boto3's own env/profile chain."""
     import boto3
@@ -424,6 +472,8 @@ def open_store(url: str, storage: StorageConfig | None = None) -> Store:
         if not bucket:
             raise StoreError(f"'{url}': expected s3://BUCKET[/PREFIX]")
         return S3Store(bucket, prefix, make_s3_client(storage or StorageConfig()))
+    if url.startswith(("https://", "http://")):
+        return HttpStore(url)
     if "://" in url:
         raise StoreError(f"'{url}': expected a local folder or s3://BUCKET[/PREFIX]")
     return LocalStore(url)

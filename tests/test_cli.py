@@ -21,6 +21,11 @@ def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) 
                           capture_output=True, text=True, timeout=120)
 
 
+def served_files(root: Path) -> dict[Path, bytes]:
+    """Every file a client could fetch (the publisher's own .ssb-s3/ lease and history excluded)."""
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts}
+
+
 def test_every_command_has_help() -> None:
     top = run("--help")
     assert top.returncode == 0
@@ -126,11 +131,11 @@ def test_validate_lists_every_problem(tmp_path: Path) -> None:
     manifest = json.loads((tree / "sample/arm64/ssb.json").read_text())
     manifest["versions"]["20260101_0000"]["items"]["lxd_combined.tar.gz"]["path"] = "/etc/passwd"
     (tree / "sample/arm64/ssb.json").write_text(json.dumps(manifest))
-    before = {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+    before = served_files(tree)
     out = run("-c", str(conf), "-t", str(tree), "validate")
     assert out.returncode == 1
     assert "rootfs.tar.xz is 9 bytes, ssb.json says" in out.stderr
     assert "'/etc/passwd' is absolute" in out.stderr
     published = run("-c", str(conf), "-t", str(tree), "publish")
     assert published.returncode == 1 and "publish refused, nothing was written" in published.stderr
-    assert {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()} == before
+    assert served_files(tree) == before

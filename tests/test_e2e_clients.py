@@ -34,6 +34,7 @@ products:
     os: Busybox
     release_title: "Busybox 1.36"
     directory: busybox/amd64/default
+    days: 2
     aliases: [busybox/1.36, busybox]
     variant: default
     support_eol: 2030-06-30
@@ -50,6 +51,7 @@ products:
     release: "1.36"
     os: Busybox
     directory: busybox/x86_64/seed
+    days: 2
     aliases: [busybox/1.36/seed]
     variant: seed
   - name: busybox:1.36:amd64:unified

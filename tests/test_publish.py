@@ -28,6 +28,7 @@ products:
     release: "1.36"
     os: Busybox
     directory: busybox/amd64
+    days: 3
     aliases: [busybox/1.36, busybox]
     support_eol: 2030-01-01
   - name: busybox:1.36:amd64:tarxz

@@ -1,0 +1,53 @@
+"""CloudFront: after a publish, invalidate the two mutable keys so edges fetch the new index.
+
+Everything else is immutable (content-addressed catalog, versioned artifacts) and never needs
+invalidating.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .catalog import INDEX_KEY, plain_catalog_key
+from .config import StorageConfig, TreeConfig
+from .errors import StoreError
+from .store import S3Store, Store
+
+
+def invalidation_paths(tree: TreeConfig, target: Store) -> list[str]:
+    """CDN paths of index.json and images.json; an S3 key prefix is part of the served path."""
+    prefix = f"/{target.prefix}" if isinstance(target, S3Store) and target.prefix else ""
+    return [f"{prefix}/{INDEX_KEY}", f"{prefix}/{plain_catalog_key(tree)}"]
+
+
+def cloudfront_client(storage: StorageConfig | None) -> Any:
+    import boto3
+
+    profile = storage.profile if storage else None
+    region = (storage.region if storage else None) or "us-east-1"
+    # CloudFront is global: never send it to the S3 endpoint (MinIO, Ceph...). Its own endpoint
+    # can be set with AWS_ENDPOINT_URL_CLOUDFRONT, which boto3 reads by itself.
+    return boto3.session.Session(profile_name=profile, region_name=region).client("cloudfront")
+
+
+def invalidate_index(distribution: str, tree: TreeConfig, target: Store, storage: StorageConfig | None) -> str:
+    """Create the invalidation and return its id."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    paths = invalidation_paths(tree, target)
+    try:
+        resp = cloudfront_client(storage).create_invalidation(
+            DistributionId=distribution,
+            InvalidationBatch={
+                "Paths": {"Quantity": len(paths), "Items": paths},
+                "CallerReference": f"ssb-s3-{time.time_ns()}",
+            },
+        )
+    except (ClientError, BotoCoreError) as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") or str(exc)
+        raise StoreError(
+            f"CloudFront distribution {distribution}: invalidation of {', '.join(paths)} failed: {code} "
+            "(the new tree is published; edges serve the old index until their TTL ends)"
+        ) from None
+    return str(resp["Invalidation"]["Id"])

@@ -1,0 +1,197 @@
+"""A lease object that serialises the publishers of one tree.
+
+Created with If-None-Match: * (only one creator wins), holding owner, host and expiry; renewed
+by a background thread with If-Match while a long job runs; an expired lease is taken over with
+If-Match on the ETag that was read, never by a blind delete, so two waiters cannot both win.
+The index flip stays conditional on its own ETag too: the lease saves wasted work, the
+conditional flip is what guarantees correctness.
+
+Stores without conditional writes (storage.conditional_writes: false) get a documented,
+weaker fallback: write, wait, read back; only safe when a single publisher runs at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from .errors import NotFound, PreconditionFailed, SSBError, StoreError
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+LEASE_KEY = ".ssb-s3/lease.json"
+
+
+class LeaseError(SSBError):
+    """The lease could not be acquired in time, or was lost while working."""
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """What the lease object says about its holder."""
+
+    owner: str
+    host: str
+    pid: int
+    purpose: str
+    expires: float
+
+    @classmethod
+    def parse(cls, data: bytes) -> LeaseInfo | None:
+        try:
+            raw: dict[str, Any] = json.loads(data)
+            return cls(str(raw["owner"]), str(raw["host"]), int(raw["pid"]), str(raw.get("purpose", "")),
+                       float(raw["expires"]))
+        except (ValueError, KeyError, TypeError):
+            return None  # unreadable lease: treated as expired, taken over conditionally
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.expires))
+        return f"{self.purpose or 'a job'} by {self.owner} (pid {self.pid} on {self.host}) until {when}"
+
+
+class Lease:
+    """Context manager: `with Lease(store, ttl=300, timeout=600, purpose="publish"): ...`."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl: float,
+        timeout: float,
+        purpose: str = "publish",
+        conditional: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.timeout = timeout
+        self.purpose = purpose
+        self.conditional = conditional
+        self.clock = clock
+        self.owner = f"ssb-s3-{uuid.uuid4().hex[:12]}"
+        self.etag = ""
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _body(self) -> bytes:
+        return json.dumps({
+            "owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
+            "purpose": self.purpose, "expires": self.clock() + self.ttl,
+        }, sort_keys=True).encode()  # fmt: skip
+
+    def _try_take(self) -> LeaseInfo | None:
+        """One attempt; returns None when acquired, else who holds it."""
+        try:
+            if not self.conditional:
+                return self._take_unconditionally()
+            self.etag = self.store.write(LEASE_KEY, self._body(), cache_control="no-store", if_none_match=True)
+            return None
+        except PreconditionFailed:
+            pass
+        try:
+            data, etag = self.store.read_with_etag(LEASE_KEY)
+        except NotFound:
+            return LeaseInfo("?", "?", 0, "released just now", self.clock())
+        holder = LeaseInfo.parse(data)
+        if holder is not None and holder.expires > self.clock():
+            return holder
+        try:
+            self.etag = self.store.write(LEASE_KEY, self._body(), cache_control="no-store", if_match=etag)
+        except PreconditionFailed:
+            return holder or LeaseInfo("?", "?", 0, "taken over by another waiter", self.clock())
+        log.warning("took over an expired lease%s", f" ({holder.describe()})" if holder else "")
+        return None
+
+    def _take_unconditionally(self) -> LeaseInfo | None:
+        try:
+            holder = LeaseInfo.parse(self.store.read(LEASE_KEY))
+        except NotFound:
+            holder = None
+        if holder is not None and holder.expires > self.clock() and holder.owner != self.owner:
+            return holder
+        self.store.write(LEASE_KEY, self._body(), cache_control="no-store")
+        time.sleep(1.0)  # let a concurrent writer's PUT land, then see who won
+        holder = LeaseInfo.parse(self.store.read(LEASE_KEY))
+        return None if holder is not None and holder.owner == self.owner else holder
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.05
+        while True:
+            holder = self._try_take()
+            if holder is None:
+                break
+            if time.monotonic() >= deadline:
+                raise LeaseError(
+                    f"{self.store.describe(LEASE_KEY)} is held: {holder.describe()}; wait, raise "
+                    "--lock-timeout, or run `ssb-s3 force-unlock` if that job is dead"
+                )
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 1.0)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._renew_loop, name="ssb-lease", daemon=True)
+        self._thread.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(max(self.ttl / 3, 0.05)):
+            try:
+                if self.conditional:
+                    self.etag = self.store.write(LEASE_KEY, self._body(), cache_control="no-store",
+                                                 if_match=self.etag)
+                else:
+                    self.store.write(LEASE_KEY, self._body(), cache_control="no-store")
+            except PreconditionFailed:
+                self.lost = True
+                log.error("lease %s lost: another job took it over", self.store.describe(LEASE_KEY))
+                return
+            except StoreError as exc:
+                log.warning("lease renewal failed (will retry): %s", exc)
+
+    def check(self) -> None:
+        """Raise if the lease was lost (e.g. this process stalled past its expiry)."""
+        if self.lost:
+            raise LeaseError(f"{self.store.describe(LEASE_KEY)}: lease lost while working; nothing more written")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self.lost:
+            return
+        try:
+            holder = LeaseInfo.parse(self.store.read(LEASE_KEY))
+        except NotFound:
+            return
+        if holder is not None and holder.owner == self.owner:
+            self.store.delete(LEASE_KEY)
+
+    def __enter__(self) -> Lease:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+def force_unlock(store: Store) -> LeaseInfo | None:
+    """Remove the lease whoever holds it (operator's decision); returns who held it."""
+    try:
+        holder = LeaseInfo.parse(store.read(LEASE_KEY))
+    except NotFound:
+        return None
+    store.delete(LEASE_KEY)
+    return holder or LeaseInfo("unreadable lease", "?", 0, "", 0.0)

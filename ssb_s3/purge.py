@@ -1,0 +1,252 @@
+"""Retention and purge: expired versions leave the catalog at once, their files only after a grace.
+
+Clients cache index.json and the catalog for an hour (plus the CDN's TTL) and keep using a stale
+copy when the server errors, so a file must stay downloadable for a while after the last catalog
+naming it was replaced. `.ssb-s3/history.json` records when each catalog stopped being current;
+a file is deleted only when no catalog current within the grace period names it.
+
+Purge only deletes version folders of configured products (and our own old catalogs), never
+unknown keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .config import ProductConfig, TreeConfig
+from .errors import NotFound, PreconditionFailed, StoreError
+from .manifest import manifest_bytes, read_manifest, version_time
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+HISTORY_KEY = ".ssb-s3/history.json"
+CATALOG_NAME = re.compile(r"^images-[0-9a-f]{20}\.json$")
+
+
+def select_versions(
+    names: Iterable[str], days: int, max_age: int | None, now: float
+) -> tuple[list[str], list[str]]:
+    """(kept, expired): the newest `days` versions, minus those older than max_age seconds."""
+    ordered = sorted(names)
+    kept = ordered[-days:] if days > 0 else ordered
+    if max_age is not None:
+        kept = [v for v in kept if version_time(v).timestamp() >= now - max_age]
+    return kept, [v for v in ordered if v not in kept]
+
+
+@dataclass
+class History:
+    """Catalogs that were current, and until when (None: still current, or not yet known)."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    etag: str = ""
+
+    def record(self, current: str, now: float) -> None:
+        """`current` is the catalog the index names now: close every other open entry."""
+        for entry in self.entries:
+            if entry["until"] is None and entry["catalog"] != current:
+                entry["until"] = now
+        if not any(e["catalog"] == current and e["until"] is None for e in self.entries):
+            self.entries.append({"catalog": current, "since": now, "until": None})
+
+    def protected(self, current: str, now: float, grace: int) -> set[str]:
+        """Catalogs a client may still hold: the current one and any replaced within the grace."""
+        keep = {current}
+        for entry in self.entries:
+            if entry["until"] is None or entry["until"] > now - grace:
+                keep.add(entry["catalog"])
+        return keep
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps({"catalogs": self.entries}, indent=1, sort_keys=True) + "\n").encode()
+
+
+def read_history(store: Store) -> History:
+    try:
+        data, etag = store.read_with_etag(HISTORY_KEY)
+    except NotFound:
+        return History()
+    try:
+        entries = json.loads(data)["catalogs"]
+        if not isinstance(entries, list):
+            raise TypeError("catalogs is not a list")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(
+            f"{store.describe(HISTORY_KEY)}: unreadable ({exc}); move it away to start a new history"
+        ) from None
+    return History(entries, etag)
+
+
+def write_history(store: Store, history: History, conditional: bool) -> None:
+    history.etag = store.write(
+        HISTORY_KEY, history.to_bytes(), cache_control="no-store",
+        if_match=(history.etag or None) if conditional else None,
+        if_none_match=conditional and not history.etag,
+    )  # fmt: skip
+
+
+def catalog_paths(catalog: Mapping[str, Any]) -> set[str]:
+    """Every file path a catalog names."""
+    return {
+        item["path"]
+        for product in catalog.get("products", {}).values()
+        for version in product.get("versions", {}).values()
+        for item in version.get("items", {}).values()
+    }
+
+
+def read_catalog(store: Store, key: str) -> dict[str, Any] | None:
+    try:
+        catalog: dict[str, Any] = json.loads(store.read(key))
+        return catalog
+    except NotFound:
+        return None
+    except ValueError:
+        log.warning("%s: not valid JSON, ignored for purge", store.describe(key))
+        return None
+
+
+@dataclass
+class PurgeItem:
+    """One version folder to delete (now) or to keep until its grace ends."""
+
+    product: str
+    version: str
+    folder: str
+    reason: str
+    objects: int = 0
+    size: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
+class PurgePlan:
+    """delete_now: gone in this run; delete_later: waiting for the grace; never_published:
+    expired before any catalog of ours named them (a migration, a backfill), kept unless asked."""
+
+    delete_now: list[PurgeItem] = field(default_factory=list)
+    delete_later: list[PurgeItem] = field(default_factory=list)
+    never_published: list[PurgeItem] = field(default_factory=list)
+    old_catalogs: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "delete_now": [i.as_dict() for i in self.delete_now],
+            "delete_later": [i.as_dict() for i in self.delete_later],
+            "never_published": [i.as_dict() for i in self.never_published],
+            "old_catalogs": list(self.old_catalogs),
+        }
+
+
+def plan_purge(
+    tree: TreeConfig,
+    *,
+    expired: Mapping[str, list[str]],
+    kept: Mapping[str, Iterable[str]],
+    current_key: str,
+    history: History,
+    catalogs: Mapping[str, Mapping[str, Any]],
+    listing: Mapping[str, int],
+    now: float,
+    grace: int,
+    include_unpublished: bool = False,
+) -> PurgePlan:
+    """What to delete now and what waits: pure, from the state read before."""
+    plan = PurgePlan()
+    protected_keys = history.protected(current_key, now, grace)
+    protected: set[str] = set()
+    for key in protected_keys:
+        protected |= catalog_paths(catalogs.get(key, {}))
+    # When does each path stop being protected? The latest `until` of a catalog naming it.
+    release_at: dict[str, float] = {}
+    for entry in history.entries:
+        if entry["catalog"] in protected_keys and entry["until"] is not None:
+            for path in catalog_paths(catalogs.get(entry["catalog"], {})):
+                release_at[path] = max(release_at.get(path, 0.0), entry["until"] + grace)
+    for product in tree.products:
+        candidates = {v: "expired by retention" for v in expired.get(product.name, [])}
+        for key, catalog in sorted(catalogs.items()):
+            entry = catalog.get("products", {}).get(product.name, {})
+            for version in entry.get("versions", {}):
+                candidates.setdefault(version, f"only named by the old catalog {key}")
+        for version in sorted(set(candidates) - set(kept.get(product.name, ()))):
+            folder = f"{tree.product_dir(product)}/{version}"
+            paths = {k for k in listing if k.startswith(folder + "/")}
+            if not paths:
+                continue
+            item = PurgeItem(product.name, version, folder, candidates[version], len(paths),
+                             sum(listing[k] for k in paths))
+            published = any(version in c.get("products", {}).get(product.name, {}).get("versions", {})
+                            for c in catalogs.values())
+            if not published and not include_unpublished:
+                item.reason += "; never published by ssb-s3, so kept (purge --include-unpublished deletes it)"
+                plan.never_published.append(item)
+            elif paths & protected:
+                until = max((release_at.get(p, 0.0) for p in paths & protected), default=0.0)
+                when = "while the current catalog names it" if until == 0.0 else (
+                    "until " + datetime.fromtimestamp(until, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
+                item.reason = f"{item.reason}; kept {when} (grace {grace}s)"
+                plan.delete_later.append(item)
+            else:
+                plan.delete_now.append(item)
+    plan.old_catalogs = sorted(
+        e["catalog"] for e in history.entries
+        if e["catalog"] not in protected_keys and CATALOG_NAME.match(e["catalog"].rsplit("/", 1)[-1])
+    )  # fmt: skip
+    return plan
+
+
+def _drop_from_manifest(store: Store, tree: TreeConfig, product: ProductConfig, versions: set[str],
+                        conditional: bool) -> None:
+    """Remove purged versions from the product's ssb.json (conditional: no concurrent update lost)."""
+    for _ in range(5):
+        manifest, etag = read_manifest(store, tree, product)
+        if manifest is None or not versions & set(manifest["versions"]):
+            return
+        manifest["versions"] = {k: v for k, v in manifest["versions"].items() if k not in versions}
+        try:
+            store.write(tree.manifest_key(product), manifest_bytes(manifest),
+                        cache_control=tree.cache_control.manifest,
+                        if_match=(etag or None) if conditional else None)
+            return
+        except PreconditionFailed:
+            continue
+    raise StoreError(f"{store.describe(tree.manifest_key(product))}: changed 5 times in a row while purging")
+
+
+def execute_purge(
+    tree: TreeConfig,
+    target: Store,
+    plan: PurgePlan,
+    history: History,
+    *,
+    manifest_stores: Mapping[str, Store],
+    conditional: bool = True,
+) -> None:
+    """Delete in an order that converges after a crash: files, then the manifest entry, then catalogs."""
+    by_product: dict[str, set[str]] = {}
+    for item in plan.delete_now:
+        log.info("purging %s (%s)", target.describe(item.folder), item.reason)
+        for obj in list(target.list(item.folder + "/")):
+            target.delete(obj.key)
+        by_product.setdefault(item.product, set()).add(item.version)
+    for name, versions in by_product.items():
+        product = tree.product(name)
+        store = manifest_stores.get(name)
+        if store is target and not product.prefix_path:
+            _drop_from_manifest(target, tree, product, versions, conditional)
+    if plan.old_catalogs:
+        for key in plan.old_catalogs:
+            target.delete(key)
+        gone = set(plan.old_catalogs)
+        history.entries = [e for e in history.entries if e["catalog"] not in gone]
+        write_history(target, history, conditional)

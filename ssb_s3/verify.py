@@ -1,0 +1,176 @@
+"""verify: read the tree as a client does and check everything it would download.
+
+index.json → each image-downloads catalog → every item exists with its declared size; with
+hashes, every file is streamed once and its sha256 and the combined fingerprints are checked.
+Works on a local folder, a bucket, or an http(s) base URL (what users actually serve).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import INDEX_KEY, ROOT_COMBINED_FIELD, contract_problems
+from .errors import NotFound, StoreError
+from .schemas import schema_problems
+from .store import CHUNK_SIZE, HttpStore, Store
+
+log = logging.getLogger(__name__)
+META_FTYPES = ("lxd.tar.xz", "incus.tar.xz")
+
+
+@dataclass
+class VerifyReport:
+    """What was checked and every problem found."""
+
+    catalogs: list[str] = field(default_factory=list)
+    products: int = 0
+    versions: int = 0
+    files: int = 0
+    bytes: int = 0
+    hashed_bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _sizes(store: Store, paths: set[str]) -> dict[str, int]:
+    if isinstance(store, HttpStore):
+        found = {}
+        for path in sorted(paths):
+            info = store.head(path)
+            if info is not None:
+                found[path] = info.size
+        return found
+    return {o.key: o.size for o in store.list() if o.key in paths}
+
+
+class _Hasher:
+    """sha256 of each file, each file streamed once; meta hashes kept to extend into fingerprints."""
+
+    def __init__(self, store: Store, report: VerifyReport) -> None:
+        self.store, self.report = store, report
+        self.digests: dict[str, str] = {}
+        self.meta_state: dict[str, Any] = {}
+
+    def meta(self, path: str) -> Any:
+        if path not in self.meta_state:
+            h = hashlib.sha256()
+            for chunk in self.store.iter_chunks(path, CHUNK_SIZE):
+                h.update(chunk)
+                self.report.hashed_bytes += len(chunk)
+            self.meta_state[path] = h
+            self.digests[path] = h.hexdigest()
+        return self.meta_state[path]
+
+    def root(self, path: str, metas: list[str]) -> dict[str, str]:
+        """Stream `path` once; return its own sha256 (key '') and sha256(meta ‖ root) per meta path."""
+        own = hashlib.sha256()
+        combined = {m: self.meta(m).copy() for m in metas}
+        for chunk in self.store.iter_chunks(path, CHUNK_SIZE):
+            own.update(chunk)
+            for h in combined.values():
+                h.update(chunk)
+            self.report.hashed_bytes += len(chunk)
+        self.digests[path] = own.hexdigest()
+        return {"": own.hexdigest(), **{m: h.hexdigest() for m, h in combined.items()}}
+
+    def plain(self, path: str) -> str:
+        if path not in self.digests:
+            h = hashlib.sha256()
+            for chunk in self.store.iter_chunks(path, CHUNK_SIZE):
+                h.update(chunk)
+                self.report.hashed_bytes += len(chunk)
+            self.digests[path] = h.hexdigest()
+        return self.digests[path]
+
+
+def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problems: list[str]) -> None:
+    metas = {key: item for key, item in items.items() if item["ftype"] in META_FTYPES}
+    meta_paths = sorted({item["path"] for item in metas.values()})
+    for key, root in sorted(items.items()):
+        field_name = ROOT_COMBINED_FIELD.get(root["ftype"])
+        if field_name is None:
+            continue
+        digests = hasher.root(root["path"], meta_paths) if root["path"] not in hasher.digests else None
+        if digests is None:
+            continue  # shared root already checked through another version
+        if digests[""] != root.get("sha256"):
+            problems.append(
+                f"{where} item {key}: {root['path']} sha256 is {digests['']}, catalog says {root.get('sha256')}"
+            )
+        for meta_key, meta in sorted(metas.items()):
+            if meta.get(field_name) and meta[field_name] != digests[meta["path"]]:
+                problems.append(f"{where} item {meta_key}: {field_name} is {meta[field_name]}, but "
+                                f"sha256({meta['path']} ‖ {root['path']}) is {digests[meta['path']]}")
+    for key, item in sorted(items.items()):
+        if item["ftype"] in ROOT_COMBINED_FIELD:
+            continue
+        digest = hasher.meta(item["path"]).hexdigest() if item["ftype"] in META_FTYPES else hasher.plain(item["path"])
+        if digest != item.get("sha256"):
+            problems.append(f"{where} item {key}: {item['path']} sha256 is {digest}, catalog says {item.get('sha256')}")
+
+
+def verify(store: Store, *, hashes: bool = False) -> VerifyReport:
+    """Check the tree served from `store`; every problem lands in the report."""
+    report = VerifyReport()
+    problems = report.problems
+    try:
+        index = json.loads(store.read(INDEX_KEY))
+    except NotFound:
+        problems.append(f"{store.describe(INDEX_KEY)}: missing (nothing is published)")
+        return report
+    except (ValueError, StoreError) as exc:
+        problems.append(f"{store.describe(INDEX_KEY)}: unreadable: {exc}")
+        return report
+    index_problems = schema_problems(index, "index", store.describe(INDEX_KEY))
+    if index_problems:
+        problems.extend(index_problems)
+        return report
+    entries = [e for e in index["index"].values() if e["datatype"] == "image-downloads" and e["products"]]
+    if not entries:
+        problems.append(f"{store.describe(INDEX_KEY)}: no image-downloads entry with products: clients list nothing")
+    hasher = _Hasher(store, report)
+    for entry in entries:
+        path = entry["path"]
+        report.catalogs.append(path)
+        try:
+            catalog = json.loads(store.read(path))
+        except NotFound:
+            problems.append(f"{store.describe(path)}: named by index.json but missing")
+            continue
+        except (ValueError, StoreError) as exc:
+            problems.append(f"{store.describe(path)}: unreadable: {exc}")
+            continue
+        contract = contract_problems(catalog, store.describe(path))
+        problems.extend(contract)
+        if contract and not isinstance(catalog.get("products"), dict):
+            continue
+        if sorted(entry["products"]) != sorted(catalog["products"]):
+            problems.append(f"{store.describe(INDEX_KEY)}: products listed for {path} differ from the catalog's")
+        items = {
+            item["path"]: item
+            for product in catalog["products"].values()
+            for version in product.get("versions", {}).values()
+            for item in version.get("items", {}).values()
+            if isinstance(item, dict) and isinstance(item.get("path"), str)
+        }
+        sizes = _sizes(store, set(items))
+        for item_path, item in sorted(items.items()):
+            if item_path not in sizes:
+                problems.append(f"{store.describe(item_path)}: named by {path} but missing")
+            elif sizes[item_path] != item.get("size"):
+                problems.append(
+                    f"{store.describe(item_path)}: {sizes[item_path]} bytes, {path} says {item.get('size')}"
+                )
+        report.files += len(items)
+        report.bytes += sum(sizes.values())
+        report.products += len(catalog["products"])
+        for pname, product in sorted(catalog["products"].items()):
+            for vname, version in sorted(product.get("versions", {}).items()):
+                report.versions += 1
+                if hashes and all(i["path"] in sizes for i in version["items"].values()):
+                    _check_hashes(hasher, f"{path}: product {pname} version {vname}", version["items"], problems)
+    return report
