@@ -48,10 +48,18 @@ _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)
 _UNIT_SECONDS = (7 * 86400, 86400, 3600, 60, 1)
 
 
-def parse_duration(text: str) -> int:
-    """'90m', '6h', '7d', '1h30m', '45s', '0' -> seconds; ValueError names what was expected."""
-    match = _DURATION.match(text.strip())
-    if not text.strip() or not match or (text.strip() != "0" and not any(match.groups())):
+def parse_duration(text: str | int) -> int:
+    """'90m', '6h', '7d', '1h30m', '45s', '0' (or a number of seconds) -> seconds.
+
+    ValueError names what was expected.
+    """
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return text
+    value = str(text).strip()
+    if value.isdigit():
+        return int(value)
+    match = _DURATION.match(value)
+    if not value or not match or not any(match.groups()):
         raise ValueError(f"'{text}' is not a duration (expected e.g. 90m, 6h, 7d, 1h30m or 0)")
     return sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS, strict=True) if n)
 
@@ -158,7 +166,7 @@ def _clean_relative(value: str) -> str:
     return re.sub(r"/+", "/", value).strip("/")
 
 
-def _duration(value: str | None) -> int | None:
+def _duration(value: str | int | None) -> int | None:
     return None if value is None else parse_duration(value)
 
 

@@ -50,6 +50,8 @@ def _describe(error: ValidationError) -> str:
         return f"{where}: {error.message.replace(' is a required property', '')} is required"
     if error.validator == "type":
         return f"{where}: expected {error.validator_value}, got {json.dumps(error.instance)[:60]}"
+    if error.validator in ("anyOf", "oneOf") and "description" in error.schema:
+        return f"{where}: {json.dumps(error.instance)[:80]} is not valid, expected {error.schema['description']}"
     if error.validator == "pattern":
         expected = error.schema.get("description", f"a string matching {error.validator_value}")
         return f"{where}: {json.dumps(error.instance)[:80]} is not valid, expected {expected}"
@@ -65,7 +67,7 @@ def schema_problems(instance: Any, name: str, source: str) -> list[str]:
     for error in errors:
         # For anyOf/oneOf-free schemas the best match is the error itself; descend into context anyway.
         leaf = error
-        while leaf.context:
+        while leaf.context and "description" not in leaf.schema:
             leaf = leaf.context[0]
         problems.append(f"{source}: {_describe(leaf)}")
     return problems

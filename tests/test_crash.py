@@ -1,0 +1,116 @@
+"""Crash safety: a publish stopped dead after each of its storage writes, in turn.
+
+The publish under test adds a version and, with retention and grace 0, purges the oldest one and
+the replaced catalog in the same run, so every kind of write is a crash point. After each stop
+the served tree must pass `verify --hashes`, and a re-run must converge to the tree an
+uninterrupted publish gives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from realparts import S3Server, make_image
+
+from ssb_s3.config import load_config
+from ssb_s3.manifest import refresh_manifest
+from ssb_s3.publish import PublishOptions, publish
+from ssb_s3.store import Store, open_store
+from ssb_s3.verify import verify
+
+HERE = Path(__file__).resolve().parent
+TREE = """
+storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path, checksum_mode: when_required}}
+grace: "0"
+lease_ttl: 2s
+products:
+  - name: busybox:1.36:amd64:default
+    arch: amd64
+    release: "1.36"
+    os: Busybox
+    directory: busybox/amd64
+    days: 2
+    aliases: [busybox]
+"""
+
+
+def snapshot(store: Store) -> dict[str, bytes]:
+    return {o.key: store.read(o.key) for o in store.list()}
+
+
+def served(store: Store) -> tuple[bytes, bytes, set[str]]:
+    """What clients see (index, catalog) and every key outside the publisher's own .ssb-s3/."""
+    index = store.read("streams/v1/index.json")
+    catalog = store.read(json.loads(index)["index"]["images"]["path"])
+    return index, catalog, {o.key for o in store.list() if not o.key.startswith(".ssb-s3/")}
+
+
+def restore(store: Store, state: dict[str, bytes]) -> None:
+    for obj in list(store.list()):
+        if obj.key not in state:
+            store.delete(obj.key)
+    for key, data in state.items():
+        store.write(key, data)
+
+
+@pytest.fixture
+def before_publish(s3_server: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                   ) -> tuple[Path, str, Store, dict[str, bytes]]:
+    """v1 and v2 published; v3 uploaded and in ssb.json, not yet published."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    conf = tmp_path / "tree.yml"
+    conf.write_text(TREE.format(endpoint=s3_server.endpoint))
+    tree = load_config(conf)
+    target = f"s3://{bucket}"
+    store = open_store(target, tree.storage)
+    client = s3_server.client()
+    for n, serial in enumerate(("20260101_0000", "20260102_0000", "20260103_0000"), start=1):
+        folder = tmp_path / "images" / serial
+        for path in make_image(folder, kind="squashfs", serial=serial, description=f"v{n}"):
+            client.upload_file(str(path), bucket, f"busybox/amd64/{serial}/{path.name}")
+        refresh_manifest(store, tree, tree.products[0])
+        if n < 3:
+            publish(tree, store, PublishOptions())
+    return conf, target, store, snapshot(store)
+
+
+def run_crashing(conf: Path, target: str, crash_after: int, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(HERE / "crash_publish.py"), str(conf), target, str(crash_after)],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_crash_after_every_write_keeps_tree_valid_and_converges(
+    before_publish: tuple[Path, str, Store, dict[str, bytes]],
+) -> None:
+    conf, target, store, initial = before_publish
+    tree = load_config(conf)
+    env = {**os.environ, "PYTHONPATH": f"{HERE.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+    # The reference: an uninterrupted publish, and the list of its writes.
+    reference_run = run_crashing(conf, target, 10_000, env)
+    assert reference_run.returncode == 0, reference_run.stderr
+    writes = [line for line in reference_run.stdout.splitlines() if line != "completed"]
+    reference = served(store)
+    assert any(w.startswith("delete busybox/amd64/20260101_0000/") for w in writes)  # the purge ran
+    assert any(w.startswith("delete streams/v1/images-") for w in writes)  # the old catalog went
+    assert writes[-1] == "delete .ssb-s3/lease.json"
+    assert len(writes) >= 10
+    print(f"{len(writes)} crash points: {writes}")
+
+    for crash_after in range(1, len(writes) + 1):
+        restore(store, initial)
+        stopped = run_crashing(conf, target, crash_after, env)
+        assert stopped.returncode == 99, (crash_after, stopped.stderr)
+        report = verify(store, hashes=True)
+        assert report.problems == [], (crash_after, writes[crash_after - 1], report.problems)
+        assert report.versions >= 2
+        # The stopped publisher left its lease: the re-run waits for it to expire, then converges.
+        publish(tree, store, PublishOptions(lock_timeout=30))
+        assert served(store) == reference, (crash_after, writes[crash_after - 1])
+        assert verify(store, hashes=True).problems == []
