@@ -166,6 +166,12 @@ def _path_problem(path: Any) -> str | None:
     return None
 
 
+def fingerprints(items: Mapping[str, Any]) -> set[str]:
+    """Every image fingerprint a version's items give, for LXD and Incus alike."""
+    mirrored = _mirrored_items(items)
+    return {fp for client in CLIENT_META for fp, _ in _images_of_version("", mirrored, client)}
+
+
 def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list[tuple[str, str]]:
     """(fingerprint, description) of each image `client` would see in this version."""
     meta_ftype, unified_ftype = CLIENT_META[client]

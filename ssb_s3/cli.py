@@ -13,9 +13,12 @@ import click
 import yaml
 
 from . import __version__
+from .build import BuildRequest, cleanup, gather, resolve_image_file, run_builder
+from .build import staging_dir as build_staging_dir
 from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
 from .config import StorageConfig, TreeConfig, config_as_dict, load_config, parse_duration
 from .errors import ProblemsFound, SSBError
+from .ingest import ingest_version
 from .lease import force_unlock
 from .manifest import build_manifest, manifest_bytes, read_manifest, refresh_manifest
 from .publish import PublishOptions, PublishReport, assemble, dump_json, publish, purge, read_tree
@@ -37,6 +40,7 @@ class Settings:
     region: str | None
     profile: str | None
     verbose: int
+    quiet: bool = False
     _tree: TreeConfig | None = None
 
     @property
@@ -116,7 +120,7 @@ def cli(ctx: click.Context, config_path: str, target: str, apikey: str | None, e
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    ctx.obj = Settings(config_path, target, apikey, endpoint_url, region, profile, verbose)
+    ctx.obj = Settings(config_path, target, apikey, endpoint_url, region, profile, verbose, quiet)
 
 
 @cli.command("print")
@@ -309,6 +313,70 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
         _print_report(report)
     if report.problems:
         _fail(["error: some products were not updated:", *(f"  - {p}" for p in report.problems)])
+
+
+@cli.command("build-product")
+@click.argument("name")
+@click.option("-s", "--source-dir", "source_dir", help="Folder of image definitions: -i is looked up in "
+              "<SRC>/<directory>/ then <SRC>/.")
+@click.option("-i", "--image-filename", "image", default="image.yaml", show_default=True,
+              help="distrobuilder image definition.")
+@click.option("--skip-lxc", is_flag=True, help="Do not build the LXC image (build-lxc).")
+@click.option("--skip-lxd", is_flag=True, help="Do not build the LXD/Incus image (build-lxd / build-incus).")
+@click.option("--skip-purge", is_flag=True, help="Publish without deleting expired versions.")
+@click.option("--incus", is_flag=True, help="Use `distrobuilder build-incus` (distrobuilder 3) instead of build-lxd.")
+@click.option("--vm", is_flag=True, help="Build a VM image (metadata + disk.qcow2, published as disk-kvm.img).")
+@click.option("--unified", is_flag=True, help="Build a unified tarball (--type=unified) instead of a split image.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Passed to distrobuilder as -o KEY=VALUE (repeatable).")
+@click.option("--from-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Take already-built artifacts from this folder instead of running distrobuilder.")
+@click.option("--builder", default="distrobuilder", show_default=True, help="distrobuilder executable.")
+@click.option("--version", "version", help="Version name (default: the UTC time in --version-format; "
+              "an interrupted upload of the same files is resumed).")
+@click.option("--version-format", default="%Y%m%d_%H:%M", show_default=True,
+              help="strftime format of new version names (UTC); must start with %Y%m%d.")
+@click.option("--staging-dir", help="Where distrobuilder writes (default: a temporary folder, removed after).")
+@click.option("--part-size", type=click.IntRange(5, 5000), default=8, show_default=True,
+              help="Multipart part size in MiB.")
+@click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Parts uploaded in parallel.")
+@click.option("--no-publish", is_flag=True, help="Only upload and record the version in ssb.json.")
+@LOCK_TIMEOUT
+@click.pass_obj
+def build_product_cmd(settings: Settings, name: str, source_dir: str | None, image: str, skip_lxc: bool,
+                      skip_lxd: bool, skip_purge: bool, incus: bool, vm: bool, unified: bool,
+                      options: tuple[str, ...], from_dir: Path | None, builder: str, version: str | None,
+                      version_format: str, staging_dir: str | None, part_size: int, concurrency: int,
+                      no_publish: bool, lock_timeout: float) -> None:
+    """Build a product with distrobuilder (or take --from-dir), upload it as a new version, publish.
+
+    Artifacts are checked first (metadata.yaml architecture, file contents); each file is read
+    once while it is uploaded (create-only, parallel multipart) and hashed in the same pass; the
+    version enters ssb.json only once all its files are in; then the tree is published.
+    """
+    tree = settings.tree
+    product = tree.product(name)
+    store = settings.store(product.source or None)
+    request = BuildRequest(resolve_image_file(image, source_dir, product.directory), builder, lxd=not skip_lxd,
+                           lxc=not skip_lxc, incus=incus, vm=vm, unified=unified, options=options)
+    staging, remove = (None, False) if from_dir else build_staging_dir(staging_dir)
+    if from_dir is not None:
+        files = gather([("build-lxd", from_dir)], unified, incus, rename=False)
+    else:
+        assert staging is not None
+        files = run_builder(request, staging, quiet=settings.quiet)
+    result = ingest_version(store, tree, product, files, version=version, version_format=version_format, vm=vm,
+                            part_size=part_size * 1024 * 1024, concurrency=concurrency, quiet=settings.quiet)
+    if staging is not None and remove:
+        cleanup(staging)
+    click.echo(f"{product.name}: version {result.version} {'resumed and ' if result.resumed else ''}recorded "
+               f"({len(result.uploaded)} uploaded, {len(result.skipped)} already there, "
+               f"{result.bytes_uploaded} bytes)")
+    if not no_publish:
+        report = publish(tree, settings.store(), PublishOptions(
+            apikey=settings.apikey, storage=settings.storage, skip_purge=skip_purge, lock_timeout=lock_timeout))
+        _print_report(report)
 
 
 @cli.command("purge")

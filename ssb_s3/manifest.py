@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -26,6 +26,7 @@ from .store import CHUNK_SIZE, ObjectInfo, Store
 log = logging.getLogger(__name__)
 
 VERSION_NAME = re.compile(r"^[0-9]{8}[0-9A-Za-z_:.+-]*$")
+UPLOAD_MARKER = ".ssb-upload.json"  # written first and removed last by build-product
 
 
 @dataclass(frozen=True)
@@ -89,55 +90,84 @@ def is_complete(filenames: Iterable[str]) -> bool:
     )
 
 
-def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]) -> dict[str, Any]:
-    """Stream every file of one version once; return its simplestreams items."""
-    items: dict[str, dict[str, Any]] = {}
-    metas = sorted(f for f in files if ARTIFACTS[f].role in ("meta", "lxc-meta", "unified"))
-    roots = sorted(f for f in files if ARTIFACTS[f].role == "root")
-    meta_hashers: dict[str, Any] = {}
-    for name in metas:
-        art = ARTIFACTS[name]
-        hasher = hashlib.sha256()
-        size = 0
-        for chunk in store.iter_chunks(f"{version_dir}/{name}", CHUNK_SIZE):
-            hasher.update(chunk)
-            size += len(chunk)
-        items[art.item_key] = {
-            "ftype": art.ftype,
-            "path": f"{version_dir}/{name}",
-            "size": size,
-            "sha256": hasher.hexdigest(),
-        }
-        if art.role == "meta":
-            meta_hashers[art.item_key] = hasher
-    for name in roots:
-        art = ARTIFACTS[name]
+def upload_order(names: Iterable[str]) -> list[str]:
+    """Metadata first, roots last: a root's combined hashes extend its metadata files' hashes."""
+    return sorted((n for n in names if n in ARTIFACTS), key=lambda n: (ARTIFACTS[n].role == "root", n))
+
+
+class VersionHasher:
+    """Hashes the files of one version, each streamed once, in `upload_order`.
+
+    Every root file is fed into its own sha256 and into a copy of each metadata file's
+    sha256, which gives the combined fingerprints sha256(meta ‖ root) without a second read.
+    """
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+        self.digests: dict[str, str] = {}
+        self.combined: dict[tuple[str, str], str] = {}  # (meta file, root file) -> fingerprint
+        self._meta: dict[str, Any] = {}
+        self._open: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+    def start(self, name: str) -> Callable[[bytes], None]:
+        """A feed function for file `name`; call `finish(name)` after the last chunk."""
         own = hashlib.sha256()
-        combined = {key: h.copy() for key, h in meta_hashers.items()}
-        size = 0
-        for chunk in store.iter_chunks(f"{version_dir}/{name}", CHUNK_SIZE):
-            own.update(chunk)
-            for h in combined.values():
+        combined = {m: h.copy() for m, h in self._meta.items()} if ARTIFACTS[name].role == "root" else {}
+        targets = [own, *combined.values()]
+        self._open[name] = (own, combined)
+        self.sizes[name] = 0
+
+        def feed(chunk: bytes) -> None:
+            for h in targets:
                 h.update(chunk)
-            size += len(chunk)
-        items[art.item_key] = {
-            "ftype": art.ftype,
-            "path": f"{version_dir}/{name}",
-            "size": size,
-            "sha256": own.hexdigest(),
-        }
-        for meta_key, h in combined.items():
-            digest = h.hexdigest()
-            for fieldname in art.combined_fields:
-                items[meta_key][fieldname] = digest
-    for name, info in files.items():
-        item = items[ARTIFACTS[name].item_key]
-        if item["size"] != info.size:
+            self.sizes[name] += len(chunk)
+
+        return feed
+
+    def digest(self, name: str) -> str:
+        """The file's sha256 once all of it was fed (before `finish`)."""
+        return str(self._open[name][0].hexdigest())
+
+    def discard(self, name: str) -> None:
+        """Forget a half-fed file (its upload failed), so that it can be fed again from the start."""
+        self._open.pop(name, None)
+        self.sizes.pop(name, None)
+
+    def finish(self, name: str) -> None:
+        own, combined = self._open.pop(name)
+        self.digests[name] = own.hexdigest()
+        if ARTIFACTS[name].role == "meta":
+            self._meta[name] = own
+        for meta, h in combined.items():
+            self.combined[(meta, name)] = h.hexdigest()
+
+    def items(self, version_dir: str) -> dict[str, Any]:
+        """simplestreams items of the version, as written into ssb.json."""
+        items: dict[str, dict[str, Any]] = {}
+        for name in upload_order(self.digests):
+            art = ARTIFACTS[name]
+            items[art.item_key] = {"ftype": art.ftype, "path": f"{version_dir}/{name}",
+                                   "size": self.sizes[name], "sha256": self.digests[name]}
+        for (meta, root), digest in self.combined.items():
+            for fieldname in ARTIFACTS[root].combined_fields:
+                items[ARTIFACTS[meta].item_key][fieldname] = digest
+        return items
+
+
+def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]) -> dict[str, Any]:
+    """Stream every file of one version once from the store; return its simplestreams items."""
+    hasher = VersionHasher()
+    for name in upload_order(files):
+        feed = hasher.start(name)
+        for chunk in store.iter_chunks(f"{version_dir}/{name}", CHUNK_SIZE):
+            feed(chunk)
+        hasher.finish(name)
+        if hasher.sizes[name] != files[name].size:
             raise StoreError(
                 f"{store.describe(f'{version_dir}/{name}')}: size changed while hashing "
-                f"({info.size} listed, {item['size']} read); is an upload still running?"
+                f"({files[name].size} listed, {hasher.sizes[name]} read); is an upload still running?"
             )
-    return items
+    return hasher.items(version_dir)
 
 
 @dataclass
@@ -169,6 +199,7 @@ def scan_versions(
     """Group the product folder's objects by version; return (complete versions, skipped+why)."""
     versions: dict[str, dict[str, ObjectInfo]] = {}
     skipped: dict[str, str] = {}
+    uploading: set[str] = set()
     base = f"{product_dir}/"
     for obj in store.list(base):
         parts = obj.key[len(base) :].split("/")
@@ -181,13 +212,17 @@ def scan_versions(
         if problem:
             skipped[version] = f"folder name {problem}"
             continue
+        if filename == UPLOAD_MARKER:
+            uploading.add(version)
         if filename in ARTIFACTS:
             versions.setdefault(version, {})[filename] = obj
         else:
             versions.setdefault(version, {})
     complete = {}
     for version, files in versions.items():
-        if is_complete(files):
+        if version in uploading:
+            skipped[version] = "upload in progress (build-product has not finished it)"
+        elif is_complete(files):
             complete[version] = files
         else:
             have = ", ".join(sorted(files)) or "no known image files"

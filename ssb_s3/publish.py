@@ -285,7 +285,7 @@ def assemble(
                 state.blame(name, problem)
         if not fresh or not opts.keep_going:
             break
-    if old_products and not catalog["products"] and not opts.force:
+    if old_products and not catalog["products"] and not opts.force and not state.problems:
         state.blame(None, "the new catalog would have no product at all: refusing to empty the tree without --force")
     return catalog, sorted(kept_previous)
 

@@ -16,8 +16,10 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -40,6 +42,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str = ""
+    sha256: str = ""  # recorded in the object's metadata by ingest (single-part uploads)
 
 
 class Store(ABC):
@@ -90,6 +93,25 @@ class Store(ABC):
     @abstractmethod
     def upload(self, key: str, fileobj: BinaryIO, *, content_type: str, cache_control: str) -> None:
         """Store a large object from a file object, streaming (multipart on S3)."""
+
+    @abstractmethod
+    def ingest_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        feed: Callable[[bytes], None],
+        digest: Callable[[], str],
+        content_type: str,
+        cache_control: str,
+        part_size: int = CHUNK_SIZE,
+        concurrency: int = 4,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        """Create `key` from a local file, reading it exactly once: every chunk read goes to
+        `feed` (the caller hashes it) and to the store. Create-only: PreconditionFailed if the
+        key exists. `digest()` is called once everything was fed, for the object's metadata
+        where the backend can still set it."""
 
     def open_reader(self, key: str) -> BinaryIO:
         """A read-only file object over `iter_chunks`, for streaming copies between stores."""
@@ -257,6 +279,44 @@ class LocalStore(Store):
         except OSError as exc:
             raise StoreError(f"{path}: cannot write: {exc.strerror}") from None
 
+    def ingest_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        feed: Callable[[bytes], None],
+        digest: Callable[[], str],
+        content_type: str,
+        cache_control: str,
+        part_size: int = CHUNK_SIZE,
+        concurrency: int = 4,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        dest = self._path(key)
+        if dest.exists():
+            raise PreconditionFailed(f"{dest}: already exists")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}{TEMP_MARK}")
+            try:
+                with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+                    while chunk := src.read(part_size):
+                        feed(chunk)
+                        out.write(chunk)
+                        progress(len(chunk))
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.chmod(tmp, 0o644)
+                try:
+                    os.link(tmp, dest)  # create-only, atomic: fails if someone created it meanwhile
+                except FileExistsError:
+                    raise PreconditionFailed(f"{dest}: already exists") from None
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        except OSError as exc:
+            raise StoreError(f"{dest}: cannot write: {exc.strerror}") from None
+
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
@@ -319,7 +379,8 @@ class S3Store(Store):
             if isinstance(err, NotFound):
                 return None
             raise err from None
-        return ObjectInfo(key, int(resp["ContentLength"]), resp.get("ETag", ""))
+        return ObjectInfo(key, int(resp["ContentLength"]), resp.get("ETag", ""),
+                          resp.get("Metadata", {}).get("sha256", ""))
 
     def read_with_etag(self, key: str) -> tuple[bytes, str]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -384,6 +445,80 @@ class S3Store(Store):
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("upload", key, exc) from None
 
+    def ingest_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        feed: Callable[[bytes], None],
+        digest: Callable[[], str],
+        content_type: str,
+        cache_control: str,
+        part_size: int = CHUNK_SIZE,
+        concurrency: int = 4,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        size = path.stat().st_size
+        try:
+            if size <= part_size:
+                data = path.read_bytes()
+                feed(data)
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type,
+                    CacheControl=cache_control, Metadata={"sha256": digest()}, IfNoneMatch="*",
+                )
+                progress(len(data))
+                return
+            self._multipart(key, path, feed, content_type, cache_control, part_size, concurrency, progress)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("upload", key, exc) from None
+
+    def _multipart(
+        self, key: str, path: Path, feed: Callable[[bytes], None], content_type: str, cache_control: str,
+        part_size: int, concurrency: int, progress: Callable[[int], None],
+    ) -> None:
+        """Parallel multipart upload of one sequential read: at most concurrency+1 parts in memory."""
+        upload_id = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=self._key(key), ContentType=content_type, CacheControl=cache_control,
+        )["UploadId"]
+        slots = threading.BoundedSemaphore(concurrency + 1)
+        failed: list[BaseException] = []
+
+        def send(number: int, chunk: bytes) -> dict[str, Any]:
+            try:
+                resp = self.client.upload_part(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
+                                               PartNumber=number, Body=chunk)
+                progress(len(chunk))
+                return {"PartNumber": number, "ETag": resp["ETag"]}
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+            finally:
+                slots.release()
+
+        try:
+            futures = []
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ssb-part") as pool, \
+                    path.open("rb") as src:
+                number = 0
+                while not failed and (chunk := src.read(part_size)):
+                    number += 1
+                    feed(chunk)
+                    slots.acquire()
+                    futures.append(pool.submit(send, number, chunk))
+                    del chunk
+                parts = [f.result() for f in futures]
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
+                MultipartUpload={"Parts": parts}, IfNoneMatch="*",
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id)
+            raise
+
     def delete(self, key: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -440,7 +575,7 @@ class HttpStore(Store):
     def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise StoreError(f"{self.url}: an http(s) URL is read-only; publish to a folder or s3:// URL")
 
-    write = upload = delete = _read_only
+    write = upload = delete = ingest_file = _read_only
 
 
 def make_s3_client(storage: StorageConfig) -> Any:
@@ -456,6 +591,7 @@ def make_s3_client(storage: StorageConfig) -> Any:
         retries={"mode": "standard", "max_attempts": 8},
         connect_timeout=10,
         read_timeout=120,
+        max_pool_connections=32,
     )
     try:
         session = boto3.session.Session(profile_name=storage.profile, region_name=storage.region)

@@ -1,0 +1,295 @@
+"""Ingest: put one built version into the store, each file read once, and record it safely.
+
+Order, so that no reader and no publisher ever sees half a version:
+1. check the artifacts (artifacts.inspect_artifacts): nothing is uploaded if LXD would refuse;
+2. reserve the version folder by creating <dir>/<VERSION>/.ssb-upload.json with
+   If-None-Match: * (a second build in the same minute gets the next free name, never the same);
+   the folder scanner ignores a version while this marker exists;
+3. upload each file create-only, hashing it (sha256 and the combined fingerprints) in the same
+   pass; a file already there whose recorded sha256 matches is skipped (a re-run resumes), a
+   different one is an error;
+4. add the version to the product's ssb.json with a conditional write (two builders of one
+   product never lose each other's version);
+5. remove the marker.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from .artifacts import ArtifactError, inspect_artifacts
+from .catalog import fingerprints
+from .config import ProductConfig, TreeConfig
+from .errors import NotFound, PreconditionFailed, StoreError
+from .manifest import (
+    ARTIFACTS,
+    UPLOAD_MARKER,
+    VersionHasher,
+    manifest_bytes,
+    read_manifest,
+    upload_order,
+    version_name_problem,
+)
+from .store import CHUNK_SIZE, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VERSION_FORMAT = "%Y%m%d_%H:%M"  # the seed's and images.linuxcontainers.org's
+ARTIFACT_TYPE = "application/octet-stream"
+
+
+class Progress:
+    """Bytes, rate and time left: redrawn on a terminal, a log line every 10% otherwise."""
+
+    def __init__(self, total: int, label: str, *, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.total, self.label, self.quiet = max(total, 1), label, quiet
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.done = 0
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._last_draw = 0.0
+        self._last_decile = -1
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+            if self.quiet:
+                return
+            now = time.monotonic()
+            elapsed = max(now - self.started, 1e-6)
+            rate = self.done / elapsed
+            left = (self.total - self.done) / rate if rate > 0 else 0.0
+            mib = 1024 * 1024
+            line = (f"{self.label}: {100 * self.done // self.total:3d}% {self.done / mib:.1f}/"
+                    f"{self.total / mib:.1f} MiB {rate / mib:.1f} MiB/s {left:.0f}s left")
+            if self.tty:
+                if now - self._last_draw > 0.1 or self.done >= self.total:
+                    self.stream.write("\r" + line + ("\n" if self.done >= self.total else ""))
+                    self.stream.flush()
+                    self._last_draw = now
+            else:
+                decile = 10 * self.done // self.total
+                if decile != self._last_decile:
+                    self._last_decile = decile
+                    log.info("%s", line)
+
+
+@dataclass
+class IngestResult:
+    """What ingest did: the version, its items, and which files were sent or found already there."""
+
+    product: str
+    version: str
+    items: dict[str, Any]
+    uploaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    bytes_uploaded: int = 0
+    resumed: bool = False
+
+
+def _marker(product: ProductConfig, files: Mapping[str, Path]) -> dict[str, Any]:
+    return {
+        "product": product.name,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": int(time.time()),
+        "files": {name: {"size": path.stat().st_size} for name, path in sorted(files.items())},
+    }
+
+
+def _same_files(marker: Mapping[str, Any], product: ProductConfig, files: Mapping[str, Path]) -> bool:
+    recorded = marker.get("files", {})
+    return marker.get("product") == product.name and set(recorded) == set(files) and all(
+        recorded[name].get("size") == path.stat().st_size for name, path in files.items()
+    )
+
+
+def _read_marker(store: Store, key: str) -> tuple[dict[str, Any] | None, str]:
+    try:
+        data, etag = store.read_with_etag(key)
+        marker = json.loads(data)
+        return (marker if isinstance(marker, dict) else None), etag
+    except NotFound:
+        return None, ""
+    except ValueError:
+        return None, ""
+
+
+def reserve_version(
+    store: Store, tree: TreeConfig, product: ProductConfig, files: Mapping[str, Path], *,
+    version: str | None, version_format: str, now: datetime,
+) -> tuple[str, str, dict[str, Any], bool]:
+    """Pick and reserve the version folder: (version, marker etag, marker, resumed)."""
+    product_dir = tree.product_dir(product)
+    if version is None:
+        # An interrupted build of the same files resumes, wherever its marker is.
+        for obj in store.list(f"{product_dir}/"):
+            parts = obj.key[len(product_dir) + 1:].split("/")
+            if len(parts) == 2 and parts[1] == UPLOAD_MARKER:
+                marker, etag = _read_marker(store, obj.key)
+                if marker is not None and _same_files(marker, product, files):
+                    log.info("%s: resuming the interrupted upload of version %s", product.name, parts[0])
+                    return parts[0], etag, marker, True
+        base = now.astimezone(timezone.utc).strftime(version_format)
+        candidates = [base, *(f"{base}_{n}" for n in range(1, 100))]
+    else:
+        candidates = [version]
+    for name in candidates:
+        problem = version_name_problem(name)
+        if problem:
+            raise ArtifactError(f"version name '{name}' {problem} (see --version-format)")
+        key = f"{product_dir}/{name}/{UPLOAD_MARKER}"
+        marker = _marker(product, files)
+        if not any(True for _ in store.list(f"{product_dir}/{name}/")):
+            try:
+                etag = store.write(key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
+                                   if_none_match=True)
+                return name, etag, marker, False
+            except PreconditionFailed:
+                pass  # another build took this name a moment ago
+        existing, etag = _read_marker(store, key)
+        if version is not None:
+            if existing is not None and _same_files(existing, product, files):
+                return name, etag, existing, True
+            raise ArtifactError(
+                f"{store.describe(f'{product_dir}/{name}/')} already exists"
+                + (" with other files" if existing else " and is finished") + "; pick another --version"
+            )
+    raise ArtifactError(f"no free version name from '{candidates[0]}' in {store.describe(product_dir)}")
+
+
+def _hash_local(path: Path, feed: Callable[[bytes], None]) -> None:
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK_SIZE):
+            feed(chunk)
+
+
+def add_version_to_manifest(
+    store: Store, tree: TreeConfig, product: ProductConfig, version: str, items: dict[str, Any], attempts: int = 10
+) -> None:
+    """Read ssb.json, add one version, write it back If-Match; re-read and redo on a conflict."""
+    key = tree.manifest_key(product)
+    for _ in range(attempts):
+        manifest, etag = read_manifest(store, tree, product)
+        manifest = manifest or {"name": product.name, "versions": {}}
+        manifest["versions"][version] = {"items": items}
+        try:
+            store.write(key, manifest_bytes(manifest), cache_control=tree.cache_control.manifest,
+                        if_match=etag or None, if_none_match=not etag)
+            return
+        except PreconditionFailed:
+            log.info("%s: ssb.json changed meanwhile (another builder), adding %s again", product.name, version)
+    raise StoreError(f"{store.describe(key)}: changed {attempts} times in a row while adding {version}")
+
+
+def _refuse_duplicate(store: Store, tree: TreeConfig, product: ProductConfig, version: str,
+                      result: IngestResult, marker_key: str) -> None:
+    """The same image again (e.g. a rebuild of unchanged sources) would make clients refuse both
+    ('More than one match'): drop the new folder instead of recording it."""
+    manifest, _ = read_manifest(store, tree, product)
+    new = fingerprints(result.items)
+    for other, entry in sorted((manifest or {}).get("versions", {}).items()):
+        if other != version and new & fingerprints(entry.get("items", {})):
+            for filename in result.uploaded:
+                store.delete(f"{tree.product_dir(product)}/{version}/{filename}")
+            store.delete(marker_key)
+            raise ArtifactError(
+                f"{product.name}: the new build is identical to version {other} (same fingerprint); "
+                "nothing recorded, its upload was removed"
+            )
+
+
+def ingest_version(
+    store: Store,
+    tree: TreeConfig,
+    product: ProductConfig,
+    files: Mapping[str, Path],
+    *,
+    version: str | None = None,
+    version_format: str = DEFAULT_VERSION_FORMAT,
+    vm: bool = False,
+    part_size: int = CHUNK_SIZE,
+    concurrency: int = 4,
+    quiet: bool = False,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Upload one version of `product` and add it to ssb.json (see the module docstring)."""
+    inspect_artifacts(dict(files), product, vm=vm)
+    name, marker_etag, marker, resumed = reserve_version(
+        store, tree, product, files, version=version, version_format=version_format,
+        now=now or datetime.now(timezone.utc),
+    )
+    product_dir = tree.product_dir(product)
+    version_dir = f"{product_dir}/{name}"
+    marker_key = f"{version_dir}/{UPLOAD_MARKER}"
+    result = IngestResult(product.name, name, {}, resumed=resumed)
+    hasher = VersionHasher()
+    total = sum(path.stat().st_size for path in files.values())
+    progress = Progress(total, f"{product.name} {name}", quiet=quiet)
+    for filename in upload_order(files):
+        path, key = files[filename], f"{version_dir}/{filename}"
+        feed = hasher.start(filename)
+        there = store.head(key)
+        if there is None:
+            try:
+                store.ingest_file(key, path, feed=feed, digest=functools.partial(hasher.digest, filename),
+                                  content_type=ARTIFACT_TYPE, cache_control=tree.cache_control.artifacts,
+                                  part_size=part_size, concurrency=concurrency, progress=progress)
+                hasher.finish(filename)
+                result.uploaded.append(filename)
+                result.bytes_uploaded += hasher.sizes[filename]
+            except PreconditionFailed:  # another run created it meanwhile: compare instead
+                there = store.head(key)
+                hasher.discard(filename)
+                feed = hasher.start(filename)
+        if there is not None:
+            _hash_local(path, feed)
+            hasher.finish(filename)
+            recorded = there.sha256 or marker.get("files", {}).get(filename, {}).get("sha256", "")
+            if not recorded:  # no record (e.g. a multipart object whose marker update was lost)
+                remote = hashlib.sha256()
+                for chunk in store.iter_chunks(key):
+                    remote.update(chunk)
+                recorded = remote.hexdigest()
+            if recorded != hasher.digests[filename]:
+                raise ArtifactError(
+                    f"{store.describe(key)} already exists with sha256 {recorded}, but {path} has "
+                    f"{hasher.digests[filename]}: refusing to overwrite; build with another --version"
+                )
+            progress(path.stat().st_size)
+            result.skipped.append(filename)
+        marker.setdefault("files", {}).setdefault(filename, {})["sha256"] = hasher.digests[filename]
+        marker_etag = store.write(marker_key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
+                                  if_match=marker_etag or None)
+    result.items = hasher.items(version_dir)
+    _refuse_duplicate(store, tree, product, name, result, marker_key)
+    add_version_to_manifest(store, tree, product, name, result.items)
+    store.delete(marker_key)
+    log.info("%s: version %s recorded in %s (%d uploaded, %d already there)", product.name, name,
+             store.describe(tree.manifest_key(product)), len(result.uploaded), len(result.skipped))
+    return result
+
+
+def collect_artifacts(folder: Path) -> dict[str, Path]:
+    """Known artifact files of a distrobuilder output folder (unified tarballs renamed by the caller)."""
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: not a folder")
+    found = {p.name: p for p in sorted(folder.iterdir()) if p.is_file() and p.name in ARTIFACTS}
+    if not found:
+        names = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
+        raise ArtifactError(f"{folder}: no image files (found {names}; expected some of {', '.join(ARTIFACTS)})")
+    return found
