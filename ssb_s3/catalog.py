@@ -54,7 +54,7 @@ def _support_eol(product: ProductConfig, manifest: Mapping[str, Any]) -> str:
 
 
 def _mirrored_items(items: Mapping[str, Any]) -> dict[str, Any]:
-    out = {key: dict(item) for key, item in items.items()}
+    out = dict(items)
     present = {item.get("ftype") for item in items.values()}
     for have, want in MIRRORS:
         if have in present and want not in present:
@@ -100,9 +100,9 @@ def catalog_product(
 
 def assemble_catalog(tree: TreeConfig, entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The products:1.0 document around product entries (those without versions are left out)."""
-    products = {name: dict(entry) for name, entry in sorted(entries.items()) if entry.get("versions")}
+    products = {name: entry for name, entry in sorted(entries.items()) if entry.get("versions")}
     newest = max(
-        (version_time(v) for entry in products.values() for v in entry["versions"]),
+        (version_time(max(entry["versions"])) for entry in products.values()),
         default=datetime(1970, 1, 1, tzinfo=timezone.utc),
     )
     return {
@@ -155,15 +155,18 @@ def build_index(tree: TreeConfig, catalog: Mapping[str, Any], catalog_path: str)
     }
 
 
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+_PLAIN_PATH = re.compile(r"(?!/)(?!.*//)(?!(?:.*/)?\.\.?(?:/|$))[^\s\\]+(?<!/)")
+
+
 def _path_problem(path: Any) -> str | None:
     if not isinstance(path, str) or not path:
         return "path is missing"
-    if path.startswith("/") or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path):
+    if _PLAIN_PATH.fullmatch(path) and not _URL.match(path):
+        return None
+    if path.startswith("/") or _URL.match(path):
         return f"path '{path}' is absolute; it must be relative to the tree root"
-    parts = path.split("/")
-    if any(p in ("", ".", "..") for p in parts) or "\\" in path or any(c.isspace() for c in path):
-        return f"path '{path}' must be a plain relative path (no '..', '.', '//', '\\' or spaces)"
-    return None
+    return f"path '{path}' must be a plain relative path (no '..', '.', '//', '\\' or spaces)"
 
 
 def fingerprints(items: Mapping[str, Any]) -> set[str]:
@@ -199,7 +202,7 @@ def contract_problems_by_product(catalog: Mapping[str, Any], source: str = "cata
     products: Mapping[str, Any] = catalog.get("products", {})
     if not isinstance(products, Mapping):
         return {None: schema_problems(catalog, "products", source)}
-    for name in sorted(products):
+    for name in sorted(products) if schema_problems(catalog, "products", source) else ():
         typed = schema_problems({**catalog, "products": {name: products[name]}}, "products", source)
         if typed:
             found[name] = typed  # wrong JSON types: one of them breaks the whole remote

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import traceback
 from dataclasses import dataclass, replace
@@ -444,6 +445,100 @@ def verify_cmd(ctx: click.Context, base_url: str | None, hashes: bool, as_json: 
     if not as_json:
         click.echo(f"OK: {len(report.catalogs)} catalog, {report.products} products, {report.versions} versions, "
                    f"{report.files} files ({report.bytes} bytes)" + (", hashes verified" if hashes else ""))
+
+
+@cli.group("hooks")
+def hooks_group() -> None:
+    """Republish on bucket events: an SQS consumer and a MinIO webhook receiver.
+
+    (On AWS Lambda use the handler ssb_s3.hooks.aws_lambda.handler.) Only the products an event
+    concerns are read and republished; the tree's own writes under streams/ are ignored.
+    """
+
+
+def _republisher(settings: Settings) -> Any:
+    from .hooks.republish import Republisher
+
+    if not settings.target.startswith("s3://"):
+        raise SSBError(f"--target-dir {settings.target}: hooks need the tree's s3://BUCKET[/PREFIX]")
+    opts = PublishOptions(apikey=settings.apikey, storage=settings.storage)
+    return Republisher(settings.tree, settings.target, settings.store(), opts)
+
+
+@hooks_group.command("sqs")
+@click.option("--queue-url", required=True, help="SQS queue receiving the bucket's event notifications.")
+@click.option("--debounce", metavar="DURATION", help="Gather events this long before publishing "
+              "(default: tree.yml hooks.debounce, else 2s).")
+@click.option("--wait", type=click.IntRange(0, 20), default=20, show_default=True, help="Long-poll seconds.")
+@click.option("--sqs-endpoint-url", envvar="AWS_ENDPOINT_URL_SQS", help="SQS endpoint (LocalStack, moto...).")
+@click.pass_obj
+def hooks_sqs_cmd(settings: Settings, queue_url: str, debounce: str | None, wait: int,
+                  sqs_endpoint_url: str | None) -> None:
+    """Consume S3 notifications from SQS; delete each message once its publish succeeded.
+
+    Stops cleanly on SIGTERM after the current batch.
+    """
+    import boto3
+
+    from .hooks.sqs import SqsConsumer
+
+    republisher = _republisher(settings)
+    storage = settings.storage
+    session = boto3.session.Session(profile_name=storage.profile, region_name=storage.region)
+    client = session.client("sqs", endpoint_url=sqs_endpoint_url)
+    seconds = settings.tree.hooks.debounce if debounce is None else _grace(debounce)
+    SqsConsumer(republisher, queue_url, client, debounce=float(seconds or 0), wait=wait).run()
+
+
+@hooks_group.command("serve")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the token MinIO sends (auth_token); default: env SSB_HOOK_TOKEN.")
+@click.option("--debounce", metavar="DURATION", help="Gather events this long before publishing "
+              "(default: tree.yml hooks.debounce, else 2s).")
+@click.option("--max-body", type=int, default=1024 * 1024, show_default=True, help="Largest accepted body (bytes).")
+@click.pass_obj
+def hooks_serve_cmd(settings: Settings, listen: str, token_file: Path | None, debounce: str | None,
+                    max_body: int) -> None:
+    """Receive MinIO webhook events (POST /) and republish; GET /healthz for probes.
+
+    Needs a token of 16+ characters from SSB_HOOK_TOKEN or --token-file (never on the command
+    line); answers 200 only once the event is published.
+    """
+    import os
+
+    from .hooks.republish import Coalescer
+    from .hooks.server import HookServer, parse_listen
+
+    token = token_file.read_text().strip() if token_file else os.environ.get("SSB_HOOK_TOKEN", "")
+    if len(token) < 16:
+        raise SSBError("a token of at least 16 characters is required: set SSB_HOOK_TOKEN or --token-file "
+                       "(the same value as MinIO's notify_webhook auth_token)")
+    try:
+        address = parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    seconds = settings.tree.hooks.debounce if debounce is None else _grace(debounce)
+    coalescer = Coalescer(_republisher(settings), float(seconds or 0))
+    try:
+        server = HookServer(address, token, coalescer, max_body)
+    except OSError as exc:
+        raise SSBError(f"cannot listen on {listen}: {exc.strerror}") from None
+    logging.getLogger("ssb_s3.hooks.server").setLevel(logging.INFO)
+    click.echo(f"listening on http://{address[0]}:{server.server_address[1]}/", err=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopping", err=True)
+    finally:
+        server.server_close()
+        coalescer.close()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM: leave serve_forever like Ctrl-C does, then close cleanly."""
+    raise KeyboardInterrupt
 
 
 def _config_exists(settings: Settings) -> bool:

@@ -91,6 +91,14 @@ class CachePolicy:
 
 
 @dataclass(frozen=True)
+class HooksConfig:
+    """How bucket events are turned into publishes."""
+
+    manifest_on_upload: bool = False  # for builders that upload with other tools
+    debounce: int = 2  # seconds to wait for more events before one publish
+
+
+@dataclass(frozen=True)
 class ProductConfig:
     """One product of tree.yml; `directory` is relative to the tree's prefix."""
 
@@ -128,6 +136,7 @@ class TreeConfig:
     cache_control: CachePolicy = field(default_factory=CachePolicy)
     grace: int = 6 * 3600
     lease_ttl: int = 300
+    hooks: HooksConfig = field(default_factory=HooksConfig)
 
     def product(self, name: str) -> ProductConfig:
         """Look a product up by name; the error lists the names that exist."""
@@ -251,6 +260,10 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         cache_control=CachePolicy(**data.get("cache_control", {})),
         grace=parse_duration(data.get("grace", "6h")),
         lease_ttl=max(1, parse_duration(data.get("lease_ttl", "5m"))),
+        hooks=HooksConfig(
+            manifest_on_upload=data.get("hooks", {}).get("manifest_on_upload", False),
+            debounce=parse_duration(data.get("hooks", {}).get("debounce", 2)),
+        ),
     )
 
 
@@ -263,8 +276,13 @@ def load_config(path: str | Path) -> TreeConfig:
         raise ConfigError(f"{source}: file not found (set -c/--config or SSB_CONFIG)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: cannot read: {exc}") from None
+    return config_from_text(text, source)
+
+
+def config_from_text(text: str | bytes, source: str) -> TreeConfig:
+    """Parse and validate tree.yml content read from anywhere (a file, an S3 object)."""
     try:
-        data = yaml.load(text, Loader=_PlainLoader)
+        data = yaml.load(text, Loader=_PlainLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -301,5 +319,6 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
         "cache_control": vars(tree.cache_control),
         "grace": f"{tree.grace}s",
         "lease_ttl": f"{tree.lease_ttl}s",
+        "hooks": {"manifest_on_upload": tree.hooks.manifest_on_upload, "debounce": f"{tree.hooks.debounce}s"},
         "products": products,
     }

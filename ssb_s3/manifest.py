@@ -9,11 +9,13 @@ sha256(meta ‖ root) of every meta file are fed from the same chunks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -58,6 +60,7 @@ ARTIFACTS: dict[str, Artifact] = {
 }  # fmt: skip
 
 
+@functools.lru_cache(maxsize=65536)
 def version_name_problem(name: str) -> str | None:
     """Why a version name would be dropped by LXD (it parses the first 8 chars as YYYYMMDD)."""
     if not VERSION_NAME.match(name):
@@ -69,6 +72,7 @@ def version_name_problem(name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=65536)
 def version_time(name: str) -> datetime:
     """When a version was built, from its name (YYYYMMDD_HH:MM, YYYYMMDD_HHMM or YYYYMMDD), UTC."""
     for fmt, length in (("%Y%m%d_%H:%M", 14), ("%Y%m%d_%H%M", 13), ("%Y%m%d", 8)):
@@ -88,6 +92,22 @@ def is_complete(filenames: Iterable[str]) -> bool:
         or ("meta" in roles and "root" in roles)
         or ("lxc-meta" in roles and "rootfs.tar.xz" in names)
     )
+
+
+_HASH_POOL = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ssb-hash")
+
+
+def update_all(hashers: Sequence[Any], chunk: bytes) -> None:
+    """Feed one chunk to several hashers at once: hashlib releases the GIL on large buffers, so a
+    root file's own sha256 and its combined fingerprints cost the time of one on 2+ cores."""
+    if len(hashers) == 1 or len(chunk) < 1 << 16:
+        for h in hashers:
+            h.update(chunk)
+        return
+    pending = [_HASH_POOL.submit(h.update, chunk) for h in hashers[1:]]
+    hashers[0].update(chunk)
+    for future in pending:
+        future.result()
 
 
 def upload_order(names: Iterable[str]) -> list[str]:
@@ -118,8 +138,7 @@ class VersionHasher:
         self.sizes[name] = 0
 
         def feed(chunk: bytes) -> None:
-            for h in targets:
-                h.update(chunk)
+            update_all(targets, chunk)
             self.sizes[name] += len(chunk)
 
         return feed

@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -93,6 +94,7 @@ class TreeState:
     warnings: list[str] = field(default_factory=list)
     catalog: dict[str, Any] = field(default_factory=dict)
     listings: dict[str, dict[str, int]] = field(default_factory=dict)
+    served_key: str = ""  # the catalog index.json named when the publish started
 
     def blame(self, product: str | None, problem: str) -> None:
         self.problems.setdefault(product, []).append(problem)
@@ -118,6 +120,7 @@ class PublishReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     invalidation: str | None = None
+    failed_products: list[str] = field(default_factory=list)  # with --keep-going: not updated
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +137,7 @@ class PublishReport:
             "problems": self.problems,
             "warnings": self.warnings,
             "cloudfront_invalidation": self.invalidation,
+            "failed_products": self.failed_products,
         }
 
 
@@ -174,34 +178,53 @@ def file_problems(
 
 
 def listing_of(store: Store, prefix: str, cache: dict[str, dict[str, int]]) -> dict[str, int]:
-    """One listing per store and publish: cheaper than one request per product or per file."""
-    if store.url not in cache:
-        cache[store.url] = {o.key: o.size for o in store.list(f"{prefix}/" if prefix else "")}
-    return cache[store.url]
+    """One listing per store and prefix and publish: cheaper than one request per product or file."""
+    key = f"{store.url}|{prefix}"
+    if key not in cache:
+        cache[key] = {o.key: o.size for o in store.list(f"{prefix}/" if prefix else "")}
+    return cache[key]
+
+
+MANIFEST_READERS = 16  # manifests are small: many reads in flight hide the latency per request
 
 
 def read_tree(
-    tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions(), *, now: float | None = None
+    tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions(), *, now: float | None = None,
+    only: set[str] | None = None,
 ) -> TreeState:
-    """Load, select and validate every product; collects every problem instead of stopping at one."""
+    """Load, select and validate every product (or those in `only`); collects every problem.
+
+    With `only`, nothing of the other products is read or listed: the request count of an
+    incremental publish does not grow with the size of the tree.
+    """
     state = TreeState()
     now = time.time() if now is None else now
-    for product in tree.products:
-        store = open_store(product.source, opts.storage or tree.storage) if product.source else target
-        state.stores[product.name] = store
+    stores: dict[str, Store] = {}
+    selected = [p for p in tree.products if only is None or p.name in only]
+    for product in selected:
+        if product.source and product.source not in stores:
+            stores[product.source] = open_store(product.source, opts.storage or tree.storage)
+        state.stores[product.name] = stores[product.source] if product.source else target
+
+    def load(product: ProductConfig) -> tuple[dict[str, Any] | None, str]:
+        store = state.stores[product.name]
         try:
             if product.prefix_path:
                 url = f"{product.prefix_path}/{product.directory}/ssb.json"
-                manifest: dict[str, Any] | None = parse_manifest(
-                    fetch_manifest_url(product, opts.apikey), url, product
-                )
-            else:
-                if opts.refresh_manifests:
-                    refresh_manifest(store, tree, product, rehash=opts.rehash)
-                manifest, _ = read_manifest(store, tree, product)
+                return parse_manifest(fetch_manifest_url(product, opts.apikey), url, product), ""
+            if opts.refresh_manifests:
+                refresh_manifest(store, tree, product, rehash=opts.rehash)
+            return read_manifest(store, tree, product)[0], ""
         except SSBError as exc:
             text = str(exc)
-            state.blame(product.name, text if product.name in text else f"product {product.name}: {text}")
+            return None, text if product.name in text else f"product {product.name}: {text}"
+
+    with ThreadPoolExecutor(max_workers=MANIFEST_READERS, thread_name_prefix="ssb-read") as pool:
+        loaded = list(pool.map(load, selected))
+    for product, (manifest, error) in zip(selected, loaded, strict=True):
+        store = state.stores[product.name]
+        if error:
+            state.blame(product.name, error)
             continue
         if manifest is None:
             state.warnings.append(
@@ -216,7 +239,8 @@ def read_tree(
             continue
         if not manifest["versions"]:
             state.warnings.append(f"product {product.name}: no complete version yet; not published")
-        listing = listing_of(store, tree.prefix, state.listings)
+        scope = tree.prefix if only is None else tree.product_dir(product)
+        listing = listing_of(store, scope, state.listings)
         for problem in file_problems(manifest, kept, listing, store, product.name):
             state.blame(product.name, problem)
     return state
@@ -237,14 +261,21 @@ def _published(target: Store) -> tuple[str, str, dict[str, Any] | None]:
 
 
 def assemble(
-    tree: TreeConfig, state: TreeState, previous: Mapping[str, Any] | None, opts: PublishOptions
+    tree: TreeConfig, state: TreeState, previous: Mapping[str, Any] | None, opts: PublishOptions,
+    only: set[str] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """The catalog to publish, plus the products that kept their previous entry (--keep-going)."""
+    """The catalog to publish, plus the products that kept their previous entry (--keep-going).
+
+    With `only`, every other product keeps its published entry as it is (incremental publish).
+    """
     old_products: Mapping[str, Any] = (previous or {}).get("products", {})
-    entries: dict[str, Any] = {}
+    entries: dict[str, Any] = {
+        p.name: old_products[p.name] for p in tree.products
+        if only is not None and p.name not in only and not p.hidden and p.name in old_products
+    }  # fmt: skip
     for product in tree.products:
         manifest = state.manifests.get(product.name)
-        if product.hidden:
+        if product.hidden or (only is not None and product.name not in only):
             continue
         if manifest is None:
             if product.name in old_products and product.name not in state.problems:
@@ -339,18 +370,11 @@ def write_catalog(tree: TreeConfig, target: Store, catalog: Mapping[str, Any]) -
     """Write the catalog under its content-addressed key (create-only) and the plain copy."""
     data = to_bytes(catalog)
     key = catalog_key(tree, data)
-    if target.head(key) is None:
-        # Same key means same content: if another publisher wrote it first, that is fine.
-        with contextlib.suppress(PreconditionFailed):
-            target.write(key, data, cache_control=tree.cache_control.catalog,
-                         if_none_match=tree.storage.conditional_writes)
-    plain = plain_catalog_key(tree)
-    try:
-        current = target.read(plain)
-    except NotFound:
-        current = b""
-    if current != data:
-        target.write(plain, data, cache_control=tree.cache_control.images_json)
+    # Same key means same content: if another publisher (or a crashed run) wrote it first, fine.
+    with contextlib.suppress(PreconditionFailed):
+        target.write(key, data, cache_control=tree.cache_control.catalog,
+                     if_none_match=tree.storage.conditional_writes)
+    target.write(plain_catalog_key(tree), data, cache_control=tree.cache_control.images_json)
     return key
 
 
@@ -376,15 +400,25 @@ def flip_index(tree: TreeConfig, target: Store, catalog: Mapping[str, Any], key:
 
 def _purge_plan(
     tree: TreeConfig, target: Store, state: TreeState, current_key: str, current: Mapping[str, Any],
-    served_key: str, now: float, grace: int, include_unpublished: bool = False,
+    served_key: str, now: float, grace: int, include_unpublished: bool = False, only: set[str] | None = None,
 ) -> tuple[PurgePlan, History]:
-    """Plan the purge as it will be once the index names `current_key` (history updated in memory)."""
+    """Plan the purge as it will be once the index names `current_key` (history updated in memory).
+
+    An incremental publish (`only`) looks at its own products' folders only, and reads the old
+    catalogs only when one of them has expired versions: its request count stays flat.
+    """
     history = read_history(target)
     history.record(current_key, now)
-    names = ({e["catalog"] for e in history.entries} | {served_key}) - {"", current_key}
-    catalogs = {k: c for k in names if (c := read_catalog(target, k)) is not None}
+    catalogs: dict[str, Any] = {}
+    if only is None or any(state.expired.get(name) for name in only):
+        names = ({e["catalog"] for e in history.entries} | {served_key}) - {"", current_key}
+        catalogs = {k: c for k in names if (c := read_catalog(target, k)) is not None}
     catalogs[current_key] = dict(current)
-    listing = listing_of(target, tree.prefix, state.listings)
+    if only is None:
+        listing = listing_of(target, tree.prefix, state.listings)
+    else:
+        listing = {k: v for scope, found in state.listings.items() if scope.startswith(f"{target.url}|")
+                   for k, v in found.items()}
     plan = plan_purge(tree, expired=state.expired, kept=state.kept, current_key=current_key, history=history,
                       catalogs=catalogs, listing=listing, now=now, grace=grace,
                       include_unpublished=include_unpublished)
@@ -392,22 +426,24 @@ def _purge_plan(
 
 
 def _plan(
-    tree: TreeConfig, target: Store, opts: PublishOptions, now: float
+    tree: TreeConfig, target: Store, opts: PublishOptions, now: float, only: set[str] | None = None
 ) -> tuple[TreeState, str, PublishReport, History]:
     """Read everything and decide; returns (state, index etag read, report, history to write)."""
     etag, served_key, previous = _published(target)
-    state = read_tree(tree, target, opts, now=now)
-    catalog, kept_previous = assemble(tree, state, previous, opts)
+    state = read_tree(tree, target, opts, now=now, only=only)
+    catalog, kept_previous = assemble(tree, state, previous, opts, only)
     state.catalog = catalog
+    state.served_key = served_key
     key = catalog_key(tree, to_bytes(catalog))
     grace = tree.grace if opts.grace is None else opts.grace
-    purge_plan, history = _purge_plan(tree, target, state, key, catalog, served_key, now, grace)
+    purge_plan, history = _purge_plan(tree, target, state, key, catalog, served_key, now, grace, only=only)
     changes, added = diff(previous, catalog)
     report = PublishReport(
         catalog_key=key, index_written=False, dry_run=opts.dry_run, changes=changes, bytes_added=added,
         products=sorted(catalog["products"]),
         versions=sum(len(p["versions"]) for p in catalog["products"].values()),
         purge=purge_plan, kept_previous=kept_previous, problems=state.all_problems(), warnings=state.warnings,
+        failed_products=sorted(name for name in state.problems if name is not None),
     )
     return state, etag, report, history
 
@@ -417,24 +453,34 @@ def _lease(tree: TreeConfig, target: Store, timeout: float, purpose: str) -> Lea
                  conditional=tree.storage.conditional_writes)
 
 
-def publish(tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions()) -> PublishReport:
-    """Publish the tree (see the module docstring); raises ProblemsFound if nothing could be published."""
+def publish(
+    tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions(), only: set[str] | None = None
+) -> PublishReport:
+    """Publish the tree (see the module docstring); raises ProblemsFound if nothing could be published.
+
+    `only`: an incremental publish of these products; every other product keeps its published
+    entry, and nothing of theirs is read or listed.
+    """
+    unknown = sorted((only or set()) - {p.name for p in tree.products})
+    if unknown:
+        raise SSBError(f"{tree.source_file}: no product named {', '.join(unknown)}")
     if opts.dry_run:
-        state, _, report, _ = _plan(tree, target, opts, time.time())
+        state, _, report, _ = _plan(tree, target, opts, time.time(), only)
         if state.problems and (not opts.keep_going or None in state.problems):
             raise ProblemsFound("publish would be refused", state.all_problems())
         return report
     conditional = tree.storage.conditional_writes
     with _lease(tree, target, opts.lock_timeout, "publish") as lease:
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
-            state, etag, report, history = _plan(tree, target, opts, time.time())
+            state, etag, report, history = _plan(tree, target, opts, time.time(), only)
             opts = replace(opts, refresh_manifests=False)  # manifests are fresh after the first round
             for warning in state.warnings:
                 log.warning("%s", warning)
             if state.problems and (not opts.keep_going or None in state.problems):
                 raise ProblemsFound("publish refused, nothing was written", state.all_problems())
             report.copied = copy_foreign_artifacts(tree, target, state, state.catalog)
-            write_catalog(tree, target, state.catalog)
+            if report.catalog_key != state.served_key:
+                write_catalog(tree, target, state.catalog)
             lease.check()
             try:
                 report.index_written = flip_index(tree, target, state.catalog, report.catalog_key, etag)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -60,8 +61,100 @@ def _describe(error: ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MD5 = re.compile(r"[0-9a-f]{32}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_VERSION = re.compile(r"[0-9]{8}[0-9A-Za-z_:.+-]*")
+_MAX_SIZE = 9007199254740991
+_COMBINED = ("combined_sha256", "combined_squashfs_sha256", "combined_rootxz_sha256", "combined_disk-kvm-img_sha256")
+
+
+def _is_size(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= _MAX_SIZE
+
+
+def _str_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(type(v) is str for v in value.values())
+
+
+def _fast_ssb(doc: Any) -> bool:
+    """True only if `doc` surely matches ssb.schema.json (a fast path; jsonschema explains failures)."""
+    if not (isinstance(doc, dict) and type(doc.get("name")) is str and doc["name"]
+            and isinstance(doc.get("versions"), dict)):
+        return False
+    if "expiry" in doc and type(doc["expiry"]) not in (str, int):
+        return False
+    if "support_eol" in doc and not (type(doc["support_eol"]) is str and _DATE.fullmatch(doc["support_eol"])):
+        return False
+    for vname, version in doc["versions"].items():
+        if not _VERSION.fullmatch(vname) or not isinstance(version, dict):
+            return False
+        items = version.get("items")
+        if not isinstance(items, dict) or not items or any(
+                k in version and type(version[k]) is not str for k in ("label", "pubname")):
+            return False
+        for item in items.values():
+            if not (isinstance(item, dict) and type(item.get("ftype")) is str and item["ftype"]
+                    and type(item.get("path")) is str and item["path"] and _is_size(item.get("size"))
+                    and type(item.get("sha256")) is str and _SHA256.fullmatch(item["sha256"])):
+                return False
+            if "md5" in item and not (type(item["md5"]) is str and _MD5.fullmatch(item["md5"])):
+                return False
+            if any(k in item and not (type(item[k]) is str and _SHA256.fullmatch(item[k])) for k in _COMBINED):
+                return False
+            if "delta_base" in item and type(item["delta_base"]) is not str:
+                return False
+    return True
+
+
+def _fast_products(doc: Any) -> bool:
+    """True only if `doc` surely matches products.schema.json (the catalog's JSON types)."""
+    if not (isinstance(doc, dict) and type(doc.get("content_id")) is str and doc.get("datatype") == "image-downloads"
+            and doc.get("format") == "products:1.0" and isinstance(doc.get("products"), dict)):
+        return False
+    if any(k in doc and type(doc[k]) is not str for k in ("license", "updated")):
+        return False
+    for product in doc["products"].values():
+        if not isinstance(product, dict) or not isinstance(product.get("versions"), dict):
+            return False
+        if any(type(product.get(k)) is not str for k in ("aliases", "arch", "os", "release", "release_title")):
+            return False
+        if any(k in product and type(product[k]) is not str for k in ("release_codename", "version", "variant")):
+            return False
+        if "supported" in product and type(product["supported"]) is not bool:
+            return False
+        if "support_eol" in product and not (type(product["support_eol"]) is str
+                                             and _DATE.fullmatch(product["support_eol"])):
+            return False
+        if any(k in product and not _str_map(product[k]) for k in ("requirements", "lxd_requirements")):
+            return False
+        for version in product["versions"].values():
+            if not isinstance(version, dict) or not isinstance(version.get("items"), dict):
+                return False
+            if any(k in version and type(version[k]) is not str for k in ("label", "pubname")):
+                return False
+            for item in version["items"].values():
+                if not (isinstance(item, dict) and type(item.get("ftype")) is str and type(item.get("path")) is str
+                        and item["path"] and _is_size(item.get("size"))):
+                    return False
+                if any(k in item and type(item[k]) is not str
+                       for k in ("sha256", "md5", "delta_base", *_COMBINED)):
+                    return False
+    return True
+
+
+_FAST_PATHS = {"ssb": _fast_ssb, "products": _fast_products}
+
+
 def schema_problems(instance: Any, name: str, source: str) -> list[str]:
-    """Validate `instance` against schema `name`; return one message per problem, prefixed by source."""
+    """Validate `instance` against schema `name`; return one message per problem, prefixed by source.
+
+    Manifests and catalogs of thousands of products are checked by a hand-written fast path
+    that accepts only what the schema accepts; jsonschema runs only to explain a failure.
+    """
+    fast = _FAST_PATHS.get(name)
+    if fast is not None and fast(instance):
+        return []
     errors = sorted(_validator(name).iter_errors(instance), key=lambda e: list(e.absolute_path))
     problems: list[str] = []
     for error in errors:

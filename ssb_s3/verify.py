@@ -16,6 +16,7 @@ from typing import Any
 
 from .catalog import INDEX_KEY, ROOT_COMBINED_FIELD, contract_problems
 from .errors import NotFound, StoreError
+from .manifest import update_all
 from .schemas import schema_problems
 from .store import CHUNK_SIZE, HttpStore, Store
 
@@ -69,10 +70,9 @@ class _Hasher:
         """Stream `path` once; return its own sha256 (key '') and sha256(meta ‖ root) per meta path."""
         own = hashlib.sha256()
         combined = {m: self.meta(m).copy() for m in metas}
+        hashers = [own, *combined.values()]
         for chunk in self.store.iter_chunks(path, CHUNK_SIZE):
-            own.update(chunk)
-            for h in combined.values():
-                h.update(chunk)
+            update_all(hashers, chunk)
             self.report.hashed_bytes += len(chunk)
         self.digests[path] = own.hexdigest()
         return {"": own.hexdigest(), **{m: h.hexdigest() for m, h in combined.items()}}

@@ -1,0 +1,354 @@
+"""The benchmark suite: every scenario against a real S3 server (SeaweedFS), each with a baseline
+measured in the same run, reported as ratios.
+
+  python bench/run.py [--quick] [--only NAME ...]
+
+Prints one JSON object per line ({"scenario", "metric", "value", "unit", "baseline", "ratio",
+"target", "ok"}) and rewrites bench/RESULTS.md with the table of this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from realparts import S3Server, run_seaweedfs  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Row:
+    scenario: str
+    metric: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    ratio: float | None = None
+    target: str = ""
+    ok: bool | None = None
+
+
+ROWS: list[Row] = []
+
+
+def emit(row: Row) -> None:
+    ROWS.append(row)
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(row).items()}), flush=True)
+
+
+def worker(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, str(HERE / "worker.py"), *args], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})}, check=False, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {args[0]} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def ingest_worker(*args: str, env: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, str(HERE / "ingest_worker.py"), *args], capture_output=True, text=True,
+                         env={**os.environ, **env}, check=False, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"ingest worker failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def s3_env(server: S3Server) -> dict[str, str]:
+    return {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def tree_yml(server: S3Server, products: int, versions: int) -> str:
+    lines = [f'storage: {{endpoint_url: "{server.endpoint}", region: us-east-1, addressing_style: path,',
+             "          checksum_mode: when_required}", "products:"]
+    for i in range(products):
+        lines.append(f'  - {{name: "p{i}:1:amd64:default", arch: amd64, release: "1", os: P, '
+                     f"directory: p/{i}, days: {versions}, aliases: [p{i}]}}")
+    return "\n".join(lines) + "\n"
+
+
+def fill_tree(server: S3Server, bucket: str, products: int, versions: int) -> None:
+    """P x V versions of small artifacts and a real ssb.json per product, uploaded in parallel."""
+    client = server.client()
+
+    def product(i: int) -> None:
+        entries = {}
+        for v in range(versions):
+            name = f"2026{1 + v // 28:02d}{1 + v % 28:02d}_0000"
+            meta, root = f"meta {i} {v}".encode(), f"root {i} {v}".encode() * 50
+            folder = f"p/{i}/{name}"
+            client.put_object(Bucket=bucket, Key=f"{folder}/lxd.tar.xz", Body=meta)
+            client.put_object(Bucket=bucket, Key=f"{folder}/rootfs.squashfs", Body=root)
+            entries[name] = {"items": {
+                "lxd.tar.xz": {"ftype": "lxd.tar.xz", "path": f"{folder}/lxd.tar.xz", "size": len(meta),
+                               "sha256": hashlib.sha256(meta).hexdigest(),
+                               "combined_squashfs_sha256": hashlib.sha256(meta + root).hexdigest()},
+                "root.squashfs": {"ftype": "squashfs", "path": f"{folder}/rootfs.squashfs", "size": len(root),
+                                  "sha256": hashlib.sha256(root).hexdigest()}}}
+        manifest = {"name": f"p{i}:1:amd64:default", "versions": entries}
+        client.put_object(Bucket=bucket, Key=f"p/{i}/ssb.json", Body=json.dumps(manifest, sort_keys=True).encode())
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(product, range(products)))
+
+
+def reset_published(server: S3Server, bucket: str) -> None:
+    client = server.client()
+    for prefix in ("streams/", ".ssb-s3/"):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=obj["Key"])
+
+
+def total_requests(result: dict[str, Any]) -> int:
+    return sum(result["requests"].values())
+
+
+def scenario_full_publish(server: S3Server, work: Path, sizes: list[int], versions: int) -> dict[int, float]:
+    """1. Full publish of P x V: time, memory, requests by operation, vs the unavoidable requests."""
+    full_seconds = {}
+    for products in sizes:
+        bucket = f"bench-full-{products}"
+        server.create_bucket(bucket)
+        fill_tree(server, bucket, products, versions)
+        conf = work / f"tree-{products}.yml"
+        conf.write_text(tree_yml(server, products, versions))
+        env = s3_env(server)
+        ours, base = [], []
+        for _ in range(2):  # alternate, best of two: the server's caches warm up for both
+            reset_published(server, bucket)
+            base.append(worker("publish-baseline", server.endpoint, bucket, "16", env=env))
+            reset_published(server, bucket)
+            ours.append(worker("publish-ours", str(conf), f"s3://{bucket}", env=env))
+        o = min(ours, key=lambda r: r["seconds"])
+        b = min(base, key=lambda r: r["seconds"])
+        name = f"full_publish_P{products}_V{versions}"
+        emit(Row(name, "requests", total_requests(o), "requests", total_requests(b),
+                 total_requests(o) / total_requests(b), "<= 1.05x baseline",
+                 total_requests(o) <= 1.05 * total_requests(b)))
+        emit(Row(name, "wall_time", o["seconds"], "s", b["seconds"], o["seconds"] / b["seconds"], "<= 1.5x baseline",
+                 o["seconds"] <= 1.5 * b["seconds"]))
+        emit(Row(name, "peak_memory", o["peak_mib"], "MiB", b["peak_mib"], o["peak_mib"] / b["peak_mib"]))
+        for op, count in sorted(o["requests"].items()):
+            emit(Row(name, f"requests_{op}", count, "requests", b["requests"].get(op, 0)))
+        full_seconds[products] = o["seconds"]
+    return full_seconds
+
+
+def scenario_incremental(server: S3Server, work: Path, sizes: list[int], versions: int,
+                         full_seconds: dict[int, float]) -> None:
+    """2. One product changed: same request count at every tree size, much faster than a full publish."""
+    counts = {}
+    for products in sizes:
+        bucket = f"bench-full-{products}"
+        conf = work / f"tree-{products}.yml"
+        env = s3_env(server)
+        reset_published(server, bucket)
+        worker("publish-ours", str(conf), f"s3://{bucket}", env=env)
+        client = server.client()
+        folder = f"p/0/20261231_0000"
+        meta, root = b"new meta", b"new root" * 50
+        client.put_object(Bucket=bucket, Key=f"{folder}/lxd.tar.xz", Body=meta)
+        client.put_object(Bucket=bucket, Key=f"{folder}/rootfs.squashfs", Body=root)
+        manifest = json.loads(client.get_object(Bucket=bucket, Key="p/0/ssb.json")["Body"].read())
+        manifest["versions"]["20261231_0000"] = {"items": {
+            "lxd.tar.xz": {"ftype": "lxd.tar.xz", "path": f"{folder}/lxd.tar.xz", "size": len(meta),
+                           "sha256": hashlib.sha256(meta).hexdigest(),
+                           "combined_squashfs_sha256": hashlib.sha256(meta + root).hexdigest()},
+            "root.squashfs": {"ftype": "squashfs", "path": f"{folder}/rootfs.squashfs", "size": len(root),
+                              "sha256": hashlib.sha256(root).hexdigest()}}}
+        client.put_object(Bucket=bucket, Key="p/0/ssb.json", Body=json.dumps(manifest).encode())
+        result = worker("incremental-ours", str(conf), f"s3://{bucket}", "p0:1:amd64:default", env=env)
+        counts[products] = total_requests(result)
+        name = f"incremental_publish_P{products}"
+        emit(Row(name, "requests", counts[products], "requests"))
+        speedup = full_seconds[products] / result["seconds"]
+        emit(Row(name, "wall_time", result["seconds"], "s", full_seconds[products], result["seconds"] / full_seconds[products],
+                 ">= 20x faster than full at P=1000" if products >= 1000 else "",
+                 speedup >= 20 if products >= 1000 else None))
+    emit(Row("incremental_publish", "requests_small_vs_large", counts[sizes[0]], "requests", counts[sizes[-1]],
+             counts[sizes[0]] / counts[sizes[-1]], "equal", counts[sizes[0]] == counts[sizes[-1]]))
+
+
+def scenario_catalog(sizes: list[int], versions: int) -> None:
+    """3. Catalog generation alone (no I/O): linear, and the largest under 3 s."""
+    results = {p: worker("catalog", str(p), str(versions)) for p in sizes}
+    small, large = sizes[0], sizes[-1]
+    for products, result in results.items():
+        name = f"catalog_P{products}_V{versions}"
+        target = "< 3 s" if products >= 10000 else ""
+        emit(Row(name, "build_time", result["seconds"], "s", target=target,
+                 ok=result["seconds"] < 3 if products >= 10000 else None))
+        emit(Row(name, "contract_check_time", result["check_seconds"], "s"))
+        emit(Row(name, "peak_memory", result["peak_mib"], "MiB"))
+        emit(Row(name, "catalog_size", result["bytes"] / MIB, "MiB"))
+    growth = results[large]["seconds"] / results[small]["seconds"]
+    emit(Row("catalog", f"time_growth_{small}_to_{large}", growth, "x", large / small, growth / (large / small),
+             f"<= {1.1 * large / small:.0f}x for {large / small:.0f}x products", growth <= 1.1 * large / small))
+
+
+def make_file(path: Path, size: int) -> None:
+    with path.open("wb") as fh:
+        block = os.urandom(64 * MIB)
+        left = size
+        while left > 0:
+            fh.write(block[: min(left, len(block))])
+            left -= len(block)
+    with path.open("r+b") as fh:  # a squashfs root: its magic first
+        fh.write(b"hsqs")
+
+
+def scenario_ingest(server: S3Server, work: Path, sizes: list[int]) -> None:
+    """4. Ingest (upload with sha256 + fingerprint in the same pass) vs boto3 upload_file."""
+    server.create_bucket("bench-ingest")
+    env = s3_env(server)
+    peaks = {}
+    for size in sizes:
+        path = work / f"root-{size // MIB}.bin"
+        make_file(path, size)
+        ours, base = [], []
+        for round_ in range(2):
+            base.append(ingest_worker("boto3", str(path), server.endpoint, "bench-ingest", f"b{size}-{round_}",
+                                      "8", "4", env=env))
+            ours.append(ingest_worker("ours", str(path), server.endpoint, "bench-ingest", f"o{size}-{round_}",
+                                      "8", "4", env=env))
+        o = min(ours, key=lambda r: r["seconds"])
+        b = min(base, key=lambda r: r["seconds"])
+        name = f"ingest_{size // MIB}MiB"
+        ours_rate, base_rate = size / MIB / o["seconds"], size / MIB / b["seconds"]
+        emit(Row(name, "throughput", ours_rate, "MiB/s", base_rate, ours_rate / base_rate, ">= 0.9x boto3 upload_file",
+                 ours_rate >= 0.9 * base_rate))
+        emit(Row(name, "peak_memory", o["peak_mib"], "MiB", b["peak_mib"], o["peak_mib"] / b["peak_mib"], "< 150 MiB",
+                 o["peak_mib"] < 150))
+        peaks[size] = o["peak_mib"]
+        path.unlink()
+    small, large = min(peaks), max(peaks)
+    emit(Row("ingest", "peak_memory_growth", peaks[large], "MiB", peaks[small], peaks[large] / peaks[small],
+             "flat (<= 1.1x)", peaks[large] <= 1.1 * peaks[small]))
+
+
+def scenario_verify(work: Path, size: int) -> None:
+    """5. verify --hashes of a local tree vs sha256sum of the same files."""
+    from ssb_s3.config import parse_config
+    from ssb_s3.manifest import refresh_manifest
+    from ssb_s3.publish import PublishOptions, publish
+    from ssb_s3.store import LocalStore
+    from ssb_s3.verify import verify
+
+    root = work / "verify-tree"
+    tree = parse_config({"products": [{"name": "p:1:amd64:default", "arch": "amd64", "release": "1", "os": "P",
+                                       "directory": "p", "days": 4}]}, "bench")
+    per_version = size // 4
+    for v in range(4):
+        folder = root / "p" / f"2026010{v + 1}_0000"
+        folder.mkdir(parents=True)
+        (folder / "lxd.tar.xz").write_bytes(b"\xfd7zXZ\x00" + os.urandom(4096))
+        make_file(folder / "rootfs.squashfs", per_version)
+    store = LocalStore(root)
+    refresh_manifest(store, tree, tree.products[0])
+    publish(tree, store, PublishOptions())
+    files = sorted(str(p) for p in root.rglob("*") if p.name in ("lxd.tar.xz", "rootfs.squashfs"))
+    total = sum(Path(f).stat().st_size for f in files)
+    ours, base = [], []
+    for _ in range(2):
+        started = time.perf_counter()
+        subprocess.run(["sha256sum", *files], check=True, capture_output=True)
+        base.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        report = verify(store, hashes=True)
+        ours.append(time.perf_counter() - started)
+        assert not report.problems, report.problems
+    ours_rate, base_rate = total / MIB / min(ours), total / MIB / min(base)
+    emit(Row(f"verify_hashes_{total // MIB}MiB", "throughput", ours_rate, "MiB/s", base_rate, ours_rate / base_rate,
+             ">= 0.8x sha256sum (local store)", ours_rate >= 0.8 * base_rate))
+    shutil.rmtree(root)
+
+
+def write_results(args: argparse.Namespace, started: float) -> None:
+    import boto3
+
+    import ssb_s3
+
+    lines = [
+        "# Benchmark results (last run)",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {time.time() - started:.0f} s"
+        f"{' (--quick)' if args.quick else ''}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        f"- versions: ssb_s3 {ssb_s3.__version__}, Python {platform.python_version()}, boto3 {boto3.__version__}, "
+        f"SeaweedFS {weed_version()}",
+        "- reproduce: `python bench/run.py` (or `--quick`)",
+        "",
+        "| scenario | metric | value | unit | baseline | ratio | target | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in ROWS:
+        fmt = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))  # noqa: E731
+        ok = "" if r.ok is None else ("yes" if r.ok else "**no**")
+        lines.append(f"| {r.scenario} | {r.metric} | {fmt(r.value)} | {r.unit} | {fmt(r.baseline)} | "
+                     f"{fmt(r.ratio)} | {r.target} | {ok} |")
+    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+
+
+def weed_version() -> str:
+    with contextlib.suppress(Exception):
+        out = subprocess.run(["weed", "version"], capture_output=True, text=True, timeout=30).stdout
+        return out.strip().splitlines()[0].replace("version ", "")
+    return "?"
+
+
+@contextlib.contextmanager
+def workspace() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ssb-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (under 3 minutes)")
+    parser.add_argument("--only", nargs="*", default=[], help="full, incremental, catalog, ingest, verify")
+    args = parser.parse_args()
+    started = time.time()
+    wanted: Callable[[str], bool] = lambda name: not args.only or name in args.only  # noqa: E731
+    publish_sizes = [10, 100] if args.quick else [10, 100, 1000]
+    with workspace() as work, run_seaweedfs(work / "seaweedfs") as server:
+        full: dict[int, float] = {}
+        if wanted("full") or wanted("incremental"):
+            full = scenario_full_publish(server, work, publish_sizes, 10)
+        if wanted("incremental"):
+            scenario_incremental(server, work, publish_sizes, 10, full)
+        if wanted("catalog"):
+            scenario_catalog([500, 5000] if args.quick else [1000, 10000], 10)
+        if wanted("ingest"):
+            scenario_ingest(server, work, [64 * MIB, 256 * MIB] if args.quick else [1024 * MIB, 4096 * MIB])
+        if wanted("verify"):
+            scenario_verify(work, 256 * MIB if args.quick else 1024 * MIB)
+    write_results(args, started)
+    missed = [r for r in ROWS if r.ok is False]
+    print(f"{len(ROWS)} figures, {sum(r.ok is True for r in ROWS)} targets met, {len(missed)} missed", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Benchmark workers, each run in its own process (peak memory is then its own).
+
+  python bench/worker.py publish-ours CONFIG TARGET
+  python bench/worker.py publish-baseline ENDPOINT BUCKET CONCURRENCY
+  python bench/worker.py incremental-ours CONFIG TARGET PRODUCT
+  python bench/worker.py catalog PRODUCTS VERSIONS
+Prints one JSON object: seconds, peak_mib, requests (by S3 operation, counted with botocore's
+event hooks on every HTTP attempt), plus what the worker measured.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import resource
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from ssb_s3.catalog import build_catalog, contract_problems, to_bytes
+from ssb_s3.config import load_config, parse_config
+from ssb_s3.publish import PublishOptions, publish
+from ssb_s3.store import S3Store, open_store
+
+REQUESTS: Counter[str] = Counter()
+
+
+def count_requests(client: Any) -> None:
+    def on_send(event_name: str, **_: Any) -> None:
+        REQUESTS[event_name.rsplit(".", 1)[-1]] += 1
+
+    client.meta.events.register("before-send.s3", on_send)
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def publish_ours(config: str, target: str) -> dict[str, Any]:
+    tree = load_config(config)
+    store = open_store(target, tree.storage)
+    assert isinstance(store, S3Store)
+    count_requests(store.client)
+    started = time.perf_counter()
+    report = publish(tree, store, PublishOptions(skip_purge=True))
+    return {"seconds": time.perf_counter() - started, "products": len(report.products), "versions": report.versions}
+
+
+def publish_baseline(endpoint: str, bucket: str, concurrency: int) -> dict[str, Any]:
+    """Only what a publish cannot avoid: list, read each manifest, write a catalog and the index."""
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=Config(
+        s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
+        response_checksum_validation="when_required", max_pool_connections=32))
+    count_requests(client)
+    started = time.perf_counter()
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", []) if o["Key"].endswith("/ssb.json")]
+
+    def get(key: str) -> Any:
+        return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        manifests = list(pool.map(get, keys))
+    catalog = json.dumps({m["name"]: m["versions"] for m in manifests}, sort_keys=True).encode()
+    name = f"streams/v1/images-{hashlib.sha256(catalog).hexdigest()[:20]}.json"
+    client.put_object(Bucket=bucket, Key=name, Body=catalog, ContentType="application/json")
+    index = json.dumps({"format": "index:1.0", "index": {"images": {"path": name}}}).encode()
+    client.put_object(Bucket=bucket, Key="streams/v1/index.json", Body=index, ContentType="application/json")
+    return {"seconds": time.perf_counter() - started, "products": len(manifests)}
+
+
+def incremental_ours(config: str, target: str, product: str) -> dict[str, Any]:
+    tree = load_config(config)
+    store = open_store(target, tree.storage)
+    assert isinstance(store, S3Store)
+    count_requests(store.client)
+    started = time.perf_counter()
+    publish(tree, store, PublishOptions(skip_purge=True), only={product})
+    return {"seconds": time.perf_counter() - started}
+
+
+def synthetic_manifests(products: int, versions: int) -> tuple[Any, dict[str, Any]]:
+    def h(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    tree = parse_config({"products": [
+        {"name": f"p{i}:1:amd64:default", "arch": "amd64", "release": "1", "os": "P", "directory": f"p{i}",
+         "aliases": [f"p{i}"], "days": versions} for i in range(products)]}, "bench")
+    manifests = {}
+    for i in range(products):
+        entry = {}
+        for v in range(versions):
+            name = f"2026{1 + v // 28:02d}{1 + v % 28:02d}_0000"
+            entry[name] = {"items": {
+                "lxd.tar.xz": {"ftype": "lxd.tar.xz", "path": f"p{i}/{name}/lxd.tar.xz", "size": 100,
+                               "sha256": h(f"m{i}.{v}"), "combined_squashfs_sha256": h(f"c{i}.{v}")},
+                "root.squashfs": {"ftype": "squashfs", "path": f"p{i}/{name}/rootfs.squashfs", "size": 1000,
+                                  "sha256": h(f"r{i}.{v}")}}}
+        manifests[f"p{i}:1:amd64:default"] = {"name": f"p{i}:1:amd64:default", "versions": entry}
+    return tree, manifests
+
+
+def catalog(products: int, versions: int) -> dict[str, Any]:
+    """Catalog generation alone: manifests in memory -> catalog bytes (best of 3), then the check."""
+    tree, manifests = synthetic_manifests(products, versions)
+    gc.collect()
+    before = peak_mib()
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        data = to_bytes(build_catalog(tree, manifests))
+        best = min(best, time.perf_counter() - started)
+    document = json.loads(data)
+    started = time.perf_counter()
+    problems = contract_problems(document)
+    check = time.perf_counter() - started
+    assert not problems, problems[:3]
+    return {"seconds": best, "check_seconds": check, "bytes": len(data), "input_mib": before}
+
+
+def main() -> None:
+    command, *args = sys.argv[1:]
+    if command == "publish-ours":
+        result = publish_ours(args[0], args[1])
+    elif command == "publish-baseline":
+        result = publish_baseline(args[0], args[1], int(args[2]))
+    elif command == "incremental-ours":
+        result = incremental_ours(args[0], args[1], args[2])
+    elif command == "catalog":
+        result = catalog(int(args[0]), int(args[1]))
+    else:
+        raise SystemExit(f"unknown command {command}")
+    result["peak_mib"] = peak_mib()
+    result["requests"] = dict(REQUESTS)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

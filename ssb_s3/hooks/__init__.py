@@ -1,0 +1,1 @@
+"""Event hooks: republish when the bucket changes (Lambda, SQS consumer, MinIO webhook)."""

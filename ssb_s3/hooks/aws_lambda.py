@@ -1,0 +1,84 @@
+"""AWS Lambda entry point: `ssb_s3.hooks.aws_lambda.handler`.
+
+Configuration from the environment:
+  SSB_CONFIG  tree.yml: a path in the package/layer, or s3://BUCKET/KEY (read at cold start and
+              whenever its ETag changes)
+  SSB_TARGET  the tree: s3://BUCKET[/PREFIX]
+Invoked by S3 directly, through SNS, or through SQS. For SQS batches it returns
+{"batchItemFailures": [...]} so that only the messages whose product failed come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from ..config import TreeConfig, config_from_text, load_config
+from ..errors import SSBError
+from ..store import open_store
+from .events import BucketEvent, EventError, parse_events
+from .republish import Republisher
+
+log = logging.getLogger(__name__)
+_cache: dict[str, Any] = {}
+
+
+def _load_tree(url: str) -> TreeConfig:
+    """tree.yml from a file or from S3; cached across warm invocations, re-read when it changes."""
+    if not url.startswith("s3://"):
+        if "tree" not in _cache:
+            _cache["tree"] = load_config(url)
+        return _cache["tree"]  # type: ignore[no-any-return]
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    store = open_store(f"s3://{bucket}")
+    head = store.head(key)
+    if head is None:
+        raise SSBError(f"{url}: tree.yml not found")
+    if _cache.get("etag") != head.etag:
+        data = store.read(key)
+        _cache["tree"] = config_from_text(data, url)
+        _cache["etag"] = head.etag
+    return _cache["tree"]  # type: ignore[no-any-return]
+
+
+def _republisher() -> Republisher:
+    config, target = os.environ.get("SSB_CONFIG", "tree.yml"), os.environ.get("SSB_TARGET", "")
+    if not target.startswith("s3://"):
+        raise SSBError("SSB_TARGET must be s3://BUCKET[/PREFIX]")
+    tree = _load_tree(config)
+    if _cache.get("republisher_for") != (id(tree), target):
+        _cache["republisher"] = Republisher(tree, target)
+        _cache["republisher_for"] = (id(tree), target)
+    return _cache["republisher"]  # type: ignore[no-any-return]
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Republish the products the event concerns."""
+    logging.getLogger().setLevel(logging.INFO)
+    records = event.get("Records", []) if isinstance(event, dict) else []
+    republisher = _republisher()
+    if records and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records):
+        return _sqs_batch(republisher, records)
+    events = parse_events(event)
+    outcome = republisher.handle(events)
+    if not outcome.ok:  # raise: Lambda retries the invocation, then sends it to its DLQ
+        raise SSBError("; ".join(f"{name}: {why}" for name, why in sorted(outcome.failed.items())))
+    return {"published": outcome.products}
+
+
+def _sqs_batch(republisher: Republisher, records: list[dict[str, Any]]) -> dict[str, Any]:
+    by_message: dict[str, list[BucketEvent]] = {}
+    failures: list[str] = []
+    for record in records:
+        message_id = str(record.get("messageId", ""))
+        try:
+            by_message[message_id] = parse_events(record.get("body", ""))
+        except EventError as exc:
+            log.error("message %s: %s", message_id, exc)
+            failures.append(message_id)  # it comes back, then goes to the queue's dead-letter queue
+    outcome = republisher.handle(e for events in by_message.values() for e in events)
+    for message_id, events in by_message.items():
+        if republisher.products_of(events) & set(outcome.failed):
+            failures.append(message_id)
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}

@@ -1,0 +1,161 @@
+"""From events to publishes: route, refresh manifests when asked, publish only what changed.
+
+Shared by the Lambda handler, the SQS consumer and the webhook receiver, so the three behave the
+same. Bursts are coalesced (one publish for many events); redelivered events are harmless
+because a publish of an unchanged product writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+
+from ..config import TreeConfig
+from ..errors import SSBError
+from ..manifest import refresh_manifest
+from ..publish import PublishOptions, PublishReport, publish
+from ..store import Store, open_store
+from .events import BucketEvent, route
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What one batch of events did: products published, products that failed (and why)."""
+
+    products: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    report: PublishReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class Republisher:
+    """Events in, incremental publishes out."""
+
+    def __init__(self, tree: TreeConfig, target_url: str, store: Store | None = None,
+                 opts: PublishOptions | None = None) -> None:
+        self.tree = tree
+        self.target_url = target_url
+        self.store = store or open_store(target_url, tree.storage)
+        self.opts = replace(opts or PublishOptions(), keep_going=True, dry_run=False)
+        self.publishes = 0
+        self._stores: dict[str, Store] = {}
+
+    def _store_for(self, source: str) -> Store:
+        if not source:
+            return self.store
+        if source not in self._stores:
+            self._stores[source] = open_store(source, self.opts.storage or self.tree.storage)
+        return self._stores[source]
+
+    def products_of(self, events: Iterable[BucketEvent]) -> set[str]:
+        """Which products these events concern (empty: nothing to do)."""
+        changes = route(self.tree, self.target_url, events)
+        return {name for name, change in changes.items()
+                if change.manifest or (change.artifacts and self.tree.hooks.manifest_on_upload)}
+
+    def handle(self, events: Iterable[BucketEvent]) -> Outcome:
+        """One publish for all these events."""
+        events = list(events)
+        changes = route(self.tree, self.target_url, events)
+        outcome = Outcome()
+        wanted: set[str] = set()
+        for name, change in sorted(changes.items()):
+            product = self.tree.product(name)
+            if change.artifacts and self.tree.hooks.manifest_on_upload and not product.prefix_path:
+                try:  # only the new or changed version folders are hashed
+                    refresh_manifest(self._store_for(product.source), self.tree, product)
+                except SSBError as exc:
+                    outcome.failed[name] = str(exc)
+                    continue
+                wanted.add(name)
+            elif change.manifest:
+                wanted.add(name)
+        if not wanted:
+            if not outcome.failed:
+                log.info("%d event(s): no product to republish", len(events))
+            return outcome
+        try:
+            report = publish(self.tree, self.store, self.opts, only=wanted)
+        except SSBError as exc:
+            for name in wanted:
+                outcome.failed[name] = str(exc)
+            return outcome
+        finally:
+            self.publishes += 1
+        outcome.report = report
+        for problem in report.problems:
+            for name in report.failed_products:
+                if name in problem:
+                    outcome.failed.setdefault(name, problem)
+        for name in report.failed_products:
+            outcome.failed.setdefault(name, "invalid; its last published entry was kept")
+        outcome.products = sorted(wanted - set(outcome.failed))
+        log.info("%d event(s) -> republished %s%s", len(events), ", ".join(outcome.products) or "nothing",
+                 f"; failed: {', '.join(sorted(outcome.failed))}" if outcome.failed else "")
+        return outcome
+
+
+class Coalescer:
+    """Collects events from many callers and publishes them together after a quiet `debounce`.
+
+    `submit` returns a Future resolved once the publish that includes those events is done, so
+    a webhook answers 2xx only after its event is published.
+    """
+
+    def __init__(self, republisher: Republisher, debounce: float) -> None:
+        self.republisher = republisher
+        self.debounce = debounce
+        self._lock = threading.Condition()
+        self._pending: list[tuple[list[BucketEvent], Future[Outcome]]] = []
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="ssb-coalescer", daemon=True)
+        self._thread.start()
+
+    def submit(self, events: list[BucketEvent]) -> Future[Outcome]:
+        future: Future[Outcome] = Future()
+        with self._lock:
+            if self._stopped:
+                future.set_exception(SSBError("shutting down"))
+                return future
+            self._pending.append((events, future))
+            self._lock.notify()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending and not self._stopped:
+                    self._lock.wait()
+                if self._stopped and not self._pending:
+                    return
+                first_seen = time.monotonic()
+                last_count = -1
+                # wait until no new event arrived for `debounce` (bounded to 10 debounce periods)
+                while len(self._pending) != last_count and time.monotonic() - first_seen < 10 * self.debounce:
+                    last_count = len(self._pending)
+                    self._lock.wait(self.debounce)
+                batch, self._pending = self._pending, []
+            events = [e for events, _ in batch for e in events]
+            try:
+                outcome = self.republisher.handle(events)
+                for _, future in batch:
+                    future.set_result(outcome)
+            except Exception as exc:
+                log.exception("publish after events failed")
+                for _, future in batch:
+                    future.set_exception(exc)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._lock.notify()
+        self._thread.join(timeout=600)
