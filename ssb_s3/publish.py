@@ -94,7 +94,7 @@ class TreeState:
     warnings: list[str] = field(default_factory=list)
     catalog: dict[str, Any] = field(default_factory=dict)
     listings: dict[str, dict[str, int]] = field(default_factory=dict)
-    served_key: str = ""  # the catalog index.json named when the publish started
+    served: Served = field(default_factory=lambda: Served())  # what index.json said when the publish started
 
     def blame(self, product: str | None, problem: str) -> None:
         self.problems.setdefault(product, []).append(problem)
@@ -246,18 +246,28 @@ def read_tree(
     return state
 
 
-def _published(target: Store) -> tuple[str, str, dict[str, Any] | None]:
-    """(index etag, catalog key, catalog) as currently served; ('', '', None) before a first publish."""
+@dataclass(frozen=True)
+class Served:
+    """What clients are served when a publish starts: index.json (and its ETag) and its catalog."""
+
+    index: bytes = b""
+    etag: str = ""
+    key: str = ""
+    catalog: dict[str, Any] | None = None
+
+
+def _published(target: Store) -> Served:
+    """The served index and catalog; Served() before a first publish."""
     try:
         data, etag = target.read_with_etag(INDEX_KEY)
     except NotFound:
-        return "", "", None
+        return Served()
     try:
         key = str(json.loads(data)["index"][INDEX_NAME]["path"])
     except (ValueError, KeyError, TypeError):
         log.warning("%s: unreadable, it will be replaced", target.describe(INDEX_KEY))
-        return etag, "", None
-    return etag, key, read_catalog(target, key)
+        return Served(data, etag)
+    return Served(data, etag, key, read_catalog(target, key))
 
 
 def assemble(
@@ -378,22 +388,17 @@ def write_catalog(tree: TreeConfig, target: Store, catalog: Mapping[str, Any]) -
     return key
 
 
-def flip_index(tree: TreeConfig, target: Store, catalog: Mapping[str, Any], key: str, etag: str) -> bool:
-    """Point index.json at the new catalog; conditional on the etag read at the start."""
+def flip_index(tree: TreeConfig, target: Store, catalog: Mapping[str, Any], key: str, served: Served) -> bool:
+    """Point index.json at the new catalog, If-Match the ETag read at the start (PreconditionFailed
+    if another publisher flipped it meanwhile); False if it already says exactly this."""
     data = to_bytes(build_index(tree, catalog, key))
-    try:
-        current, current_etag = target.read_with_etag(INDEX_KEY)
-    except NotFound:
-        current, current_etag = b"", ""
-    if current_etag != etag:
-        raise PreconditionFailed(f"{target.describe(INDEX_KEY)}: changed during the publish")
-    if current == data:
+    if served.index == data:
         return False
     conditional = tree.storage.conditional_writes
     target.write(
         INDEX_KEY, data, cache_control=tree.cache_control.index,
-        if_match=(current_etag or None) if conditional else None,
-        if_none_match=conditional and not current_etag,
+        if_match=(served.etag or None) if conditional else None,
+        if_none_match=conditional and not served.etag,
     )  # fmt: skip
     return True
 
@@ -427,16 +432,17 @@ def _purge_plan(
 
 def _plan(
     tree: TreeConfig, target: Store, opts: PublishOptions, now: float, only: set[str] | None = None
-) -> tuple[TreeState, str, PublishReport, History]:
-    """Read everything and decide; returns (state, index etag read, report, history to write)."""
-    etag, served_key, previous = _published(target)
+) -> tuple[TreeState, PublishReport, History]:
+    """Read everything and decide; returns (state, report, history to write)."""
+    served = _published(target)
+    previous = served.catalog
     state = read_tree(tree, target, opts, now=now, only=only)
     catalog, kept_previous = assemble(tree, state, previous, opts, only)
     state.catalog = catalog
-    state.served_key = served_key
+    state.served = served
     key = catalog_key(tree, to_bytes(catalog))
     grace = tree.grace if opts.grace is None else opts.grace
-    purge_plan, history = _purge_plan(tree, target, state, key, catalog, served_key, now, grace, only=only)
+    purge_plan, history = _purge_plan(tree, target, state, key, catalog, served.key, now, grace, only=only)
     changes, added = diff(previous, catalog)
     report = PublishReport(
         catalog_key=key, index_written=False, dry_run=opts.dry_run, changes=changes, bytes_added=added,
@@ -445,7 +451,7 @@ def _plan(
         purge=purge_plan, kept_previous=kept_previous, problems=state.all_problems(), warnings=state.warnings,
         failed_products=sorted(name for name in state.problems if name is not None),
     )
-    return state, etag, report, history
+    return state, report, history
 
 
 def _lease(tree: TreeConfig, target: Store, timeout: float, purpose: str) -> Lease:
@@ -465,25 +471,25 @@ def publish(
     if unknown:
         raise SSBError(f"{tree.source_file}: no product named {', '.join(unknown)}")
     if opts.dry_run:
-        state, _, report, _ = _plan(tree, target, opts, time.time(), only)
+        state, report, _ = _plan(tree, target, opts, time.time(), only)
         if state.problems and (not opts.keep_going or None in state.problems):
             raise ProblemsFound("publish would be refused", state.all_problems())
         return report
     conditional = tree.storage.conditional_writes
     with _lease(tree, target, opts.lock_timeout, "publish") as lease:
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
-            state, etag, report, history = _plan(tree, target, opts, time.time(), only)
+            state, report, history = _plan(tree, target, opts, time.time(), only)
             opts = replace(opts, refresh_manifests=False)  # manifests are fresh after the first round
             for warning in state.warnings:
                 log.warning("%s", warning)
             if state.problems and (not opts.keep_going or None in state.problems):
                 raise ProblemsFound("publish refused, nothing was written", state.all_problems())
             report.copied = copy_foreign_artifacts(tree, target, state, state.catalog)
-            if report.catalog_key != state.served_key:
+            if report.catalog_key != state.served.key:
                 write_catalog(tree, target, state.catalog)
             lease.check()
             try:
-                report.index_written = flip_index(tree, target, state.catalog, report.catalog_key, etag)
+                report.index_written = flip_index(tree, target, state.catalog, report.catalog_key, state.served)
             except PreconditionFailed:
                 log.warning("index.json changed during the publish (attempt %d), starting again", attempt)
                 continue
@@ -512,12 +518,12 @@ def purge(tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions
     The served catalog is left as it is; versions it still names are never deleted.
     """
     def plan(now: float) -> tuple[PurgePlan, History, TreeState]:
-        _, served_key, served = _published(target)
-        if served is None:
+        served = _published(target)
+        if served.catalog is None:
             raise SSBError(f"{target.describe(INDEX_KEY)}: nothing published yet, nothing to purge")
         state = read_tree(tree, target, opts, now=now)
         grace = tree.grace if opts.grace is None else opts.grace
-        purge_plan, history = _purge_plan(tree, target, state, served_key, served, served_key, now, grace,
+        purge_plan, history = _purge_plan(tree, target, state, served.key, served.catalog, served.key, now, grace,
                                           opts.include_unpublished)
         return purge_plan, history, state
 

@@ -23,11 +23,13 @@ from .republish import Coalescer
 log = logging.getLogger("ssb_s3.hooks.server")
 
 MAX_BODY = 1024 * 1024
+DRAIN_LIMIT = 16 * 1024 * 1024  # an oversized body is read and dropped up to this, then the socket closes
 PUBLISH_TIMEOUT = 600.0
 
 
 class HookServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of notifications must queue, not be reset
 
     def __init__(self, address: tuple[str, int], token: str, coalescer: Coalescer, max_body: int = MAX_BODY) -> None:
         if len(token) < 16:
@@ -63,6 +65,13 @@ class _Handler(BaseHTTPRequestHandler):
             "ms": round(1000 * (time.monotonic() - started), 1), **fields,
         }, sort_keys=True))
 
+    def _drain(self, length: int) -> None:
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                return
+            length -= len(chunk)
+
     def _authorised(self) -> bool:
         given = self.headers.get("Authorization", "").strip()
         given = given[len("Bearer "):].strip() if given.lower().startswith("bearer ") else given
@@ -97,6 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(length_header)
         if length > self.server.max_body:
+            self._drain(min(length, DRAIN_LIMIT))  # so that the client reads the answer, not a reset
             self._answer(413, {"error": f"body over {self.server.max_body} bytes"}, started, bytes=length)
             return
         body = self.rfile.read(length)
