@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -317,7 +316,10 @@ def test_webhook_token_limits_and_a_burst(s3_server: S3Server, bucket: str, webh
 # SQS consumer, fed by a real server's bucket notifications (moto server: S3 + SQS)
 
 
-def test_sqs_consumer_follows_uploads_and_deletes(moto_server: str, tmp_path: Path) -> None:
+def test_sqs_consumer_follows_uploads_and_deletes(moto_server: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     kw = {"endpoint_url": moto_server, "region_name": "us-east-1", "aws_access_key_id": "testing",
           "aws_secret_access_key": "testing"}
     s3, sqs = boto3.client("s3", **kw), boto3.client("sqs", **kw)
@@ -355,7 +357,6 @@ def test_sqs_consumer_follows_uploads_and_deletes(moto_server: str, tmp_path: Pa
         raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
 
     try:
-        os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
         # a builder uploading with another tool: files only, no ssb.json (manifest_on_upload)
         for i in range(3):
             put_version(s3, bucket, i, "20260101_0000", write_manifest=False)
@@ -375,4 +376,3 @@ def test_sqs_consumer_follows_uploads_and_deletes(moto_server: str, tmp_path: Pa
         code = proc.wait(timeout=60)
     assert code == 0, log.read_text()
     assert "stopped after" in log.read_text()
-    threading.enumerate()
