@@ -28,6 +28,10 @@ ROOT_COMBINED_FIELD = {
     "root.tar.xz": "combined_rootxz_sha256",
     "disk-kvm.img": "combined_disk-kvm-img_sha256",
 }
+KNOWN_FTYPES = frozenset({
+    "lxd.tar.xz", "incus.tar.xz", "meta.tar.xz", "squashfs", "root.tar.xz", "disk-kvm.img",
+    "lxd_combined.tar.gz", "incus_combined.tar.gz", "squashfs.vcdiff", "disk-kvm.img.vcdiff",
+})
 # Items published for one client are mirrored for the other: same object, other ftype.
 MIRRORS = (
     ("lxd.tar.xz", "incus.tar.xz"),
@@ -239,6 +243,9 @@ def contract_problems_by_product(catalog: Mapping[str, Any], source: str = "cata
                 problems.append(f"{vwhere}: version name {why}; LXD would ignore it")
             items = version["items"]
             for key, item in sorted(items.items()):
+                if item["ftype"] not in KNOWN_FTYPES:
+                    problems.append(f"{vwhere} item {key}: ftype '{item['ftype']}' is unknown to LXD and Incus "
+                                    f"(expected one of {', '.join(sorted(KNOWN_FTYPES))})")
                 path_why = _path_problem(item.get("path"))
                 if path_why:
                     problems.append(f"{vwhere} item {key}: {path_why}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,19 @@ class TreeConfig:
 
 
 class _PlainLoader(yaml.SafeLoader):
-    """SafeLoader that keeps dates as strings: `support_eol: 2027-06-30` must stay a string."""
+    """SafeLoader that keeps dates as strings (`support_eol: 2027-06-30` must stay a string) and
+    refuses a key given twice in one mapping (PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first on line {seen[key] + 1})", key_node.start_mark)
+            if isinstance(key, str):
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _PlainLoader.yaml_implicit_resolvers = {
@@ -187,35 +200,63 @@ def _resolve_source(source: str, source_file: str) -> str:
     return str(Path(source_file).parent / source)
 
 
+def _product_problems(raw_products: Any, source_file: str) -> list[str]:
+    """What the schema cannot say; runs even when the schema found problems, so all are listed at once."""
+    problems: list[str] = []
+    seen_names: dict[str, int] = {}
+    seen_dirs: dict[str, int] = {}
+    seen_aliases: dict[tuple[str, str], tuple[int, str]] = {}
+    for idx, raw in enumerate(raw_products if isinstance(raw_products, list) else ()):
+        if not isinstance(raw, Mapping):
+            continue
+        where = f"{source_file}: products[{idx}]"
+        arch, name, directory = raw.get("arch"), raw.get("name"), raw.get("directory")
+        if isinstance(arch, str) and arch and arch not in KNOWN_ARCHES:
+            problems.append(
+                f"{where}.arch: '{arch}' is not an architecture LXD knows "
+                f"(use one of amd64, x86_64, arm64, aarch64, armhf, i386, ppc64el, s390x, riscv64)"
+            )
+        if isinstance(name, str):
+            if name in seen_names:
+                problems.append(f"{where}.name: '{name}' is already used by products[{seen_names[name]}]")
+            seen_names.setdefault(name, idx)
+        if isinstance(directory, str):
+            directory = _clean_relative(directory)
+            if directory in seen_dirs:
+                problems.append(f"{where}.directory: '{directory}' is already used by products[{seen_dirs[directory]}]")
+            seen_dirs.setdefault(directory, idx)
+        aliases = raw.get("aliases", ())
+        if isinstance(arch, str) and isinstance(aliases, list) and raw.get("hidden") is not True:
+            canonical = CANONICAL_ARCH.get(arch, arch)
+            for alias in (a for a in aliases if isinstance(a, str)):
+                owner = seen_aliases.setdefault((alias, canonical), (idx, str(name)))
+                if owner[0] != idx:
+                    problems.append(f"{where}.aliases: '{alias}' for arch {canonical} is already claimed by "
+                                    f"{owner[1]} (products[{owner[0]}]); LXD would show only one of them")
+        eol = raw.get("support_eol")
+        if isinstance(eol, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", eol):
+            try:
+                datetime.strptime(eol, "%Y-%m-%d")
+            except ValueError:
+                problems.append(f"{where}.support_eol: '{eol}' is not a real calendar date, expected YYYY-MM-DD")
+        if raw.get("source") and raw.get("prefix_path"):
+            problems.append(f"{where}: set either 'source' or 'prefix_path', not both")
+    return problems
+
+
 def parse_config(data: Any, source_file: str) -> TreeConfig:
     """Build a TreeConfig from already-parsed YAML; every problem is reported at once."""
     if data is None:
         raise ConfigError(f"{source_file}: the file is empty, expected a mapping with 'products'")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source_file}: expected a mapping at the top level")
-    problems = schema_problems(data, "tree", source_file)
+    problems = schema_problems(data, "tree", source_file) + _product_problems(data.get("products"), source_file)
     if problems:
         raise ProblemsFound(f"{source_file} is not a valid tree.yml", problems)
 
     products: list[ProductConfig] = []
-    seen_names: dict[str, int] = {}
-    seen_dirs: dict[str, int] = {}
-    for idx, raw in enumerate(data["products"]):
-        where = f"{source_file}: products[{idx}]"
-        if raw["arch"] not in KNOWN_ARCHES:
-            problems.append(
-                f"{where}.arch: '{raw['arch']}' is not an architecture LXD knows "
-                f"(use one of amd64, x86_64, arm64, aarch64, armhf, i386, ppc64el, s390x, riscv64)"
-            )
+    for raw in data["products"]:
         directory = _clean_relative(raw["directory"])
-        if raw["name"] in seen_names:
-            problems.append(f"{where}.name: '{raw['name']}' is already used by products[{seen_names[raw['name']]}]")
-        seen_names.setdefault(raw["name"], idx)
-        if directory in seen_dirs:
-            problems.append(f"{where}.directory: '{directory}' is already used by products[{seen_dirs[directory]}]")
-        seen_dirs.setdefault(directory, idx)
-        if raw.get("source") and raw.get("prefix_path"):
-            problems.append(f"{where}: set either 'source' or 'prefix_path', not both")
         products.append(
             ProductConfig(
                 name=raw["name"],

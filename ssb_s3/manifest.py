@@ -27,6 +27,7 @@ from .store import CHUNK_SIZE, ObjectInfo, Store
 
 log = logging.getLogger(__name__)
 
+MAX_UNIX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can show
 VERSION_NAME = re.compile(r"^[0-9]{8}[0-9A-Za-z_:.+-]*$")
 UPLOAD_MARKER = ".ssb-upload.json"  # written first and removed last by build-product
 
@@ -178,15 +179,37 @@ def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]
     hasher = VersionHasher()
     for name in upload_order(files):
         feed = hasher.start(name)
+        head, tail = b"", b""
         for chunk in store.iter_chunks(f"{version_dir}/{name}", CHUNK_SIZE):
             feed(chunk)
+            head += chunk[: 64 - len(head)]
+            tail = (tail + chunk)[-2:]
         hasher.finish(name)
         if hasher.sizes[name] != files[name].size:
             raise StoreError(
                 f"{store.describe(f'{version_dir}/{name}')}: size changed while hashing "
                 f"({files[name].size} listed, {hasher.sizes[name]} read); is an upload still running?"
             )
+        why = content_problem(name, hasher.sizes[name], head, tail)
+        if why:
+            raise ManifestError(f"{store.describe(f'{version_dir}/{name}')}: {why}; not published")
     return hasher.items(version_dir)
+
+
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def content_problem(name: str, size: int, head: bytes, tail: bytes) -> str | None:
+    """Why no client could use this file, from its first 64 and last 2 bytes (None: looks whole)."""
+    if size == 0:
+        return "is empty (0 bytes)"
+    if name == "rootfs.squashfs" and head[:4] == b"hsqs" and len(head) >= 48:
+        used = int.from_bytes(head[40:48], "little")  # superblock bytes_used
+        if used > size:
+            return f"is truncated: its squashfs superblock says {used} bytes, the object has {size}"
+    if head.startswith(XZ_MAGIC) and tail != b"YZ":
+        return "is truncated: the xz stream has no footer"
+    return None
 
 
 @dataclass
@@ -305,6 +328,9 @@ def parse_manifest(data: bytes, source: str, product: ProductConfig) -> dict[str
         raise ManifestError(
             f"{source}: name: '{manifest['name']}' does not match product '{product.name}' of tree.yml"
         )
+    expiry = str(manifest.get("expiry", "")).strip()
+    if expiry.isdigit() and int(expiry) > MAX_UNIX_TIME:
+        raise ManifestError(f"{source}: expiry: '{expiry}' is out of range, expected unix seconds before year 10000")
     return dict(manifest)
 
 

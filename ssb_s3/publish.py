@@ -20,6 +20,7 @@ A crash anywhere leaves the previous index (and everything it names) in place; a
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -44,7 +45,7 @@ from .catalog import (
 from .config import ProductConfig, StorageConfig, TreeConfig
 from .errors import NotFound, PreconditionFailed, ProblemsFound, SSBError, StoreError
 from .lease import Lease
-from .manifest import parse_manifest, read_manifest, refresh_manifest
+from .manifest import build_manifest, manifest_bytes, parse_manifest, read_manifest
 from .purge import (
     History,
     PurgePlan,
@@ -95,6 +96,7 @@ class TreeState:
     catalog: dict[str, Any] = field(default_factory=dict)
     listings: dict[str, dict[str, int]] = field(default_factory=dict)
     served: Served = field(default_factory=lambda: Served())  # what index.json said when the publish started
+    pending: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)  # refreshed ssb.json, etag
 
     def blame(self, product: str | None, problem: str) -> None:
         self.problems.setdefault(product, []).append(problem)
@@ -212,9 +214,13 @@ def read_tree(
             if product.prefix_path:
                 url = f"{product.prefix_path}/{product.directory}/ssb.json"
                 return parse_manifest(fetch_manifest_url(product, opts.apikey), url, product), ""
-            if opts.refresh_manifests:
-                refresh_manifest(store, tree, product, rehash=opts.rehash)
-            return read_manifest(store, tree, product)[0], ""
+            manifest, etag = read_manifest(store, tree, product)
+            if opts.refresh_manifests:  # written only once the whole publish is known to be valid
+                fresh, report = build_manifest(store, tree, product, manifest, rehash=opts.rehash)
+                if report.changed and (manifest is not None or fresh["versions"]):
+                    state.pending[product.name] = (fresh, etag)
+                    manifest = fresh
+            return manifest, ""
         except SSBError as exc:
             text = str(exc)
             return None, text if product.name in text else f"product {product.name}: {text}"
@@ -270,6 +276,14 @@ def _published(target: Store) -> Served:
     return Served(data, etag, key, read_catalog(target, key))
 
 
+def manifest_location(tree: TreeConfig, state: TreeState, product: ProductConfig) -> str:
+    """Where a product's ssb.json is read from, as users name it (s3://..., a path, a URL)."""
+    if product.prefix_path:
+        return f"{product.prefix_path}/{product.directory}/ssb.json"
+    store = state.stores.get(product.name)
+    return store.describe(tree.manifest_key(product)) if store else tree.manifest_key(product)
+
+
 def assemble(
     tree: TreeConfig, state: TreeState, previous: Mapping[str, Any] | None, opts: PublishOptions,
     only: set[str] | None = None,
@@ -283,6 +297,13 @@ def assemble(
         p.name: old_products[p.name] for p in tree.products
         if only is not None and p.name not in only and not p.hidden and p.name in old_products
     }  # fmt: skip
+    source = "catalog built from the manifests"
+    located = {p.name: manifest_location(tree, state, p) for p in tree.products}
+
+    def locate(name: str, problem: str) -> str:
+        """Name the ssb.json a contract problem comes from, not the catalog built from it."""
+        return problem.replace(f"{source}: ", f"{located[name]}: ", 1) if name in located else problem
+
     for product in tree.products:
         manifest = state.manifests.get(product.name)
         if product.hidden or (only is not None and product.name not in only):
@@ -290,8 +311,8 @@ def assemble(
         if manifest is None:
             if product.name in old_products and product.name not in state.problems:
                 state.blame(product.name, (
-                    f"product {product.name} is published but its ssb.json is missing: restore it, "
-                    "or remove the product from tree.yml to unpublish it"))  # fmt: skip
+                    f"product {product.name} is published but its ssb.json is missing ({located[product.name]}): "
+                    "restore it, or remove the product from tree.yml to unpublish it"))  # fmt: skip
             continue
         kept = state.kept[product.name]
         if not kept and manifest["versions"] and product.name in old_products and not opts.force:
@@ -299,11 +320,20 @@ def assemble(
                 f"product {product.name}: max_age would remove every version; "
                 "refusing to empty a product without --force"))  # fmt: skip
         entries[product.name] = catalog_product(product, manifest, kept)
-    source = "catalog built from the manifests"
+        published = old_products.get(product.name, {}).get("versions", {})
+        for vname in (v for v in kept if v in published):
+            now_items = entries[product.name]["versions"][vname]["items"]
+            for key, was in sorted(published[vname].get("items", {}).items()):
+                now = now_items.get(key, {})
+                if (was.get("size"), was.get("sha256")) != (now.get("size"), now.get("sha256")):
+                    state.blame(product.name, (
+                        f"{state.stores[product.name].describe(str(was.get('path')))}: item {key} of version "
+                        f"{vname} changed since it was published ({was.get('size')} -> {now.get('size')} bytes): "
+                        "published files never change; upload a new version instead"))  # fmt: skip
     # First every product's own new entry, so that every problem is listed at once ...
     for name, problems in contract_problems_by_product(assemble_catalog(tree, entries), source).items():
         if name is not None:
-            for problem in problems:
+            for problem in map(functools.partial(locate, name), problems):
                 if problem not in state.problems.get(name, []):
                     state.blame(name, problem)
     # ... then without the invalid ones (or with their previous entry), until nothing new is found.
@@ -323,7 +353,7 @@ def assemble(
         fresh = {name: p for name, p in blamed.items() if name not in state.problems}
         for name, problems in fresh.items():
             for problem in problems:
-                state.blame(name, problem)
+                state.blame(name, locate(name, problem) if name is not None else problem)
         if not fresh or not opts.keep_going:
             break
     if old_products and not catalog["products"] and not opts.force and not state.problems:
@@ -349,6 +379,17 @@ def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[dict[st
         for item in version["items"].values()
     }
     return changes, sum(size for path, size in sizes.items() if path not in old_paths)
+
+
+def write_manifests(tree: TreeConfig, state: TreeState) -> None:
+    """Write the refreshed ssb.json of every valid product (an invalid one keeps its own)."""
+    for name, (manifest, etag) in state.pending.items():
+        if name in state.problems:
+            continue
+        key = tree.manifest_key(tree.product(name))
+        state.stores[name].write(key, manifest_bytes(manifest), cache_control=tree.cache_control.manifest,
+                                 if_match=etag or None, if_none_match=not etag)
+        log.info("%s: %s written", name, state.stores[name].describe(key))
 
 
 def copy_foreign_artifacts(tree: TreeConfig, target: Store, state: TreeState, catalog: Mapping[str, Any]) -> list[str]:
@@ -479,11 +520,16 @@ def publish(
     with _lease(tree, target, opts.lock_timeout, "publish") as lease:
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
             state, report, history = _plan(tree, target, opts, time.time(), only)
-            opts = replace(opts, refresh_manifests=False)  # manifests are fresh after the first round
             for warning in state.warnings:
                 log.warning("%s", warning)
             if state.problems and (not opts.keep_going or None in state.problems):
                 raise ProblemsFound("publish refused, nothing was written", state.all_problems())
+            try:
+                write_manifests(tree, state)
+            except PreconditionFailed:
+                log.warning("an ssb.json changed during the publish (attempt %d), starting again", attempt)
+                continue
+            opts = replace(opts, refresh_manifests=False)  # manifests are fresh after this round
             report.copied = copy_foreign_artifacts(tree, target, state, state.catalog)
             if report.catalog_key != state.served.key:
                 write_catalog(tree, target, state.catalog)

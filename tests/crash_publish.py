@@ -61,6 +61,10 @@ class CrashingStore(Store):
         self.inner.upload(key, fileobj, content_type=content_type, cache_control=cache_control)
         self._count(f"upload {key}")
 
+    def ingest_file(self, key: str, path: Any, **kwargs: Any) -> None:
+        self.inner.ingest_file(key, path, **kwargs)
+        self._count(f"ingest {key}")
+
     def delete(self, key: str) -> None:
         self.inner.delete(key)
         self._count(f"delete {key}")

@@ -11,6 +11,7 @@ import pytest
 
 from ssb_s3.catalog import build_catalog, build_index, catalog_key, contract_problems, to_bytes
 from ssb_s3.config import parse_config
+from ssb_s3.errors import ProblemsFound
 
 
 def h(text: str) -> str:
@@ -91,9 +92,14 @@ def two_products(**second: Any) -> dict[str, Any]:
 
 
 def test_alias_collision_across_arch_spellings() -> None:
-    problems = contract_problems(two_products(aliases=["x"]))
+    with pytest.raises(ProblemsFound) as refused:  # tree.yml refuses it first ...
+        two_products(aliases=["x"])
+    assert "products[1].aliases: 'x' for arch x86_64 is already claimed by a (products[0])" in refused.value.problems[0]
+    catalog = two_products(aliases=["y"])
+    assert contract_problems(catalog) == []
+    catalog["products"]["b"]["aliases"] = "x"  # ... and the catalog check, for manifests from elsewhere
+    problems = contract_problems(catalog)
     assert any("alias 'x' for arch x86_64 is already claimed by a" in p for p in problems), problems
-    assert contract_problems(two_products(aliases=["y"])) == []
 
 
 def test_same_alias_other_arch_is_fine() -> None:
