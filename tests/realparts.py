@@ -286,7 +286,7 @@ def _start_weed(weed: str, rundir: Path, tls: TlsFiles) -> tuple[S3Server, subpr
     access, secret = "ak" + secrets.token_hex(8), secrets.token_hex(20)
     cmd = [weed, f"-logdir={logs}", "mini", f"-dir={data}", "-ip=127.0.0.1",
            "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false",
-           "-master.telemetry=false",
+           "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=2000",
            f"-s3.cert.file={tls.server_cert}", f"-s3.key.file={tls.server_key}"]
     cmd += [f"-{flag}={port}" for flag, port in ports.items()]
     # Unix sockets default to /tmp/seaweedfs-*-<port>.sock and are not always removed.
