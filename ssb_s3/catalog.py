@@ -142,9 +142,15 @@ def plain_catalog_key(tree: TreeConfig) -> str:
     return f"{tree.catalog_dir}/images.json"
 
 
-def build_index(tree: TreeConfig, catalog: Mapping[str, Any], catalog_path: str) -> dict[str, Any]:
-    """streams/v1/index.json naming the catalog; products listed so clients do not skip it."""
+def build_index(
+    tree: TreeConfig, catalog: Mapping[str, Any], catalog_path: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """streams/v1/index.json naming the catalog; products listed so clients do not skip it.
+
+    `extra` (the publisher's history) goes under the `ssb_s3` key, which clients ignore.
+    """
     return {
+        **({"ssb_s3": dict(extra)} if extra else {}),
         "format": "index:1.0",
         "index": {
             INDEX_NAME: {

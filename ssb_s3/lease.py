@@ -82,6 +82,7 @@ class Lease:
         self.owner = f"ssb-s3-{uuid.uuid4().hex[:12]}"
         self.etag = ""
         self.lost = False
+        self._held_since = 0.0  # monotonic time of the last successful create or renewal
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -132,6 +133,7 @@ class Lease:
         while True:
             holder = self._try_take()
             if holder is None:
+                self._held_since = time.monotonic()
                 break
             if time.monotonic() >= deadline:
                 raise LeaseError(
@@ -152,6 +154,7 @@ class Lease:
                                                  if_match=self.etag)
                 else:
                     self.store.write(LEASE_KEY, self._body(), cache_control="no-store")
+                self._held_since = time.monotonic()
             except PreconditionFailed:
                 self.lost = True
                 log.error("lease %s lost: another job took it over", self.store.describe(LEASE_KEY))
@@ -170,6 +173,10 @@ class Lease:
             self._thread.join(timeout=30)
             self._thread = None
         if self.lost:
+            return
+        if time.monotonic() - self._held_since < 0.8 * self.ttl:
+            # Renewed (or created) well within its lifetime: nobody can have taken it over.
+            self.store.delete(LEASE_KEY)
             return
         try:
             holder = LeaseInfo.parse(self.store.read(LEASE_KEY))

@@ -1,4 +1,4 @@
-"""Publish: manifests → checks → catalog → index → history → purge, in the order that never serves
+"""Publish: manifests → checks → catalog → index (with its history) → purge, in the order that never serves
 a broken tree.
 
 1. under the tree's lease, read index.json (and its ETag), the catalog it names, and every
@@ -12,7 +12,7 @@ a broken tree.
 5. write the catalog under a new content-addressed key, then the plain images.json copy;
 6. flip streams/v1/index.json last, conditionally on the ETag read in step 1 (on a conflict,
    start again, a bounded number of times);
-7. record in .ssb-s3/history.json when the previous catalog stopped being current;
+7. the same index.json write records when the previous catalog stopped being current;
 8. purge what no catalog current within the grace period names.
 A crash anywhere leaves the previous index (and everything it names) in place; a re-run converges.
 """
@@ -53,9 +53,7 @@ from .purge import (
     execute_purge,
     plan_purge,
     read_catalog,
-    read_history,
     select_versions,
-    write_history,
 )
 from .store import Store, open_store
 
@@ -429,10 +427,11 @@ def write_catalog(tree: TreeConfig, target: Store, catalog: Mapping[str, Any]) -
     return key
 
 
-def flip_index(tree: TreeConfig, target: Store, catalog: Mapping[str, Any], key: str, served: Served) -> bool:
+def flip_index(tree: TreeConfig, target: Store, catalog: Mapping[str, Any], key: str, served: Served,
+               history: History) -> bool:
     """Point index.json at the new catalog, If-Match the ETag read at the start (PreconditionFailed
     if another publisher flipped it meanwhile); False if it already says exactly this."""
-    data = to_bytes(build_index(tree, catalog, key))
+    data = to_bytes(build_index(tree, catalog, key, history.as_field()))
     if served.index == data:
         return False
     conditional = tree.storage.conditional_writes
@@ -453,13 +452,22 @@ def _purge_plan(
     An incremental publish (`only`) looks at its own products' folders only, and reads the old
     catalogs only when one of them has expired versions: its request count stays flat.
     """
-    history = read_history(target)
+    history = History.from_index(state.served.index)
+    if served_key and all(e["catalog"] != served_key for e in history.entries):
+        # served by an index without our history (first publish over another tool's tree)
+        history.entries.append({"catalog": served_key, "since": now, "until": None})
     history.record(current_key, now)
     catalogs: dict[str, Any] = {}
+    names_missing: set[str] = set()
     if only is None or any(state.expired.get(name) for name in only):
         names = ({e["catalog"] for e in history.entries} | {served_key}) - {"", current_key}
         catalogs = {k: c for k in names if (c := read_catalog(target, k)) is not None}
+        names_missing = names - set(catalogs)
     catalogs[current_key] = dict(current)
+    # Catalogs found gone leave the history the next index holds. Those this run deletes stay
+    # until a later publish finds them gone: if this run stops before deleting them, the next
+    # one still knows what they named, and purges it.
+    history.forget(names_missing - {current_key})
     if only is None:
         listing = listing_of(target, tree.prefix, state.listings)
     else:
@@ -535,15 +543,14 @@ def publish(
                 write_catalog(tree, target, state.catalog)
             lease.check()
             try:
-                report.index_written = flip_index(tree, target, state.catalog, report.catalog_key, state.served)
+                report.index_written = flip_index(tree, target, state.catalog, report.catalog_key, state.served,
+                                                  history)
             except PreconditionFailed:
                 log.warning("index.json changed during the publish (attempt %d), starting again", attempt)
                 continue
-            write_history(target, history, conditional)
             if not opts.skip_purge:
                 lease.check()
-                execute_purge(tree, target, report.purge, history, manifest_stores=state.stores,
-                              conditional=conditional)
+                execute_purge(tree, target, report.purge, manifest_stores=state.stores, conditional=conditional)
             if report.index_written and opts.cloudfront_distribution:
                 from .cdn import invalidate_index
 
@@ -568,6 +575,7 @@ def purge(tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions
         if served.catalog is None:
             raise SSBError(f"{target.describe(INDEX_KEY)}: nothing published yet, nothing to purge")
         state = read_tree(tree, target, opts, now=now)
+        state.served = served
         grace = tree.grace if opts.grace is None else opts.grace
         purge_plan, history = _purge_plan(tree, target, state, served.key, served.catalog, served.key, now, grace,
                                           opts.include_unpublished)
@@ -578,9 +586,11 @@ def purge(tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions
     with _lease(tree, target, opts.lock_timeout, "purge") as lease:
         purge_plan, history, state = plan(time.time())
         lease.check()
-        write_history(target, history, tree.storage.conditional_writes)
-        execute_purge(tree, target, purge_plan, history, manifest_stores=state.stores,
+        execute_purge(tree, target, purge_plan, manifest_stores=state.stores,
                       conditional=tree.storage.conditional_writes)
+        if state.served.catalog is not None:
+            with contextlib.suppress(PreconditionFailed):  # a publish meanwhile: it records its own
+                flip_index(tree, target, state.served.catalog, state.served.key, state.served, history)
     return purge_plan
 
 

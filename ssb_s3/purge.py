@@ -2,7 +2,7 @@
 
 Clients cache index.json and the catalog for an hour (plus the CDN's TTL) and keep using a stale
 copy when the server errors, so a file must stay downloadable for a while after the last catalog
-naming it was replaced. `.ssb-s3/history.json` records when each catalog stopped being current;
+naming it was replaced. index.json records (under `ssb_s3`, ignored by clients) when each catalog stopped being current;
 a file is deleted only when no catalog current within the grace period names it.
 
 Purge only deletes version folders of configured products (and our own old catalogs), never
@@ -26,7 +26,7 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-HISTORY_KEY = ".ssb-s3/history.json"
+HISTORY_FIELD = "ssb_s3"  # in index.json
 CATALOG_NAME = re.compile(r"^images-[0-9a-f]{20}\.json$")
 
 
@@ -43,10 +43,24 @@ def select_versions(
 
 @dataclass
 class History:
-    """Catalogs that were current, and until when (None: still current, or not yet known)."""
+    """Catalogs that were current, and until when (None: still current, or not yet known).
+
+    It travels inside index.json (key `ssb_s3`, which clients ignore), so the moment a catalog
+    stops being current is recorded by the very write that replaces it: no separate object, no
+    window where the flip happened but its history was not written.
+    """
 
     entries: list[dict[str, Any]] = field(default_factory=list)
-    etag: str = ""
+
+    @classmethod
+    def from_index(cls, index: bytes) -> History:
+        try:
+            entries = json.loads(index)[HISTORY_FIELD]["catalogs"] if index else []
+        except (ValueError, KeyError, TypeError):
+            entries = []  # an index written by another tool: history starts now
+        valid = [e for e in entries if isinstance(e, dict) and isinstance(e.get("catalog"), str)
+                 and (e.get("until") is None or isinstance(e.get("until"), (int, float)))]
+        return cls(valid)
 
     def record(self, current: str, now: float) -> None:
         """`current` is the catalog the index names now: close every other open entry."""
@@ -64,32 +78,13 @@ class History:
                 keep.add(entry["catalog"])
         return keep
 
-    def to_bytes(self) -> bytes:
-        return (json.dumps({"catalogs": self.entries}, indent=1, sort_keys=True) + "\n").encode()
+    def forget(self, catalogs: Iterable[str]) -> None:
+        gone = set(catalogs)
+        self.entries = [e for e in self.entries if e["catalog"] not in gone]
 
-
-def read_history(store: Store) -> History:
-    try:
-        data, etag = store.read_with_etag(HISTORY_KEY)
-    except NotFound:
-        return History()
-    try:
-        entries = json.loads(data)["catalogs"]
-        if not isinstance(entries, list):
-            raise TypeError("catalogs is not a list")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(
-            f"{store.describe(HISTORY_KEY)}: unreadable ({exc}); move it away to start a new history"
-        ) from None
-    return History(entries, etag)
-
-
-def write_history(store: Store, history: History, conditional: bool) -> None:
-    history.etag = store.write(
-        HISTORY_KEY, history.to_bytes(), cache_control="no-store",
-        if_match=(history.etag or None) if conditional else None,
-        if_none_match=conditional and not history.etag,
-    )  # fmt: skip
+    def as_field(self) -> dict[str, Any]:
+        """The value stored under index.json's `ssb_s3` key."""
+        return {"catalogs": self.entries}
 
 
 def catalog_paths(catalog: Mapping[str, Any]) -> set[str]:
@@ -198,10 +193,16 @@ def plan_purge(
                 plan.delete_later.append(item)
             else:
                 plan.delete_now.append(item)
-    plan.old_catalogs = sorted(
+    known = {e["catalog"] for e in history.entries}
+    orphans = {  # written by a publish that stopped before its flip, or whose history entry was dropped
+        key for key in listing
+        if key.startswith(f"{tree.catalog_dir}/") and CATALOG_NAME.match(key.rsplit("/", 1)[-1])
+        and key not in known and key not in protected_keys
+    }  # fmt: skip
+    plan.old_catalogs = sorted(orphans | {
         e["catalog"] for e in history.entries
         if e["catalog"] not in protected_keys and CATALOG_NAME.match(e["catalog"].rsplit("/", 1)[-1])
-    )  # fmt: skip
+    })  # fmt: skip
     return plan
 
 
@@ -227,7 +228,6 @@ def execute_purge(
     tree: TreeConfig,
     target: Store,
     plan: PurgePlan,
-    history: History,
     *,
     manifest_stores: Mapping[str, Store],
     conditional: bool = True,
@@ -244,9 +244,5 @@ def execute_purge(
         store = manifest_stores.get(name)
         if store is target and not product.prefix_path:
             _drop_from_manifest(target, tree, product, versions, conditional)
-    if plan.old_catalogs:
-        for key in plan.old_catalogs:
-            target.delete(key)
-        gone = set(plan.old_catalogs)
-        history.entries = [e for e in history.entries if e["catalog"] not in gone]
-        write_history(target, history, conditional)
+    for key in plan.old_catalogs:  # already left out of the history the index now holds
+        target.delete(key)
