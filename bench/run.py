@@ -64,14 +64,6 @@ def worker(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def ingest_worker(*args: str, env: dict[str, str]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, str(HERE / "ingest_worker.py"), *args], capture_output=True, text=True,
-                         env={**os.environ, **env}, check=False, timeout=3600)
-    if out.returncode != 0:
-        raise RuntimeError(f"ingest worker failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def s3_env(server: S3Server) -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
             "AWS_DEFAULT_REGION": "us-east-1"}
@@ -165,7 +157,7 @@ def scenario_incremental(server: S3Server, work: Path, sizes: list[int], version
         reset_published(server, bucket)
         worker("publish-ours", str(conf), f"s3://{bucket}", env=env)
         client = server.client()
-        folder = f"p/0/20261231_0000"
+        folder = "p/0/20261231_0000"
         meta, root = b"new meta", b"new root" * 50
         client.put_object(Bucket=bucket, Key=f"{folder}/lxd.tar.xz", Body=meta)
         client.put_object(Bucket=bucket, Key=f"{folder}/rootfs.squashfs", Body=root)
@@ -182,7 +174,8 @@ def scenario_incremental(server: S3Server, work: Path, sizes: list[int], version
         name = f"incremental_publish_P{products}"
         emit(Row(name, "requests", counts[products], "requests"))
         speedup = full_seconds[products] / result["seconds"]
-        emit(Row(name, "wall_time", result["seconds"], "s", full_seconds[products], result["seconds"] / full_seconds[products],
+        emit(Row(name, "wall_time", result["seconds"], "s", full_seconds[products],
+                 result["seconds"] / full_seconds[products],
                  ">= 20x faster than full at P=1000" if products >= 1000 else "",
                  speedup >= 20 if products >= 1000 else None))
     emit(Row("incremental_publish", "requests_small_vs_large", counts[sizes[0]], "requests", counts[sizes[-1]],
@@ -227,10 +220,10 @@ def scenario_ingest(server: S3Server, work: Path, sizes: list[int]) -> None:
         make_file(path, size)
         ours, base = [], []
         for round_ in range(2):
-            base.append(ingest_worker("boto3", str(path), server.endpoint, "bench-ingest", f"b{size}-{round_}",
-                                      "8", "4", env=env))
-            ours.append(ingest_worker("ours", str(path), server.endpoint, "bench-ingest", f"o{size}-{round_}",
-                                      "8", "4", env=env))
+            base.append(worker("ingest-boto3", str(path), server.endpoint, "bench-ingest", f"b{size}-{round_}",
+                               "8", "4", env=env))
+            ours.append(worker("ingest-ours", str(path), server.endpoint, "bench-ingest", f"o{size}-{round_}",
+                               "8", "4", env=env))
         o = min(ours, key=lambda r: r["seconds"])
         b = min(base, key=lambda r: r["seconds"])
         name = f"ingest_{size // MIB}MiB"

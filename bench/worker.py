@@ -4,6 +4,7 @@
   python bench/worker.py publish-baseline ENDPOINT BUCKET CONCURRENCY
   python bench/worker.py incremental-ours CONFIG TARGET PRODUCT
   python bench/worker.py catalog PRODUCTS VERSIONS
+  python bench/worker.py ingest-ours|ingest-boto3 FILE ENDPOINT BUCKET KEY PART_MIB CONCURRENCY
 Prints one JSON object: seconds, peak_mib, requests (by S3 operation, counted with botocore's
 event hooks on every HTTP attempt), plus what the worker measured.
 """
@@ -39,7 +40,46 @@ def count_requests(client: Any) -> None:
 
 
 def peak_mib() -> float:
+    """Peak resident memory of this process (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def ingest(mode: str, file: str, endpoint: str, bucket: str, key: str, part_mib: int, concurrency: int
+           ) -> dict[str, Any]:
+    """One upload: ours (sha256 and the fingerprint computed in the same pass) or plain boto3."""
+    from pathlib import Path
+
+    from boto3.s3.transfer import TransferConfig
+
+    from ssb_s3.config import StorageConfig
+    from ssb_s3.manifest import VersionHasher
+    from ssb_s3.store import make_s3_client
+
+    path, part = Path(file), part_mib * 1024 * 1024
+    started = time.perf_counter()
+    if mode == "boto3":
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=Config(
+            s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
+            response_checksum_validation="when_required", max_pool_connections=32))
+        client.upload_file(str(path), bucket, key, Config=TransferConfig(
+            multipart_threshold=part, multipart_chunksize=part, max_concurrency=concurrency, use_threads=True))
+    else:
+        store = S3Store(bucket, "", make_s3_client(StorageConfig(
+            endpoint_url=endpoint, region="us-east-1", addressing_style="path", checksum_mode="when_required")))
+        hasher = VersionHasher()
+        meta = hasher.start("lxd.tar.xz")  # a metadata file first, so the root also gets its fingerprint
+        meta(b"metadata")
+        hasher.finish("lxd.tar.xz")
+        feed = hasher.start("rootfs.squashfs")
+        store.ingest_file(key, path, feed=feed, digest=lambda: hasher.digest("rootfs.squashfs"),
+                          content_type="application/octet-stream", cache_control="no-cache",
+                          part_size=part, concurrency=concurrency)
+        hasher.finish("rootfs.squashfs")
+    return {"seconds": time.perf_counter() - started, "bytes": path.stat().st_size}
 
 
 def publish_ours(config: str, target: str) -> dict[str, Any]:
@@ -134,6 +174,8 @@ def main() -> None:
         result = incremental_ours(args[0], args[1], args[2])
     elif command == "catalog":
         result = catalog(int(args[0]), int(args[1]))
+    elif command in ("ingest-ours", "ingest-boto3"):
+        result = ingest(command.removeprefix("ingest-"), *args[:4], int(args[4]), int(args[5]))
     else:
         raise SystemExit(f"unknown command {command}")
     result["peak_mib"] = peak_mib()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -106,6 +107,9 @@ class Lease:
         except NotFound:
             return LeaseInfo("?", "?", 0, "released just now", self.clock())
         holder = LeaseInfo.parse(data)
+        if holder is not None and holder.owner == self.owner:
+            self.etag = etag  # our create/takeover was applied, its response lost: the retry met it
+            return None
         if holder is not None and holder.expires > self.clock():
             return holder
         try:
@@ -140,8 +144,10 @@ class Lease:
                     f"{self.store.describe(LEASE_KEY)} is held: {holder.describe()}; wait, raise "
                     "--lock-timeout, or run `ssb-s3 force-unlock` if that job is dead"
                 )
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 1.0)
+            # Jittered and capped low: with a long backoff the waiters that just arrived (polling
+            # fast) always beat the ones that waited longest (polling once a second): starvation.
+            time.sleep(min(random.uniform(0.5, 1.0) * delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.25)
         self._stop.clear()
         self._thread = threading.Thread(target=self._renew_loop, name="ssb-lease", daemon=True)
         self._thread.start()
@@ -156,11 +162,25 @@ class Lease:
                     self.store.write(LEASE_KEY, self._body(), cache_control="no-store")
                 self._held_since = time.monotonic()
             except PreconditionFailed:
+                if self._still_ours():
+                    continue  # our renewal was applied, its response lost: the retry met it
                 self.lost = True
                 log.error("lease %s lost: another job took it over", self.store.describe(LEASE_KEY))
                 return
             except StoreError as exc:
                 log.warning("lease renewal failed (will retry): %s", exc)
+
+    def _still_ours(self) -> bool:
+        try:
+            data, etag = self.store.read_with_etag(LEASE_KEY)
+        except StoreError:
+            return False
+        holder = LeaseInfo.parse(data)
+        if holder is None or holder.owner != self.owner:
+            return False
+        self.etag = etag
+        self._held_since = time.monotonic()
+        return True
 
     def check(self) -> None:
         """Raise if the lease was lost (e.g. this process stalled past its expiry)."""

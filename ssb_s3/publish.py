@@ -435,11 +435,16 @@ def flip_index(tree: TreeConfig, target: Store, catalog: Mapping[str, Any], key:
     if served.index == data:
         return False
     conditional = tree.storage.conditional_writes
-    target.write(
-        INDEX_KEY, data, cache_control=tree.cache_control.index,
-        if_match=(served.etag or None) if conditional else None,
-        if_none_match=conditional and not served.etag,
-    )  # fmt: skip
+    try:
+        target.write(
+            INDEX_KEY, data, cache_control=tree.cache_control.index,
+            if_match=(served.etag or None) if conditional else None,
+            if_none_match=conditional and not served.etag,
+        )  # fmt: skip
+    except PreconditionFailed:
+        if target.read(INDEX_KEY) != data:
+            raise
+        # our flip was applied, its response lost: the retry met it
     return True
 
 

@@ -30,6 +30,7 @@ from .errors import NotFound, PreconditionFailed, StoreError
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8 * 1024 * 1024
+READ_ATTEMPTS = 5  # a body cut mid-way: botocore's own retries end once the headers arrived
 TEMP_MARK = ".ssb-tmp-"
 LOCK_NAME = "write.lock"  # in .ssb-s3/, beside the lease and the history
 JSON_TYPE = "application/json"
@@ -383,22 +384,46 @@ class S3Store(Store):
                           resp.get("Metadata", {}).get("sha256", ""))
 
     def read_with_etag(self, key: str) -> tuple[bytes, str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            return resp["Body"].read(), resp.get("ETag", "")
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("read", key, exc) from None
+        parts, etags = [], []
+        for chunk, etag in self._read_from(key, CHUNK_SIZE):
+            parts.append(chunk)
+            etags.append(etag)
+        return b"".join(parts), etags[-1]
 
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        from botocore.exceptions import BotoCoreError, ClientError
+        for chunk, _ in self._read_from(key, chunk_size):
+            if chunk:
+                yield chunk
 
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-            yield from body.iter_chunks(chunk_size)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("read", key, exc) from None
+    def _read_from(self, key: str, chunk_size: int) -> Iterator[tuple[bytes, str]]:
+        """(chunk, etag) pairs, the first chunk empty; a body cut mid-way is resumed with a Range
+        (If-Match: the same object), as botocore's own retries end once the headers arrived."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            IncompleteReadError,
+            ReadTimeoutError,
+            ResponseStreamingError,
+        )
+
+        etag, offset, failures = "", 0, 0
+        while True:
+            try:
+                extra = {"Range": f"bytes={offset}-", "IfMatch": etag} if offset else {}
+                resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
+                if not offset:
+                    etag = resp.get("ETag", "")
+                    yield b"", etag
+                for chunk in resp["Body"].iter_chunks(chunk_size):
+                    offset += len(chunk)
+                    yield chunk, etag
+                return
+            except (ResponseStreamingError, IncompleteReadError, ReadTimeoutError) as exc:
+                failures += 1
+                if failures >= READ_ATTEMPTS:
+                    raise self._fail("read", key, exc) from None
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail("read", key, exc) from None
 
     def write(
         self,
@@ -505,9 +530,9 @@ class S3Store(Store):
                 number = 0
                 while not failed and (chunk := src.read(part_size)):
                     number += 1
-                    feed(chunk)
                     slots.acquire()
                     futures.append(pool.submit(send, number, chunk))
+                    feed(chunk)  # hashed while the part is on its way
                     del chunk
                 parts = [f.result() for f in futures]
             self.client.complete_multipart_upload(

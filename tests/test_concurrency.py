@@ -48,7 +48,7 @@ def make_tree(server: S3Server) -> TreeConfig:
                     "addressing_style": "path", "checksum_mode": "when_required"},
         # Not 0: with grace 0 a catalog is deleted the moment it stops being current, and a reader
         # that read the previous index just before could find it gone (by design, rare in practice).
-        # Short: every publish reads the catalogs of the grace window from history.json.
+        # Short: every publish reads the catalogs of the grace window named by the index history.
         "grace": "10s",
         "lease_ttl": "60s",
         "products": [{
