@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import lzma
 import os
 import platform
 import shutil
@@ -254,7 +255,7 @@ def scenario_verify(work: Path, size: int) -> None:
     for v in range(4):
         folder = root / "p" / f"2026010{v + 1}_0000"
         folder.mkdir(parents=True)
-        (folder / "lxd.tar.xz").write_bytes(b"\xfd7zXZ\x00" + os.urandom(4096))
+        (folder / "lxd.tar.xz").write_bytes(lzma.compress(os.urandom(4096)))
         make_file(folder / "rootfs.squashfs", per_version)
     store = LocalStore(root)
     refresh_manifest(store, tree, tree.products[0])

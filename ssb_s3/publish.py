@@ -39,6 +39,7 @@ from .catalog import (
     catalog_key,
     catalog_product,
     contract_problems_by_product,
+    no_gc,
     plain_catalog_key,
     to_bytes,
 )
@@ -94,6 +95,7 @@ class TreeState:
     catalog: dict[str, Any] = field(default_factory=dict)
     listings: dict[str, dict[str, int]] = field(default_factory=dict)
     served: Served = field(default_factory=lambda: Served())  # what index.json said when the publish started
+    catalog_bytes: bytes = b""
     pending: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)  # refreshed ssb.json, etag
 
     def blame(self, product: str | None, problem: str) -> None:
@@ -329,7 +331,8 @@ def assemble(
                         f"{vname} changed since it was published ({was.get('size')} -> {now.get('size')} bytes): "
                         "published files never change; upload a new version instead"))  # fmt: skip
     # First every product's own new entry, so that every problem is listed at once ...
-    for name, problems in contract_problems_by_product(assemble_catalog(tree, entries), source).items():
+    first = contract_problems_by_product(assemble_catalog(tree, entries), source, focus=only)
+    for name, problems in first.items():
         if name is not None:
             for problem in map(functools.partial(locate, name), problems):
                 if problem not in state.problems.get(name, []):
@@ -345,7 +348,9 @@ def assemble(
             else:
                 entries.pop(name, None)
         catalog = assemble_catalog(tree, entries)
-        blamed = contract_problems_by_product(catalog, source)
+        if not state.problems and not first:
+            break  # the catalog just checked, unchanged: nothing more to find
+        blamed = contract_problems_by_product(catalog, source, focus=only)
         if not catalog["products"] and (opts.force or any(n is not None for n in state.problems)):
             blamed.pop(None, None)  # an empty catalog is a consequence, not another problem
         fresh = {name: p for name, p in blamed.items() if name not in state.problems}
@@ -415,9 +420,8 @@ def copy_foreign_artifacts(tree: TreeConfig, target: Store, state: TreeState, ca
     return copied
 
 
-def write_catalog(tree: TreeConfig, target: Store, catalog: Mapping[str, Any]) -> str:
-    """Write the catalog under its content-addressed key (create-only) and the plain copy."""
-    data = to_bytes(catalog)
+def write_catalog(tree: TreeConfig, target: Store, data: bytes) -> str:
+    """Write the catalog bytes under their content-addressed key (create-only) and the plain copy."""
     key = catalog_key(tree, data)
     # Same key means same content: if another publisher (or a crashed run) wrote it first, fine.
     with contextlib.suppress(PreconditionFailed):
@@ -491,10 +495,13 @@ def _plan(
     served = _published(target)
     previous = served.catalog
     state = read_tree(tree, target, opts, now=now, only=only)
-    catalog, kept_previous = assemble(tree, state, previous, opts, only)
+    with no_gc():
+        catalog, kept_previous = assemble(tree, state, previous, opts, only)
     state.catalog = catalog
     state.served = served
-    key = catalog_key(tree, to_bytes(catalog))
+    with no_gc():
+        state.catalog_bytes = to_bytes(catalog)
+    key = catalog_key(tree, state.catalog_bytes)
     grace = tree.grace if opts.grace is None else opts.grace
     purge_plan, history = _purge_plan(tree, target, state, key, catalog, served.key, now, grace, only=only)
     changes, added = diff(previous, catalog)
@@ -545,7 +552,7 @@ def publish(
             opts = replace(opts, refresh_manifests=False)  # manifests are fresh after this round
             report.copied = copy_foreign_artifacts(tree, target, state, state.catalog)
             if report.catalog_key != state.served.key:
-                write_catalog(tree, target, state.catalog)
+                write_catalog(tree, target, state.catalog_bytes)
             lease.check()
             try:
                 report.index_written = flip_index(tree, target, state.catalog, report.catalog_key, state.served,

@@ -57,6 +57,7 @@ class _Hasher:
         self.meta_state: dict[str, Any] = {}
 
     def meta(self, path: str) -> Any:
+        """The sha256 state of a whole file (kept, so that roots can extend it into fingerprints)."""
         if path not in self.meta_state:
             h = hashlib.sha256()
             for chunk in self.store.iter_chunks(path, CHUNK_SIZE):
@@ -78,13 +79,8 @@ class _Hasher:
         return {"": own.hexdigest(), **{m: h.hexdigest() for m, h in combined.items()}}
 
     def plain(self, path: str) -> str:
-        if path not in self.digests:
-            h = hashlib.sha256()
-            for chunk in self.store.iter_chunks(path, CHUNK_SIZE):
-                h.update(chunk)
-                self.report.hashed_bytes += len(chunk)
-            self.digests[path] = h.hexdigest()
-        return self.digests[path]
+        """sha256 of a file that is neither a root nor extended (unified tarballs, meta.tar.xz)."""
+        return self.digests[path] if path in self.digests else str(self.meta(path).hexdigest())
 
 
 def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problems: list[str]) -> None:
