@@ -17,6 +17,7 @@ import lzma
 import os
 import platform
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -207,8 +208,8 @@ def make_file(path: Path, size: int) -> None:
         while left > 0:
             fh.write(block[: min(left, len(block))])
             left -= len(block)
-    with path.open("r+b") as fh:  # a squashfs root: its magic first
-        fh.write(b"hsqs")
+    with path.open("r+b") as fh:  # a squashfs root: its magic, and bytes_used = the file's size
+        fh.write(b"hsqs" + bytes(36) + struct.pack("<Q", size))
 
 
 def scenario_ingest(server: S3Server, work: Path, sizes: list[int]) -> None:
