@@ -136,11 +136,12 @@ def scenario_full_publish(server: S3Server, work: Path, sizes: list[int], versio
         o = min(ours, key=lambda r: r["seconds"])
         b = min(base, key=lambda r: r["seconds"])
         name = f"full_publish_P{products}_V{versions}"
+        scored = products >= 100  # the targets are set for P = 100 and 1,000 (P = 10 feeds scenario 2)
         emit(Row(name, "requests", total_requests(o), "requests", total_requests(b),
-                 total_requests(o) / total_requests(b), "<= 1.05x baseline",
-                 total_requests(o) <= 1.05 * total_requests(b)))
-        emit(Row(name, "wall_time", o["seconds"], "s", b["seconds"], o["seconds"] / b["seconds"], "<= 1.5x baseline",
-                 o["seconds"] <= 1.5 * b["seconds"]))
+                 total_requests(o) / total_requests(b), "<= 1.05x baseline" if scored else "",
+                 total_requests(o) <= 1.05 * total_requests(b) if scored else None))
+        emit(Row(name, "wall_time", o["seconds"], "s", b["seconds"], o["seconds"] / b["seconds"],
+                 "<= 1.5x baseline" if scored else "", o["seconds"] <= 1.5 * b["seconds"] if scored else None))
         emit(Row(name, "peak_memory", o["peak_mib"], "MiB", b["peak_mib"], o["peak_mib"] / b["peak_mib"]))
         for op, count in sorted(o["requests"].items()):
             emit(Row(name, f"requests_{op}", count, "requests", b["requests"].get(op, 0)))
