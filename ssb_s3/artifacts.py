@@ -9,7 +9,6 @@ are read once, later, while they are uploaded.
 from __future__ import annotations
 
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +53,6 @@ def sniff(path: Path) -> str:
     return "unknown"
 
 
-@dataclass(frozen=True)
-class Inspection:
-    """What was learnt from the metadata, for messages and tests."""
-
-    architecture: str = ""
-    creation_date: int = 0
-    properties: tuple[tuple[str, str], ...] = ()
-
-
 READ_MEMBERS = frozenset({"metadata.yaml", "config"})  # small files whose content is checked
 
 
@@ -91,7 +81,7 @@ def _members(path: Path, wanted: set[str]) -> dict[str, bytes | None]:
     return found
 
 
-def _check_metadata(path: Path, raw: bytes | None, product: ProductConfig) -> Inspection:
+def _check_metadata(path: Path, raw: bytes | None, product: ProductConfig) -> None:
     if raw is None:
         raise ArtifactError(
             f"{path}: metadata.yaml is missing (LXD refuses the image: 'Metadata tarball is missing metadata.yaml')"
@@ -116,10 +106,9 @@ def _check_metadata(path: Path, raw: bytes | None, product: ProductConfig) -> In
     props = meta.get("properties")
     if not isinstance(props, dict) or not props:
         raise ArtifactError(f"{path}: metadata.yaml: properties (os, release, description...) are missing")
-    return Inspection(arch, created, tuple(sorted((str(k), str(v)) for k, v in props.items())))
 
 
-def inspect_artifacts(files: dict[str, Path], product: ProductConfig, vm: bool = False) -> Inspection:
+def inspect_artifacts(files: dict[str, Path], product: ProductConfig, vm: bool = False) -> None:
     """Refuse anything LXD would refuse; `files` maps distrobuilder file names to paths."""
     unknown = sorted(set(files) - set(ARTIFACTS))
     if unknown:
@@ -136,18 +125,16 @@ def inspect_artifacts(files: dict[str, Path], product: ProductConfig, vm: bool =
             f"incomplete image for {product.name}: got {', '.join(sorted(files))}; need a metadata tarball and a "
             "root file, a unified tarball, or meta.tar.xz + rootfs.tar.xz"
         )
-    inspection = Inspection()
     for name in ("lxd.tar.xz", "incus.tar.xz"):
         if name in files:
-            inspection = _check_metadata(files[name], _members(files[name], {"metadata.yaml"}).get("metadata.yaml"),
+            _check_metadata(files[name], _members(files[name], {"metadata.yaml"}).get("metadata.yaml"),
                                          product)
     for name in ("lxd_combined.tar.gz", "incus_combined.tar.gz"):
         if name in files:
             root = "rootfs.img" if vm else "rootfs"
             found = _members(files[name], {"metadata.yaml", root})
-            inspection = _check_metadata(files[name], found.get("metadata.yaml"), product)
+            _check_metadata(files[name], found.get("metadata.yaml"), product)
             if root not in found:
                 raise ArtifactError(f"{files[name]}: a unified tarball must hold {root}{'' if vm else '/'}")
     if "meta.tar.xz" in files and "config" not in _members(files["meta.tar.xz"], {"config"}):
         raise ArtifactError(f"{files['meta.tar.xz']}: an LXC metadata tarball must hold 'config'")
-    return inspection

@@ -121,6 +121,11 @@ class ProductConfig:
     build_script_hook: str = ""
     max_age: int | None = None  # seconds; None = keep by count (`days`) only
 
+    @property
+    def manifest_url(self) -> str:
+        """Where a `prefix_path` product's ssb.json is fetched (the seed's layout)."""
+        return f"{self.prefix_path}/{self.directory}/ssb.json"
+
 
 @dataclass(frozen=True)
 class TreeConfig:

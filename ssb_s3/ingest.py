@@ -33,13 +33,13 @@ from typing import Any, TextIO
 from .artifacts import ArtifactError, inspect_artifacts
 from .catalog import fingerprints
 from .config import ProductConfig, TreeConfig
-from .errors import NotFound, PreconditionFailed, StoreError
+from .errors import NotFound, PreconditionFailed
 from .manifest import (
     ARTIFACTS,
     UPLOAD_MARKER,
     VersionHasher,
-    manifest_bytes,
     read_manifest,
+    update_manifest,
     upload_order,
     version_name_problem,
 )
@@ -179,21 +179,14 @@ def _hash_local(path: Path, feed: Callable[[bytes], None]) -> None:
 
 
 def add_version_to_manifest(
-    store: Store, tree: TreeConfig, product: ProductConfig, version: str, items: dict[str, Any], attempts: int = 10
+    store: Store, tree: TreeConfig, product: ProductConfig, version: str, items: dict[str, Any]
 ) -> None:
-    """Read ssb.json, add one version, write it back If-Match; re-read and redo on a conflict."""
-    key = tree.manifest_key(product)
-    for _ in range(attempts):
-        manifest, etag = read_manifest(store, tree, product)
+    """Add one version to ssb.json (two builders of one product never lose each other's version)."""
+    def added(manifest: dict[str, Any] | None) -> dict[str, Any]:
         manifest = manifest or {"name": product.name, "versions": {}}
-        manifest["versions"][version] = {"items": items}
-        try:
-            store.write(key, manifest_bytes(manifest), cache_control=tree.cache_control.manifest,
-                        if_match=etag or None, if_none_match=not etag)
-            return
-        except PreconditionFailed:
-            log.info("%s: ssb.json changed meanwhile (another builder), adding %s again", product.name, version)
-    raise StoreError(f"{store.describe(key)}: changed {attempts} times in a row while adding {version}")
+        return {**manifest, "versions": {**manifest["versions"], version: {"items": items}}}
+
+    update_manifest(store, tree, product, added, what=f"adding {version}")
 
 
 def _refuse_duplicate(store: Store, tree: TreeConfig, product: ProductConfig, version: str,

@@ -344,6 +344,38 @@ def read_manifest(store: Store, tree: TreeConfig, product: ProductConfig) -> tup
     return parse_manifest(data, store.describe(key), product), etag
 
 
+def update_manifest(
+    store: Store,
+    tree: TreeConfig,
+    product: ProductConfig,
+    change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+    *,
+    what: str,
+    attempts: int = 10,
+    conditional: bool = True,
+) -> bool:
+    """The one way ssb.json is changed: read it, apply `change`, write it back If-Match its ETag
+    (If-None-Match when new); on a conflict re-read and redo, so no concurrent update is lost.
+
+    `change` gets the current manifest (None if there is none) and returns the new one, or None
+    when there is nothing to write. Returns whether something was written.
+    """
+    key = tree.manifest_key(product)
+    for _ in range(attempts):
+        current, etag = read_manifest(store, tree, product)
+        new = change(current)
+        if new is None:
+            return False
+        try:
+            store.write(key, manifest_bytes(new), cache_control=tree.cache_control.manifest,
+                        if_match=(etag or None) if conditional else None,
+                        if_none_match=conditional and not etag)
+            return True
+        except PreconditionFailed:
+            log.info("%s: ssb.json changed meanwhile (another writer), %s again", product.name, what)
+    raise ManifestError(f"{store.describe(key)}: changed by someone else {attempts} times in a row while {what}")
+
+
 def refresh_manifest(
     store: Store,
     tree: TreeConfig,
@@ -352,27 +384,20 @@ def refresh_manifest(
     rehash: bool = False,
     attempts: int = 5,
 ) -> ManifestReport:
-    """Bring <directory>/ssb.json up to date with a conditional write (no lost concurrent update)."""
-    key = tree.manifest_key(product)
-    for _ in range(attempts):
-        existing, etag = read_manifest(store, tree, product)
+    """Bring <directory>/ssb.json up to date with the version folders (only new versions hashed)."""
+    reports: list[ManifestReport] = []
+
+    def rebuilt(existing: dict[str, Any] | None) -> dict[str, Any] | None:
         manifest, report = build_manifest(store, tree, product, existing, rehash=rehash)
+        reports.append(report)
         if not report.changed or (existing is None and not manifest["versions"]):
-            return report  # nothing new, or nothing at all: no empty ssb.json is created
-        try:
-            store.write(
-                key,
-                manifest_bytes(manifest),
-                cache_control=tree.cache_control.manifest,
-                if_match=etag or None,
-                if_none_match=not etag,
-            )
-        except PreconditionFailed:
-            log.info("%s: ssb.json changed while it was rebuilt, starting again", product.name)
-            continue
+            return None  # nothing new, or nothing at all: no empty ssb.json is created
+        return manifest
+
+    if update_manifest(store, tree, product, rebuilt, what="rebuilding it", attempts=attempts):
+        report = reports[-1]
         log.info(
             "%s: ssb.json written (%d hashed, %d reused, %d removed)",
             product.name, len(report.hashed), len(report.reused), len(report.removed),
         )
-        return report
-    raise ManifestError(f"{store.describe(key)}: changed by someone else {attempts} times in a row, giving up")
+    return reports[-1]

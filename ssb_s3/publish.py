@@ -145,7 +145,7 @@ class PublishReport:
 
 def fetch_manifest_url(product: ProductConfig, apikey: str | None) -> bytes:
     """GET <prefix_path>/<directory>/ssb.json with the seed's `Authorization: token` header."""
-    url = f"{product.prefix_path}/{product.directory}/ssb.json"
+    url = product.manifest_url
     request = urllib.request.Request(url, headers={"User-Agent": "ssb-s3"})
     if apikey:
         request.add_header("Authorization", f"token {apikey}")
@@ -212,8 +212,7 @@ def read_tree(
         store = state.stores[product.name]
         try:
             if product.prefix_path:
-                url = f"{product.prefix_path}/{product.directory}/ssb.json"
-                return parse_manifest(fetch_manifest_url(product, opts.apikey), url, product), ""
+                return parse_manifest(fetch_manifest_url(product, opts.apikey), product.manifest_url, product), ""
             manifest, etag = read_manifest(store, tree, product)
             if opts.refresh_manifests:  # written only once the whole publish is known to be valid
                 fresh, report = build_manifest(store, tree, product, manifest, rehash=opts.rehash)
@@ -279,7 +278,7 @@ def _published(target: Store) -> Served:
 def manifest_location(tree: TreeConfig, state: TreeState, product: ProductConfig) -> str:
     """Where a product's ssb.json is read from, as users name it (s3://..., a path, a URL)."""
     if product.prefix_path:
-        return f"{product.prefix_path}/{product.directory}/ssb.json"
+        return product.manifest_url
     store = state.stores.get(product.name)
     return store.describe(tree.manifest_key(product)) if store else tree.manifest_key(product)
 
@@ -454,13 +453,14 @@ def flip_index(tree: TreeConfig, target: Store, catalog: Mapping[str, Any], key:
 
 def _purge_plan(
     tree: TreeConfig, target: Store, state: TreeState, current_key: str, current: Mapping[str, Any],
-    served_key: str, now: float, grace: int, include_unpublished: bool = False, only: set[str] | None = None,
+    now: float, grace: int, include_unpublished: bool = False, only: set[str] | None = None,
 ) -> tuple[PurgePlan, History]:
     """Plan the purge as it will be once the index names `current_key` (history updated in memory).
 
     An incremental publish (`only`) looks at its own products' folders only, and reads the old
     catalogs only when one of them has expired versions: its request count stays flat.
     """
+    served_key = state.served.key
     history = History.from_index(state.served.index)
     if served_key and all(e["catalog"] != served_key for e in history.entries):
         # served by an index without our history (first publish over another tool's tree)
@@ -470,9 +470,11 @@ def _purge_plan(
     names_missing: set[str] = set()
     if only is None or any(state.expired.get(name) for name in only):
         names = ({e["catalog"] for e in history.entries} | {served_key}) - {"", current_key}
-        catalogs = {k: c for k in names if (c := read_catalog(target, k)) is not None}
+        if state.served.catalog is not None and served_key in names:
+            catalogs[served_key] = state.served.catalog  # read at the start already
+        catalogs.update({k: c for k in names - set(catalogs) if (c := read_catalog(target, k)) is not None})
         names_missing = names - set(catalogs)
-    catalogs[current_key] = dict(current)
+    catalogs[current_key] = current
     # Catalogs found gone leave the history the next index holds. Those this run deletes stay
     # until a later publish finds them gone: if this run stops before deleting them, the next
     # one still knows what they named, and purges it.
@@ -503,7 +505,7 @@ def _plan(
         state.catalog_bytes = to_bytes(catalog)
     key = catalog_key(tree, state.catalog_bytes)
     grace = tree.grace if opts.grace is None else opts.grace
-    purge_plan, history = _purge_plan(tree, target, state, key, catalog, served.key, now, grace, only=only)
+    purge_plan, history = _purge_plan(tree, target, state, key, catalog, now, grace, only=only)
     changes, added = diff(previous, catalog)
     report = PublishReport(
         catalog_key=key, index_written=False, dry_run=opts.dry_run, changes=changes, bytes_added=added,
@@ -589,7 +591,7 @@ def purge(tree: TreeConfig, target: Store, opts: PublishOptions = PublishOptions
         state = read_tree(tree, target, opts, now=now)
         state.served = served
         grace = tree.grace if opts.grace is None else opts.grace
-        purge_plan, history = _purge_plan(tree, target, state, served.key, served.catalog, served.key, now, grace,
+        purge_plan, history = _purge_plan(tree, target, state, served.key, served.catalog, now, grace,
                                           opts.include_unpublished)
         return purge_plan, history, state
 

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .config import ProductConfig, TreeConfig
-from .errors import NotFound, PreconditionFailed, StoreError
-from .manifest import manifest_bytes, read_manifest, version_time
+from .errors import NotFound
+from .manifest import update_manifest, version_time
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -208,20 +208,13 @@ def plan_purge(
 
 def _drop_from_manifest(store: Store, tree: TreeConfig, product: ProductConfig, versions: set[str],
                         conditional: bool) -> None:
-    """Remove purged versions from the product's ssb.json (conditional: no concurrent update lost)."""
-    for _ in range(5):
-        manifest, etag = read_manifest(store, tree, product)
+    """Remove purged versions from the product's ssb.json."""
+    def without(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
         if manifest is None or not versions & set(manifest["versions"]):
-            return
-        manifest["versions"] = {k: v for k, v in manifest["versions"].items() if k not in versions}
-        try:
-            store.write(tree.manifest_key(product), manifest_bytes(manifest),
-                        cache_control=tree.cache_control.manifest,
-                        if_match=(etag or None) if conditional else None)
-            return
-        except PreconditionFailed:
-            continue
-    raise StoreError(f"{store.describe(tree.manifest_key(product))}: changed 5 times in a row while purging")
+            return None
+        return {**manifest, "versions": {k: v for k, v in manifest["versions"].items() if k not in versions}}
+
+    update_manifest(store, tree, product, without, what="purging", conditional=conditional)
 
 
 def execute_purge(

@@ -223,6 +223,31 @@ class LocalStore(Store):
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def _staged(self, path: Path) -> Iterator[tuple[BinaryIO, Path]]:
+        """A temporary file beside `path`, synced when the block ends; the block's caller puts it
+        in place (rename or link). Never truncates `path` in place; the temporary file is removed
+        whatever happens; OS errors become a StoreError naming `path`."""
+        tmp = ""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
+            with os.fdopen(fd, "wb") as out:
+                yield out, Path(tmp)
+        except OSError as exc:
+            hint = " (disk full)" if exc.errno == errno.ENOSPC else ""
+            raise StoreError(f"{path}: cannot write: {exc.strerror}{hint}") from None
+        finally:
+            if tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    @staticmethod
+    def _sync(out: BinaryIO, tmp: Path) -> None:
+        out.flush()
+        os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+
     def write(
         self,
         key: str,
@@ -234,51 +259,24 @@ class LocalStore(Store):
         if_none_match: bool = False,
     ) -> str:
         path = self._path(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.chmod(tmp, 0o644)
-                with self._write_lock():
-                    current = self.head(key)
-                    if if_none_match and current is not None:
-                        raise PreconditionFailed(f"{path}: already exists")
-                    if if_match is not None and (current is None or current.etag != if_match):
-                        raise PreconditionFailed(f"{path}: changed since it was read")
-                    os.replace(tmp, path)
-                    tmp = ""
-                    return self._etag(path.stat())
-            finally:
-                if tmp:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
-        except OSError as exc:
-            hint = " (disk full)" if exc.errno == errno.ENOSPC else ""
-            raise StoreError(f"{path}: cannot write: {exc.strerror}{hint}") from None
+        with self._staged(path) as (out, tmp):
+            out.write(data)
+            self._sync(out, tmp)
+            with self._write_lock():
+                current = self.head(key)
+                if if_none_match and current is not None:
+                    raise PreconditionFailed(f"{path}: already exists")
+                if if_match is not None and (current is None or current.etag != if_match):
+                    raise PreconditionFailed(f"{path}: changed since it was read")
+                os.replace(tmp, path)
+                return self._etag(path.stat())
 
     def upload(self, key: str, fileobj: BinaryIO, *, content_type: str, cache_control: str) -> None:
         path = self._path(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    shutil.copyfileobj(fileobj, out, CHUNK_SIZE)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-                tmp = ""
-            finally:
-                if tmp:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot write: {exc.strerror}") from None
+        with self._staged(path) as (out, tmp):
+            shutil.copyfileobj(fileobj, out, CHUNK_SIZE)
+            self._sync(out, tmp)
+            os.replace(tmp, path)
 
     def ingest_file(
         self,
@@ -296,27 +294,16 @@ class LocalStore(Store):
         dest = self._path(key)
         if dest.exists():
             raise PreconditionFailed(f"{dest}: already exists")
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}{TEMP_MARK}")
+        with self._staged(dest) as (out, tmp), path.open("rb") as src:
+            while chunk := src.read(part_size):
+                feed(chunk)
+                out.write(chunk)
+                progress(len(chunk))
+            self._sync(out, tmp)
             try:
-                with os.fdopen(fd, "wb") as out, path.open("rb") as src:
-                    while chunk := src.read(part_size):
-                        feed(chunk)
-                        out.write(chunk)
-                        progress(len(chunk))
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(tmp, 0o644)
-                try:
-                    os.link(tmp, dest)  # create-only, atomic: fails if someone created it meanwhile
-                except FileExistsError:
-                    raise PreconditionFailed(f"{dest}: already exists") from None
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-        except OSError as exc:
-            raise StoreError(f"{dest}: cannot write: {exc.strerror}") from None
+                os.link(tmp, dest)  # create-only, atomic: fails if someone created it meanwhile
+            except FileExistsError:
+                raise PreconditionFailed(f"{dest}: already exists") from None
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -48,6 +48,13 @@ def bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> Iterator[str]
     yield name
 
 
+@pytest.fixture
+def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The server's credentials through the normal boto3 environment chain, as a user sets them."""
+    s3_server.use_credentials(monkeypatch)
+    return s3_server
+
+
 @pytest.fixture(scope="session")
 def lxd_daemon(
     tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles
@@ -70,10 +77,8 @@ def lxd_daemon(
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's server mode (CloudFront, and S3 -> SQS notifications later), on a free loopback port."""
     import subprocess
-    import time
-    import urllib.request
 
-    from realparts import free_port
+    from realparts import free_port, wait_for_url
 
     exe = need("moto_server")
     port = free_port()
@@ -83,15 +88,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.2)
+        wait_for_url(f"{url}/moto-api/", timeout=60, proc=proc, log=log)
         yield url
     finally:
         proc.terminate()

@@ -220,6 +220,16 @@ class S3Server:
             }
             c.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
 
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The environment a client of this server needs (the normal boto3 credential chain)."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+
+    def use_credentials(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Put this server's credentials in the environment, for clients made in the test."""
+        for name, value in self.credentials.items():
+            monkeypatch.setenv(name, value)
+
     def public_url(self, bucket: str, prefix: str = "") -> str:
         """https URL of ``bucket``/``prefix``, usable as an LXD or Incus remote URL."""
         url = f"{self.https_endpoint}/{bucket}"
@@ -936,9 +946,11 @@ def serve_https_static(root: Path, tls: TlsFiles) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def wait_for_url(url: str, ca_file: Path, timeout: float = 10.0) -> bytes:
-    """GET ``url`` until it answers 200 (trusting ``ca_file``), or raise with the last error."""
-    ctx = ssl.create_default_context(cafile=str(ca_file))
+def wait_for_url(url: str, ca_file: Path | None = None, timeout: float = 10.0,
+                 proc: subprocess.Popen[Any] | None = None, log: Path | None = None) -> bytes:
+    """GET ``url`` until it answers 200 (trusting ``ca_file`` for https), or raise with the last
+    error; gives up at once if ``proc`` (the server being waited for) has exited."""
+    ctx = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -946,6 +958,6 @@ def wait_for_url(url: str, ca_file: Path, timeout: float = 10.0) -> bytes:
                 data: bytes = resp.read()
             return data
         except (urllib.error.URLError, OSError) as exc:
-            if time.monotonic() > deadline:
-                raise RealPartError(f"{url} not reachable: {exc}") from exc
+            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+                raise RealPartError(f"{url} not reachable: {exc}\n{_tail(log) if log else ''}") from exc
             time.sleep(0.2)

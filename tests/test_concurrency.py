@@ -174,8 +174,7 @@ def test_publishers_writers_and_a_reader_at_once(s3_server: S3Server, bucket: st
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """8 publishers and 4 manifest writers for different products race for ROUNDS rounds while a
     reader polls; the reader never sees a broken tree, and every version written gets served."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    s3_server.use_credentials(monkeypatch)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     tree = make_tree(s3_server)
     setup = open_s3(s3_server, bucket)
@@ -281,8 +280,7 @@ def test_a_builder_finishing_during_a_publish_is_no_problem(s3_server: S3Server,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Deterministic form of a race the threads above hit now and then: a manifest that names
     files uploaded after the publisher's listing must not be refused as 'does not exist'."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    s3_server.use_credentials(monkeypatch)
     tree = make_tree(s3_server)
     builder = open_s3(s3_server, bucket)
     for product in tree.products:
@@ -304,8 +302,7 @@ def test_the_reader_notices_a_broken_tree(s3_server: S3Server, bucket: str, tmp_
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The race test is only as good as its reader: it must see a missing or resized file, a
     catalog that is gone, and versions that disappear."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    s3_server.use_credentials(monkeypatch)
     tree = make_tree(s3_server)
     store = open_s3(s3_server, bucket)
     for product in tree.products:

@@ -64,8 +64,7 @@ def restore(store: Store, state: dict[str, bytes]) -> None:
 def before_publish(s3_server: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                    ) -> tuple[Path, str, Store, dict[str, bytes]]:
     """v1 and v2 published; v3 uploaded and in ssb.json, not yet published."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    s3_server.use_credentials(monkeypatch)
     conf = tmp_path / "tree.yml"
     conf.write_text(TREE.format(endpoint=s3_server.endpoint))
     tree = load_config(conf)

@@ -352,8 +352,7 @@ def make_bench(server: S3Server, bucket: str, workdir: Path, lease_ttl: str = "3
 @pytest.fixture
 def env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """Credentials from the environment, and botocore's backoff compressed in time."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    s3_server.use_credentials(monkeypatch)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     original: Callable[[ExponentialBackoff, Any], float] = ExponentialBackoff.delay_amount
 

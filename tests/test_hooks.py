@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
-from realparts import S3Server, free_port
+from realparts import S3Server, free_port, wait_for_url
 
 from ssb_s3.config import StorageConfig, parse_config
 from ssb_s3.hooks import aws_lambda
@@ -153,8 +153,7 @@ def incremental_requests(server: S3Server, bucket: str, products: int) -> tuple[
 
 def test_incremental_publish_request_count_does_not_grow_with_the_tree(
         s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    s3_server.use_credentials(monkeypatch)
     small, small_catalog = incremental_requests(s3_server, "incr-10", 10)
     large, large_catalog = incremental_requests(s3_server, "incr-1000", 1000)
     assert small == large, (small, large)
@@ -172,8 +171,7 @@ def test_incremental_publish_request_count_does_not_grow_with_the_tree(
 
 def test_lambda_handler_on_recorded_bodies_with_partial_batch_failure(
         s3_server: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    s3_server.use_credentials(monkeypatch)
     doc = tree_doc(s3_server, 0)
     doc["products"] = [
         {"name": "busybox:amd64", "arch": "amd64", "release": "1", "os": "Busybox", "directory": "busybox/amd64"},
@@ -246,22 +244,14 @@ def webhook(s3_server: S3Server, bucket: str, tmp_path: Path) -> Any:
     conf = tmp_path / "tree.yml"
     conf.write_text(json.dumps(tree_doc(s3_server, 20, hooks={"debounce": 1})))
     port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-           "SSB_HOOK_TOKEN": TOKEN}
+    env = {**os.environ, **s3_server.credentials, "SSB_HOOK_TOKEN": TOKEN}
     log = tmp_path / "server.log"
     with log.open("w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-v", "-c", str(conf), "-t", f"s3://{bucket}",
                                  "hooks", "serve", "--listen", f"127.0.0.1:{port}", "--max-body", "65536"],
                                 env=env, stderr=fh, stdout=fh)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/healthz", timeout=2).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+    wait_for_url(f"{url}/healthz", timeout=30, proc=proc, log=log)
     yield url, log
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, log.read_text()
@@ -279,8 +269,7 @@ def test_webhook_refuses_to_start_without_a_token(s3_server: S3Server, bucket: s
 
 def test_webhook_token_limits_and_a_burst(s3_server: S3Server, bucket: str, webhook: Any,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    s3_server.use_credentials(monkeypatch)
     url, log = webhook
     client = s3_server.client()
     store = open_store(f"s3://{bucket}", s3_storage(s3_server))

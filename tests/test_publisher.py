@@ -195,8 +195,7 @@ def test_refuses_to_empty_a_product_or_the_tree_without_force(tree: Tree) -> Non
 
 def test_lease_waits_times_out_names_the_holder_and_can_be_forced(tree: Tree, s3_server: S3Server,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    s3_server.use_credentials(monkeypatch)
     store = open_store(f"s3://{tree.bucket}", StorageConfig(endpoint_url=s3_server.endpoint, region="us-east-1",
                                                             addressing_style="path"))
     held = Lease(store, ttl=300, timeout=5, purpose="a test holder")
