@@ -174,13 +174,14 @@ def _checked_tree(settings: Settings, source: str | None) -> tuple[TreeConfig, A
     return tree, state
 
 
-def _grace(value: str | None) -> int | None:
+def _grace(value: str | None, option: str = "--grace") -> int | None:
+    """A DURATION option's value in seconds (None if not given); a bad one is named by `option`."""
     if value is None:
         return None
     try:
         return parse_duration(value)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--grace") from None
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def _print_purge(plan: PurgePlan, dry_run: bool) -> None:
@@ -482,11 +483,12 @@ def hooks_sqs_cmd(settings: Settings, queue_url: str, debounce: str | None, wait
 
     from .hooks.sqs import SqsConsumer
 
+    seconds = _grace(debounce, "--debounce")  # checked before anything else
     republisher = _republisher(settings)
     storage = settings.storage
     session = boto3.session.Session(profile_name=storage.profile, region_name=storage.region)
     client = session.client("sqs", endpoint_url=sqs_endpoint_url)
-    seconds = settings.tree.hooks.debounce if debounce is None else _grace(debounce)
+    seconds = settings.tree.hooks.debounce if seconds is None else seconds
     SqsConsumer(republisher, queue_url, client, debounce=float(seconds or 0), wait=wait).run()
 
 
@@ -497,9 +499,14 @@ def hooks_sqs_cmd(settings: Settings, queue_url: str, debounce: str | None, wait
 @click.option("--debounce", metavar="DURATION", help="Gather events this long before publishing "
               "(default: tree.yml hooks.debounce, else 2s).")
 @click.option("--max-body", type=int, default=1024 * 1024, show_default=True, help="Largest accepted body (bytes).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True, metavar="SECONDS",
+              help="Time allowed to receive a whole request (headers and body); an idle connection is closed after it.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Open connections at most; over it, the oldest one still sending its request is closed, "
+                   "or the new one refused (503) if all are busy publishing.")
 @click.pass_obj
 def hooks_serve_cmd(settings: Settings, listen: str, token_file: Path | None, debounce: str | None,
-                    max_body: int) -> None:
+                    max_body: int, timeout: float, max_connections: int) -> None:
     """Receive MinIO webhook events (POST /) and republish; GET /healthz for probes.
 
     Needs a token of 16+ characters from SSB_HOOK_TOKEN or --token-file (never on the command
@@ -510,7 +517,8 @@ def hooks_serve_cmd(settings: Settings, listen: str, token_file: Path | None, de
     from .hooks.republish import Coalescer
     from .hooks.server import HookServer, parse_listen
 
-    token = token_file.read_text().strip() if token_file else os.environ.get("SSB_HOOK_TOKEN", "")
+    seconds = _grace(debounce, "--debounce")  # checked before anything else
+    token = _read_token(token_file) if token_file else os.environ.get("SSB_HOOK_TOKEN", "")
     if len(token) < 16:
         raise SSBError("a token of at least 16 characters is required: set SSB_HOOK_TOKEN or --token-file "
                        "(the same value as MinIO's notify_webhook auth_token)")
@@ -518,11 +526,12 @@ def hooks_serve_cmd(settings: Settings, listen: str, token_file: Path | None, de
         address = parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
-    seconds = settings.tree.hooks.debounce if debounce is None else _grace(debounce)
+    seconds = settings.tree.hooks.debounce if seconds is None else seconds
     coalescer = Coalescer(_republisher(settings), float(seconds or 0))
     try:
-        server = HookServer(address, token, coalescer, max_body)
+        server = HookServer(address, token, coalescer, max_body, timeout, max_connections)
     except OSError as exc:
+        coalescer.close()
         raise SSBError(f"cannot listen on {listen}: {exc.strerror}") from None
     logging.getLogger("ssb_s3.hooks.server").setLevel(logging.INFO)
     click.echo(f"listening on http://{address[0]}:{server.server_address[1]}/", err=True)
@@ -534,6 +543,15 @@ def hooks_serve_cmd(settings: Settings, listen: str, token_file: Path | None, de
     finally:
         server.server_close()
         coalescer.close()
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SSBError(f"--token-file {path}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SSBError(f"--token-file {path}: not UTF-8 text") from None
 
 
 def _interrupt(signum: int, frame: Any) -> None:

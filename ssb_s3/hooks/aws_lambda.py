@@ -5,7 +5,9 @@ Configuration from the environment:
               whenever its ETag changes)
   SSB_TARGET  the tree: s3://BUCKET[/PREFIX]
 Invoked by S3 directly, through SNS, or through SQS. For SQS batches it returns
-{"batchItemFailures": [...]} so that only the messages whose product failed come back.
+{"batchItemFailures": [...]} so that only the messages whose product failed come back; a malformed
+message (parse_events raises nothing but EventError) is listed there alone, and the rest of the
+batch is published.
 """
 
 from __future__ import annotations

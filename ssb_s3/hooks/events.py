@@ -3,6 +3,11 @@
 Shapes: AWS S3 notifications (straight to Lambda, or in SQS message bodies, or SNS inside SQS),
 MinIO webhook bodies ({"EventName", "Key", "Records"} with "s3:"-prefixed event names), and the
 s3:TestEvent. Keys arrive URL-encoded (`+` for spaces) and are decoded here.
+
+Whatever comes from outside, `parse_events` returns events or raises EventError with a one-line
+reason, never another exception: JSON is nested at most MAX_DEPTH levels, envelopes (SQS body,
+SNS message) at most MAX_ENVELOPES deep, and every field is checked for its type before use
+(values are never repr'd, so a hostile value cannot cost more than its parse).
 """
 
 from __future__ import annotations
@@ -33,18 +38,54 @@ class BucketEvent:
     created: bool  # False: removed
 
 
-def _records_of(payload: Any) -> Iterator[BucketEvent]:
+MAX_DEPTH = 32  # real events nest 6 levels; JSON deeper than this is refused
+MAX_ENVELOPES = 4  # Lambda <- SQS <- SNS <- S3 is 3
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    """Whether `value` nests at most `limit` containers deep (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list)))
+    return True
+
+
+def _loads(text: str) -> Any:
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        raise EventError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:
+        raise EventError("message body is not JSON") from None
+    return payload
+
+
+def _text(container: Mapping[str, Any], name: str, where: str) -> str:
+    value = container.get(name, "")
+    if not isinstance(value, str):
+        raise EventError(f"{where}{name} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _records_of(payload: Any, envelopes: int = 0) -> Iterator[BucketEvent]:
+    if envelopes > MAX_ENVELOPES:
+        raise EventError(f"events wrapped more than {MAX_ENVELOPES} times")
     if isinstance(payload, str):
-        try:
-            payload = json.loads(payload)
-        except ValueError:
-            raise EventError("message body is not JSON") from None
+        payload = _loads(payload)
     if not isinstance(payload, Mapping):
         raise EventError("expected a JSON object")
+    if not _depth_within(payload, MAX_DEPTH):
+        raise EventError(f"JSON nested deeper than {MAX_DEPTH} levels")
     if payload.get("Event") == "s3:TestEvent":
         return  # sent by S3 when a notification is configured: nothing to do
     if payload.get("Type") == "Notification" and "Message" in payload:  # SNS envelope (in SQS)
-        yield from _records_of(payload["Message"])
+        yield from _records_of(payload["Message"], envelopes + 1)
         return
     records = payload.get("Records")
     if not isinstance(records, list):
@@ -53,30 +94,47 @@ def _records_of(payload: Any) -> Iterator[BucketEvent]:
         if not isinstance(record, Mapping):
             raise EventError("a record is not an object")
         if record.get("eventSource") == "aws:sqs" and "body" in record:  # Lambda fed by SQS
-            yield from _records_of(record["body"])
+            yield from _records_of(record["body"], envelopes + 1)
             continue
         if record.get("EventSource") == "aws:sns" or "Sns" in record:  # Lambda fed by SNS
-            yield from _records_of(record.get("Sns", {}).get("Message", "{}"))
+            sns = record.get("Sns")
+            if not isinstance(sns, Mapping):
+                raise EventError("a record's Sns is not an object")
+            yield from _records_of(sns.get("Message", "{}"), envelopes + 1)
             continue
-        name = str(record.get("eventName", "")).removeprefix("s3:")
-        s3 = record.get("s3")
-        if not isinstance(s3, Mapping):
-            raise EventError("a record has no s3 section")
-        try:
-            bucket = str(s3["bucket"]["name"])
-            key = unquote_plus(str(s3["object"]["key"]))
-        except (KeyError, TypeError):
-            raise EventError("a record has no s3.bucket.name or s3.object.key") from None
-        if name.startswith("ObjectCreated:"):
-            yield BucketEvent(bucket, key, True)
-        elif name.startswith("ObjectRemoved:"):
-            yield BucketEvent(bucket, key, False)
-        # anything else (replication, restore, lifecycle transitions...) does not change the tree
+        yield from _s3_record(record)
+
+
+def _s3_record(record: Mapping[str, Any]) -> Iterator[BucketEvent]:
+    name = _text(record, "eventName", "a record's ").removeprefix("s3:")
+    s3 = record.get("s3")
+    if not isinstance(s3, Mapping):
+        raise EventError("a record has no s3 section")
+    bucket, item = s3.get("bucket"), s3.get("object")
+    if not isinstance(bucket, Mapping) or not isinstance(item, Mapping) or "name" not in bucket or "key" not in item:
+        raise EventError("a record has no s3.bucket.name or s3.object.key")
+    bucket_name, key = _text(bucket, "name", "s3.bucket."), unquote_plus(_text(item, "key", "s3.object."))
+    try:
+        (bucket_name + key).encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventError("s3.bucket.name or s3.object.key is not valid Unicode") from None
+    if name.startswith("ObjectCreated:"):
+        yield BucketEvent(bucket_name, key, True)
+    elif name.startswith("ObjectRemoved:"):
+        yield BucketEvent(bucket_name, key, False)
+    # anything else (replication, restore, lifecycle transitions...) does not change the tree
 
 
 def parse_events(payload: Any) -> list[BucketEvent]:
-    """Every object event in a payload of any supported shape (raises EventError if it has none)."""
-    return list(_records_of(payload))
+    """Every object event in a payload of any supported shape (raises EventError if it has none).
+
+    Nothing but EventError escapes, whatever the payload (a RecursionError from a structure built
+    elsewhere, e.g. by the Lambda runtime, included).
+    """
+    try:
+        return list(_records_of(payload))
+    except RecursionError:
+        raise EventError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
 
 
 @dataclass(frozen=True)

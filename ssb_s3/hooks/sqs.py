@@ -2,8 +2,10 @@
 
 Long polling; events received within the debounce window make one publish; a message is
 deleted only after the publish that covers it succeeded (a failed product's messages come back
-after the visibility timeout, and end in the queue's dead-letter queue); SIGTERM stops the
-loop after the current batch.
+after the visibility timeout, and end in the queue's dead-letter queue). A malformed message
+(anything events.parse_events refuses: it raises nothing but EventError) is logged as one line
+and left in the queue the same way, while the rest of its batch is published and deleted, and
+the loop goes on. SIGTERM stops the loop after the current batch.
 """
 
 from __future__ import annotations
