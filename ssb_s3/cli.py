@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import traceback
@@ -17,8 +18,8 @@ from . import __version__
 from .build import BuildRequest, cleanup, gather, resolve_image_file, run_builder
 from .build import staging_dir as build_staging_dir
 from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
-from .config import StorageConfig, TreeConfig, config_as_dict, load_config, parse_duration
-from .errors import ProblemsFound, SSBError
+from .config import StorageConfig, TreeConfig, config_as_dict, endpoint_url_problem, load_config, parse_duration
+from .errors import ProblemsFound, SSBError, StoreError
 from .ingest import ingest_version
 from .lease import force_unlock
 from .manifest import build_manifest, manifest_bytes, read_manifest, refresh_manifest
@@ -51,11 +52,19 @@ class Settings:
         return self._tree
 
     @property
+    def endpoint(self) -> str | None:
+        """--endpoint-url, checked: one line instead of boto3's ValueError."""
+        problem = endpoint_url_problem(self.endpoint_url) if self.endpoint_url else None
+        if problem:
+            raise SSBError(f"--endpoint-url '{self.endpoint_url}': {problem}")
+        return self.endpoint_url
+
+    @property
     def storage(self) -> StorageConfig:
         storage = self.tree.storage
         return replace(
             storage,
-            endpoint_url=self.endpoint_url or storage.endpoint_url,
+            endpoint_url=self.endpoint or storage.endpoint_url,
             region=self.region or storage.region,
             profile=self.profile or storage.profile,
         )
@@ -64,14 +73,18 @@ class Settings:
         return open_store(url or self.target, self.storage)
 
 
-def _fail(lines: list[str]) -> NoReturn:
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+
+
+def _fail(lines: list[str], code: int = 1) -> NoReturn:
     for line in lines:
         click.echo(line, err=True)
-    sys.exit(1)
+    sys.exit(code)
 
 
 class SSBGroup(click.Group):
-    """Turns every SSBError into a clear message and exit 1, never a traceback."""
+    """Turns every SSBError into a clear message and exit 1, never a traceback; Ctrl-C (SIGINT)
+    into one line and exit 130."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -83,7 +96,7 @@ class SSBGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
-            _fail(["error: interrupted"])
+            _fail(["error: interrupted"], INTERRUPTED)
         except Exception as exc:
             verbose = bool(ctx.obj and ctx.obj.verbose)
             if verbose:
@@ -127,7 +140,11 @@ def cli(ctx: click.Context, config_path: str, target: str, apikey: str | None, e
 @cli.command("print")
 @click.pass_obj
 def print_cmd(settings: Settings) -> None:
-    """Print the effective tree.yml, defaults filled in."""
+    """Print the effective tree.yml, defaults filled in.
+
+    A local `source` folder is printed as an absolute path, so that the output, saved anywhere,
+    names the same folders.
+    """
     click.echo(yaml.safe_dump(config_as_dict(settings.tree), sort_keys=False), nl=False)
 
 
@@ -162,7 +179,8 @@ def build_versions_manifest_cmd(settings: Settings, name: str, source: str | Non
     )
 
 
-def _checked_tree(settings: Settings, source: str | None) -> tuple[TreeConfig, Any]:
+def _checked_tree(settings: Settings, source: str | None,
+                  refused: str = "refused, nothing was written") -> tuple[TreeConfig, Any]:
     tree = settings.tree
     opts = PublishOptions(apikey=settings.apikey, storage=settings.storage)
     state = read_tree(tree, settings.store(source), opts)
@@ -170,7 +188,7 @@ def _checked_tree(settings: Settings, source: str | None) -> tuple[TreeConfig, A
     for warning in state.warnings:
         log.warning("%s", warning)
     if state.problems:
-        raise ProblemsFound("refused, nothing was written", state.all_problems())
+        raise ProblemsFound(refused, state.all_problems())
     return tree, state
 
 
@@ -262,13 +280,24 @@ def validate_cmd(settings: Settings, source: str | None) -> None:
 
     Exits 1 if there is any problem. Nothing is written.
     """
-    tree, state = _checked_tree(settings, source)
+    tree, state = _checked_tree(settings, source, refused="not valid, publish would refuse this tree")
     versions = sum(len(p["versions"]) for p in state.catalog["products"].values())
     click.echo(f"OK: {len(state.catalog['products'])} products, {versions} versions, "
                f"{len(tree.products)} in tree.yml")
 
 
-LOCK_TIMEOUT = click.option("--lock-timeout", type=float, default=600.0, show_default=True,
+def _lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """A non-negative finite number of seconds; anything else is one line (SSBGroup), not a usage dump."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise SSBError(f"--lock-timeout '{value}': expected a non-negative finite number of seconds (e.g. 600)")
+    return seconds
+
+
+LOCK_TIMEOUT = click.option("--lock-timeout", default="600", show_default=True, callback=_lock_timeout,
                             help="Seconds to wait for another publisher's lease.")
 GRACE = click.option("--grace", metavar="DURATION",
                      help="Keep files this long after the last catalog naming them was replaced "
@@ -433,10 +462,13 @@ def verify_cmd(ctx: click.Context, base_url: str | None, hashes: bool, as_json: 
     """
     settings: Settings = ctx.obj
     if base_url:
-        store = open_store(base_url)
+        try:
+            store = open_store(base_url)
+        except StoreError as exc:
+            raise StoreError(f"--base-url {exc}") from None
     else:
         storage = settings.storage if _config_exists(settings) else StorageConfig(
-            endpoint_url=settings.endpoint_url, region=settings.region, profile=settings.profile)
+            endpoint_url=settings.endpoint, region=settings.region, profile=settings.profile)
         store = open_store(settings.target, storage)
     report = verify(store, hashes=hashes)
     if as_json:

@@ -7,7 +7,9 @@ versions kept, 0 or missing meaning 1).
 
 from __future__ import annotations
 
+import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,6 +65,21 @@ def parse_duration(text: str | int) -> int:
     if not value or not match or not any(match.groups()):
         raise ValueError(f"'{text}' is not a duration (expected e.g. 90m, 6h, 7d, 1h30m or 0)")
     return sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS, strict=True) if n)
+
+
+ENDPOINT_EXPECTED = "expected http(s)://HOST[:PORT]"
+
+
+def endpoint_url_problem(url: str) -> str | None:
+    """Why `url` cannot be an S3 endpoint (boto3 would fail with a bare ValueError), or None."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # ValueError when not a number or out of range
+    except ValueError:
+        return ENDPOINT_EXPECTED
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(ch.isspace() for ch in url):
+        return ENDPOINT_EXPECTED
+    return None
 
 
 @dataclass(frozen=True)
@@ -249,13 +266,21 @@ def _product_problems(raw_products: Any, source_file: str) -> list[str]:
     return problems
 
 
+def _storage_problems(storage: Any, source_file: str) -> list[str]:
+    """storage.endpoint_url beyond the schema's ^https?:// (e.g. 'http://' alone, a bad port)."""
+    url = storage.get("endpoint_url") if isinstance(storage, Mapping) else None
+    problem = endpoint_url_problem(url) if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+    return [f"{source_file}: storage.endpoint_url: '{url}' is not valid, {problem}"] if problem else []
+
+
 def parse_config(data: Any, source_file: str) -> TreeConfig:
     """Build a TreeConfig from already-parsed YAML; every problem is reported at once."""
     if data is None:
         raise ConfigError(f"{source_file}: the file is empty, expected a mapping with 'products'")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source_file}: expected a mapping at the top level")
-    problems = schema_problems(data, "tree", source_file) + _product_problems(data.get("products"), source_file)
+    problems = (schema_problems(data, "tree", source_file) + _product_problems(data.get("products"), source_file)
+                + _storage_problems(data.get("storage"), source_file))
     if problems:
         raise ProblemsFound(f"{source_file} is not a valid tree.yml", problems)
 
@@ -338,7 +363,11 @@ def config_from_text(text: str | bytes, source: str) -> TreeConfig:
 
 
 def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
-    """The effective configuration, defaults filled in, in tree.yml's own shape (for `print`)."""
+    """The effective configuration, defaults filled in, in tree.yml's own shape (for `print`).
+
+    A local `source` is printed absolute: the output, saved anywhere, names the same folder (a
+    relative one would be read relative to wherever it is saved).
+    """
     products = []
     for p in tree.products:
         entry: dict[str, Any] = {
@@ -351,6 +380,8 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
         for key in ("version", "prefix_path", "source", "variant", "support_eol", "build_script_hook"):
             if getattr(p, key):
                 entry[key] = getattr(p, key)
+        if p.source and not p.source.startswith("s3://"):
+            entry["source"] = os.path.abspath(p.source)
         if p.requirements:
             entry["requirements"] = dict(p.requirements)
         products.append(entry)

@@ -1,10 +1,11 @@
 """ssb.json: a product's versions manifest, built by scanning its folder in the store.
 
-Layout: <prefix>/<directory>/<VERSION>/<file>, VERSION starting with YYYYMMDD. Folders starting
-with '.' are uploads in progress. A version is complete once it holds a metadata file and a
-root file (or a unified tarball); incomplete ones are left out with a warning, so a half-uploaded
-version is never published. Each file is streamed once: its sha256 and the combined
-sha256(meta ‖ root) of every meta file are fed from the same chunks.
+Layout: <prefix>/<directory>/<VERSION>/<file>, VERSION starting with YYYYMMDD, then only ASCII
+letters, digits and _ : . + - (a folder with any other character is left out, the character
+named). Folders starting with '.' are uploads in progress. A version is complete once it holds a
+metadata file and a root file (or a unified tarball); incomplete ones are left out with a
+warning, so a half-uploaded version is never published. Each file is streamed once: its sha256
+and the combined sha256(meta ‖ root) of every meta file are fed from the same chunks.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 MAX_UNIX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can show
 VERSION_NAME = re.compile(r"^[0-9]{8}[0-9A-Za-z_:.+-]*$")
+VERSION_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_:.+-")
+_CHAR_NAMES = {" ": "space", "\t": "tab", "\n": "newline", "\r": "carriage return"}
 UPLOAD_MARKER = ".ssb-upload.json"  # written first and removed last by build-product
 
 
@@ -63,7 +66,12 @@ ARTIFACTS: dict[str, Artifact] = {
 
 @functools.lru_cache(maxsize=65536)
 def version_name_problem(name: str) -> str | None:
-    """Why a version name would be dropped by LXD (it parses the first 8 chars as YYYYMMDD)."""
+    """Why a version name would be dropped by LXD (it parses the first 8 chars as YYYYMMDD), or is
+    refused here: only ASCII letters, digits and _ : . + - (names go into keys and URLs as is)."""
+    bad = _bad_chars(name)
+    if bad:
+        return (f"contains {bad}, not allowed in a version name "
+                "(allowed: ASCII letters, digits and _ : . + -)")
     if not VERSION_NAME.match(name):
         return "does not start with a YYYYMMDD date (e.g. 20260101_12:00 or 20260101_1200)"
     try:
@@ -71,6 +79,24 @@ def version_name_problem(name: str) -> str | None:
     except ValueError:
         return f"'{name[:8]}' is not a real calendar date"
     return None
+
+
+def _bad_chars(name: str, shown: int = 5) -> str:
+    """The distinct characters of `name` not allowed in a version name, readable: "' ' (space), '%'";
+    at most `shown` of them, so that a long name still gives a short message."""
+    bad = list(dict.fromkeys(ch for ch in name if ch not in VERSION_CHARS))
+    if not bad:
+        return ""
+    words = [_describe_char(ch) for ch in bad[:shown]] + ([f"{len(bad) - shown} more"] if len(bad) > shown else [])
+    return ", ".join(words)
+
+
+def _describe_char(ch: str) -> str:
+    if ch in _CHAR_NAMES:
+        return f"{ch!r} ({_CHAR_NAMES[ch]})"
+    if ch.isascii() and ch.isprintable():
+        return f"'{ch}'"
+    return f"{ch!r} (U+{ord(ch):04X})"
 
 
 @functools.lru_cache(maxsize=65536)

@@ -3,7 +3,9 @@
 Keys are always '/'-separated and relative to the store's root, which is the simplestreams base
 URL that clients are given. Writes never expose a partial object: the local backend writes a
 temporary file and renames it; S3 PUTs are atomic by nature. Conditional writes (if_match /
-if_none_match) are what makes the index flip safe when two publishers race.
+if_none_match) are what makes the index flip safe when two publishers race. `open_store` refuses,
+before any request, a bucket name outside S3's naming rule, a prefix outside tree.yml's `prefix`
+rule, an endpoint URL that is not http(s)://HOST[:PORT] and a URL scheme it cannot serve.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import fcntl
 import io
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -24,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from .config import StorageConfig
+from .config import ENDPOINT_EXPECTED, StorageConfig, endpoint_url_problem
 from .errors import NotFound, PreconditionFailed, StoreError
+from .schemas import load_schema
 
 log = logging.getLogger(__name__)
 
@@ -605,23 +609,49 @@ def make_s3_client(storage: StorageConfig) -> Any:
         read_timeout=120,
         max_pool_connections=32,
     )
+    problem = endpoint_url_problem(storage.endpoint_url) if storage.endpoint_url else None
+    if problem:
+        raise StoreError(f"S3 endpoint URL '{storage.endpoint_url}': {problem}")
     try:
         session = boto3.session.Session(profile_name=storage.profile, region_name=storage.region)
         return session.client("s3", endpoint_url=storage.endpoint_url, config=config)
     except BotoCoreError as exc:
         raise StoreError(f"cannot set up the S3 client: {exc}") from None
+    except ValueError as exc:  # botocore's "Invalid endpoint", e.g. from AWS_ENDPOINT_URL
+        raise StoreError(f"cannot set up the S3 client: {exc}: {ENDPOINT_EXPECTED}") from None
+
+
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+BUCKET_RULE = ("expected 3-63 characters: lowercase letters, digits, dots and hyphens, "
+               "beginning and ending with a letter or digit")
+
+
+def s3_url_problem(bucket: str, prefix: str) -> str | None:
+    """Why s3://BUCKET/PREFIX is refused before any request: S3's bucket naming rule, and for the
+    prefix the very rule of tree.yml's `prefix` (its schema is the one place it is written)."""
+    if not BUCKET_NAME.fullmatch(bucket):
+        return f"the bucket name '{bucket}' is not valid: {BUCKET_RULE}"
+    rule = load_schema("tree")["properties"]["prefix"]
+    if not re.search(rule["pattern"], prefix):
+        return f"the prefix '{prefix}' is not valid: expected {rule['description']}"
+    return None
 
 
 def open_store(url: str, storage: StorageConfig | None = None) -> Store:
-    """`s3://bucket[/prefix]` gives an S3Store, anything else a LocalStore on that folder."""
+    """`s3://bucket[/prefix]` gives an S3Store, `http(s)://` a read-only HttpStore, anything else
+    without a scheme a LocalStore on that folder. Bad bucket names and prefixes are refused here."""
     if url.startswith("s3://"):
         rest = url[len("s3://") :]
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise StoreError(f"'{url}': expected s3://BUCKET[/PREFIX]")
+        problem = s3_url_problem(bucket, prefix)
+        if problem:
+            raise StoreError(f"'{url}': {problem}")
         return S3Store(bucket, prefix, make_s3_client(storage or StorageConfig()))
     if url.startswith(("https://", "http://")):
         return HttpStore(url)
     if "://" in url:
-        raise StoreError(f"'{url}': expected a local folder or s3://BUCKET[/PREFIX]")
+        raise StoreError(f"'{url}': unsupported URL; expected an http(s):// URL (read-only), "
+                         "s3://BUCKET[/PREFIX] or a local folder")
     return LocalStore(url)

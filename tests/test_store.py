@@ -108,7 +108,7 @@ def test_s3_errors_are_clear_and_hold_no_secret(s3_server: S3Server, bucket: str
     missing = open_store("s3://no-such-bucket-here", s3_storage(s3_server))
     with pytest.raises(StoreError, match="does not exist"):
         list(missing.list())
-    unreachable = open_store("s3://b", StorageConfig(endpoint_url="http://127.0.0.1:9", region="us-east-1"))
+    unreachable = open_store("s3://unreachable", StorageConfig(endpoint_url="http://127.0.0.1:9", region="us-east-1"))
     assert isinstance(unreachable, S3Store)
     unreachable.client = make_s3_client(StorageConfig(endpoint_url="http://127.0.0.1:9", region="us-east-1"))
     with pytest.raises(StoreError, match="Could not connect"):
