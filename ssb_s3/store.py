@@ -621,9 +621,10 @@ def make_s3_client(storage: StorageConfig) -> Any:
         raise StoreError(f"cannot set up the S3 client: {exc}: {ENDPOINT_EXPECTED}") from None
 
 
-BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-BUCKET_RULE = ("expected 3-63 characters: lowercase letters, digits, dots and hyphens, "
-               "beginning and ending with a letter or digit")
+# botocore's own rule (legacy AWS buckets and Ceph/MinIO set-ups still use capitals and '_'); new
+# AWS buckets follow the stricter 3-63 lowercase rule, which the server itself enforces.
+BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
+BUCKET_RULE = "expected 1-255 ASCII letters, digits, dots, hyphens or underscores"
 
 
 def s3_url_problem(bucket: str, prefix: str) -> str | None:
