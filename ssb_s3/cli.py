@@ -23,7 +23,7 @@ from .errors import ProblemsFound, SSBError, StoreError
 from .ingest import ingest_version
 from .lease import force_unlock
 from .manifest import build_manifest, manifest_bytes, read_manifest, refresh_manifest
-from .publish import PublishOptions, PublishReport, assemble, dump_json, publish, purge, read_tree
+from .publish import PublishOptions, PublishRefused, PublishReport, assemble, dump_json, publish, purge, read_tree
 from .purge import PurgePlan
 from .store import Store, open_store
 from .verify import verify
@@ -129,6 +129,9 @@ def cli(ctx: click.Context, config_path: str, target: str, apikey: str | None, e
     `incus remote add` read. Products are declared in tree.yml (simplestreams-builder format);
     each product's versions live in <directory>/<YYYYMMDD_HH:MM>/ with a <directory>/ssb.json
     manifest beside them.
+
+    Long uploads and copies show their progress: redrawn on a terminal, otherwise one line every
+    5 seconds (SSB_PROGRESS_INTERVAL=SECONDS); none with -q.
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
@@ -214,7 +217,10 @@ def _print_purge(plan: PurgePlan, dry_run: bool) -> None:
         click.echo(f"{verb} old catalog {key}")
 
 
-def _print_report(report: PublishReport) -> None:
+def _print_report(report: PublishReport, quiet: bool = False) -> None:
+    """What changed, then one summary line (stdout); nothing with -q ("Only errors")."""
+    if quiet:
+        return
     for name, change in report.changes.items():
         for version in change["added"]:
             click.echo(f"+ {name} {version}")
@@ -333,15 +339,20 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
     lease that serialises publishers. Files of expired versions are deleted once no catalog
     current within the grace period names them.
     """
-    report = publish(settings.tree, settings.store(), PublishOptions(
-        apikey=settings.apikey, storage=settings.storage, refresh_manifests=refresh_manifests, rehash=rehash,
-        dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
-        lock_timeout=lock_timeout, cloudfront_distribution=cloudfront_distribution,
-    ))  # fmt: skip
+    try:
+        report = publish(settings.tree, settings.store(), PublishOptions(
+            apikey=settings.apikey, storage=settings.storage, refresh_manifests=refresh_manifests, rehash=rehash,
+            dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
+            lock_timeout=lock_timeout, cloudfront_distribution=cloudfront_distribution, quiet=settings.quiet,
+        ))  # fmt: skip
+    except PublishRefused as refused:
+        if as_json:  # a script reads the problems here, "published": false; stderr and exit 1 as usual
+            click.echo(dump_json(refused.report.as_dict()))
+        raise
     if as_json:
         click.echo(dump_json(report.as_dict()))
     else:
-        _print_report(report)
+        _print_report(report, settings.quiet)
     if report.problems:
         _fail(["error: some products were not updated:", *(f"  - {p}" for p in report.problems)])
 
@@ -401,13 +412,15 @@ def build_product_cmd(settings: Settings, name: str, source_dir: str | None, ima
                             part_size=part_size * 1024 * 1024, concurrency=concurrency, quiet=settings.quiet)
     if staging is not None and remove:
         cleanup(staging)
-    click.echo(f"{product.name}: version {result.version} {'resumed and ' if result.resumed else ''}recorded "
-               f"({len(result.uploaded)} uploaded, {len(result.skipped)} already there, "
-               f"{result.bytes_uploaded} bytes)")
+    if not settings.quiet:
+        click.echo(f"{product.name}: version {result.version} {'resumed and ' if result.resumed else ''}recorded "
+                   f"({len(result.uploaded)} uploaded, {len(result.skipped)} already there, "
+                   f"{result.bytes_uploaded} bytes)")
     if not no_publish:
         report = publish(tree, settings.store(), PublishOptions(
-            apikey=settings.apikey, storage=settings.storage, skip_purge=skip_purge, lock_timeout=lock_timeout))
-        _print_report(report)
+            apikey=settings.apikey, storage=settings.storage, skip_purge=skip_purge, lock_timeout=lock_timeout,
+            quiet=settings.quiet))
+        _print_report(report, settings.quiet)
 
 
 @cli.command("purge")

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -51,41 +52,90 @@ DEFAULT_VERSION_FORMAT = "%Y%m%d_%H:%M"  # the seed's and images.linuxcontainers
 ARTIFACT_TYPE = "application/octet-stream"
 
 
-class Progress:
-    """Bytes, rate and time left: redrawn on a terminal, a log line every 10% otherwise."""
+PROGRESS_INTERVAL_ENV = "SSB_PROGRESS_INTERVAL"  # seconds between progress lines off a terminal
+DEFAULT_PROGRESS_INTERVAL = 5.0
 
-    def __init__(self, total: int, label: str, *, stream: TextIO | None = None, quiet: bool = False) -> None:
-        self.total, self.label, self.quiet = max(total, 1), label, quiet
+
+def progress_interval() -> float:
+    """Seconds between progress lines when stderr is not a terminal: $SSB_PROGRESS_INTERVAL, else 5."""
+    raw = os.environ.get(PROGRESS_INTERVAL_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_PROGRESS_INTERVAL
+    except ValueError:
+        return DEFAULT_PROGRESS_INTERVAL
+    return value if math.isfinite(value) and value >= 0 else DEFAULT_PROGRESS_INTERVAL
+
+
+class Progress:
+    """The one progress reporter of long transfers (build-product uploads, publish's copies).
+
+    Bytes, files, rate and time left on stderr: redrawn in place on a terminal; anywhere else (CI
+    logs, pipes) one line every `interval` seconds (default $SSB_PROGRESS_INTERVAL, else 5 s),
+    and a last line at close() if any was printed, so a job shorter than the interval prints
+    nothing; nothing at all when quiet. Callable with a byte count; safe to share between threads.
+    """
+
+    def __init__(self, total: int, label: str, *, files: int = 0, stream: TextIO | None = None,
+                 quiet: bool = False, interval: float | None = None) -> None:
+        self.total, self.label, self.quiet, self.files = max(total, 1), label, quiet, files
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
+        self.interval = progress_interval() if interval is None else interval
         self.done = 0
+        self.files_done = 0
         self.started = time.monotonic()
         self._lock = threading.Lock()
-        self._last_draw = 0.0
-        self._last_decile = -1
+        self._last_draw = self.started if not self.tty else 0.0
+        self._printed = False
+        self._closed = False
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __call__(self, n: int) -> None:
         with self._lock:
             self.done += n
-            if self.quiet:
-                return
-            now = time.monotonic()
-            elapsed = max(now - self.started, 1e-6)
-            rate = self.done / elapsed
-            left = (self.total - self.done) / rate if rate > 0 else 0.0
-            mib = 1024 * 1024
-            line = (f"{self.label}: {100 * self.done // self.total:3d}% {self.done / mib:.1f}/"
-                    f"{self.total / mib:.1f} MiB {rate / mib:.1f} MiB/s {left:.0f}s left")
-            if self.tty:
-                if now - self._last_draw > 0.1 or self.done >= self.total:
-                    self.stream.write("\r" + line + ("\n" if self.done >= self.total else ""))
-                    self.stream.flush()
-                    self._last_draw = now
-            else:
-                decile = 10 * self.done // self.total
-                if decile != self._last_decile:
-                    self._last_decile = decile
-                    log.info("%s", line)
+            self._maybe_draw()
+
+    def file_done(self) -> None:
+        with self._lock:
+            self.files_done += 1
+            self._maybe_draw()
+
+    def close(self) -> None:
+        """The last line, ending the terminal's redrawn one; only if an earlier line was printed."""
+        with self._lock:
+            if not self._closed and not self.quiet and self._printed:
+                self._write(self._line(), final=True)
+            self._closed = True
+
+    def _maybe_draw(self) -> None:
+        if self.quiet or self._closed:
+            return
+        now = time.monotonic()
+        if now - self._last_draw >= (0.1 if self.tty else self.interval):
+            self._write(self._line(), final=False)
+            self._last_draw = now
+
+    def _line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done / elapsed
+        left = max(self.total - self.done, 0) / rate if rate > 0 else 0.0
+        mib = 1024 * 1024
+        files = f" {self.files_done}/{self.files} files" if self.files else ""
+        return (f"{self.label}: {min(100 * self.done // self.total, 100):3d}% {self.done / mib:.1f}/"
+                f"{self.total / mib:.1f} MiB{files} {rate / mib:.1f} MiB/s {left:.0f}s left")
+
+    def _write(self, line: str, *, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self._printed = True
 
 
 @dataclass
@@ -232,42 +282,43 @@ def ingest_version(
     result = IngestResult(product.name, name, {}, resumed=resumed)
     hasher = VersionHasher()
     total = sum(path.stat().st_size for path in files.values())
-    progress = Progress(total, f"{product.name} {name}", quiet=quiet)
-    for filename in upload_order(files):
-        path, key = files[filename], f"{version_dir}/{filename}"
-        feed = hasher.start(filename)
-        there = store.head(key)
-        if there is None:
-            try:
-                store.ingest_file(key, path, feed=feed, digest=functools.partial(hasher.digest, filename),
-                                  content_type=ARTIFACT_TYPE, cache_control=tree.cache_control.artifacts,
-                                  part_size=part_size, concurrency=concurrency, progress=progress)
+    with Progress(total, f"{product.name} {name}", files=len(files), quiet=quiet) as progress:
+        for filename in upload_order(files):
+            path, key = files[filename], f"{version_dir}/{filename}"
+            feed = hasher.start(filename)
+            there = store.head(key)
+            if there is None:
+                try:
+                    store.ingest_file(key, path, feed=feed, digest=functools.partial(hasher.digest, filename),
+                                      content_type=ARTIFACT_TYPE, cache_control=tree.cache_control.artifacts,
+                                      part_size=part_size, concurrency=concurrency, progress=progress)
+                    hasher.finish(filename)
+                    result.uploaded.append(filename)
+                    result.bytes_uploaded += hasher.sizes[filename]
+                except PreconditionFailed:  # another run created it meanwhile: compare instead
+                    there = store.head(key)
+                    hasher.discard(filename)
+                    feed = hasher.start(filename)
+            if there is not None:
+                _hash_local(path, feed)
                 hasher.finish(filename)
-                result.uploaded.append(filename)
-                result.bytes_uploaded += hasher.sizes[filename]
-            except PreconditionFailed:  # another run created it meanwhile: compare instead
-                there = store.head(key)
-                hasher.discard(filename)
-                feed = hasher.start(filename)
-        if there is not None:
-            _hash_local(path, feed)
-            hasher.finish(filename)
-            recorded = there.sha256 or marker.get("files", {}).get(filename, {}).get("sha256", "")
-            if not recorded:  # no record (e.g. a multipart object whose marker update was lost)
-                remote = hashlib.sha256()
-                for chunk in store.iter_chunks(key):
-                    remote.update(chunk)
-                recorded = remote.hexdigest()
-            if recorded != hasher.digests[filename]:
-                raise ArtifactError(
-                    f"{store.describe(key)} already exists with sha256 {recorded}, but {path} has "
-                    f"{hasher.digests[filename]}: refusing to overwrite; build with another --version"
-                )
-            progress(path.stat().st_size)
-            result.skipped.append(filename)
-        marker.setdefault("files", {}).setdefault(filename, {})["sha256"] = hasher.digests[filename]
-        marker_etag = store.write(marker_key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
-                                  if_match=marker_etag or None)
+                recorded = there.sha256 or marker.get("files", {}).get(filename, {}).get("sha256", "")
+                if not recorded:  # no record (e.g. a multipart object whose marker update was lost)
+                    remote = hashlib.sha256()
+                    for chunk in store.iter_chunks(key):
+                        remote.update(chunk)
+                    recorded = remote.hexdigest()
+                if recorded != hasher.digests[filename]:
+                    raise ArtifactError(
+                        f"{store.describe(key)} already exists with sha256 {recorded}, but {path} has "
+                        f"{hasher.digests[filename]}: refusing to overwrite; build with another --version"
+                    )
+                progress(path.stat().st_size)
+                result.skipped.append(filename)
+            progress.file_done()
+            marker.setdefault("files", {}).setdefault(filename, {})["sha256"] = hasher.digests[filename]
+            marker_etag = store.write(marker_key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
+                                      if_match=marker_etag or None)
     result.items = hasher.items(version_dir)
     _refuse_duplicate(store, tree, product, name, result, marker_key)
     add_version_to_manifest(store, tree, product, name, result.items)

@@ -1,8 +1,14 @@
 """A lease object that serialises the publishers of one tree.
 
-Created with If-None-Match: * (only one creator wins), holding owner, host and expiry; renewed
-by a background thread with If-Match while a long job runs; an expired lease is taken over with
-If-Match on the ETag that was read, never by a blind delete, so two waiters cannot both win.
+Created with If-None-Match: * (only one creator wins), holding owner, host, pid, since (when it
+was taken; leases written before that field stay readable) and expiry; renewed by a background
+thread with If-Match while a long job runs; an expired lease is taken over with If-Match on the
+ETag that was read, never by a blind delete, so two waiters cannot both win. On a local folder a
+lease whose pid is dead on this very host is stale at once and taken over the same way.
+A waiter says at once (warning) who holds the lease, since when and until when, then one line
+every WAIT_REPORT_EVERY seconds until it gets the lease or gives up.
+An error inside the `with` block stays the error raised; a failure to release the lease then is
+appended to its message as secondary, never raised in its place.
 The index flip stays conditional on its own ETag too: the lease saves wasted work, the
 conditional flip is what guarantees correctness.
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import socket
@@ -26,11 +33,12 @@ from types import TracebackType
 from typing import Any
 
 from .errors import NotFound, PreconditionFailed, SSBError, StoreError
-from .store import Store
+from .store import LocalStore, Store
 
 log = logging.getLogger(__name__)
 
 LEASE_KEY = ".ssb-s3/lease.json"
+WAIT_REPORT_EVERY = 10.0  # seconds between "still waiting" lines
 
 
 class LeaseError(SSBError):
@@ -46,19 +54,44 @@ class LeaseInfo:
     pid: int
     purpose: str
     expires: float
+    since: float | None = None  # None: a lease written before this field existed
 
     @classmethod
     def parse(cls, data: bytes) -> LeaseInfo | None:
         try:
             raw: dict[str, Any] = json.loads(data)
-            return cls(str(raw["owner"]), str(raw["host"]), int(raw["pid"]), str(raw.get("purpose", "")),
-                       float(raw["expires"]))
-        except (ValueError, KeyError, TypeError):
+            since = None if raw.get("since") is None else float(raw["since"])
+            info = cls(str(raw["owner"]), str(raw["host"]), int(raw["pid"]), str(raw.get("purpose", "")),
+                       float(raw["expires"]), since)
+            if not all(map(math.isfinite, (info.expires, info.since or 0.0))):
+                raise ValueError("not a time")
+            return info
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             return None  # unreadable lease: treated as expired, taken over conditionally
 
     def describe(self) -> str:
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.expires))
-        return f"{self.purpose or 'a job'} by {self.owner} (pid {self.pid} on {self.host}) until {when}"
+        since = "" if self.since is None else f" since {_utc(self.since)}"
+        who = f"{self.purpose or 'a job'} by {self.owner} (pid {self.pid} on {self.host})"
+        return f"{who}{since} until {_utc(self.expires)}"
+
+    def dead_here(self) -> bool:
+        """True if the holder ran on this host and its process is gone (the pid may not be reused yet)."""
+        if self.pid <= 0 or self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except (OSError, OverflowError):
+            return False  # alive under another user, or not a pid we can ask about: not provably dead
+        return False
+
+
+def _utc(seconds: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds!r} (not a time)"
 
 
 class Lease:
@@ -81,6 +114,8 @@ class Lease:
         self.conditional = conditional
         self.clock = clock
         self.owner = f"ssb-s3-{uuid.uuid4().hex[:12]}"
+        self.local = isinstance(store, LocalStore)
+        self.since = 0.0  # when this lease was created (kept through renewals)
         self.etag = ""
         self.lost = False
         self._held_since = 0.0  # monotonic time of the last successful create or renewal
@@ -90,11 +125,25 @@ class Lease:
     def _body(self) -> bytes:
         return json.dumps({
             "owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
-            "purpose": self.purpose, "expires": self.clock() + self.ttl,
+            "purpose": self.purpose, "since": self.since, "expires": self.clock() + self.ttl,
         }, sort_keys=True).encode()  # fmt: skip
+
+    def _stale(self, holder: LeaseInfo) -> bool:
+        """Expired, or (local folder only) held by a process that died on this host."""
+        return holder.expires <= self.clock() or (self.local and holder.dead_here())
+
+    def _took_over(self, holder: LeaseInfo | None) -> None:
+        if holder is None:
+            log.warning("took over an unreadable lease %s", self.store.describe(LEASE_KEY))
+        elif holder.expires > self.clock():
+            log.warning("took over the lease of a dead process (%s): pid %d is gone on this host",
+                        holder.describe(), holder.pid)
+        else:
+            log.warning("took over an expired lease (%s)", holder.describe())
 
     def _try_take(self) -> LeaseInfo | None:
         """One attempt; returns None when acquired, else who holds it."""
+        self.since = self.clock()
         try:
             if not self.conditional:
                 return self._take_unconditionally()
@@ -110,13 +159,13 @@ class Lease:
         if holder is not None and holder.owner == self.owner:
             self.etag = etag  # our create/takeover was applied, its response lost: the retry met it
             return None
-        if holder is not None and holder.expires > self.clock():
+        if holder is not None and not self._stale(holder):
             return holder
         try:
             self.etag = self.store.write(LEASE_KEY, self._body(), cache_control="no-store", if_match=etag)
         except PreconditionFailed:
             return holder or LeaseInfo("?", "?", 0, "taken over by another waiter", self.clock())
-        log.warning("took over an expired lease%s", f" ({holder.describe()})" if holder else "")
+        self._took_over(holder)
         return None
 
     def _take_unconditionally(self) -> LeaseInfo | None:
@@ -124,7 +173,7 @@ class Lease:
             holder = LeaseInfo.parse(self.store.read(LEASE_KEY))
         except NotFound:
             holder = None
-        if holder is not None and holder.expires > self.clock() and holder.owner != self.owner:
+        if holder is not None and not self._stale(holder) and holder.owner != self.owner:
             return holder
         self.store.write(LEASE_KEY, self._body(), cache_control="no-store")
         time.sleep(1.0)  # let a concurrent writer's PUT land, then see who won
@@ -134,11 +183,13 @@ class Lease:
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
         delay = 0.05
+        reported: tuple[str, float] | None = None  # (holder, when we last said so)
         while True:
             holder = self._try_take()
             if holder is None:
                 self._held_since = time.monotonic()
                 break
+            reported = self._report_wait(holder, deadline, reported)
             if time.monotonic() >= deadline:
                 raise LeaseError(
                     f"{self.store.describe(LEASE_KEY)} is held: {holder.describe()}; wait, raise "
@@ -151,6 +202,25 @@ class Lease:
         self._stop.clear()
         self._thread = threading.Thread(target=self._renew_loop, name="ssb-lease", daemon=True)
         self._thread.start()
+
+    def _report_wait(self, holder: LeaseInfo, deadline: float,
+                     reported: tuple[str, float] | None) -> tuple[str, float] | None:
+        """Say who holds the lease at once (and again when the holder changes), then every
+        WAIT_REPORT_EVERY seconds how long is left; returns what was last said and when."""
+        if holder.owner == "?":
+            return reported  # gone or changing hands this instant: the next attempt tells
+        now = time.monotonic()
+        give_up = max(0.0, deadline - now)
+        if reported is None or reported[0] != holder.owner:
+            log.warning("%s is held: %s (expires in %.0fs); waiting up to %.0fs (--lock-timeout)",
+                        self.store.describe(LEASE_KEY), holder.describe(), max(0.0, holder.expires - self.clock()),
+                        give_up)
+            return holder.owner, now
+        if now - reported[1] >= WAIT_REPORT_EVERY:
+            log.warning("still waiting for the lease held by %s: it expires in %.0fs, giving up in %.0fs",
+                        holder.owner, max(0.0, holder.expires - self.clock()), give_up)
+            return holder.owner, now
+        return reported
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(max(self.ttl / 3, 0.05)):
@@ -211,7 +281,17 @@ class Lease:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.release()
+        if exc is None:
+            self.release()
+            return
+        try:
+            self.release()
+        except Exception as cleanup:  # the first error is the one to report; this one comes second
+            note = f"also, releasing the lease failed: {cleanup}"
+            if isinstance(exc, SSBError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+                exc.args = (f"{exc.args[0]}; {note}",)
+            else:
+                log.error("%s", note)
 
 
 def force_unlock(store: Store) -> LeaseInfo | None:

@@ -7,29 +7,33 @@ a broken tree.
    its schema and the kept versions against the listing (every file exists, declared size);
 3. build the catalog and refuse anything a client would drop or choke on; nothing has been
    written up to here, so bad input leaves the published tree untouched (with --keep-going the
-   valid products go out and each invalid one keeps its last published entry);
-4. copy artifacts of products that live in another bucket into the tree (create-only);
+   valid products go out and each invalid one keeps its last published entry); a refusal
+   (PublishRefused) carries the report, `published` false;
+4. copy artifacts of products that live in another bucket into the tree (create-only), with the
+   same progress reporter as build-product's uploads;
 5. write the catalog under a new content-addressed key, then the plain images.json copy;
 6. flip streams/v1/index.json last, conditionally on the ETag read in step 1 (on a conflict,
    start again, a bounded number of times);
 7. the same index.json write records when the previous catalog stopped being current;
 8. purge what no catalog current within the grace period names.
 A crash anywhere leaves the previous index (and everything it names) in place; a re-run converges.
+A failure reports the step that failed first; a lease that then cannot be released is mentioned after it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from .catalog import (
     INDEX_KEY,
@@ -45,6 +49,7 @@ from .catalog import (
 )
 from .config import ProductConfig, StorageConfig, TreeConfig
 from .errors import NotFound, PreconditionFailed, ProblemsFound, SSBError, StoreError
+from .ingest import Progress
 from .lease import Lease
 from .manifest import build_manifest, manifest_bytes, parse_manifest, read_manifest
 from .purge import (
@@ -80,6 +85,7 @@ class PublishOptions:
     lock_timeout: float = 600.0
     cloudfront_distribution: str | None = None
     include_unpublished: bool = False  # purge: also expired versions no catalog of ours ever named
+    quiet: bool = False  # no progress lines
 
 
 @dataclass
@@ -123,9 +129,11 @@ class PublishReport:
     warnings: list[str] = field(default_factory=list)
     invalidation: str | None = None
     failed_products: list[str] = field(default_factory=list)  # with --keep-going: not updated
+    published: bool = False  # the publish went through: index.json names this catalog (False: dry run, refused)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "published": self.published,
             "dry_run": self.dry_run,
             "catalog": self.catalog_key,
             "index_written": self.index_written,
@@ -141,6 +149,14 @@ class PublishReport:
             "cloudfront_invalidation": self.invalidation,
             "failed_products": self.failed_products,
         }
+
+
+class PublishRefused(ProblemsFound):
+    """Nothing was published (bad input); carries the report, `published` false, for --json."""
+
+    def __init__(self, what: str, report: PublishReport) -> None:
+        super().__init__(what, report.problems)
+        self.report = report
 
 
 def fetch_manifest_url(product: ProductConfig, apikey: str | None) -> bytes:
@@ -394,28 +410,54 @@ def write_manifests(tree: TreeConfig, state: TreeState) -> None:
         log.info("%s: %s written", name, state.stores[name].describe(key))
 
 
-def copy_foreign_artifacts(tree: TreeConfig, target: Store, state: TreeState, catalog: Mapping[str, Any]) -> list[str]:
-    """Products with `source` live in another bucket: clients need their files under our base URL."""
-    copied = []
+class _Counted(io.RawIOBase):
+    """A reader that reports how many bytes were read through it (copy progress)."""
+
+    def __init__(self, inner: BinaryIO, count: Callable[[int], None]) -> None:
+        self._inner, self._count = inner, count
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[:len(data)] = data
+        self._count(len(data))
+        return len(data)
+
+
+def copy_foreign_artifacts(tree: TreeConfig, target: Store, state: TreeState, catalog: Mapping[str, Any],
+                           *, quiet: bool = False) -> list[str]:
+    """Products with `source` live in another bucket: clients need their files under our base URL.
+
+    One progress reporter over every file (those already there count as done): a long copy
+    prints a line every few seconds off a terminal."""
+    wanted: dict[str, tuple[Store, int]] = {}  # path -> where it is, its size (two items may share a path)
     for name, store in state.stores.items():
         if store is target or name not in catalog["products"]:
             continue
         for version in catalog["products"][name]["versions"].values():
             for item in version["items"].values():
-                path = item["path"]
-                there = target.head(path)
-                if there is not None:
-                    if there.size != item["size"]:
-                        raise StoreError(
-                            f"{target.describe(path)} exists with {there.size} bytes but "
-                            f"{store.describe(path)} has {item['size']}: refusing to overwrite"
-                        )
-                    continue
+                wanted.setdefault(item["path"], (store, item["size"]))
+    copied = []
+    with Progress(sum(size for _, size in wanted.values()), f"copying into {target.url}", files=len(wanted),
+                  quiet=quiet) as progress:
+        for path, (store, size) in wanted.items():
+            there = target.head(path)
+            if there is None:
                 log.info("copying %s -> %s", store.describe(path), target.describe(path))
                 with store.open_reader(path) as reader:
-                    target.upload(path, reader, content_type=ARTIFACT_TYPE,
+                    target.upload(path, cast(BinaryIO, _Counted(reader, progress)), content_type=ARTIFACT_TYPE,
                                   cache_control=tree.cache_control.artifacts)
                 copied.append(path)
+            elif there.size != size:
+                raise StoreError(
+                    f"{target.describe(path)} exists with {there.size} bytes but "
+                    f"{store.describe(path)} has {size}: refusing to overwrite"
+                )
+            else:
+                progress(size)
+            progress.file_done()
     return copied
 
 
@@ -536,7 +578,7 @@ def publish(
     if opts.dry_run:
         state, report, _ = _plan(tree, target, opts, time.time(), only)
         if state.problems and (not opts.keep_going or None in state.problems):
-            raise ProblemsFound("publish would be refused", state.all_problems())
+            raise PublishRefused("publish would be refused", report)
         return report
     conditional = tree.storage.conditional_writes
     with _lease(tree, target, opts.lock_timeout, "publish") as lease:
@@ -545,14 +587,14 @@ def publish(
             for warning in state.warnings:
                 log.warning("%s", warning)
             if state.problems and (not opts.keep_going or None in state.problems):
-                raise ProblemsFound("publish refused, nothing was written", state.all_problems())
+                raise PublishRefused("publish refused, nothing was written", report)
             try:
                 write_manifests(tree, state)
             except PreconditionFailed:
                 log.warning("an ssb.json changed during the publish (attempt %d), starting again", attempt)
                 continue
             opts = replace(opts, refresh_manifests=False)  # manifests are fresh after this round
-            report.copied = copy_foreign_artifacts(tree, target, state, state.catalog)
+            report.copied = copy_foreign_artifacts(tree, target, state, state.catalog, quiet=opts.quiet)
             if report.catalog_key != state.served.key:
                 write_catalog(tree, target, state.catalog_bytes)
             lease.check()
@@ -573,6 +615,7 @@ def publish(
                 "published %d products, %d versions: %s -> %s%s", len(report.products), report.versions,
                 target.describe(INDEX_KEY), report.catalog_key, "" if report.index_written else " (unchanged)",
             )
+            report.published = True
             return report
     raise StoreError(
         f"{target.describe(INDEX_KEY)}: another publisher changed it {MAX_INDEX_ATTEMPTS} times in a row; try again"

@@ -277,9 +277,10 @@ def test_progress_on_a_terminal_plain_lines_otherwise_nothing_with_q(builder: Bu
             fh.write(os.urandom(20 * 1024 * 1024))
         return ("build-product", "busybox:1.36:amd64:default", "--from-dir", str(out_dir), "--no-publish")
 
-    quiet = builder.cli("-q", *built("20260106_0001"))
+    every_chunk = {"SSB_PROGRESS_INTERVAL": "0"}  # off a terminal: a line every N seconds (default 5), no -v needed
+    quiet = builder.cli("-q", *built("20260106_0001"), extra_env=every_chunk)
     assert quiet.returncode == 0 and quiet.stderr == ""
-    plain = builder.cli("-v", *built("20260106_0002"))
+    plain = builder.cli(*built("20260106_0002"), extra_env=every_chunk)
     assert "100% " in plain.stderr and "MiB/s" in plain.stderr and "\r" not in plain.stderr
     leader, follower = pty.openpty()
     proc = subprocess.Popen(builder.argv(*built("20260106_0003")), env=builder.env(),
