@@ -19,7 +19,7 @@ from .build import BuildRequest, cleanup, gather, resolve_image_file, run_builde
 from .build import staging_dir as build_staging_dir
 from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
 from .config import StorageConfig, TreeConfig, config_as_dict, endpoint_url_problem, load_config, parse_duration
-from .errors import ProblemsFound, SSBError, StoreError
+from .errors import ProblemsFound, SSBError, StoreError, capped
 from .ingest import ingest_version
 from .lease import force_unlock
 from .manifest import build_manifest, manifest_bytes, read_manifest, refresh_manifest
@@ -354,7 +354,7 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
     else:
         _print_report(report, settings.quiet)
     if report.problems:
-        _fail(["error: some products were not updated:", *(f"  - {p}" for p in report.problems)])
+        _fail(["error: some products were not updated:", *(f"  - {p}" for p in capped(report.problems))])
 
 
 @cli.command("build-product")

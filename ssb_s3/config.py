@@ -1,5 +1,9 @@
 """tree.yml: read once, validated against the shipped schema, frozen into dataclasses.
 
+Every YAML document of the package (tree.yml here, metadata.yaml in artifacts.py) is read by
+`load_yaml`: safe types only, dates kept as strings, duplicate keys refused, and bounded in
+size and alias expansion; tree.yml is at most MAX_TREE_BYTES, from a file or from S3.
+
 Every key of simplestreams-builder's tree.yml keeps its meaning and default (prefix '/',
 images_path 'streams/v1', datatype 'image-downloads', format 'products:1.0', days = number of
 versions kept, 0 or missing meaning 1).
@@ -184,9 +188,50 @@ class TreeConfig:
         return self.under_prefix(self.images_path.strip("/"))
 
 
+MAX_YAML_ALIASES = 100  # real tree.yml and metadata.yaml files use none or a few
+MAX_TREE_BYTES = 1 << 20  # tree.yml, from a file or from S3
+MAX_TREE_NODES = 250_000  # nodes once aliases are expanded: a 1 MiB tree.yml of ~7,000 products has ~120,000
+
+
 class _PlainLoader(yaml.SafeLoader):
-    """SafeLoader that keeps dates as strings (`support_eol: 2027-06-30` must stay a string) and
-    refuses a key given twice in one mapping (PyYAML would silently keep the last one)."""
+    """SafeLoader that keeps dates as strings (`support_eol: 2027-06-30` must stay a string),
+    refuses a key given twice in one mapping (PyYAML would silently keep the last one), and
+    bounds alias expansion: at most MAX_YAML_ALIASES aliases, and at most `max_nodes` nodes once
+    every alias is expanded (counted while composing, before anything is built), so that a
+    billion-laughs document fails in milliseconds instead of eating gigabytes."""
+
+    max_nodes = MAX_TREE_NODES  # load_yaml sets it per document
+
+    def __init__(self, stream: str | bytes) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._nodes = 0  # nodes of the document with every alias expanded
+        self._expanded: dict[int, int] = {}  # id(node) -> its expanded node count, once composed
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self._nodes += nodes
+        if self._nodes > self.max_nodes:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {self.max_nodes} nodes once aliases are expanded "
+                "(a YAML bomb?); refusing the document", mark)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_YAML_ALIASES} aliases (a YAML bomb?); refusing the document", mark)
+            if id(node) not in self._expanded:
+                raise yaml.composer.ComposerError(None, None, "an alias refers to a node that contains it", mark)
+            self._count(self._expanded[id(node)], mark)
+            return node
+        before = self._nodes
+        self._count(1, mark)
+        node = super().compose_node(parent, index)
+        self._expanded[id(node)] = self._nodes - before
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -204,6 +249,28 @@ _PlainLoader.yaml_implicit_resolvers = {
     key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
 }
+
+
+def load_yaml(data: str | bytes, *, max_bytes: int, max_nodes: int) -> Any:
+    """The one YAML loader of the package: safe (no objects), dates kept as strings, duplicate
+    keys refused, document size and alias expansion bounded. Raises yaml.YAMLError."""
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > max_bytes:
+        raise yaml.YAMLError(f"the document is {size} bytes, over the limit of {max_bytes} bytes")
+    loader = _PlainLoader(data)
+    loader.max_nodes = max_nodes
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def yaml_problem(exc: yaml.YAMLError) -> tuple[str, str]:
+    """A YAML error as (' line L, column C' or '' when unknown, the problem on one bounded line)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return where, " ".join(str(problem).split())[:200]
 
 
 def _clean_relative(value: str) -> str:
@@ -342,22 +409,29 @@ def load_config(path: str | Path) -> TreeConfig:
     """Read and validate tree.yml; raises ConfigError/ProblemsFound naming the file and field."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as fh:
+            data = fh.read(MAX_TREE_BYTES + 1)  # never more than the limit, whatever the file
     except FileNotFoundError:
         raise ConfigError(f"{source}: file not found (set -c/--config or SSB_CONFIG)") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc}") from None
-    return config_from_text(text, source)
+    return config_from_text(data, source)
 
 
 def config_from_text(text: str | bytes, source: str) -> TreeConfig:
-    """Parse and validate tree.yml content read from anywhere (a file, an S3 object)."""
+    """Parse and validate tree.yml content read from anywhere (a file, an S3 object); at most
+    MAX_TREE_BYTES bytes and MAX_TREE_NODES nodes (aliases expanded)."""
+    if len(text) > MAX_TREE_BYTES:
+        raise ConfigError(f"{source}: {len(text)} bytes or more, over the limit of {MAX_TREE_BYTES} bytes for tree.yml")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: cannot read: {exc}") from None
     try:
-        data = yaml.load(text, Loader=_PlainLoader)  # a SafeLoader subclass: no arbitrary objects
+        data = load_yaml(text, max_bytes=MAX_TREE_BYTES, max_nodes=MAX_TREE_NODES)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        where, problem = yaml_problem(exc)
         raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from None
     return parse_config(data, source)
 

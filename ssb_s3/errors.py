@@ -29,8 +29,23 @@ class PreconditionFailed(StoreError):
     """A conditional write lost: someone else changed (or created) the key first."""
 
 
+class TooLarge(StoreError):
+    """An object is over the size this tool reads for it."""
+
+
+MAX_LISTED = 100  # problems listed in text and --json output; the rest are counted
+
+
+def capped(problems: list[str], limit: int = MAX_LISTED) -> list[str]:
+    """The first `limit` problems, then '… and N more' if there are more: output stays bounded."""
+    if len(problems) <= limit:
+        return problems
+    return [*problems[:limit], f"… and {len(problems) - limit} more"]
+
+
 class ProblemsFound(SSBError):
-    """Several independent problems, all listed so that one run shows everything to fix."""
+    """Several independent problems, all counted so that one run shows everything to fix; the
+    first MAX_LISTED are listed."""
 
     def __init__(self, what: str, problems: Iterable[str]) -> None:
         self.problems = list(problems)
@@ -38,4 +53,4 @@ class ProblemsFound(SSBError):
         super().__init__(f"{what}: {len(self.problems)} problem(s)")
 
     def lines(self) -> list[str]:
-        return [str(self), *(f"  - {p}" for p in self.problems)]
+        return [str(self), *(f"  - {p}" for p in capped(self.problems))]

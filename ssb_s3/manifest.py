@@ -5,7 +5,10 @@ letters, digits and _ : . + - (a folder with any other character is left out, th
 named). Folders starting with '.' are uploads in progress. A version is complete once it holds a
 metadata file and a root file (or a unified tarball); incomplete ones are left out with a
 warning, so a half-uploaded version is never published. Each file is streamed once: its sha256
-and the combined sha256(meta ‖ root) of every meta file are fed from the same chunks.
+and the combined sha256(meta ‖ root) of every meta file are fed from the same chunks. A version
+hashed here must pass the artifact checks of build-product (artifacts.check_stored_version):
+metadata tarballs are checked from the bytes already read (a unified tarball, or one over 1 MiB,
+is read again, only up to its metadata.yaml and rootfs).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ VERSION_NAME = re.compile(r"^[0-9]{8}[0-9A-Za-z_:.+-]*$")
 VERSION_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_:.+-")
 _CHAR_NAMES = {" ": "space", "\t": "tab", "\n": "newline", "\r": "carriage return"}
 UPLOAD_MARKER = ".ssb-upload.json"  # written first and removed last by build-product
+KEEP_METADATA_BYTES = 1 << 20  # metadata tarballs up to this size are checked from memory
+MAX_MANIFEST_BYTES = 64 << 20  # real ones are KBs (about 1 KB a version); parsing 64 MiB peaks near 600 MB
+MANIFEST_PROBLEMS_LISTED = 20  # schema problems quoted in the one-line error of one ssb.json
 
 
 @dataclass(frozen=True)
@@ -200,17 +206,28 @@ class VersionHasher:
         return items
 
 
-def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]) -> dict[str, Any]:
-    """Stream every file of one version once from the store; return its simplestreams items."""
+def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo],
+                 heads: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """Stream every file of one version once from the store; return its simplestreams items.
+
+    `heads`, if given, gets each file's first 64 bytes, or all of it for a metadata tarball of
+    at most KEEP_METADATA_BYTES (for the artifact checks, without reading it again).
+    """
     hasher = VersionHasher()
     for name in upload_order(files):
         feed = hasher.start(name)
         head, tail = b"", b""
+        keep = ARTIFACTS[name].role in ("meta", "lxc-meta") and files[name].size <= KEEP_METADATA_BYTES
+        kept: list[bytes] = []
         for chunk in store.iter_chunks(f"{version_dir}/{name}", CHUNK_SIZE):
             feed(chunk)
             head += chunk[: 64 - len(head)]
             tail = (tail + chunk)[-2:]
+            if keep and hasher.sizes[name] <= KEEP_METADATA_BYTES:
+                kept.append(chunk)
         hasher.finish(name)
+        if heads is not None:
+            heads[name] = b"".join(kept) if keep and hasher.sizes[name] <= KEEP_METADATA_BYTES else head
         if hasher.sizes[name] != files[name].size:
             raise StoreError(
                 f"{store.describe(f'{version_dir}/{name}')}: size changed while hashing "
@@ -306,7 +323,12 @@ def build_manifest(
     *,
     rehash: bool = False,
 ) -> tuple[dict[str, Any], ManifestReport]:
-    """The product's new ssb.json content, re-hashing only new or changed versions."""
+    """The product's new ssb.json content, re-hashing only new or changed versions.
+
+    A version hashed here passes the artifact checks of build-product first (ArtifactError).
+    """
+    from .artifacts import check_stored_version  # artifacts imports this module
+
     report = ManifestReport(product.name)
     product_dir = tree.product_dir(product)
     complete, report.skipped = scan_versions(store, product_dir)
@@ -322,7 +344,9 @@ def build_manifest(
             report.reused.append(version)
             continue
         log.info("%s: hashing version %s (%d files)", product.name, version, len(files))
-        versions[version] = {"items": hash_version(store, version_dir, files)}
+        heads: dict[str, bytes] = {}
+        versions[version] = {"items": hash_version(store, version_dir, files, heads)}
+        check_stored_version(store, version_dir, files, heads, product)  # what build-product checks
         report.hashed.append(version)
     report.removed = sorted(set(old_versions) - set(versions))
     for version in report.removed:
@@ -342,12 +366,18 @@ def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
 
 
 def parse_manifest(data: bytes, source: str, product: ProductConfig) -> dict[str, Any]:
-    """Decode and validate one ssb.json against the schema and against its product."""
+    """Decode and validate one ssb.json against the schema and against its product.
+
+    At most MAX_MANIFEST_BYTES are accepted, and the error lists at most MANIFEST_PROBLEMS_LISTED
+    schema problems on its one line.
+    """
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{source}: {len(data)} bytes, over the limit of {MAX_MANIFEST_BYTES} bytes for ssb.json")
     try:
         manifest = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{source}: not valid JSON: {exc}") from None
-    problems = schema_problems(manifest, "ssb", source)
+    problems = schema_problems(manifest, "ssb", source, limit=MANIFEST_PROBLEMS_LISTED)
     if problems:
         raise ManifestError("; ".join(problems))
     if manifest["name"] != product.name:
@@ -364,7 +394,7 @@ def read_manifest(store: Store, tree: TreeConfig, product: ProductConfig) -> tup
     """The product's current ssb.json (validated) and its etag; (None, '') if there is none."""
     key = tree.manifest_key(product)
     try:
-        data, etag = store.read_with_etag(key)
+        data, etag = store.read_limited(key, MAX_MANIFEST_BYTES)
     except NotFound:
         return None, ""
     return parse_manifest(data, store.describe(key), product), etag

@@ -48,7 +48,7 @@ from .catalog import (
     to_bytes,
 )
 from .config import ProductConfig, StorageConfig, TreeConfig
-from .errors import NotFound, PreconditionFailed, ProblemsFound, SSBError, StoreError
+from .errors import NotFound, PreconditionFailed, ProblemsFound, SSBError, StoreError, capped
 from .ingest import Progress
 from .lease import Lease
 from .manifest import build_manifest, manifest_bytes, parse_manifest, read_manifest
@@ -144,7 +144,8 @@ class PublishReport:
             "copied": self.copied,
             "purge": self.purge.as_dict(),
             "kept_previous_entry": self.kept_previous,
-            "problems": self.problems,
+            "problems": capped(self.problems),  # the first MAX_LISTED, then '… and N more'
+            "problems_count": len(self.problems),
             "warnings": self.warnings,
             "cloudfront_invalidation": self.invalidation,
             "failed_products": self.failed_products,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import heapq
 import json
 import re
+from collections.abc import Iterable, Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -95,24 +97,28 @@ def _fast_ssb(doc: Any) -> bool:
         return False
     if "support_eol" in doc and not (type(doc["support_eol"]) is str and _DATE.fullmatch(doc["support_eol"])):
         return False
-    for vname, version in doc["versions"].items():
-        if not _VERSION.fullmatch(vname) or not isinstance(version, dict):
+    return all(_fast_ssb_version(vname, version) for vname, version in doc["versions"].items())
+
+
+def _fast_ssb_version(vname: Any, version: Any) -> bool:
+    """True only if one version of an ssb.json surely matches the schema."""
+    if not (isinstance(vname, str) and _VERSION.fullmatch(vname)) or not isinstance(version, dict):
+        return False
+    items = version.get("items")
+    if not isinstance(items, dict) or not items or any(
+            k in version and type(version[k]) is not str for k in ("label", "pubname")):
+        return False
+    for item in items.values():
+        if not (isinstance(item, dict) and type(item.get("ftype")) is str and item["ftype"]
+                and type(item.get("path")) is str and item["path"] and _is_size(item.get("size"))
+                and type(item.get("sha256")) is str and _SHA256.fullmatch(item["sha256"])):
             return False
-        items = version.get("items")
-        if not isinstance(items, dict) or not items or any(
-                k in version and type(version[k]) is not str for k in ("label", "pubname")):
+        if "md5" in item and not (type(item["md5"]) is str and _MD5.fullmatch(item["md5"])):
             return False
-        for item in items.values():
-            if not (isinstance(item, dict) and type(item.get("ftype")) is str and item["ftype"]
-                    and type(item.get("path")) is str and item["path"] and _is_size(item.get("size"))
-                    and type(item.get("sha256")) is str and _SHA256.fullmatch(item["sha256"])):
-                return False
-            if "md5" in item and not (type(item["md5"]) is str and _MD5.fullmatch(item["md5"])):
-                return False
-            if any(k in item and not (type(item[k]) is str and _SHA256.fullmatch(item[k])) for k in _COMBINED):
-                return False
-            if "delta_base" in item and type(item["delta_base"]) is not str:
-                return False
+        if any(k in item and not (type(item[k]) is str and _SHA256.fullmatch(item[k])) for k in _COMBINED):
+            return False
+        if "delta_base" in item and type(item["delta_base"]) is not str:
+            return False
     return True
 
 
@@ -155,16 +161,40 @@ def _fast_products(doc: Any) -> bool:
 _FAST_PATHS = {"ssb": _fast_ssb, "products": _fast_products}
 
 
-def schema_problems(instance: Any, name: str, source: str) -> list[str]:
+def schema_problems(instance: Any, name: str, source: str, limit: int | None = None) -> list[str]:
     """Validate `instance` against schema `name`; return one message per problem, prefixed by source.
 
     Manifests and catalogs of thousands of products are checked by a hand-written fast path
     that accepts only what the schema accepts; jsonschema runs only to explain a failure.
+    With `limit`, only the first `limit` problems (by field path) are described, then one
+    '… and N more' line: time and memory stay bounded however many problems there are (for an
+    ssb.json, jsonschema sees only the first `limit` failing versions; the others are counted).
     """
     fast = _FAST_PATHS.get(name)
     if fast is not None and fast(instance):
         return []
-    errors = sorted(_validator(name).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    more = ""
+    if limit is not None and name == "ssb" and isinstance(instance, dict) and isinstance(instance.get("versions"),
+                                                                                      dict):
+        # Only the first `limit` bad versions go to jsonschema (slow: ~0.1 ms a version); the others are counted.
+        versions = instance["versions"]
+        bad = [v for v, version in versions.items() if not _fast_ssb_version(v, version)]
+        if len(bad) > limit:
+            more = f"… and {len(bad) - limit} more versions with problems"
+        instance = {**instance, "versions": {v: versions[v] for v in sorted(bad, key=str)[:limit]}}
+    total = 0
+
+    def counted(errors: Iterable[ValidationError]) -> Iterator[ValidationError]:
+        nonlocal total
+        for error in errors:
+            total += 1
+            yield error
+
+    found = _validator(name).iter_errors(instance)
+    if limit is None:
+        errors = sorted(found, key=lambda e: list(e.absolute_path))
+    else:
+        errors = heapq.nsmallest(limit, counted(found), key=lambda e: list(e.absolute_path))
     problems: list[str] = []
     for error in errors:
         # For anyOf/oneOf-free schemas the best match is the error itself; descend into context anyway.
@@ -172,4 +202,6 @@ def schema_problems(instance: Any, name: str, source: str) -> list[str]:
         while leaf.context and "description" not in leaf.schema:
             leaf = leaf.context[0]
         problems.append(f"{source}: {_describe(leaf)}")
-    return problems
+    if limit is not None and total > limit:
+        problems.append(f"… and {total - limit} more")
+    return problems + ([more] if more else [])

@@ -21,14 +21,14 @@ import shutil
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from .config import ENDPOINT_EXPECTED, StorageConfig, endpoint_url_problem
-from .errors import NotFound, PreconditionFailed, StoreError
+from .errors import NotFound, PreconditionFailed, StoreError, TooLarge
 from .schemas import load_schema
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,14 @@ class Store(ABC):
 
     def read(self, key: str) -> bytes:
         return self.read_with_etag(key)[0]
+
+    def read_limited(self, key: str, limit: int) -> tuple[bytes, str]:
+        """`read_with_etag`, refusing (TooLarge) an object over `limit` bytes; the stores that can
+        (local, S3) never read more than `limit` + 1 bytes of it."""
+        data, etag = self.read_with_etag(key)
+        if len(data) > limit:
+            raise TooLarge(f"{self.describe(key)}: {len(data)} bytes, over the limit of {limit} bytes")
+        return data, etag
 
     @abstractmethod
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -201,6 +209,20 @@ class LocalStore(Store):
             with path.open("rb") as fh:
                 st = os.fstat(fh.fileno())
                 return fh.read(), self._etag(st)
+        except FileNotFoundError:
+            raise NotFound(f"{path}: not found") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read: {exc.strerror}") from None
+
+    def read_limited(self, key: str, limit: int) -> tuple[bytes, str]:
+        path = self._path(key)
+        try:
+            with path.open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                data = fh.read(limit + 1) if st.st_size <= limit else b""
+                if st.st_size > limit or len(data) > limit:
+                    raise TooLarge(f"{path}: {max(st.st_size, len(data))} bytes, over the limit of {limit} bytes")
+                return data, self._etag(st)
         except FileNotFoundError:
             raise NotFound(f"{path}: not found") from None
         except OSError as exc:
@@ -381,12 +403,26 @@ class S3Store(Store):
             etags.append(etag)
         return b"".join(parts), etags[-1]
 
+    def read_limited(self, key: str, limit: int) -> tuple[bytes, str]:
+        parts, etags, size = [], [""], 0
+        reading = self._read_from(key, CHUNK_SIZE)
+        try:
+            for chunk, etag in reading:  # ends the GET early: close() below
+                etags.append(etag)
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"{self.describe(key)}: more than {limit} bytes, over the limit")
+                parts.append(chunk)
+        finally:
+            reading.close()
+        return b"".join(parts), etags[-1]
+
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         for chunk, _ in self._read_from(key, chunk_size):
             if chunk:
                 yield chunk
 
-    def _read_from(self, key: str, chunk_size: int) -> Iterator[tuple[bytes, str]]:
+    def _read_from(self, key: str, chunk_size: int) -> Generator[tuple[bytes, str], None, None]:
         """(chunk, etag) pairs, the first chunk empty; a body cut mid-way is resumed with a Range
         (If-Match: the same object), as botocore's own retries end once the headers arrived."""
         from botocore.exceptions import (

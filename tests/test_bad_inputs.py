@@ -631,8 +631,11 @@ ARTIFACT_CASES = [
         f"<s3>/{SQ_DIR}/20260105_10:00/rootfs.squashfs", "rootfs.squashfs", "truncated", args=REFRESH,
         bug=BUG_EXIT_0 + "the scanner publishes a squashfs shorter than its superblock's bytes_used",
         broken=ALL_BROKEN),
+    # The refresh runs build-product's artifact checks (issue 9 point 18): the amd64 metadata is refused
+    # before the fingerprint collision with busybox:1.36:amd64:sq is even looked at.
     Bad("scanner-copied-version-refused-but-manifest-written", copy_version(f"{SQ_DIR}/{V2}", f"{ARM_DIR}/{VNEW}"),
-        f"<s3>/{ARM_DIR}/ssb.json", "fingerprint", "also used by busybox:1.36:amd64:sq", args=REFRESH,
+        f"<s3>/{ARM_DIR}/{VNEW}/lxd.tar.xz", "metadata.yaml: architecture",
+        "'x86_64' does not match product busybox:1.36:arm64:sq", args=REFRESH,
         bug="BUG: `publish --refresh-manifests` writes every refreshed ssb.json before the checks, so a refused "
         "publish ('publish refused, nothing was written') has already rewritten ssb.json to name the refused "
         "version (and " + BUG_CONTRACT_NO_FILE.removeprefix("BUG: ") + ")",

@@ -16,7 +16,7 @@ import logging
 import os
 from typing import Any
 
-from ..config import TreeConfig, config_from_text, load_config
+from ..config import MAX_TREE_BYTES, TreeConfig, config_from_text, load_config
 from ..errors import SSBError
 from ..store import open_store
 from .events import BucketEvent, EventError, parse_events
@@ -38,7 +38,7 @@ def _load_tree(url: str) -> TreeConfig:
     if head is None:
         raise SSBError(f"{url}: tree.yml not found")
     if _cache.get("etag") != head.etag:
-        data = store.read(key)
+        data, _ = store.read_limited(key, MAX_TREE_BYTES)
         _cache["tree"] = config_from_text(data, url)
         _cache["etag"] = head.etag
     return _cache["tree"]  # type: ignore[no-any-return]
