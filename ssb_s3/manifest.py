@@ -22,6 +22,7 @@ from typing import Any
 
 from .config import ProductConfig, TreeConfig
 from .errors import ManifestError, NotFound, PreconditionFailed, StoreError
+from .httpread import parse_json
 from .schemas import schema_problems
 from .store import CHUNK_SIZE, ObjectInfo, Store
 
@@ -318,8 +319,8 @@ def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
 def parse_manifest(data: bytes, source: str, product: ProductConfig) -> dict[str, Any]:
     """Decode and validate one ssb.json against the schema and against its product."""
     try:
-        manifest = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = parse_json(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also JSON nested too deeply
         raise ManifestError(f"{source}: not valid JSON: {exc}") from None
     problems = schema_problems(manifest, "ssb", source)
     if problems:
