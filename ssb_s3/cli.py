@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 import yaml
 
-from . import __version__
+from . import __version__, httpread
 from .build import BuildRequest, cleanup, gather, resolve_image_file, run_builder
 from .build import staging_dir as build_staging_dir
 from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
@@ -25,7 +25,7 @@ from .lease import force_unlock
 from .manifest import build_manifest, manifest_bytes, read_manifest, refresh_manifest
 from .publish import PublishOptions, PublishRefused, PublishReport, assemble, dump_json, publish, purge, read_tree
 from .purge import PurgePlan
-from .store import Store, open_store
+from .store import HttpStore, Store, open_store
 from .verify import verify
 
 log = logging.getLogger("ssb_s3")
@@ -465,9 +465,16 @@ def force_unlock_cmd(settings: Settings) -> None:
 @click.option("--base-url", metavar="URL", help="Read the tree over http(s) from this URL, as a client "
               "does (default: --target-dir).")
 @click.option("--hashes", is_flag=True, help="Also stream every file and check sha256 and the fingerprints.")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=httpread.TIMEOUT, show_default=True,
+              metavar="SECONDS", help="With --base-url: seconds without a byte before a request fails.")
+@click.option("--deadline", type=click.FloatRange(0.1, 86400), default=httpread.DEADLINE, show_default=True,
+              metavar="SECONDS", help="With --base-url: seconds for one whole request (a file with --hashes too).")
+@click.option("--max-catalog-size", type=click.IntRange(1024, 2**40), default=httpread.MAX_DOCUMENT_SIZE,
+              show_default=True, metavar="BYTES", help="With --base-url: largest index.json or catalog read.")
 @JSON
 @click.pass_context
-def verify_cmd(ctx: click.Context, base_url: str | None, hashes: bool, as_json: bool) -> None:
+def verify_cmd(ctx: click.Context, base_url: str | None, hashes: bool, timeout: float, deadline: float,
+               max_catalog_size: int, as_json: bool) -> None:
     """Read the tree as a client does: index → catalog → every file, with its declared size.
 
     Exits 1 and lists every problem if anything a client would fetch is missing or wrong.
@@ -479,6 +486,9 @@ def verify_cmd(ctx: click.Context, base_url: str | None, hashes: bool, as_json: 
             store = open_store(base_url)
         except StoreError as exc:
             raise StoreError(f"--base-url {exc}") from None
+        if isinstance(store, HttpStore):
+            store.limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size,
+                                           option="verify --{}")
     else:
         storage = settings.storage if _config_exists(settings) else StorageConfig(
             endpoint_url=settings.endpoint, region=settings.region, profile=settings.profile)

@@ -26,6 +26,7 @@ from typing import Any
 
 from .config import ProductConfig, TreeConfig
 from .errors import ManifestError, NotFound, PreconditionFailed, StoreError
+from .httpread import parse_json
 from .schemas import schema_problems
 from .store import CHUNK_SIZE, ObjectInfo, Store
 
@@ -374,8 +375,8 @@ def parse_manifest(data: bytes, source: str, product: ProductConfig) -> dict[str
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"{source}: {len(data)} bytes, over the limit of {MAX_MANIFEST_BYTES} bytes for ssb.json")
     try:
-        manifest = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = parse_json(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also JSON nested too deeply
         raise ManifestError(f"{source}: not valid JSON: {exc}") from None
     problems = schema_problems(manifest, "ssb", source, limit=MANIFEST_PROBLEMS_LISTED)
     if problems:

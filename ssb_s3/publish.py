@@ -28,13 +28,12 @@ import io
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, cast
 
+from . import httpread
 from .catalog import (
     INDEX_KEY,
     INDEX_NAME,
@@ -47,6 +46,7 @@ from .catalog import (
     plain_catalog_key,
     to_bytes,
 )
+from .catalog import _path_problem as path_problem
 from .config import ProductConfig, StorageConfig, TreeConfig
 from .errors import NotFound, PreconditionFailed, ProblemsFound, SSBError, StoreError, capped
 from .ingest import Progress
@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_TYPE = "application/octet-stream"
 MAX_INDEX_ATTEMPTS = 5
+MANIFEST_LIMITS = httpread.Limits()  # prefix_path fetches: the module constants of ssb_s3.httpread
 
 
 @dataclass(frozen=True)
@@ -160,21 +161,17 @@ class PublishRefused(ProblemsFound):
         self.report = report
 
 
-def fetch_manifest_url(product: ProductConfig, apikey: str | None) -> bytes:
-    """GET <prefix_path>/<directory>/ssb.json with the seed's `Authorization: token` header."""
+def fetch_manifest_url(product: ProductConfig, apikey: str | None, limits: httpread.Limits = MANIFEST_LIMITS) -> bytes:
+    """GET <prefix_path>/<directory>/ssb.json with the seed's `Authorization: token` header.
+
+    Bounded by ssb_s3.httpread (deadline, size cap); the token goes to prefix_path's own origin only:
+    a redirect elsewhere is followed without it, and an error after it says so.
+    """
     url = product.manifest_url
-    request = urllib.request.Request(url, headers={"User-Agent": "ssb-s3"})
-    if apikey:
-        request.add_header("Authorization", f"token {apikey}")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            data: bytes = response.read()
-            return data
-    except urllib.error.HTTPError as exc:
-        raise SSBError(f"product {product.name}: {url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise SSBError(f"product {product.name}: {url}: cannot fetch ssb.json: {reason}") from None
+        return httpread.fetch(url, token=apikey, limits=limits, what="ssb.json")[0]
+    except StoreError as exc:
+        raise SSBError(f"product {product.name}: {exc}") from None
 
 
 def file_problems(
@@ -279,17 +276,27 @@ class Served:
 
 
 def _published(target: Store) -> Served:
-    """The served index and catalog; Served() before a first publish."""
+    """The served index and catalog; Served() before a first publish.
+
+    An index.json that cannot be used (not JSON, no catalog path, a path that is not a plain
+    relative key such as '../../etc/passwd', a catalog missing or unusable) is logged and replaced:
+    Served without a key, so the next catalog is written anew and the index flipped to it.
+    """
     try:
         data, etag = target.read_with_etag(INDEX_KEY)
     except NotFound:
         return Served()
     try:
-        key = str(json.loads(data)["index"][INDEX_NAME]["path"])
+        key = httpread.parse_json(data)["index"][INDEX_NAME]["path"]
+        why = path_problem(key)
     except (ValueError, KeyError, TypeError):
-        log.warning("%s: unreadable, it will be replaced", target.describe(INDEX_KEY))
+        why = "not a simplestreams index"
+    catalog = None if why else read_catalog(target, key)
+    if catalog is None:
+        log.warning("%s: unreadable (%s), it will be replaced", target.describe(INDEX_KEY),
+                    why or f"the catalog it names, {key}, is missing or unusable")
         return Served(data, etag)
-    return Served(data, etag, key, read_catalog(target, key))
+    return Served(data, etag, key, catalog)
 
 
 def manifest_location(tree: TreeConfig, state: TreeState, product: ProductConfig) -> str:

@@ -17,10 +17,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
+from .catalog import _path_problem
 from .config import ProductConfig, TreeConfig
 from .errors import NotFound
+from .httpread import parse_json
 from .manifest import update_manifest, version_time
 from .store import Store
 
@@ -98,14 +100,44 @@ def catalog_paths(catalog: Mapping[str, Any]) -> set[str]:
 
 
 def read_catalog(store: Store, key: str) -> dict[str, Any] | None:
+    """The catalog at `key`, or None (with a warning) when it is missing or cannot be used.
+
+    Unusable: a key that is not a plain relative path (never sent to the store), not JSON, nested
+    too deeply, or not an object whose products/versions/items are objects with string paths.
+    A store that fails (StoreError) still raises: a transient outage must not pass for "no catalog".
+    """
+    why = _path_problem(key)
+    if why:
+        log.warning("catalog %r: %s; ignored", key, why)
+        return None
     try:
-        catalog: dict[str, Any] = json.loads(store.read(key))
-        return catalog
+        catalog = parse_json(store.read(key))
     except NotFound:
         return None
-    except ValueError:
-        log.warning("%s: not valid JSON, ignored for purge", store.describe(key))
+    except ValueError as exc:
+        log.warning("%s: not valid JSON (%s), ignored", store.describe(key), exc)
         return None
+    why = _shape_problem(catalog)
+    if why:
+        log.warning("%s: %s, ignored", store.describe(key), why)
+        return None
+    return cast(dict[str, Any], catalog)
+
+
+def _shape_problem(catalog: Any) -> str | None:
+    """What keeps `catalog` from being walked as products → versions → items → path, if anything."""
+    if not isinstance(catalog, dict) or not isinstance(catalog.get("products", {}), dict):
+        return "not a catalog object with a 'products' object"
+    for pname, product in catalog.get("products", {}).items():
+        if not isinstance(product, dict) or not isinstance(product.get("versions", {}), dict):
+            return f"product {pname} is not an object with a 'versions' object"
+        for vname, version in product.get("versions", {}).items():
+            if not isinstance(version, dict) or not isinstance(version.get("items", {}), dict):
+                return f"product {pname} version {vname} is not an object with an 'items' object"
+            for item in version.get("items", {}).values():
+                if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+                    return f"product {pname} version {vname} has an item that is not an object with a path"
+    return None
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, cast
 
 from .config import ENDPOINT_EXPECTED, StorageConfig, endpoint_url_problem
 from .errors import NotFound, PreconditionFailed, StoreError, TooLarge
+from .httpread import HttpStatus, Limits, Response, open_url
 from .schemas import load_schema
 
 log = logging.getLogger(__name__)
@@ -583,27 +584,31 @@ class S3Store(Store):
 
 
 class HttpStore(Store):
-    """A published tree read over HTTP(S), as a client reads it (for `verify`): read-only."""
+    """A published tree read over HTTP(S), as a client reads it (for `verify`): read-only.
 
-    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
+    Every request goes through ssb_s3.httpread with `limits` (deadline, per-read timeout, a size cap
+    for whole documents); a key that is not a plain relative path is refused before any request.
+    """
+
+    def __init__(self, base_url: str, limits: Limits | None = None) -> None:
         self.url = base_url.rstrip("/")
-        self.timeout = timeout
+        self.limits = limits or Limits()
 
-    def _open(self, key: str, method: str = "GET") -> Any:
-        import urllib.error
+    def _open(self, key: str, method: str = "GET") -> Response:
         import urllib.parse
-        import urllib.request
 
+        from .catalog import _path_problem  # not at the top: catalog → manifest → store
+
+        why = _path_problem(key)
+        if why:
+            raise StoreError(f"{self.url}: refusing key '{key}', not sent to the server: {why}")
         url = f"{self.url}/{urllib.parse.quote(key)}"
-        request = urllib.request.Request(url, method=method, headers={"User-Agent": "ssb-s3-verify"})
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404 or (exc.code == 403 and method == "HEAD"):
-                raise NotFound(f"{url}: HTTP {exc.code}") from None
-            raise StoreError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise StoreError(f"{url}: {getattr(exc, 'reason', exc)}") from None
+            return open_url(url, method=method, limits=self.limits, user_agent="ssb-s3-verify")
+        except HttpStatus as exc:
+            if exc.status == 403 and method == "HEAD":  # S3 without list rights: 403 for a missing key
+                raise NotFound(str(exc)) from None
+            raise
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         raise StoreError(f"{self.url}: cannot list over HTTP")
@@ -611,18 +616,19 @@ class HttpStore(Store):
     def head(self, key: str) -> ObjectInfo | None:
         try:
             with self._open(key, "HEAD") as resp:
-                return ObjectInfo(key, int(resp.headers.get("Content-Length", -1)), resp.headers.get("ETag", ""))
+                size = -1 if resp.length is None else resp.length
+                return ObjectInfo(key, size, resp.headers.get("ETag", ""))
         except NotFound:
             return None
 
     def read_with_etag(self, key: str) -> tuple[bytes, str]:
         with self._open(key) as resp:
-            return resp.read(), resp.headers.get("ETag", "")
+            return resp.read(key.rsplit("/", 1)[-1]), resp.headers.get("ETag", "")
 
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The body as it comes (at most chunk_size per chunk); the caller bounds the total."""
         with self._open(key) as resp:
-            while chunk := resp.read(chunk_size):
-                yield chunk
+            yield from resp.chunks(size=chunk_size)
 
     def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise StoreError(f"{self.url}: an http(s) URL is read-only; publish to a folder or s3:// URL")

@@ -3,19 +3,25 @@
 index.json → each image-downloads catalog → every item exists with its declared size; with
 hashes, every file is streamed once and its sha256 and the combined fingerprints are checked.
 Works on a local folder, a bucket, or an http(s) base URL (what users actually serve).
+
+Bounds: over http(s) every request has a deadline and a size cap for index.json and catalogs
+(ssb_s3.httpread; `verify --timeout/--deadline/--max-catalog-size`). With hashes, no file is read past
+its declared size + 1 byte, whatever the server sends: a longer or shorter body is a size problem.
+A catalog path that is not a plain relative path is reported and never requested.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import INDEX_KEY, ROOT_COMBINED_FIELD, contract_problems
+from .catalog import _path_problem as path_problem
 from .errors import NotFound, StoreError
+from .httpread import parse_json
 from .manifest import update_all
 from .schemas import schema_problems
 from .store import CHUNK_SIZE, HttpStore, Store
@@ -55,14 +61,38 @@ class _Hasher:
         self.store, self.report = store, report
         self.digests: dict[str, str] = {}
         self.meta_state: dict[str, Any] = {}
+        self.sizes: dict[str, int] = {}  # declared by the catalog
+        self.wrong_size: dict[str, str] = {}  # path -> what was read instead ("2 bytes", "more than 1 bytes")
+
+    def chunks(self, path: str) -> Iterator[bytes]:
+        """The file's bytes, never more than its declared size + 1; a wrong length is recorded."""
+        declared = self.sizes.get(path, -1)
+        left = declared + 1 if declared >= 0 else None
+        read = 0
+        stream = self.store.iter_chunks(path, CHUNK_SIZE)
+        try:
+            for chunk in stream:
+                if left is not None:
+                    chunk = chunk[:left]
+                    left -= len(chunk)
+                read += len(chunk)
+                self.report.hashed_bytes += len(chunk)
+                yield chunk
+                if left == 0:
+                    break
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # an endless body: the connection is dropped here
+        if declared >= 0 and read != declared:
+            self.wrong_size[path] = f"more than {declared} bytes" if read > declared else f"{read} bytes"
 
     def meta(self, path: str) -> Any:
         """The sha256 state of a whole file (kept, so that roots can extend it into fingerprints)."""
         if path not in self.meta_state:
             h = hashlib.sha256()
-            for chunk in self.store.iter_chunks(path, CHUNK_SIZE):
+            for chunk in self.chunks(path):
                 h.update(chunk)
-                self.report.hashed_bytes += len(chunk)
             self.meta_state[path] = h
             self.digests[path] = h.hexdigest()
         return self.meta_state[path]
@@ -72,9 +102,8 @@ class _Hasher:
         own = hashlib.sha256()
         combined = {m: self.meta(m).copy() for m in metas}
         hashers = [own, *combined.values()]
-        for chunk in self.store.iter_chunks(path, CHUNK_SIZE):
+        for chunk in self.chunks(path):
             update_all(hashers, chunk)
-            self.report.hashed_bytes += len(chunk)
         self.digests[path] = own.hexdigest()
         return {"": own.hexdigest(), **{m: h.hexdigest() for m, h in combined.items()}}
 
@@ -86,6 +115,17 @@ class _Hasher:
 def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problems: list[str]) -> None:
     metas = {key: item for key, item in items.items() if item["ftype"] in META_FTYPES}
     meta_paths = sorted({item["path"] for item in metas.values()})
+    for item in items.values():
+        size = item.get("size")
+        hasher.sizes[item["path"]] = size if isinstance(size, int) and not isinstance(size, bool) else -1
+
+    def sized(key: str, item: Mapping[str, Any]) -> bool:
+        """False (and a problem) when the body read was not the declared size: its hash says nothing."""
+        wrong = hasher.wrong_size.get(item["path"])
+        if wrong:
+            problems.append(f"{where} item {key}: {item['path']}: read {wrong}, catalog says {item.get('size')}")
+        return not wrong
+
     for key, root in sorted(items.items()):
         field_name = ROOT_COMBINED_FIELD.get(root["ftype"])
         if field_name is None:
@@ -93,11 +133,15 @@ def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problem
         digests = hasher.root(root["path"], meta_paths) if root["path"] not in hasher.digests else None
         if digests is None:
             continue  # shared root already checked through another version
+        if not sized(key, root):
+            continue
         if digests[""] != root.get("sha256"):
             problems.append(
                 f"{where} item {key}: {root['path']} sha256 is {digests['']}, catalog says {root.get('sha256')}"
             )
         for meta_key, meta in sorted(metas.items()):
+            if meta["path"] in hasher.wrong_size:
+                continue
             if meta.get(field_name) and meta[field_name] != digests[meta["path"]]:
                 problems.append(f"{where} item {meta_key}: {field_name} is {meta[field_name]}, but "
                                 f"sha256({meta['path']} ‖ {root['path']}) is {digests[meta['path']]}")
@@ -105,8 +149,16 @@ def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problem
         if item["ftype"] in ROOT_COMBINED_FIELD:
             continue
         digest = hasher.meta(item["path"]).hexdigest() if item["ftype"] in META_FTYPES else hasher.plain(item["path"])
-        if digest != item.get("sha256"):
+        if sized(key, item) and digest != item.get("sha256"):
             problems.append(f"{where} item {key}: {item['path']} sha256 is {digest}, catalog says {item.get('sha256')}")
+
+
+def _unreadable(store: Store, key: str, exc: Exception) -> str:
+    """One line naming the file once: store errors already start with it."""
+    where = store.describe(key)
+    text = str(exc)
+    return f"{where}: unreadable: {text[len(where) + 2:]}" if text.startswith(f"{where}: ") else \
+        f"{where}: unreadable: {text}"
 
 
 def verify(store: Store, *, hashes: bool = False) -> VerifyReport:
@@ -114,12 +166,12 @@ def verify(store: Store, *, hashes: bool = False) -> VerifyReport:
     report = VerifyReport()
     problems = report.problems
     try:
-        index = json.loads(store.read(INDEX_KEY))
+        index = parse_json(store.read(INDEX_KEY))
     except NotFound:
         problems.append(f"{store.describe(INDEX_KEY)}: missing (nothing is published)")
         return report
     except (ValueError, StoreError) as exc:
-        problems.append(f"{store.describe(INDEX_KEY)}: unreadable: {exc}")
+        problems.append(_unreadable(store, INDEX_KEY, exc))
         return report
     index_problems = schema_problems(index, "index", store.describe(INDEX_KEY))
     if index_problems:
@@ -132,17 +184,21 @@ def verify(store: Store, *, hashes: bool = False) -> VerifyReport:
     for entry in entries:
         path = entry["path"]
         report.catalogs.append(path)
+        why = path_problem(path)
+        if why:  # never requested: '../../etc/passwd' stays on this side
+            problems.append(f"{store.describe(INDEX_KEY)}: catalog {why}")
+            continue
         try:
-            catalog = json.loads(store.read(path))
+            catalog = parse_json(store.read(path))
         except NotFound:
             problems.append(f"{store.describe(path)}: named by index.json but missing")
             continue
         except (ValueError, StoreError) as exc:
-            problems.append(f"{store.describe(path)}: unreadable: {exc}")
+            problems.append(_unreadable(store, path, exc))
             continue
         contract = contract_problems(catalog, store.describe(path))
         problems.extend(contract)
-        if contract and not isinstance(catalog.get("products"), dict):
+        if contract and not (isinstance(catalog, dict) and isinstance(catalog.get("products"), dict)):
             continue
         if sorted(entry["products"]) != sorted(catalog["products"]):
             problems.append(f"{store.describe(INDEX_KEY)}: products listed for {path} differ from the catalog's")
@@ -151,7 +207,7 @@ def verify(store: Store, *, hashes: bool = False) -> VerifyReport:
             for product in catalog["products"].values()
             for version in product.get("versions", {}).values()
             for item in version.get("items", {}).values()
-            if isinstance(item, dict) and isinstance(item.get("path"), str)
+            if isinstance(item, dict) and path_problem(item.get("path")) is None  # others: in `contract`
         }
         sizes = _sizes(store, set(items))
         for item_path, item in sorted(items.items()):
