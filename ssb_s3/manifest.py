@@ -3,8 +3,10 @@
 Layout: <prefix>/<directory>/<VERSION>/<file>, VERSION starting with YYYYMMDD. Folders starting
 with '.' are uploads in progress. A version is complete once it holds a metadata file and a
 root file (or a unified tarball); incomplete ones are left out with a warning, so a half-uploaded
-version is never published. Each file is streamed once: its sha256 and the combined
-sha256(meta ‖ root) of every meta file are fed from the same chunks.
+version is never published. Each file is streamed once, and never past the size its listing
+gave (a file that grew is reported, not read on): its sha256 and the combined sha256(meta ‖ root)
+of every meta file are fed from the same chunks. Only what the store lists counts: a local
+folder lists regular files only (no FIFO, device, or symlink leading out of it).
 """
 
 from __future__ import annotations
@@ -175,20 +177,34 @@ class VersionHasher:
 
 
 def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]) -> dict[str, Any]:
-    """Stream every file of one version once from the store; return its simplestreams items."""
+    """Stream every file of one version once from the store; return its simplestreams items.
+
+    A file is read up to its listed size plus one byte at most (one chunk past it for files of
+    CHUNK_SIZE or more): a file that grew, or that is no file at all, is reported as changed,
+    never read on."""
     hasher = VersionHasher()
     for name in upload_order(files):
         feed = hasher.start(name)
         head, tail = b"", b""
-        for chunk in store.iter_chunks(f"{version_dir}/{name}", CHUNK_SIZE):
-            feed(chunk)
-            head += chunk[: 64 - len(head)]
-            tail = (tail + chunk)[-2:]
+        listed = files[name].size
+        chunks = store.iter_chunks(f"{version_dir}/{name}", max(1, min(CHUNK_SIZE, listed + 1)))
+        try:
+            for chunk in chunks:
+                feed(chunk)
+                head += chunk[: 64 - len(head)]
+                tail = (tail + chunk)[-2:]
+                if hasher.sizes[name] > listed:
+                    break
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
         hasher.finish(name)
-        if hasher.sizes[name] != files[name].size:
+        if hasher.sizes[name] != listed:
+            read = f"more than {listed}" if hasher.sizes[name] > listed else str(hasher.sizes[name])
             raise StoreError(
                 f"{store.describe(f'{version_dir}/{name}')}: size changed while hashing "
-                f"({files[name].size} listed, {hasher.sizes[name]} read); is an upload still running?"
+                f"({listed} listed, {read} read); is an upload still running?"
             )
         why = content_problem(name, hasher.sizes[name], head, tail)
         if why:
