@@ -4,11 +4,13 @@ Layout: <prefix>/<directory>/<VERSION>/<file>, VERSION starting with YYYYMMDD, t
 letters, digits and _ : . + - (a folder with any other character is left out, the character
 named). Folders starting with '.' are uploads in progress. A version is complete once it holds a
 metadata file and a root file (or a unified tarball); incomplete ones are left out with a
-warning, so a half-uploaded version is never published. Each file is streamed once: its sha256
-and the combined sha256(meta ‖ root) of every meta file are fed from the same chunks. A version
-hashed here must pass the artifact checks of build-product (artifacts.check_stored_version):
-metadata tarballs are checked from the bytes already read (a unified tarball, or one over 1 MiB,
-is read again, only up to its metadata.yaml and rootfs).
+warning, so a half-uploaded version is never published. Each file is streamed once, and never
+past the size its listing gave (a file that grew is reported, not read on): its sha256 and the
+combined sha256(meta ‖ root) of every meta file are fed from the same chunks. Only what the store
+lists counts: a local folder lists regular files only (no FIFO, device, or symlink leading out of
+it). A version hashed here must pass the artifact checks of build-product
+(artifacts.check_stored_version): metadata tarballs are checked from the bytes already read (a
+unified tarball, or one over 1 MiB, is read again, only up to its metadata.yaml and rootfs).
 """
 
 from __future__ import annotations
@@ -211,28 +213,41 @@ def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]
                  heads: dict[str, bytes] | None = None) -> dict[str, Any]:
     """Stream every file of one version once from the store; return its simplestreams items.
 
-    `heads`, if given, gets each file's first 64 bytes, or all of it for a metadata tarball of
-    at most KEEP_METADATA_BYTES (for the artifact checks, without reading it again).
+    A file is read up to its listed size plus one byte at most (one chunk past it for files of
+    CHUNK_SIZE or more): a file that grew, or that is no file at all, is reported as changed,
+    never read on. `heads`, if given, gets each file's first 64 bytes, or all of it for a
+    metadata tarball of at most KEEP_METADATA_BYTES (for the artifact checks, without reading it
+    again).
     """
     hasher = VersionHasher()
     for name in upload_order(files):
         feed = hasher.start(name)
         head, tail = b"", b""
-        keep = ARTIFACTS[name].role in ("meta", "lxc-meta") and files[name].size <= KEEP_METADATA_BYTES
+        listed = files[name].size
+        keep = ARTIFACTS[name].role in ("meta", "lxc-meta") and listed <= KEEP_METADATA_BYTES
         kept: list[bytes] = []
-        for chunk in store.iter_chunks(f"{version_dir}/{name}", CHUNK_SIZE):
-            feed(chunk)
-            head += chunk[: 64 - len(head)]
-            tail = (tail + chunk)[-2:]
-            if keep and hasher.sizes[name] <= KEEP_METADATA_BYTES:
-                kept.append(chunk)
+        chunks = store.iter_chunks(f"{version_dir}/{name}", max(1, min(CHUNK_SIZE, listed + 1)))
+        try:
+            for chunk in chunks:
+                feed(chunk)
+                head += chunk[: 64 - len(head)]
+                tail = (tail + chunk)[-2:]
+                if keep and hasher.sizes[name] <= KEEP_METADATA_BYTES:
+                    kept.append(chunk)
+                if hasher.sizes[name] > listed:
+                    break
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
         hasher.finish(name)
         if heads is not None:
             heads[name] = b"".join(kept) if keep and hasher.sizes[name] <= KEEP_METADATA_BYTES else head
-        if hasher.sizes[name] != files[name].size:
+        if hasher.sizes[name] != listed:
+            read = f"more than {listed}" if hasher.sizes[name] > listed else str(hasher.sizes[name])
             raise StoreError(
                 f"{store.describe(f'{version_dir}/{name}')}: size changed while hashing "
-                f"({files[name].size} listed, {hasher.sizes[name]} read); is an upload still running?"
+                f"({listed} listed, {read} read); is an upload still running?"
             )
         why = content_problem(name, hasher.sizes[name], head, tail)
         if why:

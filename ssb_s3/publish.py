@@ -4,13 +4,14 @@ a broken tree.
 1. under the tree's lease, read index.json (and its ETag), the catalog it names, and every
    product's ssb.json (from the tree, its `source` store, or its `prefix_path` URL);
 2. keep the newest `days` versions (and those younger than max_age), check each manifest against
-   its schema and the kept versions against the listing (every file exists, declared size);
+   its schema, every item path against its product's folder (see `item_path_problems`), and the
+   kept versions against the listing (every file exists, declared size);
 3. build the catalog and refuse anything a client would drop or choke on; nothing has been
    written up to here, so bad input leaves the published tree untouched (with --keep-going the
    valid products go out and each invalid one keeps its last published entry); a refusal
    (PublishRefused) carries the report, `published` false;
-4. copy artifacts of products that live in another bucket into the tree (create-only), with the
-   same progress reporter as build-product's uploads;
+4. copy artifacts of products that live in another bucket into the tree (create-only, and only
+   into the product's own folder), with the same progress reporter as build-product's uploads;
 5. write the catalog under a new content-addressed key, then the plain images.json copy;
 6. flip streams/v1/index.json last, conditionally on the ETag read in step 1 (on a conflict,
    start again, a bounded number of times);
@@ -37,6 +38,7 @@ from . import httpread
 from .catalog import (
     INDEX_KEY,
     INDEX_NAME,
+    _path_problem,
     assemble_catalog,
     build_index,
     catalog_key,
@@ -174,18 +176,49 @@ def fetch_manifest_url(product: ProductConfig, apikey: str | None, limits: httpr
         raise SSBError(f"product {product.name}: {exc}") from None
 
 
+def version_folder(product_dir: str, version: str) -> str:
+    """The folder every item of `version` must lie in, with its trailing '/'."""
+    return f"{product_dir}/{version}/"
+
+
+def item_path_problem(path: Any, folder: str) -> str | None:
+    """Why an item path is not a plain relative path inside `folder` (None: it is)."""
+    why = _path_problem(path)
+    if why is None and not str(path).startswith(folder):
+        why = f"path '{path}' is outside the product's folder: expected a path under '{folder}'"
+    return why
+
+
+def item_path_problems(manifest: Mapping[str, Any], product_dir: str, location: str, product: str) -> list[str]:
+    """Item paths that leave their product: each must be a plain relative path under
+    <product_dir>/<VERSION>/ for the version naming it (the layout the scanner writes), whatever
+    the manifest's origin (the tree, a `source` store, a `prefix_path` URL). A path elsewhere
+    would let one product's ssb.json serve, copy over or shadow another product's files."""
+    problems = []
+    for vname, version in sorted(manifest["versions"].items()):
+        for key, item in sorted(version.get("items", {}).items()):
+            why = item_path_problem(item.get("path"), version_folder(product_dir, vname))
+            if why:
+                problems.append(f"{location}: product {product} version {vname} item {key}: {why}")
+    return problems
+
+
 def file_problems(
-    manifest: Mapping[str, Any], versions: list[str], listing: Mapping[str, int], store: Store, product: str
+    manifest: Mapping[str, Any], versions: list[str], listing: Mapping[str, int], store: Store, product: str,
+    product_dir: str,
 ) -> list[str]:
-    """Every file a kept version names must exist in the listing with the declared size."""
+    """Every file a kept version names must exist in the listing with the declared size (items whose
+    path leaves the product are `item_path_problems`, never looked up)."""
     problems = []
     for vname in versions:
         for key, item in sorted(manifest["versions"][vname].get("items", {}).items()):
             path = item.get("path", "")
+            if item_path_problem(path, version_folder(product_dir, vname)):
+                continue
             size = listing.get(path)
             where = f"product {product} version {vname} item {key}"
             if size is None:
-                problems.append(f"{where}: {store.describe(path)} does not exist")
+                problems.append(f"{where}: {store.describe(path)} {store.absent_reason(path)}")
             elif size != item.get("size"):
                 problems.append(
                     f"{where}: {store.describe(path)} is {size} bytes, ssb.json says {item.get('size')}"
@@ -251,6 +284,11 @@ def read_tree(
                 "(run build-versions-manifest or publish --refresh-manifests); not published"
             )
             continue
+        product_dir = tree.product_dir(product)
+        # Before anything reads, lists or copies what the manifest names, whatever its origin.
+        for problem in item_path_problems(manifest, product_dir, manifest_location(tree, state, product),
+                                          product.name):
+            state.blame(product.name, problem)
         state.manifests[product.name] = manifest
         kept, expired = select_versions(manifest["versions"], product.days, product.max_age, now)
         state.kept[product.name], state.expired[product.name] = kept, expired
@@ -260,7 +298,7 @@ def read_tree(
             state.warnings.append(f"product {product.name}: no complete version yet; not published")
         scope = tree.prefix if only is None else tree.product_dir(product)
         listing = listing_of(store, scope, state.listings)
-        for problem in file_problems(manifest, kept, listing, store, product.name):
+        for problem in file_problems(manifest, kept, listing, store, product.name, product_dir):
             state.blame(product.name, problem)
     return state
 
@@ -438,14 +476,21 @@ def copy_foreign_artifacts(tree: TreeConfig, target: Store, state: TreeState, ca
                            *, quiet: bool = False) -> list[str]:
     """Products with `source` live in another bucket: clients need their files under our base URL.
 
-    One progress reporter over every file (those already there count as done): a long copy
-    prints a line every few seconds off a terminal."""
+    Only into the product's own version folders (read_tree refused the rest; this holds even for
+    an entry kept from a catalog published before that check): a path outside them stops the
+    copy before anything is written. One progress reporter over every file (those already there
+    count as done): a long copy prints a line every few seconds off a terminal."""
     wanted: dict[str, tuple[Store, int]] = {}  # path -> where it is, its size (two items may share a path)
     for name, store in state.stores.items():
         if store is target or name not in catalog["products"]:
             continue
-        for version in catalog["products"][name]["versions"].values():
-            for item in version["items"].values():
+        product_dir = tree.product_dir(tree.product(name))
+        for vname, version in catalog["products"][name]["versions"].items():
+            for key, item in version["items"].items():
+                why = item_path_problem(item["path"], version_folder(product_dir, vname))
+                if why:
+                    raise StoreError(f"product {name} version {vname} item {key}: {why}: refusing to copy it "
+                                     f"from {store.url} into {target.url}")
                 wanted.setdefault(item["path"], (store, item["size"]))
     copied = []
     with Progress(sum(size for _, size in wanted.values()), f"copying into {target.url}", files=len(wanted),

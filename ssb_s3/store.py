@@ -5,7 +5,9 @@ URL that clients are given. Writes never expose a partial object: the local back
 temporary file and renames it; S3 PUTs are atomic by nature. Conditional writes (if_match /
 if_none_match) are what makes the index flip safe when two publishers race. `open_store` refuses,
 before any request, a bucket name outside S3's naming rule, a prefix outside tree.yml's `prefix`
-rule, an endpoint URL that is not http(s)://HOST[:PORT] and a URL scheme it cannot serve.
+rule, an endpoint URL that is not http(s)://HOST[:PORT] and a URL scheme it cannot serve. A local
+folder's objects are its regular files inside it: a symlink leading out of the folder, a FIFO or a
+device is never listed nor read (see LocalStore).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 from abc import ABC, abstractmethod
@@ -59,6 +62,10 @@ class Store(ABC):
     def describe(self, key: str) -> str:
         """A location users recognise in messages (`s3://bucket/prefix/key`, a file path)."""
         return f"{self.url.rstrip('/')}/{key}"
+
+    def absent_reason(self, key: str) -> str:
+        """Why `key` is not in a listing, for messages: a backend that leaves entries out says why."""
+        return "does not exist"
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -158,12 +165,32 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages."""
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 class LocalStore(Store):
-    """A folder on disk, e.g. served by any static HTTPS server."""
+    """A folder on disk, e.g. served by any static HTTPS server.
+
+    Keys are plain relative paths ('.', '..' and empty parts are refused). Only regular files
+    are objects: a FIFO, a device, a socket or a folder is not, and neither is a symlink that
+    resolves outside the store's root folder (or dangles, or loops). A symlink that stays inside
+    the root is followed. Listings leave every non-object out, with one warning naming the file
+    and what it is (for a symlink: where it points); reads refuse it with a StoreError saying the
+    same, and never block: a file is opened non-blocking and checked with fstat before any byte
+    is read. So a version file that is a symlink to /etc/... or to /dev/zero, or a FIFO, is never
+    hashed, copied nor published.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.url = str(self.root)
+        self._warned: set[str] = set()
 
     def _path(self, key: str) -> Path:
         parts = [p for p in key.split("/") if p]
@@ -172,15 +199,58 @@ class LocalStore(Store):
         return self.root.joinpath(*parts)
 
     def describe(self, key: str) -> str:
-        return str(self._path(key))
+        try:
+            return str(self._path(key))
+        except StoreError:
+            return f"{self.url.rstrip('/')}/{key}"  # for messages only: never touched
 
     @staticmethod
     def _etag(st: os.stat_result) -> str:
         return f"{st.st_mtime_ns:x}-{st.st_size:x}"
 
+    @staticmethod
+    def _inside(real: str, real_root: str) -> bool:
+        return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+    def _not_an_object(
+        self, path: Path, real_root: str, *, walked: bool = False
+    ) -> tuple[str | None, os.stat_result | None]:
+        """(why `path` is no object, None) or (None, its stat); (None, None) if nothing is there.
+
+        `walked`: found by os.walk from the root, so only its last part can be a symlink."""
+        if not walked or os.path.islink(path):
+            real = os.path.realpath(path)
+            if not self._inside(real, real_root):
+                how = "is a symlink" if os.path.islink(path) else "leads through a symlink"
+                return f"{how} to {real}, outside the folder {real_root}", None
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            if os.path.islink(path):
+                return f"is a symlink to {os.path.realpath(path)}, which does not exist", None
+            return None, None
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror})", None
+        if not stat.S_ISREG(st.st_mode):
+            return f"is {_file_kind(st.st_mode)}, not a regular file", None
+        return None, st
+
+    def _left_out(self, path: Path, why: str) -> None:
+        if str(path) not in self._warned:
+            self._warned.add(str(path))
+            log.warning("%s: %s: left out (only regular files inside %s count)", path, why, self.root)
+
+    def absent_reason(self, key: str) -> str:
+        try:
+            why, _ = self._not_an_object(self._path(key), os.path.realpath(self.root))
+        except StoreError as exc:
+            return str(exc)
+        return f"{why}: refused" if why else "does not exist"
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if not self.root.is_dir():
             return
+        real_root = os.path.realpath(self.root)
         found: list[ObjectInfo] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames.sort()
@@ -192,28 +262,54 @@ class LocalStore(Store):
                 key = rel_dir + name
                 if not key.startswith(prefix):
                     continue
-                with contextlib.suppress(FileNotFoundError):
-                    st = os.stat(os.path.join(dirpath, name))
+                path = Path(dirpath, name)
+                why, st = self._not_an_object(path, real_root, walked=True)
+                if why:
+                    self._left_out(path, why)
+                elif st is not None:
                     found.append(ObjectInfo(key, st.st_size, self._etag(st)))
         yield from sorted(found, key=lambda o: o.key)
 
     def head(self, key: str) -> ObjectInfo | None:
-        try:
-            st = self._path(key).stat()
-        except FileNotFoundError:
-            return None
-        return ObjectInfo(key, st.st_size, self._etag(st))
-
-    def read_with_etag(self, key: str) -> tuple[bytes, str]:
         path = self._path(key)
-        try:
-            with path.open("rb") as fh:
-                st = os.fstat(fh.fileno())
-                return fh.read(), self._etag(st)
+        why, st = self._not_an_object(path, os.path.realpath(self.root))
+        if why:
+            self._left_out(path, why)
+        return None if st is None else ObjectInfo(key, st.st_size, self._etag(st))
+
+    def _open(self, key: str) -> BinaryIO:
+        """Open an object for reading: a regular file inside the root, or NotFound / StoreError."""
+        path = self._path(key)
+        why, st = self._not_an_object(path, os.path.realpath(self.root))
+        if why:
+            raise StoreError(f"{path}: {why}: refused")
+        if st is None:
+            raise NotFound(f"{path}: not found")
+        try:  # non-blocking: a FIFO swapped in since the check must not hang the open
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFound(f"{path}: not found") from None
         except OSError as exc:
             raise StoreError(f"{path}: cannot read: {exc.strerror}") from None
+        mode = os.fstat(fd).st_mode
+        why = None if stat.S_ISREG(mode) else f"is {_file_kind(mode)}, not a regular file"
+        with contextlib.suppress(OSError):  # what was opened, not what the path was a moment ago (Linux)
+            real = os.readlink(f"/proc/self/fd/{fd}")
+            if not self._inside(real, os.path.realpath(self.root)):
+                why = f"is a symlink to {real}, outside the folder {os.path.realpath(self.root)}"
+        if why:
+            os.close(fd)
+            raise StoreError(f"{path}: {why}: refused")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        with self._open(key) as fh:
+            try:
+                st = os.fstat(fh.fileno())
+                return fh.read(), self._etag(st)
+            except OSError as exc:
+                raise StoreError(f"{self._path(key)}: cannot read: {exc.strerror}") from None
 
     def read_limited(self, key: str, limit: int) -> tuple[bytes, str]:
         path = self._path(key)
@@ -230,12 +326,7 @@ class LocalStore(Store):
             raise StoreError(f"{path}: cannot read: {exc.strerror}") from None
 
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        path = self._path(key)
-        try:
-            fh = path.open("rb")
-        except FileNotFoundError:
-            raise NotFound(f"{path}: not found") from None
-        with fh:
+        with self._open(key) as fh:
             while chunk := fh.read(chunk_size):
                 yield chunk
 

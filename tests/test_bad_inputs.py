@@ -602,7 +602,8 @@ SSB_CASES = [
         bug=BUG_CONTRACT_NO_FILE, broken=frozenset({"message"})),
     Bad("ssb-path-other-products-missing-file",
         ssb(SQ_DIR, lambda d: sq_root(d).update(path=f"{XZ_DIR}/{VX}/rootfs.squashfs")),
-        f"<s3>/{XZ_DIR}/{VX}/rootfs.squashfs", f"product {SQ} version {V2} item root.squashfs", "does not exist"),
+        SQ_SSB, f"product {SQ} version {V2} item root.squashfs",
+        f"path '{XZ_DIR}/{VX}/rootfs.squashfs' is outside the product's folder"),
 ]
 
 ARTIFACT_CASES = [
