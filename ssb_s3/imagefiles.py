@@ -214,6 +214,12 @@ def completeness_rule() -> str:
     return f"a metadata tarball and a root file, a unified tarball, or {lxc_meta} + {lxc_roots}"
 
 
+def file_for(role: Role, client: str) -> str:
+    """The file name of `role` that `client` (LXD or Incus) reads under its own ftype, e.g. the name
+    a unified tarball built for Incus gets (incus_combined.tar.gz)."""
+    return next(r.filename for r in IMAGE_FILES.values() if r.role == role and r.ftype == r.ftype_for(client))
+
+
 def upload_order(names: Iterable[str]) -> list[str]:
     """Metadata first, roots last: a root's combined hashes extend its metadata files' hashes."""
     return sorted((n for n in names if n in IMAGE_FILES), key=lambda n: (IMAGE_FILES[n].role == "root", n))

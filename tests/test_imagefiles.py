@@ -37,6 +37,7 @@ from ssb_s3.imagefiles import (
     ImageFile,
     MetaRootHasher,
     VersionHasher,
+    file_for,
     is_complete,
     table_problems,
     upload_order,
@@ -110,6 +111,8 @@ def test_the_derived_vocabulary_is_the_published_one() -> None:
     assert mirrors == [("lxd.tar.xz", "incus.tar.xz"), ("incus.tar.xz", "lxd.tar.xz"),
                        ("lxd_combined.tar.gz", "incus_combined.tar.gz"),
                        ("incus_combined.tar.gz", "lxd_combined.tar.gz")]
+    assert [file_for(role, client) for role in ("meta", "unified") for client in CLIENTS] == [
+        "lxd.tar.xz", "incus.tar.xz", "lxd_combined.tar.gz", "incus_combined.tar.gz"]
     assert {r.filename: (r.item_key, r.ftype) for r in IMAGE_FILES.values()} == {
         "lxd.tar.xz": ("lxd.tar.xz", "lxd.tar.xz"), "incus.tar.xz": ("incus.tar.xz", "incus.tar.xz"),
         "meta.tar.xz": ("meta.tar.xz", "meta.tar.xz"), "rootfs.squashfs": ("root.squashfs", "squashfs"),
