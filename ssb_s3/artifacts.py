@@ -1,9 +1,10 @@
 """Check built artifacts before upload: refuse what LXD would refuse later, with a clear error.
 
-Root files are recognised by their content (magic bytes), not only by their names; metadata
-tarballs must hold a metadata.yaml whose architecture matches the product; a unified tarball
-must hold rootfs/ (or rootfs.img for a VM). Only small metadata is read here: the big files
-are read once, later, while they are uploaded.
+Files are recognised by their content (magic bytes), not only by their names; which content,
+which role (metadata, root, unified) and what makes a version complete come from the one table
+of image files (imagefiles). Metadata tarballs must hold a metadata.yaml whose architecture
+matches the product; a unified tarball must hold rootfs/ (or rootfs.img for a VM). Only small
+metadata is read here: the big files are read once, later, while they are uploaded.
 
 The same checks run on files about to be uploaded (`inspect_artifacts`, build-product) and on
 files already in a store (`check_stored_version`, build-versions-manifest and publish
@@ -40,32 +41,13 @@ import yaml
 
 from .config import CANONICAL_ARCH, ProductConfig, load_yaml, yaml_problem
 from .errors import SSBError
-from .manifest import ARTIFACTS
+from .imagefiles import IMAGE_FILES, completeness_rule, content_kind_problem, is_complete
 from .store import ObjectInfo, Store
 
 
 class ArtifactError(SSBError):
     """A built file is not what its name says, or does not fit the product."""
 
-
-MAGIC = {
-    "squashfs": (b"hsqs",),
-    "xz": (b"\xfd7zXZ\x00",),
-    "gzip": (b"\x1f\x8b",),
-    "zstd": (b"\x28\xb5\x2f\xfd",),
-    "bzip2": (b"BZh",),
-    "qcow2": (b"QFI\xfb",),
-}
-EXPECTED_CONTENT = {
-    "rootfs.squashfs": ("squashfs",),
-    "rootfs.tar.xz": ("xz",),
-    "disk.qcow2": ("qcow2",),
-    "lxd.tar.xz": ("xz", "gzip", "bzip2", "zstd"),
-    "incus.tar.xz": ("xz", "gzip", "bzip2", "zstd"),
-    "meta.tar.xz": ("xz", "gzip", "bzip2", "zstd"),
-    "lxd_combined.tar.gz": ("gzip", "xz", "bzip2", "zstd"),
-    "incus_combined.tar.gz": ("gzip", "xz", "bzip2", "zstd"),
-}
 
 MAX_METADATA_BYTES = 1 << 20  # a member read (metadata.yaml, config): real ones are a few KB
 MAX_METADATA_YAML = 64 << 10  # metadata.yaml as a YAML document (pure-Python YAML: ~0.2 s)
@@ -82,28 +64,6 @@ def short(value: Any) -> str:
     """repr(value), cut to VALUE_CHARS characters: a message never echoes a huge value."""
     text = repr(value) if not isinstance(value, (dict, list)) else f"a {type(value).__name__}"
     return text if len(text) <= VALUE_CHARS else f"{text[:VALUE_CHARS]}... ({len(text)} characters)"
-
-
-def sniff_bytes(head: bytes) -> str:
-    """The content type of a file from its first bytes: squashfs, xz, gzip, zstd, bzip2, qcow2 or 'unknown'."""
-    for kind, magics in MAGIC.items():
-        if any(head.startswith(m) for m in magics):
-            return kind
-    return "unknown"
-
-
-def sniff(path: Path) -> str:
-    """The content type by magic bytes: squashfs, xz, gzip, zstd, bzip2, qcow2 or 'unknown'."""
-    with path.open("rb") as fh:
-        return sniff_bytes(fh.read(8))
-
-
-def content_kind_problem(name: str, head: bytes) -> str | None:
-    """Why `head` (the file's first bytes) is not what the file name `name` says; None if it is."""
-    kind = sniff_bytes(head)
-    if kind in EXPECTED_CONTENT[name]:
-        return None
-    return f"content is {kind}, expected {' or '.join(EXPECTED_CONTENT[name])} for {name}"
 
 
 class _UnsafeTar(tarfile.TarError):
@@ -284,10 +244,11 @@ def check_tarball(name: str, opener: Opener, where: str, product: ProductConfig,
     `vm`: a unified tarball must hold rootfs.img (True), rootfs/ (False) or either (None: the
     version's files are already in a store and the build type is not known).
     """
-    if name in ("lxd.tar.xz", "incus.tar.xz"):
+    role = IMAGE_FILES[name].role
+    if role == "meta":
         found = _members(opener, where, {"metadata.yaml"}, lambda seen: "metadata.yaml" in seen)
         _check_metadata(where, found.get("metadata.yaml"), product)
-    elif name in ("lxd_combined.tar.gz", "incus_combined.tar.gz"):
+    elif role == "unified":
         roots = {True: {"rootfs.img"}, False: {"rootfs"}, None: {"rootfs", "rootfs.img"}}[vm]
         found = _members(opener, where, {"metadata.yaml", *roots},
                          lambda seen: "metadata.yaml" in seen and bool(seen & roots))
@@ -295,15 +256,15 @@ def check_tarball(name: str, opener: Opener, where: str, product: ProductConfig,
         if not roots & set(found):
             expected = " or ".join(sorted("rootfs/" if r == "rootfs" else r for r in roots))
             raise ArtifactError(f"{where}: a unified tarball must hold {expected}")
-    elif name == "meta.tar.xz" and "config" not in _members(opener, where, {"config"}, lambda seen: "config" in seen):
+    elif role == "lxc-meta" and "config" not in _members(opener, where, {"config"}, lambda seen: "config" in seen):
         raise ArtifactError(f"{where}: an LXC metadata tarball must hold 'config'")
 
 
 def inspect_artifacts(files: dict[str, Path], product: ProductConfig, vm: bool = False) -> None:
     """Refuse anything LXD would refuse; `files` maps distrobuilder file names to paths."""
-    unknown = sorted(set(files) - set(ARTIFACTS))
+    unknown = sorted(set(files) - set(IMAGE_FILES))
     if unknown:
-        raise ArtifactError(f"unknown artifact file(s) {', '.join(unknown)}; expected {', '.join(ARTIFACTS)}")
+        raise ArtifactError(f"unknown artifact file(s) {', '.join(unknown)}; expected {', '.join(IMAGE_FILES)}")
     for name, path in files.items():
         if path.stat().st_size == 0:
             raise ArtifactError(f"{path}: empty file")
@@ -311,11 +272,9 @@ def inspect_artifacts(files: dict[str, Path], product: ProductConfig, vm: bool =
             why = content_kind_problem(name, fh.read(8))
         if why:
             raise ArtifactError(f"{path}: {why}")
-    roles = {ARTIFACTS[name].role for name in files}
-    if not ({"meta", "root"} <= roles or "unified" in roles or ("lxc-meta" in roles and "rootfs.tar.xz" in files)):
+    if not is_complete(files):
         raise ArtifactError(
-            f"incomplete image for {product.name}: got {', '.join(sorted(files))}; need a metadata tarball and a "
-            "root file, a unified tarball, or meta.tar.xz + rootfs.tar.xz"
+            f"incomplete image for {product.name}: got {', '.join(sorted(files))}; need {completeness_rule()}"
         )
     for name, path in sorted(files.items()):
         check_tarball(name, lambda p=path: p.open("rb"), str(path), product, vm)  # type: ignore[misc]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .artifacts import ArtifactError
 from .errors import SSBError
+from .imagefiles import file_for
 from .ingest import collect_artifacts
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def gather(outputs: list[tuple[str, Path]], unified: bool, incus: bool, rename: 
             tarballs = sorted(p for p in folder.iterdir() if p.name.endswith(".tar.gz"))
             if len(tarballs) != 1:
                 raise ArtifactError(f"{folder}: expected one unified <name>.tar.gz, found {[p.name for p in tarballs]}")
-            name = "incus_combined.tar.gz" if incus else "lxd_combined.tar.gz"
+            name = file_for("unified", "Incus" if incus else "LXD")
             files[name] = tarballs[0].rename(folder / name) if rename else tarballs[0]
             continue
         for name, path in collect_artifacts(folder).items():

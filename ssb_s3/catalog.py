@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from . import imagefiles
 from .config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from .manifest import version_name_problem, version_time
 from .schemas import schema_problems
@@ -23,24 +24,13 @@ from .schemas import schema_problems
 INDEX_KEY = "streams/v1/index.json"
 INDEX_NAME = "images"
 
-# Which meta ftype each client reads, and the unified tarball it accepts.
-CLIENT_META = {"LXD": ("lxd.tar.xz", "lxd_combined.tar.gz"), "Incus": ("incus.tar.xz", "incus_combined.tar.gz")}
-ROOT_COMBINED_FIELD = {
-    "squashfs": "combined_squashfs_sha256",
-    "root.tar.xz": "combined_rootxz_sha256",
-    "disk-kvm.img": "combined_disk-kvm-img_sha256",
-}
-KNOWN_FTYPES = frozenset({
-    "lxd.tar.xz", "incus.tar.xz", "meta.tar.xz", "squashfs", "root.tar.xz", "disk-kvm.img",
-    "lxd_combined.tar.gz", "incus_combined.tar.gz", "squashfs.vcdiff", "disk-kvm.img.vcdiff",
-})
-# Items published for one client are mirrored for the other: same object, other ftype.
-MIRRORS = (
-    ("lxd.tar.xz", "incus.tar.xz"),
-    ("incus.tar.xz", "lxd.tar.xz"),
-    ("lxd_combined.tar.gz", "incus_combined.tar.gz"),
-    ("incus_combined.tar.gz", "lxd_combined.tar.gz"),
-)
+# From the one table of image files (imagefiles): which metadata and unified ftype each client
+# reads (CLIENT_META), the combined field of each root ftype, every ftype the clients know, and the
+# mirrors (items published for one client are mirrored for the other: same object, other ftype).
+CLIENT_META = imagefiles.CLIENT_META
+ROOT_COMBINED_FIELD = imagefiles.ROOT_COMBINED_FIELD
+KNOWN_FTYPES = imagefiles.KNOWN_FTYPES
+MIRRORS = imagefiles.MIRRORS
 
 
 def rfc2822(moment: datetime) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -49,6 +49,13 @@ CANONICAL_ARCH: dict[str, str] = {
     for name in (canonical, *aliases)
 }
 KNOWN_ARCHES = frozenset(CANONICAL_ARCH)
+_Claimant = TypeVar("_Claimant")
+
+
+def claim_alias(owners: dict[tuple[str, str], _Claimant], alias: str, arch: str, claimant: _Claimant) -> _Claimant:
+    """The one alias-collision rule: a client shows one image per alias and canonical arch. Record
+    `claimant` for (alias, arch) unless someone claimed it first; return the owner."""
+    return owners.setdefault((alias, CANONICAL_ARCH.get(arch, arch)), claimant)
 
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -318,7 +325,7 @@ def _product_problems(raw_products: Any, source_file: str) -> list[str]:
         if isinstance(arch, str) and isinstance(aliases, list) and raw.get("hidden") is not True:
             canonical = CANONICAL_ARCH.get(arch, arch)
             for alias in (a for a in aliases if isinstance(a, str)):
-                owner = seen_aliases.setdefault((alias, canonical), (idx, str(name)))
+                owner = claim_alias(seen_aliases, alias, arch, (idx, str(name)))
                 if owner[0] != idx:
                     problems.append(f"{where}.aliases: '{alias}' for arch {canonical} is already claimed by "
                                     f"{owner[1]} (products[{owner[0]}]); LXD would show only one of them")

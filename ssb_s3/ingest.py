@@ -35,13 +35,12 @@ from .artifacts import ArtifactError, inspect_artifacts
 from .catalog import fingerprints
 from .config import ProductConfig, TreeConfig
 from .errors import NotFound, PreconditionFailed
+from .imagefiles import IMAGE_FILES as ARTIFACTS
+from .imagefiles import VersionHasher, upload_order
 from .manifest import (
-    ARTIFACTS,
     UPLOAD_MARKER,
-    VersionHasher,
     read_manifest,
     update_manifest,
-    upload_order,
     version_name_problem,
 )
 from .store import CHUNK_SIZE, Store

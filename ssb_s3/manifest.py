@@ -2,11 +2,12 @@
 
 Layout: <prefix>/<directory>/<VERSION>/<file>, VERSION starting with YYYYMMDD, then only ASCII
 letters, digits and _ : . + - (a folder with any other character is left out, the character
-named). Folders starting with '.' are uploads in progress. A version is complete once it holds a
-metadata file and a root file (or a unified tarball); incomplete ones are left out with a
-warning, so a half-uploaded version is never published. Each file is streamed once, and never
-past the size its listing gave (a file that grew is reported, not read on): its sha256 and the
-combined sha256(meta ‖ root) of every meta file are fed from the same chunks. Only what the store
+named). Folders starting with '.' are uploads in progress. Which files count, their items and the
+rule of a complete version (metadata + root, or a unified tarball) come from the one table of
+image files (imagefiles); incomplete versions are left out with a warning, so a half-uploaded
+version is never published. Each file is streamed once, and never past the size its listing gave
+(a file that grew is reported, not read on): its sha256 and the combined sha256(meta ‖ root) of
+every meta file are fed from the same chunks (imagefiles.VersionHasher). Only what the store
 lists counts: a local folder lists regular files only (no FIFO, device, or symlink leading out of
 it). A version hashed here must pass the artifact checks of build-product
 (artifacts.check_stored_version): metadata tarballs are checked from the bytes already read (a
@@ -16,12 +17,10 @@ unified tarball, or one over 1 MiB, is read again, only up to its metadata.yaml 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from .config import ProductConfig, TreeConfig
 from .errors import ManifestError, NotFound, PreconditionFailed, StoreError
 from .httpread import parse_json
+from .imagefiles import IMAGE_FILES, VersionHasher, is_complete, truncation_problem, upload_order
 from .schemas import schema_problems
 from .store import CHUNK_SIZE, ObjectInfo, Store
 
@@ -42,35 +42,6 @@ UPLOAD_MARKER = ".ssb-upload.json"  # written first and removed last by build-pr
 KEEP_METADATA_BYTES = 1 << 20  # metadata tarballs up to this size are checked from memory
 MAX_MANIFEST_BYTES = 64 << 20  # real ones are KBs (about 1 KB a version); parsing 64 MiB peaks near 600 MB
 MANIFEST_PROBLEMS_LISTED = 20  # schema problems quoted in the one-line error of one ssb.json
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A file name distrobuilder produces and how the catalog describes it."""
-
-    filename: str
-    item_key: str
-    ftype: str
-    role: str  # "meta" (LXD/Incus metadata), "lxc-meta", "root", "unified"
-    combined_fields: tuple[str, ...] = ()
-
-
-ARTIFACTS: dict[str, Artifact] = {
-    a.filename: a
-    for a in (
-        Artifact("lxd.tar.xz", "lxd.tar.xz", "lxd.tar.xz", "meta"),
-        Artifact("incus.tar.xz", "incus.tar.xz", "incus.tar.xz", "meta"),
-        Artifact("meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "lxc-meta"),
-        Artifact("rootfs.squashfs", "root.squashfs", "squashfs", "root", ("combined_squashfs_sha256",)),
-        Artifact(
-            "rootfs.tar.xz", "root.tar.xz", "root.tar.xz", "root",
-            ("combined_rootxz_sha256", "combined_sha256"),
-        ),
-        Artifact("disk.qcow2", "disk.qcow2", "disk-kvm.img", "root", ("combined_disk-kvm-img_sha256",)),
-        Artifact("lxd_combined.tar.gz", "lxd_combined.tar.gz", "lxd_combined.tar.gz", "unified"),
-        Artifact("incus_combined.tar.gz", "incus_combined.tar.gz", "incus_combined.tar.gz", "unified"),
-    )
-}  # fmt: skip
 
 
 @functools.lru_cache(maxsize=65536)
@@ -119,96 +90,6 @@ def version_time(name: str) -> datetime:
     return datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def is_complete(filenames: Iterable[str]) -> bool:
-    """A version is publishable with metadata + a root, or a unified tarball, or the LXC pair."""
-    roles = {ARTIFACTS[f].role for f in filenames if f in ARTIFACTS}
-    names = set(filenames)
-    return (
-        "unified" in roles
-        or ("meta" in roles and "root" in roles)
-        or ("lxc-meta" in roles and "rootfs.tar.xz" in names)
-    )
-
-
-_HASH_POOL = ThreadPoolExecutor(max_workers=3, thread_name_prefix="ssb-hash")
-
-
-def update_all(hashers: Sequence[Any], chunk: bytes) -> None:
-    """Feed one chunk to several hashers at once: hashlib releases the GIL on large buffers, so a
-    root file's own sha256 and its combined fingerprints cost the time of one on 2+ cores."""
-    if len(hashers) == 1 or len(chunk) < 1 << 16:
-        for h in hashers:
-            h.update(chunk)
-        return
-    pending = [_HASH_POOL.submit(h.update, chunk) for h in hashers[1:]]
-    hashers[0].update(chunk)
-    for future in pending:
-        future.result()
-
-
-def upload_order(names: Iterable[str]) -> list[str]:
-    """Metadata first, roots last: a root's combined hashes extend its metadata files' hashes."""
-    return sorted((n for n in names if n in ARTIFACTS), key=lambda n: (ARTIFACTS[n].role == "root", n))
-
-
-class VersionHasher:
-    """Hashes the files of one version, each streamed once, in `upload_order`.
-
-    Every root file is fed into its own sha256 and into a copy of each metadata file's
-    sha256, which gives the combined fingerprints sha256(meta ‖ root) without a second read.
-    """
-
-    def __init__(self) -> None:
-        self.sizes: dict[str, int] = {}
-        self.digests: dict[str, str] = {}
-        self.combined: dict[tuple[str, str], str] = {}  # (meta file, root file) -> fingerprint
-        self._meta: dict[str, Any] = {}
-        self._open: dict[str, tuple[Any, dict[str, Any]]] = {}
-
-    def start(self, name: str) -> Callable[[bytes], None]:
-        """A feed function for file `name`; call `finish(name)` after the last chunk."""
-        own = hashlib.sha256()
-        combined = {m: h.copy() for m, h in self._meta.items()} if ARTIFACTS[name].role == "root" else {}
-        targets = [own, *combined.values()]
-        self._open[name] = (own, combined)
-        self.sizes[name] = 0
-
-        def feed(chunk: bytes) -> None:
-            update_all(targets, chunk)
-            self.sizes[name] += len(chunk)
-
-        return feed
-
-    def digest(self, name: str) -> str:
-        """The file's sha256 once all of it was fed (before `finish`)."""
-        return str(self._open[name][0].hexdigest())
-
-    def discard(self, name: str) -> None:
-        """Forget a half-fed file (its upload failed), so that it can be fed again from the start."""
-        self._open.pop(name, None)
-        self.sizes.pop(name, None)
-
-    def finish(self, name: str) -> None:
-        own, combined = self._open.pop(name)
-        self.digests[name] = own.hexdigest()
-        if ARTIFACTS[name].role == "meta":
-            self._meta[name] = own
-        for meta, h in combined.items():
-            self.combined[(meta, name)] = h.hexdigest()
-
-    def items(self, version_dir: str) -> dict[str, Any]:
-        """simplestreams items of the version, as written into ssb.json."""
-        items: dict[str, dict[str, Any]] = {}
-        for name in upload_order(self.digests):
-            art = ARTIFACTS[name]
-            items[art.item_key] = {"ftype": art.ftype, "path": f"{version_dir}/{name}",
-                                   "size": self.sizes[name], "sha256": self.digests[name]}
-        for (meta, root), digest in self.combined.items():
-            for fieldname in ARTIFACTS[root].combined_fields:
-                items[ARTIFACTS[meta].item_key][fieldname] = digest
-        return items
-
-
 def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo],
                  heads: dict[str, bytes] | None = None) -> dict[str, Any]:
     """Stream every file of one version once from the store; return its simplestreams items.
@@ -224,7 +105,7 @@ def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]
         feed = hasher.start(name)
         head, tail = b"", b""
         listed = files[name].size
-        keep = ARTIFACTS[name].role in ("meta", "lxc-meta") and listed <= KEEP_METADATA_BYTES
+        keep = IMAGE_FILES[name].is_metadata and listed <= KEEP_METADATA_BYTES
         kept: list[bytes] = []
         chunks = store.iter_chunks(f"{version_dir}/{name}", max(1, min(CHUNK_SIZE, listed + 1)))
         try:
@@ -249,26 +130,10 @@ def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]
                 f"{store.describe(f'{version_dir}/{name}')}: size changed while hashing "
                 f"({listed} listed, {read} read); is an upload still running?"
             )
-        why = content_problem(name, hasher.sizes[name], head, tail)
+        why = truncation_problem(name, hasher.sizes[name], head, tail)
         if why:
             raise ManifestError(f"{store.describe(f'{version_dir}/{name}')}: {why}; not published")
     return hasher.items(version_dir)
-
-
-XZ_MAGIC = b"\xfd7zXZ\x00"
-
-
-def content_problem(name: str, size: int, head: bytes, tail: bytes) -> str | None:
-    """Why no client could use this file, from its first 64 and last 2 bytes (None: looks whole)."""
-    if size == 0:
-        return "is empty (0 bytes)"
-    if name == "rootfs.squashfs" and head[:4] == b"hsqs" and len(head) >= 48:
-        used = int.from_bytes(head[40:48], "little")  # superblock bytes_used
-        if used > size:
-            return f"is truncated: its squashfs superblock says {used} bytes, the object has {size}"
-    if head.startswith(XZ_MAGIC) and tail != b"YZ":
-        return "is truncated: the xz stream has no footer"
-    return None
 
 
 @dataclass
@@ -290,7 +155,7 @@ def _reusable(existing: Mapping[str, Any] | None, version_dir: str, files: Mappi
     recorded = {str(i.get("path", "")): i.get("size") for i in items.values()}
     wanted = {f"{version_dir}/{name}": info.size for name, info in files.items()}
     return recorded == wanted and all(
-        ARTIFACTS[name].item_key in items for name in files
+        IMAGE_FILES[name].item_key in items for name in files
     )
 
 
@@ -315,7 +180,7 @@ def scan_versions(
             continue
         if filename == UPLOAD_MARKER:
             uploading.add(version)
-        if filename in ARTIFACTS:
+        if filename in IMAGE_FILES:
             versions.setdefault(version, {})[filename] = obj
         else:
             versions.setdefault(version, {})

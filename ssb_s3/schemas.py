@@ -14,6 +14,8 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
+from .imagefiles import COMBINED_FIELDS
+
 SCHEMA_NAMES = ("tree", "ssb", "products", "index")
 
 
@@ -77,7 +79,7 @@ _MD5 = re.compile(r"[0-9a-f]{32}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _VERSION = re.compile(r"[0-9]{8}[0-9A-Za-z_:.+-]*")
 _MAX_SIZE = 9007199254740991
-_COMBINED = ("combined_sha256", "combined_squashfs_sha256", "combined_rootxz_sha256", "combined_disk-kvm-img_sha256")
+_COMBINED = COMBINED_FIELDS  # from the one table of image files
 
 
 def _is_size(value: Any) -> bool:

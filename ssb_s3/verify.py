@@ -1,7 +1,8 @@
 """verify: read the tree as a client does and check everything it would download.
 
 index.json → each image-downloads catalog → every item exists with its declared size; with
-hashes, every file is streamed once and its sha256 and the combined fingerprints are checked.
+hashes, every file is streamed once and its sha256 and the combined fingerprints are checked
+(which ftypes are metadata and roots, and the meta ‖ root hasher: imagefiles).
 Works on a local folder, a bucket, or an http(s) base URL (what users actually serve).
 
 Bounds: over http(s) every request has a deadline and a size cap for index.json and catalogs
@@ -12,22 +13,20 @@ A catalog path that is not a plain relative path is reported and never requested
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import INDEX_KEY, ROOT_COMBINED_FIELD, contract_problems
+from .catalog import INDEX_KEY, contract_problems
 from .catalog import _path_problem as path_problem
 from .errors import NotFound, StoreError
 from .httpread import parse_json
-from .manifest import update_all
+from .imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher
 from .schemas import schema_problems
 from .store import CHUNK_SIZE, HttpStore, Store
 
 log = logging.getLogger(__name__)
-META_FTYPES = ("lxd.tar.xz", "incus.tar.xz")
 
 
 @dataclass
@@ -55,12 +54,13 @@ def _sizes(store: Store, paths: set[str]) -> dict[str, int]:
 
 
 class _Hasher:
-    """sha256 of each file, each file streamed once; meta hashes kept to extend into fingerprints."""
+    """Reads each file once, bounded by its declared size, into the one meta ‖ root hasher
+    (imagefiles.MetaRootHasher, keyed by path): metadata hashes are kept to extend into fingerprints."""
 
     def __init__(self, store: Store, report: VerifyReport) -> None:
         self.store, self.report = store, report
-        self.digests: dict[str, str] = {}
-        self.meta_state: dict[str, Any] = {}
+        self.core = MetaRootHasher()
+        self.digests = self.core.digests
         self.sizes: dict[str, int] = {}  # declared by the catalog
         self.wrong_size: dict[str, str] = {}  # path -> what was read instead ("2 bytes", "more than 1 bytes")
 
@@ -87,29 +87,24 @@ class _Hasher:
         if declared >= 0 and read != declared:
             self.wrong_size[path] = f"more than {declared} bytes" if read > declared else f"{read} bytes"
 
-    def meta(self, path: str) -> Any:
-        """The sha256 state of a whole file (kept, so that roots can extend it into fingerprints)."""
-        if path not in self.meta_state:
-            h = hashlib.sha256()
-            for chunk in self.chunks(path):
-                h.update(chunk)
-            self.meta_state[path] = h
-            self.digests[path] = h.hexdigest()
-        return self.meta_state[path]
+    def _hash(self, path: str, extends: Sequence[str] = (), keep: bool = True) -> None:
+        feed = self.core.start_file(path, extends)
+        for chunk in self.chunks(path):
+            feed(chunk)
+        self.core.finish_file(path, keep=keep)
+
+    def meta(self, path: str) -> str:
+        """sha256 of a file that is not a root (its hash kept, so that roots can extend it)."""
+        if not self.core.kept(path):
+            self._hash(path)
+        return self.digests[path]
 
     def root(self, path: str, metas: list[str]) -> dict[str, str]:
         """Stream `path` once; return its own sha256 (key '') and sha256(meta ‖ root) per meta path."""
-        own = hashlib.sha256()
-        combined = {m: self.meta(m).copy() for m in metas}
-        hashers = [own, *combined.values()]
-        for chunk in self.chunks(path):
-            update_all(hashers, chunk)
-        self.digests[path] = own.hexdigest()
-        return {"": own.hexdigest(), **{m: h.hexdigest() for m, h in combined.items()}}
-
-    def plain(self, path: str) -> str:
-        """sha256 of a file that is neither a root nor extended (unified tarballs, meta.tar.xz)."""
-        return self.digests[path] if path in self.digests else str(self.meta(path).hexdigest())
+        for meta in metas:
+            self.meta(meta)
+        self._hash(path, metas, keep=False)
+        return {"": self.digests[path], **{m: self.core.combined[(m, path)] for m in metas}}
 
 
 def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problems: list[str]) -> None:
@@ -148,7 +143,7 @@ def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problem
     for key, item in sorted(items.items()):
         if item["ftype"] in ROOT_COMBINED_FIELD:
             continue
-        digest = hasher.meta(item["path"]).hexdigest() if item["ftype"] in META_FTYPES else hasher.plain(item["path"])
+        digest = hasher.digests[item["path"]] if item["path"] in hasher.digests else hasher.meta(item["path"])
         if sized(key, item) and digest != item.get("sha256"):
             problems.append(f"{where} item {key}: {item['path']} sha256 is {digest}, catalog says {item.get('sha256')}")
 

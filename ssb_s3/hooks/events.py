@@ -20,7 +20,8 @@ from urllib.parse import unquote_plus
 
 from ..config import ProductConfig, TreeConfig
 from ..errors import SSBError
-from ..manifest import ARTIFACTS, UPLOAD_MARKER
+from ..imagefiles import IMAGE_FILES as ARTIFACTS
+from ..manifest import UPLOAD_MARKER
 
 OWN_PREFIXES = ("streams/", ".ssb-s3/")  # the tree's own writes: never a reason to publish
 
