@@ -11,6 +11,12 @@ Order, so that no reader and no publisher ever sees half a version:
 4. add the version to the product's ssb.json with a conditional write (two builders of one
    product never lose each other's version);
 5. remove the marker.
+The create-only writes (the marker, each file) and the updates of the marker and of ssb.json are
+conditional (If-None-Match / If-Match) unless tree.yml says storage.conditional_writes: false;
+before the first one the store must prove it honours them (Store.ensure_conditional_writes). With
+conditional writes off, no request carries a conditional header: the folder is checked empty by a
+listing and each file absent by a HEAD just before it is committed, which protects a single
+builder at a time only.
 """
 
 from __future__ import annotations
@@ -183,6 +189,9 @@ def reserve_version(
     version: str | None, version_format: str, now: datetime,
 ) -> tuple[str, str, dict[str, Any], bool]:
     """Pick and reserve the version folder: (version, marker etag, marker, resumed)."""
+    conditional = tree.storage.conditional_writes
+    if conditional:
+        store.ensure_conditional_writes()
     product_dir = tree.product_dir(product)
     if version is None:
         # An interrupted build of the same files resumes, wherever its marker is.
@@ -206,7 +215,7 @@ def reserve_version(
         if not any(True for _ in store.list(f"{product_dir}/{name}/")):
             try:
                 etag = store.write(key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
-                                   if_none_match=True)
+                                   if_none_match=conditional)
                 return name, etag, marker, False
             except PreconditionFailed:
                 pass  # another build took this name a moment ago
@@ -235,7 +244,8 @@ def add_version_to_manifest(
         manifest = manifest or {"name": product.name, "versions": {}}
         return {**manifest, "versions": {**manifest["versions"], version: {"items": items}}}
 
-    update_manifest(store, tree, product, added, what=f"adding {version}")
+    update_manifest(store, tree, product, added, what=f"adding {version}",
+                    conditional=tree.storage.conditional_writes)
 
 
 def _refuse_duplicate(store: Store, tree: TreeConfig, product: ProductConfig, version: str,
@@ -275,6 +285,7 @@ def ingest_version(
         store, tree, product, files, version=version, version_format=version_format,
         now=now or datetime.now(timezone.utc),
     )
+    conditional = tree.storage.conditional_writes
     product_dir = tree.product_dir(product)
     version_dir = f"{product_dir}/{name}"
     marker_key = f"{version_dir}/{UPLOAD_MARKER}"
@@ -290,7 +301,8 @@ def ingest_version(
                 try:
                     store.ingest_file(key, path, feed=feed, digest=functools.partial(hasher.digest, filename),
                                       content_type=ARTIFACT_TYPE, cache_control=tree.cache_control.artifacts,
-                                      part_size=part_size, concurrency=concurrency, progress=progress)
+                                      part_size=part_size, concurrency=concurrency, progress=progress,
+                                      conditional=conditional)
                     hasher.finish(filename)
                     result.uploaded.append(filename)
                     result.bytes_uploaded += hasher.sizes[filename]
@@ -317,7 +329,7 @@ def ingest_version(
             progress.file_done()
             marker.setdefault("files", {}).setdefault(filename, {})["sha256"] = hasher.digests[filename]
             marker_etag = store.write(marker_key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
-                                      if_match=marker_etag or None)
+                                      if_match=(marker_etag or None) if conditional else None)
     result.items = hasher.items(version_dir)
     _refuse_duplicate(store, tree, product, name, result, marker_key)
     add_version_to_manifest(store, tree, product, name, result.items)

@@ -12,8 +12,12 @@ appended to its message as secondary, never raised in its place.
 The index flip stays conditional on its own ETag too: the lease saves wasted work, the
 conditional flip is what guarantees correctness.
 
+Before the first attempt, a conditional lease asks the store to prove that it honours
+If-None-Match / If-Match (Store.ensure_conditional_writes: once per process on S3); a store that
+ignores them or answers 501 is refused with one line naming storage.conditional_writes: false.
 Stores without conditional writes (storage.conditional_writes: false) get a documented,
-weaker fallback: write, wait, read back; only safe when a single publisher runs at a time.
+weaker fallback: write, wait, read back; only safe when a single publisher runs at a time. Then
+no request of the lease carries If-Match or If-None-Match (create, renewal, release).
 """
 
 from __future__ import annotations
@@ -181,6 +185,8 @@ class Lease:
         return None if holder is not None and holder.owner == self.owner else holder
 
     def acquire(self) -> None:
+        if self.conditional:
+            self.store.ensure_conditional_writes()
         deadline = time.monotonic() + self.timeout
         delay = 0.05
         reported: tuple[str, float] | None = None  # (holder, when we last said so)

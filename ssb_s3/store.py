@@ -3,7 +3,12 @@
 Keys are always '/'-separated and relative to the store's root, which is the simplestreams base
 URL that clients are given. Writes never expose a partial object: the local backend writes a
 temporary file and renames it; S3 PUTs are atomic by nature. Conditional writes (if_match /
-if_none_match) are what makes the index flip safe when two publishers race. `open_store` refuses,
+if_none_match) are what makes the index flip safe when two publishers race; some S3-compatible
+stores ignore them without an error, so `ensure_conditional_writes` probes an S3 store once per
+process before the first one is relied on, and refuses (one line naming storage.conditional_writes:
+false) a store that ignores them or answers 501. With conditional writes off, `ingest_file` sends no
+conditional header (a HEAD just before the object is committed, a weaker guarantee). A body cut
+mid-way is resumed with a Range GET whose answer must carry the same ETag. `open_store` refuses,
 before any request, a bucket name outside S3's naming rule, a prefix outside tree.yml's `prefix`
 rule, an endpoint URL that is not http(s)://HOST[:PORT] and a URL scheme it cannot serve. A local
 folder's objects are its regular files inside it: a symlink leading out of the folder, a FIFO or a
@@ -19,6 +24,7 @@ import io
 import logging
 import os
 import re
+import secrets
 import shutil
 import stat
 import tempfile
@@ -66,6 +72,11 @@ class Store(ABC):
     def absent_reason(self, key: str) -> str:
         """Why `key` is not in a listing, for messages: a backend that leaves entries out says why."""
         return "does not exist"
+
+    def ensure_conditional_writes(self) -> None:
+        """Raise StoreError unless this store honours If-None-Match / If-Match. A local folder does
+        by construction (a lock file and create-only links); S3Store probes the server once."""
+        return None
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -128,11 +139,14 @@ class Store(ABC):
         part_size: int = CHUNK_SIZE,
         concurrency: int = 4,
         progress: Callable[[int], None] = lambda n: None,
+        conditional: bool = True,
     ) -> None:
         """Create `key` from a local file, reading it exactly once: every chunk read goes to
         `feed` (the caller hashes it) and to the store. Create-only: PreconditionFailed if the
         key exists. `digest()` is called once everything was fed, for the object's metadata
-        where the backend can still set it."""
+        where the backend can still set it. `conditional=False` (storage.conditional_writes:
+        false): no conditional header is sent; the key is checked with a HEAD just before the
+        object is committed, so a concurrent creator in between is not detected."""
 
     def open_reader(self, key: str) -> BinaryIO:
         """A read-only file object over `iter_chunks`, for streaming copies between stores."""
@@ -408,6 +422,7 @@ class LocalStore(Store):
         part_size: int = CHUNK_SIZE,
         concurrency: int = 4,
         progress: Callable[[int], None] = lambda n: None,
+        conditional: bool = True,  # always create-only: a local link is atomic without any header
     ) -> None:
         dest = self._path(key)
         if dest.exists():
@@ -426,6 +441,16 @@ class LocalStore(Store):
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
+
+
+NOT_SUPPORTED = ("NotImplemented", "501", "NotSupported")  # a store refusing a header it does not implement
+PROBE_PREFIX = ".ssb-s3/probe-"
+PROBE_BODY = b"ssb-s3: probe of conditional writes, deleted at once; safe to delete\n"
+STALE_ETAG = '"00000000000000000000000000000000"'  # no object has this etag (the md5 of nothing differs)
+CONDITIONAL_FIX = ("so concurrent publishers are not protected; set storage.conditional_writes: false in tree.yml "
+                   "to run a single publisher at a time")
+_PROBED: set[tuple[str, str]] = set()  # (endpoint, bucket) whose conditional writes passed, this process
+_PROBE_LOCK = threading.Lock()
 
 
 def _client_error_code(exc: Exception) -> str:
@@ -462,6 +487,55 @@ class S3Store(Store):
             return StoreError(f"{self.describe(key)}: {action} refused ({code}): check the credentials")
         detail = code or type(exc).__name__
         return StoreError(f"{self.describe(key)}: {action} failed: {detail}")
+
+    def ensure_conditional_writes(self) -> None:
+        """Probe once per process and bucket that the server honours If-None-Match and If-Match
+        (4 requests: create, a second create, an overwrite If-Match a stale etag, delete); raise
+        StoreError naming storage.conditional_writes: false if it ignores them or answers 501."""
+        ident = (str(getattr(self.client.meta, "endpoint_url", "")), self.bucket)
+        with _PROBE_LOCK:
+            if ident in _PROBED:
+                return
+            key = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
+            try:
+                if not self._probe_put(key, IfNoneMatch="*"):
+                    raise StoreError(self._no_conditionals(f"it refused to create the new key {key} If-None-Match: *"))
+                if self._probe_put(key, IfNoneMatch="*"):
+                    raise StoreError(self._no_conditionals(
+                        f"a second PUT of {key} with If-None-Match: * succeeded instead of 412"))
+                if self._probe_put(key, IfMatch=STALE_ETAG):
+                    raise StoreError(self._no_conditionals(
+                        f"a PUT of {key} with If-Match: a stale etag succeeded instead of 412"))
+            finally:
+                with contextlib.suppress(StoreError):
+                    self.delete(key)
+            _PROBED.add(ident)
+
+    def _no_conditionals(self, what: str) -> str:
+        return f"{self.url}: the store does not honour If-None-Match/If-Match ({what}), {CONDITIONAL_FIX}"
+
+    def _probe_put(self, key: str, **condition: str) -> bool:
+        """One conditional PUT of the probe object: True if applied, False if refused (412)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=PROBE_BODY, ContentType="text/plain",
+                                   CacheControl="no-store", **condition)
+            return True
+        except (ClientError, BotoCoreError) as exc:
+            code = _client_error_code(exc)
+            if code in NOT_SUPPORTED:
+                header = "If-Match" if "IfMatch" in condition else "If-None-Match"
+                raise StoreError(self._no_conditionals(f"it answered {code} to a PUT with {header}")) from None
+            err = self._fail("write", key, exc)
+            if isinstance(err, PreconditionFailed):
+                return False
+            raise err from None
+
+    def _refuse_existing(self, key: str) -> None:
+        """Create-only without a conditional header (storage.conditional_writes: false): a HEAD."""
+        if self.head(key) is not None:
+            raise PreconditionFailed(f"{self.describe(key)}: already exists")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -516,7 +590,9 @@ class S3Store(Store):
 
     def _read_from(self, key: str, chunk_size: int) -> Generator[tuple[bytes, str], None, None]:
         """(chunk, etag) pairs, the first chunk empty; a body cut mid-way is resumed with a Range
-        (If-Match: the same object), as botocore's own retries end once the headers arrived."""
+        whose answer must carry the same etag (the same object; no If-Match header, which a store
+        without conditional requests may refuse), as botocore's own retries end once the headers
+        arrived."""
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -528,8 +604,11 @@ class S3Store(Store):
         etag, offset, failures = "", 0, 0
         while True:
             try:
-                extra = {"Range": f"bytes={offset}-", "IfMatch": etag} if offset else {}
+                extra = {"Range": f"bytes={offset}-"} if offset else {}
                 resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
+                if offset and resp.get("ETag", "") != etag:
+                    resp["Body"].close()
+                    raise PreconditionFailed(f"{self.describe(key)}: changed while it was read")
                 if not offset:
                     etag = resp.get("ETag", "")
                     yield b"", etag
@@ -571,6 +650,9 @@ class S3Store(Store):
                 **extra,
             )
         except (ClientError, BotoCoreError) as exc:
+            if extra and _client_error_code(exc) in NOT_SUPPORTED:
+                raise StoreError(self._no_conditionals(
+                    f"it answered {_client_error_code(exc)} to a conditional PUT of {key}")) from None
             err = self._fail("write", key, exc)
             if if_match is not None and isinstance(err, NotFound):
                 # AWS answers 404 for IfMatch on a missing key; SeaweedFS 412. Same meaning.
@@ -601,29 +683,38 @@ class S3Store(Store):
         part_size: int = CHUNK_SIZE,
         concurrency: int = 4,
         progress: Callable[[int], None] = lambda n: None,
+        conditional: bool = True,
     ) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         size = path.stat().st_size
+        create_only = {"IfNoneMatch": "*"} if conditional else {}
         try:
             if size <= part_size:
                 data = path.read_bytes()
                 feed(data)
+                if not conditional:
+                    self._refuse_existing(key)
                 self.client.put_object(
                     Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type,
-                    CacheControl=cache_control, Metadata={"sha256": digest()}, IfNoneMatch="*",
+                    CacheControl=cache_control, Metadata={"sha256": digest()}, **create_only,
                 )
                 progress(len(data))
                 return
-            self._multipart(key, path, feed, content_type, cache_control, part_size, concurrency, progress)
+            self._multipart(key, path, feed, content_type, cache_control, part_size, concurrency, progress,
+                            conditional)
         except (ClientError, BotoCoreError) as exc:
+            if create_only and _client_error_code(exc) in NOT_SUPPORTED:
+                raise StoreError(self._no_conditionals(
+                    f"it answered {_client_error_code(exc)} to a create-only upload of {key}")) from None
             raise self._fail("upload", key, exc) from None
 
     def _multipart(
         self, key: str, path: Path, feed: Callable[[bytes], None], content_type: str, cache_control: str,
-        part_size: int, concurrency: int, progress: Callable[[int], None],
+        part_size: int, concurrency: int, progress: Callable[[int], None], conditional: bool,
     ) -> None:
-        """Parallel multipart upload of one sequential read: at most concurrency+1 parts in memory."""
+        """Parallel multipart upload of one sequential read: at most concurrency+1 parts in memory;
+        completed If-None-Match: * (conditional) or after a HEAD finds no object there."""
         upload_id = self.client.create_multipart_upload(
             Bucket=self.bucket, Key=self._key(key), ContentType=content_type, CacheControl=cache_control,
         )["UploadId"]
@@ -654,9 +745,11 @@ class S3Store(Store):
                     feed(chunk)  # hashed while the part is on its way
                     del chunk
                 parts = [f.result() for f in futures]
+            if not conditional:
+                self._refuse_existing(key)
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
-                MultipartUpload={"Parts": parts}, IfNoneMatch="*",
+                MultipartUpload={"Parts": parts}, **({"IfNoneMatch": "*"} if conditional else {}),
             )
         except BaseException:
             with contextlib.suppress(Exception):

@@ -256,11 +256,14 @@ _WEED_PORT_FLAGS = (
 
 
 @contextlib.contextmanager
-def run_seaweedfs(workdir: Path, tls: TlsFiles | None = None) -> Iterator[S3Server]:
+def run_seaweedfs(workdir: Path, tls: TlsFiles | None = None, *, credentials: bool = True) -> Iterator[S3Server]:
     """Run ``weed mini`` on free loopback ports with SigV4 auth and HTTPS; stop it on exit.
 
     Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in its environment; with
     them set it really checks signatures (a wrong secret gets SignatureDoesNotMatch).
+    `credentials=False` starts it with none: it then checks no signature, so a loopback proxy in
+    front of it may drop or rewrite signed headers (DESIGN section 4); clients still sign with the
+    made-up keys of the returned S3Server.
     """
     weed = need("weed")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -269,7 +272,7 @@ def run_seaweedfs(workdir: Path, tls: TlsFiles | None = None) -> Iterator[S3Serv
     last_error: Exception | None = None
     for attempt in range(2):  # a port taken between free_ports() and bind gets one retry
         try:
-            server, proc = _start_weed(weed, workdir / f"run{attempt}", tls)
+            server, proc = _start_weed(weed, workdir / f"run{attempt}", tls, credentials=credentials)
         except _PortRace as exc:
             last_error = exc
             continue
@@ -285,7 +288,8 @@ class _PortRace(RealPartError):
     """weed could not bind a port that looked free."""
 
 
-def _start_weed(weed: str, rundir: Path, tls: TlsFiles) -> tuple[S3Server, subprocess.Popen[bytes]]:
+def _start_weed(weed: str, rundir: Path, tls: TlsFiles, *,
+                credentials: bool = True) -> tuple[S3Server, subprocess.Popen[bytes]]:
     """Start one ``weed mini`` and wait until signed S3 calls work over http and https."""
     data, logs = rundir / "data", rundir / "logs"
     data.mkdir(parents=True)
@@ -303,6 +307,9 @@ def _start_weed(weed: str, rundir: Path, tls: TlsFiles) -> tuple[S3Server, subpr
     if len(str(rundir)) < 70:
         cmd += [f"-s3.localSocket={rundir}/s3.sock", f"-filer.localSocket={rundir}/filer.sock"]
     env = dict(os.environ, AWS_ACCESS_KEY_ID=access, AWS_SECRET_ACCESS_KEY=secret)
+    if not credentials:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            env.pop(name, None)
     log_file = rundir / "weed.log"
     with log_file.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=rundir, env=env, stdin=subprocess.DEVNULL,

@@ -162,7 +162,8 @@ def install_hooks(store: S3Store, plan: FaultPlan) -> None:
 
 class FaultProxy:
     """Threaded HTTP/1.1 proxy on 127.0.0.1 forwarding each request unchanged (Host kept, so SigV4
-    verifies), one request per connection; a share of requests is dropped or answered wrongly."""
+    verifies), one request per connection; a share of requests is dropped or answered wrongly.
+    Subclasses may rewrite a request's headers or answer it themselves (`adjust`)."""
 
     MAX_HEAD = 64 * 1024
 
@@ -237,6 +238,10 @@ class FaultProxy:
                 if not chunk:
                     return
                 body += chunk
+        headers, answer = self.adjust(method, target, headers)
+        if answer is not None:
+            conn.sendall(answer)
+            return
         # Unchanged but for hop-by-hop headers: one request per connection, no 100-continue dance.
         kept = [f"{n}:{v}" for n, v in headers if n.strip().lower() not in ("connection", "expect", "keep-alive")]
         forward = "\r\n".join([request_line, *kept, "Connection: close", "", ""]).encode("latin-1") + body
@@ -261,6 +266,11 @@ class FaultProxy:
             conn.sendall(response[:cut])
         else:
             raise AssertionError(f"unknown fault kind {rule.kind}")
+
+    def adjust(self, method: str, target: str, headers: list[tuple[str, ...]]
+               ) -> tuple[list[tuple[str, ...]], bytes | None]:
+        """The headers to forward (name, value as sent), or a whole response to answer instead."""
+        return headers, None
 
     def _upstream(self, request: bytes) -> bytes:
         with socket.create_connection(self.upstream, timeout=IO_TIMEOUT) as up:
