@@ -2,7 +2,9 @@
 
   python bench/worker.py publish-ours CONFIG TARGET
   python bench/worker.py publish-baseline ENDPOINT BUCKET CONCURRENCY
-  python bench/worker.py incremental-ours CONFIG TARGET PRODUCT
+  python bench/worker.py incremental-ours CONFIG TARGET PRODUCT [PROFILE_FILE]
+  python bench/worker.py catalog-floor ENDPOINT BUCKET ROUNDS
+  python bench/worker.py schema PRODUCTS VERSIONS MANIFEST_VERSIONS
   python bench/worker.py catalog PRODUCTS VERSIONS
   python bench/worker.py ingest-ours|ingest-boto3 FILE ENDPOINT BUCKET KEY PART_MIB CONCURRENCY
 Prints one JSON object: seconds, peak_mib, requests (by S3 operation, counted with botocore's
@@ -11,14 +13,18 @@ event hooks on every HTTP attempt), plus what the worker measured.
 
 from __future__ import annotations
 
+import cProfile
 import gc
 import hashlib
+import io
 import json
+import pstats
 import resource
 import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -51,8 +57,6 @@ def peak_mib() -> float:
 def ingest(mode: str, file: str, endpoint: str, bucket: str, key: str, part_mib: int, concurrency: int
            ) -> dict[str, Any]:
     """One upload: ours (sha256 and the fingerprint computed in the same pass) or plain boto3."""
-    from pathlib import Path
-
     from boto3.s3.transfer import TransferConfig
 
     from ssb_s3.config import StorageConfig
@@ -115,14 +119,77 @@ def publish_baseline(endpoint: str, bucket: str, concurrency: int) -> dict[str, 
     return {"seconds": time.perf_counter() - started, "products": len(manifests)}
 
 
-def incremental_ours(config: str, target: str, product: str) -> dict[str, Any]:
+def incremental_ours(config: str, target: str, product: str, profile: str = "") -> dict[str, Any]:
+    """One incremental publish; with `profile`, under cProfile, the top 10 cumulative entries written there."""
     tree = load_config(config)
     store = open_store(target, tree.storage)
     assert isinstance(store, S3Store)
     count_requests(store.client)
+    profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     publish(tree, store, PublishOptions(skip_purge=True), only={product})
-    return {"seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(10)
+        Path(profile).write_text(out.getvalue())
+    return {"seconds": seconds}
+
+
+def catalog_floor(endpoint: str, bucket: str, rounds: int) -> dict[str, Any]:
+    """The floor of the single-catalog design: one GET and two PUTs of the served catalog's bytes.
+
+    What an incremental publish cannot avoid while the catalog is one document: read the served
+    catalog, write it back under its content-addressed key and as images.json (the index and
+    the manifest are a few hundred bytes and left out). Best of `rounds`, a fresh client each.
+    """
+    config = Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required", max_pool_connections=32)
+    lookup = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
+    index = json.loads(lookup.get_object(Bucket=bucket, Key="streams/v1/index.json")["Body"].read())
+    key = index["index"]["images"]["path"]
+    best, size = float("inf"), 0
+    for round_ in range(rounds):
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
+        count_requests(client)
+        started = time.perf_counter()
+        data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        for copy in ("a", "b"):
+            client.put_object(Bucket=bucket, Key=f"bench-floor/{round_}-{copy}.json", Body=data,
+                              ContentType="application/json")
+        best, size = min(best, time.perf_counter() - started), len(data)
+    for round_ in range(rounds):
+        for copy in ("a", "b"):
+            lookup.delete_object(Bucket=bucket, Key=f"bench-floor/{round_}-{copy}.json")
+    return {"seconds": best, "bytes": size}
+
+
+def schema_check(products: int, versions: int, manifest_versions: int) -> dict[str, Any]:
+    """schema_problems on a valid catalog and a valid ssb.json: the fast path vs jsonschema alone (best of 3)."""
+    from ssb_s3 import schemas
+
+    tree, manifests = synthetic_manifests(products, versions)
+    documents = {"products": json.loads(to_bytes(build_catalog(tree, manifests))),
+                 "ssb": synthetic_manifests(1, manifest_versions)[1]["p0:1:amd64:default"]}
+
+    def timed(check: Any) -> float:
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            check()
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    result: dict[str, Any] = {}
+    for name, document in documents.items():
+        assert schemas.schema_problems(document, name, "bench") == []
+        result[f"{name}_fast"] = timed(lambda: schemas.schema_problems(document, name, "bench"))  # noqa: B023
+        result[f"{name}_jsonschema"] = timed(lambda: list(schemas._validator(name).iter_errors(document)))  # noqa: B023
+    result["seconds"] = result["products_fast"]
+    return result
 
 
 def synthetic_manifests(products: int, versions: int) -> tuple[Any, dict[str, Any]]:
@@ -172,7 +239,11 @@ def main() -> None:
     elif command == "publish-baseline":
         result = publish_baseline(args[0], args[1], int(args[2]))
     elif command == "incremental-ours":
-        result = incremental_ours(args[0], args[1], args[2])
+        result = incremental_ours(*args[:4])
+    elif command == "catalog-floor":
+        result = catalog_floor(args[0], args[1], int(args[2]))
+    elif command == "schema":
+        result = schema_check(int(args[0]), int(args[1]), int(args[2]))
     elif command == "catalog":
         result = catalog(int(args[0]), int(args[1]))
     elif command in ("ingest-ours", "ingest-boto3"):

@@ -32,9 +32,44 @@ def _validator(name: str) -> Draft202012Validator:
     return _StrictValidator(load_schema(name))
 
 
+def ecma_regex(pattern: str) -> str:
+    """A JSON Schema (ECMA-262) pattern as a Python regex: `$` is the end of the string.
+
+    Python's `$` also matches before a final newline, so plain jsonschema accepts "2030-01-01\n"
+    for `^[0-9]{4}-[0-9]{2}-[0-9]{2}$`; ECMA-262 (what JSON Schema specifies) and the fast
+    paths below (`fullmatch`) do not. Every `$` outside a character class becomes `\\Z`.
+    """
+    out, in_class, escaped = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char == "$" and not in_class:
+            char = r"\Z"
+        out.append(char)
+    return "".join(out)
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(ecma_regex(pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _compiled(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 # JSON Schema counts 4096.0 as an integer; Go's encoding/json (LXD, Incus) refuses it for an int64.
+# Patterns follow ECMA-262 as JSON Schema says (see ecma_regex), not Python's `$`.
 _StrictValidator = validators.extend(
     Draft202012Validator,
+    validators={"pattern": _pattern},
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
     ),
