@@ -354,7 +354,8 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
     else:
         _print_report(report, settings.quiet)
     if report.problems:
-        _fail(["error: some products were not updated:", *(f"  - {p}" for p in capped(report.problems))])
+        problems = capped([str(p) for p in report.problems])
+        _fail(["error: some products were not updated:", *(f"  - {p}" for p in problems)])
 
 
 @cli.command("build-product")

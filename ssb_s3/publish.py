@@ -24,7 +24,6 @@ A failure reports the step that failed first; a lease that then cannot be releas
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import logging
@@ -50,10 +49,11 @@ from .catalog import (
 )
 from .catalog import _path_problem as path_problem
 from .config import ProductConfig, StorageConfig, TreeConfig
-from .errors import NotFound, PreconditionFailed, ProblemsFound, SSBError, StoreError, capped
+from .errors import MAX_LISTED, NotFound, PreconditionFailed, ProblemsFound, SSBError, StoreError, capped
 from .ingest import Progress
 from .lease import Lease
 from .manifest import build_manifest, manifest_bytes, parse_manifest, read_manifest
+from .problems import Problem
 from .purge import (
     History,
     PurgePlan,
@@ -99,7 +99,7 @@ class TreeState:
     stores: dict[str, Store] = field(default_factory=dict)  # product name -> where its files are
     kept: dict[str, list[str]] = field(default_factory=dict)
     expired: dict[str, list[str]] = field(default_factory=dict)
-    problems: dict[str | None, list[str]] = field(default_factory=dict)  # None: not a product's fault
+    problems: dict[str | None, list[Problem]] = field(default_factory=dict)  # None: not a product's fault
     warnings: list[str] = field(default_factory=list)
     catalog: dict[str, Any] = field(default_factory=dict)
     listings: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -107,10 +107,10 @@ class TreeState:
     catalog_bytes: bytes = b""
     pending: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)  # refreshed ssb.json, etag
 
-    def blame(self, product: str | None, problem: str) -> None:
-        self.problems.setdefault(product, []).append(problem)
+    def blame(self, problem: Problem) -> None:
+        self.problems.setdefault(problem.product, []).append(problem)
 
-    def all_problems(self) -> list[str]:
+    def all_problems(self) -> list[Problem]:
         return [p for problems in self.problems.values() for p in problems]
 
 
@@ -128,7 +128,7 @@ class PublishReport:
     purge: PurgePlan
     copied: list[str] = field(default_factory=list)
     kept_previous: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     invalidation: str | None = None
     failed_products: list[str] = field(default_factory=list)  # with --keep-going: not updated
@@ -147,8 +147,9 @@ class PublishReport:
             "copied": self.copied,
             "purge": self.purge.as_dict(),
             "kept_previous_entry": self.kept_previous,
-            "problems": capped(self.problems),  # the first MAX_LISTED, then '… and N more'
+            "problems": capped([str(p) for p in self.problems]),  # the first MAX_LISTED, then '… and N more'
             "problems_count": len(self.problems),
+            "problem_details": [p.as_dict() for p in self.problems[:MAX_LISTED]],
             "warnings": self.warnings,
             "cloudfront_invalidation": self.invalidation,
             "failed_products": self.failed_products,
@@ -189,7 +190,7 @@ def item_path_problem(path: Any, folder: str) -> str | None:
     return why
 
 
-def item_path_problems(manifest: Mapping[str, Any], product_dir: str, location: str, product: str) -> list[str]:
+def item_path_problems(manifest: Mapping[str, Any], product_dir: str, location: str, product: str) -> list[Problem]:
     """Item paths that leave their product: each must be a plain relative path under
     <product_dir>/<VERSION>/ for the version naming it (the layout the scanner writes), whatever
     the manifest's origin (the tree, a `source` store, a `prefix_path` URL). A path elsewhere
@@ -199,14 +200,14 @@ def item_path_problems(manifest: Mapping[str, Any], product_dir: str, location: 
         for key, item in sorted(version.get("items", {}).items()):
             why = item_path_problem(item.get("path"), version_folder(product_dir, vname))
             if why:
-                problems.append(f"{location}: product {product} version {vname} item {key}: {why}")
+                problems.append(Problem(product, location, f"product {product} version {vname} item {key}", why))
     return problems
 
 
 def file_problems(
     manifest: Mapping[str, Any], versions: list[str], listing: Mapping[str, int], store: Store, product: str,
     product_dir: str,
-) -> list[str]:
+) -> list[Problem]:
     """Every file a kept version names must exist in the listing with the declared size (items whose
     path leaves the product are `item_path_problems`, never looked up)."""
     problems = []
@@ -218,11 +219,10 @@ def file_problems(
             size = listing.get(path)
             where = f"product {product} version {vname} item {key}"
             if size is None:
-                problems.append(f"{where}: {store.describe(path)} {store.absent_reason(path)}")
+                problems.append(Problem(product, "", where, f"{store.describe(path)} {store.absent_reason(path)}"))
             elif size != item.get("size"):
-                problems.append(
-                    f"{where}: {store.describe(path)} is {size} bytes, ssb.json says {item.get('size')}"
-                )
+                problems.append(Problem(product, "", where,
+                                        f"{store.describe(path)} is {size} bytes, ssb.json says {item.get('size')}"))
     return problems
 
 
@@ -276,7 +276,7 @@ def read_tree(
     for product, (manifest, error) in zip(selected, loaded, strict=True):
         store = state.stores[product.name]
         if error:
-            state.blame(product.name, error)
+            state.blame(Problem(product.name, "", "" if product.name in error else f"product {product.name}", error))
             continue
         if manifest is None:
             state.warnings.append(
@@ -288,7 +288,7 @@ def read_tree(
         # Before anything reads, lists or copies what the manifest names, whatever its origin.
         for problem in item_path_problems(manifest, product_dir, manifest_location(tree, state, product),
                                           product.name):
-            state.blame(product.name, problem)
+            state.blame(problem)
         state.manifests[product.name] = manifest
         kept, expired = select_versions(manifest["versions"], product.days, product.max_age, now)
         state.kept[product.name], state.expired[product.name] = kept, expired
@@ -299,7 +299,7 @@ def read_tree(
         scope = tree.prefix if only is None else tree.product_dir(product)
         listing = listing_of(store, scope, state.listings)
         for problem in file_problems(manifest, kept, listing, store, product.name, product_dir):
-            state.blame(product.name, problem)
+            state.blame(problem)
     return state
 
 
@@ -361,9 +361,10 @@ def assemble(
     source = "catalog built from the manifests"
     located = {p.name: manifest_location(tree, state, p) for p in tree.products}
 
-    def locate(name: str, problem: str) -> str:
+    def locate(problem: Problem) -> Problem:
         """Name the ssb.json a contract problem comes from, not the catalog built from it."""
-        return problem.replace(f"{source}: ", f"{located[name]}: ", 1) if name in located else problem
+        name = problem.product
+        return problem.located(located[name]) if name in located and problem.where == source else problem
 
     for product in tree.products:
         manifest = state.manifests.get(product.name)
@@ -371,15 +372,14 @@ def assemble(
             continue
         if manifest is None:
             if product.name in old_products and product.name not in state.problems:
-                state.blame(product.name, (
+                state.blame(Problem(product.name, "", "", (
                     f"product {product.name} is published but its ssb.json is missing ({located[product.name]}): "
-                    "restore it, or remove the product from tree.yml to unpublish it"))  # fmt: skip
+                    "restore it, or remove the product from tree.yml to unpublish it")))  # fmt: skip
             continue
         kept = state.kept[product.name]
         if not kept and manifest["versions"] and product.name in old_products and not opts.force:
-            state.blame(product.name, (
-                f"product {product.name}: max_age would remove every version; "
-                "refusing to empty a product without --force"))  # fmt: skip
+            state.blame(Problem(product.name, "", f"product {product.name}",
+                                "max_age would remove every version; refusing to empty a product without --force"))
         entries[product.name] = catalog_product(product, manifest, kept)
         published = old_products.get(product.name, {}).get("versions", {})
         for vname in (v for v in kept if v in published):
@@ -387,17 +387,16 @@ def assemble(
             for key, was in sorted(published[vname].get("items", {}).items()):
                 now = now_items.get(key, {})
                 if (was.get("size"), was.get("sha256")) != (now.get("size"), now.get("sha256")):
-                    state.blame(product.name, (
-                        f"{state.stores[product.name].describe(str(was.get('path')))}: item {key} of version "
-                        f"{vname} changed since it was published ({was.get('size')} -> {now.get('size')} bytes): "
-                        "published files never change; upload a new version instead"))  # fmt: skip
+                    state.blame(Problem(product.name, state.stores[product.name].describe(str(was.get('path'))), "", (
+                        f"item {key} of version {vname} changed since it was published ({was.get('size')} -> "
+                        f"{now.get('size')} bytes): published files never change; upload a new version instead")))
     # First every product's own new entry, so that every problem is listed at once ...
     first = contract_problems_by_product(assemble_catalog(tree, entries), source, focus=only)
     for name, problems in first.items():
         if name is not None:
-            for problem in map(functools.partial(locate, name), problems):
+            for problem in map(locate, problems):
                 if problem not in state.problems.get(name, []):
-                    state.blame(name, problem)
+                    state.blame(problem)
     # ... then without the invalid ones (or with their previous entry), until nothing new is found.
     kept_previous: list[str] = []
     for _ in range(len(tree.products) + 1):
@@ -415,13 +414,14 @@ def assemble(
         if not catalog["products"] and (opts.force or any(n is not None for n in state.problems)):
             blamed.pop(None, None)  # an empty catalog is a consequence, not another problem
         fresh = {name: p for name, p in blamed.items() if name not in state.problems}
-        for name, problems in fresh.items():
+        for problems in fresh.values():
             for problem in problems:
-                state.blame(name, locate(name, problem) if name is not None else problem)
+                state.blame(locate(problem))
         if not fresh or not opts.keep_going:
             break
     if old_products and not catalog["products"] and not opts.force and not state.problems:
-        state.blame(None, "the new catalog would have no product at all: refusing to empty the tree without --force")
+        state.blame(Problem(None, "", "", "the new catalog would have no product at all: "
+                                          "refusing to empty the tree without --force"))
     return catalog, sorted(kept_previous)
 
 
