@@ -76,3 +76,263 @@ def test_tree_yml_problems_say_file_and_field() -> None:
     [problem] = refused.value.problems
     assert (problem.product, problem.where, problem.field) == (None, "tree.yml", "products[0].arch")
     assert str(problem).startswith("tree.yml: products[0].arch: 'vax' is not an architecture LXD knows")
+
+
+# ----------------------------------------------------------------------------------------------
+# The pure plan: no server, no store
+
+
+class Names:
+    """How a store names keys in messages (the plan needs nothing else of a store)."""
+
+    def describe(self, key: str) -> str:
+        return f"mem://tree/{key}"
+
+    def absent_reason(self, key: str) -> str:
+        return "does not exist"
+
+
+DAY = 86400.0
+NOW = 1767225600.0 + 10 * DAY  # 2026-01-11 00:00 UTC
+
+
+def a_tree(**a: Any) -> Any:
+    products = [{"name": "a", "arch": "amd64", "release": "1", "os": "A", "directory": "a", **a},
+                {"name": "b", "arch": "arm64", "release": "1", "os": "B", "directory": "b"}]
+    return parse_config({"products": products}, "tree.yml")
+
+
+def item(product: str, version: str, size: int = 10) -> dict[str, Any]:
+    return {"ftype": "lxd_combined.tar.gz", "path": f"{product}/{version}/lxd_combined.tar.gz", "size": size,
+            "sha256": hashlib.sha256(f"{product}{version}".encode()).hexdigest()}
+
+
+def manifest(product: str, versions: list[str], size: int = 10) -> dict[str, Any]:
+    return {"name": product, "versions": {v: {"items": {"lxd_combined.tar.gz": item(product, v, size)}}
+                                          for v in versions}}
+
+
+def read(product: str, versions: list[str], size: int = 10, listed: bool = True) -> Any:
+    from ssb_s3.plan import ProductRead
+
+    found = manifest(product, versions, size)
+    listing = {i["path"]: i["size"] for v in found["versions"].values() for i in v["items"].values()} if listed else {}
+    return ProductRead(location=f"mem://tree/{product}/ssb.json", names=Names(), manifest=found, listing=listing)
+
+
+def served(tree: Any, reads: dict[str, Any], now: float = NOW - DAY) -> Any:
+    """The snapshot a later publish reads (the same products) after publishing `reads` at `now`."""
+    from ssb_s3.plan import PublishOptions, Snapshot, plan_publish
+
+    first = plan_publish(tree, Snapshot(now=now, products=reads), PublishOptions())
+    assert not first.problems, first.problems
+    listing = {k: v for r in reads.values() for k, v in (r.listing or {}).items()}
+    return Snapshot(now=NOW, index=first.index.data, etag="e1", served_key=first.catalog_key, served=first.catalog,
+                    tree_listing=listing, products=reads)
+
+
+def test_plan_imports_no_store_and_no_boto3() -> None:
+    import ast
+
+    source = (ROOT / "ssb_s3/plan.py").read_text()
+    imported = {n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"store", "tree", "lease", "ingest", "boto3", "botocore"}, imported
+    code = "import sys, ssb_s3.plan; assert not {'boto3', 'botocore'} & set(sys.modules), 'boto3 loaded'"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert out.returncode == 0, out.stderr
+
+
+def test_retention_keeps_the_newest_days_and_purges_after_the_grace() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    versions = ["20260101_0000", "20260102_0000", "20260103_0000"]
+    tree = a_tree(days=3)
+    before = served(tree, {"a": read("a", versions), "b": read("b", ["20260101_0000"])})
+    snap = replace(before, products={"a": read("a", versions), "b": read("b", ["20260101_0000"])})
+    tree = a_tree(days=2)
+    plan = plan_publish(tree, snap, PublishOptions(grace=3600))
+    assert sorted(plan.catalog["products"]["a"]["versions"]) == versions[1:]
+    assert plan.report.changes["a"]["removed"] == ["20260101_0000"]
+    assert [i.version for i in plan.purge.delete_later] == ["20260101_0000"]  # the replaced catalog names it
+    assert plan.purge.delete_now == []
+    plan = plan_publish(tree, snap, PublishOptions(grace=0))
+    assert [i.folder for i in plan.purge.delete_now] == ["a/20260101_0000"]
+
+
+def test_max_age_drops_old_versions_and_never_empties_a_product_without_force() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    reads = {"a": read("a", ["20260101_0000", "20260110_0000"]), "b": read("b", ["20260101_0000"])}
+    plan = plan_publish(a_tree(days=5, max_age="3d"), served(a_tree(days=5), reads), PublishOptions())
+    assert sorted(plan.catalog["products"]["a"]["versions"]) == ["20260110_0000"]
+    assert not plan.refused
+    old = {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])}
+    snap = replace(served(a_tree(), old), products=old)
+    plan = plan_publish(a_tree(max_age="3d"), snap, PublishOptions())
+    assert plan.refused
+    assert [str(p) for p in plan.problems] == [
+        "product a: max_age would remove every version; refusing to empty a product without --force"]
+    assert plan.problems[0].product == "a"
+    forced = plan_publish(a_tree(max_age="3d"), snap, PublishOptions(force=True))
+    assert not forced.refused and "a" not in forced.catalog["products"]
+
+
+def test_keep_going_keeps_the_previous_entry_of_an_invalid_product() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
+    broken_b = read("b", ["20260101_0000", "20260102_0000"], listed=False)  # files missing
+    snap = replace(before, products={"a": read("a", ["20260101_0000", "20260102_0000"]), "b": broken_b})
+    refused = plan_publish(a_tree(), snap, PublishOptions())
+    assert refused.refused and refused.report.failed_products == ["b"]
+    assert str(refused.problems[0]) == ("product b version 20260102_0000 item lxd_combined.tar.gz: "  # days: 1
+                                        "mem://tree/b/20260102_0000/lxd_combined.tar.gz does not exist")
+    plan = plan_publish(a_tree(), snap, PublishOptions(keep_going=True))
+    assert not plan.refused
+    assert plan.catalog["products"]["b"] == before.served["products"]["b"]
+    assert sorted(plan.catalog["products"]["a"]["versions"]) == ["20260102_0000"]
+    assert plan.report.kept_previous == ["b"] and plan.report.failed_products == ["b"]
+
+
+def test_contract_refusal_names_the_ssb_json_it_comes_from() -> None:
+    from ssb_s3.plan import PublishOptions, Snapshot, plan_publish
+
+    bad = read("a", ["20260101_0000"])
+    bad.manifest["versions"]["20260101_0000"]["items"]["lxd_combined.tar.gz"]["sha256"] = "not-hex"
+    plan = plan_publish(a_tree(), Snapshot(now=NOW, products={"a": bad, "b": read("b", ["20260101_0000"])}),
+                        PublishOptions(keep_going=True))
+    problem = plan.problems[-1]  # (and the same for its Incus mirror)
+    assert {(p.product, p.where) for p in plan.problems} == {("a", "mem://tree/a/ssb.json")}
+    assert str(problem) == ("mem://tree/a/ssb.json: product a version 20260101_0000 item lxd_combined.tar.gz: "
+                            "sha256 missing or not 64 hex digits")
+    assert sorted(plan.catalog["products"]) == ["b"]  # keep-going, nothing published before: left out
+
+
+def test_incremental_publish_keeps_other_products_entries_unread() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
+    snap = replace(before, products={"a": read("a", ["20260101_0000", "20260102_0000"])})  # b not even read
+    plan = plan_publish(a_tree(), snap, PublishOptions(), only={"a"})
+    assert not plan.problems
+    assert plan.catalog["products"]["b"] == before.served["products"]["b"]
+    assert list(plan.report.changes) == ["a"]
+
+
+def test_refuses_to_empty_the_tree_without_force() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
+    snap = replace(before, products={"a": read("a", []), "b": read("b", [])})  # no complete version left
+    plan = plan_publish(a_tree(), snap, PublishOptions(keep_going=True))
+    assert plan.refused  # a problem that blames no product refuses even with --keep-going
+    assert [(p.product, str(p)) for p in plan.problems] == [
+        (None, "catalog built from the manifests: no product has a published version: nothing for clients to list")]
+    assert not plan_publish(a_tree(), snap, PublishOptions(force=True)).refused
+
+
+def test_a_published_file_that_changed_is_refused() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
+    snap = replace(before, products={"a": read("a", ["20260101_0000"], size=11), "b": read("b", ["20260101_0000"])})
+    plan = plan_publish(a_tree(), snap, PublishOptions())
+    assert plan.refused
+    problem = plan.problems[-1]  # (and its Incus mirror)
+    assert problem.product == "a" and problem.where == "mem://tree/a/20260101_0000/lxd_combined.tar.gz"
+    assert "item lxd_combined.tar.gz of version 20260101_0000 changed since it was published (10 -> 11 bytes)" \
+        in problem.text
+
+
+# ----------------------------------------------------------------------------------------------
+# The tree's keys, conditional writes and views, against a local folder
+
+
+def local_tree(tmp_path: Path, conditional: bool = True) -> tuple[Any, Any]:
+    """examples/local's products copied into a target folder (no `source`), with its tree.yml."""
+    import shutil
+
+    import yaml
+
+    from ssb_s3.config import load_config
+    from ssb_s3.store import open_store
+
+    target = tmp_path / "target"
+    shutil.copytree(ROOT / "examples/local/images", target)
+    raw = yaml.safe_load((ROOT / "examples/local/tree.yml").read_text())
+    for product in raw["products"]:
+        product.pop("source", None)
+    raw["storage"] = {"conditional_writes": conditional}
+    (tmp_path / "tree.yml").write_text(yaml.safe_dump(raw))
+    return load_config(tmp_path / "tree.yml"), open_store(str(target))
+
+
+def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    from ssb_s3.store import LocalStore
+
+    writes: list[tuple[str, dict[str, Any]]] = []
+    original = LocalStore.write
+
+    def write(self: LocalStore, key: str, data: bytes, **kwargs: Any) -> str:
+        writes.append((key, kwargs))
+        return original(self, key, data, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "write", write)
+    return writes
+
+
+def test_a_registered_view_is_written_before_the_index_flip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssb_s3 import views
+    from ssb_s3.publish import publish
+
+    def products_txt(content: views.Content) -> views.View:  # a made-up view: one module, one registry line
+        body = "\n".join(sorted(content.catalog["products"])).encode()
+        return views.View("streams/v1/products.txt", body, content_type="text/plain", cache="images_json")
+
+    monkeypatch.setattr(views, "VIEWS", (*views.VIEWS, products_txt))
+    tree, store = local_tree(tmp_path)
+    writes = record_writes(monkeypatch)
+    report = publish(tree, store)
+    assert report.published and report.index_written
+    keys = [key for key, _ in writes]
+    assert keys.index("streams/v1/products.txt") < keys.index("streams/v1/index.json")
+    assert keys.index(report.catalog_key) < keys.index("streams/v1/index.json")
+    assert (tmp_path / "target/streams/v1/products.txt").read_text() == \
+        "sample:1.0:amd64:default\nsample:1.0:arm64:default"
+
+
+def test_no_conditional_header_anywhere_with_conditional_writes_false(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """ssb.json writes (publish --refresh-manifests, purge, refresh_manifest) used to send If-Match /
+    If-None-Match whatever storage.conditional_writes said."""
+    from ssb_s3.lease import LEASE_KEY
+    from ssb_s3.manifest import refresh_manifest
+    from ssb_s3.publish import PublishOptions, publish
+
+    tree, store = local_tree(tmp_path, conditional=False)
+    for product in tree.products:
+        (tmp_path / "target" / product.directory / "ssb.json").unlink()
+    writes = record_writes(monkeypatch)
+    report = publish(tree, store, PublishOptions(refresh_manifests=True))
+    assert report.published
+    (tmp_path / "target/sample/amd64/20260101_00:00/lxd.tar.xz").unlink()  # refresh drops this version
+    (tmp_path / "target/sample/amd64/20260101_00:00/rootfs.tar.xz").unlink()
+    refresh_manifest(store, tree, tree.products[0])
+    keys = {key for key, _ in writes}
+    assert {"sample/amd64/ssb.json", "sample/arm64/ssb.json", "streams/v1/index.json"} <= keys
+    conditional = [(key, kw) for key, kw in writes if key != LEASE_KEY
+                   and (kw.get("if_match") or kw.get("if_none_match"))]
+    assert conditional == []
