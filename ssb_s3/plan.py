@@ -35,7 +35,7 @@ from .config import StorageConfig, TreeConfig
 from .errors import MAX_LISTED, StoreError, capped
 from .problems import Problem, blamed
 from .retention import History, PurgePlan, catalog_paths, plan_purge, select_versions
-from .views import Content, View, render
+from .views import Content, View, index_view, render
 
 CONTRACT_SOURCE = "catalog built from the manifests"
 
@@ -436,18 +436,24 @@ def copies(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list
 
 def purge_plan(
     tree: TreeConfig, snap: Snapshot, checked: Checked, current_key: str, current: Mapping[str, Any], grace: int,
-    include_unpublished: bool = False,
+    include_unpublished: bool = False, only: set[str] | None = None,
 ) -> tuple[PurgePlan, History]:
-    """The purge as it will be once the index names `current_key` (and the history the index then holds)."""
+    """The purge as it will be once the index names `current_key` (and the history the index then holds).
+
+    An incremental publish (`only`) looks at its own products' folders only, and at the older
+    catalogs only when one of them has expired versions (needs_old_catalogs).
+    """
     served_key = snap.served_key
     history = History.from_index(snap.index)
     if served_key and all(e["catalog"] != served_key for e in history.entries):
         # served by an index without our history (first publish over another tool's tree)
         history.entries.append({"catalog": served_key, "since": snap.now, "until": None})
     history.record(current_key, snap.now)
-    catalogs: dict[str, Mapping[str, Any]] = {k: c for k, c in snap.catalogs.items() if k != current_key}
-    if snap.served is not None and served_key and served_key != current_key:
-        catalogs.setdefault(served_key, snap.served)
+    catalogs: dict[str, Mapping[str, Any]] = {}
+    if needs_old_catalogs(tree, snap.products, snap.now, only):
+        catalogs = {k: c for k, c in snap.catalogs.items() if k != current_key}
+        if snap.served is not None and served_key and served_key != current_key:
+            catalogs.setdefault(served_key, snap.served)
     catalogs[current_key] = current
     # Catalogs found gone leave the history the next index holds. Those this run deletes stay
     # until a later publish finds them gone: if this run stops before deleting them, the next
@@ -465,7 +471,7 @@ def grace_of(tree: TreeConfig, opts: PublishOptions) -> int:
 
 def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> tuple[PurgePlan, Plan | None]:
     """`purge`: the deletion step alone, the served catalog left as it is (None: nothing served),
-    with the index (its history updated) to write back."""
+    with the index (its history updated) to write back: the only view, nothing else is rewritten."""
     if snap.served is None:
         return PurgePlan(), None
     checked = check_products(tree, snap)
@@ -473,7 +479,7 @@ def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> t
                                opts.include_unpublished)
     content = Content(tree, snap.served, b"", snap.served_key, history.as_field())
     report = PublishReport(snap.served_key, False, opts.dry_run, {}, 0, [], 0, plan)
-    return plan, Plan(dict(snap.served), b"", snap.served_key, history, render(content), [], [], plan, [], [],
+    return plan, Plan(dict(snap.served), b"", snap.served_key, history, (index_view(content),), [], [], plan, [], [],
                       report, refused=False, catalog_changed=False)
 
 
@@ -489,7 +495,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         catalog, kept_previous = assemble(tree, checked, snap, opts, only)
         data = to_bytes(catalog)
     key = catalog_key(tree, data)
-    purge, history = purge_plan(tree, snap, checked, key, catalog, grace_of(tree, opts))
+    purge, history = purge_plan(tree, snap, checked, key, catalog, grace_of(tree, opts), only=only)
     changes, added = diff(snap.served, catalog)
     problems = checked.all_problems()
     report = PublishReport(

@@ -336,3 +336,24 @@ def test_no_conditional_header_anywhere_with_conditional_writes_false(tmp_path: 
     conditional = [(key, kw) for key, kw in writes if key != LEASE_KEY
                    and (kw.get("if_match") or kw.get("if_none_match"))]
     assert conditional == []
+
+
+def test_hooks_report_each_failed_product_with_its_own_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names matched as substrings used to blame 'a' for a problem of 'a:b'."""
+    from ssb_s3.hooks import republish
+    from ssb_s3.hooks.events import ProductChange
+    from ssb_s3.plan import PublishReport
+    from ssb_s3.retention import PurgePlan
+
+    tree = parse_config({"products": [
+        {"name": "a", "arch": "amd64", "release": "1", "os": "A", "directory": "a"},
+        {"name": "a:b", "arch": "arm64", "release": "1", "os": "A", "directory": "ab"}]}, "tree.yml")
+    problems = [Problem("a:b", "", "product a:b", "broken b"), Problem("a", "", "product a", "broken a")]
+    report = PublishReport("k", False, False, {}, 0, [], 0, PurgePlan(), problems=problems,
+                           failed_products=["a", "a:b"])
+    monkeypatch.setattr(republish, "publish", lambda *args, **kwargs: report)
+    monkeypatch.setattr(republish, "route", lambda *args: {
+        "a": ProductChange("a", manifest=True, artifacts=False),
+        "a:b": ProductChange("a:b", manifest=True, artifacts=False)})
+    outcome = republish.Republisher(tree, str(tmp_path)).handle([])
+    assert outcome.failed == {"a": "product a: broken a", "a:b": "product a:b: broken b"}
