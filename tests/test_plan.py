@@ -357,3 +357,19 @@ def test_hooks_report_each_failed_product_with_its_own_problem(tmp_path: Path, m
         "a:b": ProductChange("a:b", manifest=True, artifacts=False)})
     outcome = republish.Republisher(tree, str(tmp_path)).handle([])
     assert outcome.failed == {"a": "product a: broken a", "a:b": "product a:b: broken b"}
+
+
+def test_json_report_gives_each_problem_its_product_where_and_field(tmp_path: Path) -> None:
+    import json
+
+    local_tree(tmp_path)
+    (tmp_path / "target/sample/arm64/20260101_0000/lxd_combined.tar.gz").unlink()
+    out = run_cli("-q", "-c", str(tmp_path / "tree.yml"), "-t", str(tmp_path / "target"), "publish", "--json")
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    assert report["published"] is False and report["failed_products"] == ["sample:1.0:arm64:default"]
+    [detail] = report["problem_details"]
+    assert detail["product"] == "sample:1.0:arm64:default"
+    assert detail["field"] == "product sample:1.0:arm64:default version 20260101_0000 item lxd_combined.tar.gz"
+    assert detail["message"] == report["problems"][0]
+    assert f"  - {detail['message']}" in out.stderr  # the CLI's lines are the same messages
