@@ -19,6 +19,7 @@ from typing import Any
 from . import imagefiles
 from .config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from .manifest import version_name_problem, version_time
+from .problems import Problem, with_source
 from .schemas import schema_problems
 
 INDEX_KEY = "streams/v1/index.json"
@@ -207,107 +208,104 @@ def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list
 
 
 def contract_problems(catalog: Mapping[str, Any], source: str = "catalog") -> list[str]:
-    """Everything in `catalog` that a client would silently drop, choke on, or refuse on download."""
-    return [p for problems in contract_problems_by_product(catalog, source).values() for p in problems]
+    """Everything in `catalog` that a client would silently drop, choke on, or refuse on download
+    (as messages; contract_problems_by_product gives the Problems)."""
+    return [str(p) for problems in contract_problems_by_product(catalog, source).values() for p in problems]
 
 
 def contract_problems_by_product(
     catalog: Mapping[str, Any], source: str = "catalog", focus: set[str] | None = None
-) -> dict[str | None, list[str]]:
-    """contract_problems keyed by the product to blame (None: the whole catalog).
+) -> dict[str | None, list[Problem]]:
+    """Contract problems keyed by the product to blame (None: the whole catalog), each located in
+    `source` with the product (and version and item) as its field.
 
     `focus`: only these products changed (an incremental publish): the others were checked when
     they were published, so only their aliases and fingerprints are looked at, for collisions.
     """
-    found: dict[str | None, list[str]] = {}
+    found: dict[str | None, list[Problem]] = {}
     products: Mapping[str, Any] = catalog.get("products", {})
     if not isinstance(products, Mapping):
-        return {None: schema_problems(catalog, "products", source)}
+        return {None: with_source(schema_problems(catalog, "products", source), source)}
     checked = {n: p for n, p in products.items() if focus is None or n in focus}
     for name in sorted(checked) if schema_problems({**catalog, "products": checked}, "products", source) else ():
         typed = schema_problems({**catalog, "products": {name: products[name]}}, "products", source)
         if typed:
-            found[name] = typed  # wrong JSON types: one of them breaks the whole remote
+            found[name] = with_source(typed, source, name)  # wrong JSON types: one of them breaks the whole remote
     top = schema_problems({**catalog, "products": {}}, "products", source)
     if top:
-        found[None] = top
+        found[None] = with_source(top, source)
     if found:
         return found
     if not products:
-        return {None: [f"{source}: no product has a published version: nothing for clients to list"]}
-    problems: list[str] = []
+        return {None: [Problem(None, source, "", "no product has a published version: nothing for clients to list")]}
+
+    def blame(product: str, field: str, text: str) -> None:
+        found.setdefault(product, []).append(Problem(product, source, field, text))
+
     alias_owner: dict[tuple[str, str], str] = {}
-    fingerprints: dict[str, dict[str, str]] = {"LXD": {}, "Incus": {}}
+    fingerprints: dict[str, dict[str, tuple[str, str]]] = {"LXD": {}, "Incus": {}}  # -> (product, description)
     for pname in sorted(products):
         product = products[pname]
-        where = f"{source}: product {pname}"
+        where = f"product {pname}"
         arch = CANONICAL_ARCH.get(product["arch"])
         if pname not in checked:  # unchanged: only what could collide with a changed product
             for alias in product["aliases"].split(",") if product["aliases"] else ():
                 owner = alias_owner.setdefault((alias, arch or product["arch"]), pname)
                 if owner != pname and owner in checked:
-                    problems.append(f"{source}: product {owner}: alias '{alias}' for arch {product['arch']} "
-                                    f"is also claimed by {pname}")
+                    blame(owner, f"product {owner}", f"alias '{alias}' for arch {product['arch']} "
+                                                     f"is also claimed by {pname}")
             for vname, version in product["versions"].items():
                 for client, seen in fingerprints.items():
                     for fingerprint, what in _images_of_version(vname, version["items"], client):
-                        other = seen.setdefault(fingerprint, f"{pname} {vname} {what}")
-                        if other.split(" ", 1)[0] != pname and other.split(" ", 1)[0] in checked:
-                            problems.append(f"{source}: product {other.split(' ', 1)[0]}: fingerprint "
-                                            f"{fingerprint[:12]} also used by {pname} {vname} {what} "
-                                            f"({client} would refuse it: 'More than one match')")
+                        other, _ = seen.setdefault(fingerprint, (pname, f"{pname} {vname} {what}"))
+                        if other != pname and other in checked:
+                            blame(other, f"product {other}", f"fingerprint {fingerprint[:12]} also used by {pname} "
+                                                             f"{vname} {what} ({client} would refuse it: "
+                                                             "'More than one match')")
             continue
         if arch is None:
-            problems.append(f"{where}: arch '{product['arch']}' is unknown to LXD (the product would be hidden)")
+            blame(pname, where, f"arch '{product['arch']}' is unknown to LXD (the product would be hidden)")
         if product["aliases"]:
             for alias in product["aliases"].split(","):
                 if not alias or alias != alias.strip() or any(c.isspace() for c in alias):
-                    problems.append(f"{where}: aliases: blank or space in alias '{alias}' of '{product['aliases']}'")
+                    blame(pname, f"{where}: aliases", f"blank or space in alias '{alias}' of '{product['aliases']}'")
                     continue
                 owner = alias_owner.setdefault((alias, arch or product["arch"]), pname)
                 if owner != pname:
-                    problems.append(
-                        f"{where}: alias '{alias}' for arch {product['arch']} is already claimed by {owner}"
-                    )
+                    blame(pname, where, f"alias '{alias}' for arch {product['arch']} is already claimed by {owner}")
         for vname, version in sorted(product["versions"].items()):
             vwhere = f"{where} version {vname}"
             why = version_name_problem(vname)
             if why:
-                problems.append(f"{vwhere}: version name {why}; LXD would ignore it")
+                blame(pname, vwhere, f"version name {why}; LXD would ignore it")
             items = version["items"]
             for key, item in sorted(items.items()):
                 if item["ftype"] not in KNOWN_FTYPES:
-                    problems.append(f"{vwhere} item {key}: ftype '{item['ftype']}' is unknown to LXD and Incus "
-                                    f"(expected one of {', '.join(sorted(KNOWN_FTYPES))})")
+                    blame(pname, f"{vwhere} item {key}", f"ftype '{item['ftype']}' is unknown to LXD and Incus "
+                                                          f"(expected one of {', '.join(sorted(KNOWN_FTYPES))})")
                 path_why = _path_problem(item.get("path"))
                 if path_why:
-                    problems.append(f"{vwhere} item {key}: {path_why}")
+                    blame(pname, f"{vwhere} item {key}", path_why)
                 if not re.fullmatch(r"[0-9a-f]{64}", str(item.get("sha256", ""))):
-                    problems.append(f"{vwhere} item {key}: sha256 missing or not 64 hex digits")
+                    blame(pname, f"{vwhere} item {key}", "sha256 missing or not 64 hex digits")
             for key, item in sorted(items.items()):
                 if item["ftype"] not in ("lxd.tar.xz", "incus.tar.xz"):
                     continue
                 for root_key, root in sorted(items.items()):
                     field = ROOT_COMBINED_FIELD.get(root["ftype"])
                     if field and not item.get(field):
-                        problems.append(
-                            f"{vwhere} item {key}: {field} missing for {root_key} (the image would be dropped)"
-                        )
+                        blame(pname, f"{vwhere} item {key}",
+                              f"{field} missing for {root_key} (the image would be dropped)")
             is_lxc_only = not any(i["ftype"] in ("lxd.tar.xz", "incus.tar.xz", "lxd_combined.tar.gz",
                                                  "incus_combined.tar.gz") for i in items.values())
             for client, seen in fingerprints.items():
                 images = _images_of_version(vname, items, client)
                 if not images and not is_lxc_only:
-                    problems.append(f"{vwhere}: no image that {client} can use")
+                    blame(pname, vwhere, f"no image that {client} can use")
                 for fingerprint, what in images:
                     here = f"{pname} {vname} {what}"
-                    other = seen.setdefault(fingerprint, here)
+                    _, other = seen.setdefault(fingerprint, (pname, here))
                     if other != here:
-                        problems.append(
-                            f"{vwhere}: fingerprint {fingerprint[:12]} also used by {other} "
-                            f"({client} would refuse it: 'More than one match')"
-                        )
-    for problem in problems:
-        blamed = re.match(rf"{re.escape(source)}: product (\S+)", problem)
-        found.setdefault(blamed.group(1) if blamed else None, []).append(problem)
+                        blame(pname, vwhere, f"fingerprint {fingerprint[:12]} also used by {other} "
+                                             f"({client} would refuse it: 'More than one match')")
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
@@ -17,16 +18,17 @@ import yaml
 from . import __version__, httpread
 from .build import BuildRequest, cleanup, gather, resolve_image_file, run_builder
 from .build import staging_dir as build_staging_dir
-from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
 from .config import StorageConfig, TreeConfig, config_as_dict, endpoint_url_problem, load_config, parse_duration
 from .errors import ProblemsFound, SSBError, StoreError, capped
 from .ingest import ingest_version
 from .lease import force_unlock
 from .manifest import build_manifest, manifest_bytes, read_manifest, refresh_manifest
-from .publish import PublishOptions, PublishRefused, PublishReport, assemble, dump_json, publish, purge, read_tree
+from .publish import PublishOptions, PublishRefused, PublishReport, check_tree, dump_json, publish, purge
 from .purge import PurgePlan
 from .store import HttpStore, Store, open_store
+from .tree import Tree
 from .verify import verify
+from .views import images_json_view, index_view, seed_content
 
 log = logging.getLogger("ssb_s3")
 
@@ -183,16 +185,15 @@ def build_versions_manifest_cmd(settings: Settings, name: str, source: str | Non
 
 
 def _checked_tree(settings: Settings, source: str | None,
-                  refused: str = "refused, nothing was written") -> tuple[TreeConfig, Any]:
+                  refused: str = "refused, nothing was written") -> tuple[TreeConfig, dict[str, Any]]:
     tree = settings.tree
     opts = PublishOptions(apikey=settings.apikey, storage=settings.storage)
-    state = read_tree(tree, settings.store(source), opts)
-    state.catalog, _ = assemble(tree, state, None, opts)
-    for warning in state.warnings:
+    catalog, problems, warnings = check_tree(tree, settings.store(source), opts)
+    for warning in warnings:
         log.warning("%s", warning)
-    if state.problems:
-        raise ProblemsFound(refused, state.all_problems())
-    return tree, state
+    if problems:
+        raise ProblemsFound(refused, problems)
+    return tree, catalog
 
 
 def _grace(value: str | None, option: str = "--grace") -> int | None:
@@ -248,14 +249,14 @@ def build_images_file_cmd(settings: Settings, source: str | None, stdout: bool) 
     The catalog is checked against what the LXD and Incus clients accept before it is written.
     Same manifests give byte-identical output.
     """
-    tree, state = _checked_tree(settings, source)
+    tree, catalog = _checked_tree(settings, source)
     if stdout:
-        click.echo(dump_json(state.catalog))
+        click.echo(dump_json(catalog))
         return
     target = settings.store()
-    key = plain_catalog_key(tree)
-    target.write(key, to_bytes(state.catalog), cache_control=tree.cache_control.images_json)
-    click.echo(f"wrote {target.describe(key)}", err=True)
+    view = images_json_view(seed_content(tree, catalog))
+    Tree(tree, target).write_view(view)
+    click.echo(f"wrote {target.describe(view.key)}", err=True)
 
 
 @cli.command("build-index")
@@ -268,14 +269,14 @@ def build_index_cmd(settings: Settings, source: str | None, stdout: bool) -> Non
     `publish` does this and build-images-file in the safe order; use these two for step-by-step
     pipelines.
     """
-    tree, state = _checked_tree(settings, source)
-    index = build_index(tree, state.catalog, plain_catalog_key(tree))
+    tree, catalog = _checked_tree(settings, source)
+    view = index_view(seed_content(tree, catalog))
     if stdout:
-        click.echo(dump_json(index))
+        click.echo(dump_json(json.loads(view.data)))
         return
     target = settings.store()
-    target.write(INDEX_KEY, to_bytes(index), cache_control=tree.cache_control.index)
-    click.echo(f"wrote {target.describe(INDEX_KEY)}", err=True)
+    Tree(tree, target).write_view(view)
+    click.echo(f"wrote {target.describe(view.key)}", err=True)
 
 
 @cli.command("validate")
@@ -286,9 +287,9 @@ def validate_cmd(settings: Settings, source: str | None) -> None:
 
     Exits 1 if there is any problem. Nothing is written.
     """
-    tree, state = _checked_tree(settings, source, refused="not valid, publish would refuse this tree")
-    versions = sum(len(p["versions"]) for p in state.catalog["products"].values())
-    click.echo(f"OK: {len(state.catalog['products'])} products, {versions} versions, "
+    tree, catalog = _checked_tree(settings, source, refused="not valid, publish would refuse this tree")
+    versions = sum(len(p["versions"]) for p in catalog["products"].values())
+    click.echo(f"OK: {len(catalog['products'])} products, {versions} versions, "
                f"{len(tree.products)} in tree.yml")
 
 
@@ -354,7 +355,8 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
     else:
         _print_report(report, settings.quiet)
     if report.problems:
-        _fail(["error: some products were not updated:", *(f"  - {p}" for p in capped(report.problems))])
+        problems = capped([str(p) for p in report.problems])
+        _fail(["error: some products were not updated:", *(f"  - {p}" for p in problems)])
 
 
 @cli.command("build-product")

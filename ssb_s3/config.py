@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 from .errors import ConfigError, ProblemsFound
+from .problems import Problem, with_source
 from .schemas import schema_problems
 
 # Architecture names the LXD 5.0 client knows (shared/osarch), by the canonical name it maps
@@ -296,30 +297,32 @@ def _resolve_source(source: str, source_file: str) -> str:
     return str(Path(source_file).parent / source)
 
 
-def _product_problems(raw_products: Any, source_file: str) -> list[str]:
+def _product_problems(raw_products: Any, source_file: str) -> list[Problem]:
     """What the schema cannot say; runs even when the schema found problems, so all are listed at once."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     seen_names: dict[str, int] = {}
     seen_dirs: dict[str, int] = {}
     seen_aliases: dict[tuple[str, str], tuple[int, str]] = {}
     for idx, raw in enumerate(raw_products if isinstance(raw_products, list) else ()):
         if not isinstance(raw, Mapping):
             continue
-        where = f"{source_file}: products[{idx}]"
+        where = f"products[{idx}]"
+
+        def add(field: str, text: str, where: str = where) -> None:
+            problems.append(Problem(None, source_file, f"{where}{field}", text))
+
         arch, name, directory = raw.get("arch"), raw.get("name"), raw.get("directory")
         if isinstance(arch, str) and arch and arch not in KNOWN_ARCHES:
-            problems.append(
-                f"{where}.arch: '{arch}' is not an architecture LXD knows "
-                f"(use one of amd64, x86_64, arm64, aarch64, armhf, i386, ppc64el, s390x, riscv64)"
-            )
+            add(".arch", f"'{arch}' is not an architecture LXD knows "
+                f"(use one of amd64, x86_64, arm64, aarch64, armhf, i386, ppc64el, s390x, riscv64)")
         if isinstance(name, str):
             if name in seen_names:
-                problems.append(f"{where}.name: '{name}' is already used by products[{seen_names[name]}]")
+                add(".name", f"'{name}' is already used by products[{seen_names[name]}]")
             seen_names.setdefault(name, idx)
         if isinstance(directory, str):
             directory = _clean_relative(directory)
             if directory in seen_dirs:
-                problems.append(f"{where}.directory: '{directory}' is already used by products[{seen_dirs[directory]}]")
+                add(".directory", f"'{directory}' is already used by products[{seen_dirs[directory]}]")
             seen_dirs.setdefault(directory, idx)
         aliases = raw.get("aliases", ())
         if isinstance(arch, str) and isinstance(aliases, list) and raw.get("hidden") is not True:
@@ -327,24 +330,24 @@ def _product_problems(raw_products: Any, source_file: str) -> list[str]:
             for alias in (a for a in aliases if isinstance(a, str)):
                 owner = claim_alias(seen_aliases, alias, arch, (idx, str(name)))
                 if owner[0] != idx:
-                    problems.append(f"{where}.aliases: '{alias}' for arch {canonical} is already claimed by "
+                    add(".aliases", f"'{alias}' for arch {canonical} is already claimed by "
                                     f"{owner[1]} (products[{owner[0]}]); LXD would show only one of them")
         eol = raw.get("support_eol")
         if isinstance(eol, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", eol):
             try:
                 datetime.strptime(eol, "%Y-%m-%d")
             except ValueError:
-                problems.append(f"{where}.support_eol: '{eol}' is not a real calendar date, expected YYYY-MM-DD")
+                add(".support_eol", f"'{eol}' is not a real calendar date, expected YYYY-MM-DD")
         if raw.get("source") and raw.get("prefix_path"):
-            problems.append(f"{where}: set either 'source' or 'prefix_path', not both")
+            add("", "set either 'source' or 'prefix_path', not both")
     return problems
 
 
-def _storage_problems(storage: Any, source_file: str) -> list[str]:
+def _storage_problems(storage: Any, source_file: str) -> list[Problem]:
     """storage.endpoint_url beyond the schema's ^https?:// (e.g. 'http://' alone, a bad port)."""
     url = storage.get("endpoint_url") if isinstance(storage, Mapping) else None
     problem = endpoint_url_problem(url) if isinstance(url, str) and url.startswith(("http://", "https://")) else None
-    return [f"{source_file}: storage.endpoint_url: '{url}' is not valid, {problem}"] if problem else []
+    return [Problem(None, source_file, "storage.endpoint_url", f"'{url}' is not valid, {problem}")] if problem else []
 
 
 def parse_config(data: Any, source_file: str) -> TreeConfig:
@@ -353,7 +356,8 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         raise ConfigError(f"{source_file}: the file is empty, expected a mapping with 'products'")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source_file}: expected a mapping at the top level")
-    problems = (schema_problems(data, "tree", source_file) + _product_problems(data.get("products"), source_file)
+    problems = (with_source(schema_problems(data, "tree", source_file), source_file)
+                + _product_problems(data.get("products"), source_file)
                 + _storage_problems(data.get("storage"), source_file))
     if problems:
         raise ProblemsFound(f"{source_file} is not a valid tree.yml", problems)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .problems import Problem, as_problem
+
 
 class SSBError(Exception):
     """Base of every error the user can act on; its text names the file, the field and the fix."""
@@ -47,10 +49,10 @@ class ProblemsFound(SSBError):
     """Several independent problems, all counted so that one run shows everything to fix; the
     first MAX_LISTED are listed."""
 
-    def __init__(self, what: str, problems: Iterable[str]) -> None:
-        self.problems = list(problems)
+    def __init__(self, what: str, problems: Iterable[Problem | str]) -> None:
+        self.problems: list[Problem] = [as_problem(p) for p in problems]
         self.what = what
         super().__init__(f"{what}: {len(self.problems)} problem(s)")
 
     def lines(self) -> list[str]:
-        return [str(self), *(f"  - {p}" for p in capped(self.problems))]
+        return [str(self), *(f"  - {p}" for p in capped([str(p) for p in self.problems]))]

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .config import ProductConfig, TreeConfig
-from .errors import ManifestError, NotFound, PreconditionFailed, StoreError
+from .errors import ManifestError, NotFound, StoreError
 from .httpread import parse_json
 from .imagefiles import IMAGE_FILES, VersionHasher, is_complete, truncation_problem, upload_order
 from .schemas import schema_problems
@@ -289,28 +289,13 @@ def update_manifest(
     *,
     what: str,
     attempts: int = 10,
-    conditional: bool = True,
+    conditional: bool | None = None,
 ) -> bool:
-    """The one way ssb.json is changed: read it, apply `change`, write it back If-Match its ETag
-    (If-None-Match when new); on a conflict re-read and redo, so no concurrent update is lost.
+    """The read-modify-write of ssb.json: ssb_s3.tree.update_manifest, which owns the tree's keys and
+    turns storage.conditional_writes into If-Match / If-None-Match (None: tree.yml's setting)."""
+    from .tree import update_manifest as owner  # the tree layer sits above this module
 
-    `change` gets the current manifest (None if there is none) and returns the new one, or None
-    when there is nothing to write. Returns whether something was written.
-    """
-    key = tree.manifest_key(product)
-    for _ in range(attempts):
-        current, etag = read_manifest(store, tree, product)
-        new = change(current)
-        if new is None:
-            return False
-        try:
-            store.write(key, manifest_bytes(new), cache_control=tree.cache_control.manifest,
-                        if_match=(etag or None) if conditional else None,
-                        if_none_match=conditional and not etag)
-            return True
-        except PreconditionFailed:
-            log.info("%s: ssb.json changed meanwhile (another writer), %s again", product.name, what)
-    raise ManifestError(f"{store.describe(key)}: changed by someone else {attempts} times in a row while {what}")
+    return owner(store, tree, product, change, what=what, attempts=attempts, conditional=conditional)
 
 
 def refresh_manifest(

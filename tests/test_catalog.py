@@ -94,7 +94,8 @@ def two_products(**second: Any) -> dict[str, Any]:
 def test_alias_collision_across_arch_spellings() -> None:
     with pytest.raises(ProblemsFound) as refused:  # tree.yml refuses it first ...
         two_products(aliases=["x"])
-    assert "products[1].aliases: 'x' for arch x86_64 is already claimed by a (products[0])" in refused.value.problems[0]
+    assert ("products[1].aliases: 'x' for arch x86_64 is already claimed by a (products[0])"
+            in str(refused.value.problems[0]))
     catalog = two_products(aliases=["y"])
     assert contract_problems(catalog) == []
     catalog["products"]["b"]["aliases"] = "x"  # ... and the catalog check, for manifests from elsewhere

@@ -91,7 +91,7 @@ products:
 def problems_of(tmp_path: Path, text: str) -> list[str]:
     with pytest.raises(ProblemsFound) as info:
         load_config(write(tmp_path, text))
-    return info.value.problems
+    return [str(p) for p in info.value.problems]
 
 
 PRODUCT = "  - {name: a, arch: amd64, release: '1', os: A, directory: a"

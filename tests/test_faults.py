@@ -389,7 +389,7 @@ def proxy_for(server: S3Server, plan: FaultPlan) -> Iterator[FaultProxy]:
 
 def check_failure(exc: SSBError, server: S3Server) -> str:
     """A refused or failed publish: one clear line (plus one per problem), no credentials."""
-    lines = [str(exc), *exc.problems] if isinstance(exc, ProblemsFound) else [str(exc)]
+    lines = [str(exc), *map(str, exc.problems)] if isinstance(exc, ProblemsFound) else [str(exc)]
     for line in lines:
         assert line.strip() and "\n" not in line and len(line) < 600, repr(line)
         assert server.secret_key not in line and server.access_key not in line, line

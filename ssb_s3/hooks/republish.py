@@ -92,10 +92,9 @@ class Republisher:
         finally:
             self.publishes += 1
         outcome.report = report
-        for problem in report.problems:
-            for name in report.failed_products:
-                if name in problem:
-                    outcome.failed.setdefault(name, problem)
+        for problem in report.problems:  # each blames its product by name: no message is parsed
+            if problem.product in report.failed_products:
+                outcome.failed.setdefault(problem.product, str(problem))
         for name in report.failed_products:
             outcome.failed.setdefault(name, "invalid; its last published entry was kept")
         outcome.products = sorted(wanted - set(outcome.failed))

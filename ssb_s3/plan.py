@@ -1,0 +1,517 @@
+"""The pure plan: a snapshot of what was read in, the plan of what to write out.
+
+No store, no boto3, no clock, no I/O: the same Snapshot and options always give the same Plan.
+ssb_s3.tree reads the Snapshot and commits the Plan; ssb_s3.publish only sequences the two.
+
+Decisions made here, and only here:
+- retention: the newest `days` versions, minus those older than `max_age` (ssb_s3.retention);
+- checks: item paths stay in their product's version folder, every kept file is in the listing
+  with its declared size, published files never change, the client contract (catalog.py);
+- keep-going: an invalid product keeps its previously published entry (or is left out), until
+  no new problem is found; a problem that blames no product always refuses;
+- incremental (`only`): every other product keeps its published entry as it is, unchecked but
+  for collisions with the changed ones;
+- emptying a product (max_age) or the whole tree needs `force`;
+- the purge plan (grace, history) and the views to write (ssb_s3.views).
+Every problem is a Problem whose `product` says whom it blames; no message is parsed back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .catalog import (
+    _path_problem,
+    assemble_catalog,
+    catalog_key,
+    catalog_product,
+    contract_problems_by_product,
+    no_gc,
+    to_bytes,
+)
+from .config import StorageConfig, TreeConfig
+from .errors import MAX_LISTED, StoreError, capped
+from .problems import Problem, blamed
+from .retention import History, PurgePlan, catalog_paths, plan_purge, select_versions
+from .views import Content, View, index_view, render
+
+CONTRACT_SOURCE = "catalog built from the manifests"
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """Everything a publish can be asked; the CLI fills it from flags, tests directly."""
+
+    apikey: str | None = None
+    storage: StorageConfig | None = None
+    refresh_manifests: bool = False
+    rehash: bool = False
+    dry_run: bool = False
+    keep_going: bool = False
+    force: bool = False
+    skip_purge: bool = False
+    grace: int | None = None  # None: tree.yml's grace
+    lock_timeout: float = 600.0
+    cloudfront_distribution: str | None = None
+    include_unpublished: bool = False  # purge: also expired versions no catalog of ours ever named
+    quiet: bool = False  # no progress lines
+
+
+@dataclass
+class PublishReport:
+    """What a publish did (or, with dry_run, would do)."""
+
+    catalog_key: str
+    index_written: bool
+    dry_run: bool
+    changes: dict[str, dict[str, Any]]
+    bytes_added: int
+    products: list[str]
+    versions: int
+    purge: PurgePlan
+    copied: list[str] = field(default_factory=list)
+    kept_previous: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    invalidation: str | None = None
+    failed_products: list[str] = field(default_factory=list)  # with --keep-going: not updated
+    published: bool = False  # the publish went through: index.json names this catalog (False: dry run, refused)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "published": self.published,
+            "dry_run": self.dry_run,
+            "catalog": self.catalog_key,
+            "index_written": self.index_written,
+            "products": self.products,
+            "versions": self.versions,
+            "changes": self.changes,
+            "bytes_added": self.bytes_added,
+            "copied": self.copied,
+            "purge": self.purge.as_dict(),
+            "kept_previous_entry": self.kept_previous,
+            "problems": capped([str(p) for p in self.problems]),  # the first MAX_LISTED, then '… and N more'
+            "problems_count": len(self.problems),
+            "problem_details": [p.as_dict() for p in self.problems[:MAX_LISTED]],  # product, where, field, text
+            "warnings": self.warnings,
+            "cloudfront_invalidation": self.invalidation,
+            "failed_products": self.failed_products,
+        }
+
+
+class Namer(Protocol):
+    """How a store names its keys in messages (a Store is one)."""
+
+    def describe(self, key: str) -> str: ...
+
+    def absent_reason(self, key: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class ProductRead:
+    """What was read for one product. manifest None and error None: it has no ssb.json yet.
+    listing: its store's files (None: not listed, e.g. hidden); refreshed: --refresh-manifests
+    rebuilt the manifest, to be written back If-Match `etag` once the publish is known valid."""
+
+    location: str  # where its ssb.json was read, as users name it
+    names: Namer  # its store (the target, or its `source`)
+    manifest: Mapping[str, Any] | None = None
+    error: Problem | None = None
+    listing: Mapping[str, int] | None = None
+    refreshed: bool = False
+    etag: str = ""
+    foreign: bool = False  # its files live in another store than the tree: copied in
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a publish (or a purge) reads before deciding, and the time it decides at."""
+
+    now: float
+    index: bytes = b""  # index.json as served ("" before a first publish, or when it is unusable)
+    etag: str = ""
+    served_key: str = ""  # the catalog it names ("" when there is none usable)
+    served: Mapping[str, Any] | None = None
+    products: Mapping[str, ProductRead] = field(default_factory=dict)
+    tree_listing: Mapping[str, int] = field(default_factory=dict)  # the tree's files the purge looks at
+    catalogs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # older catalogs found
+    catalogs_missing: frozenset[str] = frozenset()  # older catalogs the history names, found gone
+
+
+@dataclass(frozen=True)
+class ManifestWrite:
+    """A refreshed ssb.json to write back If-Match `etag` (If-None-Match when new)."""
+
+    product: str
+    manifest: Mapping[str, Any]
+    etag: str
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A file of a product that lives in another store, to copy into the tree (create-only)."""
+
+    product: str
+    path: str
+    size: int
+
+
+@dataclass
+class Plan:
+    """What a publish writes, in order: manifest updates, copies, views (index last), purge."""
+
+    catalog: dict[str, Any]
+    catalog_bytes: bytes
+    catalog_key: str
+    history: History
+    views: tuple[View, ...]
+    manifest_writes: list[ManifestWrite]
+    copies: list[Copy]
+    purge: PurgePlan
+    problems: list[Problem]
+    warnings: list[str]
+    report: PublishReport
+    refused: bool  # problems that stop the publish (without keep-going, or blaming no product)
+    catalog_changed: bool  # the views differ from what is served: write them
+
+    @property
+    def index(self) -> View:
+        return next(v for v in self.views if v.is_index)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks of one product's manifest
+
+
+def version_folder(product_dir: str, version: str) -> str:
+    """The folder every item of `version` must lie in, with its trailing '/'."""
+    return f"{product_dir}/{version}/"
+
+
+def item_path_problem(path: Any, folder: str) -> str | None:
+    """Why an item path is not a plain relative path inside `folder` (None: it is)."""
+    why = _path_problem(path)
+    if why is None and not str(path).startswith(folder):
+        why = f"path '{path}' is outside the product's folder: expected a path under '{folder}'"
+    return why
+
+
+def item_path_problems(manifest: Mapping[str, Any], product_dir: str, location: str, product: str) -> list[Problem]:
+    """Item paths that leave their product: each must be a plain relative path under
+    <product_dir>/<VERSION>/ for the version naming it (the layout the scanner writes), whatever
+    the manifest's origin (the tree, a `source` store, a `prefix_path` URL). A path elsewhere
+    would let one product's ssb.json serve, copy over or shadow another product's files."""
+    problems = []
+    for vname, version in sorted(manifest["versions"].items()):
+        for key, item in sorted(version.get("items", {}).items()):
+            why = item_path_problem(item.get("path"), version_folder(product_dir, vname))
+            if why:
+                problems.append(Problem(product, location, f"product {product} version {vname} item {key}", why))
+    return problems
+
+
+def file_problems(manifest: Mapping[str, Any], versions: list[str], listing: Mapping[str, int], names: Namer,
+                  product: str, product_dir: str) -> list[Problem]:
+    """Every file a kept version names must exist in the listing with the declared size (items whose
+    path leaves the product are `item_path_problems`, never looked up)."""
+    problems = []
+    for vname in versions:
+        for key, item in sorted(manifest["versions"][vname].get("items", {}).items()):
+            path = item.get("path", "")
+            if item_path_problem(path, version_folder(product_dir, vname)):
+                continue
+            size = listing.get(path)
+            where = f"product {product} version {vname} item {key}"
+            if size is None:
+                problems.append(Problem(product, "", where, f"{names.describe(path)} {names.absent_reason(path)}"))
+            elif size != item.get("size"):
+                problems.append(Problem(product, "", where,
+                                        f"{names.describe(path)} is {size} bytes, ssb.json says {item.get('size')}"))
+    return problems
+
+
+@dataclass
+class Checked:
+    """The products' manifests after retention and the per-product checks (built here, then read)."""
+
+    manifests: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    kept: dict[str, list[str]] = field(default_factory=dict)
+    expired: dict[str, list[str]] = field(default_factory=dict)
+    problems: dict[str | None, list[Problem]] = field(default_factory=dict)  # None: not a product's fault
+    warnings: list[str] = field(default_factory=list)
+
+    def blame(self, problem: Problem) -> None:
+        self.problems.setdefault(problem.product, []).append(problem)
+
+    def all_problems(self) -> list[Problem]:
+        return [p for problems in self.problems.values() for p in problems]
+
+
+def check_products(tree: TreeConfig, snap: Snapshot) -> Checked:
+    """Retention and the per-product checks of every product the snapshot read (in tree.yml order)."""
+    checked = Checked()
+    for product in tree.products:
+        read = snap.products.get(product.name)
+        if read is None:
+            continue
+        if read.error is not None:
+            checked.blame(read.error)
+            continue
+        manifest = read.manifest
+        if manifest is None:
+            checked.warnings.append(
+                f"product {product.name}: no {read.names.describe(tree.manifest_key(product))} yet "
+                "(run build-versions-manifest or publish --refresh-manifests); not published")
+            continue
+        product_dir = tree.product_dir(product)
+        # Before anything reads, lists or copies what the manifest names, whatever its origin.
+        for problem in item_path_problems(manifest, product_dir, read.location, product.name):
+            checked.blame(problem)
+        checked.manifests[product.name] = manifest
+        kept, expired = select_versions(manifest["versions"], product.days, product.max_age, snap.now)
+        checked.kept[product.name], checked.expired[product.name] = kept, expired
+        if product.hidden:
+            continue
+        if not manifest["versions"]:
+            checked.warnings.append(f"product {product.name}: no complete version yet; not published")
+        for problem in file_problems(manifest, kept, read.listing or {}, read.names, product.name, product_dir):
+            checked.blame(problem)
+    return checked
+
+
+def needs_old_catalogs(tree: TreeConfig, products: Mapping[str, ProductRead], now: float,
+                       only: set[str] | None) -> bool:
+    """Whether the purge needs the older catalogs the history names: always for a full publish; for
+    an incremental one only when one of its products has expired versions (its request count stays
+    flat otherwise)."""
+    if only is None:
+        return True
+    for name in only:
+        read = products.get(name)
+        if read is not None and read.manifest is not None:
+            product = tree.product(name)
+            if select_versions(read.manifest["versions"], product.days, product.max_age, now)[1]:
+                return True
+    return False
+
+
+# ----------------------------------------------------------------------------------------------
+# The catalog
+
+
+def assemble(
+    tree: TreeConfig, checked: Checked, snap: Snapshot, opts: PublishOptions, only: set[str] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The catalog to publish, plus the products that kept their previous entry (--keep-going);
+    problems found go to `checked`.
+
+    With `only`, every other product keeps its published entry as it is (incremental publish).
+    """
+    old_products: Mapping[str, Any] = (snap.served or {}).get("products", {})
+    entries: dict[str, Any] = {
+        p.name: old_products[p.name] for p in tree.products
+        if only is not None and p.name not in only and not p.hidden and p.name in old_products
+    }  # fmt: skip
+    located = {name: read.location for name, read in snap.products.items()}
+
+    def locate(problem: Problem) -> Problem:
+        """Name the ssb.json a contract problem comes from, not the catalog built from it."""
+        name = problem.product
+        return problem.located(located[name]) if name in located and problem.where == CONTRACT_SOURCE else problem
+
+    for product in tree.products:
+        manifest = checked.manifests.get(product.name)
+        if product.hidden or (only is not None and product.name not in only):
+            continue
+        if manifest is None:
+            if product.name in old_products and product.name not in checked.problems:
+                checked.blame(Problem(product.name, "", "", (
+                    f"product {product.name} is published but its ssb.json is missing "
+                    f"({located.get(product.name, tree.manifest_key(product))}): "
+                    "restore it, or remove the product from tree.yml to unpublish it")))  # fmt: skip
+            continue
+        kept = checked.kept[product.name]
+        if not kept and manifest["versions"] and product.name in old_products and not opts.force:
+            checked.blame(Problem(product.name, "", f"product {product.name}",
+                                  "max_age would remove every version; refusing to empty a product without --force"))
+        entries[product.name] = catalog_product(product, manifest, kept)
+        _refuse_changed_files(checked, snap, product.name, old_products.get(product.name, {}),
+                              entries[product.name], kept)
+    # First every product's own new entry, so that every problem is listed at once ...
+    first = contract_problems_by_product(assemble_catalog(tree, entries), CONTRACT_SOURCE, focus=only)
+    for name, problems in first.items():
+        if name is not None:
+            for problem in map(locate, problems):
+                if problem not in checked.problems.get(name, []):
+                    checked.blame(problem)
+    # ... then without the invalid ones (or with their previous entry), until nothing new is found.
+    kept_previous: list[str] = []
+    for _ in range(len(tree.products) + 1):
+        for name in [n for n in checked.problems if n is not None]:
+            if opts.keep_going and name in old_products:
+                entries[name] = old_products[name]
+                if name not in kept_previous:
+                    kept_previous.append(name)
+            else:
+                entries.pop(name, None)
+        catalog = assemble_catalog(tree, entries)
+        if not checked.problems and not first:
+            break  # the catalog just checked, unchanged: nothing more to find
+        by_product = contract_problems_by_product(catalog, CONTRACT_SOURCE, focus=only)
+        if not catalog["products"] and (opts.force or any(n is not None for n in checked.problems)):
+            by_product.pop(None, None)  # an empty catalog is a consequence, not another problem
+        fresh = {name: p for name, p in by_product.items() if name not in checked.problems}
+        for problems in fresh.values():
+            for problem in problems:
+                checked.blame(locate(problem))
+        if not fresh or not opts.keep_going:
+            break
+    if old_products and not catalog["products"] and not opts.force and not checked.problems:
+        checked.blame(Problem(None, "", "", "the new catalog would have no product at all: "
+                                            "refusing to empty the tree without --force"))
+    return catalog, sorted(kept_previous)
+
+
+def _refuse_changed_files(checked: Checked, snap: Snapshot, name: str, old_entry: Mapping[str, Any],
+                          entry: Mapping[str, Any], kept: list[str]) -> None:
+    """Published files never change: a kept version whose item differs from what was published is refused."""
+    published = old_entry.get("versions", {})
+    for vname in (v for v in kept if v in published):
+        now_items = entry["versions"][vname]["items"]
+        for key, was in sorted(published[vname].get("items", {}).items()):
+            now = now_items.get(key, {})
+            if (was.get("size"), was.get("sha256")) != (now.get("size"), now.get("sha256")):
+                checked.blame(Problem(name, snap.products[name].names.describe(str(was.get("path"))), "", (
+                    f"item {key} of version {vname} changed since it was published ({was.get('size')} -> "
+                    f"{now.get('size')} bytes): published files never change; upload a new version instead")))
+
+
+def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], int]:
+    """Per product: versions added and removed; and bytes of files that the new catalog adds."""
+    old_products: Mapping[str, Any] = (old or {}).get("products", {})
+    changes: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(old_products) | set(new["products"])):
+        before = set(old_products.get(name, {}).get("versions", {}))
+        after = set(new["products"].get(name, {}).get("versions", {}))
+        if before != after:
+            changes[name] = {"added": sorted(after - before), "removed": sorted(before - after),
+                             "versions": len(after)}
+    old_paths = catalog_paths(old or {})
+    sizes = {
+        item["path"]: item["size"]
+        for product in new["products"].values()
+        for version in product["versions"].values()
+        for item in version["items"].values()
+    }
+    return changes, sum(size for path, size in sizes.items() if path not in old_paths)
+
+
+def copies(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list[Copy]:
+    """Files of products that live in another bucket, which clients need under our base URL.
+
+    Only into the product's own version folders (the checks refused the rest; this holds even for
+    an entry kept from a catalog published before that check): a path outside them refuses the
+    publish before anything is written. Two items may share a path: one copy.
+    """
+    wanted: dict[str, Copy] = {}
+    for name, read in snap.products.items():
+        if not read.foreign or name not in catalog["products"]:
+            continue
+        product_dir = tree.product_dir(tree.product(name))
+        for vname, version in catalog["products"][name]["versions"].items():
+            for key, item in version["items"].items():
+                why = item_path_problem(item["path"], version_folder(product_dir, vname))
+                if why:
+                    raise StoreError(f"product {name} version {vname} item {key}: {why}: refusing to copy it "
+                                     f"from {read.names.describe('').rstrip('/')} into the tree")
+                wanted.setdefault(item["path"], Copy(name, item["path"], item["size"]))
+    return list(wanted.values())
+
+
+# ----------------------------------------------------------------------------------------------
+# Purge
+
+
+def purge_plan(
+    tree: TreeConfig, snap: Snapshot, checked: Checked, current_key: str, current: Mapping[str, Any], grace: int,
+    include_unpublished: bool = False, only: set[str] | None = None,
+) -> tuple[PurgePlan, History]:
+    """The purge as it will be once the index names `current_key` (and the history the index then holds).
+
+    An incremental publish (`only`) looks at its own products' folders only, and at the older
+    catalogs only when one of them has expired versions (needs_old_catalogs).
+    """
+    served_key = snap.served_key
+    history = History.from_index(snap.index)
+    if served_key and all(e["catalog"] != served_key for e in history.entries):
+        # served by an index without our history (first publish over another tool's tree)
+        history.entries.append({"catalog": served_key, "since": snap.now, "until": None})
+    history.record(current_key, snap.now)
+    catalogs: dict[str, Mapping[str, Any]] = {}
+    if needs_old_catalogs(tree, snap.products, snap.now, only):
+        catalogs = {k: c for k, c in snap.catalogs.items() if k != current_key}
+        if snap.served is not None and served_key and served_key != current_key:
+            catalogs.setdefault(served_key, snap.served)
+    catalogs[current_key] = current
+    # Catalogs found gone leave the history the next index holds. Those this run deletes stay
+    # until a later publish finds them gone: if this run stops before deleting them, the next
+    # one still knows what they named, and purges it.
+    history.forget(snap.catalogs_missing - {current_key})
+    plan = plan_purge(tree, expired=checked.expired, kept=checked.kept, current_key=current_key, history=history,
+                      catalogs=catalogs, listing=snap.tree_listing, now=snap.now, grace=grace,
+                      include_unpublished=include_unpublished)
+    return plan, history
+
+
+def grace_of(tree: TreeConfig, opts: PublishOptions) -> int:
+    return tree.grace if opts.grace is None else opts.grace
+
+
+def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> tuple[PurgePlan, Plan | None]:
+    """`purge`: the deletion step alone, the served catalog left as it is (None: nothing served),
+    with the index (its history updated) to write back: the only view, nothing else is rewritten."""
+    if snap.served is None:
+        return PurgePlan(), None
+    checked = check_products(tree, snap)
+    plan, history = purge_plan(tree, snap, checked, snap.served_key, snap.served, grace_of(tree, opts),
+                               opts.include_unpublished)
+    content = Content(tree, snap.served, b"", snap.served_key, history.as_field())
+    report = PublishReport(snap.served_key, False, opts.dry_run, {}, 0, [], 0, plan)
+    return plan, Plan(dict(snap.served), b"", snap.served_key, history, (index_view(content),), [], [], plan, [], [],
+                      report, refused=False, catalog_changed=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole plan
+
+
+def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: set[str] | None = None) -> Plan:
+    """Decide everything a publish writes, from what it read. Refused (nothing to write) when a
+    problem blames no product, or any problem without keep-going."""
+    checked = check_products(tree, snap)
+    with no_gc():
+        catalog, kept_previous = assemble(tree, checked, snap, opts, only)
+        data = to_bytes(catalog)
+    key = catalog_key(tree, data)
+    purge, history = purge_plan(tree, snap, checked, key, catalog, grace_of(tree, opts), only=only)
+    changes, added = diff(snap.served, catalog)
+    problems = checked.all_problems()
+    report = PublishReport(
+        catalog_key=key, index_written=False, dry_run=opts.dry_run, changes=changes, bytes_added=added,
+        products=sorted(catalog["products"]),
+        versions=sum(len(p["versions"]) for p in catalog["products"].values()),
+        purge=purge, kept_previous=kept_previous, problems=problems, warnings=checked.warnings,
+        failed_products=blamed(problems),
+    )
+    refused = bool(problems) and (not opts.keep_going or None in checked.problems)
+    writes = [ManifestWrite(name, read.manifest, read.etag) for name, read in snap.products.items()
+              if read.refreshed and read.manifest is not None and name not in checked.problems]
+    return Plan(
+        catalog=catalog, catalog_bytes=data, catalog_key=key, history=history,
+        views=render(Content(tree, catalog, data, key, history.as_field())),
+        manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
+        problems=problems, warnings=checked.warnings, report=report, refused=refused,
+        catalog_changed=key != snap.served_key,
+    )

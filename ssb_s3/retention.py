@@ -1,0 +1,207 @@
+"""Retention, history and the purge plan: pure functions of what was read (no store, no clock).
+
+Clients cache index.json and the catalog for an hour (plus the CDN's TTL) and keep using a stale
+copy when the server errors, so a file must stay downloadable for a while after the last catalog
+naming it was replaced. index.json records (under `ssb_s3`, ignored by clients) when each catalog
+stopped being current; a file is deleted only when no catalog current within the grace period
+names it. The plan deletes only version folders of configured products and our own superseded
+content-addressed views (old catalogs), never unknown keys.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .config import TreeConfig
+from .manifest import version_time
+
+HISTORY_FIELD = "ssb_s3"  # in index.json
+CATALOG_NAME = re.compile(r"^images-[0-9a-f]{20}\.json$")
+
+
+def select_versions(
+    names: Iterable[str], days: int, max_age: int | None, now: float
+) -> tuple[list[str], list[str]]:
+    """(kept, expired): the newest `days` versions, minus those older than max_age seconds."""
+    ordered = sorted(names)
+    kept = ordered[-days:] if days > 0 else ordered
+    if max_age is not None:
+        kept = [v for v in kept if version_time(v).timestamp() >= now - max_age]
+    return kept, [v for v in ordered if v not in kept]
+
+
+@dataclass
+class History:
+    """Catalogs that were current, and until when (None: still current, or not yet known).
+
+    It travels inside index.json (key `ssb_s3`, which clients ignore), so the moment a catalog
+    stops being current is recorded by the very write that replaces it: no separate object, no
+    window where the flip happened but its history was not written.
+    """
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_index(cls, index: bytes) -> History:
+        try:
+            entries = json.loads(index)[HISTORY_FIELD]["catalogs"] if index else []
+        except (ValueError, KeyError, TypeError):
+            entries = []  # an index written by another tool: history starts now
+        valid = [e for e in entries if isinstance(e, dict) and isinstance(e.get("catalog"), str)
+                 and (e.get("until") is None or isinstance(e.get("until"), (int, float)))]
+        return cls(valid)
+
+    def record(self, current: str, now: float) -> None:
+        """`current` is the catalog the index names now: close every other open entry."""
+        for entry in self.entries:
+            if entry["until"] is None and entry["catalog"] != current:
+                entry["until"] = now
+        if not any(e["catalog"] == current and e["until"] is None for e in self.entries):
+            self.entries.append({"catalog": current, "since": now, "until": None})
+
+    def protected(self, current: str, now: float, grace: int) -> set[str]:
+        """Catalogs a client may still hold: the current one and any replaced within the grace."""
+        keep = {current}
+        for entry in self.entries:
+            if entry["until"] is None or entry["until"] > now - grace:
+                keep.add(entry["catalog"])
+        return keep
+
+    def forget(self, catalogs: Iterable[str]) -> None:
+        gone = set(catalogs)
+        self.entries = [e for e in self.entries if e["catalog"] not in gone]
+
+    def as_field(self) -> dict[str, Any]:
+        """The value stored under index.json's `ssb_s3` key."""
+        return {"catalogs": self.entries}
+
+
+def catalog_paths(catalog: Mapping[str, Any]) -> set[str]:
+    """Every file path a catalog names."""
+    return {
+        item["path"]
+        for product in catalog.get("products", {}).values()
+        for version in product.get("versions", {}).values()
+        for item in version.get("items", {}).values()
+    }
+
+
+def shape_problem(catalog: Any) -> str | None:
+    """What keeps `catalog` from being walked as products → versions → items → path, if anything."""
+    if not isinstance(catalog, dict) or not isinstance(catalog.get("products", {}), dict):
+        return "not a catalog object with a 'products' object"
+    for pname, product in catalog.get("products", {}).items():
+        if not isinstance(product, dict) or not isinstance(product.get("versions", {}), dict):
+            return f"product {pname} is not an object with a 'versions' object"
+        for vname, version in product.get("versions", {}).items():
+            if not isinstance(version, dict) or not isinstance(version.get("items", {}), dict):
+                return f"product {pname} version {vname} is not an object with an 'items' object"
+            for item in version.get("items", {}).values():
+                if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+                    return f"product {pname} version {vname} has an item that is not an object with a path"
+    return None
+
+
+@dataclass
+class PurgeItem:
+    """One version folder to delete (now) or to keep until its grace ends."""
+
+    product: str
+    version: str
+    folder: str
+    reason: str
+    objects: int = 0
+    size: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
+class PurgePlan:
+    """delete_now: gone in this run; delete_later: waiting for the grace; never_published:
+    expired before any catalog of ours named them (a migration, a backfill), kept unless asked."""
+
+    delete_now: list[PurgeItem] = field(default_factory=list)
+    delete_later: list[PurgeItem] = field(default_factory=list)
+    never_published: list[PurgeItem] = field(default_factory=list)
+    old_catalogs: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "delete_now": [i.as_dict() for i in self.delete_now],
+            "delete_later": [i.as_dict() for i in self.delete_later],
+            "never_published": [i.as_dict() for i in self.never_published],
+            "old_catalogs": list(self.old_catalogs),
+        }
+
+
+def plan_purge(
+    tree: TreeConfig,
+    *,
+    expired: Mapping[str, list[str]],
+    kept: Mapping[str, Iterable[str]],
+    current_key: str,
+    history: History,
+    catalogs: Mapping[str, Mapping[str, Any]],
+    listing: Mapping[str, int],
+    now: float,
+    grace: int,
+    include_unpublished: bool = False,
+) -> PurgePlan:
+    """What to delete now and what waits: pure, from the state read before."""
+    plan = PurgePlan()
+    protected_keys = history.protected(current_key, now, grace)
+    protected: set[str] = set()
+    for key in protected_keys:
+        protected |= catalog_paths(catalogs.get(key, {}))
+    # When does each path stop being protected? The latest `until` of a catalog naming it.
+    release_at: dict[str, float] = {}
+    for entry in history.entries:
+        if entry["catalog"] in protected_keys and entry["until"] is not None:
+            for path in catalog_paths(catalogs.get(entry["catalog"], {})):
+                release_at[path] = max(release_at.get(path, 0.0), entry["until"] + grace)
+    for product in tree.products:
+        candidates = {v: "expired by retention" for v in expired.get(product.name, [])}
+        for key, catalog in sorted(catalogs.items()):
+            entry = catalog.get("products", {}).get(product.name, {})
+            for version in entry.get("versions", {}):
+                candidates.setdefault(version, f"only named by the old catalog {key}")
+        for version in sorted(set(candidates) - set(kept.get(product.name, ()))):
+            folder = f"{tree.product_dir(product)}/{version}"
+            paths = {k for k in listing if k.startswith(folder + "/")}
+            if not paths:
+                continue
+            item = PurgeItem(product.name, version, folder, candidates[version], len(paths),
+                             sum(listing[k] for k in paths))
+            published = any(version in c.get("products", {}).get(product.name, {}).get("versions", {})
+                            for c in catalogs.values())
+            if not published and not include_unpublished:
+                item.reason += "; never published by ssb-s3, so kept (purge --include-unpublished deletes it)"
+                plan.never_published.append(item)
+            elif paths & protected:
+                until = max((release_at.get(p, 0.0) for p in paths & protected), default=0.0)
+                when = "while the current catalog names it" if until == 0.0 else (
+                    "until " + datetime.fromtimestamp(until, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
+                item.reason = f"{item.reason}; kept {when} (grace {grace}s)"
+                plan.delete_later.append(item)
+            else:
+                plan.delete_now.append(item)
+    known = {e["catalog"] for e in history.entries}
+    orphans = {  # written by a publish that stopped before its flip, or whose history entry was dropped
+        key for key in listing
+        if key.startswith(f"{tree.catalog_dir}/") and CATALOG_NAME.match(key.rsplit("/", 1)[-1])
+        and key not in known and key not in protected_keys
+    }  # fmt: skip
+    plan.old_catalogs = sorted(orphans | {
+        e["catalog"] for e in history.entries
+        if e["catalog"] not in protected_keys and CATALOG_NAME.match(e["catalog"].rsplit("/", 1)[-1])
+    })  # fmt: skip
+    return plan
+
+

@@ -1,0 +1,355 @@
+"""The tree's keys and its served state: the I/O half of the core (ssb_s3.plan is the pure half).
+
+The only code that reads index.json and the catalogs it names, reads the products' ssb.json for a
+publish and does the read-modify-write of ssb.json, writes the views (ssb_s3.views) and flips the
+index. It is the only place where `storage.conditional_writes` becomes If-Match / If-None-Match
+(the lease and build-product's create-only writes have their own, in lease.py and ingest.py):
+with `conditional_writes: false`, no request sent from here carries a conditional header.
+
+Invariants: a snapshot is read before anything is written; views are written before the flip,
+the index last and only If-Match the ETag the snapshot read (If-None-Match when there was none);
+ssb.json is only ever written If-Match the ETag it was read with, so no concurrent update is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO, cast
+
+from . import httpread
+from .catalog import INDEX_KEY, INDEX_NAME, _path_problem
+from .config import ProductConfig, TreeConfig
+from .errors import ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
+from .ingest import Progress
+from .lease import Lease
+from .manifest import build_manifest, manifest_bytes, parse_manifest, read_manifest
+from .plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
+from .problems import Problem
+from .retention import History, PurgePlan, shape_problem
+from .store import Store, open_store
+from .views import View
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_TYPE = "application/octet-stream"
+MANIFEST_READERS = 16  # manifests are small: many reads in flight hide the latency per request
+MANIFEST_LIMITS = httpread.Limits()  # prefix_path fetches: the module constants of ssb_s3.httpread
+
+
+def conditions(conditional: bool, etag: str) -> dict[str, Any]:
+    """The conditional arguments of a write that replaces what was read with `etag` ("": nothing was
+    there): If-Match that ETag, If-None-Match when new; none at all with conditional writes off."""
+    return {"if_match": (etag or None) if conditional else None, "if_none_match": conditional and not etag}
+
+
+def fetch_manifest_url(product: ProductConfig, apikey: str | None, limits: httpread.Limits = MANIFEST_LIMITS) -> bytes:
+    """GET <prefix_path>/<directory>/ssb.json with the seed's `Authorization: token` header.
+
+    Bounded by ssb_s3.httpread (deadline, size cap); the token goes to prefix_path's own origin only:
+    a redirect elsewhere is followed without it, and an error after it says so.
+    """
+    url = product.manifest_url
+    try:
+        return httpread.fetch(url, token=apikey, limits=limits, what="ssb.json")[0]
+    except StoreError as exc:
+        raise SSBError(f"product {product.name}: {exc}") from None
+
+
+def update_manifest(
+    store: Store,
+    tree: TreeConfig,
+    product: ProductConfig,
+    change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+    *,
+    what: str,
+    attempts: int = 10,
+    conditional: bool | None = None,
+) -> bool:
+    """The one way ssb.json is changed: read it, apply `change`, write it back If-Match its ETag
+    (If-None-Match when new); on a conflict re-read and redo, so no concurrent update is lost.
+    `conditional` None: tree.yml's storage.conditional_writes.
+
+    `change` gets the current manifest (None if there is none) and returns the new one, or None
+    when there is nothing to write. Returns whether something was written.
+    """
+    conditional = tree.storage.conditional_writes if conditional is None else conditional
+    key = tree.manifest_key(product)
+    for _ in range(attempts):
+        current, etag = read_manifest(store, tree, product)
+        new = change(current)
+        if new is None:
+            return False
+        try:
+            store.write(key, manifest_bytes(new), cache_control=tree.cache_control.manifest,
+                        **conditions(conditional, etag))
+            return True
+        except PreconditionFailed:
+            log.info("%s: ssb.json changed meanwhile (another writer), %s again", product.name, what)
+    raise ManifestError(f"{store.describe(key)}: changed by someone else {attempts} times in a row while {what}")
+
+
+def read_catalog(store: Store, key: str) -> dict[str, Any] | None:
+    """The catalog at `key`, or None (with a warning) when it is missing or cannot be used.
+
+    Unusable: a key that is not a plain relative path (never sent to the store), not JSON, nested
+    too deeply, or not an object whose products/versions/items are objects with string paths.
+    A store that fails (StoreError) still raises: a transient outage must not pass for "no catalog".
+    """
+    why = _path_problem(key)
+    if why:
+        log.warning("catalog %r: %s; ignored", key, why)
+        return None
+    try:
+        catalog = httpread.parse_json(store.read(key))
+    except NotFound:
+        return None
+    except ValueError as exc:
+        log.warning("%s: not valid JSON (%s), ignored", store.describe(key), exc)
+        return None
+    why = shape_problem(catalog)
+    if why:
+        log.warning("%s: %s, ignored", store.describe(key), why)
+        return None
+    return cast(dict[str, Any], catalog)
+
+
+def listing_of(store: Store, prefix: str, cache: dict[str, dict[str, int]]) -> dict[str, int]:
+    """One listing per store and prefix and publish: cheaper than one request per product or file."""
+    key = f"{store.url}|{prefix}"
+    if key not in cache:
+        cache[key] = {o.key: o.size for o in store.list(f"{prefix}/" if prefix else "")}
+    return cache[key]
+
+
+class _Counted(io.RawIOBase):
+    """A reader that reports how many bytes were read through it (copy progress)."""
+
+    def __init__(self, inner: BinaryIO, count: Callable[[int], None]) -> None:
+        self._inner, self._count = inner, count
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[:len(data)] = data
+        self._count(len(data))
+        return len(data)
+
+
+class Tree:
+    """A tree (tree.yml) over its target store: reads snapshots, commits plans."""
+
+    def __init__(self, config: TreeConfig, target: Store, opts: PublishOptions | None = None) -> None:
+        self.config, self.target, self.opts = config, target, opts or PublishOptions()
+        self.stores: dict[str, Store] = {}  # product name -> where its files are
+        self._sources: dict[str, Store] = {}
+
+    @property
+    def conditional(self) -> bool:
+        return self.config.storage.conditional_writes
+
+    def store_of(self, product: ProductConfig) -> Store:
+        if not product.source:
+            return self.target
+        if product.source not in self._sources:
+            self._sources[product.source] = open_store(product.source, self.opts.storage or self.config.storage)
+        return self._sources[product.source]
+
+    def manifest_location(self, product: ProductConfig) -> str:
+        """Where a product's ssb.json is read from, as users name it (s3://..., a path, a URL)."""
+        if product.prefix_path:
+            return product.manifest_url
+        return self.store_of(product).describe(self.config.manifest_key(product))
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def served(self) -> tuple[bytes, str, str, dict[str, Any] | None]:
+        """(index.json, its ETag, the catalog key it names, that catalog); empty before a first publish.
+
+        An index.json that cannot be used (not JSON, no catalog path, a path that is not a plain
+        relative key such as '../../etc/passwd', a catalog missing or unusable) is logged and
+        replaced: no key, so the next catalog is written anew and the index flipped to it.
+        """
+        try:
+            data, etag = self.target.read_with_etag(INDEX_KEY)
+        except NotFound:
+            return b"", "", "", None
+        try:
+            key = httpread.parse_json(data)["index"][INDEX_NAME]["path"]
+            why = _path_problem(key)
+        except (ValueError, KeyError, TypeError):
+            why = "not a simplestreams index"
+        catalog = None if why else read_catalog(self.target, key)
+        if catalog is None:
+            log.warning("%s: unreadable (%s), it will be replaced", self.target.describe(INDEX_KEY),
+                        why or f"the catalog it names, {key}, is missing or unusable")
+            return data, etag, "", None
+        return data, etag, key, catalog
+
+    def _load(self, product: ProductConfig, refresh: bool) -> tuple[dict[str, Any] | None, str, Problem | None, bool]:
+        """(manifest, its etag, why it could not be read, whether it was rebuilt by --refresh-manifests)."""
+        store = self.store_of(product)
+        try:
+            if product.prefix_path:
+                data = fetch_manifest_url(product, self.opts.apikey)
+                return parse_manifest(data, product.manifest_url, product), "", None, False
+            manifest, etag = read_manifest(store, self.config, product)
+            if refresh:  # written only once the whole publish is known to be valid
+                fresh, report = build_manifest(store, self.config, product, manifest, rehash=self.opts.rehash)
+                if report.changed and (manifest is not None or fresh["versions"]):
+                    return fresh, etag, None, True
+            return manifest, etag, None, False
+        except SSBError as exc:
+            text = str(exc)
+            return None, "", Problem(product.name, "", "" if product.name in text else f"product {product.name}",
+                                     text), False
+
+    def snapshot(self, now: float, only: set[str] | None = None, *, refresh: bool = False,
+                 read_served: bool = True, need_served: bool = False) -> Snapshot:
+        """Read what a plan needs: the served index and catalog, every product's (or those in
+        `only`) ssb.json and listing, the tree's listing and the older catalogs the purge needs.
+
+        With `only`, nothing of the other products is read or listed: the request count of an
+        incremental publish does not grow with the size of the tree.
+        """
+        index, etag, served_key, served = self.served() if read_served else (b"", "", "", None)
+        if need_served and served is None:
+            raise SSBError(f"{self.target.describe(INDEX_KEY)}: nothing published yet, nothing to purge")
+        selected = [p for p in self.config.products if only is None or p.name in only]
+        for product in selected:
+            self.stores[product.name] = self.store_of(product)
+        with ThreadPoolExecutor(max_workers=MANIFEST_READERS, thread_name_prefix="ssb-read") as pool:
+            loaded = list(pool.map(lambda p: self._load(p, refresh), selected))
+        listings: dict[str, dict[str, int]] = {}
+        products: dict[str, ProductRead] = {}
+        for product, (manifest, manifest_etag, error, refreshed) in zip(selected, loaded, strict=True):
+            store = self.stores[product.name]
+            listing = None
+            if manifest is not None and not product.hidden:
+                scope = self.config.prefix if only is None else self.config.product_dir(product)
+                listing = listing_of(store, scope, listings)
+            products[product.name] = ProductRead(
+                location=self.manifest_location(product), names=store, manifest=manifest, error=error,
+                listing=listing, refreshed=refreshed, etag=manifest_etag, foreign=store is not self.target)
+        if only is None:
+            tree_listing = listing_of(self.target, self.config.prefix, listings)
+        else:
+            tree_listing = {k: v for scope, found in listings.items() if scope.startswith(f"{self.target.url}|")
+                            for k, v in found.items()}
+        catalogs: dict[str, dict[str, Any]] = {}
+        missing: set[str] = set()
+        if read_served and needs_old_catalogs(self.config, products, now, only):
+            names = {e["catalog"] for e in History.from_index(index).entries} - {"", served_key}
+            catalogs = {k: c for k in names if (c := read_catalog(self.target, k)) is not None}
+            missing = names - set(catalogs)
+        return Snapshot(now=now, index=index, etag=etag, served_key=served_key, served=served, products=products,
+                        tree_listing=tree_listing, catalogs=catalogs, catalogs_missing=frozenset(missing))
+
+    # -- committing -----------------------------------------------------------------------------
+
+    def write_manifests(self, plan: Plan) -> None:
+        """Write the refreshed ssb.json of every valid product, If-Match the ETag it was read with
+        (PreconditionFailed: it changed meanwhile; the publish starts again)."""
+        for write in plan.manifest_writes:
+            key = self.config.manifest_key(self.config.product(write.product))
+            store = self.stores[write.product]
+            store.write(key, manifest_bytes(dict(write.manifest)), cache_control=self.config.cache_control.manifest,
+                        **conditions(self.conditional, write.etag))
+            log.info("%s: %s written", write.product, store.describe(key))
+
+    def copy(self, plan: Plan, *, quiet: bool = False) -> list[str]:
+        """Copy the files of products that live in another bucket into the tree (create-only). One
+        progress reporter over every file (those already there count as done)."""
+        copied = []
+        target = self.target
+        with Progress(sum(c.size for c in plan.copies), f"copying into {target.url}", files=len(plan.copies),
+                      quiet=quiet) as progress:
+            for item in plan.copies:
+                store, path = self.stores[item.product], item.path
+                there = target.head(path)
+                if there is None:
+                    log.info("copying %s -> %s", store.describe(path), target.describe(path))
+                    with store.open_reader(path) as reader:
+                        target.upload(path, cast(BinaryIO, _Counted(reader, progress)), content_type=ARTIFACT_TYPE,
+                                      cache_control=self.config.cache_control.artifacts)
+                    copied.append(path)
+                elif there.size != item.size:
+                    raise StoreError(f"{target.describe(path)} exists with {there.size} bytes but "
+                                     f"{store.describe(path)} has {item.size}: refusing to overwrite")
+                else:
+                    progress(item.size)
+                progress.file_done()
+        return copied
+
+    def write_views(self, plan: Plan) -> None:
+        """Every view but the index, when the catalog changed (a content-addressed one create-only:
+        same key means same content, so one written first by another publisher or a crashed run is fine)."""
+        if not plan.catalog_changed:
+            return
+        for view in plan.views:
+            if view.is_index:
+                continue
+            cache = getattr(self.config.cache_control, view.cache)
+            if view.create_only:
+                with contextlib.suppress(PreconditionFailed):
+                    self.target.write(view.key, view.data, content_type=view.content_type, cache_control=cache,
+                                      if_none_match=self.conditional)
+            else:
+                self.target.write(view.key, view.data, content_type=view.content_type, cache_control=cache)
+
+    def write_view(self, view: View) -> None:
+        """One view, unconditionally (build-images-file, build-index: the seed's step-by-step commands)."""
+        self.target.write(view.key, view.data, content_type=view.content_type,
+                          cache_control=getattr(self.config.cache_control, view.cache))
+
+    def flip(self, snap: Snapshot, plan: Plan) -> bool:
+        """Point index.json at the plan's catalog, If-Match the ETag the snapshot read
+        (PreconditionFailed if another publisher flipped it meanwhile); False if it already says this."""
+        view = plan.index
+        if snap.index == view.data:
+            return False
+        try:
+            self.target.write(view.key, view.data, content_type=view.content_type,
+                              cache_control=getattr(self.config.cache_control, view.cache),
+                              **conditions(self.conditional, snap.etag))
+        except PreconditionFailed:
+            if self.target.read(view.key) != view.data:
+                raise
+            # our flip was applied, its response lost: the retry met it
+        return True
+
+    def purge(self, plan: PurgePlan) -> None:
+        """Delete in an order that converges after a crash: files, then the manifest entry, then catalogs."""
+        target = self.target
+        by_product: dict[str, set[str]] = {}
+        for item in plan.delete_now:
+            log.info("purging %s (%s)", target.describe(item.folder), item.reason)
+            for obj in list(target.list(item.folder + "/")):
+                target.delete(obj.key)
+            by_product.setdefault(item.product, set()).add(item.version)
+        for name, versions in by_product.items():
+            product = self.config.product(name)
+            if self.stores.get(name) is target and not product.prefix_path:
+                update_manifest(target, self.config, product, _without(versions), what="purging",
+                                conditional=self.conditional)
+        for key in plan.old_catalogs:  # already left out of the history the index now holds
+            target.delete(key)
+
+    def lease(self, timeout: float, purpose: str) -> Lease:
+        return Lease(self.target, ttl=self.config.lease_ttl, timeout=timeout, purpose=purpose,
+                     conditional=self.conditional)
+
+
+def _without(versions: set[str]) -> Callable[[dict[str, Any] | None], dict[str, Any] | None]:
+    """An ssb.json change that removes purged versions."""
+    def change(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+        if manifest is None or not versions & set(manifest["versions"]):
+            return None
+        return {**manifest, "versions": {k: v for k, v in manifest["versions"].items() if k not in versions}}
+    return change
+

@@ -1,0 +1,83 @@
+"""Published views: every published file that is not an artifact, rendered purely from the plan.
+
+A view is (key, bytes, content type, cache class): the cache class names the tree.yml
+`cache_control` entry it is served with. Today's views: the content-addressed catalog, the plain
+images.json copy and index.json. The commit (ssb_s3.tree) writes every view but the index before
+it flips the index, so whatever the index names is already there. Adding a view (an HTML page, an
+LXC index, a signature) is one renderer here (or in its own module) and one line in VIEWS.
+
+Invariants: a renderer is a pure function of its Content (same content, same bytes); a
+content-addressed view (`create_only`) is never overwritten, and a superseded one is purged like
+an old catalog once no catalog within the grace names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
+from .config import TreeConfig
+
+JSON_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class Content:
+    """What views are rendered from: the catalog to serve (document, canonical bytes, key) and the
+    history index.json carries."""
+
+    tree: TreeConfig
+    catalog: Mapping[str, Any]
+    catalog_bytes: bytes
+    catalog_key: str
+    history: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class View:
+    """One published file. cache: the `cache_control` entry of tree.yml it is served with."""
+
+    key: str
+    data: bytes
+    content_type: str = JSON_TYPE
+    cache: str = "catalog"
+    create_only: bool = False  # content-addressed: same key, same bytes; never overwritten
+
+    @property
+    def is_index(self) -> bool:
+        return self.key == INDEX_KEY
+
+
+Renderer = Callable[[Content], View]
+
+
+def catalog_view(content: Content) -> View:
+    """The catalog under its content-addressed key: a new one never overwrites one a cached index names."""
+    return View(content.catalog_key, content.catalog_bytes, cache="catalog", create_only=True)
+
+
+def images_json_view(content: Content) -> View:
+    """The seed's fixed name, a plain copy for readers that open it directly."""
+    return View(plain_catalog_key(content.tree), content.catalog_bytes, cache="images_json")
+
+
+def index_view(content: Content) -> View:
+    """streams/v1/index.json naming the catalog, with the publisher's history (flipped last)."""
+    index = build_index(content.tree, content.catalog, content.catalog_key, content.history)
+    return View(INDEX_KEY, to_bytes(index), cache="index")
+
+
+def seed_content(tree: TreeConfig, catalog: Mapping[str, Any]) -> Content:
+    """build-images-file / build-index (the seed's step-by-step commands): the index names the plain
+    images.json, without history."""
+    return Content(tree, catalog, to_bytes(catalog), plain_catalog_key(tree), {})
+
+
+VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, index_view)
+
+
+def render(content: Content, views: tuple[Renderer, ...] | None = None) -> tuple[View, ...]:
+    """Every registered view of `content` (the registry is read at call time: tests may add one)."""
+    return tuple(renderer(content) for renderer in (VIEWS if views is None else views))

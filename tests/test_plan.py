@@ -1,0 +1,375 @@
+"""The core's seams (issue 10): one Problem type whose fields say whom to blame, the pure plan
+(retention, grace, keep-going, contract, incremental rules) tested without any server, the
+tree's keys owned by one module, and the views written before the index flip."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ssb_s3.catalog import contract_problems_by_product
+from ssb_s3.config import parse_config
+from ssb_s3.errors import ProblemsFound
+from ssb_s3.problems import Problem
+
+ROOT = Path(__file__).resolve().parent.parent
+# sha256 of the catalog the unchanged code (before issue 10) published from examples/local.
+EXAMPLE_CATALOG_SHA256 = "fffccd244b8775cd601c9a75042711caea2a8b6f9ab6d8d10a83b2d61db54108"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+
+
+def test_example_tree_publishes_the_same_catalog_bytes(tmp_path: Path) -> None:
+    out = run_cli("-q", "-c", str(ROOT / "examples/local/tree.yml"), "-t", str(tmp_path), "publish")
+    assert out.returncode == 0, out.stderr
+    catalog = tmp_path / "streams/v1/images-fffccd244b8775cd601c.json"
+    assert hashlib.sha256(catalog.read_bytes()).hexdigest() == EXAMPLE_CATALOG_SHA256
+    assert (tmp_path / "streams/v1/images.json").read_bytes() == catalog.read_bytes()
+
+
+# ----------------------------------------------------------------------------------------------
+# One problem type
+
+
+def test_problem_is_one_line_where_field_text() -> None:
+    problem = Problem("p", "s3://b/p/ssb.json", "product p version 20260101_0000", "no image that LXD can use")
+    assert str(problem) == "s3://b/p/ssb.json: product p version 20260101_0000: no image that LXD can use"
+    assert str(Problem(None, "", "", "alone")) == "alone"
+    assert problem.as_dict()["product"] == "p"
+
+
+def _entry(arch: str = "amd64", aliases: str = "") -> dict[str, Any]:
+    return {"aliases": aliases, "arch": arch, "os": "A", "release": "1", "release_title": "1", "versions": {
+        "20260101_0000": {"items": {"lxd_combined.tar.gz": {
+            "ftype": "lxd_combined.tar.gz", "path": "a/20260101_0000/lxd_combined.tar.gz", "size": 1,
+            "sha256": "a" * 64}}}}}
+
+
+def test_contract_problems_name_their_product_in_a_field_not_in_the_text() -> None:
+    # a product whose name is a prefix of another's: blame goes by the field, never by the message
+    catalog = {"content_id": "images", "datatype": "image-downloads", "format": "products:1.0",
+               "updated": "Thu, 01 Jan 2026 00:00:00 +0000",
+               "products": {"a": _entry(arch="vax"), "a:b": _entry(aliases="x")}}
+    catalog["products"]["a:b"]["versions"]["20260101_0000"]["items"]["lxd_combined.tar.gz"]["sha256"] = "b" * 64
+    found = contract_problems_by_product(catalog, "catalog")
+    assert set(found) == {"a", "a:b"}  # (neither has an Incus image: no mirrored item in this raw catalog)
+    assert all(p.product == name for name, problems in found.items() for p in problems)
+    problem = found["a"][0]
+    assert (problem.product, problem.where, problem.field) == ("a", "catalog", "product a")
+    assert str(problem) == "catalog: product a: arch 'vax' is unknown to LXD (the product would be hidden)"
+
+
+def test_tree_yml_problems_say_file_and_field() -> None:
+    raw = {"products": [{"name": "a", "arch": "vax", "release": "1", "os": "A", "directory": "a"}]}
+    with pytest.raises(ProblemsFound) as refused:
+        parse_config(raw, "tree.yml")
+    [problem] = refused.value.problems
+    assert (problem.product, problem.where, problem.field) == (None, "tree.yml", "products[0].arch")
+    assert str(problem).startswith("tree.yml: products[0].arch: 'vax' is not an architecture LXD knows")
+
+
+# ----------------------------------------------------------------------------------------------
+# The pure plan: no server, no store
+
+
+class Names:
+    """How a store names keys in messages (the plan needs nothing else of a store)."""
+
+    def describe(self, key: str) -> str:
+        return f"mem://tree/{key}"
+
+    def absent_reason(self, key: str) -> str:
+        return "does not exist"
+
+
+DAY = 86400.0
+NOW = 1767225600.0 + 10 * DAY  # 2026-01-11 00:00 UTC
+
+
+def a_tree(**a: Any) -> Any:
+    products = [{"name": "a", "arch": "amd64", "release": "1", "os": "A", "directory": "a", **a},
+                {"name": "b", "arch": "arm64", "release": "1", "os": "B", "directory": "b"}]
+    return parse_config({"products": products}, "tree.yml")
+
+
+def item(product: str, version: str, size: int = 10) -> dict[str, Any]:
+    return {"ftype": "lxd_combined.tar.gz", "path": f"{product}/{version}/lxd_combined.tar.gz", "size": size,
+            "sha256": hashlib.sha256(f"{product}{version}".encode()).hexdigest()}
+
+
+def manifest(product: str, versions: list[str], size: int = 10) -> dict[str, Any]:
+    return {"name": product, "versions": {v: {"items": {"lxd_combined.tar.gz": item(product, v, size)}}
+                                          for v in versions}}
+
+
+def read(product: str, versions: list[str], size: int = 10, listed: bool = True) -> Any:
+    from ssb_s3.plan import ProductRead
+
+    found = manifest(product, versions, size)
+    listing = {i["path"]: i["size"] for v in found["versions"].values() for i in v["items"].values()} if listed else {}
+    return ProductRead(location=f"mem://tree/{product}/ssb.json", names=Names(), manifest=found, listing=listing)
+
+
+def served(tree: Any, reads: dict[str, Any], now: float = NOW - DAY) -> Any:
+    """The snapshot a later publish reads (the same products) after publishing `reads` at `now`."""
+    from ssb_s3.plan import PublishOptions, Snapshot, plan_publish
+
+    first = plan_publish(tree, Snapshot(now=now, products=reads), PublishOptions())
+    assert not first.problems, first.problems
+    listing = {k: v for r in reads.values() for k, v in (r.listing or {}).items()}
+    return Snapshot(now=NOW, index=first.index.data, etag="e1", served_key=first.catalog_key, served=first.catalog,
+                    tree_listing=listing, products=reads)
+
+
+def test_plan_imports_no_store_and_no_boto3() -> None:
+    import ast
+
+    source = (ROOT / "ssb_s3/plan.py").read_text()
+    imported = {n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"store", "tree", "lease", "ingest", "boto3", "botocore"}, imported
+    code = "import sys, ssb_s3.plan; assert not {'boto3', 'botocore'} & set(sys.modules), 'boto3 loaded'"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert out.returncode == 0, out.stderr
+
+
+def test_retention_keeps_the_newest_days_and_purges_after_the_grace() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    versions = ["20260101_0000", "20260102_0000", "20260103_0000"]
+    tree = a_tree(days=3)
+    before = served(tree, {"a": read("a", versions), "b": read("b", ["20260101_0000"])})
+    snap = replace(before, products={"a": read("a", versions), "b": read("b", ["20260101_0000"])})
+    tree = a_tree(days=2)
+    plan = plan_publish(tree, snap, PublishOptions(grace=3600))
+    assert sorted(plan.catalog["products"]["a"]["versions"]) == versions[1:]
+    assert plan.report.changes["a"]["removed"] == ["20260101_0000"]
+    assert [i.version for i in plan.purge.delete_later] == ["20260101_0000"]  # the replaced catalog names it
+    assert plan.purge.delete_now == []
+    plan = plan_publish(tree, snap, PublishOptions(grace=0))
+    assert [i.folder for i in plan.purge.delete_now] == ["a/20260101_0000"]
+
+
+def test_max_age_drops_old_versions_and_never_empties_a_product_without_force() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    reads = {"a": read("a", ["20260101_0000", "20260110_0000"]), "b": read("b", ["20260101_0000"])}
+    plan = plan_publish(a_tree(days=5, max_age="3d"), served(a_tree(days=5), reads), PublishOptions())
+    assert sorted(plan.catalog["products"]["a"]["versions"]) == ["20260110_0000"]
+    assert not plan.refused
+    old = {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])}
+    snap = replace(served(a_tree(), old), products=old)
+    plan = plan_publish(a_tree(max_age="3d"), snap, PublishOptions())
+    assert plan.refused
+    assert [str(p) for p in plan.problems] == [
+        "product a: max_age would remove every version; refusing to empty a product without --force"]
+    assert plan.problems[0].product == "a"
+    forced = plan_publish(a_tree(max_age="3d"), snap, PublishOptions(force=True))
+    assert not forced.refused and "a" not in forced.catalog["products"]
+
+
+def test_keep_going_keeps_the_previous_entry_of_an_invalid_product() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
+    broken_b = read("b", ["20260101_0000", "20260102_0000"], listed=False)  # files missing
+    snap = replace(before, products={"a": read("a", ["20260101_0000", "20260102_0000"]), "b": broken_b})
+    refused = plan_publish(a_tree(), snap, PublishOptions())
+    assert refused.refused and refused.report.failed_products == ["b"]
+    assert str(refused.problems[0]) == ("product b version 20260102_0000 item lxd_combined.tar.gz: "  # days: 1
+                                        "mem://tree/b/20260102_0000/lxd_combined.tar.gz does not exist")
+    plan = plan_publish(a_tree(), snap, PublishOptions(keep_going=True))
+    assert not plan.refused
+    assert plan.catalog["products"]["b"] == before.served["products"]["b"]
+    assert sorted(plan.catalog["products"]["a"]["versions"]) == ["20260102_0000"]
+    assert plan.report.kept_previous == ["b"] and plan.report.failed_products == ["b"]
+
+
+def test_contract_refusal_names_the_ssb_json_it_comes_from() -> None:
+    from ssb_s3.plan import PublishOptions, Snapshot, plan_publish
+
+    bad = read("a", ["20260101_0000"])
+    bad.manifest["versions"]["20260101_0000"]["items"]["lxd_combined.tar.gz"]["sha256"] = "not-hex"
+    plan = plan_publish(a_tree(), Snapshot(now=NOW, products={"a": bad, "b": read("b", ["20260101_0000"])}),
+                        PublishOptions(keep_going=True))
+    problem = plan.problems[-1]  # (and the same for its Incus mirror)
+    assert {(p.product, p.where) for p in plan.problems} == {("a", "mem://tree/a/ssb.json")}
+    assert str(problem) == ("mem://tree/a/ssb.json: product a version 20260101_0000 item lxd_combined.tar.gz: "
+                            "sha256 missing or not 64 hex digits")
+    assert sorted(plan.catalog["products"]) == ["b"]  # keep-going, nothing published before: left out
+
+
+def test_incremental_publish_keeps_other_products_entries_unread() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
+    snap = replace(before, products={"a": read("a", ["20260101_0000", "20260102_0000"])})  # b not even read
+    plan = plan_publish(a_tree(), snap, PublishOptions(), only={"a"})
+    assert not plan.problems
+    assert plan.catalog["products"]["b"] == before.served["products"]["b"]
+    assert list(plan.report.changes) == ["a"]
+
+
+def test_refuses_to_empty_the_tree_without_force() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
+    snap = replace(before, products={"a": read("a", []), "b": read("b", [])})  # no complete version left
+    plan = plan_publish(a_tree(), snap, PublishOptions(keep_going=True))
+    assert plan.refused  # a problem that blames no product refuses even with --keep-going
+    assert [(p.product, str(p)) for p in plan.problems] == [
+        (None, "catalog built from the manifests: no product has a published version: nothing for clients to list")]
+    assert not plan_publish(a_tree(), snap, PublishOptions(force=True)).refused
+
+
+def test_a_published_file_that_changed_is_refused() -> None:
+    from dataclasses import replace
+
+    from ssb_s3.plan import PublishOptions, plan_publish
+
+    before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
+    snap = replace(before, products={"a": read("a", ["20260101_0000"], size=11), "b": read("b", ["20260101_0000"])})
+    plan = plan_publish(a_tree(), snap, PublishOptions())
+    assert plan.refused
+    problem = plan.problems[-1]  # (and its Incus mirror)
+    assert problem.product == "a" and problem.where == "mem://tree/a/20260101_0000/lxd_combined.tar.gz"
+    assert "item lxd_combined.tar.gz of version 20260101_0000 changed since it was published (10 -> 11 bytes)" \
+        in problem.text
+
+
+# ----------------------------------------------------------------------------------------------
+# The tree's keys, conditional writes and views, against a local folder
+
+
+def local_tree(tmp_path: Path, conditional: bool = True) -> tuple[Any, Any]:
+    """examples/local's products copied into a target folder (no `source`), with its tree.yml."""
+    import shutil
+
+    import yaml
+
+    from ssb_s3.config import load_config
+    from ssb_s3.store import open_store
+
+    target = tmp_path / "target"
+    shutil.copytree(ROOT / "examples/local/images", target)
+    raw = yaml.safe_load((ROOT / "examples/local/tree.yml").read_text())
+    for product in raw["products"]:
+        product.pop("source", None)
+    raw["storage"] = {"conditional_writes": conditional}
+    (tmp_path / "tree.yml").write_text(yaml.safe_dump(raw))
+    return load_config(tmp_path / "tree.yml"), open_store(str(target))
+
+
+def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    from ssb_s3.store import LocalStore
+
+    writes: list[tuple[str, dict[str, Any]]] = []
+    original = LocalStore.write
+
+    def write(self: LocalStore, key: str, data: bytes, **kwargs: Any) -> str:
+        writes.append((key, kwargs))
+        return original(self, key, data, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "write", write)
+    return writes
+
+
+def test_a_registered_view_is_written_before_the_index_flip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssb_s3 import views
+    from ssb_s3.publish import publish
+
+    def products_txt(content: views.Content) -> views.View:  # a made-up view: one module, one registry line
+        body = "\n".join(sorted(content.catalog["products"])).encode()
+        return views.View("streams/v1/products.txt", body, content_type="text/plain", cache="images_json")
+
+    monkeypatch.setattr(views, "VIEWS", (*views.VIEWS, products_txt))
+    tree, store = local_tree(tmp_path)
+    writes = record_writes(monkeypatch)
+    report = publish(tree, store)
+    assert report.published and report.index_written
+    keys = [key for key, _ in writes]
+    assert keys.index("streams/v1/products.txt") < keys.index("streams/v1/index.json")
+    assert keys.index(report.catalog_key) < keys.index("streams/v1/index.json")
+    assert (tmp_path / "target/streams/v1/products.txt").read_text() == \
+        "sample:1.0:amd64:default\nsample:1.0:arm64:default"
+
+
+def test_no_conditional_header_anywhere_with_conditional_writes_false(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """ssb.json writes (publish --refresh-manifests, purge, refresh_manifest) used to send If-Match /
+    If-None-Match whatever storage.conditional_writes said."""
+    from ssb_s3.lease import LEASE_KEY
+    from ssb_s3.manifest import refresh_manifest
+    from ssb_s3.publish import PublishOptions, publish
+
+    tree, store = local_tree(tmp_path, conditional=False)
+    for product in tree.products:
+        (tmp_path / "target" / product.directory / "ssb.json").unlink()
+    writes = record_writes(monkeypatch)
+    report = publish(tree, store, PublishOptions(refresh_manifests=True))
+    assert report.published
+    (tmp_path / "target/sample/amd64/20260101_00:00/lxd.tar.xz").unlink()  # refresh drops this version
+    (tmp_path / "target/sample/amd64/20260101_00:00/rootfs.tar.xz").unlink()
+    refresh_manifest(store, tree, tree.products[0])
+    keys = {key for key, _ in writes}
+    assert {"sample/amd64/ssb.json", "sample/arm64/ssb.json", "streams/v1/index.json"} <= keys
+    conditional = [(key, kw) for key, kw in writes if key != LEASE_KEY
+                   and (kw.get("if_match") or kw.get("if_none_match"))]
+    assert conditional == []
+
+
+def test_hooks_report_each_failed_product_with_its_own_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names matched as substrings used to blame 'a' for a problem of 'a:b'."""
+    from ssb_s3.hooks import republish
+    from ssb_s3.hooks.events import ProductChange
+    from ssb_s3.plan import PublishReport
+    from ssb_s3.retention import PurgePlan
+
+    tree = parse_config({"products": [
+        {"name": "a", "arch": "amd64", "release": "1", "os": "A", "directory": "a"},
+        {"name": "a:b", "arch": "arm64", "release": "1", "os": "A", "directory": "ab"}]}, "tree.yml")
+    problems = [Problem("a:b", "", "product a:b", "broken b"), Problem("a", "", "product a", "broken a")]
+    report = PublishReport("k", False, False, {}, 0, [], 0, PurgePlan(), problems=problems,
+                           failed_products=["a", "a:b"])
+    monkeypatch.setattr(republish, "publish", lambda *args, **kwargs: report)
+    monkeypatch.setattr(republish, "route", lambda *args: {
+        "a": ProductChange("a", manifest=True, artifacts=False),
+        "a:b": ProductChange("a:b", manifest=True, artifacts=False)})
+    outcome = republish.Republisher(tree, str(tmp_path)).handle([])
+    assert outcome.failed == {"a": "product a: broken a", "a:b": "product a:b: broken b"}
+
+
+def test_json_report_gives_each_problem_its_product_where_and_field(tmp_path: Path) -> None:
+    import json
+
+    local_tree(tmp_path)
+    (tmp_path / "target/sample/arm64/20260101_0000/lxd_combined.tar.gz").unlink()
+    out = run_cli("-q", "-c", str(tmp_path / "tree.yml"), "-t", str(tmp_path / "target"), "publish", "--json")
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    assert report["published"] is False and report["failed_products"] == ["sample:1.0:arm64:default"]
+    [detail] = report["problem_details"]
+    assert detail["product"] == "sample:1.0:arm64:default"
+    assert detail["field"] == "product sample:1.0:arm64:default version 20260101_0000 item lxd_combined.tar.gz"
+    assert detail["message"] == report["problems"][0]
+    assert f"  - {detail['message']}" in out.stderr  # the CLI's lines are the same messages
