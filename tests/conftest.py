@@ -1,24 +1,24 @@
 """Pytest fixtures for real-parts tests: thin wrappers over tests/realparts.py.
 
-Session-scoped servers keep the suite fast (SeaweedFS and LXD start once); every test gets its
+Session-scoped servers keep the suite fast (SeaweedFS, LXD and Incus start once); every test gets its
 own bucket so tests stay independent.
 """
 
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from realparts import (
+    IncusDaemon,
     LxdDaemon,
     S3Server,
     TlsFiles,
+    daemon_workdir,
     make_test_ca,
     need,
+    run_incus_daemon,
     run_lxd_daemon,
     run_seaweedfs,
 )
@@ -62,15 +62,17 @@ def lxd_daemon(
     """A private LXD daemon, started only when a test asks for it."""
     need("lxd")
     need("lxc")
-    # Not under pytest's basetemp: pytest resets /tmp/pytest-of-<user> to 0700 at every
-    # session start, and unprivileged containers (uid 100000+) must traverse the path.
-    workdir = Path(tempfile.mkdtemp(prefix="ssb-lxd-", dir="/tmp"))
-    workdir.chmod(0o755)
-    try:
-        with run_lxd_daemon(workdir, tls_files.ca_cert) as daemon:
-            yield daemon
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with daemon_workdir("ssb-lxd-") as workdir, run_lxd_daemon(workdir, tls_files.ca_cert) as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="session")
+def incus_daemon(tls_files: TlsFiles) -> Iterator[IncusDaemon]:
+    """A private Incus daemon, started only when a test asks for it; runs beside `lxd_daemon`."""
+    need("incusd", also_in="/usr/libexec/incus")
+    need("incus")
+    with daemon_workdir("ssb-incus-") as workdir, run_incus_daemon(workdir, tls_files.ca_cert) as daemon:
+        yield daemon
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Real parts for end-to-end tests: a real S3 server, real LXD/Incus clients, a real LXD daemon.
+"""Real parts for end-to-end tests: a real S3 server, real LXD/Incus clients and daemons.
 
 Mocks cannot tell us whether a published tree is acceptable to LXD or Incus: only the real
 clients decide (see shared DESIGN.md, sections 1 and 4). This module starts those real parts on
@@ -57,14 +57,17 @@ def missing(msg: str) -> None:
     pytest.skip(msg)
 
 
-def need(tool: str) -> str:
+def need(tool: str, also_in: str | None = None) -> str:
     """Return the path of executable ``tool``; skip the test if absent (fail if REQUIRE_REAL).
 
+    ``also_in`` is a folder searched before PATH (the Incus daemon lives in /usr/libexec/incus).
     CI must not go green by silently skipping the end-to-end tests, hence the switch.
     """
-    path = shutil.which(tool)
+    search = os.environ.get("PATH", os.defpath)
+    path = shutil.which(tool, path=f"{also_in}{os.pathsep}{search}" if also_in else search)
     if path is None:
-        missing(f"required tool {tool!r} not found on PATH")
+        where = f"in {also_in} or on PATH" if also_in else "on PATH"
+        missing(f"required tool {tool!r} not found {where}")
         raise AssertionError("unreachable")
     return path
 
@@ -720,18 +723,8 @@ class _CliClient:
         shutil.rmtree(self.conf_dir / "cache", ignore_errors=True)
 
 
-class LxdClient(_CliClient):
-    """The `lxc` CLI with its own LXD_CONF; SSL_CERT_FILE makes it trust the test CA."""
-
-    def __init__(self, conf_dir: Path, ca_file: Path | None = None,
-                 lxd_dir: Path | None = None) -> None:
-        extra = {"LXD_DIR": str(lxd_dir)} if lxd_dir is not None else {}
-        super().__init__(conf_dir=conf_dir, ca_file=ca_file, tool="lxc", conf_var="LXD_CONF",
-                         extra_env=extra)
-        self.lxd_dir = lxd_dir
-
     def trust_remote_ca(self, remote: str, ca_file: Path | None = None) -> Path:
-        """Write $LXD_CONF/servercerts/<remote>.crt: the client hands it to the daemon.
+        """Write $LXD_CONF (or $INCUS_CONF)/servercerts/<remote>.crt: the client hands it to the daemon.
 
         The daemon ignores the client's SSL_CERT_FILE; on `image copy`/`launch` it gets this
         certificate in the request and adds it to its trusted roots for that download.
@@ -745,16 +738,40 @@ class LxdClient(_CliClient):
         return dst
 
 
-class IncusClient(_CliClient):
-    """The `incus` CLI with its own INCUS_CONF; `export` needs an existing folder (made here)."""
+class LxdClient(_CliClient):
+    """The `lxc` CLI with its own LXD_CONF; SSL_CERT_FILE makes it trust the test CA."""
 
-    def __init__(self, conf_dir: Path, ca_file: Path | None = None) -> None:
+    def __init__(self, conf_dir: Path, ca_file: Path | None = None,
+                 lxd_dir: Path | None = None) -> None:
+        extra = {"LXD_DIR": str(lxd_dir)} if lxd_dir is not None else {}
+        super().__init__(conf_dir=conf_dir, ca_file=ca_file, tool="lxc", conf_var="LXD_CONF",
+                         extra_env=extra)
+        self.lxd_dir = lxd_dir
+
+
+class IncusClient(_CliClient):
+    """The `incus` CLI with its own INCUS_CONF; `export` needs an existing folder (made here).
+
+    ``incus_dir`` (INCUS_DIR) points it at a private daemon's socket.
+    """
+
+    def __init__(self, conf_dir: Path, ca_file: Path | None = None,
+                 incus_dir: Path | None = None) -> None:
+        extra = {"INCUS_DIR": str(incus_dir)} if incus_dir is not None else {}
         super().__init__(conf_dir=conf_dir, ca_file=ca_file, tool="incus",
-                         conf_var="INCUS_CONF")
+                         conf_var="INCUS_CONF", extra_env=extra)
+        self.incus_dir = incus_dir
 
 
 # --------------------------------------------------------------------------------------------
-# LXD daemon
+# LXD and Incus daemons
+#
+# Both run side by side in one session without clashing: each has its own state folder (socket,
+# database, storage pool, containers, logs, simplestreams cache) and client config folder, and
+# neither has a network, a listening address or (no kernel support here) AppArmor. The one
+# shared name space is the host's cgroup tree (lxc.payload.<name>, lxc.monitor.<name>): liblxc
+# takes a free name (c1-1) when the other daemon already runs an instance of the same name, which
+# test_e2e_incus_daemon checks. Stopping one daemon kills only processes naming its own folder.
 
 
 _PRESEED = """\
@@ -774,13 +791,36 @@ profiles:
 """
 
 
-@dataclass
-class LxdDaemon:
-    """A private LXD daemon; ``client`` talks to it (LXD_DIR set) with its own LXD_CONF."""
+@dataclass(frozen=True)
+class _DaemonKind:
+    """How to drive one daemon: the LXD one (`lxd ...`) or the Incus one (`incusd`, `incus admin ...`)."""
 
-    lxd_dir: Path
+    name: str  # names the state folder and the log files, and appears in error messages
+    daemon: str  # the daemon's executable
+    admin: tuple[str, ...]  # argv prefix of `waitready`, `init --preseed`, `shutdown`
+    dir_var: str  # LXD_DIR / INCUS_DIR: where the daemon keeps its state and its socket
+    conf_var: str  # LXD_CONF / INCUS_CONF: the client's config folder
+
+
+def _lxd_kind() -> _DaemonKind:
+    lxd = need("lxd")
+    need("lxc")
+    return _DaemonKind("lxd", lxd, (lxd,), "LXD_DIR", "LXD_CONF")
+
+
+def _incus_kind() -> _DaemonKind:
+    """Debian's incus-base package: `incusd` in /usr/libexec/incus, admin commands in the CLI."""
+    incusd = need("incusd", also_in="/usr/libexec/incus")
+    return _DaemonKind("incus", incusd, (need("incus"), "admin"), "INCUS_DIR", "INCUS_CONF")
+
+
+@dataclass
+class _Daemon:
+    """A private daemon; ``client`` talks to it (LXD_DIR or INCUS_DIR set) with its own config."""
+
+    state_dir: Path
     log_file: Path
-    client: LxdClient
+    client: _CliClient
     ca_file: Path
     proc: subprocess.Popen[bytes]
 
@@ -794,9 +834,14 @@ class LxdDaemon:
         for img in self.client.image_list("local"):
             self.client.run("image", "delete", f"local:{img['fingerprint']}")
 
+    def instances(self) -> list[dict[str, Any]]:
+        """The daemon's instances (``list --format json``)."""
+        out = self.client.run("list", "--format", "json").stdout
+        return json.loads(out) if out.strip() else []
+
     def delete_instances(self) -> None:
         """Force-delete every instance."""
-        for inst in json.loads(self.client.run("list", "--format", "json").stdout or "[]"):
+        for inst in self.instances():
             self.client.run("delete", "--force", inst["name"])
 
     def log_tail(self) -> str:
@@ -804,14 +849,51 @@ class LxdDaemon:
         return _tail(self.log_file)
 
     def clear_cache(self) -> None:
-        """Drop the daemon's simplestreams cache ($LXD_DIR/cache/<hash of URL>/index.json...).
+        """Drop the daemon's simplestreams cache (<state dir>/cache/<hash of URL>/index.json...).
 
         The daemon keeps index.json and the catalog for an hour per remote URL; a test that
         republishes at the same URL must clear it to see the new tree.
         """
-        for entry in (self.lxd_dir / "cache").glob("*"):
+        for entry in (self.state_dir / "cache").glob("*"):
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
+
+
+@dataclass
+class LxdDaemon(_Daemon):
+    """A private LXD daemon (LXD_DIR = ``lxd_dir``), driven through ``client`` (`lxc`)."""
+
+    client: LxdClient
+
+    @property
+    def lxd_dir(self) -> Path:
+        return self.state_dir
+
+
+@dataclass
+class IncusDaemon(_Daemon):
+    """A private Incus daemon (INCUS_DIR = ``incus_dir``), driven through ``client`` (`incus`)."""
+
+    client: IncusClient
+
+    @property
+    def incus_dir(self) -> Path:
+        return self.state_dir
+
+
+@contextlib.contextmanager
+def daemon_workdir(prefix: str) -> Iterator[Path]:
+    """A world-traversable folder in /tmp for a daemon's state, removed afterwards.
+
+    Not under pytest's basetemp: pytest resets /tmp/pytest-of-<user> to 0700 at every
+    session start, and unprivileged containers (uid 100000+) must traverse the path.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    workdir.chmod(0o755)
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _open_path(path: Path) -> None:
@@ -860,56 +942,81 @@ def run_lxd_daemon(workdir: Path, ca_file: Path) -> Iterator[LxdDaemon]:
 
     No bridge is needed: a container without a NIC launches and `exec` works.
     """
-    lxd = need("lxd")
-    need("lxc")
+    kind = _lxd_kind()
+    state = workdir / "lxd"
+    client = LxdClient(workdir / "lxdconf", ca_file=ca_file, lxd_dir=state)
+    with _run_daemon(kind, workdir, ca_file, client) as (log_file, proc):
+        yield LxdDaemon(state_dir=state, log_file=log_file, client=client, ca_file=ca_file, proc=proc)
+
+
+@contextlib.contextmanager
+def run_incus_daemon(workdir: Path, ca_file: Path) -> Iterator[IncusDaemon]:
+    """Start a private Incus daemon (driver lxc, dir pool, no network); tear it down fully on exit.
+
+    `incus admin init --minimal` would want a bridge: the preseed gives a dir pool and a
+    root-disk-only default profile instead. No VMs here (no vhost_vsock).
+    """
+    kind = _incus_kind()
+    state = workdir / "incus"
+    client = IncusClient(workdir / "incusconf", ca_file=ca_file, incus_dir=state)
+    with _run_daemon(kind, workdir, ca_file, client) as (log_file, proc):
+        yield IncusDaemon(state_dir=state, log_file=log_file, client=client, ca_file=ca_file, proc=proc)
+
+
+@contextlib.contextmanager
+def _run_daemon(kind: _DaemonKind, workdir: Path, ca_file: Path,
+                client: _CliClient) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """Start ``kind``'s daemon on <workdir>/<name>, wait for it, preseed it; stop it on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
-    lxd_dir, conf = workdir / "lxd", workdir / "lxdconf"
-    lxd_dir.mkdir(exist_ok=True)
-    if len(str(lxd_dir / "unix.socket")) > 100:
-        raise RealPartError(f"LXD_DIR path too long for a unix socket: {lxd_dir}")
-    _open_path(lxd_dir)
-    log_file = workdir / "lxd.log"
+    state = workdir / kind.name
+    state.mkdir(exist_ok=True)
+    if len(str(state / "unix.socket")) > 100:
+        raise RealPartError(f"{kind.dir_var} path too long for a unix socket: {state}")
+    _open_path(state)
+    log_file, out_file = workdir / f"{kind.name}.log", workdir / f"{kind.name}.out"
     # The daemon fetches instance types from images.linuxcontainers.org at start: send that to
     # a closed loopback port instead of out. Loopback hosts are never proxied.
     dead_proxy = f"http://127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items()
            if k.lower() not in ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
-    env.update(LXD_DIR=str(lxd_dir), HTTP_PROXY=dead_proxy, HTTPS_PROXY=dead_proxy,
-               NO_PROXY="127.0.0.1,localhost,::1")
+    env.update({kind.dir_var: str(state), kind.conf_var: str(client.conf_dir), "HTTP_PROXY": dead_proxy,
+                "HTTPS_PROXY": dead_proxy, "NO_PROXY": "127.0.0.1,localhost,::1"})
     env.pop("SSL_CERT_FILE", None)  # trust comes per remote, as for a real daemon
-    with (workdir / "lxd.out").open("wb") as out:
-        proc = subprocess.Popen([lxd, "--group", "root", "--logfile", str(log_file)],
+    with out_file.open("wb") as out:
+        proc = subprocess.Popen([kind.daemon, "--group", "root", "--logfile", str(log_file)],
                                 env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    client = LxdClient(conf, ca_file=ca_file, lxd_dir=lxd_dir)
-    daemon = LxdDaemon(lxd_dir=lxd_dir, log_file=log_file, client=client, ca_file=ca_file,
-                       proc=proc)
     try:
-        ready = subprocess.run([lxd, "waitready", f"--timeout={int(START_TIMEOUT)}"], env=env,
+        ready = subprocess.run([*kind.admin, "waitready", f"--timeout={int(START_TIMEOUT)}"], env=env,
                                capture_output=True, text=True, check=False,
                                timeout=START_TIMEOUT + 10)
         if ready.returncode != 0 or proc.poll() is not None:
-            raise RealPartError(f"lxd not ready: {ready.stderr.strip()}\n{_tail(log_file)}\n"
-                                f"{_tail(workdir / 'lxd.out')}")
-        init = subprocess.run([lxd, "init", "--preseed"], input=_PRESEED, env=env,
+            raise RealPartError(f"{kind.name} not ready: {ready.stderr.strip()}\n{_tail(log_file)}\n"
+                                f"{_tail(out_file)}")
+        init = subprocess.run([*kind.admin, "init", "--preseed"], input=_PRESEED, env=env,
                               capture_output=True, text=True, check=False, timeout=120)
         if init.returncode != 0:
-            raise RealPartError(f"lxd init --preseed failed: {init.stderr.strip()}")
-        yield daemon
+            raise RealPartError(f"{kind.name} init --preseed failed: {init.stderr.strip()}")
+        yield log_file, proc
     finally:
-        _stop_lxd(daemon, lxd, env)
+        _stop_daemon(kind, state, proc, client, env)
 
 
-def _stop_lxd(daemon: LxdDaemon, lxd: str, env: dict[str, str]) -> None:
-    """Stop instances, shut the daemon down, kill leftovers, unmount: repeatable runs."""
-    if daemon.proc.poll() is None:
+def _stop_daemon(kind: _DaemonKind, state: Path, proc: subprocess.Popen[bytes], client: _CliClient,
+                 env: dict[str, str]) -> None:
+    """Stop instances, shut the daemon down, kill leftovers, unmount: repeatable runs.
+
+    Only processes whose command line names this daemon's own folder are killed (its liblxc
+    monitors and forked helpers), so the other daemon of the session and its instances live on.
+    """
+    if proc.poll() is None:
         with contextlib.suppress(Exception):
-            daemon.client.run("stop", "--all", "--force", check=False, timeout=120)
+            client.run("stop", "--all", "--force", check=False, timeout=120)
         with contextlib.suppress(Exception):
-            subprocess.run([lxd, "shutdown", "--timeout=60"], env=env, capture_output=True,
+            subprocess.run([*kind.admin, "shutdown", "--timeout=60"], env=env, capture_output=True,
                            check=False, timeout=90)
-    _stop_process_group(daemon.proc, grace=10)
-    marker = str(daemon.lxd_dir)
+    _stop_process_group(proc, grace=10)
+    marker = str(state)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         pids = _pids_using(marker)
         for pid in pids:
@@ -917,7 +1024,7 @@ def _stop_lxd(daemon: LxdDaemon, lxd: str, env: dict[str, str]) -> None:
                 os.kill(pid, sig)
         if pids:
             time.sleep(1)
-    _unmount_under(daemon.lxd_dir)
+    _unmount_under(state)
 
 
 # --------------------------------------------------------------------------------------------
