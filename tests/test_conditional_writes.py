@@ -220,8 +220,6 @@ def test_create_only_upload_without_conditional_writes_checks_with_head(
     assert len(heads) == 2  # one before each commit (PUT, or CompleteMultipartUpload)
 
 
-@pytest.mark.xfail(strict=True, reason="depends on the 'plan' helper: publish's own ssb.json writes "
-                                       "(write_manifests, refresh_manifest) still send If-Match/If-None-Match")
 def test_publish_without_conditional_writes_sends_none_at_all(
         liar: HeaderProxy, plain_server: S3Server, plain_bucket: str, tmp_path: Path) -> None:
     t = tree_through(liar, plain_server, plain_bucket, tmp_path, conditional=False)
