@@ -22,6 +22,15 @@ from .manifest import version_time
 
 HISTORY_FIELD = "ssb_s3"  # in index.json
 CATALOG_NAME = re.compile(r"^images-[0-9a-f]{20}\.json$")
+# A content-addressed view: the catalog, or a companion keyed after it (`images-<hash>.json.asc`).
+CATALOG_VIEW_NAME = re.compile(r"^(images-[0-9a-f]{20}\.json)(?:\.[A-Za-z0-9]+)*$")
+
+
+def catalog_of_view(tree: TreeConfig, key: str) -> str | None:
+    """The catalog key a content-addressed view belongs to (a catalog belongs to itself), or None."""
+    folder, _, name = key.rpartition("/")
+    match = CATALOG_VIEW_NAME.match(name)
+    return f"{folder}/{match.group(1)}" if match and folder == tree.catalog_dir else None
 
 
 def select_versions(
@@ -192,16 +201,20 @@ def plan_purge(
                 plan.delete_later.append(item)
             else:
                 plan.delete_now.append(item)
-    known = {e["catalog"] for e in history.entries}
-    orphans = {  # written by a publish that stopped before its flip, or whose history entry was dropped
-        key for key in listing
-        if key.startswith(f"{tree.catalog_dir}/") and CATALOG_NAME.match(key.rsplit("/", 1)[-1])
-        and key not in known and key not in protected_keys
-    }  # fmt: skip
-    plan.old_catalogs = sorted(orphans | {
-        e["catalog"] for e in history.entries
-        if e["catalog"] not in protected_keys and CATALOG_NAME.match(e["catalog"].rsplit("/", 1)[-1])
-    })  # fmt: skip
+    plan.old_catalogs = superseded_views(tree, history, protected_keys, listing)
     return plan
+
+
+def superseded_views(tree: TreeConfig, history: History, protected: set[str], listing: Iterable[str]) -> list[str]:
+    """Old catalogs and the content-addressed views keyed after them, none that a client may still
+    read: those of the history's unprotected catalogs, and orphans (written by a publish that
+    stopped before its flip, or whose history entry was dropped)."""
+    known = {e["catalog"] for e in history.entries}
+    stale = {e["catalog"] for e in history.entries
+             if e["catalog"] not in protected and catalog_of_view(tree, e["catalog"]) == e["catalog"]}
+    found = {key for key in listing
+             if (owner := catalog_of_view(tree, key)) is not None and owner not in protected
+             and (owner in stale or owner not in known)}
+    return sorted(stale | found)
 
 

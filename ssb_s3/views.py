@@ -7,8 +7,9 @@ it flips the index, so whatever the index names is already there. Adding a view 
 LXC index, a signature) is one renderer here (or in its own module) and one line in VIEWS.
 
 Invariants: a renderer is a pure function of its Content (same content, same bytes); a
-content-addressed view (`create_only`) is never overwritten, and a superseded one is purged like
-an old catalog once no catalog within the grace names it.
+content-addressed view (`create_only`) is never overwritten. It is the catalog itself or a
+companion keyed `<catalog key><suffix>` (e.g. `images-<hash>.json.asc`): a companion is purged
+with its catalog, once no catalog within the grace names it (retention.superseded_views).
 """
 
 from __future__ import annotations
@@ -78,6 +79,15 @@ def seed_content(tree: TreeConfig, catalog: Mapping[str, Any]) -> Content:
 VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, index_view)
 
 
+class ViewError(ValueError):
+    """A renderer broke the view invariants (a programming error, not bad input)."""
+
+
 def render(content: Content, views: tuple[Renderer, ...] | None = None) -> tuple[View, ...]:
     """Every registered view of `content` (the registry is read at call time: tests may add one)."""
-    return tuple(renderer(content) for renderer in (VIEWS if views is None else views))
+    rendered = tuple(renderer(content) for renderer in (VIEWS if views is None else views))
+    for view in rendered:
+        if view.create_only and not view.key.startswith(content.catalog_key):
+            raise ViewError(f"content-addressed view {view.key} must be keyed after its catalog "
+                            f"{content.catalog_key} (<catalog key><suffix>), or purge would never find it")
+    return rendered

@@ -373,3 +373,56 @@ def test_json_report_gives_each_problem_its_product_where_and_field(tmp_path: Pa
     assert detail["field"] == "product sample:1.0:arm64:default version 20260101_0000 item lxd_combined.tar.gz"
     assert detail["message"] == report["problems"][0]
     assert f"  - {detail['message']}" in out.stderr  # the CLI's lines are the same messages
+
+
+def test_a_content_addressed_companion_view_is_purged_with_its_catalog(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A create-only view keyed `<catalog key><suffix>` (a signature, say) goes when its catalog goes:
+    after the grace, and at once when no index ever named its catalog (a publish that died before its flip)."""
+    import hashlib
+
+    import yaml
+
+    from ssb_s3 import views
+    from ssb_s3.config import load_config
+    from ssb_s3.publish import PublishOptions, publish
+
+    def digest(content: views.Content) -> views.View:
+        body = hashlib.sha256(content.catalog_bytes).hexdigest().encode()
+        return views.View(content.catalog_key + ".sha256", body, content_type="text/plain", create_only=True)
+
+    monkeypatch.setattr(views, "VIEWS", (*views.VIEWS, digest))
+    tree, store = local_tree(tmp_path)
+    first = publish(tree, store, PublishOptions(grace=0))
+    target = tmp_path / "target"
+    old_sig = target / (first.catalog_key + ".sha256")
+    assert old_sig.read_text() == hashlib.sha256((target / first.catalog_key).read_bytes()).hexdigest()
+    orphan = target / "streams/v1/images-0123456789abcdef0123.json.sha256"  # its catalog was never flipped to
+    orphan.write_text("x")
+    bystander = target / "streams/v1/notes.txt"  # not ours: never deleted
+    bystander.write_text("keep")
+
+    raw = yaml.safe_load((tmp_path / "tree.yml").read_text())
+    raw["products"][0]["release_title"] = "a new title, so a new catalog"
+    (tmp_path / "tree.yml").write_text(yaml.safe_dump(raw))
+    second = publish(load_config(tmp_path / "tree.yml"), store, PublishOptions(grace=0))
+    assert second.catalog_key != first.catalog_key
+    assert not (target / first.catalog_key).exists() and not old_sig.exists() and not orphan.exists()
+    assert (target / (second.catalog_key + ".sha256")).exists() and bystander.read_text() == "keep"
+    assert set(second.purge.old_catalogs) == {first.catalog_key, first.catalog_key + ".sha256",
+                                              "streams/v1/images-0123456789abcdef0123.json.sha256"}
+
+
+def test_a_content_addressed_view_not_keyed_after_its_catalog_is_refused(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssb_s3 import views
+    from ssb_s3.publish import publish
+
+    def stray(content: views.Content) -> views.View:
+        return views.View("streams/v1/signature.asc", b"x", create_only=True)
+
+    monkeypatch.setattr(views, "VIEWS", (*views.VIEWS, stray))
+    tree, store = local_tree(tmp_path)
+    with pytest.raises(views.ViewError, match="must be keyed after its catalog"):
+        publish(tree, store)
+    assert not (tmp_path / "target/streams").exists()
