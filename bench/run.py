@@ -283,11 +283,11 @@ def scenario_ingest(server: S3Server, work: Path, sizes: list[int]) -> None:
 
 def scenario_verify(work: Path, size: int) -> None:
     """5. verify --hashes of a local tree vs sha256sum of the same files."""
+    from ssb_s3.commands.publish import PublishOptions, publish
+    from ssb_s3.commands.verify import verify
     from ssb_s3.config import parse_config
-    from ssb_s3.manifest import refresh_manifest
-    from ssb_s3.publish import PublishOptions, publish
-    from ssb_s3.store import LocalStore
-    from ssb_s3.verify import verify
+    from ssb_s3.storage.store import LocalStore
+    from ssb_s3.storage.tree import refresh_manifest
 
     root = work / "verify-tree"
     tree = parse_config({"products": [{"name": "p:1:amd64:default", "arch": "amd64", "release": "1", "os": "P",

@@ -30,10 +30,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from ssb_s3.catalog import build_catalog, contract_problems, no_gc, to_bytes
+from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.config import load_config, parse_config
-from ssb_s3.publish import PublishOptions, publish
-from ssb_s3.store import S3Store, open_store
+from ssb_s3.core.catalog import build_catalog, contract_problems, no_gc, to_bytes
+from ssb_s3.storage.store import S3Store, open_store
 
 REQUESTS: Counter[str] = Counter()
 
@@ -60,8 +60,8 @@ def ingest(mode: str, file: str, endpoint: str, bucket: str, key: str, part_mib:
     from boto3.s3.transfer import TransferConfig
 
     from ssb_s3.config import StorageConfig
-    from ssb_s3.manifest import VersionHasher
-    from ssb_s3.store import make_s3_client
+    from ssb_s3.core.imagefiles import VersionHasher
+    from ssb_s3.storage.store import make_s3_client
 
     path, part = Path(file), part_mib * 1024 * 1024
     started = time.perf_counter()

@@ -15,20 +15,21 @@ from typing import Any, NoReturn
 import click
 import yaml
 
-from . import __version__, httpread
-from .build import BuildRequest, cleanup, gather, resolve_image_file, run_builder
-from .build import staging_dir as build_staging_dir
+from . import __version__
+from .commands.publish import PublishOptions, PublishRefused, PublishReport, check_tree, dump_json, publish, purge
+from .commands.verify import verify
 from .config import StorageConfig, TreeConfig, config_as_dict, endpoint_url_problem, load_config, parse_duration
+from .core.retention import PurgePlan
+from .core.views import images_json_view, index_view, seed_content
 from .errors import ProblemsFound, SSBError, StoreError, capped
-from .ingest import ingest_version
-from .lease import force_unlock
-from .manifest import build_manifest, manifest_bytes, read_manifest, refresh_manifest
-from .publish import PublishOptions, PublishRefused, PublishReport, check_tree, dump_json, publish, purge
-from .purge import PurgePlan
-from .store import HttpStore, Store, open_store
-from .tree import Tree
-from .verify import verify
-from .views import images_json_view, index_view, seed_content
+from .ingest.builder import BuildRequest, cleanup, gather, resolve_image_file, run_builder
+from .ingest.builder import staging_dir as build_staging_dir
+from .ingest.upload import ingest_version
+from .storage import httpread
+from .storage.lease import force_unlock
+from .storage.manifest import build_manifest, manifest_bytes, read_manifest
+from .storage.store import HttpStore, Store, open_store
+from .storage.tree import Tree, refresh_manifest
 
 log = logging.getLogger("ssb_s3")
 

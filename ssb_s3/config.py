@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .core.problems import Problem, with_source
 from .errors import ConfigError, ProblemsFound
-from .problems import Problem, with_source
 from .schemas import schema_problems
 
 # Architecture names the LXD 5.0 client knows (shared/osarch), by the canonical name it maps

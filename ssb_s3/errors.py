@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .problems import Problem, as_problem
+from .core.problems import Problem, as_problem
 
 
 class SSBError(Exception):

@@ -14,7 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from .imagefiles import COMBINED_FIELDS
+from .core.imagefiles import COMBINED_FIELDS
 
 SCHEMA_NAMES = ("tree", "ssb", "products", "index")
 

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.config import load_config
-from ssb_s3.lease import LEASE_KEY
-from ssb_s3.publish import PublishOptions, publish
-from ssb_s3.store import ObjectInfo, Store, open_store
+from ssb_s3.storage.lease import LEASE_KEY
+from ssb_s3.storage.store import ObjectInfo, Store, open_store
 
 CRASH_EXIT = 99
 

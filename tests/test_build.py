@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from realparts import LxdDaemon, S3Server, make_image
 
-from ssb_s3.build import BuildRequest, builder_commands
+from ssb_s3.ingest.builder import BuildRequest, builder_commands
 
 HERE = Path(__file__).resolve().parent
 FAKE = HERE / "fake-bin" / "distrobuilder"

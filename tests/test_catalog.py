@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ssb_s3.catalog import build_catalog, build_index, catalog_key, contract_problems, to_bytes
 from ssb_s3.config import parse_config
+from ssb_s3.core.catalog import build_catalog, build_index, catalog_key, contract_problems, to_bytes
 from ssb_s3.errors import ProblemsFound
 
 

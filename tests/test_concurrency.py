@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 from realparts import S3Server, make_image
 
-from ssb_s3.catalog import INDEX_KEY, INDEX_NAME
+from ssb_s3.commands.publish import PublishOptions, publish
+from ssb_s3.commands.verify import verify
 from ssb_s3.config import ProductConfig, StorageConfig, TreeConfig, parse_config
+from ssb_s3.core.catalog import INDEX_KEY, INDEX_NAME
 from ssb_s3.errors import NotFound, SSBError
-from ssb_s3.manifest import refresh_manifest
-from ssb_s3.publish import PublishOptions, publish
-from ssb_s3.store import ObjectInfo, S3Store, Store, open_store
-from ssb_s3.verify import verify
+from ssb_s3.storage.store import ObjectInfo, S3Store, Store, open_store
+from ssb_s3.storage.tree import refresh_manifest
 
 ROUNDS = int(os.environ.get("SSB_CONCURRENCY_ROUNDS", "50"))
 PUBLISHERS = 8

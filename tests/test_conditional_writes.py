@@ -26,12 +26,12 @@ from realparts import S3Server, TlsFiles, make_image, need, run_seaweedfs
 from test_faults import FaultPlan, FaultProxy, request_key, s3_error_xml
 from test_publisher import Tree
 
+from ssb_s3.commands.publish import publish
 from ssb_s3.config import StorageConfig, load_config
 from ssb_s3.errors import PreconditionFailed
-from ssb_s3.ingest import ingest_version
-from ssb_s3.lease import LEASE_KEY, Lease
-from ssb_s3.publish import publish
-from ssb_s3.store import PROBE_PREFIX, S3Store, open_store
+from ssb_s3.ingest.upload import ingest_version
+from ssb_s3.storage.lease import LEASE_KEY, Lease
+from ssb_s3.storage.store import PROBE_PREFIX, S3Store, open_store
 
 CONDITIONAL = ("if-match", "if-none-match")
 PRODUCT = "busybox:1.36:amd64:default"

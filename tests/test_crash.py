@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from realparts import S3Server, make_image
 
+from ssb_s3.commands.publish import PublishOptions, publish
+from ssb_s3.commands.verify import verify
 from ssb_s3.config import load_config
-from ssb_s3.manifest import refresh_manifest
-from ssb_s3.publish import PublishOptions, publish
-from ssb_s3.store import Store, open_store
-from ssb_s3.verify import verify
+from ssb_s3.storage.store import Store, open_store
+from ssb_s3.storage.tree import refresh_manifest
 
 HERE = Path(__file__).resolve().parent
 TREE = """

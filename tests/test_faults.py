@@ -37,12 +37,12 @@ from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 from botocore.retries.standard import ExponentialBackoff
 from realparts import S3Server, make_image
 
-from ssb_s3.catalog import INDEX_KEY
+from ssb_s3.commands.publish import PublishOptions, PublishReport, publish
+from ssb_s3.commands.verify import verify
 from ssb_s3.config import ProductConfig, StorageConfig, TreeConfig, parse_config
+from ssb_s3.core.catalog import INDEX_KEY
 from ssb_s3.errors import ProblemsFound, SSBError
-from ssb_s3.publish import PublishOptions, PublishReport, publish
-from ssb_s3.store import S3Store, Store, open_store
-from ssb_s3.verify import verify
+from ssb_s3.storage.store import S3Store, Store, open_store
 
 # A response cut inside its headers can cut the Date header: botocore's date parser then warns.
 pytestmark = pytest.mark.filterwarnings("ignore:tzname .* identified but not understood")

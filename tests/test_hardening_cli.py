@@ -24,10 +24,10 @@ import pytest
 from realparts import S3Server, missing, need
 
 from ssb_s3.config import StorageConfig, load_config
+from ssb_s3.core.versions import version_name_problem
 from ssb_s3.errors import StoreError
-from ssb_s3.manifest import version_name_problem
 from ssb_s3.schemas import load_schema
-from ssb_s3.store import open_store
+from ssb_s3.storage.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "local"
@@ -308,7 +308,7 @@ bundle = {str(bundle)!r}
 sys.path.insert(0, bundle)
 import ssb_s3.hooks.aws_lambda as entry
 from ssb_s3.config import StorageConfig
-from ssb_s3.store import make_s3_client
+from ssb_s3.storage.store import make_s3_client
 make_s3_client(StorageConfig(region="us-east-1"))
 outside = sorted({{m.__name__.partition(".")[0] for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and not m.__file__.startswith(bundle)

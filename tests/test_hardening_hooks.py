@@ -34,7 +34,7 @@ from test_hooks import TOKEN, minio_body, put_version, recorded, s3_storage, ser
 from ssb_s3.config import StorageConfig
 from ssb_s3.hooks import aws_lambda
 from ssb_s3.hooks.events import BucketEvent, EventError, parse_events
-from ssb_s3.store import open_store
+from ssb_s3.storage.store import open_store
 
 VERSION = "20260101_0000"
 DEEP_TEXT = "[" * 5000 + "]" * 5000  # RecursionError in json.loads before the fix

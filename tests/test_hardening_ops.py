@@ -33,10 +33,10 @@ import pytest
 from realparts import S3Server, make_image
 from test_faults import FaultPlan, Rule, check_failure, env, open_s3, proxy_for  # noqa: F401 (env: fixture)
 
+from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.config import load_config
 from ssb_s3.errors import SSBError
-from ssb_s3.lease import LEASE_KEY, LeaseInfo
-from ssb_s3.publish import PublishOptions, publish
+from ssb_s3.storage.lease import LEASE_KEY, LeaseInfo
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "local"

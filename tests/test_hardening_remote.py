@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from realparts import S3Server, TlsFiles, make_image
 
-from ssb_s3 import httpread
+from ssb_s3.commands.publish import fetch_manifest_url
 from ssb_s3.config import load_config
 from ssb_s3.errors import SSBError, StoreError
-from ssb_s3.publish import fetch_manifest_url
+from ssb_s3.storage import httpread
 
 TOKEN = "s3cr3t-t0ken-never-elsewhere"
 PRODUCT = "busybox:1.36:amd64:default"
@@ -353,7 +353,7 @@ def test_prefix_path_endless_body_stops_at_the_size_cap(tmp_path: Path, serve: A
     line = one_error_line(target.cli("-k", TOKEN, "publish", timeout=60))
     elapsed = time.monotonic() - started
     assert f"{url}/ns/busybox/amd64/ssb.json: ssb.json is over the size limit of {httpread.MAX_DOCUMENT_SIZE} bytes" \
-        in line and "ssb_s3.httpread.MAX_DOCUMENT_SIZE" in line
+        in line and "ssb_s3.storage.httpread.MAX_DOCUMENT_SIZE" in line
     assert elapsed < 30
     assert _max_child_rss_mb() < 600  # 64 MiB read, not gigabytes
     assert not (target.local / "streams").exists()
@@ -371,7 +371,7 @@ def test_prefix_path_trickle_is_cut_at_the_deadline(tmp_path: Path, serve: Any) 
     elapsed = time.monotonic() - started
     assert 1.5 < elapsed < 5
     assert str(err.value) == (f"product {PRODUCT}: {url}/ns/busybox/amd64/ssb.json: no complete answer within "
-                              "the deadline of 2 s (ssb_s3.httpread.DEADLINE)")
+                              "the deadline of 2 s (ssb_s3.storage.httpread.DEADLINE)")
 
 
 def trickled_headers(h: Hostile) -> None:
@@ -391,8 +391,8 @@ def test_deadline_covers_redirects_and_trickled_headers(serve: Any) -> None:
     with pytest.raises(StoreError) as err:
         httpread.fetch(f"{url}/start", limits=httpread.Limits(timeout=10, deadline=2))
     assert 1.5 < time.monotonic() - started < 5
-    assert str(err.value) == (f"{url}/slow: no complete answer within the deadline of 2 s (ssb_s3.httpread.DEADLINE)"
-                              f" (redirected to {url}/slow)")
+    assert str(err.value) == (f"{url}/slow: no complete answer within the deadline of 2 s "
+                              f"(ssb_s3.storage.httpread.DEADLINE) (redirected to {url}/slow)")
 
 
 def test_prefix_path_bad_content_length_and_deep_nesting_are_one_line(tmp_path: Path, serve: Any) -> None:

@@ -25,11 +25,11 @@ import boto3
 import pytest
 from realparts import S3Server, free_port, wait_for_url
 
+from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.config import StorageConfig, parse_config
 from ssb_s3.hooks import aws_lambda
 from ssb_s3.hooks.events import BucketEvent, EventError, parse_events, route
-from ssb_s3.publish import PublishOptions, publish
-from ssb_s3.store import S3Store, open_store
+from ssb_s3.storage.store import S3Store, open_store
 
 EVENTS = Path(__file__).resolve().parent / "data" / "events"
 

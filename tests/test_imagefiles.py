@@ -1,4 +1,4 @@
-"""The one table of image files (ssb_s3.imagefiles): its invariants, and a made-up kind of file
+"""The one table of image files (ssb_s3.core.imagefiles): its invariants, and a made-up kind of file
 that, once registered, goes through scan → catalog → verify with no other edit.
 
 The made-up kind is a root file 'rootfs.madeup' (item key root.madeup, ftype 'madeup', combined
@@ -19,12 +19,11 @@ import pytest
 from click.testing import CliRunner, Result
 from realparts import make_image
 
-from ssb_s3 import imagefiles
-from ssb_s3.catalog import build_catalog, contract_problems
 from ssb_s3.cli import cli
 from ssb_s3.config import claim_alias, config_from_text
-from ssb_s3.errors import ProblemsFound
-from ssb_s3.imagefiles import (
+from ssb_s3.core import imagefiles
+from ssb_s3.core.catalog import build_catalog, contract_problems
+from ssb_s3.core.imagefiles import (
     CLIENT_META,
     CLIENTS,
     COMBINED_FIELDS,
@@ -42,6 +41,7 @@ from ssb_s3.imagefiles import (
     table_problems,
     upload_order,
 )
+from ssb_s3.errors import ProblemsFound
 from ssb_s3.schemas import load_schema
 
 MADEUP = ImageFile("rootfs.madeup", "root.madeup", "madeup", "madeup", "madeup", "root", ("madeupfs",),

@@ -16,8 +16,9 @@ import pytest
 
 from ssb_s3.config import parse_config
 from ssb_s3.errors import ManifestError
-from ssb_s3.manifest import build_manifest, read_manifest, refresh_manifest
-from ssb_s3.store import CHUNK_SIZE, LocalStore
+from ssb_s3.storage.manifest import build_manifest, read_manifest
+from ssb_s3.storage.store import CHUNK_SIZE, LocalStore
+from ssb_s3.storage.tree import refresh_manifest
 
 TREE = parse_config(
     {"products": [{"name": "p:1:amd64:default", "arch": "amd64", "release": "1", "os": "P",

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from ssb_s3.catalog import contract_problems_by_product
 from ssb_s3.config import parse_config
+from ssb_s3.core.catalog import contract_problems_by_product
+from ssb_s3.core.problems import Problem
 from ssb_s3.errors import ProblemsFound
-from ssb_s3.problems import Problem
 
 ROOT = Path(__file__).resolve().parent.parent
 # sha256 of the catalog the unchanged code (before issue 10) published from examples/local.
@@ -113,7 +113,7 @@ def manifest(product: str, versions: list[str], size: int = 10) -> dict[str, Any
 
 
 def read(product: str, versions: list[str], size: int = 10, listed: bool = True) -> Any:
-    from ssb_s3.plan import ProductRead
+    from ssb_s3.core.plan import ProductRead
 
     found = manifest(product, versions, size)
     listing = {i["path"]: i["size"] for v in found["versions"].values() for i in v["items"].values()} if listed else {}
@@ -122,7 +122,7 @@ def read(product: str, versions: list[str], size: int = 10, listed: bool = True)
 
 def served(tree: Any, reads: dict[str, Any], now: float = NOW - DAY) -> Any:
     """The snapshot a later publish reads (the same products) after publishing `reads` at `now`."""
-    from ssb_s3.plan import PublishOptions, Snapshot, plan_publish
+    from ssb_s3.core.plan import PublishOptions, Snapshot, plan_publish
 
     first = plan_publish(tree, Snapshot(now=now, products=reads), PublishOptions())
     assert not first.problems, first.problems
@@ -131,13 +131,19 @@ def served(tree: Any, reads: dict[str, Any], now: float = NOW - DAY) -> Any:
                     tree_listing=listing, products=reads)
 
 
-def test_plan_imports_no_store_and_no_boto3() -> None:
+def test_the_core_imports_no_store_and_no_boto3() -> None:
+    """ssb_s3/core is pure: no module of it imports the storage layer, the commands, ingest, hooks or boto3."""
     import ast
 
-    source = (ROOT / "ssb_s3/plan.py").read_text()
-    imported = {n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
-    assert not imported & {"store", "tree", "lease", "ingest", "boto3", "botocore"}, imported
-    code = "import sys, ssb_s3.plan; assert not {'boto3', 'botocore'} & set(sys.modules), 'boto3 loaded'"
+    for path in sorted((ROOT / "ssb_s3/core").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imported = {("." * n.level) + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        outside = {m for m in imported if m.lstrip(".").split(".")[0] in
+                   ("storage", "commands", "ingest", "hooks", "boto3", "botocore", "cli")}
+        assert not outside, (path.name, outside)
+    modules = ", ".join(f"ssb_s3.core.{p.stem}" for p in (ROOT / "ssb_s3/core").glob("*.py") if p.stem != "__init__")
+    code = f"import sys, {modules}; assert not {{'boto3', 'botocore'}} & set(sys.modules), 'boto3 loaded'"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
     assert out.returncode == 0, out.stderr
@@ -146,7 +152,7 @@ def test_plan_imports_no_store_and_no_boto3() -> None:
 def test_retention_keeps_the_newest_days_and_purges_after_the_grace() -> None:
     from dataclasses import replace
 
-    from ssb_s3.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PublishOptions, plan_publish
 
     versions = ["20260101_0000", "20260102_0000", "20260103_0000"]
     tree = a_tree(days=3)
@@ -165,7 +171,7 @@ def test_retention_keeps_the_newest_days_and_purges_after_the_grace() -> None:
 def test_max_age_drops_old_versions_and_never_empties_a_product_without_force() -> None:
     from dataclasses import replace
 
-    from ssb_s3.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PublishOptions, plan_publish
 
     reads = {"a": read("a", ["20260101_0000", "20260110_0000"]), "b": read("b", ["20260101_0000"])}
     plan = plan_publish(a_tree(days=5, max_age="3d"), served(a_tree(days=5), reads), PublishOptions())
@@ -185,7 +191,7 @@ def test_max_age_drops_old_versions_and_never_empties_a_product_without_force() 
 def test_keep_going_keeps_the_previous_entry_of_an_invalid_product() -> None:
     from dataclasses import replace
 
-    from ssb_s3.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PublishOptions, plan_publish
 
     before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
     broken_b = read("b", ["20260101_0000", "20260102_0000"], listed=False)  # files missing
@@ -202,7 +208,7 @@ def test_keep_going_keeps_the_previous_entry_of_an_invalid_product() -> None:
 
 
 def test_contract_refusal_names_the_ssb_json_it_comes_from() -> None:
-    from ssb_s3.plan import PublishOptions, Snapshot, plan_publish
+    from ssb_s3.core.plan import PublishOptions, Snapshot, plan_publish
 
     bad = read("a", ["20260101_0000"])
     bad.manifest["versions"]["20260101_0000"]["items"]["lxd_combined.tar.gz"]["sha256"] = "not-hex"
@@ -218,7 +224,7 @@ def test_contract_refusal_names_the_ssb_json_it_comes_from() -> None:
 def test_incremental_publish_keeps_other_products_entries_unread() -> None:
     from dataclasses import replace
 
-    from ssb_s3.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PublishOptions, plan_publish
 
     before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
     snap = replace(before, products={"a": read("a", ["20260101_0000", "20260102_0000"])})  # b not even read
@@ -231,7 +237,7 @@ def test_incremental_publish_keeps_other_products_entries_unread() -> None:
 def test_refuses_to_empty_the_tree_without_force() -> None:
     from dataclasses import replace
 
-    from ssb_s3.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PublishOptions, plan_publish
 
     before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
     snap = replace(before, products={"a": read("a", []), "b": read("b", [])})  # no complete version left
@@ -245,7 +251,7 @@ def test_refuses_to_empty_the_tree_without_force() -> None:
 def test_a_published_file_that_changed_is_refused() -> None:
     from dataclasses import replace
 
-    from ssb_s3.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PublishOptions, plan_publish
 
     before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
     snap = replace(before, products={"a": read("a", ["20260101_0000"], size=11), "b": read("b", ["20260101_0000"])})
@@ -268,7 +274,7 @@ def local_tree(tmp_path: Path, conditional: bool = True) -> tuple[Any, Any]:
     import yaml
 
     from ssb_s3.config import load_config
-    from ssb_s3.store import open_store
+    from ssb_s3.storage.store import open_store
 
     target = tmp_path / "target"
     shutil.copytree(ROOT / "examples/local/images", target)
@@ -281,7 +287,7 @@ def local_tree(tmp_path: Path, conditional: bool = True) -> tuple[Any, Any]:
 
 
 def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    from ssb_s3.store import LocalStore
+    from ssb_s3.storage.store import LocalStore
 
     writes: list[tuple[str, dict[str, Any]]] = []
     original = LocalStore.write
@@ -295,8 +301,8 @@ def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, 
 
 
 def test_a_registered_view_is_written_before_the_index_flip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ssb_s3 import views
-    from ssb_s3.publish import publish
+    from ssb_s3.commands.publish import publish
+    from ssb_s3.core import views
 
     def products_txt(content: views.Content) -> views.View:  # a made-up view: one module, one registry line
         body = "\n".join(sorted(content.catalog["products"])).encode()
@@ -318,9 +324,9 @@ def test_no_conditional_header_anywhere_with_conditional_writes_false(tmp_path: 
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """ssb.json writes (publish --refresh-manifests, purge, refresh_manifest) used to send If-Match /
     If-None-Match whatever storage.conditional_writes said."""
-    from ssb_s3.lease import LEASE_KEY
-    from ssb_s3.manifest import refresh_manifest
-    from ssb_s3.publish import PublishOptions, publish
+    from ssb_s3.commands.publish import PublishOptions, publish
+    from ssb_s3.storage.lease import LEASE_KEY
+    from ssb_s3.storage.tree import refresh_manifest
 
     tree, store = local_tree(tmp_path, conditional=False)
     for product in tree.products:
@@ -340,10 +346,10 @@ def test_no_conditional_header_anywhere_with_conditional_writes_false(tmp_path: 
 
 def test_hooks_report_each_failed_product_with_its_own_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Names matched as substrings used to blame 'a' for a problem of 'a:b'."""
+    from ssb_s3.core.plan import PublishReport
+    from ssb_s3.core.retention import PurgePlan
     from ssb_s3.hooks import republish
     from ssb_s3.hooks.events import ProductChange
-    from ssb_s3.plan import PublishReport
-    from ssb_s3.retention import PurgePlan
 
     tree = parse_config({"products": [
         {"name": "a", "arch": "amd64", "release": "1", "os": "A", "directory": "a"},
@@ -383,9 +389,9 @@ def test_a_content_addressed_companion_view_is_purged_with_its_catalog(tmp_path:
 
     import yaml
 
-    from ssb_s3 import views
+    from ssb_s3.commands.publish import PublishOptions, publish
     from ssb_s3.config import load_config
-    from ssb_s3.publish import PublishOptions, publish
+    from ssb_s3.core import views
 
     def digest(content: views.Content) -> views.View:
         body = hashlib.sha256(content.catalog_bytes).hexdigest().encode()
@@ -415,8 +421,8 @@ def test_a_content_addressed_companion_view_is_purged_with_its_catalog(tmp_path:
 
 def test_a_content_addressed_view_not_keyed_after_its_catalog_is_refused(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from ssb_s3 import views
-    from ssb_s3.publish import publish
+    from ssb_s3.commands.publish import publish
+    from ssb_s3.core import views
 
     def stray(content: views.Content) -> views.View:
         return views.View("streams/v1/signature.asc", b"x", create_only=True)

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ssb_s3.config import parse_config
-from ssb_s3.purge import History, plan_purge, select_versions
+from ssb_s3.core.retention import History, plan_purge, select_versions
 
 DAY = 86400
 NOW = datetime(2026, 1, 10, tzinfo=timezone.utc).timestamp()

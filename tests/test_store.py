@@ -13,7 +13,7 @@ from realparts import S3Server
 
 from ssb_s3.config import StorageConfig
 from ssb_s3.errors import NotFound, PreconditionFailed, StoreError
-from ssb_s3.store import LocalStore, S3Store, Store, make_s3_client, open_store
+from ssb_s3.storage.store import LocalStore, S3Store, Store, make_s3_client, open_store
 
 
 def s3_storage(server: S3Server) -> StorageConfig:

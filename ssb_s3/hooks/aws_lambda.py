@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import MAX_TREE_BYTES, TreeConfig, config_from_text, load_config
 from ..errors import SSBError
-from ..store import open_store
+from ..storage.store import open_store
 from .events import BucketEvent, EventError, parse_events
 from .republish import Republisher
 

@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ..config import ProductConfig, TreeConfig
+from ..core.imagefiles import IMAGE_FILES as ARTIFACTS
 from ..errors import SSBError
-from ..imagefiles import IMAGE_FILES as ARTIFACTS
-from ..manifest import UPLOAD_MARKER
+from ..storage.manifest import UPLOAD_MARKER
 
 OWN_PREFIXES = ("streams/", ".ssb-s3/")  # the tree's own writes: never a reason to publish
 

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
+from ..commands.publish import PublishOptions, PublishReport, publish
 from ..config import TreeConfig
 from ..errors import SSBError
-from ..manifest import refresh_manifest
-from ..publish import PublishOptions, PublishReport, publish
-from ..store import Store, open_store
+from ..storage.store import Store, open_store
+from ..storage.tree import refresh_manifest
 from .events import BucketEvent, route
 
 log = logging.getLogger(__name__)

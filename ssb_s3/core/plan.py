@@ -1,10 +1,10 @@
 """The pure plan: a snapshot of what was read in, the plan of what to write out.
 
 No store, no boto3, no clock, no I/O: the same Snapshot and options always give the same Plan.
-ssb_s3.tree reads the Snapshot and commits the Plan; ssb_s3.publish only sequences the two.
+ssb_s3.storage.tree reads the Snapshot and commits the Plan; ssb_s3.commands.publish only sequences the two.
 
 Decisions made here, and only here:
-- retention: the newest `days` versions, minus those older than `max_age` (ssb_s3.retention);
+- retention: the newest `days` versions, minus those older than `max_age` (ssb_s3.core.retention);
 - checks: item paths stay in their product's version folder, every kept file is in the listing
   with its declared size, published files never change, the client contract (catalog.py);
 - keep-going: an invalid product keeps its previously published entry (or is left out), until
@@ -12,7 +12,7 @@ Decisions made here, and only here:
 - incremental (`only`): every other product keeps its published entry as it is, unchecked but
   for collisions with the changed ones;
 - emptying a product (max_age) or the whole tree needs `force`;
-- the purge plan (grace, history) and the views to write (ssb_s3.views).
+- the purge plan (grace, history) and the views to write (ssb_s3.core.views).
 Every problem is a Problem whose `product` says whom it blames; no message is parsed back.
 """
 
@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..config import StorageConfig, TreeConfig
+from ..errors import MAX_LISTED, StoreError, capped
 from .catalog import (
     _path_problem,
     assemble_catalog,
@@ -31,8 +33,6 @@ from .catalog import (
     no_gc,
     to_bytes,
 )
-from .config import StorageConfig, TreeConfig
-from .errors import MAX_LISTED, StoreError, capped
 from .problems import Problem, blamed
 from .retention import History, PurgePlan, catalog_paths, plan_purge, select_versions
 from .views import Content, View, index_view, render

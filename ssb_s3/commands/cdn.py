@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .catalog import INDEX_KEY, plain_catalog_key
-from .config import StorageConfig, TreeConfig
-from .errors import StoreError
-from .store import S3Store, Store
+from ..config import StorageConfig, TreeConfig
+from ..core.catalog import INDEX_KEY, plain_catalog_key
+from ..errors import StoreError
+from ..storage.store import S3Store, Store
 
 
 def invalidation_paths(tree: TreeConfig, target: Store) -> list[str]:

@@ -16,11 +16,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
+from ..schemas import schema_problems
 from . import imagefiles
-from .config import CANONICAL_ARCH, ProductConfig, TreeConfig
-from .manifest import version_name_problem, version_time
 from .problems import Problem, with_source
-from .schemas import schema_problems
+from .versions import version_name_problem, version_time
 
 INDEX_KEY = "streams/v1/index.json"
 INDEX_NAME = "images"

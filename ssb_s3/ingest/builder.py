@@ -20,10 +20,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.imagefiles import file_for
+from ..errors import SSBError
 from .artifacts import ArtifactError
-from .errors import SSBError
-from .imagefiles import file_for
-from .ingest import collect_artifacts
+from .upload import collect_artifacts
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A view is (key, bytes, content type, cache class): the cache class names the tree.yml
 `cache_control` entry it is served with. Today's views: the content-addressed catalog, the plain
-images.json copy and index.json. The commit (ssb_s3.tree) writes every view but the index before
+images.json copy and index.json. The commit (ssb_s3.storage.tree) writes every view but the index before
 it flips the index, so whatever the index names is already there. Adding a view (an HTML page, an
 LXC index, a signature) is one renderer here (or in its own module) and one line in VIEWS.
 
@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import TreeConfig
 from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
-from .config import TreeConfig
 
 JSON_TYPE = "application/json"
 

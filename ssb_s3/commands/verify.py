@@ -6,7 +6,7 @@ hashes, every file is streamed once and its sha256 and the combined fingerprints
 Works on a local folder, a bucket, or an http(s) base URL (what users actually serve).
 
 Bounds: over http(s) every request has a deadline and a size cap for index.json and catalogs
-(ssb_s3.httpread; `verify --timeout/--deadline/--max-catalog-size`). With hashes, no file is read past
+(ssb_s3.storage.httpread; `verify --timeout/--deadline/--max-catalog-size`). With hashes, no file is read past
 its declared size + 1 byte, whatever the server sends: a longer or shorter body is a size problem.
 A catalog path that is not a plain relative path is reported and never requested.
 """
@@ -18,13 +18,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import INDEX_KEY, contract_problems
-from .catalog import _path_problem as path_problem
-from .errors import NotFound, StoreError
-from .httpread import parse_json
-from .imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher
-from .schemas import schema_problems
-from .store import CHUNK_SIZE, HttpStore, Store
+from ..core.catalog import INDEX_KEY, contract_problems
+from ..core.catalog import _path_problem as path_problem
+from ..core.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher
+from ..errors import NotFound, StoreError
+from ..schemas import schema_problems
+from ..storage.httpread import parse_json
+from ..storage.store import CHUNK_SIZE, HttpStore, Store
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .config import TreeConfig
-from .manifest import version_time
+from ..config import TreeConfig
+from .versions import version_time
 
 HISTORY_FIELD = "ssb_s3"  # in index.json
 CATALOG_NAME = re.compile(r"^images-[0-9a-f]{20}\.json$")

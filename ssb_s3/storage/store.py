@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from .config import ENDPOINT_EXPECTED, StorageConfig, endpoint_url_problem
-from .errors import NotFound, PreconditionFailed, StoreError, TooLarge
+from ..config import ENDPOINT_EXPECTED, StorageConfig, endpoint_url_problem
+from ..errors import NotFound, PreconditionFailed, StoreError, TooLarge
+from ..schemas import load_schema
 from .httpread import HttpStatus, Limits, Response, open_url
-from .schemas import load_schema
 
 log = logging.getLogger(__name__)
 
@@ -770,7 +770,7 @@ class S3Store(Store):
 class HttpStore(Store):
     """A published tree read over HTTP(S), as a client reads it (for `verify`): read-only.
 
-    Every request goes through ssb_s3.httpread with `limits` (deadline, per-read timeout, a size cap
+    Every request goes through ssb_s3.storage.httpread with `limits` (deadline, per-read timeout, a size cap
     for whole documents); a key that is not a plain relative path is refused before any request.
     """
 
@@ -781,7 +781,7 @@ class HttpStore(Store):
     def _open(self, key: str, method: str = "GET") -> Response:
         import urllib.parse
 
-        from .catalog import _path_problem  # not at the top: catalog → manifest → store
+        from ..core.catalog import _path_problem  # not at the top: catalog → manifest → store
 
         why = _path_problem(key)
         if why:

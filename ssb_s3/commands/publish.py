@@ -1,10 +1,10 @@
 """Publish: snapshot → plan → under the lease: commit → purge, in the order that never serves a
 broken tree.
 
-1. under the tree's lease, read a snapshot (ssb_s3.tree): index.json (and its ETag), the catalog
+1. under the tree's lease, read a snapshot (ssb_s3.storage.tree): index.json (and its ETag), the catalog
    it names, every product's ssb.json (from the tree, its `source` store, or its `prefix_path`
    URL), the listings, and the older catalogs the purge needs;
-2. plan (ssb_s3.plan, pure): retention, every check (schema, item paths, the listing, published
+2. plan (ssb_s3.core.plan, pure): retention, every check (schema, item paths, the listing, published
    files unchanged, the client contract), keep-going, the catalog, the views, the copies, the
    purge. Nothing has been written up to here, so bad input leaves the published tree untouched
    (with --keep-going the valid products go out and each invalid one keeps its last published
@@ -12,7 +12,7 @@ broken tree.
 3. write refreshed ssb.json If-Match the ETag they were read with (a conflict: start again);
 4. copy artifacts of products that live in another bucket into the tree (create-only, and only
    into the product's own folder), with the same progress reporter as build-product's uploads;
-5. write every view but the index (ssb_s3.views: the catalog under a new content-addressed key,
+5. write every view but the index (ssb_s3.core.views: the catalog under a new content-addressed key,
    the plain images.json copy, any other registered view);
 6. flip streams/v1/index.json last, conditionally on the ETag read in step 1 (on a conflict,
    start again, a bounded number of times); the same write records when the previous catalog
@@ -31,10 +31,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .catalog import INDEX_KEY
-from .config import TreeConfig
-from .errors import PreconditionFailed, ProblemsFound, SSBError, StoreError
-from .plan import (  # re-exported: callers and tests import them from here
+from ..config import TreeConfig
+from ..core.catalog import INDEX_KEY
+from ..core.plan import (  # re-exported: callers and tests import them from here
     PublishOptions,
     PublishReport,
     assemble,
@@ -42,10 +41,11 @@ from .plan import (  # re-exported: callers and tests import them from here
     plan_publish,
     plan_purge_only,
 )
-from .problems import Problem
-from .retention import PurgePlan
-from .store import Store
-from .tree import Tree, fetch_manifest_url
+from ..core.problems import Problem
+from ..core.retention import PurgePlan
+from ..errors import PreconditionFailed, ProblemsFound, SSBError, StoreError
+from ..storage.store import Store
+from ..storage.tree import Tree, fetch_manifest_url
 
 __all__ = ["PublishOptions", "PublishRefused", "PublishReport", "check_tree", "dump_json", "fetch_manifest_url",
            "publish", "purge"]

@@ -1,7 +1,7 @@
-"""The tree's keys and its served state: the I/O half of the core (ssb_s3.plan is the pure half).
+"""The tree's keys and its served state: the I/O half of the core (ssb_s3.core.plan is the pure half).
 
 The only code that reads index.json and the catalogs it names, reads the products' ssb.json for a
-publish and does the read-modify-write of ssb.json, writes the views (ssb_s3.views) and flips the
+publish and does the read-modify-write of ssb.json, writes the views (ssb_s3.core.views) and flips the
 index. It is the only place where `storage.conditional_writes` becomes If-Match / If-None-Match
 (the lease and build-product's create-only writes have their own, in lease.py and ingest.py):
 with `conditional_writes: false`, no request sent from here carries a conditional header.
@@ -20,24 +20,24 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, cast
 
+from ..config import ProductConfig, TreeConfig
+from ..core.catalog import INDEX_KEY, INDEX_NAME, _path_problem
+from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
+from ..core.problems import Problem
+from ..core.retention import History, PurgePlan, shape_problem
+from ..core.views import View
+from ..errors import ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
+from ..progress import Progress
 from . import httpread
-from .catalog import INDEX_KEY, INDEX_NAME, _path_problem
-from .config import ProductConfig, TreeConfig
-from .errors import ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
-from .ingest import Progress
 from .lease import Lease
-from .manifest import build_manifest, manifest_bytes, parse_manifest, read_manifest
-from .plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
-from .problems import Problem
-from .retention import History, PurgePlan, shape_problem
+from .manifest import ManifestReport, build_manifest, manifest_bytes, parse_manifest, read_manifest
 from .store import Store, open_store
-from .views import View
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_TYPE = "application/octet-stream"
 MANIFEST_READERS = 16  # manifests are small: many reads in flight hide the latency per request
-MANIFEST_LIMITS = httpread.Limits()  # prefix_path fetches: the module constants of ssb_s3.httpread
+MANIFEST_LIMITS = httpread.Limits()  # prefix_path fetches: the module constants of ssb_s3.storage.httpread
 
 
 def conditions(conditional: bool, etag: str) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def conditions(conditional: bool, etag: str) -> dict[str, Any]:
 def fetch_manifest_url(product: ProductConfig, apikey: str | None, limits: httpread.Limits = MANIFEST_LIMITS) -> bytes:
     """GET <prefix_path>/<directory>/ssb.json with the seed's `Authorization: token` header.
 
-    Bounded by ssb_s3.httpread (deadline, size cap); the token goes to prefix_path's own origin only:
+    Bounded by ssb_s3.storage.httpread (deadline, size cap); the token goes to prefix_path's own origin only:
     a redirect elsewhere is followed without it, and an error after it says so.
     """
     url = product.manifest_url
@@ -90,6 +90,33 @@ def update_manifest(
         except PreconditionFailed:
             log.info("%s: ssb.json changed meanwhile (another writer), %s again", product.name, what)
     raise ManifestError(f"{store.describe(key)}: changed by someone else {attempts} times in a row while {what}")
+
+
+def refresh_manifest(
+    store: Store,
+    tree: TreeConfig,
+    product: ProductConfig,
+    *,
+    rehash: bool = False,
+    attempts: int = 5,
+) -> ManifestReport:
+    """Bring <directory>/ssb.json up to date with the version folders (only new versions hashed)."""
+    reports: list[ManifestReport] = []
+
+    def rebuilt(existing: dict[str, Any] | None) -> dict[str, Any] | None:
+        manifest, report = build_manifest(store, tree, product, existing, rehash=rehash)
+        reports.append(report)
+        if not report.changed or (existing is None and not manifest["versions"]):
+            return None  # nothing new, or nothing at all: no empty ssb.json is created
+        return manifest
+
+    if update_manifest(store, tree, product, rebuilt, what="rebuilding it", attempts=attempts):
+        report = reports[-1]
+        log.info(
+            "%s: ssb.json written (%d hashed, %d reused, %d removed)",
+            product.name, len(report.hashed), len(report.reused), len(report.removed),
+        )
+    return reports[-1]
 
 
 def read_catalog(store: Store, key: str) -> dict[str, Any] | None:

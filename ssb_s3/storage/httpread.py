@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import NotFound, StoreError
+from ..errors import NotFound, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,10 +70,10 @@ class Limits:
     deadline: float = DEADLINE
     max_size: int = MAX_DOCUMENT_SIZE
     max_redirects: int = MAX_REDIRECTS
-    option: str = "ssb_s3.httpread.{}"  # e.g. "verify --{}"
+    option: str = "ssb_s3.storage.httpread.{}"  # e.g. "verify --{}"
 
     def name(self, limit: str) -> str:
-        """How users set one limit: 'verify --deadline', 'ssb_s3.httpread.DEADLINE'."""
+        """How users set one limit: 'verify --deadline', 'ssb_s3.storage.httpread.DEADLINE'."""
         if "--" in self.option:
             return self.option.format({"size": "max-catalog-size"}.get(limit, limit))
         return self.option.format({"size": "MAX_DOCUMENT_SIZE"}.get(limit, limit.upper()))

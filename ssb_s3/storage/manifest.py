@@ -16,78 +16,27 @@ unified tarball, or one over 1 MiB, is read again, only up to its metadata.yaml 
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
-from .config import ProductConfig, TreeConfig
-from .errors import ManifestError, NotFound, StoreError
+from ..config import ProductConfig, TreeConfig
+from ..core.imagefiles import IMAGE_FILES, VersionHasher, is_complete, truncation_problem, upload_order
+from ..core.versions import version_name_problem
+from ..errors import ManifestError, NotFound, StoreError
+from ..schemas import schema_problems
 from .httpread import parse_json
-from .imagefiles import IMAGE_FILES, VersionHasher, is_complete, truncation_problem, upload_order
-from .schemas import schema_problems
 from .store import CHUNK_SIZE, ObjectInfo, Store
 
 log = logging.getLogger(__name__)
 
 MAX_UNIX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can show
-VERSION_NAME = re.compile(r"^[0-9]{8}[0-9A-Za-z_:.+-]*$")
-VERSION_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_:.+-")
-_CHAR_NAMES = {" ": "space", "\t": "tab", "\n": "newline", "\r": "carriage return"}
 UPLOAD_MARKER = ".ssb-upload.json"  # written first and removed last by build-product
 KEEP_METADATA_BYTES = 1 << 20  # metadata tarballs up to this size are checked from memory
 MAX_MANIFEST_BYTES = 64 << 20  # real ones are KBs (about 1 KB a version); parsing 64 MiB peaks near 600 MB
 MANIFEST_PROBLEMS_LISTED = 20  # schema problems quoted in the one-line error of one ssb.json
-
-
-@functools.lru_cache(maxsize=65536)
-def version_name_problem(name: str) -> str | None:
-    """Why a version name would be dropped by LXD (it parses the first 8 chars as YYYYMMDD), or is
-    refused here: only ASCII letters, digits and _ : . + - (names go into keys and URLs as is)."""
-    bad = _bad_chars(name)
-    if bad:
-        return (f"contains {bad}, not allowed in a version name "
-                "(allowed: ASCII letters, digits and _ : . + -)")
-    if not VERSION_NAME.match(name):
-        return "does not start with a YYYYMMDD date (e.g. 20260101_12:00 or 20260101_1200)"
-    try:
-        datetime.strptime(name[:8], "%Y%m%d")
-    except ValueError:
-        return f"'{name[:8]}' is not a real calendar date"
-    return None
-
-
-def _bad_chars(name: str, shown: int = 5) -> str:
-    """The distinct characters of `name` not allowed in a version name, readable: "' ' (space), '%'";
-    at most `shown` of them, so that a long name still gives a short message."""
-    bad = list(dict.fromkeys(ch for ch in name if ch not in VERSION_CHARS))
-    if not bad:
-        return ""
-    words = [_describe_char(ch) for ch in bad[:shown]] + ([f"{len(bad) - shown} more"] if len(bad) > shown else [])
-    return ", ".join(words)
-
-
-def _describe_char(ch: str) -> str:
-    if ch in _CHAR_NAMES:
-        return f"{ch!r} ({_CHAR_NAMES[ch]})"
-    if ch.isascii() and ch.isprintable():
-        return f"'{ch}'"
-    return f"{ch!r} (U+{ord(ch):04X})"
-
-
-@functools.lru_cache(maxsize=65536)
-def version_time(name: str) -> datetime:
-    """When a version was built, from its name (YYYYMMDD_HH:MM, YYYYMMDD_HHMM or YYYYMMDD), UTC."""
-    for fmt, length in (("%Y%m%d_%H:%M", 14), ("%Y%m%d_%H%M", 13), ("%Y%m%d", 8)):
-        try:
-            return datetime.strptime(name[:length], fmt).replace(tzinfo=timezone.utc)
-        except ValueError:
-            continue
-    return datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo],
@@ -208,7 +157,7 @@ def build_manifest(
 
     A version hashed here passes the artifact checks of build-product first (ArtifactError).
     """
-    from .artifacts import check_stored_version  # artifacts imports this module
+    from ..ingest.artifacts import check_stored_version  # artifacts imports this module
 
     report = ManifestReport(product.name)
     product_dir = tree.product_dir(product)
@@ -279,47 +228,3 @@ def read_manifest(store: Store, tree: TreeConfig, product: ProductConfig) -> tup
     except NotFound:
         return None, ""
     return parse_manifest(data, store.describe(key), product), etag
-
-
-def update_manifest(
-    store: Store,
-    tree: TreeConfig,
-    product: ProductConfig,
-    change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
-    *,
-    what: str,
-    attempts: int = 10,
-    conditional: bool | None = None,
-) -> bool:
-    """The read-modify-write of ssb.json: ssb_s3.tree.update_manifest, which owns the tree's keys and
-    turns storage.conditional_writes into If-Match / If-None-Match (None: tree.yml's setting)."""
-    from .tree import update_manifest as owner  # the tree layer sits above this module
-
-    return owner(store, tree, product, change, what=what, attempts=attempts, conditional=conditional)
-
-
-def refresh_manifest(
-    store: Store,
-    tree: TreeConfig,
-    product: ProductConfig,
-    *,
-    rehash: bool = False,
-    attempts: int = 5,
-) -> ManifestReport:
-    """Bring <directory>/ssb.json up to date with the version folders (only new versions hashed)."""
-    reports: list[ManifestReport] = []
-
-    def rebuilt(existing: dict[str, Any] | None) -> dict[str, Any] | None:
-        manifest, report = build_manifest(store, tree, product, existing, rehash=rehash)
-        reports.append(report)
-        if not report.changed or (existing is None and not manifest["versions"]):
-            return None  # nothing new, or nothing at all: no empty ssb.json is created
-        return manifest
-
-    if update_manifest(store, tree, product, rebuilt, what="rebuilding it", attempts=attempts):
-        report = reports[-1]
-        log.info(
-            "%s: ssb.json written (%d hashed, %d reused, %d removed)",
-            product.name, len(report.hashed), len(report.reused), len(report.removed),
-        )
-    return reports[-1]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .errors import NotFound, PreconditionFailed, SSBError, StoreError
+from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
 from .store import LocalStore, Store
 
 log = logging.getLogger(__name__)

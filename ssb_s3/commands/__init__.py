@@ -1,0 +1,1 @@
+"""What the CLI and the hooks run: publish, verify, CDN invalidation."""

@@ -1,0 +1,1 @@
+"""build-product: artifact checks, one-pass upload of a version, the distrobuilder runner."""
