@@ -243,7 +243,7 @@ def test_tree_yml_and_the_catalog_share_one_alias_rule() -> None:
         "arch: amd64", "arch: x86_64").replace("products:\n", "")
     with pytest.raises(ProblemsFound) as caught:
         config_from_text(two, "tree.yml")
-    assert any("aliases: 'madeup' for arch x86_64 is already claimed by" in p for p in caught.value.problems)
+    assert any("aliases: 'madeup' for arch x86_64 is already claimed by" in str(p) for p in caught.value.problems)
     owners: dict[tuple[str, str], str] = {}
     assert claim_alias(owners, "madeup", "amd64", "a") == "a"
     assert claim_alias(owners, "madeup", "x86_64", "b") == "a"
