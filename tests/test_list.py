@@ -12,13 +12,16 @@ published to SeaweedFS and read over HTTPS, like tests/test_e2e_clients.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import test_e2e_clients as e2e
 import yaml
-from realparts import make_image
+from realparts import IncusClient, LxdClient, S3Server, TlsFiles, combined_sha256, make_image
 
 DATA = Path(__file__).parent / "data"
 SEED_EXAMPLE = DATA / "seed-tree.example.yml"
@@ -118,3 +121,93 @@ def test_negative_days_mean_one_as_in_the_seed(tmp_path: Path) -> None:
     out = ssb("-c", str(conf), "-t", str(tmp_path / "out"), "print")
     assert out.returncode == 0, out.stderr
     assert {p["name"]: p["days"] for p in yaml.safe_load(out.stdout)["products"]}[BASE] == 1
+
+
+# --- ssb-s3 list ------------------------------------------------------------------------------
+
+
+TIE_DIR = "busybox/amd64/both"
+TIE_PRODUCT = f"""
+  - name: busybox:1.36:amd64:both
+    arch: amd64
+    release: "1.36"
+    os: Busybox
+    directory: {TIE_DIR}
+    aliases: [busybox/1.36/both]
+    variant: both
+"""
+
+
+def tie_breaker(dest: Path) -> None:
+    """A version with a squashfs and a tar.xz root whose tar.xz fingerprint sorts first: the
+    alias must still go where the clients put it, not to the smaller fingerprint."""
+    for attempt in range(64):
+        files = {p.name: p for p in make_image(dest, kind="both", serial=dest.name, description=f"tie {attempt}")}
+        squashfs = combined_sha256(files["lxd.tar.xz"], files["rootfs.squashfs"])
+        tarxz = combined_sha256(files["lxd.tar.xz"], files["rootfs.tar.xz"])
+        if tarxz < squashfs:
+            return
+    raise AssertionError("no tar.xz fingerprint below the squashfs one in 64 tries")
+
+
+@pytest.fixture(scope="module")
+def served(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """test_e2e_clients' tree (squashfs, tar.xz, both, unified, VM; amd64 and x86_64), uploaded to
+    a public bucket as a builder would and published by the CLI; read over HTTPS."""
+    work = tmp_path_factory.mktemp("list")
+    e2e.build_images(work / "images")
+    tie_breaker(work / "images" / TIE_DIR / "20260107_1000")
+    bucket = "list-clients"
+    s3_server.create_bucket(bucket, public_read=True)
+    client = s3_server.client()
+    for path in sorted((work / "images").rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), bucket, path.relative_to(work / "images").as_posix())
+    conf = work / "tree.yml"
+    conf.write_text(e2e.TREE.format(endpoint=s3_server.endpoint) + TIE_PRODUCT)
+    e2e.publish(s3_server, conf, f"s3://{bucket}")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}
+    return {"url": s3_server.public_url(bucket), "target": f"s3://{bucket}", "conf": conf, "env": env}
+
+
+def listed(served: dict[str, Any], *args: str, tls: TlsFiles | None = None) -> list[dict[str, Any]]:
+    env = {**served["env"], **({"SSL_CERT_FILE": str(tls.ca_cert)} if tls else {})}
+    where = ["--base-url", served["url"]] if tls else []
+    out = ssb("-c", str(served["conf"]), "-t", served["target"], "list", *where, "--format", "json", *args, env=env)
+    assert out.returncode == 0, out.stderr
+    rows: list[dict[str, Any]] = json.loads(out.stdout)
+    return rows
+
+
+def client_view(images: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What a client's `image list --format json` says, by fingerprint, in list's terms."""
+    return {img["fingerprint"]: {
+        "type": img["type"], "size": img["size"], "arch": img["architecture"],
+        "date": img["created_at"][:10], "uploaded": img["uploaded_at"][:10],
+        "os": img["properties"]["os"], "release": img["properties"]["release"],
+        "version": img["properties"]["serial"],
+        # the product's aliases; the clients also add ALIAS/<arch> for each
+        "aliases": sorted(a["name"] for a in img["aliases"] or ()
+                          if not a["name"].endswith("/" + img["properties"]["architecture"])),
+    } for img in images}
+
+
+def ours(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["fingerprint"]: {
+        "type": r["type"], "size": r["size"], "arch": r["arch"], "date": r["date"], "uploaded": r["date"],
+        "os": r["os"], "release": r["release"], "version": r["version"], "aliases": sorted(r["aliases"]),
+    } for r in rows}
+
+
+def test_list_matches_lxc_and_incus(served: dict[str, Any], tmp_path: Path, tls_files: TlsFiles) -> None:
+    rows = listed(served, "--full-fingerprint", tls=tls_files)
+    assert rows == listed(served, "--full-fingerprint")  # the bucket and its URL give the same rows
+    lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
+    lxc.remote_add("t", served["url"])
+    incus = IncusClient(tmp_path / "incusconf", ca_file=tls_files.ca_cert)
+    incus.remote_add("t", served["url"])
+    by_lxc, by_incus = client_view(lxc.image_list("t")), client_view(incus.image_list("t"))
+    print(f"images listed: ssb-s3 list {len(rows)}, lxc {len(by_lxc)}, incus {len(by_incus)}")
+    assert len(rows) == 11
+    assert ours(rows) == by_lxc
+    assert ours(rows) == by_incus
