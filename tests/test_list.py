@@ -211,3 +211,60 @@ def test_list_matches_lxc_and_incus(served: dict[str, Any], tmp_path: Path, tls_
     assert len(rows) == 11
     assert ours(rows) == by_lxc
     assert ours(rows) == by_incus
+
+
+def run_list(served: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return ssb("-c", str(served["conf"]), "-t", served["target"], "list", *args, env=served["env"])
+
+
+def test_list_filters_and_short_fingerprints(served: dict[str, Any]) -> None:
+    rows = listed(served)
+    assert {len(r["fingerprint"]) for r in rows} == {12}
+    assert [r["product"] for r in listed(served, "type=virtual-machine")] == ["busybox:1.36:amd64:vm"]
+    assert len(listed(served, "type!=virtual-machine")) == len(rows) - 1
+    seed = listed(served, "product~:seed$", "version!~^20260103")
+    assert {(r["version"], r["arch"]) for r in seed} == {("20260104_10:00", "x86_64")}
+    assert len(seed) == 2  # the squashfs and the tar.xz image of the newest version
+    assert [r["aliases"] for r in listed(served, "aliases=busybox")] == [["busybox/1.36", "busybox"]]
+    assert listed(served, "arch=amd64") == []  # the clients' canonical name is x86_64
+    by_date = listed(served, "date=2026-01-06")
+    assert [(r["product"], r["size"] > 0) for r in by_date] == [("busybox:1.36:amd64:vm", True)]
+
+
+def test_list_formats(served: dict[str, Any]) -> None:
+    rows = listed(served, "--full-fingerprint")
+    as_yaml = run_list(served, "--format", "yaml", "--full-fingerprint")
+    assert as_yaml.returncode == 0 and yaml.safe_load(as_yaml.stdout) == rows
+    as_csv = run_list(served, "--format", "csv")
+    lines = as_csv.stdout.splitlines()
+    assert lines[0] == "product,version,type,fingerprint,aliases,size,date,arch,os,release"
+    assert len(lines) == len(rows) + 1
+    assert '"busybox/1.36,busybox"' in as_csv.stdout  # aliases comma-separated, quoted as CSV does
+    table = run_list(served, "type=virtual-machine")
+    head, line = table.stdout.splitlines()
+    assert head.split() == ["PRODUCT", "VERSION", "TYPE", "FINGERPRINT", "ALIASES", "SIZE", "DATE", "ARCH", "OS",
+                            "RELEASE"]
+    vm = next(r for r in rows if r["type"] == "virtual-machine")
+    assert line.split()[:5] == ["busybox:1.36:amd64:vm", "20260106_1000", "virtual-machine", vm["fingerprint"][:12],
+                                "busybox/1.36/vm"]
+    assert line.split()[5].endswith("iB") and line.split()[6] == "2026-01-06"
+
+
+@pytest.mark.parametrize("bad, expected", [
+    ("colour=red", "error: filter 'colour=red': unknown key 'colour' (keys: product, version, type,"),
+    ("type", "error: filter 'type': expected KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX"),
+    ("os~(", "error: filter 'os~(': '(' is not a valid regular expression: missing ), unterminated subpattern"),
+])
+def test_list_bad_filter_is_one_line(served: dict[str, Any], bad: str, expected: str) -> None:
+    out = run_list(served, bad)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.startswith(expected) and len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def test_list_nothing_published_and_bad_base_url(tmp_path: Path) -> None:
+    out = ssb("-c", str(tmp_path / "none.yml"), "-t", str(tmp_path), "list")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [f"error: {tmp_path}: cannot list the tree: 1 problem(s)",
+                                       f"  - {tmp_path}/streams/v1/index.json: missing (nothing is published)"]
+    out = ssb("list", "--base-url", "ftp://example.invalid/x")
+    assert out.returncode == 1 and out.stderr.startswith("error: --base-url ") and "Traceback" not in out.stderr
