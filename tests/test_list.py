@@ -268,3 +268,16 @@ def test_list_nothing_published_and_bad_base_url(tmp_path: Path) -> None:
                                        f"  - {tmp_path}/streams/v1/index.json: missing (nothing is published)"]
     out = ssb("list", "--base-url", "ftp://example.invalid/x")
     assert out.returncode == 1 and out.stderr.startswith("error: --base-url ") and "Traceback" not in out.stderr
+
+
+def test_list_and_verify_name_a_null_catalog(tmp_path: Path) -> None:
+    index = {"format": "index:1.0", "index": {"images": {
+        "datatype": "image-downloads", "path": "streams/v1/images.json", "format": "products:1.0",
+        "products": ["p"], "updated": "Thu, 01 Jan 2026 00:00:00 +0000"}}}
+    (tmp_path / "streams/v1").mkdir(parents=True)
+    (tmp_path / "streams/v1/index.json").write_text(json.dumps(index))
+    (tmp_path / "streams/v1/images.json").write_text("null")
+    for command in ("list", "verify"):
+        out = ssb("-c", str(tmp_path / "none.yml"), "-t", str(tmp_path), command)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert f"  - {tmp_path}/streams/v1/images.json: null, expected a products:1.0 catalog" in out.stderr
