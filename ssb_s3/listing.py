@@ -9,9 +9,10 @@ metadata + root pair (or unified tarball) that carries a fingerprint, for LXD or
 - `arch` is the client's canonical name (amd64 is shown as x86_64), `type` is virtual-machine
   for a disk-kvm.img root, else container; `size` is meta + root bytes (the unified file alone);
 - `date` is the version name's date: the clients set created_at and uploaded_at to it;
-- `aliases` are the product's aliases, on the image the clients give them to: per alias and
-  type, the first image in the clients' order (os, release, then newest date, then highest
-  version name); older versions show none.
+- `aliases` are the product's aliases (without the ALIAS/<arch> forms the clients add), on the
+  image the clients give them to: per alias, arch and type, the first image in the clients' order
+  (os, release, newest date, highest version name, then squashfs before tar.xz); older versions
+  show none. (Go's sort is only stable up to 12 images: a client may break other ties its own way.)
 
 Filters are sstream-style `KEY=VALUE`, `KEY!=VALUE`, `KEY~REGEX`, `KEY!~REGEX` on a row's
 fields, all ANDed; `aliases=X` matches a row having alias X. A bad filter is a ListError (one
