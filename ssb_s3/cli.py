@@ -506,6 +506,52 @@ def verify_cmd(ctx: click.Context, base_url: str | None, hashes: bool, timeout: 
                    f"{report.files} files ({report.bytes} bytes)" + (", hashes verified" if hashes else ""))
 
 
+def _served_store(settings: Settings, base_url: str | None, limits: httpread.Limits) -> Store:
+    """The tree as clients read it: --base-url (http(s), bounded by `limits`) or --target-dir,
+    with or without a tree.yml (its storage settings when there is one)."""
+    if base_url:
+        try:
+            store = open_store(base_url)
+        except StoreError as exc:
+            raise StoreError(f"--base-url {exc}") from None
+        if isinstance(store, HttpStore):
+            store.limits = limits
+        return store
+    storage = settings.storage if _config_exists(settings) else StorageConfig(
+        endpoint_url=settings.endpoint, region=settings.region, profile=settings.profile)
+    return open_store(settings.target, storage)
+
+
+@cli.command("list")
+@click.argument("filters", nargs=-1, metavar="[FILTER]...")
+@click.option("--base-url", metavar="URL", help="Read the tree over http(s) from this URL, as a client "
+              "does (default: --target-dir).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "yaml"]), default="table",
+              show_default=True, help="Output format (table: sizes human-readable; the others: bytes).")
+@click.option("--full-fingerprint", is_flag=True, help="Show the whole fingerprint, not its first 12 characters.")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=httpread.TIMEOUT, show_default=True,
+              metavar="SECONDS", help="With --base-url: seconds without a byte before a request fails.")
+@click.option("--deadline", type=click.FloatRange(0.1, 86400), default=httpread.DEADLINE, show_default=True,
+              metavar="SECONDS", help="With --base-url: seconds for one whole request.")
+@click.option("--max-catalog-size", type=click.IntRange(1024, 2**40), default=httpread.MAX_DOCUMENT_SIZE,
+              show_default=True, metavar="BYTES", help="With --base-url: largest index.json or catalog read.")
+@click.pass_obj
+def list_cmd(settings: Settings, filters: tuple[str, ...], base_url: str | None, fmt: str, full_fingerprint: bool,
+             timeout: float, deadline: float, max_catalog_size: int) -> None:
+    """List the published images as LXD and Incus list them: one row per image.
+
+    Columns: product, version, type, fingerprint, aliases, size, date, arch, os, release.
+    FILTERs (ANDed) are KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX on those columns, e.g.
+    `type=virtual-machine` or `product~^debian`. Needs no tree.yml.
+    """
+    from .listing import parse_filter, render, select, served_rows
+
+    parsed = [parse_filter(text) for text in filters]  # checked before anything is read
+    limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="list --{}")
+    rows = select(served_rows(_served_store(settings, base_url, limits)), parsed)
+    click.echo(render(rows, fmt, full_fingerprint=full_fingerprint))
+
+
 @cli.group("hooks")
 def hooks_group() -> None:
     """Republish on bucket events: an SQS consumer and a MinIO webhook receiver.

@@ -6,7 +6,8 @@ size and alias expansion; tree.yml is at most MAX_TREE_BYTES, from a file or fro
 
 Every key of simplestreams-builder's tree.yml keeps its meaning and default (prefix '/',
 images_path 'streams/v1', datatype 'image-downloads', format 'products:1.0', days = number of
-versions kept, 0 or missing meaning 1).
+versions kept, 0 or less or missing meaning 1); its optional strings `release_title`, `version`
+and `prefix_path` may be '' or null, meaning not set (the seed's local mode sets `prefix_path: ''`).
 """
 
 from __future__ import annotations
@@ -285,6 +286,15 @@ def _clean_relative(value: str) -> str:
     return re.sub(r"/+", "/", value).strip("/")
 
 
+SEED_OPTIONAL = ("release_title", "version", "prefix_path")  # the seed's optional strings: '' or null is "not set"
+
+
+def _seed_optional(raw: Mapping[str, Any], key: str) -> str:
+    """One of the seed's optional string keys (SEED_OPTIONAL): '' or null (`version:`) means not set,
+    as in simplestreams-builder, where a missing key and an empty one are the same Go zero value."""
+    return raw.get(key) or ""
+
+
 def _duration(value: str | int | None) -> int | None:
     return None if value is None else parse_duration(value)
 
@@ -372,9 +382,9 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
                 release=raw["release"],
                 os=raw["os"],
                 directory=directory,
-                release_title=raw.get("release_title") or raw["release"],
-                version=raw.get("version", ""),
-                prefix_path=raw.get("prefix_path", "").rstrip("/"),
+                release_title=_seed_optional(raw, "release_title") or raw["release"],
+                version=_seed_optional(raw, "version"),
+                prefix_path=_seed_optional(raw, "prefix_path").rstrip("/"),
                 source=_resolve_source(raw.get("source", ""), source_file),
                 days=max(1, raw.get("days", 1)),
                 hidden=raw.get("hidden", False),

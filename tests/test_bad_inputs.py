@@ -496,8 +496,8 @@ TREE_CASES = [
     # huge numbers
     Bad("tree-days-10e30", conf_sub("    days: 2\n", f"    days: {10**30}\n"),
         "<conf>", "products[0].days", f"{10**30} is greater than the maximum of 100000"),
-    Bad("tree-days-negative", conf_sub("    days: 2\n", "    days: -1\n"),
-        "<conf>", "products[0].days", "-1 is less than the minimum of 0"),
+    Bad("tree-days-negative", conf_sub("    days: 2\n", "    days: -100001\n"),  # the seed: days <= 0 is 1
+        "<conf>", "products[0].days", "-100001 is less than the minimum of -100000"),
     Bad("tree-days-infinity", conf_sub("    days: 2\n", "    days: .inf\n"),
         "<conf>", "products[0].days", "expected integer, got Infinity"),
     # not YAML, or nothing

@@ -156,40 +156,57 @@ def _unreadable(store: Store, key: str, exc: Exception) -> str:
         f"{where}: unreadable: {text}"
 
 
-def verify(store: Store, *, hashes: bool = False) -> VerifyReport:
-    """Check the tree served from `store`; every problem lands in the report."""
-    report = VerifyReport()
-    problems = report.problems
+def served_entries(store: Store, problems: list[str]) -> list[dict[str, Any]]:
+    """The image-downloads entries of the served index.json, as clients read it (`verify`, `list`);
+    [] with the reason in `problems` when there is none or the index is missing or unusable."""
     try:
         index = parse_json(store.read(INDEX_KEY))
     except NotFound:
         problems.append(f"{store.describe(INDEX_KEY)}: missing (nothing is published)")
-        return report
+        return []
     except (ValueError, StoreError) as exc:
         problems.append(_unreadable(store, INDEX_KEY, exc))
-        return report
+        return []
     index_problems = schema_problems(index, "index", store.describe(INDEX_KEY))
     if index_problems:
         problems.extend(index_problems)
-        return report
+        return []
     entries = [e for e in index["index"].values() if e["datatype"] == "image-downloads" and e["products"]]
     if not entries:
         problems.append(f"{store.describe(INDEX_KEY)}: no image-downloads entry with products: clients list nothing")
+    return entries
+
+
+def read_catalog(store: Store, path: str, problems: list[str]) -> Any:
+    """The parsed catalog an index entry names, or None with the reason in `problems`. A path that
+    is not a plain relative path is never requested ('../../etc/passwd' stays on this side)."""
+    why = path_problem(path)
+    if why:
+        problems.append(f"{store.describe(INDEX_KEY)}: catalog {why}")
+        return None
+    try:
+        catalog = parse_json(store.read(path))
+    except NotFound:
+        problems.append(f"{store.describe(path)}: named by index.json but missing")
+        return None
+    except (ValueError, StoreError) as exc:
+        problems.append(_unreadable(store, path, exc))
+        return None
+    if catalog is None:
+        problems.append(f"{store.describe(path)}: null, expected a products:1.0 catalog")
+    return catalog
+
+
+def verify(store: Store, *, hashes: bool = False) -> VerifyReport:
+    """Check the tree served from `store`; every problem lands in the report."""
+    report = VerifyReport()
+    problems = report.problems
     hasher = _Hasher(store, report)
-    for entry in entries:
+    for entry in served_entries(store, problems):
         path = entry["path"]
         report.catalogs.append(path)
-        why = path_problem(path)
-        if why:  # never requested: '../../etc/passwd' stays on this side
-            problems.append(f"{store.describe(INDEX_KEY)}: catalog {why}")
-            continue
-        try:
-            catalog = parse_json(store.read(path))
-        except NotFound:
-            problems.append(f"{store.describe(path)}: named by index.json but missing")
-            continue
-        except (ValueError, StoreError) as exc:
-            problems.append(_unreadable(store, path, exc))
+        catalog = read_catalog(store, path, problems)
+        if catalog is None:
             continue
         contract = contract_problems(catalog, store.describe(path))
         problems.extend(contract)

@@ -1,0 +1,231 @@
+"""list: one row per image a client lists, read from the served tree as `verify` reads it.
+
+An image is what `lxc image list REMOTE:` / `incus image list REMOTE:` shows: per version, per
+metadata + root pair (or unified tarball) that carries a fingerprint, for LXD or Incus
+(catalog._images_of_version, over the one table of image files). Rows follow the clients:
+
+- a product whose arch the clients do not know, or a version whose name does not start with a
+  YYYYMMDD date, is not listed (both clients drop it silently);
+- `arch` is the client's canonical name (amd64 is shown as x86_64), `type` is virtual-machine
+  for a disk-kvm.img root, else container; `size` is meta + root bytes (the unified file alone);
+- `date` is the version name's date: the clients set created_at and uploaded_at to it;
+- `aliases` are the product's aliases (without the ALIAS/<arch> forms the clients add), on the
+  image the clients give them to: per alias, arch and type, the first image in the clients' order
+  (os, release, newest date, highest version name, then squashfs before tar.xz); older versions
+  show none. (Go's sort is only stable up to 12 images: a client may break other ties its own way.)
+
+Filters are sstream-style `KEY=VALUE`, `KEY!=VALUE`, `KEY~REGEX`, `KEY!~REGEX` on a row's
+fields, all ANDed; `aliases=X` matches a row having alias X. A bad filter is a ListError (one
+line). Nothing here writes; the index and the catalogs are read bounded (verify, httpread).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from .catalog import CLIENT_META, _images_of_version
+from .config import CANONICAL_ARCH
+from .errors import ProblemsFound, SSBError
+from .imagefiles import IMAGE_FILES
+from .store import Store
+from .verify import read_catalog, served_entries
+
+VM_ROOT_FTYPE = IMAGE_FILES["disk.qcow2"].ftype  # the root that makes an image a virtual machine
+# Within one version, the clients give an alias to the squashfs image before the tar.xz one
+# (measured with LXD 5.0.2 and Incus 6.0.4: tests/test_list.py); anything else comes after.
+ALIAS_PREFERENCE = (IMAGE_FILES["rootfs.squashfs"].ftype, IMAGE_FILES["rootfs.tar.xz"].ftype)
+FIELDS = ("product", "version", "type", "fingerprint", "aliases", "size", "date", "arch", "os", "release")
+FORMATS = ("table", "csv", "json", "yaml")
+SHORT_FINGERPRINT = 12  # what `lxc image list` shows
+
+
+class ListError(SSBError):
+    """A bad `list` filter."""
+
+
+@dataclass
+class ImageRow:
+    """One image as the clients list it."""
+
+    product: str
+    version: str
+    type: str
+    fingerprint: str
+    size: int
+    date: str
+    arch: str
+    os: str
+    release: str
+    aliases: list[str] = field(default_factory=list)
+
+    def value(self, key: str) -> str:
+        """A field as text, for filters and text output."""
+        found = getattr(self, key)
+        return ",".join(found) if isinstance(found, list) else str(found)
+
+
+def _client_date(version: str) -> str | None:
+    """YYYY-MM-DD from the first 8 characters, as the clients parse it; None: they drop the version."""
+    try:
+        return datetime.strptime(version[:8], "%Y%m%d").strftime("%Y-%m-%d") if len(version) >= 8 else None
+    except ValueError:
+        return None
+
+
+def _version_images(items: Mapping[str, Any]) -> dict[str, tuple[str, int, int]]:
+    """fingerprint -> (type, size, alias rank) of every image a client lists in one version's items."""
+    found: dict[str, tuple[str, int, int]] = {}
+    for client in CLIENT_META:
+        for fingerprint, keys in _images_of_version("", items, client):
+            parts = [items[k] for k in keys.split("+")]
+            root = str(parts[-1].get("ftype"))
+            kind = "virtual-machine" if root == VM_ROOT_FTYPE else "container"
+            rank = ALIAS_PREFERENCE.index(root) if root in ALIAS_PREFERENCE else len(ALIAS_PREFERENCE)
+            found.setdefault(fingerprint, (kind, sum(int(p.get("size", 0)) for p in parts), rank))
+    return found
+
+
+def catalog_rows(catalog: Mapping[str, Any]) -> list[ImageRow]:
+    """Every image the clients list from one catalog, aliases assigned as they assign them."""
+    rows: list[tuple[ImageRow, list[str], int]] = []  # each image, its product's aliases, its alias rank
+    for pname, product in sorted(catalog.get("products", {}).items()):
+        arch = CANONICAL_ARCH.get(str(product.get("arch", "")))
+        if arch is None:
+            continue
+        aliases = [a for a in str(product.get("aliases") or "").split(",") if a]
+        for vname, version in sorted(product.get("versions", {}).items()):
+            date = _client_date(vname)
+            if date is None:
+                continue
+            for fingerprint, (kind, size, rank) in sorted(_version_images(version.get("items", {})).items()):
+                rows.append((ImageRow(pname, vname, kind, fingerprint, size, date, arch,
+                                      str(product.get("os", "")), str(product.get("release", ""))), aliases, rank))
+    _assign_aliases(rows)
+    return [row for row, _, _ in rows]
+
+
+def _client_order(entry: tuple[ImageRow, list[str], int]) -> tuple[Any, ...]:
+    """The order in which the clients hand out aliases: os, release, newest date, highest version
+    name, then squashfs before tar.xz (ALIAS_PREFERENCE)."""
+    row, _, rank = entry
+    return row.os, row.release, _desc(row.date), _desc(row.version), rank
+
+
+def _assign_aliases(rows: list[tuple[ImageRow, list[str], int]]) -> None:
+    """Per alias, arch and type, the first image in the clients' order gets it (newest first)."""
+    taken: set[tuple[str, str, str]] = set()
+    for row, aliases, _ in sorted(rows, key=_client_order):
+        for alias in aliases:
+            if (alias, row.arch, row.type) not in taken:
+                taken.add((alias, row.arch, row.type))
+                row.aliases.append(alias)
+
+
+def _desc(text: str) -> tuple[int, ...]:
+    """Sort key putting `text` in descending order."""
+    return (*(-ord(c) for c in text), 1)
+
+
+def served_rows(store: Store) -> list[ImageRow]:
+    """Rows of every catalog the served index.json names; a tree clients cannot read is an error."""
+    problems: list[str] = []
+    rows: list[ImageRow] = []
+    for entry in served_entries(store, problems):
+        catalog = read_catalog(store, entry["path"], problems)
+        if isinstance(catalog, Mapping) and isinstance(catalog.get("products"), Mapping):
+            rows.extend(catalog_rows(catalog))
+        elif catalog is not None:
+            problems.append(f"{store.describe(entry['path'])}: not a products:1.0 catalog (no 'products' mapping)")
+    if problems:
+        raise ProblemsFound(f"{store.url}: cannot list the tree", problems)
+    return sorted(rows, key=lambda r: (r.product, r.version, r.type, r.fingerprint))
+
+
+_FILTER = re.compile(r"^([a-z_]+)(!=|!~|=|~)(.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One sstream-style filter: KEY=VALUE, KEY!=VALUE, KEY~REGEX, KEY!~REGEX."""
+
+    key: str
+    op: str
+    value: str
+    regex: re.Pattern[str] | None = None
+
+    def matches(self, row: ImageRow) -> bool:
+        text = row.value(self.key)
+        if self.regex is not None:
+            hit = self.regex.search(text) is not None
+        else:
+            hit = text == self.value or (self.key == "aliases" and self.value in row.aliases)
+        return hit != self.op.startswith("!")
+
+
+def parse_filter(text: str) -> Filter:
+    """One filter from the command line; ListError names what was expected."""
+    match = _FILTER.match(text)
+    if not match:
+        raise ListError(f"filter '{text}': expected KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX "
+                        f"(keys: {', '.join(FIELDS)})")
+    key, op, value = match.groups()
+    if key not in FIELDS:
+        raise ListError(f"filter '{text}': unknown key '{key}' (keys: {', '.join(FIELDS)})")
+    regex = None
+    if op.endswith("~"):
+        try:
+            regex = re.compile(value)
+        except re.error as exc:
+            raise ListError(f"filter '{text}': '{value}' is not a valid regular expression: {exc}") from None
+    return Filter(key, op, value, regex)
+
+
+def select(rows: Iterable[ImageRow], filters: Sequence[Filter]) -> list[ImageRow]:
+    return [row for row in rows if all(f.matches(row) for f in filters)]
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.2f}{unit}"
+        value /= 1024
+    return f"{size}B"  # pragma: no cover
+
+
+def _record(row: ImageRow, full: bool) -> dict[str, Any]:
+    data = {k: v for k, v in asdict(row).items() if k in FIELDS}
+    data["fingerprint"] = row.fingerprint if full else row.fingerprint[:SHORT_FINGERPRINT]
+    return {k: data[k] for k in FIELDS}
+
+
+def render(rows: Sequence[ImageRow], fmt: str, *, full_fingerprint: bool = False) -> str:
+    """The rows as table (sizes human-readable), csv (with a header), json or yaml (sizes in bytes)."""
+    records = [_record(row, full_fingerprint) for row in rows]
+    if fmt == "json":
+        return json.dumps(records, indent=2, ensure_ascii=False)
+    if fmt == "yaml":
+        return yaml.safe_dump(records, sort_keys=False, allow_unicode=True).rstrip("\n") if records else "[]"
+    texts = [[",".join(v) if isinstance(v, list) else str(v) for v in r.values()] for r in records]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(FIELDS)
+        writer.writerows(texts)
+        return out.getvalue().rstrip("\n")
+    size_at = FIELDS.index("size")
+    for text, row in zip(texts, rows, strict=True):
+        text[size_at] = _human(row.size)
+    table = [[f.upper() for f in FIELDS], *texts]
+    widths = [max(len(line[i]) for line in table) for i in range(len(FIELDS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+                     for line in table)
