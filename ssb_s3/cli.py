@@ -544,7 +544,7 @@ def list_cmd(settings: Settings, filters: tuple[str, ...], base_url: str | None,
     FILTERs (ANDed) are KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX on those columns, e.g.
     `type=virtual-machine` or `product~^debian`. Needs no tree.yml.
     """
-    from .listing import parse_filter, render, select, served_rows
+    from .commands.listing import parse_filter, render, select, served_rows
 
     parsed = [parse_filter(text) for text in filters]  # checked before anything is read
     limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="list --{}")

@@ -32,11 +32,11 @@ from typing import Any
 
 import yaml
 
-from .catalog import CLIENT_META, _images_of_version
-from .config import CANONICAL_ARCH
-from .errors import ProblemsFound, SSBError
-from .imagefiles import IMAGE_FILES
-from .store import Store
+from ..config import CANONICAL_ARCH
+from ..core.catalog import CLIENT_META, _images_of_version
+from ..core.imagefiles import IMAGE_FILES
+from ..errors import ProblemsFound, SSBError
+from ..storage.store import Store
 from .verify import read_catalog, served_entries
 
 VM_ROOT_FTYPE = IMAGE_FILES["disk.qcow2"].ftype  # the root that makes an image a virtual machine
