@@ -6,7 +6,8 @@ index. It is the only place where `storage.conditional_writes` becomes If-Match 
 (the lease and build-product's create-only writes have their own, in lease.py and ingest.py):
 with `conditional_writes: false`, no request sent from here carries a conditional header.
 
-Invariants: a snapshot is read before anything is written; views are written before the flip,
+Invariants: a snapshot is read before anything is written; views are written (concurrently: they
+are independent of each other) before the flip,
 the index last and only If-Match the ETag the snapshot read (If-None-Match when there was none);
 ssb.json is only ever written If-Match the ETag it was read with, so no concurrent update is lost.
 """
@@ -242,7 +243,9 @@ class Tree:
         `only`) ssb.json and listing, the tree's listing and the older catalogs the purge needs.
 
         With `only`, nothing of the other products is read or listed: the request count of an
-        incremental publish does not grow with the size of the tree.
+        incremental publish does not grow with the size of the tree. The served index and catalog
+        are read while the manifests are being read (but first when `need_served`: a purge with
+        nothing published reads no manifest).
         """
         nothing: tuple[bytes, str, str, dict[str, Any] | None] = (b"", "", "", None)
         if need_served:
