@@ -207,6 +207,26 @@ def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list
     return found
 
 
+def candidate_fingerprints(products: Mapping[str, Any]) -> set[str]:
+    """A superset of the fingerprints `_images_of_version` finds in these products' entries, for
+    either client: every unified item's sha256 and every metadata item's combined fields (one pass)."""
+    unified = {unified for _, unified in CLIENT_META.values()}
+    meta = {meta for meta, _ in CLIENT_META.values()}
+    fields = set(ROOT_COMBINED_FIELD.values())
+    found: set[str] = set()
+    for product in products.values():
+        for version in product["versions"].values():
+            for item in version["items"].values():
+                ftype = item.get("ftype")
+                if ftype in meta:
+                    for field in item.keys() & fields:
+                        found.add(item[field])
+                elif ftype in unified:
+                    found.add(item.get("sha256"))
+    found.difference_update(("", None))
+    return found
+
+
 def contract_problems(catalog: Mapping[str, Any], source: str = "catalog") -> list[str]:
     """Everything in `catalog` that a client would silently drop, choke on, or refuse on download
     (as messages; contract_problems_by_product gives the Problems)."""
@@ -244,6 +264,11 @@ def contract_problems_by_product(
 
     alias_owner: dict[tuple[str, str], str] = {}
     fingerprints: dict[str, dict[str, tuple[str, str]]] = {"LXD": {}, "Incus": {}}  # -> (product, description)
+    # The unchanged products' fingerprints matter only if one is also a changed product's: when no
+    # candidate is shared (the usual case), their per-version walk is skipped.
+    walk_unchanged = len(checked) == len(products) or not candidate_fingerprints(
+        {n: products[n] for n in checked}).isdisjoint(candidate_fingerprints(
+            {n: p for n, p in products.items() if n not in checked}))
     for pname in sorted(products):
         product = products[pname]
         where = f"product {pname}"
@@ -254,7 +279,7 @@ def contract_problems_by_product(
                 if owner != pname and owner in checked:
                     blame(owner, f"product {owner}", f"alias '{alias}' for arch {product['arch']} "
                                                      f"is also claimed by {pname}")
-            for vname, version in product["versions"].items():
+            for vname, version in product["versions"].items() if walk_unchanged else ():
                 for client, seen in fingerprints.items():
                     for fingerprint, what in _images_of_version(vname, version["items"], client):
                         other, _ = seen.setdefault(fingerprint, (pname, f"{pname} {vname} {what}"))

@@ -340,7 +340,8 @@ def assemble(
         _refuse_changed_files(checked, snap, product.name, old_products.get(product.name, {}),
                               entries[product.name], kept)
     # First every product's own new entry, so that every problem is listed at once ...
-    first = contract_problems_by_product(assemble_catalog(tree, entries), CONTRACT_SOURCE, focus=only)
+    catalog = assemble_catalog(tree, entries)
+    first = contract_problems_by_product(catalog, CONTRACT_SOURCE, focus=only)
     for name, problems in first.items():
         if name is not None:
             for problem in map(locate, problems):
@@ -356,7 +357,8 @@ def assemble(
                     kept_previous.append(name)
             else:
                 entries.pop(name, None)
-        catalog = assemble_catalog(tree, entries)
+        if checked.problems:  # (with none, the entries are those of the catalog just checked)
+            catalog = assemble_catalog(tree, entries)
         if not checked.problems and not first:
             break  # the catalog just checked, unchanged: nothing more to find
         by_product = contract_problems_by_product(catalog, CONTRACT_SOURCE, focus=only)
@@ -389,22 +391,27 @@ def _refuse_changed_files(checked: Checked, snap: Snapshot, name: str, old_entry
 
 
 def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], int]:
-    """Per product: versions added and removed; and bytes of files that the new catalog adds."""
+    """Per product: versions added and removed; and bytes of files that the new catalog adds.
+
+    A product whose new entry is its old entry itself (kept by an incremental publish) is skipped:
+    it changes nothing and adds no file.
+    """
     old_products: Mapping[str, Any] = (old or {}).get("products", {})
+    changed = {name: entry for name, entry in new["products"].items() if old_products.get(name) is not entry}
     changes: dict[str, dict[str, Any]] = {}
-    for name in sorted(set(old_products) | set(new["products"])):
+    for name in sorted((set(old_products) - set(new["products"])) | set(changed)):
         before = set(old_products.get(name, {}).get("versions", {}))
         after = set(new["products"].get(name, {}).get("versions", {}))
         if before != after:
             changes[name] = {"added": sorted(after - before), "removed": sorted(before - after),
                              "versions": len(after)}
-    old_paths = catalog_paths(old or {})
     sizes = {
         item["path"]: item["size"]
-        for product in new["products"].values()
+        for product in changed.values()
         for version in product["versions"].values()
         for item in version["items"].values()
     }
+    old_paths = catalog_paths(old or {}) if sizes else set()
     return changes, sum(size for path, size in sizes.items() if path not in old_paths)
 
 
@@ -461,7 +468,7 @@ def purge_plan(
     history.forget(snap.catalogs_missing - {current_key})
     plan = plan_purge(tree, expired=checked.expired, kept=checked.kept, current_key=current_key, history=history,
                       catalogs=catalogs, listing=snap.tree_listing, now=snap.now, grace=grace,
-                      include_unpublished=include_unpublished)
+                      include_unpublished=include_unpublished, only=only)
     return plan, history
 
 

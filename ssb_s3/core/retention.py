@@ -162,20 +162,30 @@ def plan_purge(
     now: float,
     grace: int,
     include_unpublished: bool = False,
+    only: set[str] | None = None,
 ) -> PurgePlan:
-    """What to delete now and what waits: pure, from the state read before."""
+    """What to delete now and what waits: pure, from the state read before.
+
+    Only listed files can be deleted, so only they are looked up in the catalogs. `only` (an
+    incremental publish, whose listing holds its own products' folders): only their versions are
+    candidates.
+    """
     plan = PurgePlan()
     protected_keys = history.protected(current_key, now, grace)
     protected: set[str] = set()
-    for key in protected_keys:
-        protected |= catalog_paths(catalogs.get(key, {}))
-    # When does each path stop being protected? The latest `until` of a catalog naming it.
-    release_at: dict[str, float] = {}
-    for entry in history.entries:
-        if entry["catalog"] in protected_keys and entry["until"] is not None:
-            for path in catalog_paths(catalogs.get(entry["catalog"], {})):
-                release_at[path] = max(release_at.get(path, 0.0), entry["until"] + grace)
-    for product in tree.products:
+    release_at: dict[str, float] = {}  # when each protected path stops being protected
+
+    def protect() -> None:
+        """The listed paths a protected catalog names, and the latest `until` of a catalog naming each."""
+        named = {key: catalog_paths(catalogs.get(key, {})) & listing.keys() for key in protected_keys}
+        protected.update(*named.values())
+        for entry in history.entries:
+            if entry["catalog"] in protected_keys and entry["until"] is not None:
+                for path in named[entry["catalog"]]:
+                    release_at[path] = max(release_at.get(path, 0.0), entry["until"] + grace)
+
+    looked_up = False
+    for product in (p for p in tree.products if only is None or p.name in only):
         candidates = {v: "expired by retention" for v in expired.get(product.name, [])}
         for key, catalog in sorted(catalogs.items()):
             entry = catalog.get("products", {}).get(product.name, {})
@@ -186,6 +196,9 @@ def plan_purge(
             paths = {k for k in listing if k.startswith(folder + "/")}
             if not paths:
                 continue
+            if not looked_up:  # the first candidate with files: only now are the catalogs walked
+                protect()
+                looked_up = True
             item = PurgeItem(product.name, version, folder, candidates[version], len(paths),
                              sum(listing[k] for k in paths))
             published = any(version in c.get("products", {}).get(product.name, {}).get("versions", {})

@@ -6,7 +6,8 @@ index. It is the only place where `storage.conditional_writes` becomes If-Match 
 (the lease and build-product's create-only writes have their own, in lease.py and ingest.py):
 with `conditional_writes: false`, no request sent from here carries a conditional header.
 
-Invariants: a snapshot is read before anything is written; views are written before the flip,
+Invariants: a snapshot is read before anything is written; views are written (concurrently: they
+are independent of each other) before the flip,
 the index last and only If-Match the ETag the snapshot read (If-None-Match when there was none);
 ssb.json is only ever written If-Match the ETag it was read with, so no concurrent update is lost.
 """
@@ -242,16 +243,23 @@ class Tree:
         `only`) ssb.json and listing, the tree's listing and the older catalogs the purge needs.
 
         With `only`, nothing of the other products is read or listed: the request count of an
-        incremental publish does not grow with the size of the tree.
+        incremental publish does not grow with the size of the tree. The served index and catalog
+        are read while the manifests are being read (but first when `need_served`: a purge with
+        nothing published reads no manifest).
         """
-        index, etag, served_key, served = self.served() if read_served else (b"", "", "", None)
-        if need_served and served is None:
-            raise SSBError(f"{self.target.describe(INDEX_KEY)}: nothing published yet, nothing to purge")
+        nothing: tuple[bytes, str, str, dict[str, Any] | None] = (b"", "", "", None)
+        if need_served:
+            index, etag, served_key, served = self.served()
+            if served is None:
+                raise SSBError(f"{self.target.describe(INDEX_KEY)}: nothing published yet, nothing to purge")
         selected = [p for p in self.config.products if only is None or p.name in only]
         for product in selected:
             self.stores[product.name] = self.store_of(product)
         with ThreadPoolExecutor(max_workers=MANIFEST_READERS, thread_name_prefix="ssb-read") as pool:
-            loaded = list(pool.map(lambda p: self._load(p, refresh), selected))
+            pending = pool.map(lambda p: self._load(p, refresh), selected)  # the manifests are read meanwhile
+            if not need_served:
+                index, etag, served_key, served = self.served() if read_served else nothing
+            loaded = list(pending)
         listings: dict[str, dict[str, int]] = {}
         products: dict[str, ProductRead] = {}
         for product, (manifest, manifest_etag, error, refreshed) in zip(selected, loaded, strict=True):
@@ -318,16 +326,21 @@ class Tree:
         same key means same content, so one written first by another publisher or a crashed run is fine)."""
         if not plan.catalog_changed:
             return
-        for view in plan.views:
-            if view.is_index:
-                continue
-            cache = getattr(self.config.cache_control, view.cache)
-            if view.create_only:
-                with contextlib.suppress(PreconditionFailed):
-                    self.target.write(view.key, view.data, content_type=view.content_type, cache_control=cache,
-                                      if_none_match=self.conditional)
-            else:
-                self.target.write(view.key, view.data, content_type=view.content_type, cache_control=cache)
+        views = [view for view in plan.views if not view.is_index]
+        # Independent of each other (the catalog and its plain copy are each several MB): written
+        # concurrently; the flip comes only after every one of them succeeded.
+        with ThreadPoolExecutor(max_workers=max(1, len(views)), thread_name_prefix="ssb-view") as pool:
+            for done in [pool.submit(self._write_before_flip, view) for view in views]:
+                done.result()
+
+    def _write_before_flip(self, view: View) -> None:
+        cache = getattr(self.config.cache_control, view.cache)
+        if view.create_only:
+            with contextlib.suppress(PreconditionFailed):
+                self.target.write(view.key, view.data, content_type=view.content_type, cache_control=cache,
+                                  if_none_match=self.conditional)
+        else:
+            self.target.write(view.key, view.data, content_type=view.content_type, cache_control=cache)
 
     def write_view(self, view: View) -> None:
         """One view, unconditionally (build-images-file, build-index: the seed's step-by-step commands)."""
