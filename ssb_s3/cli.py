@@ -313,6 +313,23 @@ GRACE = click.option("--grace", metavar="DURATION",
 JSON = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON report.")
 
 
+def SERVED_TREE(command: Any) -> Any:
+    """The options of commands that read the tree as clients do (verify, list): --base-url and its bounds."""
+    for option in reversed((
+        click.option("--base-url", metavar="URL", help="Read the tree over http(s) from this URL, as a client "
+                     "does (default: --target-dir)."),
+        click.option("--timeout", type=click.FloatRange(0.1, 3600), default=httpread.TIMEOUT, show_default=True,
+                     metavar="SECONDS", help="With --base-url: seconds without a byte before a request fails."),
+        click.option("--deadline", type=click.FloatRange(0.1, 86400), default=httpread.DEADLINE,
+                     show_default=True, metavar="SECONDS",
+                     help="With --base-url: seconds for one whole request (a file with verify --hashes too)."),
+        click.option("--max-catalog-size", type=click.IntRange(1024, 2**40), default=httpread.MAX_DOCUMENT_SIZE,
+                     show_default=True, metavar="BYTES", help="With --base-url: largest index.json or catalog read."),
+    )):
+        command = option(command)
+    return command
+
+
 @cli.command("publish")
 @click.option("--refresh-manifests", is_flag=True,
               help="First bring every product's ssb.json up to date from its folders "
@@ -465,37 +482,19 @@ def force_unlock_cmd(settings: Settings) -> None:
 
 
 @cli.command("verify")
-@click.option("--base-url", metavar="URL", help="Read the tree over http(s) from this URL, as a client "
-              "does (default: --target-dir).")
 @click.option("--hashes", is_flag=True, help="Also stream every file and check sha256 and the fingerprints.")
-@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=httpread.TIMEOUT, show_default=True,
-              metavar="SECONDS", help="With --base-url: seconds without a byte before a request fails.")
-@click.option("--deadline", type=click.FloatRange(0.1, 86400), default=httpread.DEADLINE, show_default=True,
-              metavar="SECONDS", help="With --base-url: seconds for one whole request (a file with --hashes too).")
-@click.option("--max-catalog-size", type=click.IntRange(1024, 2**40), default=httpread.MAX_DOCUMENT_SIZE,
-              show_default=True, metavar="BYTES", help="With --base-url: largest index.json or catalog read.")
+@SERVED_TREE
 @JSON
 @click.pass_context
-def verify_cmd(ctx: click.Context, base_url: str | None, hashes: bool, timeout: float, deadline: float,
+def verify_cmd(ctx: click.Context, hashes: bool, base_url: str | None, timeout: float, deadline: float,
                max_catalog_size: int, as_json: bool) -> None:
     """Read the tree as a client does: index → catalog → every file, with its declared size.
 
     Exits 1 and lists every problem if anything a client would fetch is missing or wrong.
     Needs no tree.yml when --base-url is given.
     """
-    settings: Settings = ctx.obj
-    if base_url:
-        try:
-            store = open_store(base_url)
-        except StoreError as exc:
-            raise StoreError(f"--base-url {exc}") from None
-        if isinstance(store, HttpStore):
-            store.limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size,
-                                           option="verify --{}")
-    else:
-        storage = settings.storage if _config_exists(settings) else StorageConfig(
-            endpoint_url=settings.endpoint, region=settings.region, profile=settings.profile)
-        store = open_store(settings.target, storage)
+    limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="verify --{}")
+    store = _served_store(ctx.obj, base_url, limits)
     report = verify(store, hashes=hashes)
     if as_json:
         click.echo(dump_json(vars(report)))
@@ -524,19 +523,12 @@ def _served_store(settings: Settings, base_url: str | None, limits: httpread.Lim
 
 @cli.command("list")
 @click.argument("filters", nargs=-1, metavar="[FILTER]...")
-@click.option("--base-url", metavar="URL", help="Read the tree over http(s) from this URL, as a client "
-              "does (default: --target-dir).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "yaml"]), default="table",
               show_default=True, help="Output format (table: sizes human-readable; the others: bytes).")
 @click.option("--full-fingerprint", is_flag=True, help="Show the whole fingerprint, not its first 12 characters.")
-@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=httpread.TIMEOUT, show_default=True,
-              metavar="SECONDS", help="With --base-url: seconds without a byte before a request fails.")
-@click.option("--deadline", type=click.FloatRange(0.1, 86400), default=httpread.DEADLINE, show_default=True,
-              metavar="SECONDS", help="With --base-url: seconds for one whole request.")
-@click.option("--max-catalog-size", type=click.IntRange(1024, 2**40), default=httpread.MAX_DOCUMENT_SIZE,
-              show_default=True, metavar="BYTES", help="With --base-url: largest index.json or catalog read.")
+@SERVED_TREE
 @click.pass_obj
-def list_cmd(settings: Settings, filters: tuple[str, ...], base_url: str | None, fmt: str, full_fingerprint: bool,
+def list_cmd(settings: Settings, filters: tuple[str, ...], fmt: str, full_fingerprint: bool, base_url: str | None,
              timeout: float, deadline: float, max_catalog_size: int) -> None:
     """List the published images as LXD and Incus list them: one row per image.
 
