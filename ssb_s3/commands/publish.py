@@ -75,39 +75,39 @@ def publish(
     unknown = sorted((only or set()) - {p.name for p in tree.products})
     if unknown:
         raise SSBError(f"{tree.source_file}: no product named {', '.join(unknown)}")
-    core = Tree(tree, target, opts)
+    owner = Tree(tree, target, opts)
     if opts.dry_run:
-        plan = plan_publish(tree, core.snapshot(time.time(), only, refresh=opts.refresh_manifests), opts, only)
+        plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests), opts, only)
         if plan.refused:
             raise PublishRefused("publish would be refused", plan.report)
         return plan.report
     refresh = opts.refresh_manifests
-    with core.lease(opts.lock_timeout, "publish") as lease:
+    with owner.lease(opts.lock_timeout, "publish") as lease:
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
-            snap = core.snapshot(time.time(), only, refresh=refresh)
+            snap = owner.snapshot(time.time(), only, refresh=refresh)
             plan = plan_publish(tree, snap, opts, only)
             for warning in plan.warnings:
                 log.warning("%s", warning)
             if plan.refused:
                 raise PublishRefused("publish refused, nothing was written", plan.report)
             try:
-                core.write_manifests(plan)
+                owner.write_manifests(plan)
             except PreconditionFailed:
                 log.warning("an ssb.json changed during the publish (attempt %d), starting again", attempt)
                 continue
             refresh = False  # manifests are fresh after this round
             report = plan.report
-            report.copied = core.copy(plan, quiet=opts.quiet)
-            core.write_views(plan)
+            report.copied = owner.copy(plan, quiet=opts.quiet)
+            owner.write_views(plan)
             lease.check()
             try:
-                report.index_written = core.flip(snap, plan)
+                report.index_written = owner.flip(snap, plan)
             except PreconditionFailed:
                 log.warning("index.json changed during the publish (attempt %d), starting again", attempt)
                 continue
             if not opts.skip_purge:
                 lease.check()
-                core.purge(plan.purge)
+                owner.purge(plan.purge)
             if report.index_written and opts.cloudfront_distribution:
                 from .cdn import invalidate_index
 
@@ -129,18 +129,18 @@ def purge(tree: TreeConfig, target: Store, opts: PublishOptions | None = None) -
     The served catalog is left as it is; versions it still names are never deleted.
     """
     opts = opts or PublishOptions()
-    core = Tree(tree, target, opts)
+    owner = Tree(tree, target, opts)
     if opts.dry_run:
-        return plan_purge_only(tree, core.snapshot(time.time(), refresh=opts.refresh_manifests,
+        return plan_purge_only(tree, owner.snapshot(time.time(), refresh=opts.refresh_manifests,
                                                    need_served=True), opts)[0]
-    with core.lease(opts.lock_timeout, "purge") as lease:
-        snap = core.snapshot(time.time(), refresh=opts.refresh_manifests, need_served=True)
+    with owner.lease(opts.lock_timeout, "purge") as lease:
+        snap = owner.snapshot(time.time(), refresh=opts.refresh_manifests, need_served=True)
         purge_plan, plan = plan_purge_only(tree, snap, opts)
         lease.check()
-        core.purge(purge_plan)
+        owner.purge(purge_plan)
         if plan is not None:
             with contextlib.suppress(PreconditionFailed):  # a publish meanwhile: it records its own
-                core.flip(snap, plan)
+                owner.flip(snap, plan)
     return purge_plan
 
 
