@@ -3,13 +3,15 @@
 Used by test_crash.py in a subprocess: a real stop, like a killed container or a lost host, so
 the lease stays behind and nothing in `finally` blocks runs. Writes are create/replace, upload
 and delete; lease renewals (background, timing-dependent) are not counted so that crash points
-are the same from run to run.
+are the same from run to run (the views written concurrently may swap places, and either order
+is a valid crash point).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -29,12 +31,14 @@ class CrashingStore(Store):
         self.url = inner.url
         self.crash_after = crash_after
         self.writes: list[str] = []
+        self._lock = threading.Lock()
 
     def _count(self, what: str) -> None:
-        self.writes.append(what)
-        print(what, flush=True)
-        if len(self.writes) == self.crash_after:
-            os._exit(CRASH_EXIT)
+        with self._lock:  # views are written concurrently: count and check as one step
+            self.writes.append(what)
+            print(what, flush=True)
+            if len(self.writes) == self.crash_after:
+                os._exit(CRASH_EXIT)
 
     def describe(self, key: str) -> str:
         return self.inner.describe(key)
