@@ -281,3 +281,24 @@ def test_list_and_verify_name_a_null_catalog(tmp_path: Path) -> None:
         out = ssb("-c", str(tmp_path / "none.yml"), "-t", str(tmp_path), command)
         assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
         assert f"  - {tmp_path}/streams/v1/images.json: null, expected a products:1.0 catalog" in out.stderr
+
+
+def test_list_names_every_mistyped_field_of_a_served_catalog(tmp_path: Path) -> None:
+    """A catalog with wrong JSON types (tampered, or another tool's) is refused field by field, as
+    verify does, never walked into an unexpected AttributeError."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "streams/v1").mkdir(parents=True)
+    (tmp_path / "streams/v1/index.json").write_text(json.dumps({"format": "index:1.0", "index": {"images": {
+        "datatype": "image-downloads", "path": "streams/v1/c.json", "products": ["p"]}}}))
+    (tmp_path / "streams/v1/c.json").write_text(json.dumps({"products": {"p": {"arch": "amd64", "aliases": 3,
+        "versions": {"20260101": {"items": {"a": {"ftype": "lxd.tar.xz", "path": "p/20260101/lxd.tar.xz",
+                                                  "size": "x", "combined_squashfs_sha256": 5}, "b": 7}}}}}}))
+    out = subprocess.run([sys.executable, "-m", "ssb_s3", "-t", str(tmp_path), "list"], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "unexpected" not in out.stderr, out.stderr
+    for field in ("products.p.aliases: expected string", "items.a.size: expected integer",
+                  "items.b: expected object"):
+        assert field in out.stderr, out.stderr

@@ -36,6 +36,7 @@ from ..config import CANONICAL_ARCH
 from ..core.catalog import CLIENT_META, _images_of_version
 from ..core.imagefiles import IMAGE_FILES
 from ..errors import ProblemsFound, SSBError
+from ..schemas import schema_problems
 from ..storage.store import Store
 from .verify import read_catalog, served_entries
 
@@ -141,10 +142,13 @@ def served_rows(store: Store) -> list[ImageRow]:
     rows: list[ImageRow] = []
     for entry in served_entries(store, problems):
         catalog = read_catalog(store, entry["path"], problems)
-        if isinstance(catalog, Mapping) and isinstance(catalog.get("products"), Mapping):
+        if catalog is None:
+            continue
+        wrong = schema_problems(catalog, "products", store.describe(entry["path"]))  # what verify checks too
+        if wrong:
+            problems.extend(wrong)  # a type error breaks the whole remote for the clients as well
+        else:
             rows.extend(catalog_rows(catalog))
-        elif catalog is not None:
-            problems.append(f"{store.describe(entry['path'])}: not a products:1.0 catalog (no 'products' mapping)")
     if problems:
         raise ProblemsFound(f"{store.url}: cannot list the tree", problems)
     return sorted(rows, key=lambda r: (r.product, r.version, r.type, r.fingerprint))
