@@ -12,6 +12,8 @@ and `prefix_path` may be '' or null, meaning not set (the seed's local mode sets
 
 from __future__ import annotations
 
+import decimal
+import math
 import os
 import re
 import urllib.parse
@@ -295,6 +297,87 @@ def _seed_optional(raw: Mapping[str, Any], key: str) -> str:
     return raw.get(key) or ""
 
 
+# The seed read tree.yml with viper, which decodes into its Go struct with mapstructure's weak typing:
+# a scalar of another type is converted rather than refused. Those conversions are its meaning of a
+# tree.yml, so they are ours for the seed's own keys (our newer keys stay strictly typed).
+SEED_STRING_KEYS = ("name", "arch", "release", "release_title", "os", "directory", "version", "prefix_path")
+SEED_TOP_STRING_KEYS = ("prefix", "images_path", "datatype", "format")
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")  # strconv.ParseBool
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _go_string(value: Any) -> Any:
+    """mapstructure's weak string: bool -> "1"/"0", int -> decimal, float -> Go's shortest 'f'
+    format (so `release: 12.10` is "12.1", as the seed read it). Anything else is left for the schema."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "+Inf" if value > 0 else "-Inf"
+        return format(decimal.Decimal(repr(value)), "f")
+    return value
+
+
+def _go_int(value: Any) -> Any:
+    """mapstructure's weak int: bool -> 1/0, float -> truncated, string -> strconv.ParseInt(s, 0, 64)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oObB]?[0-9_]+|[1-9][0-9_]*|0)", value):
+        text = value.replace("_", "")
+        octal = re.fullmatch(r"([+-]?)0([0-7]+)", text)  # Go's base 0: a leading 0 is octal
+        try:
+            return int(octal[1] + octal[2], 8) if octal else int(text, 0)
+        except ValueError:
+            return value
+    return value
+
+
+def _go_bool(value: Any) -> Any:
+    """mapstructure's weak bool: a number is true unless 0, a string as strconv.ParseBool ('' is false)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value != 0
+    if isinstance(value, str) and value in _GO_TRUE + _GO_FALSE + ("",):
+        return value in _GO_TRUE
+    return value
+
+
+def _seed_weak_types(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """tree.yml with the seed's keys converted as the seed converted them (a copy; the rest as is):
+    `release: 12` is "12", `days: "2"` is 2, `hidden: "true"` is true, `aliases: a` is [a]."""
+    converted = dict(data)
+    for key in SEED_TOP_STRING_KEYS:
+        if key in converted:
+            converted[key] = _go_string(converted[key])
+    products = converted.get("products")
+    if not isinstance(products, list):
+        return converted
+    converted["products"] = [_seed_weak_product(raw) if isinstance(raw, Mapping) else raw for raw in products]
+    return converted
+
+
+def _seed_weak_product(raw: Mapping[str, Any]) -> dict[str, Any]:
+    product = dict(raw)
+    for key in SEED_STRING_KEYS:
+        if key in product and product[key] is not None:
+            product[key] = _go_string(product[key])
+    if "days" in product:
+        product["days"] = _go_int(product["days"])
+    if "hidden" in product:
+        product["hidden"] = _go_bool(product["hidden"])
+    aliases = product.get("aliases")
+    if isinstance(aliases, (str, int, float)):
+        aliases = [aliases]  # a single value where a list is expected
+    if isinstance(aliases, list):
+        product["aliases"] = [_go_string(alias) for alias in aliases]
+    return product
+
+
 def _duration(value: str | int | None) -> int | None:
     return None if value is None else parse_duration(value)
 
@@ -366,6 +449,7 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         raise ConfigError(f"{source_file}: the file is empty, expected a mapping with 'products'")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source_file}: expected a mapping at the top level")
+    data = _seed_weak_types(data)
     problems = (with_source(schema_problems(data, "tree", source_file), source_file)
                 + _product_problems(data.get("products"), source_file)
                 + _storage_problems(data.get("storage"), source_file))

@@ -57,6 +57,51 @@ def test_seed_tree_yml_loads_with_seed_defaults(tmp_path: Path) -> None:
     assert tree.manifest_key(base) == "images/sbi/sabayon-base/ssb.json"
 
 
+@pytest.mark.parametrize(("yaml_fields", "expected"), [
+    # the seed decoded tree.yml with viper + mapstructure's weak typing: these are its meanings
+    ("release: 12", {"release": "12"}),
+    ("release: 12.10", {"release": "12.1"}),  # a YAML float, printed by Go as 12.1: quote it to keep 12.10
+    ("release: '12.10'", {"release": "12.10"}),
+    ("release: 1; release_title: 2024", {"release": "1", "release_title": "2024"}),
+    ("days: '3'", {"days": 3}),
+    ("days: 2.9", {"days": 2}),
+    ("days: '0x10'", {"days": 16}),
+    ("days: true", {"days": 1}),
+    ("hidden: 'true'", {"hidden": True}),
+    ("hidden: 'F'", {"hidden": False}),
+    ("hidden: 1", {"hidden": True}),
+    ("hidden: ''", {"hidden": False}),
+    ("aliases: debian/12", {"aliases": ("debian/12",)}),
+    ("aliases: [debian, 12]", {"aliases": ("debian", "12")}),
+    ("version: 3", {"version": "3"}),
+])
+def test_values_the_seed_converted_are_read_with_its_meaning(
+        tmp_path: Path, yaml_fields: str, expected: dict[str, object]) -> None:
+    base = {"name": "a", "arch": "x86_64", "release": "'1'", "os": "A", "directory": "a"}
+    for pair in yaml_fields.split("; "):
+        key, value = pair.split(": ", 1)
+        base[key] = value
+    fields = ", ".join(f"{k}: {v}" for k, v in base.items())
+    product = load_config(write(tmp_path, f"products:\n - {{{fields}}}\n")).products[0]
+    assert {key: getattr(product, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize(("yaml_fields", "field", "text"), [
+    ("hidden: 'no'", "products[0].hidden", 'expected boolean, got "no"'),  # strconv.ParseBool refuses it too
+    ("days: '2 '", "products[0].days", 'expected integer, got "2 "'),
+    ("days: 'two'", "products[0].days", 'expected integer, got "two"'),
+    ("variant: [12]", "products[0].variant", "expected string"),
+    ("requirements: {nesting: 1}", "products[0].requirements.nesting", "expected string, got 1"),  # ours: strict
+])
+def test_values_the_seed_refused_are_still_refused(tmp_path: Path, yaml_fields: str, field: str, text: str) -> None:
+    key, value = yaml_fields.split(": ", 1)
+    product = f"name: a, arch: x86_64, release: '1', os: A, directory: a, {key}: {value}"
+    path = write(tmp_path, f"products:\n - {{{product}}}\n")
+    with pytest.raises(ProblemsFound) as caught:
+        load_config(path)
+    assert field in str(caught.value.problems) and text in str(caught.value.problems)
+
+
 def test_defaults_when_only_products_given(tmp_path: Path) -> None:
     tree = load_config(write(tmp_path, "products:\n - {name: a, arch: x86_64, release: '1', os: A, directory: a}\n"))
     assert (tree.prefix, tree.images_path, tree.datatype, tree.format) == (
@@ -114,7 +159,7 @@ def test_misspelled_top_level_key(tmp_path: Path) -> None:
         (", requirements: {secureboot: false}", "products[0].requirements.secureboot: expected string"),
         (", days: -100001", "products[0].days"),  # the seed turns days <= 0 into 1: -1 is valid
         (", aliases: ['a, b']", "products[0].aliases[0]"),
-        (", aliases: 'a,b'", "products[0].aliases: expected array"),
+        (", aliases: 'a,b'", "products[0].aliases[0]"),  # one value is a list of one (the seed's weak typing)
         (", support_eol: 1700000000", "products[0].support_eol: expected string"),
         (", directory: ../up", "products[0].directory"),
         (", prefix_path: ftp://x", "products[0].prefix_path"),
