@@ -32,6 +32,7 @@ from .core.views import View
 from .errors import SSBError
 
 STATUS = "[GNUPG:] "
+MAX_CLEARSIGN_LINE = 19993  # longest line that comes back whole from a clearsign (GnuPG 2.2.40, measured)
 MAX_REASON = 200  # characters of gpg's own last line quoted in an error
 
 # INV_SGNR / INV_RECP reason codes (GnuPG doc/DETAILS)
@@ -152,6 +153,11 @@ class Signer:
 
     def sign(self, requests: Sequence[ToSign]) -> tuple[View, ...]:
         """Every request signed, in order: views to write (nothing is written here)."""
+        for request in requests:  # gpg would cut such a line silently, and the signature would not cover it
+            longest = 0 if request.detached else max(map(len, request.view.data.split(b"\n")))
+            if longest > MAX_CLEARSIGN_LINE:
+                raise SigningError(f"signing {request.view.key}: a line of {longest} bytes, over the "
+                                   f"{MAX_CLEARSIGN_LINE} GnuPG clearsigns; nothing was published")
         return tuple(replace(r.view, data=self.sign_bytes(r.view.data, detached=r.detached, what=r.view.key))
                      for r in requests)
 

@@ -27,8 +27,8 @@ from realparts import LxdClient, S3Server, TlsFiles, make_image, need
 from ssb_s3.config import parse_config
 from ssb_s3.core.catalog import catalog_key, to_bytes
 from ssb_s3.core.retention import History, catalog_of_view, superseded_views
-from ssb_s3.core.signed import SIGNED_INDEX_KEY, signed_key, signing_requests
-from ssb_s3.core.views import Content, render
+from ssb_s3.core.signed import SIGNED_INDEX_KEY, ToSign, signed_key, signing_requests
+from ssb_s3.core.views import Content, View, render
 
 UID = "ssb-s3 test signer <signer@example.org>"
 EXPIRED_UID = "ssb-s3 expired signer <expired@example.org>"
@@ -113,20 +113,55 @@ def test_signing_requests_name_the_signed_catalog_and_come_index_last() -> None:
     data = to_bytes(catalog)
     key = catalog_key(PURE_TREE, data)
     views = render(Content(PURE_TREE, catalog, data, key, {"catalogs": []}))
-    requests = signing_requests(PURE_TREE, catalog, key, views, detached=True)
+    requests = signing_requests(PURE_TREE, catalog, data, key, views, detached=True)
     keys = [r.view.key for r in requests]
     assert keys[-1] == SIGNED_INDEX_KEY  # written after the catalogs it names
     stem = key.removesuffix(".json")
     assert set(keys) == {f"{stem}.sjson", f"{key}.asc", "streams/v1/images.sjson", "streams/v1/images.json.asc",
                          SIGNED_INDEX_KEY}
     index = json.loads(requests[-1].view.data)
+    assert json.loads(by_key_data(requests, "streams/v1/images.sjson")) == catalog
     assert index["index"]["images"]["path"] == f"{stem}.sjson"  # not the unsigned catalog (lxc-ci's mistake)
     assert "ssb_s3" not in index  # the history stays in index.json
     by_key = {r.view.key: r for r in requests}
-    assert by_key[f"{stem}.sjson"].view.data == data and by_key[f"{stem}.sjson"].view.create_only
+    assert json.loads(by_key[f"{stem}.sjson"].view.data) == catalog and by_key[f"{stem}.sjson"].view.create_only
+    assert by_key[f"{key}.asc"].view.data == data  # a detached signature covers the exact bytes
     assert by_key[f"{key}.asc"].detached and not by_key[f"{stem}.sjson"].detached
-    assert [r.view.key for r in signing_requests(PURE_TREE, catalog, key, views)][-1] == SIGNED_INDEX_KEY
-    assert len(signing_requests(PURE_TREE, catalog, key, views)) == 3  # no .asc unless asked
+    assert [r.view.key for r in signing_requests(PURE_TREE, catalog, data, key, views)][-1] == SIGNED_INDEX_KEY
+    assert len(signing_requests(PURE_TREE, catalog, data, key, views)) == 3  # no .asc unless asked
+
+
+def by_key_data(requests: Any, key: str) -> bytes:
+    return next(r.view.data for r in requests if r.view.key == key)  # type: ignore[no-any-return]
+
+
+def test_a_multi_megabyte_catalog_is_signed_whole(key: Key) -> None:
+    """GnuPG cuts clearsigned lines past 19,993 bytes without a word: a canonical catalog is one line
+    of several MB, so the twin signs it pretty-printed; a line too long is refused, never cut."""
+    from ssb_s3.gpg import MAX_CLEARSIGN_LINE, Signer, SigningError, verify
+
+    catalog = {"content_id": "images", "format": "products:1.0", "datatype": "image-downloads",
+               "updated": "Thu, 01 Jan 2026 00:00:00 +0000",
+               "products": {f"p{i}": {"versions": {"20260101_0000": {"items": {"root": {
+                   "path": f"p{i}/20260101_0000/rootfs.squashfs", "sha256": "0" * 64, "size": i}}}}}
+                   for i in range(20000)}}
+    data = to_bytes(catalog)
+    assert len(data) > 3_000_000 and data.count(b"\n") == 1
+    ckey = catalog_key(PURE_TREE, data)
+    views = render(Content(PURE_TREE, catalog, data, ckey, {}))
+    signer = Signer(key.fingerprint, str(key.home), detached=True)
+    started = time.monotonic()
+    signed = signer.sign(signing_requests(PURE_TREE, catalog, data, ckey, views, detached=True))
+    seconds = time.monotonic() - started
+    twin = next(v for v in signed if v.key == signed_key(ckey))
+    assert json.loads(verify(twin.data, str(key.keyring)).content) == catalog
+    asc = next(v for v in signed if v.key == ckey + ".asc")
+    assert verify(data, str(key.keyring), signature=asc.data).fingerprint == key.fingerprint
+    assert seconds < 20, seconds
+    print(f"signed {len(signed)} files of a {len(data)}-byte catalog in {seconds:.2f}s")
+    too_long = ToSign(View("streams/v1/x.sjson", b"x" * (MAX_CLEARSIGN_LINE + 1) + b"\n"))
+    with pytest.raises(SigningError, match=f"a line of {MAX_CLEARSIGN_LINE + 1} bytes"):
+        signer.sign([too_long])
 
 
 def test_a_superseded_catalogs_signed_twin_is_purged_with_it() -> None:
@@ -185,6 +220,57 @@ def test_sign_key_option_with_gnupghome_signs_an_already_published_tree(key: Key
     assert "2 signatures verified" in ok.stdout  # index.sjson and the catalog's .sjson (no .asc unless asked)
     again = cli("-c", str(conf), "-t", str(public), "publish", "--sign-key", key.fingerprint, "--json", env=env)
     assert json.loads(again.stdout)["signed"] == []  # nothing changed: gpg is not even run for the tree
+
+
+def test_signed_files_are_written_before_the_flip_index_sjson_after_its_catalog(
+        key: Key, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssb_s3.commands.publish import publish
+    from ssb_s3.config import load_config
+    from ssb_s3.core.plan import PublishOptions
+    from ssb_s3.storage.store import open_store
+
+    conf = local_tree(tmp_path)
+    conf.write_text(conf.read_text() + "signing: {key: " + key.fingerprint + ", detached: true}\n")
+    monkeypatch.setenv("GNUPGHOME", str(key.home))  # no gnupghome in tree.yml: GNUPGHOME is honoured
+    store = open_store(str(tmp_path / "public"))
+    written: list[str] = []
+    real_write = store.write
+
+    def recording(key: str, data: bytes, **kwargs: Any) -> None:
+        written.append(key)
+        real_write(key, data, **kwargs)
+
+    monkeypatch.setattr(store, "write", recording)
+    report = publish(load_config(conf), store, PublishOptions(refresh_manifests=True, quiet=True))
+    keys = [k for k in written if not k.startswith((".", "p/"))]  # not the lease, not ssb.json
+    assert keys[-2:] == [SIGNED_INDEX_KEY, "streams/v1/index.json"]
+    assert set(keys[:-2]) == {report.catalog_key, signed_key(report.catalog_key), report.catalog_key + ".asc",
+                              "streams/v1/images.json", "streams/v1/images.sjson", "streams/v1/images.json.asc"}
+
+
+def test_gpg_failing_after_the_plan_writes_nothing(key: Key, tmp_path: Path) -> None:
+    """The key check passes, signing the tree then fails: not even the refreshed ssb.json is written."""
+    conf = local_tree(tmp_path)
+    public = tmp_path / "public"
+    assert cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests").returncode == 0
+    make_image(tmp_path / "images/p/20260102_0000", kind="squashfs", serial="20260102_0000")
+    before = {p: p.read_bytes() for p in public.rglob("*") if p.is_file()}
+    manifest_before = (tmp_path / "images/p/ssb.json").read_bytes()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gpg").write_text(f"#!/bin/sh\n[ -e {tmp_path}/once ] || {{ touch {tmp_path}/once; "
+                                 f"exec {shutil.which('gpg')} \"$@\"; }}\n"
+                                 "echo 'gpg: signing failed: Operation cancelled' >&2\nexit 2\n")
+    (bin_dir / "gpg").chmod(0o755)
+    out = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
+              env={"GNUPGHOME": str(key.home), "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"error: signing streams/v1/images-{out.stderr.split('images-')[1][:20]}.sjson with key {key.fingerprint} "
+        f"(GnuPG home {key.home}): gpg failed (exit 2): gpg: signing failed: Operation cancelled; "
+        "nothing was published"]
+    assert {p: p.read_bytes() for p in public.rglob("*") if p.is_file()} == before
+    assert (tmp_path / "images/p/ssb.json").read_bytes() == manifest_before
 
 
 # ------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 from ..core.catalog import INDEX_KEY, INDEX_NAME, contract_problems
 from ..core.catalog import _path_problem as path_problem
 from ..core.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher
-from ..core.signed import DETACHED_SUFFIX, SIGNED_INDEX_KEY, same_signed_content, signed_key
+from ..core.signed import DETACHED_SUFFIX, SIGNED_INDEX_KEY, same_document, signed_key
 from ..errors import NotFound, StoreError
 from ..gpg import SignatureError
 from ..gpg import verify as gpg_verify
@@ -322,8 +322,8 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
             unsigned = store.read(unsigned_path)
         except StoreError:
             continue  # reported by the unsigned walk
-        if not same_signed_content(signed, unsigned):
-            problems.append(f"{store.describe(path)}: signs other content than {unsigned_path}")
+        if not same_document(signed, unsigned):
+            problems.append(f"{store.describe(path)}: signs another document than {unsigned_path}")
         detached = unsigned_path + DETACHED_SUFFIX
         if _signed(store, detached, keyring, problems, data=unsigned, required=False) is not None:
             report.signatures.append(detached)

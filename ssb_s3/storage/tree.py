@@ -327,12 +327,13 @@ class Tree:
     def signed_views(self, plan: Plan, signer: Signer | None) -> tuple[View, ...]:
         """The signed twins of the plan's views (ssb_s3.core.signed), signed now, before anything is
         written: a failing gpg leaves the tree as it was. None when signing is off, or when the
-        catalog is unchanged and streams/v1/index.sjson is already there (signing just turned on:
-        the current catalog gets its signed twins on the next publish, unchanged or not)."""
+        catalog is unchanged and streams/v1/index.sjson is there already (one HEAD); signing turned
+        on over an unchanged catalog signs it."""
         if signer is None or (not plan.catalog_changed and self.target.head(SIGNED_INDEX_KEY) is not None):
             return ()
-        return signer.sign(signing_requests(self.config, plan.catalog, plan.catalog_key, plan.views,
-                                            detached=signer.detached))
+        requests = signing_requests(self.config, plan.catalog, plan.catalog_bytes, plan.catalog_key, plan.views,
+                                    detached=signer.detached)
+        return signer.sign(requests)
 
     def write_views(self, plan: Plan, signed: tuple[View, ...] = ()) -> None:
         """Every view but the index, when the catalog changed (a content-addressed one create-only:
