@@ -517,7 +517,7 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
         "hooks": {"manifest_on_upload": tree.hooks.manifest_on_upload, "debounce": f"{tree.hooks.debounce}s"},
         **({"signing": {"key": tree.signing.key, "detached": tree.signing.detached,
                         "timeout": f"{tree.signing.timeout}s",
-                        **({"gnupghome": tree.signing.gnupghome} if tree.signing.gnupghome else {})}}
+                        **({"gnupghome": os.path.abspath(tree.signing.gnupghome)} if tree.signing.gnupghome else {})}}
            if tree.signing.key else {}),
         "products": products,
     }

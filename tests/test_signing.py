@@ -217,7 +217,7 @@ def test_sign_key_option_with_gnupghome_signs_an_already_published_tree(key: Key
     assert (public / "streams/v1/index.json").read_bytes() == index_before
     ok = cli("-t", str(public), "verify", "--keyring", str(key.keyring))
     assert ok.returncode == 0, ok.stderr
-    assert "2 signatures verified" in ok.stdout  # index.sjson and the catalog's .sjson (no .asc unless asked)
+    assert "3 signatures verified" in ok.stdout  # index.sjson, images-<hash>.sjson, images.sjson (no .asc)
     again = cli("-c", str(conf), "-t", str(public), "publish", "--sign-key", key.fingerprint, "--json", env=env)
     assert json.loads(again.stdout)["signed"] == []  # nothing changed: gpg is not even run for the tree
 
@@ -371,7 +371,8 @@ def test_ssb_verify_keyring_checks_every_signature(published: Published, key: Ke
     out = cli("verify", "--base-url", published.url, "--keyring", str(key.keyring),
               env={"SSL_CERT_FILE": str(published.server.ca_file)})
     assert out.returncode == 0, out.stderr
-    assert "3 signatures verified" in out.stdout  # index.sjson, images-<hash>.sjson, images-<hash>.json.asc
+    # index.sjson, images-<hash>.sjson, images-<hash>.json.asc, images.sjson, images.json.asc
+    assert "5 signatures verified" in out.stdout
     other = key.home / "other.gpg"
     other.write_bytes(b"")
     wrong = cli("verify", "--base-url", published.url, "--keyring", str(other),

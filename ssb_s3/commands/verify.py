@@ -327,3 +327,21 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
         detached = unsigned_path + DETACHED_SUFFIX
         if _signed(store, detached, keyring, problems, data=unsigned, required=False) is not None:
             report.signatures.append(detached)
+        _check_plain_copy(store, keyring, unsigned_path.rpartition("/")[0], report)
+
+
+def _check_plain_copy(store: Store, keyring: str, folder: str, report: VerifyReport) -> None:
+    """images.sjson (and images.json.asc), when there: signatures of the plain images.json copy."""
+    plain = f"{folder}/images.json" if folder else "images.json"
+    try:
+        data = store.read(plain)
+    except StoreError:
+        return  # no plain copy (another tool's tree): nothing of it to check
+    twin = signed_key(plain)
+    signed = _signed(store, twin, keyring, report.problems, required=False)
+    if signed is not None:
+        report.signatures.append(twin)
+        if not same_document(signed, data):
+            report.problems.append(f"{store.describe(twin)}: signs another document than {plain}")
+    if _signed(store, plain + DETACHED_SUFFIX, keyring, report.problems, data=data, required=False) is not None:
+        report.signatures.append(plain + DETACHED_SUFFIX)
