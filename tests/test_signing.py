@@ -222,6 +222,28 @@ def test_sign_key_option_with_gnupghome_signs_an_already_published_tree(key: Key
     assert json.loads(again.stdout)["signed"] == []  # nothing changed: gpg is not even run for the tree
 
 
+def test_an_index_sjson_naming_the_unsigned_catalog_is_reported(key: Key, tmp_path: Path) -> None:
+    """lxc-ci's mistake: a signed index naming the unsigned catalog (sstream-query --keyring then stops at
+    'No signature found'); verify --keyring names it."""
+    from ssb_s3.core.catalog import build_index
+    from ssb_s3.gpg import Signer
+
+    conf = local_tree(tmp_path)
+    public = tmp_path / "public"
+    out = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
+              env={"GNUPGHOME": str(key.home)})
+    assert out.returncode == 0, out.stderr
+    unsigned = json.loads((public / "streams/v1/index.json").read_text())["index"]["images"]["path"]
+    catalog = json.loads((public / unsigned).read_text())
+    wrong = build_index(parse_config({"products": [{"name": "p", "arch": "amd64", "release": "1", "os": "P",
+                                                    "directory": "p"}]}, "tree.yml"), catalog, unsigned)
+    (public / SIGNED_INDEX_KEY).write_bytes(Signer(key.fingerprint, str(key.home)).sign_bytes(to_bytes(wrong)))
+    bad = cli("-t", str(public), "verify", "--keyring", str(key.keyring))
+    assert bad.returncode == 1
+    assert (f"index.sjson: names {unsigned}, expected {signed_key(unsigned)}, the signed twin of the catalog "
+            f"index.json names ({unsigned})") in bad.stderr
+
+
 def test_signed_files_are_written_before_the_flip_index_sjson_after_its_catalog(
         key: Key, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ssb_s3.commands.publish import publish
