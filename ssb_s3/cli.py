@@ -236,6 +236,9 @@ def _print_report(report: PublishReport, quiet: bool = False) -> None:
     state = "published" if report.index_written else "unchanged"
     click.echo(f"{state}: {len(report.products)} products, {report.versions} versions, "
                f"catalog {report.catalog_key}")
+    if report.signed:
+        click.echo(f"signed: {len(report.signed)} files in {report.signing_seconds:.2f}s "
+                   f"({', '.join(report.signed)})")
     for name in report.kept_previous:
         click.echo(f"kept the previously published entry of {name}")
 
@@ -344,11 +347,15 @@ def SERVED_TREE(command: Any) -> Any:
 @LOCK_TIMEOUT
 @click.option("--cloudfront-distribution", metavar="ID",
               help="CloudFront distribution whose index.json and images.json are invalidated after a change.")
+@click.option("--sign-key", metavar="KEYID",
+              help="Also publish signed streams (streams/v1/index.sjson, a .sjson twin of each catalog), "
+                   "signed by this GnuPG key (default: tree.yml signing.key; GnuPG home: signing.gnupghome, "
+                   "else GNUPGHOME).")
 @JSON
 @click.pass_obj
 def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_run: bool, keep_going: bool,
                 force: bool, skip_purge: bool, grace: str | None, lock_timeout: float,
-                cloudfront_distribution: str | None, as_json: bool) -> None:
+                cloudfront_distribution: str | None, sign_key: str | None, as_json: bool) -> None:
     """Publish the tree: validate everything, write the catalog, flip index.json last, purge.
 
     Reads every product's ssb.json, keeps the newest `days` versions (and those younger than
@@ -363,6 +370,7 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
             apikey=settings.apikey, storage=settings.storage, refresh_manifests=refresh_manifests, rehash=rehash,
             dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
             lock_timeout=lock_timeout, cloudfront_distribution=cloudfront_distribution, quiet=settings.quiet,
+            sign_key=sign_key,
         ))  # fmt: skip
     except PublishRefused as refused:
         if as_json:  # a script reads the problems here, "published": false; stderr and exit 1 as usual
@@ -483,11 +491,14 @@ def force_unlock_cmd(settings: Settings) -> None:
 
 @cli.command("verify")
 @click.option("--hashes", is_flag=True, help="Also stream every file and check sha256 and the fingerprints.")
+@click.option("--keyring", type=click.Path(exists=True, dir_okay=False, readable=True), metavar="FILE",
+              help="Also check the signed streams as sstream-query does: streams/v1/index.sjson and the "
+                   "catalogs it names, with gpgv against this keyring (gpg --export KEYID > FILE).")
 @SERVED_TREE
 @JSON
 @click.pass_context
-def verify_cmd(ctx: click.Context, hashes: bool, base_url: str | None, timeout: float, deadline: float,
-               max_catalog_size: int, as_json: bool) -> None:
+def verify_cmd(ctx: click.Context, hashes: bool, keyring: str | None, base_url: str | None, timeout: float,
+               deadline: float, max_catalog_size: int, as_json: bool) -> None:
     """Read the tree as a client does: index → catalog → every file, with its declared size.
 
     Exits 1 and lists every problem if anything a client would fetch is missing or wrong.
@@ -495,14 +506,15 @@ def verify_cmd(ctx: click.Context, hashes: bool, base_url: str | None, timeout: 
     """
     limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="verify --{}")
     store = _served_store(ctx.obj, base_url, limits)
-    report = verify(store, hashes=hashes)
+    report = verify(store, hashes=hashes, keyring=keyring)
     if as_json:
         click.echo(dump_json(vars(report)))
     if report.problems:
         _fail([f"error: {store.url}: {len(report.problems)} problem(s)", *(f"  - {p}" for p in report.problems)])
     if not as_json:
         click.echo(f"OK: {len(report.catalogs)} catalog, {report.products} products, {report.versions} versions, "
-                   f"{report.files} files ({report.bytes} bytes)" + (", hashes verified" if hashes else ""))
+                   f"{report.files} files ({report.bytes} bytes)" + (", hashes verified" if hashes else "")
+                   + (f", {len(report.signatures)} signatures verified" if keyring else ""))
 
 
 def _served_store(settings: Settings, base_url: str | None, limits: httpread.Limits) -> Store:

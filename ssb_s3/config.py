@@ -132,6 +132,16 @@ class HooksConfig:
 
 
 @dataclass(frozen=True)
+class SigningConfig:
+    """Signed streams (ssb_s3.core.signed, ssb_s3.gpg): off while `key` is empty."""
+
+    key: str = ""
+    gnupghome: str = ""  # "": GNUPGHOME, else GnuPG's default home
+    detached: bool = False  # also <catalog>.asc
+    timeout: int = 60  # seconds one gpg run may take
+
+
+@dataclass(frozen=True)
 class ProductConfig:
     """One product of tree.yml; `directory` is relative to the tree's prefix."""
 
@@ -175,6 +185,7 @@ class TreeConfig:
     grace: int = 6 * 3600
     lease_ttl: int = 300
     hooks: HooksConfig = field(default_factory=HooksConfig)
+    signing: SigningConfig = field(default_factory=SigningConfig)
 
     def product(self, name: str) -> ProductConfig:
         """Look a product up by name; the error lists the names that exist."""
@@ -507,7 +518,19 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
             manifest_on_upload=data.get("hooks", {}).get("manifest_on_upload", False),
             debounce=parse_duration(data.get("hooks", {}).get("debounce", 2)),
         ),
+        signing=_signing(data.get("signing"), source_file),
     )
+
+
+def _signing(raw: Mapping[str, Any] | None, source_file: str) -> SigningConfig:
+    """`signing:` (schema-checked); a relative gnupghome is relative to tree.yml."""
+    if not raw:
+        return SigningConfig()
+    home = raw.get("gnupghome", "")
+    if home and not Path(home).expanduser().is_absolute():
+        home = str(Path(source_file).parent / home)
+    return SigningConfig(key=raw["key"], gnupghome=str(Path(home).expanduser()) if home else "",
+                         detached=raw.get("detached", False), timeout=max(1, parse_duration(raw.get("timeout", 60))))
 
 
 def load_config(path: str | Path) -> TreeConfig:
@@ -576,5 +599,9 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
         "grace": f"{tree.grace}s",
         "lease_ttl": f"{tree.lease_ttl}s",
         "hooks": {"manifest_on_upload": tree.hooks.manifest_on_upload, "debounce": f"{tree.hooks.debounce}s"},
+        **({"signing": {"key": tree.signing.key, "detached": tree.signing.detached,
+                        "timeout": f"{tree.signing.timeout}s",
+                        **({"gnupghome": os.path.abspath(tree.signing.gnupghome)} if tree.signing.gnupghome else {})}}
+           if tree.signing.key else {}),
         "products": products,
     }

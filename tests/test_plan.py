@@ -132,7 +132,8 @@ def served(tree: Any, reads: dict[str, Any], now: float = NOW - DAY) -> Any:
 
 
 def test_the_core_imports_no_store_and_no_boto3() -> None:
-    """ssb_s3/core is pure: no module of it imports the storage layer, the commands, ingest, hooks or boto3."""
+    """ssb_s3/core is pure: no module of it imports the storage layer, the commands, ingest, hooks, boto3, or
+    runs a program (subprocess, ssb_s3.gpg: signing is an effect)."""
     import ast
 
     for path in sorted((ROOT / "ssb_s3/core").glob("*.py")):
@@ -140,7 +141,7 @@ def test_the_core_imports_no_store_and_no_boto3() -> None:
         imported = {("." * n.level) + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         outside = {m for m in imported if m.lstrip(".").split(".")[0] in
-                   ("storage", "commands", "ingest", "hooks", "boto3", "botocore", "cli")}
+                   ("storage", "commands", "ingest", "hooks", "boto3", "botocore", "cli", "subprocess", "gpg")}
         assert not outside, (path.name, outside)
     modules = ", ".join(f"ssb_s3.core.{p.stem}" for p in (ROOT / "ssb_s3/core").glob("*.py") if p.stem != "__init__")
     code = f"import sys, {modules}; assert not {{'boto3', 'botocore'}} & set(sys.modules), 'boto3 loaded'"

@@ -13,7 +13,10 @@ broken tree.
 4. copy artifacts of products that live in another bucket into the tree (create-only, and only
    into the product's own folder), with the same progress reporter as build-product's uploads;
 5. write every view but the index (ssb_s3.core.views: the catalog under a new content-addressed key,
-   the plain images.json copy, any other registered view);
+   the plain images.json copy, any other registered view), and with signing on the signed twins
+   (ssb_s3.core.signed: images-<hash>.sjson, images.sjson, optional .asc), streams/v1/index.sjson
+   after them. They are signed (ssb_s3.gpg) right after step 2, before step 3 writes anything, and
+   the key is tried before step 1: a missing or unusable key publishes nothing;
 6. flip streams/v1/index.json last, conditionally on the ETag read in step 1 (on a conflict,
    start again, a bounded number of times); the same write records when the previous catalog
    stopped being current;
@@ -34,6 +37,7 @@ from typing import Any
 from ..config import TreeConfig
 from ..core.catalog import INDEX_KEY
 from ..core.plan import (  # re-exported: callers and tests import them from here
+    Plan,
     PublishOptions,
     PublishReport,
     assemble,
@@ -43,7 +47,9 @@ from ..core.plan import (  # re-exported: callers and tests import them from her
 )
 from ..core.problems import Problem
 from ..core.retention import PurgePlan
+from ..core.views import View
 from ..errors import PreconditionFailed, ProblemsFound, SSBError, StoreError
+from ..gpg import Signer
 from ..storage.store import Store
 from ..storage.tree import Tree, fetch_manifest_url
 
@@ -76,6 +82,9 @@ def publish(
     if unknown:
         raise SSBError(f"{tree.source_file}: no product named {', '.join(unknown)}")
     owner = Tree(tree, target, opts)
+    signer = Signer.from_config(tree.signing, opts.sign_key)
+    if signer is not None:
+        signer.check()  # a missing or unusable key fails here, before the lease and any read
     if opts.dry_run:
         plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests), opts, only)
         if plan.refused:
@@ -90,15 +99,17 @@ def publish(
                 log.warning("%s", warning)
             if plan.refused:
                 raise PublishRefused("publish refused, nothing was written", plan.report)
+            report = plan.report
+            signed, report.signing_seconds = timed_sign(owner, plan, signer)
             try:
                 owner.write_manifests(plan)
             except PreconditionFailed:
                 log.warning("an ssb.json changed during the publish (attempt %d), starting again", attempt)
                 continue
             refresh = False  # manifests are fresh after this round
-            report = plan.report
             report.copied = owner.copy(plan, quiet=opts.quiet)
-            owner.write_views(plan)
+            owner.write_views(plan, signed)
+            report.signed = [view.key for view in signed]
             lease.check()
             try:
                 report.index_written = owner.flip(snap, plan)
@@ -121,6 +132,13 @@ def publish(
     raise StoreError(
         f"{target.describe(INDEX_KEY)}: another publisher changed it {MAX_INDEX_ATTEMPTS} times in a row; try again"
     )
+
+
+def timed_sign(owner: Tree, plan: Plan, signer: Signer | None) -> tuple[tuple[View, ...], float]:
+    """The plan's signed views (before anything is written) and the seconds gpg took."""
+    start = time.monotonic()
+    signed = owner.signed_views(plan, signer)
+    return signed, time.monotonic() - start
 
 
 def purge(tree: TreeConfig, target: Store, opts: PublishOptions | None = None) -> PurgePlan:

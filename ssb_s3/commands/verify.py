@@ -18,10 +18,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.catalog import INDEX_KEY, contract_problems
+from ..core.catalog import INDEX_KEY, INDEX_NAME, contract_problems
 from ..core.catalog import _path_problem as path_problem
 from ..core.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher
+from ..core.signed import DETACHED_SUFFIX, SIGNED_INDEX_KEY, same_document, signed_key
 from ..errors import NotFound, StoreError
+from ..gpg import SignatureError
+from ..gpg import verify as gpg_verify
 from ..schemas import schema_problems
 from ..storage.httpread import parse_json
 from ..storage.store import CHUNK_SIZE, HttpStore, Store
@@ -40,6 +43,7 @@ class VerifyReport:
     bytes: int = 0
     hashed_bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    signatures: list[str] = field(default_factory=list)  # signed files that verified (verify --keyring)
 
 
 def _sizes(store: Store, paths: set[str]) -> dict[str, int]:
@@ -197,8 +201,9 @@ def read_catalog(store: Store, path: str, problems: list[str]) -> Any:
     return catalog
 
 
-def verify(store: Store, *, hashes: bool = False) -> VerifyReport:
-    """Check the tree served from `store`; every problem lands in the report."""
+def verify(store: Store, *, hashes: bool = False, keyring: str | None = None) -> VerifyReport:
+    """Check the tree served from `store`; every problem lands in the report. With `keyring`, the
+    signed streams too (verify_signatures)."""
     report = VerifyReport()
     problems = report.problems
     hasher = _Hasher(store, report)
@@ -237,4 +242,106 @@ def verify(store: Store, *, hashes: bool = False) -> VerifyReport:
                 report.versions += 1
                 if hashes and all(i["path"] in sizes for i in version["items"].values()):
                     _check_hashes(hasher, f"{path}: product {pname} version {vname}", version["items"], problems)
+    if keyring is not None:
+        verify_signatures(store, keyring, report)
     return report
+
+
+def _signed(store: Store, key: str, keyring: str, problems: list[str], *, data: bytes | None = None,
+            required: bool = True) -> bytes | None:
+    """The content a signed file signs, once gpgv checked it against `keyring` (None: a problem,
+    or an optional file that is absent). `data`: check the detached signature `key` over it."""
+    try:
+        raw = store.read(key)
+    except NotFound:
+        if required:
+            problems.append(f"{store.describe(key)}: missing, expected a signed file")
+        return None
+    except StoreError as exc:
+        problems.append(_unreadable(store, key, exc))
+        return None
+    try:
+        verified = gpg_verify(raw, keyring) if data is None else gpg_verify(data, keyring, signature=raw)
+    except SignatureError as exc:
+        problems.append(f"{store.describe(key)}: {exc}")
+        return None
+    return verified.content if data is None else data
+
+
+def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
+    """As sstream-query --keyring reads a tree: index.sjson verified with gpgv against `keyring`
+    only, then each catalog it names; on top, what each signs must be what the unsigned twin holds
+    (index.sjson names the signed twin of the catalog index.json names, and that twin signs the
+    catalog's exact bytes), and any detached <catalog>.asc must verify over the catalog."""
+    problems = report.problems
+    content = _signed(store, SIGNED_INDEX_KEY, keyring, problems)
+    if content is None:
+        return
+    report.signatures.append(SIGNED_INDEX_KEY)
+    where = store.describe(SIGNED_INDEX_KEY)
+    try:
+        index = parse_json(content)
+    except ValueError as exc:
+        problems.append(f"{where}: signed content is not JSON ({exc})")
+        return
+    index_problems = schema_problems(index, "index", where)
+    if index_problems:
+        problems.extend(index_problems)
+        return
+    try:
+        unsigned_path = parse_json(store.read(INDEX_KEY))["index"][INDEX_NAME]["path"]
+    except (ValueError, KeyError, TypeError, StoreError):
+        unsigned_path = None  # reported by the unsigned walk already
+    for name, entry in sorted(index["index"].items()):
+        path = entry["path"]
+        why = path_problem(path)
+        if why:
+            problems.append(f"{where}: catalog {why}")
+            continue
+        expected = signed_key(unsigned_path) if name == INDEX_NAME and isinstance(unsigned_path, str) \
+            and unsigned_path.endswith(".json") else None
+        if expected is not None and path != expected:
+            problems.append(f"{where}: names {path}, expected {expected}, the signed twin of the catalog "
+                            f"index.json names ({unsigned_path})")
+            continue
+        signed = _signed(store, path, keyring, problems)
+        if signed is None:
+            continue
+        report.signatures.append(path)
+        try:
+            catalog = parse_json(signed)
+            products = sorted(catalog["products"])
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{store.describe(path)}: signed content is not a catalog ({exc})")
+            continue
+        if products != sorted(entry["products"]):
+            problems.append(f"{where}: products listed for {path} differ from the signed catalog's")
+        if expected is None:
+            continue
+        try:
+            unsigned = store.read(unsigned_path)
+        except StoreError:
+            continue  # reported by the unsigned walk
+        if not same_document(signed, unsigned):
+            problems.append(f"{store.describe(path)}: signs another document than {unsigned_path}")
+        detached = unsigned_path + DETACHED_SUFFIX
+        if _signed(store, detached, keyring, problems, data=unsigned, required=False) is not None:
+            report.signatures.append(detached)
+        _check_plain_copy(store, keyring, unsigned_path.rpartition("/")[0], report)
+
+
+def _check_plain_copy(store: Store, keyring: str, folder: str, report: VerifyReport) -> None:
+    """images.sjson (and images.json.asc), when there: signatures of the plain images.json copy."""
+    plain = f"{folder}/images.json" if folder else "images.json"
+    try:
+        data = store.read(plain)
+    except StoreError:
+        return  # no plain copy (another tool's tree): nothing of it to check
+    twin = signed_key(plain)
+    signed = _signed(store, twin, keyring, report.problems, required=False)
+    if signed is not None:
+        report.signatures.append(twin)
+        if not same_document(signed, data):
+            report.problems.append(f"{store.describe(twin)}: signs another document than {plain}")
+    if _signed(store, plain + DETACHED_SUFFIX, keyring, report.problems, data=data, required=False) is not None:
+        report.signatures.append(plain + DETACHED_SUFFIX)

@@ -57,6 +57,7 @@ class PublishOptions:
     cloudfront_distribution: str | None = None
     include_unpublished: bool = False  # purge: also expired versions no catalog of ours ever named
     quiet: bool = False  # no progress lines
+    sign_key: str | None = None  # publish --sign-key: signed streams with this key (over tree.yml's signing.key)
 
 
 @dataclass
@@ -78,6 +79,8 @@ class PublishReport:
     invalidation: str | None = None
     failed_products: list[str] = field(default_factory=list)  # with --keep-going: not updated
     published: bool = False  # the publish went through: index.json names this catalog (False: dry run, refused)
+    signed: list[str] = field(default_factory=list)  # signed files written (ssb_s3.core.signed)
+    signing_seconds: float = 0.0  # time gpg took for them
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +101,8 @@ class PublishReport:
             "warnings": self.warnings,
             "cloudfront_invalidation": self.invalidation,
             "failed_products": self.failed_products,
+            "signed": self.signed,
+            "signing_seconds": round(self.signing_seconds, 3),
         }
 
 

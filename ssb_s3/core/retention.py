@@ -22,15 +22,16 @@ from .versions import version_time
 
 HISTORY_FIELD = "ssb_s3"  # in index.json
 CATALOG_NAME = re.compile(r"^images-[0-9a-f]{20}\.json$")
-# A content-addressed view: the catalog, or a companion keyed after it (`images-<hash>.json.asc`).
-CATALOG_VIEW_NAME = re.compile(r"^(images-[0-9a-f]{20}\.json)(?:\.[A-Za-z0-9]+)*$")
+# A content-addressed view: the catalog, a companion keyed after it (`images-<hash>.json.asc`), or
+# its clearsigned twin (`images-<hash>.sjson`, ssb_s3.core.signed) and that twin's companions.
+CATALOG_VIEW_NAME = re.compile(r"^(images-[0-9a-f]{20})\.s?json(?:\.[A-Za-z0-9]+)*$")
 
 
 def catalog_of_view(tree: TreeConfig, key: str) -> str | None:
     """The catalog key a content-addressed view belongs to (a catalog belongs to itself), or None."""
     folder, _, name = key.rpartition("/")
     match = CATALOG_VIEW_NAME.match(name)
-    return f"{folder}/{match.group(1)}" if match and folder == tree.catalog_dir else None
+    return f"{folder}/{match.group(1)}.json" if match and folder == tree.catalog_dir else None
 
 
 def select_versions(

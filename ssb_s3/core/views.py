@@ -8,8 +8,10 @@ LXC index, a signature) is one renderer here (or in its own module) and one line
 
 Invariants: a renderer is a pure function of its Content (same content, same bytes); a
 content-addressed view (`create_only`) is never overwritten. It is the catalog itself or a
-companion keyed `<catalog key><suffix>` (e.g. `images-<hash>.json.asc`): a companion is purged
-with its catalog, once no catalog within the grace names it (retention.superseded_views).
+companion keyed `<catalog key><suffix>` (e.g. `images-<hash>.json.asc`) or its clearsigned twin
+`images-<hash>.sjson` (written by the signing step, ssb_s3.core.signed, not by a renderer): a
+companion is purged with its catalog, once no catalog within the grace names it
+(retention.superseded_views, retention.catalog_of_view).
 """
 
 from __future__ import annotations

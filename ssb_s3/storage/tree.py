@@ -6,8 +6,9 @@ index. It is the only place where `storage.conditional_writes` becomes If-Match 
 (the lease and build-product's create-only writes have their own, in lease.py and ingest.py):
 with `conditional_writes: false`, no request sent from here carries a conditional header.
 
-Invariants: a snapshot is read before anything is written; views are written (concurrently: they
-are independent of each other) before the flip,
+Invariants: a snapshot is read before anything is written; signed views (ssb_s3.core.signed) are
+signed before anything is written; views are written (concurrently: they are independent of each
+other) before the flip, streams/v1/index.sjson after every other view (it names the signed catalog),
 the index last and only If-Match the ETag the snapshot read (If-None-Match when there was none);
 ssb.json is only ever written If-Match the ETag it was read with, so no concurrent update is lost.
 """
@@ -26,8 +27,10 @@ from ..core.catalog import INDEX_KEY, INDEX_NAME, _path_problem
 from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
 from ..core.problems import Problem
 from ..core.retention import History, PurgePlan, shape_problem
+from ..core.signed import SIGNED_INDEX_KEY, is_signed_index, signing_requests
 from ..core.views import View
 from ..errors import ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
+from ..gpg import Signer
 from ..progress import Progress
 from . import httpread
 from .lease import Lease
@@ -321,17 +324,31 @@ class Tree:
                 progress.file_done()
         return copied
 
-    def write_views(self, plan: Plan) -> None:
+    def signed_views(self, plan: Plan, signer: Signer | None) -> tuple[View, ...]:
+        """The signed twins of the plan's views (ssb_s3.core.signed), signed now, before anything is
+        written: a failing gpg leaves the tree as it was. None when signing is off, or when the
+        catalog is unchanged and streams/v1/index.sjson is there already (one HEAD); signing turned
+        on over an unchanged catalog signs it."""
+        if signer is None or (not plan.catalog_changed and self.target.head(SIGNED_INDEX_KEY) is not None):
+            return ()
+        requests = signing_requests(self.config, plan.catalog, plan.catalog_bytes, plan.catalog_key, plan.views,
+                                    detached=signer.detached)
+        return signer.sign(requests)
+
+    def write_views(self, plan: Plan, signed: tuple[View, ...] = ()) -> None:
         """Every view but the index, when the catalog changed (a content-addressed one create-only:
-        same key means same content, so one written first by another publisher or a crashed run is fine)."""
-        if not plan.catalog_changed:
-            return
-        views = [view for view in plan.views if not view.is_index]
+        same key means same content, so one written first by another publisher or a crashed run is fine),
+        and the signed views; streams/v1/index.sjson after all of them, as it names the signed catalog."""
+        views = [view for view in plan.views if not view.is_index] if plan.catalog_changed else []
+        views += [view for view in signed if not is_signed_index(view)]
         # Independent of each other (the catalog and its plain copy are each several MB): written
         # concurrently; the flip comes only after every one of them succeeded.
         with ThreadPoolExecutor(max_workers=max(1, len(views)), thread_name_prefix="ssb-view") as pool:
             for done in [pool.submit(self._write_before_flip, view) for view in views]:
                 done.result()
+        for view in signed:
+            if is_signed_index(view):
+                self._write_before_flip(view)
 
     def _write_before_flip(self, view: View) -> None:
         cache = getattr(self.config.cache_control, view.cache)
