@@ -313,3 +313,63 @@ def test_ssb_json_withdrawn_section_is_checked_against_the_schema(local: Path) -
     assert out.returncode == 1 and "Traceback" not in out.stderr
     for field in (f"withdrawn.{NEW}.withdrawn_at", f"withdrawn.{NEW}.reason", f"withdrawn.{NEW}.entry.items"):
         assert field in out.stderr, out.stderr
+
+
+def test_withdrawn_section_fast_path_agrees_with_the_schema() -> None:
+    """The hand-written fast path of ssb.json (schemas._fast_ssb) says valid only when jsonschema
+    does, with and without the `withdrawn` section; the reason's bound is the schema's."""
+    from jsonschema import Draft202012Validator
+
+    from ssb_s3.core.withdrawal import MAX_REASON
+    from ssb_s3.schemas import _fast_ssb, load_schema, schema_problems
+
+    item = {"ftype": "lxd_combined.tar.gz", "path": f"p/{OLD}/lxd_combined.tar.gz", "size": 1, "sha256": "a" * 64}
+    entry = {"items": {"lxd_combined.tar.gz": item}}
+    good = {"withdrawn_at": "2026-12-01T00:00:00Z", "reason": "x" * MAX_REASON, "entry": entry}
+    variants: list[tuple[Any, bool]] = [
+        (None, True), ({}, True), ({NEW: good}, True), ({NEW: {k: v for k, v in good.items() if k != "reason"}}, True),
+        ({NEW: {**good, "reason": "x" * (MAX_REASON + 1)}}, False), ({NEW: {**good, "reason": "a\tb"}}, False),
+        ({NEW: {**good, "withdrawn_at": "2026-12-01 00:00:00"}}, False), ({NEW: {**good, "entry": {}}}, False),
+        ({"latest": good}, False), ({NEW: {"entry": entry}}, False), ([], False),
+    ]
+    validator = Draft202012Validator(load_schema("ssb"))
+    for withdrawn, valid in variants:
+        doc: dict[str, Any] = {"name": "p", "versions": {OLD: entry}}
+        if withdrawn is not None:
+            doc["withdrawn"] = withdrawn
+        assert validator.is_valid(doc) is valid, withdrawn
+        assert _fast_ssb(doc) is valid, withdrawn  # valid ones take the fast path, and only they do
+        assert bool(schema_problems(doc, "ssb", "ssb.json")) is not valid
+
+
+def test_the_pure_plan_of_a_withdraw() -> None:
+    """Withdraw is one more input to plan_publish: the ssb.json to write (If-Match the ETag read),
+    the catalog without the version, and its files waiting for the grace; nothing else changes."""
+    from dataclasses import replace
+
+    from test_plan import a_tree, read, served
+
+    from ssb_s3.core.plan import PublishOptions, Withdrawal, plan_publish
+
+    tree = a_tree(days=3)
+    before = served(tree, {"a": read("a", [OLD, NEW]), "b": read("b", [OLD])})
+    assert sorted(before.served["products"]["a"]["versions"]) == [OLD, NEW]
+    snap = replace(before, products={"a": replace(before.products["a"], etag="etag-a")})
+    plan = plan_publish(tree, snap, PublishOptions(grace=3600, withdraw=Withdrawal("a", NEW, "why")), only={"a"})
+    assert not plan.refused and plan.catalog_changed
+    [write] = plan.manifest_writes
+    assert (write.product, write.etag) == ("a", "etag-a")
+    assert list(write.manifest["versions"]) == [OLD]
+    assert write.manifest["withdrawn"][NEW] == {"withdrawn_at": "2026-01-11T00:00:00Z", "reason": "why",
+                                                "entry": before.products["a"].manifest["versions"][NEW]}
+    assert sorted(plan.catalog["products"]["a"]["versions"]) == [OLD]
+    assert plan.catalog["products"]["b"] is before.served["products"]["b"]  # untouched
+    assert [(i.version, i.reason.split(";")[0]) for i in plan.purge.delete_later] == [(NEW, "withdrawn")]
+    assert plan.report.changes == {"a": {"added": [], "removed": [NEW], "versions": 1}}
+    # once the grace is over, a later plain publish of the product deletes the files
+    after = replace(snap, now=snap.now + 3601, index=plan.index.data, served_key=plan.catalog_key,
+                    served=plan.catalog, catalogs={snap.served_key: snap.served},
+                    products={"a": replace(snap.products["a"], manifest=write.manifest)})
+    later = plan_publish(tree, after, PublishOptions(grace=3600), only={"a"})
+    assert [(i.version, i.reason) for i in later.purge.delete_now] == [(NEW, "withdrawn")]
+    assert not later.manifest_writes and not later.catalog_changed
