@@ -579,20 +579,17 @@ def apply_withdrawal(tree: TreeConfig, snap: Snapshot, withdrawal: Withdrawal, f
     manifest = read.manifest
     served: Mapping[str, Any] = (snap.served or {}).get("products", {}).get(name, {})
     version = resolve(name, withdrawal.selector, manifest, served)
-    withdrawn = withdrawn_of(manifest)
-    if version in withdrawn:
-        if version not in served.get("versions", {}):
-            was = withdrawn[version]
-            why = f" ({was['reason']})" if was.get("reason") else ""
-            raise WithdrawError(f"product {name}: version {version} was already withdrawn at "
-                                f"{was['withdrawn_at']}{why}")
-        found = withdrawn[version]
-    else:
-        remaining = {k: v for k, v in manifest["versions"].items() if k != version}
-        if not select_versions(remaining, product.days, product.max_age, snap.now)[0] and not force:
-            raise WithdrawError(f"product {name}: {version} is the last version it would publish; withdrawing it "
-                                "takes the product out of the catalog: add --force to do that")
-        found = record(manifest["versions"].get(version) or served["versions"][version], withdrawal.reason, snap.now)
+    withdrawn, listed = withdrawn_of(manifest), manifest["versions"]
+    was = withdrawn.get(version)
+    if was is not None and version not in listed and version not in served.get("versions", {}):
+        why = f" ({was['reason']})" if was.get("reason") else ""
+        raise WithdrawError(f"product {name}: version {version} was already withdrawn at {was['withdrawn_at']}{why}")
+    remaining = {k: v for k, v in listed.items() if k != version}
+    if not select_versions(remaining, product.days, product.max_age, snap.now)[0] and not force:
+        raise WithdrawError(f"product {name}: {version} is the last version it would publish; withdrawing it "
+                            "takes the product out of the catalog: add --force to do that")
+    found = was or record(listed.get(version) or served["versions"][version], withdrawal.reason, snap.now)
+    if was is None or version in listed:  # (else: recorded by a run that stopped before its flip)
         manifest = {**manifest, "versions": remaining, WITHDRAWN: {**withdrawn, version: found}}
         read = replace(read, manifest=manifest, refreshed=True)
     summary = {"product": name, "version": version, "withdrawn_at": found["withdrawn_at"],
