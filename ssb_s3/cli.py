@@ -385,6 +385,45 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
         _fail(["error: some products were not updated:", *(f"  - {p}" for p in problems)])
 
 
+@cli.command("withdraw")
+@click.argument("product")
+@click.argument("version", metavar="[VERSION|FINGERPRINT]", required=False, default="")
+@click.option("--reason", default="", metavar="TEXT",
+              help="Why, recorded in ssb.json (one line, at most 500 characters).")
+@click.option("--force", is_flag=True,
+              help="Allow withdrawing the last version of a product (it leaves the catalog).")
+@click.option("--dry-run", is_flag=True, help="Print what would change (catalog, aliases, files) and write nothing.")
+@GRACE
+@LOCK_TIMEOUT
+@JSON
+@click.pass_obj
+def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, force: bool, dry_run: bool,
+                 grace: str | None, lock_timeout: float, as_json: bool) -> None:
+    """Take one version of PRODUCT out of the catalog and out of its ssb.json, in one safe publish.
+
+    VERSION is a version name or an image fingerprint (full, or at least its first 12 hex digits);
+    without it, the newest published version. The version is recorded under `withdrawn` in
+    ssb.json, so `publish --refresh-manifests` never brings it back. Its files are deleted once no
+    catalog current within the grace period names them, by this run or a later publish or purge.
+    """
+    from .commands.withdraw import summary, withdraw
+    from .core.plan import Withdrawal
+
+    report = withdraw(settings.tree, settings.store(), Withdrawal(product, version, reason), PublishOptions(
+        apikey=settings.apikey, storage=settings.storage, dry_run=dry_run, force=force, grace=_grace(grace),
+        lock_timeout=lock_timeout, quiet=settings.quiet))
+    if as_json:
+        click.echo(dump_json(report.as_dict()))
+    elif not settings.quiet:
+        for line in summary(report):
+            click.echo(line)
+        if report.dry_run:
+            click.echo(f"dry run: catalog {report.catalog_key} would be published; nothing written")
+        else:
+            click.echo(f"published: {len(report.products)} products, {report.versions} versions, "
+                       f"catalog {report.catalog_key}")
+
+
 @cli.command("build-product")
 @click.argument("name")
 @click.option("-s", "--source-dir", "source_dir", help="Folder of image definitions: -i is looked up in "

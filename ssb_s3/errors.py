@@ -23,6 +23,11 @@ class StoreError(SSBError):
     """The local folder or the S3 bucket refused or failed an operation."""
 
 
+class WithdrawError(SSBError):
+    """withdraw cannot do what it was asked (unknown or ambiguous version, the last one without --force,
+    a bad reason); nothing was written."""
+
+
 class NotFound(StoreError):
     """The key does not exist in the store."""
 

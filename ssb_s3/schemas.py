@@ -113,6 +113,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MD5 = re.compile(r"[0-9a-f]{32}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _VERSION = re.compile(r"[0-9]{8}[0-9A-Za-z_:.+-]*")
+_UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_ONE_LINE = re.compile(r"[^\x00-\x1f\x7f]*")
 _MAX_SIZE = 9007199254740991
 _COMBINED = COMBINED_FIELDS  # from the one table of image files
 
@@ -134,7 +136,31 @@ def _fast_ssb(doc: Any) -> bool:
         return False
     if "support_eol" in doc and not (type(doc["support_eol"]) is str and _DATE.fullmatch(doc["support_eol"])):
         return False
+    if "withdrawn" in doc and not _fast_withdrawn(doc["withdrawn"]):
+        return False
     return all(_fast_ssb_version(vname, version) for vname, version in doc["versions"].items())
+
+
+@cache
+def _max_reason() -> int:
+    """ssb.schema.json's bound on a withdrawal's reason."""
+    bound: int = load_schema("ssb")["properties"]["withdrawn"]["additionalProperties"]["properties"]["reason"][
+        "maxLength"]
+    return bound
+
+
+def _fast_withdrawn(withdrawn: Any) -> bool:
+    """True only if ssb.json's `withdrawn` section surely matches the schema."""
+    if not isinstance(withdrawn, dict):
+        return False
+    for vname, record in withdrawn.items():
+        if not (isinstance(record, dict) and type(record.get("withdrawn_at")) is str
+                and _UTC_TIME.fullmatch(record["withdrawn_at"]) and _fast_ssb_version(vname, record.get("entry"))):
+            return False
+        reason = record.get("reason", "")
+        if not (type(reason) is str and len(reason) <= _max_reason() and _ONE_LINE.fullmatch(reason)):
+            return False
+    return True
 
 
 def _fast_ssb_version(vname: Any, version: Any) -> bool:

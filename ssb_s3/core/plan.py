@@ -11,7 +11,10 @@ Decisions made here, and only here:
   no new problem is found; a problem that blames no product always refuses;
 - incremental (`only`): every other product keeps its published entry as it is, unchecked but
   for collisions with the changed ones;
-- emptying a product (max_age) or the whole tree needs `force`;
+- emptying a product (max_age, withdraw) or the whole tree needs `force`;
+- withdraw (`opts.withdraw`, ssb_s3.core.withdrawal): one version moves from the product's
+  ssb.json `versions` to its `withdrawn` section; the publish then writes that ssb.json, the views
+  and the index in the usual order, and its purge treats the version like an expired one;
 - the purge plan (grace, history) and the views to write (ssb_s3.core.views).
 Every problem is a Problem whose `product` says whom it blames; no message is parsed back.
 """
@@ -19,25 +22,36 @@ Every problem is a Problem whose `product` says whom it blames; no message is pa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ..config import StorageConfig, TreeConfig
-from ..errors import MAX_LISTED, StoreError, capped
+from ..errors import MAX_LISTED, StoreError, WithdrawError, capped
 from .catalog import (
     _path_problem,
     assemble_catalog,
     catalog_key,
     catalog_product,
     contract_problems_by_product,
+    fingerprints,
     no_gc,
     to_bytes,
 )
 from .problems import Problem, blamed
 from .retention import History, PurgePlan, catalog_paths, plan_purge, select_versions
 from .views import Content, View, index_view, render
+from .withdrawal import WITHDRAWN, record, resolve, withdrawn_of
 
 CONTRACT_SOURCE = "catalog built from the manifests"
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """withdraw: take one version of one product out of its ssb.json and out of the catalog."""
+
+    product: str
+    selector: str = ""  # a version name, a fingerprint or a prefix of one; "": the newest served version
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class PublishOptions:
     include_unpublished: bool = False  # purge: also expired versions no catalog of ours ever named
     quiet: bool = False  # no progress lines
     sign_key: str | None = None  # publish --sign-key: signed streams with this key (over tree.yml's signing.key)
+    withdraw: Withdrawal | None = None
 
 
 @dataclass
@@ -81,6 +96,9 @@ class PublishReport:
     published: bool = False  # the publish went through: index.json names this catalog (False: dry run, refused)
     signed: list[str] = field(default_factory=list)  # signed files written (ssb_s3.core.signed)
     signing_seconds: float = 0.0  # time gpg took for them
+    withdrawn: dict[str, Any] | None = None  # withdraw: product, version, withdrawn_at, reason, fingerprints
+    # withdraw: the served catalog and the new one (for its summary; not in as_dict)
+    catalogs: tuple[Mapping[str, Any], Mapping[str, Any]] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +121,7 @@ class PublishReport:
             "failed_products": self.failed_products,
             "signed": self.signed,
             "signing_seconds": round(self.signing_seconds, 3),
+            "withdrawn": self.withdrawn,
         }
 
 
@@ -244,6 +263,7 @@ class Checked:
     manifests: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     kept: dict[str, list[str]] = field(default_factory=dict)
     expired: dict[str, list[str]] = field(default_factory=dict)
+    withdrawn: dict[str, list[str]] = field(default_factory=dict)
     problems: dict[str | None, list[Problem]] = field(default_factory=dict)  # None: not a product's fault
     warnings: list[str] = field(default_factory=list)
 
@@ -277,10 +297,13 @@ def check_products(tree: TreeConfig, snap: Snapshot) -> Checked:
         checked.manifests[product.name] = manifest
         kept, expired = select_versions(manifest["versions"], product.days, product.max_age, snap.now)
         checked.kept[product.name], checked.expired[product.name] = kept, expired
+        checked.withdrawn[product.name] = sorted(withdrawn_of(manifest))
         if product.hidden:
             continue
         if not manifest["versions"]:
-            checked.warnings.append(f"product {product.name}: no complete version yet; not published")
+            checked.warnings.append(f"product {product.name}: " + (
+                "every version is withdrawn; not published" if withdrawn_of(manifest) else
+                "no complete version yet; not published"))
         for problem in file_problems(manifest, kept, read.listing or {}, read.names, product.name, product_dir):
             checked.blame(problem)
     return checked
@@ -289,8 +312,8 @@ def check_products(tree: TreeConfig, snap: Snapshot) -> Checked:
 def needs_old_catalogs(tree: TreeConfig, products: Mapping[str, ProductRead], now: float,
                        only: set[str] | None) -> bool:
     """Whether the purge needs the older catalogs the history names: always for a full publish; for
-    an incremental one only when one of its products has expired versions (its request count stays
-    flat otherwise)."""
+    an incremental one only when one of its products has expired versions, or withdrawn ones whose
+    files are still listed (its request count stays flat otherwise)."""
     if only is None:
         return True
     for name in only:
@@ -298,6 +321,9 @@ def needs_old_catalogs(tree: TreeConfig, products: Mapping[str, ProductRead], no
         if read is not None and read.manifest is not None:
             product = tree.product(name)
             if select_versions(read.manifest["versions"], product.days, product.max_age, now)[1]:
+                return True
+            folders = tuple(f"{tree.product_dir(product)}/{v}/" for v in withdrawn_of(read.manifest))
+            if folders and any(key.startswith(folders) for key in read.listing or {}):
                 return True
     return False
 
@@ -471,7 +497,8 @@ def purge_plan(
     # until a later publish finds them gone: if this run stops before deleting them, the next
     # one still knows what they named, and purges it.
     history.forget(snap.catalogs_missing - {current_key})
-    plan = plan_purge(tree, expired=checked.expired, kept=checked.kept, current_key=current_key, history=history,
+    plan = plan_purge(tree, expired=checked.expired, kept=checked.kept, withdrawn=checked.withdrawn,
+                      current_key=current_key, history=history,
                       catalogs=catalogs, listing=snap.tree_listing, now=snap.now, grace=grace,
                       include_unpublished=include_unpublished, only=only)
     return plan, history
@@ -501,7 +528,11 @@ def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> t
 
 def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: set[str] | None = None) -> Plan:
     """Decide everything a publish writes, from what it read. Refused (nothing to write) when a
-    problem blames no product, or any problem without keep-going."""
+    problem blames no product, or any problem without keep-going. With opts.withdraw, the version
+    leaves the product's ssb.json first (apply_withdrawal; WithdrawError when it cannot)."""
+    withdrawn = None
+    if opts.withdraw is not None:
+        snap, withdrawn = apply_withdrawal(tree, snap, opts.withdraw, opts.force)
     checked = check_products(tree, snap)
     with no_gc():
         catalog, kept_previous = assemble(tree, checked, snap, opts, only)
@@ -515,7 +546,8 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         products=sorted(catalog["products"]),
         versions=sum(len(p["versions"]) for p in catalog["products"].values()),
         purge=purge, kept_previous=kept_previous, problems=problems, warnings=checked.warnings,
-        failed_products=blamed(problems),
+        failed_products=blamed(problems), withdrawn=withdrawn,
+        catalogs=None if withdrawn is None else (snap.served or {}, catalog),
     )
     refused = bool(problems) and (not opts.keep_going or None in checked.problems)
     writes = [ManifestWrite(name, read.manifest, read.etag) for name, read in snap.products.items()
@@ -527,3 +559,45 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
         catalog_changed=key != snap.served_key,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Withdraw
+
+
+def apply_withdrawal(tree: TreeConfig, snap: Snapshot, withdrawal: Withdrawal, force: bool
+                     ) -> tuple[Snapshot, dict[str, Any]]:
+    """The snapshot as if the product's ssb.json already had the version under `withdrawn` (to be
+    written back If-Match the ETag it was read with), and what was withdrawn.
+
+    A version already withdrawn that the served catalog still names (a withdraw that stopped
+    before its flip) is withdrawn again without a new record: a re-run converges.
+    """
+    name = withdrawal.product
+    product, read = tree.product(name), snap.products.get(name)
+    if product.prefix_path:
+        raise WithdrawError(f"product {name}: its ssb.json is read from {product.manifest_url}, which ssb-s3 "
+                            "does not write; withdraw the version there, then publish")
+    if read is None or read.error is not None or read.manifest is None:
+        why = read.error.text if read is not None and read.error is not None else "no ssb.json yet"
+        raise WithdrawError(f"product {name}: {why}; nothing to withdraw")
+    manifest = read.manifest
+    served: Mapping[str, Any] = (snap.served or {}).get("products", {}).get(name, {})
+    version = resolve(name, withdrawal.selector, manifest, served)
+    withdrawn, listed = withdrawn_of(manifest), manifest["versions"]
+    was = withdrawn.get(version)
+    if was is not None and version not in listed and version not in served.get("versions", {}):
+        why = f" ({was['reason']})" if was.get("reason") else ""
+        raise WithdrawError(f"product {name}: version {version} was already withdrawn at {was['withdrawn_at']}{why}")
+    remaining = {k: v for k, v in listed.items() if k != version}
+    if not select_versions(remaining, product.days, product.max_age, snap.now)[0] and not force:
+        raise WithdrawError(f"product {name}: {version} is the last version it would publish; withdrawing it "
+                            "takes the product out of the catalog: add --force to do that")
+    found = was or record(listed.get(version) or served["versions"][version], withdrawal.reason, snap.now)
+    if was is None or version in listed:  # (else: recorded by a run that stopped before its flip)
+        manifest = {**manifest, "versions": remaining, WITHDRAWN: {**withdrawn, version: found}}
+        read = replace(read, manifest=manifest, refreshed=True)
+    summary = {"product": name, "version": version, "withdrawn_at": found["withdrawn_at"],
+               "reason": found.get("reason", ""), "fingerprints": sorted(fingerprints(found["entry"]["items"])),
+               "was_served": version in served.get("versions", {})}
+    return replace(snap, products={**snap.products, name: read}), summary

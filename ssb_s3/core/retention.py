@@ -164,10 +164,12 @@ def plan_purge(
     grace: int,
     include_unpublished: bool = False,
     only: set[str] | None = None,
+    withdrawn: Mapping[str, Iterable[str]] | None = None,
 ) -> PurgePlan:
     """What to delete now and what waits: pure, from the state read before.
 
-    Only listed files can be deleted, so only they are looked up in the catalogs. `only` (an
+    Only listed files can be deleted, so only they are looked up in the catalogs. Versions taken
+    out by `withdraw` (`withdrawn`) are candidates like expired ones. `only` (an
     incremental publish, whose listing holds its own products' folders): only their versions are
     candidates.
     """
@@ -187,7 +189,8 @@ def plan_purge(
 
     looked_up = False
     for product in (p for p in tree.products if only is None or p.name in only):
-        candidates = {v: "expired by retention" for v in expired.get(product.name, [])}
+        candidates = {v: "withdrawn" for v in (withdrawn or {}).get(product.name, ())}
+        candidates.update({v: "expired by retention" for v in expired.get(product.name, [])})
         for key, catalog in sorted(catalogs.items()):
             entry = catalog.get("products", {}).get(product.name, {})
             for version in entry.get("versions", {}):

@@ -12,6 +12,8 @@ lists counts: a local folder lists regular files only (no FIFO, device, or symli
 it). A version hashed here must pass the artifact checks of build-product
 (artifacts.check_stored_version): metadata tarballs are checked from the bytes already read (a
 unified tarball, or one over 1 MiB, is read again, only up to its metadata.yaml and rootfs).
+A version listed in ssb.json's `withdrawn` section (ssb-s3 withdraw) is never scanned back in:
+its folder stays until the purge deletes it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from ..config import ProductConfig, TreeConfig
 from ..core.imagefiles import IMAGE_FILES, VersionHasher, is_complete, truncation_problem, upload_order
 from ..core.versions import version_name_problem
+from ..core.withdrawal import WITHDRAWN, withdrawn_of
 from ..errors import ManifestError, NotFound, StoreError
 from ..schemas import schema_problems
 from .httpread import parse_json
@@ -94,6 +97,7 @@ class ManifestReport:
     reused: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    withdrawn: list[str] = field(default_factory=list)  # folders left out: withdrawn (ssb.json `withdrawn`)
     changed: bool = False
 
 
@@ -162,6 +166,10 @@ def build_manifest(
     report = ManifestReport(product.name)
     product_dir = tree.product_dir(product)
     complete, report.skipped = scan_versions(store, product_dir)
+    withdrawn = withdrawn_of(existing or {})
+    report.withdrawn = sorted(set(complete) & set(withdrawn))
+    for version in report.withdrawn:  # `ssb-s3 withdraw` took it out: it stays out until purged
+        del complete[version]
     for version, why in sorted(report.skipped.items()):
         log.warning("%s: version %s left out: %s", product.name, version, why)
     old_versions: Mapping[str, Any] = (existing or {}).get("versions", {})
@@ -183,7 +191,7 @@ def build_manifest(
         log.info("%s: version %s is no longer in %s, dropped from ssb.json", product.name, version,
                  store.describe(product_dir))
     manifest: dict[str, Any] = {"name": product.name, "versions": versions}
-    for key in ("expiry", "support_eol"):
+    for key in ("expiry", "support_eol", WITHDRAWN):
         if existing and key in existing:
             manifest[key] = existing[key]
     report.changed = manifest != existing

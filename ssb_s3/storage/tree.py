@@ -281,7 +281,8 @@ class Tree:
                             for k, v in found.items()}
         catalogs: dict[str, dict[str, Any]] = {}
         missing: set[str] = set()
-        if read_served and needs_old_catalogs(self.config, products, now, only):
+        withdrawing = self.opts.withdraw is not None  # its purge plan names the withdrawn version's files
+        if read_served and (withdrawing or needs_old_catalogs(self.config, products, now, only)):
             names = {e["catalog"] for e in History.from_index(index).entries} - {"", served_key}
             catalogs = {k: c for k in names if (c := read_catalog(self.target, k)) is not None}
             missing = names - set(catalogs)

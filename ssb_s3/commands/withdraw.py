@@ -1,0 +1,93 @@
+"""withdraw: take one version of a product out of its ssb.json and out of the served catalog.
+
+It is a publish of that one product (ssb_s3.commands.publish, `only`) with one more input to the
+pure plan (ssb_s3.core.plan.Withdrawal, decided in ssb_s3.core.withdrawal), so it runs under the
+same lease and writes in the same order: the product's ssb.json (If-Match the ETag it was read
+with, the version moved to its `withdrawn` section), then the views, then index.json last. A
+reader sees the old catalog (the version and its files still there) or the new one (without
+it), never a catalog naming files that are gone. The files stay until no catalog current within
+the grace period names them; then this run's purge, or a later publish's, deletes them.
+
+With dry_run nothing is written and no lease is taken. A bad reason, an unknown version or
+fingerprint, an ambiguous prefix and the last version without `force` are one-line
+WithdrawErrors raised before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import TreeConfig
+from ..core.plan import PublishOptions, PublishReport, Withdrawal
+from ..core.withdrawal import reason_problem
+from ..errors import WithdrawError
+from ..storage.store import Store
+from .listing import ImageRow, catalog_rows
+from .publish import publish
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """Where an alias of the product points before and after (version "": no image any more)."""
+
+    alias: str
+    arch: str
+    type: str
+    before: str
+    after: str
+
+
+def withdraw(tree: TreeConfig, target: Store, withdrawal: Withdrawal, opts: PublishOptions) -> PublishReport:
+    """Withdraw one version (see the module docstring); the report's `withdrawn` says which."""
+    why = reason_problem(withdrawal.reason)
+    if why:
+        raise WithdrawError(f"--reason: {why}")
+    if withdrawal.product not in {p.name for p in tree.products}:
+        raise WithdrawError(f"{tree.source_file}: no product named {withdrawal.product}")
+    opts = PublishOptions(**{**vars(opts), "withdraw": withdrawal})
+    return publish(tree, target, opts, only={withdrawal.product})
+
+
+def _holders(rows: list[ImageRow], product: str) -> dict[tuple[str, str, str], str]:
+    return {(alias, row.arch, row.type): row.version for row in rows if row.product == product
+            for alias in row.aliases}
+
+
+def alias_moves(report: PublishReport) -> list[AliasMove]:
+    """The product's aliases whose image changes, as the clients hand them out (ssb_s3.commands.listing)."""
+    if report.withdrawn is None or report.catalogs is None:
+        return []
+    product = report.withdrawn["product"]
+    before, after = (_holders(catalog_rows(c), product) for c in report.catalogs)
+    return [AliasMove(alias, arch, kind, version, after.get((alias, arch, kind), ""))
+            for (alias, arch, kind), version in sorted(before.items())
+            if after.get((alias, arch, kind), "") != version]
+
+
+def summary(report: PublishReport) -> list[str]:
+    """What the withdrawal changes, one line each: the version, its aliases, its files."""
+    found: Mapping[str, Any] | None = report.withdrawn
+    if found is None:
+        return []
+    product, version = found["product"], found["version"]
+    verb = "would withdraw" if report.dry_run else "withdrawn"
+    reason = f": {found['reason']}" if found["reason"] else ""
+    lines = [f"{verb} {product} {version} (images {', '.join(fp[:12] for fp in found['fingerprints'])}){reason}"]
+    if found["was_served"]:
+        lines.append(f"- {product} {version} leaves the catalog")
+    for move in alias_moves(report):
+        lines.append(f"alias {move.alias} ({move.arch} {move.type}): {move.before} -> "
+                     f"{move.after or 'no image (the alias disappears)'}")
+    purge = report.purge
+    for item in purge.delete_now:
+        if (item.product, item.version) == (product, version):
+            now = "would be deleted now" if report.dry_run else "deleted"
+            lines.append(f"files {item.folder}/ ({item.objects} objects, {item.size} bytes) {now}: no catalog "
+                         "current within the grace period names them")
+    for item in purge.delete_later:
+        if (item.product, item.version) == (product, version):
+            lines.append(f"files {item.folder}/ ({item.objects} objects, {item.size} bytes) stay: {item.reason}; "
+                         "a later publish or purge deletes them")
+    return lines

@@ -1,0 +1,375 @@
+"""Issue 11: `ssb-s3 withdraw PRODUCT [VERSION|FINGERPRINT] [--reason TEXT] [--force] [--dry-run]`.
+
+End to end: a tree published to SeaweedFS, read over HTTPS by the real `lxc` client (as
+tests/test_list.py does). After the withdraw the client no longer lists the version and the alias
+resolves to the remaining one; the files stay in the bucket until the grace is over; a later
+`publish --refresh-manifests` does not bring the version back; `--dry-run` leaves the bucket
+byte-identical. The refusals (unknown or ambiguous version, last version without --force, a bad
+reason, a held lease) run on a local folder: one line, exit 1, the tree unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from realparts import LxdClient, S3Server, TlsFiles, make_image, need
+
+from ssb_s3.storage.lease import Lease
+from ssb_s3.storage.store import open_store
+
+OLD, NEW = "20260101_1000", "20260102_1000"
+PRODUCT, OTHER = "bb:1.36:amd64:default", "other:1.36:amd64:default"
+TREE = """
+{storage}
+grace: 1h
+products:
+  - name: {product}
+    arch: amd64
+    release: "1.36"
+    os: Busybox
+    directory: bb
+    days: 3
+    aliases: [bb]
+  - name: {other}
+    arch: amd64
+    release: "1.36"
+    os: Other
+    directory: other
+    aliases: [other]
+"""
+
+
+def ssb(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
+
+
+def build(root: Path) -> None:
+    for version in (OLD, NEW):
+        make_image(root / "bb" / version, kind="squashfs", serial=version, description=f"bb {version}")
+    make_image(root / "other" / OLD, kind="squashfs", serial=OLD, description="other", os_name="Other")
+
+
+def combined(manifest: dict[str, Any], version: str) -> str:
+    fingerprint: str = manifest["versions"][version]["items"]["lxd.tar.xz"]["combined_squashfs_sha256"]
+    return fingerprint
+
+
+# --- end to end: SeaweedFS over HTTPS, the real lxc client ------------------------------------
+
+
+def bucket_state(server: S3Server, bucket: str) -> dict[str, bytes]:
+    """Every object of the bucket and its bytes."""
+    client = server.client()
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])]
+    return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+
+def lxc_view(client: LxdClient) -> tuple[set[str], dict[str, str]]:
+    """(fingerprints listed, alias -> fingerprint) as `lxc image list/alias list REMOTE:` say, uncached."""
+    client.clear_cache()
+    listed = {image["fingerprint"] for image in client.image_list("t")}
+    return listed, {a["name"]: a["target"] for a in client.alias_list("t")}
+
+
+def test_withdraw_end_to_end_with_lxc(s3_server: S3Server, bucket: str, tmp_path: Path, tls_files: TlsFiles) -> None:
+    need("lxc")
+    build(tmp_path / "images")
+    client = s3_server.client()
+    for path in sorted((tmp_path / "images").rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), bucket, path.relative_to(tmp_path / "images").as_posix())
+    storage = f'storage: {{endpoint_url: "{s3_server.endpoint}", region: us-east-1, addressing_style: path}}'
+    conf = tmp_path / "tree.yml"
+    conf.write_text(TREE.format(storage=storage, product=PRODUCT, other=OTHER))
+    env = {**os.environ, **s3_server.credentials}
+    base = ("-c", str(conf), "-t", f"s3://{bucket}")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return ssb(*base, *args, env=env)
+
+    assert run("publish", "--refresh-manifests").returncode == 0
+    manifest = json.loads(bucket_state(s3_server, bucket)["bb/ssb.json"])
+    old_fp, new_fp = combined(manifest, OLD), combined(manifest, NEW)
+    lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
+    lxc.remote_add("t", s3_server.public_url(bucket))
+    listed, aliases = lxc_view(lxc)
+    assert {old_fp, new_fp} <= listed and aliases["bb"] == new_fp
+
+    # --dry-run: says what would change, writes nothing (the bucket byte for byte)
+    before = bucket_state(s3_server, bucket)
+    dry = run("withdraw", PRODUCT, NEW, "--reason", "broken DHCP", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert bucket_state(s3_server, bucket) == before
+    lines = dry.stdout.splitlines()
+    assert lines[0] == f"would withdraw {PRODUCT} {NEW} (images {new_fp[:12]}): broken DHCP"
+    assert f"- {PRODUCT} {NEW} leaves the catalog" in lines
+    assert f"alias bb (x86_64 container): {NEW} -> {OLD}" in lines
+    kept = next(line for line in lines if line.startswith(f"files bb/{NEW}/ (2 objects, "))
+    assert "stay: withdrawn; kept until " in kept and "(grace 3600s)" in kept, kept
+    assert lines[-1].startswith("dry run: catalog streams/v1/images-") and lines[-1].endswith("nothing written")
+
+    # the withdraw, named by a 12-digit fingerprint prefix
+    started = time.monotonic()
+    out = run("withdraw", PRODUCT, new_fp[:12], "--reason", "broken DHCP")
+    seconds = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    print(f"withdraw on SeaweedFS: {seconds:.2f}s")
+    assert out.stdout.splitlines()[0] == f"withdrawn {PRODUCT} {NEW} (images {new_fp[:12]}): broken DHCP"
+    listed, aliases = lxc_view(lxc)
+    assert new_fp not in listed and old_fp in listed
+    assert aliases["bb"] == old_fp  # the alias now resolves to the remaining version
+    after = bucket_state(s3_server, bucket)
+    assert {k for k in before if k.startswith(f"bb/{NEW}/")} <= after.keys()  # files still there (grace 1h)
+    assert all(after[k] == before[k] for k in before if k.startswith(("bb/2", "other/")))
+    record = json.loads(after["bb/ssb.json"])
+    assert NEW not in record["versions"] and OLD in record["versions"]
+    assert record["withdrawn"][NEW]["reason"] == "broken DHCP"
+    assert record["withdrawn"][NEW]["entry"] == manifest["versions"][NEW]  # nothing is lost
+    rows = json.loads(run("list", "--format", "json").stdout)
+    assert [(r["product"], r["version"]) for r in rows] == [(PRODUCT, OLD), (OTHER, OLD)]
+
+    # a rescan does not bring it back; within the grace its files stay
+    again = run("publish", "--refresh-manifests")
+    assert again.returncode == 0, again.stderr
+    assert f"+ {PRODUCT} {NEW}" not in again.stdout
+    assert f"later bb/{NEW} (2 objects" in again.stdout
+    assert json.loads(bucket_state(s3_server, bucket)["bb/ssb.json"]) == record
+    listed, _ = lxc_view(lxc)
+    assert new_fp not in listed
+    assert f"bb/{NEW}/rootfs.squashfs" in bucket_state(s3_server, bucket)
+
+    # once the grace is over, a later publish deletes them (and the ssb.json record stays)
+    gone = run("publish", "--grace", "0")
+    assert gone.returncode == 0, gone.stderr
+    assert f"deleted bb/{NEW} (2 objects" in gone.stdout and ": withdrawn" in gone.stdout
+    final = bucket_state(s3_server, bucket)
+    assert not [k for k in final if k.startswith(f"bb/{NEW}/")]
+    assert f"bb/{OLD}/rootfs.squashfs" in final and f"other/{OLD}/rootfs.squashfs" in final
+    assert NEW in json.loads(final["bb/ssb.json"])["withdrawn"]
+    assert run("publish", "--refresh-manifests").returncode == 0
+    listed, aliases = lxc_view(lxc)
+    assert new_fp not in listed and aliases["bb"] == old_fp
+
+
+# --- a local folder: refusals, fingerprints, --force, the lease ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local tree published by the CLI: bb with two versions, other with one."""
+    root = tmp_path_factory.mktemp("withdraw")
+    build(root / "out")
+    (root / "tree.yml").write_text(TREE.format(storage="", product=PRODUCT, other=OTHER))
+    out = ssb("-c", str(root / "tree.yml"), "-t", str(root / "out"), "publish", "--refresh-manifests")
+    assert out.returncode == 0, out.stderr
+    return root
+
+
+@pytest.fixture
+def local(template: Path, tmp_path: Path) -> Path:
+    shutil.copytree(template, tmp_path / "t")
+    return tmp_path / "t"
+
+
+def tree_state(root: Path) -> dict[str, bytes]:
+    """Every file of the published tree (the local lease's lock file aside)."""
+    out = root / "out"
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and ".ssb-s3" not in p.parts}
+
+
+def run_local(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return ssb("-c", str(root / "tree.yml"), "-t", str(root / "out"), *args)
+
+
+def served_versions(root: Path) -> dict[str, list[str]]:
+    index = json.loads((root / "out/streams/v1/index.json").read_text())
+    catalog = json.loads((root / "out" / index["index"]["images"]["path"]).read_text())
+    return {name: sorted(p["versions"]) for name, p in catalog["products"].items()}
+
+
+def manifest_of(root: Path, folder: str = "bb") -> dict[str, Any]:
+    found: dict[str, Any] = json.loads((root / "out" / folder / "ssb.json").read_text())
+    return found
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((PRODUCT, "20260105_1000"), f"error: product {PRODUCT}: no version or fingerprint 20260105_1000 "
+                                 f"(versions: {NEW}, {OLD})"),
+    ((PRODUCT, "abcdef"), f"error: product {PRODUCT}: no version or fingerprint abcdef (versions: {NEW}, {OLD}); "
+                          "a fingerprint prefix needs at least 12 hex digits"),
+    ((PRODUCT, "0" * 64), f"error: product {PRODUCT}: no version or fingerprint {'0' * 64} "),
+    ((PRODUCT, "../x y"), f'error: product {PRODUCT}: "../x y" is neither a version name nor a fingerprint'),
+    ((OTHER, OLD), f"error: product {OTHER}: {OLD} is the last version it would publish; withdrawing it takes "
+                   "the product out of the catalog: add --force to do that"),
+    ((OTHER,), f"error: product {OTHER}: {OLD} is the last version it would publish"),
+    (("nope", OLD), "error: {conf}: no product named nope"),
+    ((PRODUCT, NEW, "--reason", "two\nlines"), "error: --reason: contains a newline, expected one line of printable"),
+    ((PRODUCT, NEW, "--reason", "bell\x07"), "error: --reason: contains a control character, expected one line"),
+    ((PRODUCT, NEW, "--reason", "x" * 501), "error: --reason: 501 characters, expected at most 500"),
+])
+def test_refusals_are_one_line_and_change_nothing(local: Path, args: tuple[str, ...], expected: str) -> None:
+    before = tree_state(local)
+    out = run_local(local, "withdraw", *args)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith(expected.format(conf=local / "tree.yml")), out.stderr
+    assert tree_state(local) == before
+
+
+def test_ambiguous_prefix_lists_the_candidates(local: Path) -> None:
+    """Two versions whose fingerprints share their first 12 digits (forged in ssb.json before the
+    first publish: real ones collide only by chance)."""
+    path = local / "out/bb/ssb.json"
+    manifest = json.loads(path.read_text())
+    forged = {v: "abcdef012345" + combined(manifest, v)[12:] for v in (OLD, NEW)}
+    for version, fingerprint in forged.items():
+        manifest["versions"][version]["items"]["lxd.tar.xz"]["combined_squashfs_sha256"] = fingerprint
+    path.write_text(json.dumps(manifest))
+    shutil.rmtree(local / "out/streams")
+    assert run_local(local, "publish").returncode == 0
+    before = tree_state(local)
+    out = run_local(local, "withdraw", PRODUCT, "ABCDEF012345")
+    assert out.returncode == 1 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith(f"error: product {PRODUCT}: fingerprint prefix ABCDEF012345 is ambiguous, it "
+                                 f"matches {forged[OLD][:16]}… ({OLD}), {forged[NEW][:16]}… ({NEW}); give more")
+    assert tree_state(local) == before
+    differ = next(i for i, (a, b) in enumerate(zip(forged[OLD], forged[NEW], strict=True)) if a != b)
+    out = run_local(local, "withdraw", PRODUCT, forged[OLD][:differ + 1])  # enough digits: one version
+    assert out.returncode == 0, out.stderr
+    assert served_versions(local)[PRODUCT] == [NEW]
+
+
+def test_full_fingerprint_and_default_newest(local: Path) -> None:
+    manifest = manifest_of(local)
+    out = run_local(local, "withdraw", PRODUCT, combined(manifest, OLD))
+    assert out.returncode == 0, out.stderr
+    assert served_versions(local)[PRODUCT] == [NEW]
+    assert "alias" not in out.stdout  # the alias stays on the newest version
+    out = run_local(local, "withdraw", PRODUCT, OLD)
+    assert out.returncode == 1 and out.stderr.startswith(f"error: product {PRODUCT}: version {OLD} was already "
+                                                         "withdrawn at 20")
+    out = run_local(local, "withdraw", PRODUCT)  # no version: the newest published, which is the last
+    assert out.returncode == 1 and f"{NEW} is the last version it would publish" in out.stderr
+
+
+def test_force_takes_the_last_version_and_the_product_out(local: Path) -> None:
+    out = run_local(local, "withdraw", OTHER, "--force", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["published"] and report["withdrawn"]["version"] == OLD and report["withdrawn"]["reason"] == ""
+    assert served_versions(local) == {PRODUCT: [OLD, NEW]}
+    assert f"other/{OLD}/rootfs.squashfs" in tree_state(local)  # the grace (1h) keeps its files
+    refreshed = run_local(local, "publish", "--refresh-manifests")
+    assert refreshed.returncode == 0 and f"product {OTHER}: every version is withdrawn" in refreshed.stderr
+    assert served_versions(local) == {PRODUCT: [OLD, NEW]}
+
+
+def test_a_withdraw_stopped_before_its_flip_converges_on_a_rerun(local: Path) -> None:
+    """ssb.json is written before the views and the flip: a crash in between leaves the version
+    recorded as withdrawn but still served. Running withdraw again finishes it."""
+    path = local / "out/bb/ssb.json"
+    manifest = json.loads(path.read_text())
+    entry = manifest["versions"].pop(NEW)
+    manifest["withdrawn"] = {NEW: {"withdrawn_at": "2026-12-01T00:00:00Z", "reason": "first try", "entry": entry}}
+    path.write_text(json.dumps(manifest))
+    assert served_versions(local)[PRODUCT] == [OLD, NEW]  # what the crashed run left
+    out = run_local(local, "withdraw", PRODUCT, NEW, "--reason", "second try")
+    assert out.returncode == 0, out.stderr
+    assert served_versions(local)[PRODUCT] == [OLD]
+    assert manifest_of(local)["withdrawn"][NEW]["reason"] == "first try"  # the record is not rewritten
+
+
+def test_a_held_lease_makes_withdraw_wait_then_refuse(local: Path) -> None:
+    before = tree_state(local)
+    with Lease(open_store(str(local / "out")), ttl=60, timeout=0, purpose="publish"):
+        started = time.monotonic()
+        out = run_local(local, "withdraw", PRODUCT, NEW, "--lock-timeout", "1")
+        waited = time.monotonic() - started
+    waiting, error = out.stderr.splitlines()  # as publish: the wait, then the refusal
+    assert out.returncode == 1 and "lease.json is held: publish by" in waiting and "waiting up to 1s" in waiting
+    assert error.startswith("error: ") and "lease.json is held" in error and "force-unlock" in error, error
+    assert waited >= 1
+    assert tree_state(local) == before
+    assert run_local(local, "withdraw", PRODUCT, NEW).returncode == 0  # released: it goes through
+
+
+def test_ssb_json_withdrawn_section_is_checked_against_the_schema(local: Path) -> None:
+    path = local / "out/bb/ssb.json"
+    manifest = json.loads(path.read_text())
+    manifest["withdrawn"] = {NEW: {"withdrawn_at": "yesterday", "reason": "a\nb", "entry": {"items": {}}}}
+    path.write_text(json.dumps(manifest))
+    out = run_local(local, "publish")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    for field in (f"withdrawn.{NEW}.withdrawn_at", f"withdrawn.{NEW}.reason", f"withdrawn.{NEW}.entry.items"):
+        assert field in out.stderr, out.stderr
+
+
+def test_withdrawn_section_fast_path_agrees_with_the_schema() -> None:
+    """The hand-written fast path of ssb.json (schemas._fast_ssb) says valid only when jsonschema
+    does, with and without the `withdrawn` section; the reason's bound is the schema's."""
+    from jsonschema import Draft202012Validator
+
+    from ssb_s3.core.withdrawal import MAX_REASON
+    from ssb_s3.schemas import _fast_ssb, load_schema, schema_problems
+
+    item = {"ftype": "lxd_combined.tar.gz", "path": f"p/{OLD}/lxd_combined.tar.gz", "size": 1, "sha256": "a" * 64}
+    entry = {"items": {"lxd_combined.tar.gz": item}}
+    good = {"withdrawn_at": "2026-12-01T00:00:00Z", "reason": "x" * MAX_REASON, "entry": entry}
+    variants: list[tuple[Any, bool]] = [
+        (None, True), ({}, True), ({NEW: good}, True), ({NEW: {k: v for k, v in good.items() if k != "reason"}}, True),
+        ({NEW: {**good, "reason": "x" * (MAX_REASON + 1)}}, False), ({NEW: {**good, "reason": "a\tb"}}, False),
+        ({NEW: {**good, "withdrawn_at": "2026-12-01 00:00:00"}}, False), ({NEW: {**good, "entry": {}}}, False),
+        ({"latest": good}, False), ({NEW: {"entry": entry}}, False), ([], False),
+    ]
+    validator = Draft202012Validator(load_schema("ssb"))
+    for withdrawn, valid in variants:
+        doc: dict[str, Any] = {"name": "p", "versions": {OLD: entry}}
+        if withdrawn is not None:
+            doc["withdrawn"] = withdrawn
+        assert validator.is_valid(doc) is valid, withdrawn
+        assert _fast_ssb(doc) is valid, withdrawn  # valid ones take the fast path, and only they do
+        assert bool(schema_problems(doc, "ssb", "ssb.json")) is not valid
+
+
+def test_the_pure_plan_of_a_withdraw() -> None:
+    """Withdraw is one more input to plan_publish: the ssb.json to write (If-Match the ETag read),
+    the catalog without the version, and its files waiting for the grace; nothing else changes."""
+    from dataclasses import replace
+
+    from test_plan import a_tree, read, served
+
+    from ssb_s3.core.plan import PublishOptions, Withdrawal, plan_publish
+
+    tree = a_tree(days=3)
+    before = served(tree, {"a": read("a", [OLD, NEW]), "b": read("b", [OLD])})
+    assert sorted(before.served["products"]["a"]["versions"]) == [OLD, NEW]
+    snap = replace(before, products={"a": replace(before.products["a"], etag="etag-a")})
+    plan = plan_publish(tree, snap, PublishOptions(grace=3600, withdraw=Withdrawal("a", NEW, "why")), only={"a"})
+    assert not plan.refused and plan.catalog_changed
+    [write] = plan.manifest_writes
+    assert (write.product, write.etag) == ("a", "etag-a")
+    assert list(write.manifest["versions"]) == [OLD]
+    assert write.manifest["withdrawn"][NEW] == {"withdrawn_at": "2026-01-11T00:00:00Z", "reason": "why",
+                                                "entry": before.products["a"].manifest["versions"][NEW]}
+    assert sorted(plan.catalog["products"]["a"]["versions"]) == [OLD]
+    assert plan.catalog["products"]["b"] is before.served["products"]["b"]  # untouched
+    assert [(i.version, i.reason.split(";")[0]) for i in plan.purge.delete_later] == [(NEW, "withdrawn")]
+    assert plan.report.changes == {"a": {"added": [], "removed": [NEW], "versions": 1}}
+    # once the grace is over, a later plain publish of the product deletes the files
+    after = replace(snap, now=snap.now + 3601, index=plan.index.data, served_key=plan.catalog_key,
+                    served=plan.catalog, catalogs={snap.served_key: snap.served},
+                    products={"a": replace(snap.products["a"], manifest=write.manifest)})
+    later = plan_publish(tree, after, PublishOptions(grace=3600), only={"a"})
+    assert [(i.version, i.reason) for i in later.purge.delete_now] == [(NEW, "withdrawn")]
+    assert not later.manifest_writes and not later.catalog_changed
