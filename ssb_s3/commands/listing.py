@@ -215,21 +215,30 @@ def _record(row: ImageRow, full: bool) -> dict[str, Any]:
 def render(rows: Sequence[ImageRow], fmt: str, *, full_fingerprint: bool = False) -> str:
     """The rows as table (sizes human-readable), csv (with a header), json or yaml (sizes in bytes)."""
     records = [_record(row, full_fingerprint) for row in rows]
+    shown = [{**record, "size": _human(row.size)} for record, row in zip(records, rows, strict=True)]
+    return render_records(records, FIELDS, fmt, table_records=shown)
+
+
+def render_records(records: Sequence[Mapping[str, Any]], fields: Sequence[str], fmt: str, *,
+                   table_records: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """Records as `--format` table|csv|json|yaml (shared by list and compat): json and yaml as they
+    are; csv (a header, lists comma-joined) and table (upper-case header, aligned columns) show
+    `fields`, the table from `table_records` when given (e.g. human-readable sizes)."""
     if fmt == "json":
-        return json.dumps(records, indent=2, ensure_ascii=False)
+        return json.dumps(list(records), indent=2, ensure_ascii=False)
     if fmt == "yaml":
-        return yaml.safe_dump(records, sort_keys=False, allow_unicode=True).rstrip("\n") if records else "[]"
-    texts = [[",".join(v) if isinstance(v, list) else str(v) for v in r.values()] for r in records]
+        return yaml.safe_dump(list(records), sort_keys=False, allow_unicode=True).rstrip("\n") if records else "[]"
+
+    def texts(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+        return [[",".join(v) if isinstance(v, list) else str(v) for v in (r[f] for f in fields)] for r in rows]
+
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(FIELDS)
-        writer.writerows(texts)
+        writer.writerow(fields)
+        writer.writerows(texts(records))
         return out.getvalue().rstrip("\n")
-    size_at = FIELDS.index("size")
-    for text, row in zip(texts, rows, strict=True):
-        text[size_at] = _human(row.size)
-    table = [[f.upper() for f in FIELDS], *texts]
-    widths = [max(len(line[i]) for line in table) for i in range(len(FIELDS))]
+    table = [[f.upper() for f in fields], *texts(records if table_records is None else table_records)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(fields))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
                      for line in table)
