@@ -19,6 +19,7 @@ from . import __version__
 from .commands.publish import PublishOptions, PublishRefused, PublishReport, check_tree, dump_json, publish, purge
 from .commands.verify import verify
 from .config import StorageConfig, TreeConfig, config_as_dict, endpoint_url_problem, load_config, parse_duration
+from .core.clients import CLIENTS
 from .core.retention import PurgePlan
 from .core.views import images_json_view, index_view, seed_content
 from .errors import ProblemsFound, SSBError, StoreError, capped
@@ -481,7 +482,7 @@ def force_unlock_cmd(settings: Settings) -> None:
     click.echo("no lease was held" if holder is None else f"removed the lease held for {holder.describe()}")
 
 
-CLIENT_NAMES = click.Choice(["lxd-5.0", "lxd", "incus", "simplestreams"])
+CLIENT_NAMES = click.Choice(list(CLIENTS))
 
 
 @cli.command("verify")

@@ -253,7 +253,7 @@ def test_report_reasons_and_delta_notes(variety: dict[str, Any]) -> None:
     assert report[("no-combined", V1)]["lxd-5.0"]["reason"] == \
         "the lxd.tar.xz item has no combined_squashfs_sha256 (no fingerprint)"
     assert report[("deltas", V2)]["lxd-5.0"]["notes"] == [
-        "ignores disk-kvm.img.vcdiff (disk-kvm.img.vcdiff: deltas only for squashfs.vcdiff)",
+        "ignores disk-kvm.img.vcdiff: it knows only squashfs.vcdiff deltas",
         "uses squashfs.vcdiff (delta from 20260101_1000)"]
     vm_delta, squashfs_delta = report[("deltas", V2)]["incus"]["notes"]
     assert vm_delta.startswith("disk-kvm.img.vcdiff is offered as a delta from ")

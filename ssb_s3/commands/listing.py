@@ -27,13 +27,13 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 import yaml
 
 from ..config import CANONICAL_ARCH
 from ..core.catalog import CLIENT_META, _images_of_version
+from ..core.clients import version_date
 from ..core.imagefiles import IMAGE_FILES
 from ..errors import ProblemsFound, SSBError
 from ..schemas import schema_problems
@@ -74,14 +74,6 @@ class ImageRow:
         return ",".join(found) if isinstance(found, list) else str(found)
 
 
-def _client_date(version: str) -> str | None:
-    """YYYY-MM-DD from the first 8 characters, as the clients parse it; None: they drop the version."""
-    try:
-        return datetime.strptime(version[:8], "%Y%m%d").strftime("%Y-%m-%d") if len(version) >= 8 else None
-    except ValueError:
-        return None
-
-
 def _version_images(items: Mapping[str, Any]) -> dict[str, tuple[str, int, int]]:
     """fingerprint -> (type, size, alias rank) of every image a client lists in one version's items."""
     found: dict[str, tuple[str, int, int]] = {}
@@ -104,7 +96,7 @@ def catalog_rows(catalog: Mapping[str, Any]) -> list[ImageRow]:
             continue
         aliases = [a for a in str(product.get("aliases") or "").split(",") if a]
         for vname, version in sorted(product.get("versions", {}).items()):
-            date = _client_date(vname)
+            date = version_date(vname)
             if date is None:
                 continue
             for fingerprint, (kind, size, rank) in sorted(_version_images(version.get("items", {})).items()):

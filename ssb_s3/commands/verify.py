@@ -1,6 +1,11 @@
 """verify: read the tree as a client does and check everything it would download.
 
-index.json → each image-downloads catalog → every item exists with its declared size; with
+index.json → each image-downloads catalog → the client contract (core/catalog) → per client
+(core/clients): every version a checked client would not list is a problem, one line per product;
+checked are the clients the tree serves (those whose metadata/unified items it carries: lxd.tar.xz
+serves LXD 5.0 and current LXD, incus.tar.xz Incus) plus those `require`d (`verify --client`);
+what other clients will not list is a warning, one line per product. Then every item exists with
+its declared size; with
 hashes, every file is streamed once and its sha256 and the combined fingerprints are checked
 (which ftypes are metadata and roots, and the meta ‖ root hasher: imagefiles).
 Works on a local folder, a bucket, or an http(s) base URL (what users actually serve).
@@ -208,8 +213,8 @@ def client_check(catalog: Any, source: str, required: Sequence[str], report: Ver
         return  # reported by the contract check; nothing to walk
     checked = [c for c in clients.CLIENTS if c in set(clients.served_clients(catalog)) | set(required)]
     report.clients = sorted(set(report.clients) | set(checked), key=list(clients.CLIENTS).index)
-    rows = [r for r in clients.report(catalog) if clients.families({"products": {r.product: {"versions": {
-        r.version: catalog["products"][r.product]["versions"][r.version]}}}})]
+    rows = [r for r in clients.report(catalog)
+            if clients.item_families(catalog["products"][r.product]["versions"][r.version]["items"])]
     totals: dict[str, int] = {}
     for row in rows:
         totals[row.product] = totals.get(row.product, 0) + 1

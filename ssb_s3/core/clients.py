@@ -132,7 +132,7 @@ CLIENTS: dict[str, Client] = {c.name: c for c in (
     Client("lxd-5.0", "LXD 5.0", "canonical/lxd lxd-5.0.2 shared/simplestreams/products.go, shared/osarch",
            "LXD", _arch_map(_OSARCH_50), ("lxd_requirements",), {_SQUASHFS_DELTA: _SQUASHFS_FIELD},
            "lxc 5.0.2 (Debian 12)"),
-    Client("lxd", "LXD (current)", "canonical/lxd main shared/simplestreams/products.go, shared/osarch",
+    Client("lxd", "current LXD", "canonical/lxd main shared/simplestreams/products.go, shared/osarch",
            "LXD", _arch_map(_OSARCH_LXD_MAIN), ("lxd_requirements", "requirements"),
            {_SQUASHFS_DELTA: _SQUASHFS_FIELD, _VM_DELTA: _VM_FIELD}),
     Client("incus", "Incus 6.0", "lxc/incus v6.0.4 shared/simplestreams/products.go, shared/osarch",
@@ -187,16 +187,18 @@ def images(client: Client, items: Mapping[str, Any]) -> list[Image]:
     return found
 
 
+def item_families(items: Mapping[str, Any]) -> set[str]:
+    """The imagefiles clients (LXD, Incus) whose metadata or unified items a version carries."""
+    wanted = {ftype: family for family, pair in imagefiles.CLIENT_META.items() for ftype in pair}
+    return {wanted[f] for f in (_mapping(i).get("ftype") for i in items.values()) if isinstance(f, str) and f in wanted}
+
+
 def families(catalog: Mapping[str, Any]) -> set[str]:
     """The imagefiles clients (LXD, Incus) for which the catalog carries metadata or unified items."""
-    wanted = {ftype: family for family, pair in imagefiles.CLIENT_META.items() for ftype in pair}
     found: set[str] = set()
     for product in _mapping(catalog.get("products")).values():
         for version in _mapping(_mapping(product).get("versions")).values():
-            for item in _mapping(_mapping(version).get("items")).values():
-                family = wanted.get(_mapping(item).get("ftype"))  # type: ignore[arg-type]
-                if family:
-                    found.add(family)
+            found |= item_families(_mapping(_mapping(version).get("items")))
     return found
 
 
@@ -267,7 +269,8 @@ def _delta_notes(client: Client, product: Mapping[str, Any], items: Mapping[str,
             continue
         root = dftype.removesuffix(".vcdiff")
         if dftype not in client.deltas:
-            notes.append(f"ignores {key} ({dftype}: deltas only for {', '.join(client.deltas) or 'none'})")
+            label = key if key == dftype else f"{key} ({dftype})"
+            notes.append(f"ignores {label}: it knows only {' and '.join(client.deltas) or 'no'} deltas")
             continue
         if not any(i.kind == root for i in listed):
             notes.append(f"ignores {key} (no {root} image in this version)")
