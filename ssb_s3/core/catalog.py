@@ -2,7 +2,8 @@
 
 No I/O here, so the same inputs always give byte-identical output (`updated` is derived from
 the newest version, not from the clock). `contract_problems` refuses what the LXD or Incus
-client would silently drop or choke on, before anything is written.
+client would silently drop or choke on, before anything is written; which images each client
+makes of a version comes from the client table (core/clients).
 """
 
 from __future__ import annotations
