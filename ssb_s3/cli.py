@@ -19,6 +19,7 @@ from . import __version__
 from .commands.publish import PublishOptions, PublishRefused, PublishReport, check_tree, dump_json, publish, purge
 from .commands.verify import verify
 from .config import StorageConfig, TreeConfig, config_as_dict, endpoint_url_problem, load_config, parse_duration
+from .core.clients import CLIENTS
 from .core.retention import PurgePlan
 from .core.views import images_json_view, index_view, seed_content
 from .errors import ProblemsFound, SSBError, StoreError, capped
@@ -528,24 +529,34 @@ def force_unlock_cmd(settings: Settings) -> None:
     click.echo("no lease was held" if holder is None else f"removed the lease held for {holder.describe()}")
 
 
+CLIENT_NAMES = click.Choice(list(CLIENTS))
+
+
 @cli.command("verify")
 @click.option("--hashes", is_flag=True, help="Also stream every file and check sha256 and the fingerprints.")
 @click.option("--keyring", type=click.Path(exists=True, dir_okay=False, readable=True), metavar="FILE",
               help="Also check the signed streams as sstream-query does: streams/v1/index.sjson and the "
                    "catalogs it names, with gpgv against this keyring (gpg --export KEYID > FILE).")
+@click.option("--client", "required", multiple=True, type=CLIENT_NAMES, metavar="NAME",
+              help="Require this client (lxd-5.0, lxd, incus, simplestreams) to list every version; repeatable. "
+                   "Default: the clients whose items the tree carries.")
 @SERVED_TREE
 @JSON
 @click.pass_context
-def verify_cmd(ctx: click.Context, hashes: bool, keyring: str | None, base_url: str | None, timeout: float,
-               deadline: float, max_catalog_size: int, as_json: bool) -> None:
+def verify_cmd(ctx: click.Context, hashes: bool, keyring: str | None, required: tuple[str, ...],
+               base_url: str | None, timeout: float, deadline: float, max_catalog_size: int, as_json: bool) -> None:
     """Read the tree as a client does: index → catalog → every file, with its declared size.
 
-    Exits 1 and lists every problem if anything a client would fetch is missing or wrong.
-    Needs no tree.yml when --base-url is given.
+    Exits 1 and lists every problem if anything a client would fetch is missing or wrong, or if a
+    client the tree serves (one whose items it carries, e.g. LXD for lxd.tar.xz) or a --client
+    would not list a version. What other clients will not list is a warning, one line per product
+    (see `compat`). Needs no tree.yml when --base-url is given.
     """
     limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="verify --{}")
     store = _served_store(ctx.obj, base_url, limits)
-    report = verify(store, hashes=hashes, keyring=keyring)
+    report = verify(store, hashes=hashes, keyring=keyring, require=required)
+    for warning in report.warnings:
+        log.warning("%s", warning)
     if as_json:
         click.echo(dump_json(vars(report)))
     if report.problems:
@@ -553,7 +564,31 @@ def verify_cmd(ctx: click.Context, hashes: bool, keyring: str | None, base_url: 
     if not as_json:
         click.echo(f"OK: {len(report.catalogs)} catalog, {report.products} products, {report.versions} versions, "
                    f"{report.files} files ({report.bytes} bytes)" + (", hashes verified" if hashes else "")
-                   + (f", {len(report.signatures)} signatures verified" if keyring else ""))
+                   + (f", {len(report.signatures)} signatures verified" if keyring else "")
+                   + f"; clients: {', '.join(report.clients) or 'none'}")
+
+
+@cli.command("compat")
+@click.option("--client", "chosen", multiple=True, type=CLIENT_NAMES, metavar="NAME",
+              help="Only these clients (lxd-5.0, lxd, incus, simplestreams); repeatable. Default: all.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "yaml"]), default="table",
+              show_default=True, help="Output format.")
+@SERVED_TREE
+@click.pass_obj
+def compat_cmd(settings: Settings, chosen: tuple[str, ...], fmt: str, base_url: str | None, timeout: float,
+               deadline: float, max_catalog_size: int) -> None:
+    """Which client lists which image: one row per product version, one column per client.
+
+    A cell is `yes (ROOTS)` (the image types the client makes of it, and notes on what it
+    ignores: requirements, deltas) or `no: REASON`. Clients: lxd-5.0 (Debian 12's lxd 5.0.2),
+    lxd (current LXD, from its source only), incus (Incus 6.0), simplestreams (python-simplestreams).
+    Reads the served tree as `list` does; needs no tree.yml.
+    """
+    from .commands.compat import render_report, served_report
+
+    limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="compat --{}")
+    rows, names = served_report(_served_store(settings, base_url, limits), chosen)
+    click.echo(render_report(rows, names, fmt))
 
 
 def _served_store(settings: Settings, base_url: str | None, limits: httpread.Limits) -> Store:

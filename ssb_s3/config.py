@@ -25,33 +25,15 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .core.clients import CLIENTS
 from .core.problems import Problem, with_source
 from .errors import ConfigError, ProblemsFound
 from .schemas import schema_problems
 
-# Architecture names the LXD 5.0 client knows (shared/osarch), by the canonical name it maps
-# them to. A product with any other arch is silently dropped by the client, so we refuse it.
-ARCH_ALIASES: dict[str, tuple[str, ...]] = {
-    "i686": ("i386", "i586", "386", "x86", "generic_32"),
-    "x86_64": ("amd64", "generic_64"),
-    "armv7l": ("armel", "armhf", "arm", "armhfp", "armv7a_hardfp", "armv7", "armv7a_vfpv3_hardfp"),
-    "aarch64": ("arm64", "arm64_generic"),
-    "ppc": ("powerpc",),
-    "ppc64": ("powerpc64",),
-    "ppc64le": ("ppc64el",),
-    "s390x": (),
-    "mips": (),
-    "mipsle": (),
-    "mips64": (),
-    "mips64le": (),
-    "riscv32": (),
-    "riscv64": (),
-}
-CANONICAL_ARCH: dict[str, str] = {
-    name: canonical
-    for canonical, aliases in ARCH_ALIASES.items()
-    for name in (canonical, *aliases)
-}
+# Architecture names the LXD 5.0 client knows (shared/osarch of lxd 5.0.2, core/clients), by the
+# canonical name it maps them to. A product with any other arch is silently dropped by the client,
+# so we refuse it.
+CANONICAL_ARCH: dict[str, str] = dict(CLIENTS["lxd-5.0"].arches)
 KNOWN_ARCHES = frozenset(CANONICAL_ARCH)
 _Claimant = TypeVar("_Claimant")
 

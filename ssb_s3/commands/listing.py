@@ -27,13 +27,13 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 import yaml
 
 from ..config import CANONICAL_ARCH
 from ..core.catalog import CLIENT_META, _images_of_version
+from ..core.clients import version_date
 from ..core.imagefiles import IMAGE_FILES
 from ..errors import ProblemsFound, SSBError
 from ..schemas import schema_problems
@@ -74,14 +74,6 @@ class ImageRow:
         return ",".join(found) if isinstance(found, list) else str(found)
 
 
-def _client_date(version: str) -> str | None:
-    """YYYY-MM-DD from the first 8 characters, as the clients parse it; None: they drop the version."""
-    try:
-        return datetime.strptime(version[:8], "%Y%m%d").strftime("%Y-%m-%d") if len(version) >= 8 else None
-    except ValueError:
-        return None
-
-
 def _version_images(items: Mapping[str, Any]) -> dict[str, tuple[str, int, int]]:
     """fingerprint -> (type, size, alias rank) of every image a client lists in one version's items."""
     found: dict[str, tuple[str, int, int]] = {}
@@ -104,7 +96,7 @@ def catalog_rows(catalog: Mapping[str, Any]) -> list[ImageRow]:
             continue
         aliases = [a for a in str(product.get("aliases") or "").split(",") if a]
         for vname, version in sorted(product.get("versions", {}).items()):
-            date = _client_date(vname)
+            date = version_date(vname)
             if date is None:
                 continue
             for fingerprint, (kind, size, rank) in sorted(_version_images(version.get("items", {})).items()):
@@ -215,21 +207,30 @@ def _record(row: ImageRow, full: bool) -> dict[str, Any]:
 def render(rows: Sequence[ImageRow], fmt: str, *, full_fingerprint: bool = False) -> str:
     """The rows as table (sizes human-readable), csv (with a header), json or yaml (sizes in bytes)."""
     records = [_record(row, full_fingerprint) for row in rows]
+    shown = [{**record, "size": _human(row.size)} for record, row in zip(records, rows, strict=True)]
+    return render_records(records, FIELDS, fmt, table_records=shown)
+
+
+def render_records(records: Sequence[Mapping[str, Any]], fields: Sequence[str], fmt: str, *,
+                   table_records: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """Records as `--format` table|csv|json|yaml (shared by list and compat): json and yaml as they
+    are; csv (a header, lists comma-joined) and table (upper-case header, aligned columns) show
+    `fields`, the table from `table_records` when given (e.g. human-readable sizes)."""
     if fmt == "json":
-        return json.dumps(records, indent=2, ensure_ascii=False)
+        return json.dumps(list(records), indent=2, ensure_ascii=False)
     if fmt == "yaml":
-        return yaml.safe_dump(records, sort_keys=False, allow_unicode=True).rstrip("\n") if records else "[]"
-    texts = [[",".join(v) if isinstance(v, list) else str(v) for v in r.values()] for r in records]
+        return yaml.safe_dump(list(records), sort_keys=False, allow_unicode=True).rstrip("\n") if records else "[]"
+
+    def texts(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+        return [[",".join(v) if isinstance(v, list) else str(v) for v in (r[f] for f in fields)] for r in rows]
+
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(FIELDS)
-        writer.writerows(texts)
+        writer.writerow(fields)
+        writer.writerows(texts(records))
         return out.getvalue().rstrip("\n")
-    size_at = FIELDS.index("size")
-    for text, row in zip(texts, rows, strict=True):
-        text[size_at] = _human(row.size)
-    table = [[f.upper() for f in FIELDS], *texts]
-    widths = [max(len(line[i]) for line in table) for i in range(len(FIELDS))]
+    table = [[f.upper() for f in fields], *texts(records if table_records is None else table_records)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(fields))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
                      for line in table)

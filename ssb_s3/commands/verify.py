@@ -1,6 +1,11 @@
 """verify: read the tree as a client does and check everything it would download.
 
-index.json → each image-downloads catalog → every item exists with its declared size; with
+index.json → each image-downloads catalog → the client contract (core/catalog) → per client
+(core/clients): every version a checked client would not list is a problem, one line per product;
+checked are the clients the tree serves (those whose metadata/unified items it carries: lxd.tar.xz
+serves LXD 5.0 and current LXD, incus.tar.xz Incus) plus those `require`d (`verify --client`);
+what other clients will not list is a warning, one line per product. Then every item exists with
+its declared size; with
 hashes, every file is streamed once and its sha256 and the combined fingerprints are checked
 (which ftypes are metadata and roots, and the meta ‖ root hasher: imagefiles).
 Works on a local folder, a bucket, or an http(s) base URL (what users actually serve).
@@ -18,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import clients
 from ..core.catalog import INDEX_KEY, INDEX_NAME, contract_problems
 from ..core.catalog import _path_problem as path_problem
 from ..core.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher
@@ -42,8 +48,10 @@ class VerifyReport:
     files: int = 0
     bytes: int = 0
     hashed_bytes: int = 0
+    clients: list[str] = field(default_factory=list)  # checked: served by the tree or required
     problems: list[str] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)  # signed files that verified (verify --keyring)
+    warnings: list[str] = field(default_factory=list)  # what clients the tree does not serve will not list
 
 
 def _sizes(store: Store, paths: set[str]) -> dict[str, int]:
@@ -201,9 +209,37 @@ def read_catalog(store: Store, path: str, problems: list[str]) -> Any:
     return catalog
 
 
-def verify(store: Store, *, hashes: bool = False, keyring: str | None = None) -> VerifyReport:
-    """Check the tree served from `store`; every problem lands in the report. With `keyring`, the
-    signed streams too (verify_signatures)."""
+def client_check(catalog: Any, source: str, required: Sequence[str], report: VerifyReport) -> None:
+    """Per client (core/clients): a version a checked client (one the tree serves, or `required`)
+    does not list is a problem, one line per product; one warning line per product that a client
+    the tree does not serve will not list. Classic-LXC-only versions are no image client's."""
+    if schema_problems(catalog, "products", source):
+        return  # reported by the contract check; nothing to walk
+    checked = [c for c in clients.CLIENTS if c in set(clients.served_clients(catalog)) | set(required)]
+    report.clients = sorted(set(report.clients) | set(checked), key=list(clients.CLIENTS).index)
+    rows = [r for r in clients.report(catalog)
+            if clients.item_families(catalog["products"][r.product]["versions"][r.version]["items"])]
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row.product] = totals.get(row.product, 0) + 1
+    unserved: dict[str, list[str]] = {}
+    for name in (c.name for c in clients.IMAGE_CLIENTS if c.name not in checked):
+        for product, missing in clients.unlisted_by_product(rows, name).items():
+            unserved.setdefault(product, []).append(clients.product_line(product, name, missing, totals[product]))
+    for product, lines in sorted(unserved.items()):
+        parts = [line.split(": ", 1)[1] for line in lines]
+        report.warnings.append(f"{source}: product {product}: {'; '.join(parts)} (not a client this tree serves: "
+                               "require it with --client)")
+    for name in checked:
+        for product, missing in clients.unlisted_by_product(rows, name).items():
+            report.problems.append(f"{source}: {clients.product_line(product, name, missing, totals[product])}")
+
+
+def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
+           require: Sequence[str] = ()) -> VerifyReport:
+    """Check the tree served from `store`; every problem lands in the report. The image clients
+    every version must give an image to are those the tree serves plus `require` (core/clients).
+    With `keyring`, the signed streams too (verify_signatures)."""
     report = VerifyReport()
     problems = report.problems
     hasher = _Hasher(store, report)
@@ -213,10 +249,11 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None) ->
         catalog = read_catalog(store, path, problems)
         if catalog is None:
             continue
-        contract = contract_problems(catalog, store.describe(path))
+        contract = contract_problems(catalog, store.describe(path), image_clients=())  # client_check does it
         problems.extend(contract)
         if contract and not (isinstance(catalog, dict) and isinstance(catalog.get("products"), dict)):
             continue
+        client_check(catalog, store.describe(path), require, report)
         if sorted(entry["products"]) != sorted(catalog["products"]):
             problems.append(f"{store.describe(INDEX_KEY)}: products listed for {path} differ from the catalog's")
         items = {

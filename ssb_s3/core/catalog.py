@@ -2,7 +2,8 @@
 
 No I/O here, so the same inputs always give byte-identical output (`updated` is derived from
 the newest version, not from the clock). `contract_problems` refuses what the LXD or Incus
-client would silently drop or choke on, before anything is written.
+client would silently drop or choke on, before anything is written; which images each client
+makes of a version comes from the client table (core/clients).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
-from . import imagefiles
+from . import clients, imagefiles
 from .problems import Problem, with_source
 from .versions import version_name_problem, version_time
 
@@ -192,19 +193,10 @@ def fingerprints(items: Mapping[str, Any]) -> set[str]:
 
 
 def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list[tuple[str, str]]:
-    """(fingerprint, description) of each image `client` would see in this version."""
-    meta_ftype, unified_ftype = CLIENT_META[client]
-    found = []
-    for key, item in items.items():
-        if item.get("ftype") == unified_ftype and item.get("sha256"):
-            found.append((item["sha256"], f"{key}"))
-        if item.get("ftype") != meta_ftype:
-            continue
-        for root_key, root in items.items():
-            combined_field = ROOT_COMBINED_FIELD.get(root.get("ftype", ""))
-            if combined_field and item.get(combined_field):
-                found.append((item[combined_field], f"{key}+{root_key}"))
-    return found
+    """(fingerprint, description) of each image `client` (LXD or Incus: its strictest reader in the
+    client table, core/clients) would see in this version."""
+    return [(image.fingerprint, f"{image.meta}+{image.root}" if image.root else image.meta)
+            for image in clients.images(clients.BY_FAMILY[client], items)]
 
 
 def candidate_fingerprints(products: Mapping[str, Any]) -> set[str]:
@@ -212,7 +204,7 @@ def candidate_fingerprints(products: Mapping[str, Any]) -> set[str]:
     either client: every unified item's sha256 and every metadata item's combined fields (one pass)."""
     unified = {unified for _, unified in CLIENT_META.values()}
     meta = {meta for meta, _ in CLIENT_META.values()}
-    fields = set(ROOT_COMBINED_FIELD.values())
+    fields = {f for names in clients.root_fields().values() for f in names}
     found: set[str] = set()
     for product in products.values():
         for version in product["versions"].values():
@@ -227,21 +219,28 @@ def candidate_fingerprints(products: Mapping[str, Any]) -> set[str]:
     return found
 
 
-def contract_problems(catalog: Mapping[str, Any], source: str = "catalog") -> list[str]:
+def contract_problems(catalog: Mapping[str, Any], source: str = "catalog",
+                      image_clients: Iterable[str] = tuple(CLIENT_META)) -> list[str]:
     """Everything in `catalog` that a client would silently drop, choke on, or refuse on download
     (as messages; contract_problems_by_product gives the Problems)."""
-    return [str(p) for problems in contract_problems_by_product(catalog, source).values() for p in problems]
+    return [str(p) for problems in contract_problems_by_product(catalog, source, image_clients=image_clients).values()
+            for p in problems]
 
 
 def contract_problems_by_product(
-    catalog: Mapping[str, Any], source: str = "catalog", focus: set[str] | None = None
+    catalog: Mapping[str, Any], source: str = "catalog", focus: set[str] | None = None,
+    image_clients: Iterable[str] = tuple(CLIENT_META),
 ) -> dict[str | None, list[Problem]]:
     """Contract problems keyed by the product to blame (None: the whole catalog), each located in
     `source` with the product (and version and item) as its field.
 
     `focus`: only these products changed (an incremental publish): the others were checked when
     they were published, so only their aliases and fingerprints are looked at, for collisions.
+    `image_clients`: the clients (LXD, Incus) every version must give an image to. publish requires
+    both (it mirrors each metadata item for the other client); verify only the clients the tree
+    serves or the user requires (core/clients).
     """
+    required = set(image_clients)
     found: dict[str | None, list[Problem]] = {}
     products: Mapping[str, Any] = catalog.get("products", {})
     if not isinstance(products, Mapping):
@@ -325,7 +324,7 @@ def contract_problems_by_product(
                                                  "incus_combined.tar.gz") for i in items.values())
             for client, seen in fingerprints.items():
                 images = _images_of_version(vname, items, client)
-                if not images and not is_lxc_only:
+                if not images and not is_lxc_only and client in required:
                     blame(pname, vwhere, f"no image that {client} can use")
                 for fingerprint, what in images:
                     here = f"{pname} {vname} {what}"

@@ -5,7 +5,8 @@ in ssb.json, the ftype the LXD and the Incus client look for (the catalog mirror
 unified item under the other client's ftype), the meta item fields that hold sha256(meta ‖ root)
 for a root file, how its content is recognised (magic bytes), and its role (LXD/Incus metadata,
 LXC metadata, root, or unified tarball). Scan (manifest), catalog and contract, verify,
-build-product (ingest, artifacts) and the bucket-event filter (hooks.events) read only this table
+build-product (ingest, artifacts), the bucket-event filter (hooks.events) and the client table
+(core/clients: what each client lists) read only this table
 and what is derived from it here: the completeness rule, the upload order and the one
 meta ‖ root hasher (MetaRootHasher; VersionHasher on top of it names files by the table).
 
