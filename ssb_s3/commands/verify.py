@@ -225,9 +225,8 @@ def client_check(catalog: Any, source: str, required: Sequence[str], report: Ver
     unserved: dict[str, list[str]] = {}
     for name in (c.name for c in clients.IMAGE_CLIENTS if c.name not in checked):
         for product, missing in clients.unlisted_by_product(rows, name).items():
-            unserved.setdefault(product, []).append(clients.product_line(product, name, missing, totals[product]))
-    for product, lines in sorted(unserved.items()):
-        parts = [line.split(": ", 1)[1] for line in lines]
+            unserved.setdefault(product, []).append(clients.unlisted_text(name, missing, totals[product]))
+    for product, parts in sorted(unserved.items()):
         report.warnings.append(f"{source}: product {product}: {'; '.join(parts)} (not a client this tree serves: "
                                "require it with --client)")
     for name in checked:

@@ -342,10 +342,15 @@ def unlisted_by_product(rows: Sequence[Row], client: str) -> dict[str, list[tupl
     return found
 
 
-def product_line(product: str, client: str, missing: Sequence[tuple[str, str]], total: int) -> str:
-    """One line: which versions of a product `client` does not list, and why."""
+def unlisted_text(client: str, missing: Sequence[tuple[str, str]], total: int) -> str:
+    """Which versions of a product `client` does not list, and why (without the product)."""
     title = CLIENTS[client].title
     reasons = list(dict.fromkeys(reason for _, reason in missing))
     versions = ", ".join(v for v, _ in missing)
-    return (f"product {product}: {title} ({client}) does not list {len(missing)} of its {total} version(s) "
-            f"({versions}): {'; '.join(reasons)}")
+    return (f"{title} ({client}) does not list {len(missing)} of its {total} version(s) ({versions}): "
+            f"{'; '.join(reasons)}")
+
+
+def product_line(product: str, client: str, missing: Sequence[tuple[str, str]], total: int) -> str:
+    """One line: which versions of a product `client` does not list, and why."""
+    return f"product {product}: {unlisted_text(client, missing, total)}"
