@@ -373,3 +373,27 @@ def test_the_pure_plan_of_a_withdraw() -> None:
     later = plan_publish(tree, after, PublishOptions(grace=3600), only={"a"})
     assert [(i.version, i.reason) for i in later.purge.delete_now] == [(NEW, "withdrawn")]
     assert not later.manifest_writes and not later.catalog_changed
+
+
+def test_build_product_never_brings_a_withdrawn_image_back(local: Path, tmp_path: Path) -> None:
+    """A rebuild identical to the withdrawn image, under a new name, is refused (its upload removed),
+    and so is a new build that takes the withdrawn version's name."""
+    withdrawn_files = tmp_path / "same"
+    shutil.copytree(local / "out" / "bb" / NEW, withdrawn_files)
+    out = run_local(local, "withdraw", PRODUCT, NEW, "--reason", "broken")
+    assert out.returncode == 0, out.stderr
+    before = tree_state(local)
+
+    again = run_local(local, "build-product", PRODUCT, "--from-dir", str(withdrawn_files), "--version",
+                      "20260103_1000", "--no-publish")
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert f"identical to withdrawn version {NEW}" in again.stderr, again.stderr
+    assert tree_state(local) == before  # nothing recorded, the upload removed
+
+    other = tmp_path / "other"
+    make_image(other, kind="squashfs", serial="20260104_1000", description="a new build")
+    named = run_local(local, "build-product", PRODUCT, "--from-dir", str(other), "--version", NEW, "--no-publish")
+    assert named.returncode == 1 and "Traceback" not in named.stderr
+    assert f"version {NEW} was withdrawn" in named.stderr, named.stderr
+    assert tree_state(local) == before
+    assert NEW not in served_versions(local)[PRODUCT]

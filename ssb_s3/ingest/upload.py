@@ -39,6 +39,7 @@ from ..core.catalog import fingerprints
 from ..core.imagefiles import IMAGE_FILES as ARTIFACTS
 from ..core.imagefiles import VersionHasher, upload_order
 from ..core.versions import version_name_problem
+from ..core.withdrawal import withdrawn_of
 from ..errors import NotFound, PreconditionFailed
 from ..progress import Progress
 from ..storage.manifest import UPLOAD_MARKER, read_manifest
@@ -151,25 +152,38 @@ def add_version_to_manifest(
     """Add one version to ssb.json (two builders of one product never lose each other's version)."""
     def added(manifest: dict[str, Any] | None) -> dict[str, Any]:
         manifest = manifest or {"name": product.name, "versions": {}}
+        _refuse_withdrawn_name(manifest, product, version)
         return {**manifest, "versions": {**manifest["versions"], version: {"items": items}}}
 
     update_manifest(store, tree, product, added, what=f"adding {version}",
                     conditional=tree.storage.conditional_writes)
 
 
+def _refuse_withdrawn_name(manifest: Mapping[str, Any], product: ProductConfig, version: str) -> None:
+    """A withdrawn version's name is never given to another build (its record would be ambiguous)."""
+    if version in withdrawn_of(manifest):
+        raise ArtifactError(f"{product.name}: version {version} was withdrawn (ssb.json 'withdrawn'); "
+                            "build with another --version")
+
+
 def _refuse_duplicate(store: Store, tree: TreeConfig, product: ProductConfig, version: str,
                       result: IngestResult, marker_key: str) -> None:
     """The same image again (e.g. a rebuild of unchanged sources) would make clients refuse both
-    ('More than one match'): drop the new folder instead of recording it."""
+    ('More than one match'), and a withdrawn image must not come back under a new name: drop the
+    new folder instead of recording it."""
     manifest, _ = read_manifest(store, tree, product)
     new = fingerprints(result.items)
-    for other, entry in sorted((manifest or {}).get("versions", {}).items()):
+    withdrawn = {name: record.get("entry", {}) for name, record in withdrawn_of(manifest or {}).items()}
+    for other, entry, what in (
+        *((name, entry, "version") for name, entry in sorted((manifest or {}).get("versions", {}).items())),
+        *((name, entry, "withdrawn version") for name, entry in sorted(withdrawn.items())),
+    ):
         if other != version and new & fingerprints(entry.get("items", {})):
             for filename in result.uploaded:
                 store.delete(f"{tree.product_dir(product)}/{version}/{filename}")
             store.delete(marker_key)
             raise ArtifactError(
-                f"{product.name}: the new build is identical to version {other} (same fingerprint); "
+                f"{product.name}: the new build is identical to {what} {other} (same fingerprint); "
                 "nothing recorded, its upload was removed"
             )
 
@@ -190,6 +204,8 @@ def ingest_version(
 ) -> IngestResult:
     """Upload one version of `product` and add it to ssb.json (see the module docstring)."""
     inspect_artifacts(dict(files), product, vm=vm)
+    if version:
+        _refuse_withdrawn_name(read_manifest(store, tree, product)[0] or {}, product, version)
     name, marker_etag, marker, resumed = reserve_version(
         store, tree, product, files, version=version, version_format=version_format,
         now=now or datetime.now(timezone.utc),
