@@ -10,6 +10,10 @@ broken tree.
    (with --keep-going the valid products go out and each invalid one keeps its last published
    entry); a refusal (PublishRefused) carries the report, `published` false;
 3. write refreshed ssb.json If-Match the ETag they were read with (a conflict: start again);
+   then, once per publish, make and check the .vcdiff deltas the new versions want
+   (ssb_s3.storage.deltas), write them create-only into the versions' folders, add them to
+   ssb.json, and read the snapshot and plan again: the flip that first publishes a version
+   publishes its deltas;
 4. copy artifacts of products that live in another bucket into the tree (create-only, and only
    into the product's own folder), with the same progress reporter as build-product's uploads;
 5. write every view but the index (ssb_s3.core.views: the catalog under a new content-addressed key,
@@ -44,6 +48,7 @@ from ..core.plan import (  # re-exported: callers and tests import them from her
 from ..core.problems import Problem
 from ..core.retention import PurgePlan
 from ..errors import PreconditionFailed, ProblemsFound, SSBError, StoreError
+from ..storage.deltas import make_deltas
 from ..storage.store import Store
 from ..storage.tree import Tree, fetch_manifest_url
 
@@ -82,6 +87,7 @@ def publish(
             raise PublishRefused("publish would be refused", plan.report)
         return plan.report
     refresh = opts.refresh_manifests
+    deltas_tried = False
     with owner.lease(opts.lock_timeout, "publish") as lease:
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
             snap = owner.snapshot(time.time(), only, refresh=refresh)
@@ -96,6 +102,18 @@ def publish(
                 log.warning("an ssb.json changed during the publish (attempt %d), starting again", attempt)
                 continue
             refresh = False  # manifests are fresh after this round
+            if plan.deltas and not deltas_tried:
+                deltas_tried = True  # once per publish: a delta skipped now is not retried
+                made = make_deltas(tree, target, plan.deltas, local=dict(opts.local_files), check=lease.check)
+                for why in made.skipped:
+                    log.warning("delta skipped: %s", why)
+                if made.made:
+                    log.info("%d delta(s) made and checked; reading the manifests again", len(made.made))
+                    snap = owner.snapshot(time.time(), only, refresh=False)
+                    plan = plan_publish(tree, snap, opts, only)
+                    if plan.refused:
+                        raise PublishRefused("publish refused, nothing was written", plan.report)
+                plan.report.warnings.extend(f"delta skipped: {why}" for why in made.skipped)
             report = plan.report
             report.copied = owner.copy(plan, quiet=opts.quiet)
             owner.write_views(plan)

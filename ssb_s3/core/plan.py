@@ -12,7 +12,8 @@ Decisions made here, and only here:
 - incremental (`only`): every other product keeps its published entry as it is, unchecked but
   for collisions with the changed ones;
 - emptying a product (max_age) or the whole tree needs `force`;
-- the purge plan (grace, history) and the views to write (ssb_s3.core.views).
+- the purge plan (grace, history) and the views to write (ssb_s3.core.views);
+- the .vcdiff deltas the versions it adds want (ssb_s3.core.deltas), made before the flip.
 Every problem is a Problem whose `product` says whom it blames; no message is parsed back.
 """
 
@@ -33,6 +34,8 @@ from .catalog import (
     no_gc,
     to_bytes,
 )
+from .deltas import DeltaJob, wanted_deltas
+from .imagefiles import DELTA_FTYPES
 from .problems import Problem, blamed
 from .retention import History, PurgePlan, catalog_paths, plan_purge, select_versions
 from .views import Content, View, index_view, render
@@ -57,6 +60,7 @@ class PublishOptions:
     cloudfront_distribution: str | None = None
     include_unpublished: bool = False  # purge: also expired versions no catalog of ours ever named
     quiet: bool = False  # no progress lines
+    local_files: tuple[tuple[str, str], ...] = ()  # (store key, local file with its content): build-product's
 
 
 @dataclass
@@ -175,6 +179,7 @@ class Plan:
     report: PublishReport
     refused: bool  # problems that stop the publish (without keep-going, or blaming no product)
     catalog_changed: bool  # the views differ from what is served: write them
+    deltas: list[DeltaJob] = field(default_factory=list)  # to make before the flip (core.deltas)
 
     @property
     def index(self) -> View:
@@ -383,6 +388,8 @@ def _refuse_changed_files(checked: Checked, snap: Snapshot, name: str, old_entry
     for vname in (v for v in kept if v in published):
         now_items = entry["versions"][vname]["items"]
         for key, was in sorted(published[vname].get("items", {}).items()):
+            if key not in now_items and was.get("ftype") in DELTA_FTYPES:
+                continue  # a delta whose base expired leaves the catalog (core.deltas)
             now = now_items.get(key, {})
             if (was.get("size"), was.get("sha256")) != (now.get("size"), now.get("sha256")):
                 checked.blame(Problem(name, snap.products[name].names.describe(str(was.get("path"))), "", (
@@ -435,6 +442,22 @@ def copies(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list
                                      f"from {read.names.describe('').rstrip('/')} into the tree")
                 wanted.setdefault(item["path"], Copy(name, item["path"], item["size"]))
     return list(wanted.values())
+
+
+def deltas_wanted(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list[DeltaJob]:
+    """The deltas of the versions this catalog adds (core.deltas.wanted_deltas), for products whose
+    files are in the tree itself (not a `source` store or a `prefix_path` URL: nothing is written there)."""
+    served: Mapping[str, Any] = (snap.served or {}).get("products", {})
+    jobs: list[DeltaJob] = []
+    for product in tree.products:
+        read = snap.products.get(product.name)
+        entry = catalog["products"].get(product.name)
+        if read is None or read.foreign or product.prefix_path or entry is None or not product.deltas:
+            continue
+        if entry is served.get(product.name):
+            continue  # kept as published (an incremental publish of another product)
+        jobs += wanted_deltas(product.name, entry, served.get(product.name, {}).get("versions", {}), product.deltas)
+    return jobs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -520,5 +543,5 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         views=render(Content(tree, catalog, data, key, history.as_field())),
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
-        catalog_changed=key != snap.served_key,
+        catalog_changed=key != snap.served_key, deltas=[] if refused else deltas_wanted(tree, snap, catalog),
     )
