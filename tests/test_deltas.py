@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realparts import make_image, need
+from realparts import IncusDaemon, LxdDaemon, TlsFiles, make_image, need, serve_https_static
 
 from ssb_s3.core.catalog import contract_problems
 from ssb_s3.core.deltas import wanted_deltas
@@ -297,3 +297,55 @@ def test_a_bad_deltas_key_is_one_line_naming_the_field(tmp_path: Path) -> None:
     out = tree.cli("publish")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "tree.yml" in out.stderr and "deltas" in out.stderr
+
+
+# --- end to end: the daemons refresh through the delta -----------------------------------------------
+
+def _refresh_through_delta(daemon: LxdDaemon | IncusDaemon, tmp_path: Path, tls_files: TlsFiles) -> None:
+    """Publish v1, copy it with --auto-update, publish v2 with its delta, `image refresh`: the
+    daemon downloads the delta, not v2's root, and ends up with v2's fingerprint; it launches."""
+    need("xdelta3")
+    tree = Tree(tmp_path, extra="deltas: 1")
+    assert tree.build(V1).returncode == 0
+    log: list[str] = []
+    client = daemon.client
+    daemon.delete_instances()
+    daemon.delete_local_images()
+    with serve_https_static(tree.root, tls_files, access_log=log) as url:
+        daemon.remote_add("dt", url)
+        try:
+            client.run("image", "copy", "dt:busybox/1.36", "local:", "--auto-update")
+            v1 = tree.versions()[V1]["items"]["lxd.tar.xz"]["combined_squashfs_sha256"]
+            assert [i["fingerprint"] for i in client.image_list("local")] == [v1]
+            out = tree.build(V2)
+            assert out.returncode == 0, out.stderr
+            items = tree.versions()[V2]["items"]
+            ((_, delta),) = deltas_of(tree.versions()[V2]).items()
+            v2 = items["lxd.tar.xz"]["combined_squashfs_sha256"]
+            daemon.clear_cache()  # the daemon keeps the catalog an hour
+            log.clear()
+            client.run("image", "refresh", v1, timeout=300)
+            got = [line.split()[1] for line in log if line.startswith("GET ")]
+            assert f"/{delta['path']}" in got, log
+            assert f"/{items['root.squashfs']['path']}" not in got, log  # the full root was not fetched
+            assert [i["fingerprint"] for i in client.image_list("local")] == [v2], daemon.log_tail()
+            client.run("launch", v2, "c1")
+            try:
+                client.run("exec", "c1", "--", "true")
+                assert f'BUILD_ID="{V2}"' in client.run("exec", "c1", "--", "cat", "/etc/os-release").stdout
+            finally:
+                client.run("delete", "--force", "c1")
+        finally:
+            daemon.delete_instances()
+            daemon.delete_local_images()
+            client.run("remote", "remove", "dt", check=False)
+
+
+def test_lxd_daemon_refreshes_an_image_through_the_delta(lxd_daemon: LxdDaemon, tmp_path: Path,
+                                                         tls_files: TlsFiles) -> None:
+    _refresh_through_delta(lxd_daemon, tmp_path, tls_files)
+
+
+def test_incus_daemon_refreshes_an_image_through_the_delta(incus_daemon: IncusDaemon, tmp_path: Path,
+                                                           tls_files: TlsFiles) -> None:
+    _refresh_through_delta(incus_daemon, tmp_path, tls_files)
