@@ -228,6 +228,10 @@ def _print_report(report: PublishReport, quiet: bool = False) -> None:
             click.echo(f"+ {name} {version}")
         for version in change["removed"]:
             click.echo(f"- {name} {version}")
+    for delta in report.deltas:
+        size = "would be made" if delta["size"] is None else \
+            f"{delta['size']} bytes, {100 * delta['size'] / max(1, delta['root_size']):.1f}% of the root"
+        click.echo(f"+ delta {delta['path']} ({size})")
     _print_purge(report.purge, report.dry_run)
     if report.dry_run:
         click.echo(f"dry run: {len(report.products)} products, {report.versions} versions, "

@@ -178,6 +178,7 @@ def test_build_product_publishes_a_checked_delta_with_its_version(tmp_path: Path
     assert deltas_of(tree.versions()[V1]) == {}
     out = tree.build(V2)
     assert out.returncode == 0, out.stderr
+    assert f"+ delta {DIR}/{V2}/{V1}.rootfs.squashfs.vcdiff (" in out.stdout
     versions = tree.versions()
     ((key, item),) = deltas_of(versions[V2]).items()
     root = versions[V2]["items"]["root.squashfs"]
@@ -205,6 +206,9 @@ def test_publish_makes_deltas_for_a_version_uploaded_by_another_tool(tmp_path: P
     tree = Tree(tmp_path)
     assert tree.build(V1).returncode == 0
     shutil.copytree(tree.image(V2), tree.root / DIR / V2)  # e.g. `aws s3 sync`, then publish
+    dry = tree.cli("publish", "--refresh-manifests", "--dry-run")
+    assert dry.returncode == 0 and f"+ delta {DIR}/{V2}/{V1}.rootfs.squashfs.vcdiff (would be made)" in dry.stdout
+    assert not list((tree.root / DIR / V2).glob("*.vcdiff"))
     out = tree.cli("publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     assert [i["delta_base"] for i in deltas_of(tree.versions()[V2]).values()] == [V1]

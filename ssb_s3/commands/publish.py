@@ -85,9 +85,12 @@ def publish(
         plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests), opts, only)
         if plan.refused:
             raise PublishRefused("publish would be refused", plan.report)
+        plan.report.deltas = [job.described() for job in plan.deltas]
         return plan.report
     refresh = opts.refresh_manifests
     deltas_tried = False
+    deltas: list[dict[str, Any]] = []  # made by this publish, for its report
+    delta_warnings: list[str] = []
     with owner.lease(opts.lock_timeout, "publish") as lease:
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
             snap = owner.snapshot(time.time(), only, refresh=refresh)
@@ -113,8 +116,11 @@ def publish(
                     plan = plan_publish(tree, snap, opts, only)
                     if plan.refused:
                         raise PublishRefused("publish refused, nothing was written", plan.report)
-                plan.report.warnings.extend(f"delta skipped: {why}" for why in made.skipped)
+                delta_warnings = [f"delta skipped: {why}" for why in made.skipped]
+                deltas = [job.described(size) for job, size in zip(made.made, made.sizes, strict=True)]
             report = plan.report
+            report.warnings.extend(delta_warnings)
+            report.deltas = deltas
             report.copied = owner.copy(plan, quiet=opts.quiet)
             owner.write_views(plan)
             lease.check()

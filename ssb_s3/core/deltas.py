@@ -57,6 +57,11 @@ class DeltaJob:
     def item_key(self) -> str:
         return delta_item_key(self.row, self.base_version)
 
+    def described(self, size: int | None = None) -> dict[str, Any]:
+        """For the publish report: what was made (size) or would be (None)."""
+        return {"product": self.product, "version": self.version, "delta_base": self.base_version,
+                "path": self.key, "size": size, "root_size": self.new_size}
+
     def item(self, size: int, sha256: str) -> dict[str, Any]:
         """The delta's item in ssb.json once made and checked."""
         return {"ftype": self.row.ftype, "path": self.key, "size": size, "sha256": sha256,

@@ -82,6 +82,7 @@ class PublishReport:
     invalidation: str | None = None
     failed_products: list[str] = field(default_factory=list)  # with --keep-going: not updated
     published: bool = False  # the publish went through: index.json names this catalog (False: dry run, refused)
+    deltas: list[dict[str, Any]] = field(default_factory=list)  # made (size set) or, in a dry run, wanted
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +103,7 @@ class PublishReport:
             "warnings": self.warnings,
             "cloudfront_invalidation": self.invalidation,
             "failed_products": self.failed_products,
+            "deltas": self.deltas,
         }
 
 

@@ -53,6 +53,7 @@ class DeltaReport:
     """What the delta step did: items added (by product, version) and why others were skipped."""
 
     made: list[DeltaJob] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # of each delta made
     items: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # product -> version -> items
     skipped: list[str] = field(default_factory=list)
 
@@ -232,12 +233,13 @@ def make_deltas(tree: TreeConfig, store: Store, jobs: list[DeltaJob], *, local: 
                                           f"not under {tree.delta_max_ratio:g} of the full file")
                     continue
                 size = maker.publish_file(job, *made)
-            except (DeltaFailed, OSError) as exc:
+            except (SSBError, OSError) as exc:  # e.g. the base cannot be read: this delta only is skipped
                 report.skipped.append(f"{job.product} {job.version}: delta against {job.base_version}: {exc}")
                 continue
             finally:
                 (Path(tmp) / "delta").unlink(missing_ok=True)
             report.made.append(job)
+            report.sizes.append(size)
             report.items.setdefault(job.product, {}).setdefault(job.version, {})[job.item_key] = \
                 job.item(size, made[1])
     for product, versions in report.items.items():
