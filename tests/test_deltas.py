@@ -35,7 +35,7 @@ products:
     aliases: [busybox/1.36]
 {product_extra}
 """
-V1, V2, V3 = "20260101_0000", "20260102_0000", "20260103_0000"
+V1, V2, V3, V4 = "20260101_0000", "20260102_0000", "20260103_0000", "20260104_0000"
 
 
 def sha(data: bytes) -> str:
@@ -233,9 +233,15 @@ def test_expiring_the_base_removes_its_delta_from_the_catalog_in_the_same_flip(t
     assert deltas_of(versions[V2]) == {}  # its base left the catalog: so did the delta
     assert [i["delta_base"] for i in deltas_of(versions[V3]).values()] == [V2]
     assert contract_problems(tree.served()) == []
-    # the file follows its version's folder (purged with it, after the grace); ssb.json still has it
+    # grace 0: v1 is purged at once, and ssb.json drops the delta against it; the delta's file
+    # follows its own version's folder (purged with it, after the grace)
+    assert V1 not in tree.manifest()["versions"]
+    assert f"delta-{V1}" not in tree.manifest()["versions"][V2]["items"]
     assert (tree.root / DIR / V2 / f"{V1}.rootfs.squashfs.vcdiff").is_file()
-    assert f"delta-{V1}" in tree.manifest()["versions"][V2]["items"]
+    out = tree.build(V4)  # the next publishes go on as usual
+    assert out.returncode == 0, out.stderr
+    assert sorted(tree.versions()) == [V3, V4] and contract_problems(tree.served()) == []
+    assert not [p for p in (tree.root / DIR / V2).rglob("*") if p.is_file()]  # v2 purged, its delta too
 
 
 CORRUPTING = {

@@ -12,7 +12,8 @@ Rules (the clients' shared/simplestreams/products.go):
   new version's folder and goes with it);
 - Incus takes the base fingerprint from `combined_squashfs_sha256` even for a VM delta: no VM
   delta is wanted (and the contract refuses one) where the new version or its base has a squashfs;
-- the contract refuses a delta whose `delta_base` is not a version of the product in the catalog.
+- the contract refuses a delta whose `delta_base` is not a version of the product in the catalog;
+  ssb.json drops a delta when its base leaves it (purge, a rebuilt manifest: `without_orphans`).
 
 Wanted: for each version a publish adds to the catalog (not in the served catalog yet), against
 the `deltas` versions before it that the catalog keeps, for each root kind both share, unless the
@@ -118,6 +119,18 @@ def published_items(items: Mapping[str, Any], kept: Iterable[str], known: Iterab
     contract to refuse."""
     gone = set(known) - set(kept)
     return {k: i for k, i in items.items() if i.get("ftype") not in DELTA_FTYPES or i.get("delta_base") not in gone}
+
+
+def without_orphans(versions: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest's versions without the delta items whose base is no longer among them (purged,
+    or its folder gone): ssb.json never names a base it does not have."""
+    out: dict[str, Any] = {}
+    for vname, version in versions.items():
+        items = version.get("items", {})
+        orphans = [k for k, i in items.items()
+                   if i.get("ftype") in DELTA_FTYPES and i.get("delta_base") not in versions]
+        out[vname] = {**version, "items": {k: i for k, i in items.items() if k not in orphans}} if orphans else version
+    return out
 
 
 def delta_problems(product: str, source: str, vname: str, versions: Mapping[str, Any]) -> list[Problem]:

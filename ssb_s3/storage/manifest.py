@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ProductConfig, TreeConfig
+from ..core.deltas import without_orphans
 from ..core.imagefiles import (
     BUILT_FILES,
     DELTA_FTYPES,
@@ -213,7 +214,7 @@ def build_manifest(
     for version in report.removed:
         log.info("%s: version %s is no longer in %s, dropped from ssb.json", product.name, version,
                  store.describe(product_dir))
-    manifest: dict[str, Any] = {"name": product.name, "versions": versions}
+    manifest: dict[str, Any] = {"name": product.name, "versions": without_orphans(versions)}
     for key in ("expiry", "support_eol"):
         if existing and key in existing:
             manifest[key] = existing[key]
