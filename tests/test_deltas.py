@@ -202,6 +202,20 @@ def test_build_product_publishes_a_checked_delta_with_its_version(tmp_path: Path
     assert deltas_of(tree.manifest()["versions"][V3]).keys() == {f"delta-{V1}", f"delta-{V2}"}
 
 
+def test_a_vm_only_product_gets_disk_deltas(tmp_path: Path, xdelta3: str) -> None:
+    tree = Tree(tmp_path)
+    for serial in (V1, V2):
+        out = tree.cli("build-product", PRODUCT, "--vm", "--from-dir", str(tree.image(serial, "vm")),
+                       "--version", serial)
+        assert out.returncode == 0, out.stderr
+    versions = tree.versions()
+    ((_, item),) = deltas_of(versions[V2]).items()
+    assert item["ftype"] == "disk-kvm.img.vcdiff" and item["delta_base"] == V1
+    assert item["path"] == f"{DIR}/{V2}/{V1}.disk.qcow2.vcdiff"
+    assert decode(tree.root / versions[V1]["items"]["disk.qcow2"]["path"], tree.root / item["path"]) == \
+        versions[V2]["items"]["disk.qcow2"]["sha256"]
+
+
 def test_publish_makes_deltas_for_a_version_uploaded_by_another_tool(tmp_path: Path, xdelta3: str) -> None:
     tree = Tree(tmp_path)
     assert tree.build(V1).returncode == 0
