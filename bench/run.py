@@ -317,6 +317,96 @@ def scenario_verify(work: Path, size: int) -> None:
     shutil.rmtree(root)
 
 
+def daily_rebuild(v1: Path, v2: Path, size: int, changed: float = 0.02, seed: int = 12) -> None:
+    """A root of `size` random bytes (incompressible, like a squashfs) and a rebuild differing by
+    about `changed` of it: rewritten 100 KiB runs here and there, and 1 MiB inserted (a shift)."""
+    import random
+
+    rng = random.Random(seed)
+    data = bytearray(os.urandom(size))
+    data[:48] = b"hsqs" + bytes(36) + struct.pack("<Q", size)  # a squashfs root: magic and bytes_used
+    v1.write_bytes(data)
+    run, inserted = 100 * 1024, MIB
+    for _ in range(max(0, int(size * changed) - inserted) // run):
+        at = rng.randrange(64, size - run)
+        data[at:at + run] = os.urandom(run)
+    at = rng.randrange(64, size)
+    data[at:at] = os.urandom(inserted)
+    data[:48] = b"hsqs" + bytes(36) + struct.pack("<Q", len(data))
+    v2.write_bytes(data)
+
+
+def scenario_delta(server: S3Server, work: Path, size: int) -> None:
+    """6. Daily rebuild (optional: --only delta): a `size` squashfs and a v2 differing by ~2 %, in S3.
+    Bytes a refreshing client downloads with the delta vs the full root; the time publish takes to
+    make and check the delta (base fetched from S3, new root streamed from S3) vs xdelta3 run by
+    hand on local copies of the same files (encode, then decode into sha256sum)."""
+    from ssb_s3.commands.publish import PublishOptions, publish
+    from ssb_s3.config import parse_config
+    from ssb_s3.core.plan import plan_publish
+    from ssb_s3.storage.deltas import make_deltas
+    from ssb_s3.storage.store import open_store
+    from ssb_s3.storage.tree import Tree, refresh_manifest
+
+    bucket = "bench-delta"
+    server.create_bucket(bucket)
+    env = s3_env(server)
+    os.environ.update(env)
+    tree = parse_config({"storage": {"endpoint_url": server.endpoint, "region": "us-east-1",
+                                     "addressing_style": "path", "checksum_mode": "when_required"},
+                         "deltas": 1, "products": [{"name": "p:1:amd64:default", "arch": "amd64", "release": "1",
+                                                    "os": "P", "directory": "p", "days": 2}]}, "bench")
+    store = open_store(f"s3://{bucket}", tree.storage)
+    client = server.client()
+    local = {}
+    for serial in ("20260101_0000", "20260102_0000"):
+        folder = work / "delta" / serial
+        make_image(folder, kind="squashfs", serial=serial)  # a real metadata tarball
+        local[serial] = folder / "rootfs.squashfs"
+    daily_rebuild(local["20260101_0000"], local["20260102_0000"], size)
+    for serial in ("20260101_0000", "20260102_0000"):
+        for path in sorted((work / "delta" / serial).iterdir()):
+            client.upload_file(str(path), bucket, f"p/{serial}/{path.name}")
+        refresh_manifest(store, tree, tree.products[0])
+        if serial == "20260101_0000":
+            publish(tree, store, PublishOptions(quiet=True))  # v1 served: v2 is the new version
+    plan = plan_publish(tree, Tree(tree, store).snapshot(time.time()), PublishOptions())
+    (job,) = plan.deltas
+    ours, by_hand = [], []
+    v1, v2, out = local["20260101_0000"], local["20260102_0000"], work / "delta" / "by-hand.vcdiff"
+    def hand() -> None:
+        started = time.perf_counter()
+        subprocess.run(["xdelta3", "-e", "-9", "-f", "-s", str(v1), str(v2), str(out)], check=True)
+        decoded = subprocess.run(f"xdelta3 -d -c -s {v1} {out} | sha256sum", shell=True, check=True,
+                                 capture_output=True, text=True).stdout.split()[0]
+        by_hand.append(time.perf_counter() - started)
+        assert decoded == job.new_sha256
+
+    def ssb() -> None:
+        client.delete_object(Bucket=bucket, Key=job.key)
+        started = time.perf_counter()
+        report = make_deltas(tree, store, [job])
+        ours.append(time.perf_counter() - started)
+        assert report.made == [job], report.skipped
+
+    for round_ in range(3):  # alternating which goes first: the machine's load drifts
+        for step in ((hand, ssb) if round_ % 2 == 0 else (ssb, hand)):
+            step()
+    report_ = publish(tree, store, PublishOptions(quiet=True))
+    assert report_.published
+    index = json.loads(client.get_object(Bucket=bucket, Key="streams/v1/index.json")["Body"].read())
+    catalog = json.loads(client.get_object(Bucket=bucket, Key=index["index"]["images"]["path"])["Body"].read())
+    items = catalog["products"]["p:1:amd64:default"]["versions"]["20260102_0000"]["items"]
+    meta, root = items["lxd.tar.xz"]["size"], items["root.squashfs"]["size"]
+    delta = next(i["size"] for i in items.values() if i["ftype"] == "squashfs.vcdiff")
+    name = f"delta_{size // MIB}MiB_2pct"
+    emit(Row(name, "refresh_download", meta + delta, "bytes", meta + root, (meta + delta) / (meta + root),
+             "<= 0.10x the full download", meta + delta <= 0.10 * (meta + root)))
+    emit(Row(name, "make_and_check", min(ours), "s", min(by_hand), min(ours) / min(by_hand),
+             "<= 1.2x xdelta3 by hand", min(ours) <= 1.2 * min(by_hand)))
+    shutil.rmtree(work / "delta")
+
+
 def write_results(args: argparse.Namespace, started: float) -> None:
     import boto3
 
@@ -366,11 +456,12 @@ def workspace() -> Iterator[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (under 3 minutes)")
-    parser.add_argument("--only", nargs="*", default=[], help="full, incremental, catalog, ingest, verify, schema")
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="full, incremental, catalog, ingest, verify, schema; delta (optional: only when named)")
     parser.add_argument("--sizes", nargs="*", type=int, default=[], help="tree sizes P of full and incremental")
     args = parser.parse_args()
     started = time.time()
-    wanted: Callable[[str], bool] = lambda name: not args.only or name in args.only  # noqa: E731
+    wanted: Callable[[str], bool] = lambda name: (not args.only and name != "delta") or name in args.only  # noqa: E731
     publish_sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000])
     with workspace() as work, run_seaweedfs(work / "seaweedfs") as server:
         full: dict[int, float] = {}
@@ -386,6 +477,8 @@ def main() -> None:
             scenario_verify(work, 256 * MIB if args.quick else 1024 * MIB)
         if wanted("schema"):
             scenario_schema(1000, 10, 10000)
+        if wanted("delta"):
+            scenario_delta(server, work, 50 * MIB if args.quick else 200 * MIB)
     write_results(args, started)
     missed = [r for r in ROWS if r.ok is False]
     print(f"{len(ROWS)} figures, {sum(r.ok is True for r in ROWS)} targets met, {len(missed)} missed", file=sys.stderr)

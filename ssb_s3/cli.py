@@ -229,6 +229,10 @@ def _print_report(report: PublishReport, quiet: bool = False) -> None:
             click.echo(f"+ {name} {version}")
         for version in change["removed"]:
             click.echo(f"- {name} {version}")
+    for delta in report.deltas:
+        size = "would be made" if delta["size"] is None else \
+            f"{delta['size']} bytes, {100 * delta['size'] / max(1, delta['root_size']):.1f}% of the root"
+        click.echo(f"+ delta {delta['path']} ({size})")
     _print_purge(report.purge, report.dry_run)
     if report.dry_run:
         click.echo(f"dry run: {len(report.products)} products, {report.versions} versions, "
@@ -478,17 +482,22 @@ def build_product_cmd(settings: Settings, name: str, source_dir: str | None, ima
         files = run_builder(request, staging, quiet=settings.quiet)
     result = ingest_version(store, tree, product, files, version=version, version_format=version_format, vm=vm,
                             part_size=part_size * 1024 * 1024, concurrency=concurrency, quiet=settings.quiet)
-    if staging is not None and remove:
-        cleanup(staging)
-    if not settings.quiet:
-        click.echo(f"{product.name}: version {result.version} {'resumed and ' if result.resumed else ''}recorded "
-                   f"({len(result.uploaded)} uploaded, {len(result.skipped)} already there, "
-                   f"{result.bytes_uploaded} bytes)")
-    if not no_publish:
-        report = publish(tree, settings.store(), PublishOptions(
-            apikey=settings.apikey, storage=settings.storage, skip_purge=skip_purge, lock_timeout=lock_timeout,
-            quiet=settings.quiet))
-        _print_report(report, settings.quiet)
+    try:
+        if not settings.quiet:
+            click.echo(f"{product.name}: version {result.version} {'resumed and ' if result.resumed else ''}"
+                       f"recorded ({len(result.uploaded)} uploaded, {len(result.skipped)} already there, "
+                       f"{result.bytes_uploaded} bytes)")
+        if not no_publish:
+            # The new version's deltas are made from the files just built (no download of them).
+            local = tuple((f"{tree.product_dir(product)}/{result.version}/{name}", str(path))
+                          for name, path in files.items())
+            report = publish(tree, settings.store(), PublishOptions(
+                apikey=settings.apikey, storage=settings.storage, skip_purge=skip_purge, lock_timeout=lock_timeout,
+                quiet=settings.quiet, local_files=local))
+            _print_report(report, settings.quiet)
+    finally:
+        if staging is not None and remove:
+            cleanup(staging)
 
 
 @cli.command("purge")

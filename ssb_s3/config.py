@@ -113,6 +113,9 @@ class HooksConfig:
     debounce: int = 2  # seconds to wait for more events before one publish
 
 
+DEFAULT_DELTA_MAX_RATIO = 0.8  # a delta at least this fraction of its full file is not worth publishing
+
+
 @dataclass(frozen=True)
 class SigningConfig:
     """Signed streams (ssb_s3.core.signed, ssb_s3.gpg): off while `key` is empty."""
@@ -144,6 +147,7 @@ class ProductConfig:
     support_eol: str = ""
     build_script_hook: str = ""
     max_age: int | None = None  # seconds; None = keep by count (`days`) only
+    deltas: int = 0  # .vcdiff deltas of a new version against this many previous ones (0: none)
 
     @property
     def manifest_url(self) -> str:
@@ -166,6 +170,8 @@ class TreeConfig:
     cache_control: CachePolicy = field(default_factory=CachePolicy)
     grace: int = 6 * 3600
     lease_ttl: int = 300
+    delta_max_ratio: float = DEFAULT_DELTA_MAX_RATIO
+    xdelta3: str = "xdelta3"
     hooks: HooksConfig = field(default_factory=HooksConfig)
     signing: SigningConfig = field(default_factory=SigningConfig)
 
@@ -471,6 +477,7 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
                 support_eol=raw.get("support_eol", ""),
                 build_script_hook=raw.get("build_script_hook", ""),
                 max_age=_duration(raw.get("max_age", data.get("max_age"))),
+                deltas=raw.get("deltas", data.get("deltas", 0)),
             )
         )
     if problems:
@@ -496,6 +503,8 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         cache_control=CachePolicy(**data.get("cache_control", {})),
         grace=parse_duration(data.get("grace", "6h")),
         lease_ttl=max(1, parse_duration(data.get("lease_ttl", "5m"))),
+        delta_max_ratio=float(data.get("delta_max_ratio", DEFAULT_DELTA_MAX_RATIO)),
+        xdelta3=data.get("xdelta3", "xdelta3"),
         hooks=HooksConfig(
             manifest_on_upload=data.get("hooks", {}).get("manifest_on_upload", False),
             debounce=parse_duration(data.get("hooks", {}).get("debounce", 2)),
@@ -561,6 +570,8 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
         }  # fmt: skip
         if p.max_age is not None:
             entry["max_age"] = f"{p.max_age}s"
+        if p.deltas:
+            entry["deltas"] = p.deltas
         for key in ("version", "prefix_path", "source", "variant", "support_eol", "build_script_hook"):
             if getattr(p, key):
                 entry[key] = getattr(p, key)
@@ -580,6 +591,8 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
         "cache_control": vars(tree.cache_control),
         "grace": f"{tree.grace}s",
         "lease_ttl": f"{tree.lease_ttl}s",
+        "delta_max_ratio": tree.delta_max_ratio,
+        "xdelta3": tree.xdelta3,
         "hooks": {"manifest_on_upload": tree.hooks.manifest_on_upload, "debounce": f"{tree.hooks.debounce}s"},
         **({"signing": {"key": tree.signing.key, "detached": tree.signing.detached,
                         "timeout": f"{tree.signing.timeout}s",

@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -1038,13 +1039,29 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _LoggingHandler(_QuietHandler):
+    """Static file handler that appends "METHOD path status" of each request to ``access_log``."""
+
+    access_log: list[str]
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self.access_log.append(f"{self.command} {urllib.parse.unquote(self.path)} {code}")
+
+
 @contextlib.contextmanager
-def serve_https_static(root: Path, tls: TlsFiles) -> Iterator[str]:
+def serve_https_static(root: Path, tls: TlsFiles, access_log: list[str] | None = None) -> Iterator[str]:
     """Serve ``root`` over HTTPS on 127.0.0.1:<free port>; yield the base URL (no slash).
 
-    A reference server for trees written to a folder (no S3 in between).
+    A reference server for trees written to a folder (no S3 in between). ``access_log``, if
+    given, gets one "METHOD path status" line per request (path URL-decoded), for tests that
+    assert what a client downloaded.
     """
-    handler = functools.partial(_QuietHandler, directory=str(root))
+    handler: Any
+    if access_log is None:
+        handler = functools.partial(_QuietHandler, directory=str(root))
+    else:
+        logging_handler = type("_Logging", (_LoggingHandler,), {"access_log": access_log})
+        handler = functools.partial(logging_handler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

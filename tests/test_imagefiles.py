@@ -119,6 +119,8 @@ def test_the_derived_vocabulary_is_the_published_one() -> None:
         "rootfs.tar.xz": ("root.tar.xz", "root.tar.xz"), "disk.qcow2": ("disk.qcow2", "disk-kvm.img"),
         "lxd_combined.tar.gz": ("lxd_combined.tar.gz", "lxd_combined.tar.gz"),
         "incus_combined.tar.gz": ("incus_combined.tar.gz", "incus_combined.tar.gz"),
+        "rootfs.squashfs.vcdiff": ("delta", "squashfs.vcdiff"),
+        "disk.qcow2.vcdiff": ("delta-kvm", "disk-kvm.img.vcdiff"),
     }
 
 

@@ -10,13 +10,18 @@ broken tree.
    (with --keep-going the valid products go out and each invalid one keeps its last published
    entry); a refusal (PublishRefused) carries the report, `published` false;
 3. write refreshed ssb.json If-Match the ETag they were read with (a conflict: start again);
+   then, once per publish, make and check the .vcdiff deltas the new versions want
+   (ssb_s3.storage.deltas), write them create-only into the versions' folders, add them to
+   ssb.json, and read the snapshot and plan again: the flip that first publishes a version
+   publishes its deltas;
 4. copy artifacts of products that live in another bucket into the tree (create-only, and only
    into the product's own folder), with the same progress reporter as build-product's uploads;
 5. write every view but the index (ssb_s3.core.views: the catalog under a new content-addressed key,
    the plain images.json copy, any other registered view), and with signing on the signed twins
    (ssb_s3.core.signed: images-<hash>.sjson, images.sjson, optional .asc), streams/v1/index.sjson
-   after them. They are signed (ssb_s3.gpg) right after step 2, before step 3 writes anything, and
-   the key is tried before step 1: a missing or unusable key publishes nothing;
+   after them. They are signed (ssb_s3.gpg) right after step 2, before step 3 writes anything
+   (and again after step 3's re-plan when deltas were made), and the key is tried before step 1:
+   a missing or unusable key publishes nothing;
 6. flip streams/v1/index.json last, conditionally on the ETag read in step 1 (on a conflict,
    start again, a bounded number of times); the same write records when the previous catalog
    stopped being current;
@@ -50,6 +55,7 @@ from ..core.retention import PurgePlan
 from ..core.views import View
 from ..errors import PreconditionFailed, ProblemsFound, SSBError, StoreError
 from ..gpg import Signer
+from ..storage.deltas import make_deltas
 from ..storage.store import Store
 from ..storage.tree import Tree, fetch_manifest_url
 
@@ -89,8 +95,12 @@ def publish(
         plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests), opts, only)
         if plan.refused:
             raise PublishRefused("publish would be refused", plan.report)
+        plan.report.deltas = [job.described() for job in plan.deltas]
         return plan.report
     refresh = opts.refresh_manifests
+    deltas_tried = False
+    deltas: list[dict[str, Any]] = []  # made by this publish, for its report
+    delta_warnings: list[str] = []
     with owner.lease(opts.lock_timeout, "publish") as lease:
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
             snap = owner.snapshot(time.time(), only, refresh=refresh)
@@ -99,14 +109,32 @@ def publish(
                 log.warning("%s", warning)
             if plan.refused:
                 raise PublishRefused("publish refused, nothing was written", plan.report)
-            report = plan.report
-            signed, report.signing_seconds = timed_sign(owner, plan, signer)
+            signed, signing_seconds = timed_sign(owner, plan, signer)
             try:
                 owner.write_manifests(plan)
             except PreconditionFailed:
                 log.warning("an ssb.json changed during the publish (attempt %d), starting again", attempt)
                 continue
             refresh = False  # manifests are fresh after this round
+            if plan.deltas and not deltas_tried:
+                deltas_tried = True  # once per publish: a delta skipped now is not retried
+                made = make_deltas(tree, target, plan.deltas, local=dict(opts.local_files), check=lease.check)
+                for why in made.skipped:
+                    log.warning("delta skipped: %s", why)
+                if made.made:
+                    log.info("%d delta(s) made and checked; reading the manifests again", len(made.made))
+                    snap = owner.snapshot(time.time(), only, refresh=False)
+                    plan = plan_publish(tree, snap, opts, only)
+                    if plan.refused:
+                        raise PublishRefused("publish refused, nothing was written", plan.report)
+                    signed, more = timed_sign(owner, plan, signer)  # the catalog now names the deltas
+                    signing_seconds += more
+                delta_warnings = [f"delta skipped: {why}" for why in made.skipped]
+                deltas = [job.described(size) for job, size in zip(made.made, made.sizes, strict=True)]
+            report = plan.report
+            report.signing_seconds = signing_seconds
+            report.warnings.extend(delta_warnings)
+            report.deltas = deltas
             report.copied = owner.copy(plan, quiet=opts.quiet)
             owner.write_views(plan, signed)
             report.signed = [view.key for view in signed]

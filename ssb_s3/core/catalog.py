@@ -20,6 +20,7 @@ from typing import Any
 from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
 from . import clients, imagefiles
+from .deltas import delta_problems, published_items
 from .problems import Problem, with_source
 from .versions import version_name_problem, version_time
 
@@ -66,9 +67,11 @@ def catalog_product(
 ) -> dict[str, Any]:
     """One product entry with the field names and types both clients parse.
 
-    `versions` restricts the entry to the versions retention keeps (default: all).
+    `versions` restricts the entry to the versions retention keeps (default: all); a delta whose
+    base it leaves out goes too (core.deltas.published_items).
     """
-    wanted = set(manifest.get("versions", {}) if versions is None else versions)
+    known = manifest.get("versions", {})
+    wanted = set(known if versions is None else versions)
     entry: dict[str, Any] = {
         "aliases": ",".join(product.aliases),
         "arch": product.arch,
@@ -77,7 +80,7 @@ def catalog_product(
         "release_title": product.release_title,
         "versions": {
             name: {**{k: v for k, v in version.items() if k != "items"},
-                   "items": _mirrored_items(version["items"])}
+                   "items": _mirrored_items(published_items(version["items"], wanted, known))}
             for name, version in sorted(manifest.get("versions", {}).items())
             if name in wanted
         },
@@ -320,6 +323,8 @@ def contract_problems_by_product(
                     if field and not item.get(field):
                         blame(pname, f"{vwhere} item {key}",
                               f"{field} missing for {root_key} (the image would be dropped)")
+            for problem in delta_problems(pname, source, vname, product["versions"]):
+                blame(pname, problem.field, problem.text)
             is_lxc_only = not any(i["ftype"] in ("lxd.tar.xz", "incus.tar.xz", "lxd_combined.tar.gz",
                                                  "incus_combined.tar.gz") for i in items.values())
             for client, seen in fingerprints.items():

@@ -4,9 +4,10 @@ Each row (ImageFile) says, for one file name distrobuilder writes: the item key 
 in ssb.json, the ftype the LXD and the Incus client look for (the catalog mirrors a metadata or
 unified item under the other client's ftype), the meta item fields that hold sha256(meta ‖ root)
 for a root file, how its content is recognised (magic bytes), and its role (LXD/Incus metadata,
-LXC metadata, root, or unified tarball). Scan (manifest), catalog and contract, verify,
-build-product (ingest, artifacts), the bucket-event filter (hooks.events) and the client table
-(core/clients: what each client lists) read only this table
+LXC metadata, root, unified tarball, or a delta of a root: a `.vcdiff` that rebuilds the root from
+the same root of an older version; BUILT_FILES are the others). Scan (manifest), catalog and
+contract, verify, build-product (ingest, artifacts), the bucket-event filter (hooks.events) and
+the client table (core/clients: what each client lists) read only this table
 and what is derived from it here: the completeness rule, the upload order and the one
 meta ‖ root hasher (MetaRootHasher; VersionHasher on top of it names files by the table).
 
@@ -15,12 +16,13 @@ a row's ftype is its LXD or its Incus ftype; for each client an ftype names one 
 (two rows may share it only as the same kind under two file names, e.g. lxd.tar.xz and
 incus.tar.xz); each client has exactly one metadata ftype and one unified ftype; a root has the
 same ftype for both clients and at least one combined field, no combined field belongs to two
-roots, and only roots have combined fields; every content kind has magic bytes in MAGIC.
+roots, and only roots have combined fields; every content kind has magic bytes in MAGIC; a delta
+row names its root (delta_of) and its ftype is the root's + '.vcdiff', as the clients derive it.
 
 The derived lookups below (KNOWN_FTYPES, META_FTYPES, ROOT_COMBINED_FIELD, COMBINED_FIELDS,
-CLIENT_META, MIRRORS) are the same objects for the life of the process: `register` and
-`unregister` (tests adding a made-up kind) update them in place, so modules that imported them
-see the change. Nothing else changes them.
+CLIENT_META, MIRRORS, BUILT_FILES, DELTA_FOR_ROOT, DELTA_FTYPES) are the same objects for the
+life of the process: `register` and `unregister` (tests adding a made-up kind) update them in
+place, so modules that imported them see the change. Nothing else changes them.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Role = Literal["meta", "lxc-meta", "root", "unified"]
-ROLES: tuple[Role, ...] = ("meta", "lxc-meta", "root", "unified")
+Role = Literal["meta", "lxc-meta", "root", "unified", "delta"]
+ROLES: tuple[Role, ...] = ("meta", "lxc-meta", "root", "unified", "delta")
 METADATA_ROLES = frozenset({"meta", "lxc-meta"})  # small tarballs whose metadata.yaml or config is checked
 CLIENTS = ("LXD", "Incus")
-DELTA_FTYPES = ("squashfs.vcdiff", "disk-kvm.img.vcdiff")  # known to the clients, never produced by a build
+DELTA_SUFFIX = ".vcdiff"  # a delta's ftype is its root's ftype + this (the clients' rule)
 
 # Content kinds by their first bytes; a row's `content` names the kinds its file may hold.
 MAGIC: dict[str, tuple[bytes, ...]] = {
@@ -46,6 +48,7 @@ MAGIC: dict[str, tuple[bytes, ...]] = {
     "zstd": (b"\x28\xb5\x2f\xfd",),
     "bzip2": (b"BZh",),
     "qcow2": (b"QFI\xfb",),
+    "vcdiff": (b"\xd6\xc3\xc4",),  # RFC 3284 header 'VCD' with the high bits set
 }
 _TARBALL = ("xz", "gzip", "bzip2", "zstd")
 
@@ -63,6 +66,7 @@ class ImageFile:
     content: tuple[str, ...]  # MAGIC kinds it may hold
     combined_fields: tuple[str, ...] = ()  # root: meta item fields of sha256(meta ‖ root); the first is checked
     lxc_root: bool = False  # root: with an LXC metadata tarball it makes a complete (classic LXC) version
+    delta_of: str = ""  # delta: the file name of the root it rebuilds (from the same root of an older version)
 
     def ftype_for(self, client: str) -> str:
         """The ftype `client` (LXD or Incus) looks for."""
@@ -89,6 +93,11 @@ IMAGE_FILES: dict[str, ImageFile] = {
                   "incus_combined.tar.gz", "unified", ("gzip", "xz", "bzip2", "zstd")),
         ImageFile("incus_combined.tar.gz", "incus_combined.tar.gz", "incus_combined.tar.gz", "lxd_combined.tar.gz",
                   "incus_combined.tar.gz", "unified", ("gzip", "xz", "bzip2", "zstd")),
+        # Deltas: stored as <version folder>/<base version>.<filename>, item key <item_key>-<base version>.
+        ImageFile("rootfs.squashfs.vcdiff", "delta", "squashfs.vcdiff", "squashfs.vcdiff", "squashfs.vcdiff",
+                  "delta", ("vcdiff",), delta_of="rootfs.squashfs"),
+        ImageFile("disk.qcow2.vcdiff", "delta-kvm", "disk-kvm.img.vcdiff", "disk-kvm.img.vcdiff",
+                  "disk-kvm.img.vcdiff", "delta", ("vcdiff",), delta_of="disk.qcow2"),
     )
 }  # fmt: skip
 
@@ -99,6 +108,9 @@ ROOT_COMBINED_FIELD: dict[str, str] = {}  # root ftype -> the combined field cli
 COMBINED_FIELDS: list[str] = []  # every combined field, in table order
 CLIENT_META: dict[str, tuple[str, str]] = {}  # client -> (its metadata ftype, its unified ftype)
 MIRRORS: list[tuple[str, str]] = []  # (ftype present, ftype the catalog adds for the other client)
+BUILT_FILES: dict[str, ImageFile] = {}  # the rows a build writes (all but deltas), by file name
+DELTA_FOR_ROOT: dict[str, ImageFile] = {}  # root file name -> its delta row
+DELTA_FTYPES: dict[str, ImageFile] = {}  # delta ftype -> its row
 
 
 def _unique(values: Iterable[Any]) -> list[Any]:
@@ -106,10 +118,17 @@ def _unique(values: Iterable[Any]) -> list[Any]:
 
 
 def _derive() -> None:
-    rows = list(IMAGE_FILES.values())
+    everything = list(IMAGE_FILES.values())
     KNOWN_FTYPES.clear()
-    KNOWN_FTYPES.update(f for row in rows for f in (row.lxd_ftype, row.incus_ftype))
-    KNOWN_FTYPES.update(DELTA_FTYPES)
+    KNOWN_FTYPES.update(f for row in everything for f in (row.lxd_ftype, row.incus_ftype))
+    deltas = [row for row in everything if row.role == "delta"]
+    DELTA_FOR_ROOT.clear()
+    DELTA_FOR_ROOT.update({row.delta_of: row for row in deltas})
+    DELTA_FTYPES.clear()
+    DELTA_FTYPES.update({row.ftype: row for row in deltas})
+    BUILT_FILES.clear()
+    BUILT_FILES.update({row.filename: row for row in everything if row.role != "delta"})
+    rows = list(BUILT_FILES.values())
     META_FTYPES.clear()
     META_FTYPES.update(f for row in rows if row.role == "meta" for f in (row.lxd_ftype, row.incus_ftype))
     ROOT_COMBINED_FIELD.clear()
@@ -137,6 +156,7 @@ def table_problems(rows: Sequence[ImageFile], magic: Mapping[str, Sequence[bytes
     unique("item key", [r.item_key for r in rows])
     unique("ssb.json ftype", [r.ftype for r in rows])
     unique("combined field", [f for r in rows for f in r.combined_fields])
+    by_name = {r.filename: r for r in rows}
     for client in CLIENTS:
         kinds: dict[str, tuple[Any, ...]] = {}
         for r in rows:
@@ -157,8 +177,16 @@ def table_problems(rows: Sequence[ImageFile], magic: Mapping[str, Sequence[bytes
             problems.append(f"{r.filename}: only a root has combined fields or pairs with LXC metadata")
         if not r.content or any(k not in magic for k in r.content):
             problems.append(f"{r.filename}: content {r.content} must name kinds of MAGIC")
-        if {r.lxd_ftype, r.incus_ftype} & set(DELTA_FTYPES):
-            problems.append(f"{r.filename}: a delta ftype is not a built file's")
+        if (r.role == "delta") != r.ftype.endswith(DELTA_SUFFIX):
+            problems.append(f"{r.filename}: a delta, and only a delta, has an ftype ending in {DELTA_SUFFIX}")
+        if r.role == "delta":
+            root = by_name.get(r.delta_of)
+            if root is None or root.role != "root" or r.lxd_ftype != r.incus_ftype \
+                    or r.ftype != root.ftype + DELTA_SUFFIX:
+                problems.append(f"{r.filename}: a delta names a root (delta_of) and has its ftype + {DELTA_SUFFIX}")
+        elif r.delta_of:
+            problems.append(f"{r.filename}: only a delta has delta_of")
+    unique("delta_of", [r.delta_of for r in rows if r.role == "delta"])
     return problems
 
 
@@ -199,7 +227,7 @@ _derive()
 
 def is_complete(filenames: Iterable[str]) -> bool:
     """A version is publishable with metadata + a root, or a unified tarball, or the LXC pair."""
-    rows = [IMAGE_FILES[f] for f in set(filenames) if f in IMAGE_FILES]
+    rows = [BUILT_FILES[f] for f in set(filenames) if f in BUILT_FILES]
     roles = {row.role for row in rows}
     return (
         "unified" in roles
@@ -210,8 +238,8 @@ def is_complete(filenames: Iterable[str]) -> bool:
 
 def completeness_rule() -> str:
     """The rule of `is_complete` in words, for error messages."""
-    lxc_meta = " or ".join(r.filename for r in IMAGE_FILES.values() if r.role == "lxc-meta")
-    lxc_roots = " or ".join(r.filename for r in IMAGE_FILES.values() if r.lxc_root)
+    lxc_meta = " or ".join(r.filename for r in BUILT_FILES.values() if r.role == "lxc-meta")
+    lxc_roots = " or ".join(r.filename for r in BUILT_FILES.values() if r.lxc_root)
     return f"a metadata tarball and a root file, a unified tarball, or {lxc_meta} + {lxc_roots}"
 
 
@@ -221,9 +249,28 @@ def file_for(role: Role, client: str) -> str:
     return next(r.filename for r in IMAGE_FILES.values() if r.role == role and r.ftype == r.ftype_for(client))
 
 
+def delta_filename(row: ImageFile, base: str) -> str:
+    """The file name of a delta of `row` against version `base`, e.g. 20260101_0000.rootfs.squashfs.vcdiff."""
+    return f"{base}.{row.filename}"
+
+
+def delta_item_key(row: ImageFile, base: str) -> str:
+    """The item key of a delta of `row` against version `base`, e.g. delta-20260101_0000."""
+    return f"{row.item_key}-{base}"
+
+
+def parse_delta_filename(name: str) -> tuple[ImageFile, str] | None:
+    """(delta row, base version) of a delta file name, or None for any other name."""
+    for row in DELTA_FTYPES.values():
+        base = name[: -len(row.filename) - 1]
+        if name.endswith(f".{row.filename}") and base:
+            return row, base
+    return None
+
+
 def upload_order(names: Iterable[str]) -> list[str]:
     """Metadata first, roots last: a root's combined hashes extend its metadata files' hashes."""
-    return sorted((n for n in names if n in IMAGE_FILES), key=lambda n: (IMAGE_FILES[n].role == "root", n))
+    return sorted((n for n in names if n in BUILT_FILES), key=lambda n: (IMAGE_FILES[n].role == "root", n))
 
 
 # --- content ----------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ Decisions made here, and only here:
 - withdraw (`opts.withdraw`, ssb_s3.core.withdrawal): one version moves from the product's
   ssb.json `versions` to its `withdrawn` section; the publish then writes that ssb.json, the views
   and the index in the usual order, and its purge treats the version like an expired one;
-- the purge plan (grace, history) and the views to write (ssb_s3.core.views).
+- the purge plan (grace, history) and the views to write (ssb_s3.core.views);
+- the .vcdiff deltas the versions it adds want (ssb_s3.core.deltas), made before the flip.
 Every problem is a Problem whose `product` says whom it blames; no message is parsed back.
 """
 
@@ -37,6 +38,8 @@ from .catalog import (
     no_gc,
     to_bytes,
 )
+from .deltas import DeltaJob, wanted_deltas
+from .imagefiles import DELTA_FTYPES
 from .problems import Problem, blamed
 from .retention import History, PurgePlan, catalog_paths, plan_purge, select_versions
 from .views import Content, View, index_view, render
@@ -73,6 +76,7 @@ class PublishOptions:
     quiet: bool = False  # no progress lines
     sign_key: str | None = None  # publish --sign-key: signed streams with this key (over tree.yml's signing.key)
     withdraw: Withdrawal | None = None
+    local_files: tuple[tuple[str, str], ...] = ()  # (store key, local file with its content): build-product's
 
 
 @dataclass
@@ -99,6 +103,7 @@ class PublishReport:
     withdrawn: dict[str, Any] | None = None  # withdraw: product, version, withdrawn_at, reason, fingerprints
     # withdraw: the served catalog and the new one (for its summary; not in as_dict)
     catalogs: tuple[Mapping[str, Any], Mapping[str, Any]] | None = field(default=None, repr=False)
+    deltas: list[dict[str, Any]] = field(default_factory=list)  # made (size set) or, in a dry run, wanted
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +127,7 @@ class PublishReport:
             "signed": self.signed,
             "signing_seconds": round(self.signing_seconds, 3),
             "withdrawn": self.withdrawn,
+            "deltas": self.deltas,
         }
 
 
@@ -199,6 +205,7 @@ class Plan:
     report: PublishReport
     refused: bool  # problems that stop the publish (without keep-going, or blaming no product)
     catalog_changed: bool  # the views differ from what is served: write them
+    deltas: list[DeltaJob] = field(default_factory=list)  # to make before the flip (core.deltas)
 
     @property
     def index(self) -> View:
@@ -414,6 +421,8 @@ def _refuse_changed_files(checked: Checked, snap: Snapshot, name: str, old_entry
     for vname in (v for v in kept if v in published):
         now_items = entry["versions"][vname]["items"]
         for key, was in sorted(published[vname].get("items", {}).items()):
+            if key not in now_items and was.get("ftype") in DELTA_FTYPES:
+                continue  # a delta whose base expired leaves the catalog (core.deltas)
             now = now_items.get(key, {})
             if (was.get("size"), was.get("sha256")) != (now.get("size"), now.get("sha256")):
                 checked.blame(Problem(name, snap.products[name].names.describe(str(was.get("path"))), "", (
@@ -466,6 +475,22 @@ def copies(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list
                                      f"from {read.names.describe('').rstrip('/')} into the tree")
                 wanted.setdefault(item["path"], Copy(name, item["path"], item["size"]))
     return list(wanted.values())
+
+
+def deltas_wanted(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list[DeltaJob]:
+    """The deltas of the versions this catalog adds (core.deltas.wanted_deltas), for products whose
+    files are in the tree itself (not a `source` store or a `prefix_path` URL: nothing is written there)."""
+    served: Mapping[str, Any] = (snap.served or {}).get("products", {})
+    jobs: list[DeltaJob] = []
+    for product in tree.products:
+        read = snap.products.get(product.name)
+        entry = catalog["products"].get(product.name)
+        if read is None or read.foreign or product.prefix_path or entry is None or not product.deltas:
+            continue
+        if entry is served.get(product.name):
+            continue  # kept as published (an incremental publish of another product)
+        jobs += wanted_deltas(product.name, entry, served.get(product.name, {}).get("versions", {}), product.deltas)
+    return jobs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -557,7 +582,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         views=render(Content(tree, catalog, data, key, history.as_field())),
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
-        catalog_changed=key != snap.served_key,
+        catalog_changed=key != snap.served_key, deltas=[] if refused else deltas_wanted(tree, snap, catalog),
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ..config import ProductConfig, TreeConfig
-from ..core.imagefiles import IMAGE_FILES as ARTIFACTS
+from ..core.imagefiles import BUILT_FILES as ARTIFACTS
 from ..errors import SSBError
 from ..storage.manifest import UPLOAD_MARKER
 

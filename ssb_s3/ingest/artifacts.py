@@ -40,7 +40,7 @@ from typing import IO, Any
 import yaml
 
 from ..config import CANONICAL_ARCH, ProductConfig, load_yaml, yaml_problem
-from ..core.imagefiles import IMAGE_FILES, completeness_rule, content_kind_problem, is_complete
+from ..core.imagefiles import BUILT_FILES, IMAGE_FILES, completeness_rule, content_kind_problem, is_complete
 from ..errors import SSBError
 from ..storage.store import ObjectInfo, Store
 
@@ -262,9 +262,9 @@ def check_tarball(name: str, opener: Opener, where: str, product: ProductConfig,
 
 def inspect_artifacts(files: dict[str, Path], product: ProductConfig, vm: bool = False) -> None:
     """Refuse anything LXD would refuse; `files` maps distrobuilder file names to paths."""
-    unknown = sorted(set(files) - set(IMAGE_FILES))
+    unknown = sorted(set(files) - set(BUILT_FILES))
     if unknown:
-        raise ArtifactError(f"unknown artifact file(s) {', '.join(unknown)}; expected {', '.join(IMAGE_FILES)}")
+        raise ArtifactError(f"unknown artifact file(s) {', '.join(unknown)}; expected {', '.join(BUILT_FILES)}")
     for name, path in files.items():
         if path.stat().st_size == 0:
             raise ArtifactError(f"{path}: empty file")

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..config import ProductConfig, TreeConfig
 from ..core.catalog import fingerprints
-from ..core.imagefiles import IMAGE_FILES as ARTIFACTS
+from ..core.imagefiles import BUILT_FILES as ARTIFACTS
 from ..core.imagefiles import VersionHasher, upload_order
 from ..core.versions import version_name_problem
 from ..core.withdrawal import withdrawn_of

@@ -4,9 +4,11 @@ Layout: <prefix>/<directory>/<VERSION>/<file>, VERSION starting with YYYYMMDD, t
 letters, digits and _ : . + - (a folder with any other character is left out, the character
 named). Folders starting with '.' are uploads in progress. Which files count, their items and the
 rule of a complete version (metadata + root, or a unified tarball) come from the one table of
-image files (imagefiles); incomplete versions are left out with a warning, so a half-uploaded
-version is never published. Each file is streamed once, and never past the size its listing gave
-(a file that grew is reported, not read on): its sha256 and the combined sha256(meta ‖ root) of
+image files (imagefiles); delta files (`<base>.<root>.vcdiff`, made by publish) are never scanned
+in: an entry keeps the delta items it has while their files are there with the recorded size;
+incomplete versions are left out with a warning, so a half-uploaded version is never published.
+Each file is streamed once, and never past the size its listing gave (a file that grew is
+reported, not read on): its sha256 and the combined sha256(meta ‖ root) of
 every meta file are fed from the same chunks (imagefiles.VersionHasher). Only what the store
 lists counts: a local folder lists regular files only (no FIFO, device, or symlink leading out of
 it). A version hashed here must pass the artifact checks of build-product
@@ -25,7 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ProductConfig, TreeConfig
-from ..core.imagefiles import IMAGE_FILES, VersionHasher, is_complete, truncation_problem, upload_order
+from ..core.deltas import without_orphans
+from ..core.imagefiles import (
+    BUILT_FILES,
+    DELTA_FTYPES,
+    IMAGE_FILES,
+    VersionHasher,
+    is_complete,
+    parse_delta_filename,
+    truncation_problem,
+    upload_order,
+)
 from ..core.versions import version_name_problem
 from ..core.withdrawal import WITHDRAWN, withdrawn_of
 from ..errors import ManifestError, NotFound, StoreError
@@ -104,7 +116,7 @@ class ManifestReport:
 def _reusable(existing: Mapping[str, Any] | None, version_dir: str, files: Mapping[str, ObjectInfo]) -> bool:
     if not existing:
         return False
-    items = existing.get("items", {})
+    items = {k: i for k, i in existing.get("items", {}).items() if i.get("ftype") not in DELTA_FTYPES}
     recorded = {str(i.get("path", "")): i.get("size") for i in items.values()}
     wanted = {f"{version_dir}/{name}": info.size for name, info in files.items()}
     return recorded == wanted and all(
@@ -112,10 +124,23 @@ def _reusable(existing: Mapping[str, Any] | None, version_dir: str, files: Mappi
     )
 
 
+def kept_deltas(existing: Mapping[str, Any] | None, found: Mapping[str, ObjectInfo]) -> dict[str, Any]:
+    """The delta items of a version's previous entry whose file is still there with its recorded
+    size (`found`: the version's delta files by name). Deltas are made and checked by publish
+    (ssb_s3.storage.deltas), never found by a scan: a delta file no entry names stays unpublished."""
+    kept = {}
+    for key, item in (existing or {}).get("items", {}).items():
+        there = found.get(str(item.get("path", "")).rpartition("/")[2])
+        if item.get("ftype") in DELTA_FTYPES and there is not None and there.size == item.get("size"):
+            kept[key] = item
+    return kept
+
+
 def scan_versions(
-    store: Store, product_dir: str
+    store: Store, product_dir: str, deltas: dict[str, dict[str, ObjectInfo]] | None = None,
 ) -> tuple[dict[str, dict[str, ObjectInfo]], dict[str, str]]:
-    """Group the product folder's objects by version; return (complete versions, skipped+why)."""
+    """Group the product folder's objects by version; return (complete versions, skipped+why).
+    `deltas`, if given, gets each version's delta files (by file name)."""
     versions: dict[str, dict[str, ObjectInfo]] = {}
     skipped: dict[str, str] = {}
     uploading: set[str] = set()
@@ -133,9 +158,11 @@ def scan_versions(
             continue
         if filename == UPLOAD_MARKER:
             uploading.add(version)
-        if filename in IMAGE_FILES:
+        if filename in BUILT_FILES:
             versions.setdefault(version, {})[filename] = obj
         else:
+            if deltas is not None and parse_delta_filename(filename):
+                deltas.setdefault(version, {})[filename] = obj
             versions.setdefault(version, {})
     complete = {}
     for version, files in versions.items():
@@ -165,7 +192,8 @@ def build_manifest(
 
     report = ManifestReport(product.name)
     product_dir = tree.product_dir(product)
-    complete, report.skipped = scan_versions(store, product_dir)
+    found_deltas: dict[str, dict[str, ObjectInfo]] = {}
+    complete, report.skipped = scan_versions(store, product_dir, found_deltas)
     withdrawn = withdrawn_of(existing or {})
     report.withdrawn = sorted(set(complete) & set(withdrawn))
     for version in report.withdrawn:  # `ssb-s3 withdraw` took it out: it stays out until purged
@@ -177,20 +205,24 @@ def build_manifest(
     for version in sorted(complete):
         files = complete[version]
         version_dir = f"{product_dir}/{version}"
+        deltas = kept_deltas(old_versions.get(version), found_deltas.get(version, {}))
         if not rehash and _reusable(old_versions.get(version), version_dir, files):
-            versions[version] = old_versions[version]
+            old = old_versions[version]
+            versions[version] = old if len(deltas) == len(old["items"]) - len(files) else {
+                **old, "items": {k: i for k, i in old["items"].items()
+                                 if i.get("ftype") not in DELTA_FTYPES or k in deltas}}
             report.reused.append(version)
             continue
         log.info("%s: hashing version %s (%d files)", product.name, version, len(files))
         heads: dict[str, bytes] = {}
-        versions[version] = {"items": hash_version(store, version_dir, files, heads)}
+        versions[version] = {"items": {**hash_version(store, version_dir, files, heads), **deltas}}
         check_stored_version(store, version_dir, files, heads, product)  # what build-product checks
         report.hashed.append(version)
     report.removed = sorted(set(old_versions) - set(versions))
     for version in report.removed:
         log.info("%s: version %s is no longer in %s, dropped from ssb.json", product.name, version,
                  store.describe(product_dir))
-    manifest: dict[str, Any] = {"name": product.name, "versions": versions}
+    manifest: dict[str, Any] = {"name": product.name, "versions": without_orphans(versions)}
     for key in ("expiry", "support_eol", WITHDRAWN):
         if existing and key in existing:
             manifest[key] = existing[key]

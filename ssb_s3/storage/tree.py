@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, cast
 
 from ..config import ProductConfig, TreeConfig
 from ..core.catalog import INDEX_KEY, INDEX_NAME, _path_problem
+from ..core.deltas import without_orphans
 from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
 from ..core.problems import Problem
 from ..core.retention import History, PurgePlan, shape_problem
@@ -404,10 +405,11 @@ class Tree:
 
 
 def _without(versions: set[str]) -> Callable[[dict[str, Any] | None], dict[str, Any] | None]:
-    """An ssb.json change that removes purged versions."""
+    """An ssb.json change that removes purged versions (and the deltas against them)."""
     def change(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
         if manifest is None or not versions & set(manifest["versions"]):
             return None
-        return {**manifest, "versions": {k: v for k, v in manifest["versions"].items() if k not in versions}}
+        return {**manifest, "versions": without_orphans(
+            {k: v for k, v in manifest["versions"].items() if k not in versions})}
     return change
 
