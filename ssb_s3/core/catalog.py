@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
@@ -204,6 +204,36 @@ def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list
             combined_field = ROOT_COMBINED_FIELD.get(root.get("ftype", ""))
             if combined_field and item.get(combined_field):
                 found.append((item[combined_field], f"{key}+{root_key}"))
+    return found
+
+
+VM_ROOT_FTYPE = imagefiles.IMAGE_FILES["disk.qcow2"].ftype  # the root that makes an image a virtual machine
+SHORT_FINGERPRINT = 12  # what `lxc image list` shows
+
+
+class ClientImage(NamedTuple):
+    """One image the clients list in a version: its type (container or virtual-machine), size (meta +
+    root bytes, the unified file alone), root ftype (the unified one for a unified tarball) and the
+    clients (LXD, Incus) that list it."""
+
+    type: str
+    size: int
+    root: str
+    clients: tuple[str, ...]
+
+
+def version_images(items: Mapping[str, Any]) -> dict[str, ClientImage]:
+    """fingerprint -> the image LXD and/or Incus list from one version's (mirrored) items."""
+    found: dict[str, ClientImage] = {}
+    for client in CLIENT_META:
+        for fingerprint, keys in _images_of_version("", items, client):
+            if fingerprint in found:
+                found[fingerprint] = found[fingerprint]._replace(clients=(*found[fingerprint].clients, client))
+                continue
+            parts = [items[k] for k in keys.split("+")]
+            root = str(parts[-1].get("ftype"))
+            found[fingerprint] = ClientImage("virtual-machine" if root == VM_ROOT_FTYPE else "container",
+                                             sum(int(p.get("size", 0)) for p in parts), root, (client,))
     return found
 
 

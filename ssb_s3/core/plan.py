@@ -57,6 +57,7 @@ class PublishOptions:
     cloudfront_distribution: str | None = None
     include_unpublished: bool = False  # purge: also expired versions no catalog of ours ever named
     quiet: bool = False  # no progress lines
+    base_url: str | None = None  # the remote URL the page shows (None: tree.yml page.base_url)
 
 
 @dataclass
@@ -517,7 +518,8 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
               if read.refreshed and read.manifest is not None and name not in checked.problems]
     return Plan(
         catalog=catalog, catalog_bytes=data, catalog_key=key, history=history,
-        views=render(Content(tree, catalog, data, key, history.as_field())),
+        views=render(Content(tree, catalog, data, key, history.as_field(), now=snap.now,
+                             base_url=opts.base_url or tree.page.base_url)),
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
         catalog_changed=key != snap.served_key,
