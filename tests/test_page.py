@@ -422,6 +422,18 @@ def test_hostile_catalog_text_renders_inert(browser: Any) -> None:
         visit.close()
 
 
+def test_odd_types_in_a_kept_entry_do_not_break_the_page() -> None:
+    """An entry an incremental publish keeps from the served catalog is not re-checked: odd types
+    render as nothing rather than stopping the publish."""
+    catalog = _catalog(1)
+    entry = next(iter(catalog["products"].values()))
+    entry.update(requirements=["not", "a", "mapping"], aliases=5)
+    for version in entry["versions"].values():
+        version["items"]["root.squashfs"]["size"] = "big"
+    text = render_page(catalog, PageConfig(), now=NOW).decode()
+    assert text.count('<tr data-order="') == 1 and "<dt>Requirements</dt><dd>none</dd>" in text
+
+
 def test_deltas_are_listed_with_their_sizes() -> None:
     text = render_page(_catalog(1), PageConfig(), now=NOW).decode()
     assert "rootfs.20261129_1000.vcdiff" in text and "squashfs.vcdiff (delta from 20261129_1000)" in text

@@ -13,7 +13,7 @@ broken tree.
 4. copy artifacts of products that live in another bucket into the tree (create-only, and only
    into the product's own folder), with the same progress reporter as build-product's uploads;
 5. write every view but the index (ssb_s3.core.views: the catalog under a new content-addressed key,
-   the plain images.json copy, any other registered view);
+   the plain images.json copy, the web page index.html unless `page: false`, any other registered view);
 6. flip streams/v1/index.json last, conditionally on the ETag read in step 1 (on a conflict,
    start again, a bounded number of times); the same write records when the previous catalog
    stopped being current;

@@ -211,6 +211,12 @@ VM_ROOT_FTYPE = imagefiles.IMAGE_FILES["disk.qcow2"].ftype  # the root that make
 SHORT_FINGERPRINT = 12  # what `lxc image list` shows
 
 
+def item_size(item: Mapping[str, Any]) -> int:
+    """An item's size; 0 when it is not an integer (an entry kept from a served catalog is not re-checked)."""
+    size = item.get("size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else 0
+
+
 class ClientImage(NamedTuple):
     """One image the clients list in a version: its type (container or virtual-machine), size (meta +
     root bytes, the unified file alone), root ftype (the unified one for a unified tarball) and the
@@ -233,7 +239,7 @@ def version_images(items: Mapping[str, Any]) -> dict[str, ClientImage]:
             parts = [items[k] for k in keys.split("+")]
             root = str(parts[-1].get("ftype"))
             found[fingerprint] = ClientImage("virtual-machine" if root == VM_ROOT_FTYPE else "container",
-                                             sum(int(p.get("size", 0)) for p in parts), root, (client,))
+                                             sum(item_size(p) for p in parts), root, (client,))
     return found
 
 

@@ -32,7 +32,7 @@ from html import escape
 from typing import Any
 
 from ..config import PageConfig
-from .catalog import SHORT_FINGERPRINT, version_images
+from .catalog import SHORT_FINGERPRINT, item_size, version_images
 from .imagefiles import DELTA_FTYPES
 from .versions import version_time
 
@@ -139,11 +139,14 @@ COLUMNS = (  # header, numeric sort
     ("Type", False), ("Clients", False), ("Latest version", False), ("Age", True), ("Size", True),
 )
 _DIGITS = re.compile(r"\d+")
+_SPECIAL = re.compile("[&<>\"']")
 
 
 def e(text: Any) -> str:
-    """Catalog text as HTML text or attribute value (quotes escaped too)."""
-    return escape(str(text), quote=True)
+    """Catalog text as HTML text or attribute value (quotes escaped too, as html.escape does); most
+    text has nothing to escape, which one regex search finds out fastest."""
+    value = str(text)
+    return escape(value, quote=True) if _SPECIAL.search(value) else value
 
 
 def human_size(size: int) -> str:
@@ -198,7 +201,7 @@ def _files(entry: Mapping[str, Any], depth: int) -> str:
             ftypes = sorted({str(i.get("ftype", "")) for i in items})
             delta = next((i for i in items if i.get("ftype") in DELTA_FTYPES), None)
             kind = ", ".join(ftypes) + (f" (delta from {delta.get('delta_base', '?')})" if delta else "")
-            size = int(items[0].get("size", 0))
+            size = item_size(items[0])
             sha = str(items[0].get("sha256", ""))
             rows.append(f'<tr><td>{e(vname)}</td><td><a href="{_href(path, depth)}">{e(path.rsplit("/", 1)[-1])}</a>'
                         f'</td><td>{e(kind)}</td><td class="num" data-bytes="{size}">{e(human_size(size))}</td>'
@@ -221,8 +224,7 @@ def _product(index: int, name: str, entry: Mapping[str, Any], *, now: float, sta
     built = version_time(latest)
     age = now - built.timestamp()
     stale = age > stale_after
-    size = sum(int(i.get("size", 0)) for i in {str(i.get("path")): i for i in versions[latest]["items"].values()}
-               .values())
+    size = sum(item_size(i) for i in {str(i.get("path")): i for i in versions[latest]["items"].values()}.values())
     aliases = [a for a in str(entry.get("aliases") or "").split(",") if a]
     variant = str(entry.get("variant", ""))
     cells = [
@@ -239,10 +241,11 @@ def _product(index: int, name: str, entry: Mapping[str, Any], *, now: float, sta
     ]
     row = f'<tr data-order="{index}">{"".join(cells)}</tr>'
 
+    requirements = entry.get("requirements") or entry.get("lxd_requirements")
+    requirements = requirements if isinstance(requirements, Mapping) else {}
     facts = [("Release title", entry.get("release_title", "")), ("Aliases", ", ".join(aliases) or "none"),
              ("Support ends", entry.get("support_eol", "")),
-             ("Requirements", ", ".join(f"{k}={v}" for k, v in sorted(
-                 (entry.get("requirements") or entry.get("lxd_requirements") or {}).items())) or "none")]
+             ("Requirements", ", ".join(f"{k}={v}" for k, v in sorted(requirements.items())) or "none")]
     dl = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts if v)
     target = aliases[0] if aliases else next(iter(sorted(newest)), "")
     commands = []
