@@ -525,6 +525,7 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
         "grace": f"{tree.grace}s",
         "lease_ttl": f"{tree.lease_ttl}s",
         "hooks": {"manifest_on_upload": tree.hooks.manifest_on_upload, "debounce": f"{tree.hooks.debounce}s"},
-        "page": {k: v for k, v in vars(tree.page).items() if k != "enabled"} if tree.page.enabled else False,
+        "page": {k: v for k, v in vars(tree.page).items() if k != "enabled" and v != ""}
+        if tree.page.enabled else False,
         "products": products,
     }

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from realparts import LxdDaemon, S3Server, make_image, missing, need
 
-from ssb_s3.config import PageConfig, config_from_text
+from ssb_s3.config import PageConfig, config_as_dict, config_from_text
 from ssb_s3.core.catalog import SHORT_FINGERPRINT, version_images
 from ssb_s3.core.page import render_page
 from ssb_s3.core.versions import version_time
@@ -541,3 +542,6 @@ def test_config_defaults_and_page_off() -> None:
                               "stale_after_days: 7}\n" + PLAIN_TREE, "tree.yml").page
     assert (custom.path, custom.base_url, custom.remote, custom.stale_after_days) == (
         "a/b.html", "https://x.example/y", "mine", 7)
+    for text in (PLAIN_TREE, "page: false\n" + PLAIN_TREE):  # `print` gives a tree.yml that reads back the same
+        tree = config_from_text(text, "tree.yml")
+        assert config_from_text(yaml.safe_dump(config_as_dict(tree)), "tree.yml").page == tree.page
