@@ -18,7 +18,15 @@ import yaml
 from . import __version__
 from .commands.publish import PublishOptions, PublishRefused, PublishReport, check_tree, dump_json, publish, purge
 from .commands.verify import verify
-from .config import StorageConfig, TreeConfig, config_as_dict, endpoint_url_problem, load_config, parse_duration
+from .config import (
+    StorageConfig,
+    TreeConfig,
+    base_url_problem,
+    config_as_dict,
+    endpoint_url_problem,
+    load_config,
+    parse_duration,
+)
 from .core.clients import CLIENTS
 from .core.retention import PurgePlan
 from .core.views import images_json_view, index_view, seed_content
@@ -208,6 +216,16 @@ def _grace(value: str | None, option: str = "--grace") -> int | None:
         raise click.BadParameter(str(exc), param_hint=option) from None
 
 
+def _base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """publish --base-url: an https:// URL (the schema's page.base_url), without a trailing slash."""
+    if value is None:
+        return None
+    problem = base_url_problem(value)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--base-url")
+    return value.rstrip("/")
+
+
 def _print_purge(plan: PurgePlan, dry_run: bool) -> None:
     verb = "would delete" if dry_run else "deleted"
     for item in plan.delete_now:
@@ -356,11 +374,15 @@ def SERVED_TREE(command: Any) -> Any:
               help="Also publish signed streams (streams/v1/index.sjson, a .sjson twin of each catalog), "
                    "signed by this GnuPG key (default: tree.yml signing.key; GnuPG home: signing.gnupghome, "
                    "else GNUPGHOME).")
+@click.option("--base-url", metavar="URL", callback=_base_url,
+              help="The https:// URL of this tree, shown in the page's `lxc remote add` lines "
+                   "(default: tree.yml page.base_url, else the page's own location).")
 @JSON
 @click.pass_obj
 def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_run: bool, keep_going: bool,
                 force: bool, skip_purge: bool, grace: str | None, lock_timeout: float,
-                cloudfront_distribution: str | None, sign_key: str | None, as_json: bool) -> None:
+                cloudfront_distribution: str | None, sign_key: str | None, base_url: str | None,
+                as_json: bool) -> None:
     """Publish the tree: validate everything, write the catalog, flip index.json last, purge.
 
     Reads every product's ssb.json, keeps the newest `days` versions (and those younger than
@@ -376,6 +398,7 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
             dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
             lock_timeout=lock_timeout, cloudfront_distribution=cloudfront_distribution, quiet=settings.quiet,
             sign_key=sign_key,
+            base_url=base_url,
         ))  # fmt: skip
     except PublishRefused as refused:
         if as_json:  # a script reads the problems here, "published": false; stderr and exit 1 as usual

@@ -28,7 +28,7 @@ import yaml
 from .core.clients import CLIENTS
 from .core.problems import Problem, with_source
 from .errors import ConfigError, ProblemsFound
-from .schemas import schema_problems
+from .schemas import load_schema, schema_problems
 
 # Architecture names the LXD 5.0 client knows (shared/osarch of lxd 5.0.2, core/clients), by the
 # canonical name it maps them to. A product with any other arch is silently dropped by the client,
@@ -103,6 +103,20 @@ class CachePolicy:
     images_json: str = "public, max-age=60"  # the plain copy is overwritten at each publish
     manifest: str = "no-cache"
     artifacts: str = IMMUTABLE
+    page: str = "no-cache"  # index.html, rewritten by every publish that changes the catalog, like the index
+
+
+@dataclass(frozen=True)
+class PageConfig:
+    """The catalog web page (tree.yml `page`; `page: false` turns it off). `path` is relative to the
+    tree's root, where streams/v1/index.json is; `base_url` is the remote URL shown in the copyable
+    lines (publish --base-url overrides it; '' : the page fills in its own location)."""
+
+    enabled: bool = True
+    path: str = "index.html"
+    base_url: str = ""
+    remote: str = "ssb"  # the remote name in the copyable `lxc remote add` / `incus remote add` lines
+    stale_after_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -174,6 +188,7 @@ class TreeConfig:
     xdelta3: str = "xdelta3"
     hooks: HooksConfig = field(default_factory=HooksConfig)
     signing: SigningConfig = field(default_factory=SigningConfig)
+    page: PageConfig = field(default_factory=PageConfig)
 
     def product(self, name: str) -> ProductConfig:
         """Look a product up by name; the error lists the names that exist."""
@@ -510,6 +525,7 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
             debounce=parse_duration(data.get("hooks", {}).get("debounce", 2)),
         ),
         signing=_signing(data.get("signing"), source_file),
+        page=_page(data.get("page", True)),
     )
 
 
@@ -522,6 +538,23 @@ def _signing(raw: Mapping[str, Any] | None, source_file: str) -> SigningConfig:
         home = str(Path(source_file).parent / home)
     return SigningConfig(key=raw["key"], gnupghome=str(Path(home).expanduser()) if home else "",
                          detached=raw.get("detached", False), timeout=max(1, parse_duration(raw.get("timeout", 60))))
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why `url` cannot be the remote URL the page shows (publish --base-url), after the schema's
+    page.base_url; None if it can."""
+    spec = load_schema("tree")["properties"]["page"]["properties"]["base_url"]
+    if re.search(spec["pattern"], url) and not url.endswith("\n"):
+        return None
+    return f"'{url}' is not valid: expected {spec['description']}, like https://images.example.org/lxd"
+
+
+def _page(raw: bool | Mapping[str, Any]) -> PageConfig:
+    """tree.yml `page`: false (off), true (the defaults) or a mapping of PageConfig's fields."""
+    if isinstance(raw, bool):
+        return PageConfig(enabled=raw)
+    return PageConfig(**{**raw, "path": _clean_relative(raw.get("path", "index.html")),
+                         "base_url": raw.get("base_url", "").rstrip("/")})
 
 
 def load_config(path: str | Path) -> TreeConfig:
@@ -598,5 +631,7 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
                         "timeout": f"{tree.signing.timeout}s",
                         **({"gnupghome": os.path.abspath(tree.signing.gnupghome)} if tree.signing.gnupghome else {})}}
            if tree.signing.key else {}),
+        "page": {k: v for k, v in vars(tree.page).items() if k != "enabled" and v != ""}
+        if tree.page.enabled else False,
         "products": products,
     }

@@ -23,7 +23,8 @@ V1, V2 = "20260101_0000", "20260102_0000"
 
 
 def three_products() -> Any:
-    return parse_config({"products": [
+    """Three products, without the page (it renders every product: its cost is measured in test_page.py)."""
+    return parse_config({"page": False, "products": [
         {"name": name, "arch": "amd64", "release": "1", "os": name.upper(), "directory": name, "aliases": [name]}
         for name in ("a", "b", "c")]}, "tree.yml")  # fmt: skip
 

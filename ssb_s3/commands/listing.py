@@ -2,7 +2,7 @@
 
 An image is what `lxc image list REMOTE:` / `incus image list REMOTE:` shows: per version, per
 metadata + root pair (or unified tarball) that carries a fingerprint, for LXD or Incus
-(catalog._images_of_version, over the one table of image files). Rows follow the clients:
+(catalog.version_images, over the one table of image files). Rows follow the clients:
 
 - a product whose arch the clients do not know, or a version whose name does not start with a
   YYYYMMDD date, is not listed (both clients drop it silently);
@@ -32,21 +32,20 @@ from typing import Any
 import yaml
 
 from ..config import CANONICAL_ARCH
-from ..core.catalog import CLIENT_META, _images_of_version
+from ..core.catalog import SHORT_FINGERPRINT, version_images
 from ..core.clients import version_date
 from ..core.imagefiles import IMAGE_FILES
+from ..core.page import human_size
 from ..errors import ProblemsFound, SSBError
 from ..schemas import schema_problems
 from ..storage.store import Store
 from .verify import read_catalog, served_entries
 
-VM_ROOT_FTYPE = IMAGE_FILES["disk.qcow2"].ftype  # the root that makes an image a virtual machine
 # Within one version, the clients give an alias to the squashfs image before the tar.xz one
 # (measured with LXD 5.0.2 and Incus 6.0.4: tests/test_list.py); anything else comes after.
 ALIAS_PREFERENCE = (IMAGE_FILES["rootfs.squashfs"].ftype, IMAGE_FILES["rootfs.tar.xz"].ftype)
 FIELDS = ("product", "version", "type", "fingerprint", "aliases", "size", "date", "arch", "os", "release")
 FORMATS = ("table", "csv", "json", "yaml")
-SHORT_FINGERPRINT = 12  # what `lxc image list` shows
 
 
 class ListError(SSBError):
@@ -76,15 +75,9 @@ class ImageRow:
 
 def _version_images(items: Mapping[str, Any]) -> dict[str, tuple[str, int, int]]:
     """fingerprint -> (type, size, alias rank) of every image a client lists in one version's items."""
-    found: dict[str, tuple[str, int, int]] = {}
-    for client in CLIENT_META:
-        for fingerprint, keys in _images_of_version("", items, client):
-            parts = [items[k] for k in keys.split("+")]
-            root = str(parts[-1].get("ftype"))
-            kind = "virtual-machine" if root == VM_ROOT_FTYPE else "container"
-            rank = ALIAS_PREFERENCE.index(root) if root in ALIAS_PREFERENCE else len(ALIAS_PREFERENCE)
-            found.setdefault(fingerprint, (kind, sum(int(p.get("size", 0)) for p in parts), rank))
-    return found
+    return {fingerprint: (image.type, image.size, ALIAS_PREFERENCE.index(image.root)
+                          if image.root in ALIAS_PREFERENCE else len(ALIAS_PREFERENCE))
+            for fingerprint, image in version_images(items).items()}
 
 
 def catalog_rows(catalog: Mapping[str, Any]) -> list[ImageRow]:
@@ -189,15 +182,6 @@ def select(rows: Iterable[ImageRow], filters: Sequence[Filter]) -> list[ImageRow
     return [row for row in rows if all(f.matches(row) for f in filters)]
 
 
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.2f}{unit}"
-        value /= 1024
-    return f"{size}B"  # pragma: no cover
-
-
 def _record(row: ImageRow, full: bool) -> dict[str, Any]:
     data = {k: v for k, v in asdict(row).items() if k in FIELDS}
     data["fingerprint"] = row.fingerprint if full else row.fingerprint[:SHORT_FINGERPRINT]
@@ -207,7 +191,7 @@ def _record(row: ImageRow, full: bool) -> dict[str, Any]:
 def render(rows: Sequence[ImageRow], fmt: str, *, full_fingerprint: bool = False) -> str:
     """The rows as table (sizes human-readable), csv (with a header), json or yaml (sizes in bytes)."""
     records = [_record(row, full_fingerprint) for row in rows]
-    shown = [{**record, "size": _human(row.size)} for record, row in zip(records, rows, strict=True)]
+    shown = [{**record, "size": human_size(row.size)} for record, row in zip(records, rows, strict=True)]
     return render_records(records, FIELDS, fmt, table_records=shown)
 
 

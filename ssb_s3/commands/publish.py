@@ -17,7 +17,8 @@ broken tree.
 4. copy artifacts of products that live in another bucket into the tree (create-only, and only
    into the product's own folder), with the same progress reporter as build-product's uploads;
 5. write every view but the index (ssb_s3.core.views: the catalog under a new content-addressed key,
-   the plain images.json copy, any other registered view), and with signing on the signed twins
+   the plain images.json copy, the web page index.html unless `page: false`, any other registered
+   view), and with signing on the signed twins
    (ssb_s3.core.signed: images-<hash>.sjson, images.sjson, optional .asc), streams/v1/index.sjson
    after them. They are signed (ssb_s3.gpg) right after step 2, before step 3 writes anything
    (and again after step 3's re-plan when deltas were made), and the key is tried before step 1:

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
@@ -200,6 +200,42 @@ def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list
     client table, core/clients) would see in this version."""
     return [(image.fingerprint, f"{image.meta}+{image.root}" if image.root else image.meta)
             for image in clients.images(clients.BY_FAMILY[client], items)]
+
+
+VM_ROOT_FTYPE = imagefiles.IMAGE_FILES["disk.qcow2"].ftype  # the root that makes an image a virtual machine
+SHORT_FINGERPRINT = 12  # what `lxc image list` shows
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """An item's size; 0 when it is not an integer (an entry kept from a served catalog is not re-checked)."""
+    size = item.get("size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else 0
+
+
+class ClientImage(NamedTuple):
+    """One image the clients list in a version: its type (container or virtual-machine), size (meta +
+    root bytes, the unified file alone), root ftype (the unified one for a unified tarball) and the
+    clients (LXD, Incus) that list it."""
+
+    type: str
+    size: int
+    root: str
+    clients: tuple[str, ...]
+
+
+def version_images(items: Mapping[str, Any]) -> dict[str, ClientImage]:
+    """fingerprint -> the image LXD and/or Incus list from one version's (mirrored) items."""
+    found: dict[str, ClientImage] = {}
+    for client in CLIENT_META:
+        for fingerprint, keys in _images_of_version("", items, client):
+            if fingerprint in found:
+                found[fingerprint] = found[fingerprint]._replace(clients=(*found[fingerprint].clients, client))
+                continue
+            parts = [items[k] for k in keys.split("+")]
+            root = str(parts[-1].get("ftype"))
+            found[fingerprint] = ClientImage("virtual-machine" if root == VM_ROOT_FTYPE else "container",
+                                             sum(item_size(p) for p in parts), root, (client,))
+    return found
 
 
 def candidate_fingerprints(products: Mapping[str, Any]) -> set[str]:

@@ -77,6 +77,7 @@ class PublishOptions:
     sign_key: str | None = None  # publish --sign-key: signed streams with this key (over tree.yml's signing.key)
     withdraw: Withdrawal | None = None
     local_files: tuple[tuple[str, str], ...] = ()  # (store key, local file with its content): build-product's
+    base_url: str | None = None  # the remote URL the page shows (None: tree.yml page.base_url)
 
 
 @dataclass
@@ -579,7 +580,8 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
               if read.refreshed and read.manifest is not None and name not in checked.problems]
     return Plan(
         catalog=catalog, catalog_bytes=data, catalog_key=key, history=history,
-        views=render(Content(tree, catalog, data, key, history.as_field())),
+        views=render(Content(tree, catalog, data, key, history.as_field(), now=snap.now,
+                             base_url=opts.base_url or tree.page.base_url)),
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
         catalog_changed=key != snap.served_key, deltas=[] if refused else deltas_wanted(tree, snap, catalog),

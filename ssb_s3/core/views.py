@@ -2,11 +2,13 @@
 
 A view is (key, bytes, content type, cache class): the cache class names the tree.yml
 `cache_control` entry it is served with. Today's views: the content-addressed catalog, the plain
-images.json copy and index.json. The commit (ssb_s3.storage.tree) writes every view but the index before
+images.json copy, the catalog web page (index.html, ssb_s3.core.page; none with `page: false`)
+and index.json. The commit (ssb_s3.storage.tree) writes every view but the index before
 it flips the index, so whatever the index names is already there. Adding a view (an HTML page, an
 LXC index, a signature) is one renderer here (or in its own module) and one line in VIEWS.
 
-Invariants: a renderer is a pure function of its Content (same content, same bytes); a
+Invariants: a renderer is a pure function of its Content (same content, same bytes; the time it
+may show is the plan's, never the clock); a renderer returning None writes nothing; a
 content-addressed view (`create_only`) is never overwritten. It is the catalog itself or a
 companion keyed `<catalog key><suffix>` (e.g. `images-<hash>.json.asc`) or its clearsigned twin
 `images-<hash>.sjson` (written by the signing step, ssb_s3.core.signed, not by a renderer): a
@@ -21,21 +23,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import TreeConfig
+from . import page
 from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
 
 JSON_TYPE = "application/json"
+HTML_TYPE = "text/html; charset=utf-8"
 
 
 @dataclass(frozen=True)
 class Content:
-    """What views are rendered from: the catalog to serve (document, canonical bytes, key) and the
-    history index.json carries."""
+    """What views are rendered from: the catalog to serve (document, canonical bytes, key), the
+    history index.json carries, the time the plan was made (the publish time, in epoch seconds)
+    and the remote URL the page shows (publish --base-url, else tree.yml page.base_url; '' none)."""
 
     tree: TreeConfig
     catalog: Mapping[str, Any]
     catalog_bytes: bytes
     catalog_key: str
     history: Mapping[str, Any]
+    now: float = 0.0
+    base_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class View:
         return self.key == INDEX_KEY
 
 
-Renderer = Callable[[Content], View]
+Renderer = Callable[[Content], View | None]  # None: nothing to write (a view turned off)
 
 
 def catalog_view(content: Content) -> View:
@@ -72,13 +79,22 @@ def index_view(content: Content) -> View:
     return View(INDEX_KEY, to_bytes(index), cache="index")
 
 
+def page_view(content: Content) -> View | None:
+    """The catalog web page at tree.yml page.path (index.html), unless `page: false`."""
+    config = content.tree.page
+    if not config.enabled:
+        return None
+    html = page.render_page(content.catalog, config, now=content.now, base_url=content.base_url or config.base_url)
+    return View(config.path, html, content_type=HTML_TYPE, cache="page")
+
+
 def seed_content(tree: TreeConfig, catalog: Mapping[str, Any]) -> Content:
     """build-images-file / build-index (the seed's step-by-step commands): the index names the plain
     images.json, without history."""
     return Content(tree, catalog, to_bytes(catalog), plain_catalog_key(tree), {})
 
 
-VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, index_view)
+VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, page_view, index_view)
 
 
 class ViewError(ValueError):
@@ -87,7 +103,8 @@ class ViewError(ValueError):
 
 def render(content: Content, views: tuple[Renderer, ...] | None = None) -> tuple[View, ...]:
     """Every registered view of `content` (the registry is read at call time: tests may add one)."""
-    rendered = tuple(renderer(content) for renderer in (VIEWS if views is None else views))
+    rendered = tuple(view for renderer in (VIEWS if views is None else views)
+                     if (view := renderer(content)) is not None)
     for view in rendered:
         if view.create_only and not view.key.startswith(content.catalog_key):
             raise ViewError(f"content-addressed view {view.key} must be keyed after its catalog "
