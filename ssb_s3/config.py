@@ -158,6 +158,19 @@ class ProductConfig:
 
 
 @dataclass(frozen=True)
+class MirrorConfig:
+    """One entry of tree.yml's `mirrors:` (the options of `ssb-s3 mirror`)."""
+
+    source: str
+    filters: tuple[str, ...] = ()
+    clients: tuple[str, ...] = ("LXD", "Incus")
+    max_versions: int | None = None
+    keep: bool = False
+    keyring: str | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True)
 class TreeConfig:
     """The whole tree.yml. `prefix` is normalised: '' or 'some/path' (no slashes around)."""
 
@@ -173,6 +186,7 @@ class TreeConfig:
     grace: int = 6 * 3600
     lease_ttl: int = 300
     hooks: HooksConfig = field(default_factory=HooksConfig)
+    mirrors: tuple[MirrorConfig, ...] = ()
 
     def product(self, name: str) -> ProductConfig:
         """Look a product up by name; the error lists the names that exist."""
@@ -400,6 +414,18 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         raise ProblemsFound(f"{source_file} is not a valid tree.yml", problems)
 
     storage_raw = data.get("storage", {})
+    mirrors = tuple(
+        MirrorConfig(
+            source=_resolve_source(raw["source"], source_file) if "://" not in raw["source"] else raw["source"],
+            filters=tuple(raw.get("filters", ())),
+            clients=tuple(dict.fromkeys({"lxd": "LXD", "incus": "Incus"}[c] for c in raw.get("for", ("lxd", "incus")))),
+            max_versions=raw.get("max"),
+            keep=raw.get("keep", False),
+            keyring=_resolve_source(raw["keyring"], source_file) if raw.get("keyring") else None,
+            verify=raw.get("verify", True),
+        )
+        for raw in data.get("mirrors", ())
+    )
     return TreeConfig(
         source_file=source_file,
         products=tuple(products),
@@ -423,6 +449,7 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
             manifest_on_upload=data.get("hooks", {}).get("manifest_on_upload", False),
             debounce=parse_duration(data.get("hooks", {}).get("debounce", 2)),
         ),
+        mirrors=mirrors,
     )
 
 
