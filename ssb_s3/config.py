@@ -150,6 +150,7 @@ class ProductConfig:
     support_eol: str = ""
     build_script_hook: str = ""
     max_age: int | None = None  # seconds; None = keep by count (`days`) only
+    mirrored: bool = False  # made by `mirror` from an upstream product, not declared in tree.yml
 
     @property
     def manifest_url(self) -> str:
@@ -374,6 +375,21 @@ def _storage_problems(storage: Any, source_file: str) -> list[Problem]:
     return [Problem(None, source_file, "storage.endpoint_url", f"'{url}' is not valid, {problem}")] if problem else []
 
 
+def _mirror_problems(mirrors: Any, source_file: str) -> list[Problem]:
+    """Filters the schema's pattern lets through but that cannot be used (a bad regular expression)."""
+    from .core.mirror import FilterError, ItemFilter  # core.mirror builds ProductConfigs: imported late
+
+    problems = []
+    for i, raw in enumerate(mirrors if isinstance(mirrors, list) else ()):
+        filters = raw.get("filters") if isinstance(raw, Mapping) else None
+        for j, text in enumerate(filters if isinstance(filters, list) else ()):
+            try:
+                ItemFilter.parse(str(text))
+            except FilterError as exc:
+                problems.append(Problem(None, source_file, f"mirrors[{i}].filters[{j}]", str(exc)))
+    return problems
+
+
 def parse_config(data: Any, source_file: str) -> TreeConfig:
     """Build a TreeConfig from already-parsed YAML; every problem is reported at once."""
     if data is None:
@@ -382,7 +398,8 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         raise ConfigError(f"{source_file}: expected a mapping at the top level")
     problems = (with_source(schema_problems(data, "tree", source_file), source_file)
                 + _product_problems(data.get("products"), source_file)
-                + _storage_problems(data.get("storage"), source_file))
+                + _storage_problems(data.get("storage"), source_file)
+                + _mirror_problems(data.get("mirrors"), source_file))
     if problems:
         raise ProblemsFound(f"{source_file} is not a valid tree.yml", problems)
 
@@ -520,4 +537,15 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
         "lease_ttl": f"{tree.lease_ttl}s",
         "hooks": {"manifest_on_upload": tree.hooks.manifest_on_upload, "debounce": f"{tree.hooks.debounce}s"},
         "products": products,
+        **({"mirrors": [_mirror_as_dict(m) for m in tree.mirrors]} if tree.mirrors else {}),
     }
+
+
+def _mirror_as_dict(mirror: MirrorConfig) -> dict[str, Any]:
+    entry: dict[str, Any] = {"source": mirror.source, "filters": list(mirror.filters),
+                             "for": [c.lower() for c in mirror.clients], "keep": mirror.keep, "verify": mirror.verify}
+    if mirror.max_versions is not None:
+        entry["max"] = mirror.max_versions
+    if mirror.keyring:
+        entry["keyring"] = os.path.abspath(mirror.keyring)
+    return entry

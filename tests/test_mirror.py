@@ -410,3 +410,102 @@ def test_bad_filters_and_hostile_catalogs(tmp_path: Path) -> None:
     served_catalog = json.loads((target / "streams/v1/images.json").read_text())
     assert set(served_catalog["products"][PRODUCTS[0][0]]["versions"]) == {"20260102_0000"}
     assert not (tmp_path / "etc").exists() and not (target / "etc").exists()
+
+
+def test_tree_yml_mirrors_publish_keeps_built_and_mirrored_products_in_one_tree(tmp_path: Path) -> None:
+    """tree.yml's `mirrors:`: `publish` mirrors, then commits the tree's own and the mirrored products at once."""
+    upstream = tmp_path / "up"
+    write_upstream(upstream, PRODUCTS)
+    built = tmp_path / "built"
+    make_image(built / "own/20260105_0000", kind="squashfs", serial="20260105_0000", description="own")
+    conf = tmp_path / "tree.yml"
+    conf.write_text(f"""
+products:
+  - name: own:1.0:amd64:default
+    arch: amd64
+    release: "1.0"
+    os: Own
+    directory: own
+    source: {built}
+    aliases: [own]
+mirrors:
+  - source: up
+    filters: ["arch=amd64", "release~^1\\\\.36$", "variant=default"]
+    max: 1
+""")
+    target = tmp_path / "public"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", str(target), *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    printed = cli("print")
+    assert printed.returncode == 0, printed.stderr
+    assert f"source: {upstream}" in printed.stdout and "max: 1" in printed.stdout
+    out = cli("publish", "--refresh-manifests")
+    assert out.returncode == 0, out.stderr
+    catalog = json.loads((target / "streams/v1/images.json").read_text())
+    assert set(catalog["products"]) == {"own:1.0:amd64:default", "busybox:1.36:amd64:default"}
+    assert set(catalog["products"]["busybox:1.36:amd64:default"]["versions"]) == {"20260102_0000"}  # max: 1
+    # its delta's base is not mirrored (max: 1): left out, with its reason
+    assert "delta from 20260101_0000, which is not mirrored" in out.stderr
+    assert "delta-20260101_0000" not in json.dumps(catalog)
+    index = json.loads((target / "streams/v1/index.json").read_text())
+    assert index["ssb_s3"]["mirrored"] == ["busybox:1.36:amd64:default"]
+    # publish, build-product and the hooks without `mirrors:` keep the mirrored product as published
+    text = conf.read_text()
+    conf.write_text(text[:text.index("mirrors:")].replace("aliases: [own]", "aliases: [own, own/1]"))
+    again = cli("publish")
+    assert again.returncode == 0, again.stderr
+    after = json.loads((target / "streams/v1/images.json").read_text())
+    assert after["products"]["busybox:1.36:amd64:default"] == catalog["products"]["busybox:1.36:amd64:default"]
+    assert after["products"]["own:1.0:amd64:default"]["aliases"] == "own,own/1"
+    # `mirror` without the tree.yml declaring `own` would unpublish it: refused, nothing changed
+    refused = run_mirror(None, str(target), str(upstream))
+    assert refused.returncode == 1
+    assert "product own:1.0:amd64:default is served but is neither in tree.yml" in refused.stderr
+    assert json.loads((target / "streams/v1/images.json").read_text()) == after
+    # a filter that is no regular expression: one line naming the field
+    conf.write_text(text.replace('variant=default', 'variant~(default'))
+    bad = cli("publish")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "mirrors[0].filters[2]: filter 'variant~(default': '(default' is not a regular expression" in bad.stderr
+
+
+class _Redirect(http.server.BaseHTTPRequestHandler):
+    """Every request redirected to another origin (`elsewhere`)."""
+
+    elsewhere = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", f"{self.elsewhere}{self.path}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+
+def test_a_redirect_out_of_the_source_is_refused(upstream: dict[str, Any], tls_files: TlsFiles,
+                                                 tmp_path: Path) -> None:
+    with serve_https_static(upstream["root"], tls_files) as real:
+        handler = type("R", (_Redirect,), {"elsewhere": real})
+        httpd = _QuietServer(("127.0.0.1", 0), handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(tls_files.server_cert), str(tls_files.server_key))
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            out = run_mirror(None, str(tmp_path / "target"), f"https://127.0.0.1:{httpd.server_address[1]}",
+                             "--no-verify", ca=tls_files.ca_cert)
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "refused: it leaves the source's origin" in out.stderr
+    assert not (tmp_path / "target").exists()

@@ -14,6 +14,8 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
 4. publish (ssb_s3.commands.publish, the one commit): the mirrored products join the tree's own,
    their ssb.json prepared here and written by the commit once the plan is known valid; the
    catalog, the views, the index flipped last; the same contract check, the same purge.
+   index.json's `ssb_s3.mirrored` records the mirrored products, so that a later publish (the
+   hooks, build-product, a tree.yml without `mirrors:`) keeps their entries as published.
 Nothing is written before step 3, and nothing is served before the flip of step 4.
 """
 
@@ -37,11 +39,12 @@ from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig
 from ..core import mirror as core
 from ..core.catalog import INDEX_KEY, _path_problem
 from ..core.plan import PublishOptions, PublishReport
+from ..core.retention import served_mirrored
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
 from ..progress import Progress
 from ..storage import httpread
 from ..storage.manifest import read_manifest
-from ..storage.store import CHUNK_SIZE, HttpStore, Store, open_store
+from ..storage.store import HttpStore, Store, open_store
 from ..storage.tree import ARTIFACT_TYPE, Tree
 from .publish import publish
 
@@ -311,11 +314,11 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
                         report.skipped.append(copy.target)
                     return
                 reader = VerifyingReader(iter(source.iter_chunks(copy.source)), copy, where, progress)
-                stream = cast(BinaryIO, io.BufferedReader(reader, CHUNK_SIZE))
+                stream = cast(BinaryIO, io.BufferedReader(reader, httpread.READ_SIZE))
                 log.info("copying %s -> %s", where, target.describe(copy.target))
                 try:
                     target.ingest_stream(copy.target, stream, copy.size, feed=lambda chunk: None,
-                                         digest=lambda: copy.sha256, content_type=ARTIFACT_TYPE,
+                                         digest=lambda: copy.sha256, content_type=ARTIFACT_TYPE, concurrency=2,
                                          cache_control=tree.cache_control.artifacts,
                                          conditional=tree.storage.conditional_writes)
                 except PreconditionFailed:  # another run created it meanwhile: the same file, or refused
@@ -339,22 +342,6 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
 
 # ----------------------------------------------------------------------------------------------
 # The whole run
-
-
-def _served_products(tree: TreeConfig, target: Store) -> Mapping[str, Any]:
-    products = (Tree(tree, target).served()[3] or {}).get("products", {})
-    return products if isinstance(products, Mapping) else {}
-
-
-def _folder(paths: Sequence[Any], prefix: str) -> str | None:
-    """The one product folder (relative to the prefix) all these item paths lie in, or None."""
-    folders = {p.rsplit("/", 2)[0] for p in paths if isinstance(p, str) and p.count("/") >= 2}
-    if len(folders) != 1:
-        return None
-    folder = folders.pop()
-    if prefix:
-        return folder[len(prefix) + 1:] if folder.startswith(prefix + "/") else None
-    return folder
 
 
 def mirror(tree: TreeConfig, target: Store, opts: MirrorOptions, publish_opts: PublishOptions) -> MirrorReport:
@@ -394,7 +381,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                 for version in (existing[name] or {}).get("versions", {}).values():
                     recorded.update({i["path"]: i["sha256"] for i in version.get("items", {}).values()})
             jobs = [c for files in selection.files.values() for c in files]
-            for copy in jobs:
+            for copy in jobs if publish_opts.dry_run else ():  # a real run says what it copied instead
                 if target.head(copy.target) is None:
                     report.to_copy.append(copy.target)
                     report.bytes_to_copy += copy.size
@@ -408,13 +395,14 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                     continue
                 manifest, days = core.merged_manifest(name, fresh, existing[name], keep=run.keep)
                 manifest["mirror"] = {"source": source.url}
-                products[name] = replace(config, days=days)
+                products[name] = replace(config, days=days, mirrored=True)
                 prepared[name] = manifest
                 sources[name] = source.url
                 taken_dirs.add(config.directory)
         reports.append(report)
-    kept = _kept_products(tree, target, products, {r.source for r in reports}, any(o.keep for o in runs))
-    full = replace(tree, products=(*tree.products, *kept, *products.values()))
+    unmirror = _left_their_source(tree, target, products, {r.source for r in reports}, any(o.keep for o in runs))
+    full = replace(tree, products=(*tree.products, *products.values()))
+    publish_opts = replace(publish_opts, unmirror=frozenset(unmirror))
     for report in reports:
         report.products = sorted(n for n, s in sources.items() if s == report.source)
         report.versions = sum(len(prepared[n]["versions"]) for n in report.products)
@@ -433,30 +421,46 @@ def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> d
         return None
 
 
-def _kept_products(tree: TreeConfig, target: Store, mirrored: Mapping[str, ProductConfig], sources: set[str],
-                   keep: bool) -> list[ProductConfig]:
-    """Products the tree serves that neither tree.yml nor this run declares: those mirrored from
-    another source stay; those from this run's source that left it (or its filters) stay with
-    --keep, else they leave the catalog (and their files go after the grace)."""
-    kept = []
+def _folder(paths: Sequence[Any], prefix: str) -> str | None:
+    """The one product folder (relative to the prefix) all these item paths lie in, or None."""
+    folders = {p.rsplit("/", 2)[0] for p in paths if isinstance(p, str) and p.count("/") >= 2}
+    if len(folders) != 1:
+        return None
+    folder = folders.pop()
+    if prefix:
+        return folder[len(prefix) + 1:] if folder.startswith(prefix + "/") else None
+    return folder
+
+
+def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, ProductConfig], sources: set[str],
+                       keep: bool) -> set[str]:
+    """Served products that neither tree.yml nor this run declares: those mirrored from another
+    source keep their entry (the publish keeps every mirrored product index.json records); those
+    from this run's source that left it (or its filters) stay with --keep, else they leave the
+    catalog (and their files go after the grace). A served product that is neither declared nor
+    mirrored would be unpublished: refused (run with the tree.yml that declares it)."""
+    index, _, _, catalog = Tree(tree, target).served()
+    served = (catalog or {}).get("products", {})
+    recorded = served_mirrored(index)
     declared = {p.name for p in tree.products} | set(mirrored)
-    for name, entry in sorted(_served_products(tree, target).items()):
-        if name in declared or not isinstance(entry, Mapping) or not isinstance(entry.get("versions"), Mapping):
+    leaving = set()
+    for name in sorted(served):
+        if name in declared:
             continue
-        paths = [i.get("path") for v in entry["versions"].values() if isinstance(v, Mapping)
+        if name not in recorded:
+            raise MirrorError(f"{target.describe(INDEX_KEY)}: product {name} is served but is neither in tree.yml "
+                              f"({tree.source_file}) nor a mirrored product: pass -c with the tree.yml declaring it")
+        entry = served[name]
+        paths = [i.get("path") for v in entry.get("versions", {}).values() if isinstance(v, Mapping)
                  for i in (v.get("items") or {}).values() if isinstance(i, Mapping)]
         directory = _folder(paths, tree.prefix)
         config = None if directory is None else core._product_config(name, entry, directory, lambda reason: None)
         manifest = None if config is None else _maybe_manifest(target, tree, config)
-        if config is None or manifest is None:
-            raise MirrorError(f"{target.describe(INDEX_KEY)}: product {name} is served but is neither in "
-                              "tree.yml nor a mirrored product with its ssb.json: pass -c tree.yml")
-        origin = manifest.get("mirror", {}).get("source") if isinstance(manifest.get("mirror"), Mapping) else None
-        if origin in sources and not keep:
-            log.warning("%s: no longer selected from %s: left out of the catalog", name, origin)
-            continue
-        kept.append(replace(config, days=max(1, len(manifest.get("versions", {})))))
-    return kept
+        source = (manifest or {}).get("mirror")
+        if not keep and isinstance(source, Mapping) and source.get("source") in sources:
+            log.warning("%s: no longer selected from %s: left out of the catalog", name, source.get("source"))
+            leaving.add(name)
+    return leaving
 
 
 def dump(reports: Sequence[MirrorReport]) -> str:

@@ -15,7 +15,8 @@ Everything here comes from a server we do not control, so every value is checked
 - deltas (squashfs.vcdiff, …) are kept only while their delta_base version is mirrored too;
 - translation for the clients in `clients` (LXD, Incus): the twins (incus.tar.xz of lxd.tar.xz,
   requirements of lxd_requirements) are the catalog's own (core/catalog.py, from the one table of
-  image files, core/imagefiles.py); a version none of `clients` could use is dropped;
+  image files, core/imagefiles.py); a version that one of `clients` could not use (after the
+  twins) is dropped, as is a product whose name, arch, release or os a client could not use;
 - `--max N`: the newest N versions per product; `--keep`: versions that left the source stay.
 """
 

@@ -34,7 +34,7 @@ from .catalog import (
     to_bytes,
 )
 from .problems import Problem, blamed
-from .retention import History, PurgePlan, catalog_paths, plan_purge, select_versions
+from .retention import MIRRORED_KEY, History, PurgePlan, catalog_paths, plan_purge, select_versions, served_mirrored
 from .views import Content, View, index_view, render
 
 CONTRACT_SOURCE = "catalog built from the manifests"
@@ -57,6 +57,7 @@ class PublishOptions:
     cloudfront_distribution: str | None = None
     include_unpublished: bool = False  # purge: also expired versions no catalog of ours ever named
     quiet: bool = False  # no progress lines
+    unmirror: frozenset[str] = frozenset()  # mirrored products to leave out (they left their source)
 
 
 @dataclass
@@ -314,6 +315,8 @@ def assemble(
         p.name: old_products[p.name] for p in tree.products
         if only is not None and p.name not in only and not p.hidden and p.name in old_products
     }  # fmt: skip
+    # Mirrored products tree.yml does not declare (put there by `mirror`) keep their published entry.
+    entries.update({name: old_products[name] for name in kept_mirrored(tree, snap, opts) if name in old_products})
     located = {name: read.location for name, read in snap.products.items()}
 
     def locate(problem: Problem) -> Problem:
@@ -388,6 +391,19 @@ def _refuse_changed_files(checked: Checked, snap: Snapshot, name: str, old_entry
                 checked.blame(Problem(name, snap.products[name].names.describe(str(was.get("path"))), "", (
                     f"item {key} of version {vname} changed since it was published ({was.get('size')} -> "
                     f"{now.get('size')} bytes): published files never change; upload a new version instead")))
+
+
+def kept_mirrored(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> list[str]:
+    """Served mirrored products that this publish does not declare: kept as published."""
+    declared = {p.name for p in tree.products}
+    return sorted(served_mirrored(snap.index) - declared - opts.unmirror)
+
+
+def index_extra(tree: TreeConfig, catalog: Mapping[str, Any], history: History) -> dict[str, Any]:
+    """index.json's `ssb_s3` field: the history, and the mirrored products the catalog holds."""
+    own = {p.name for p in tree.products if not p.mirrored}
+    mirrored = sorted(n for n in catalog["products"] if n not in own)  # declared mirrored, or kept_mirrored
+    return {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {})}
 
 
 def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], int]:
@@ -484,7 +500,9 @@ def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> t
     checked = check_products(tree, snap)
     plan, history = purge_plan(tree, snap, checked, snap.served_key, snap.served, grace_of(tree, opts),
                                opts.include_unpublished)
-    content = Content(tree, snap.served, b"", snap.served_key, history.as_field())
+    mirrored = sorted(served_mirrored(snap.index))
+    content = Content(tree, snap.served, b"", snap.served_key,
+                      {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {})})
     report = PublishReport(snap.served_key, False, opts.dry_run, {}, 0, [], 0, plan)
     return plan, Plan(dict(snap.served), b"", snap.served_key, history, (index_view(content),), [], [], plan, [], [],
                       report, refused=False, catalog_changed=False)
@@ -517,7 +535,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
               if read.refreshed and read.manifest is not None and name not in checked.problems]
     return Plan(
         catalog=catalog, catalog_bytes=data, catalog_key=key, history=history,
-        views=render(Content(tree, catalog, data, key, history.as_field())),
+        views=render(Content(tree, catalog, data, key, index_extra(tree, catalog, history))),
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
         catalog_changed=key != snap.served_key,
