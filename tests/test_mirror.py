@@ -303,8 +303,8 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serve_slow(root: Path, tls: TlsFiles) -> Iterator[str]:
-    handler = lambda *a, **k: _SlowHandler(*a, directory=str(root), **k)  # noqa: E731
+def serve_tls(handler: Any, tls: TlsFiles) -> Iterator[str]:
+    """`handler` served over HTTPS on 127.0.0.1 (a client cut mid-transfer is not logged)."""
     httpd = _QuietServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -317,6 +317,10 @@ def serve_slow(root: Path, tls: TlsFiles) -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def serve_slow(root: Path, tls: TlsFiles) -> contextlib.AbstractContextManager[str]:
+    return serve_tls(lambda *a, **k: _SlowHandler(*a, directory=str(root), **k), tls)
 
 
 def test_kill_9_mid_copy_keeps_the_served_tree_and_the_rerun_copies_only_the_rest(
@@ -492,20 +496,9 @@ class _Redirect(http.server.BaseHTTPRequestHandler):
 
 def test_a_redirect_out_of_the_source_is_refused(upstream: dict[str, Any], tls_files: TlsFiles,
                                                  tmp_path: Path) -> None:
-    with serve_https_static(upstream["root"], tls_files) as real:
-        handler = type("R", (_Redirect,), {"elsewhere": real})
-        httpd = _QuietServer(("127.0.0.1", 0), handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(tls_files.server_cert), str(tls_files.server_key))
-        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            out = run_mirror(None, str(tmp_path / "target"), f"https://127.0.0.1:{httpd.server_address[1]}",
-                             "--no-verify", ca=tls_files.ca_cert)
-        finally:
-            httpd.shutdown()
-            httpd.server_close()
+    with serve_https_static(upstream["root"], tls_files) as real, \
+            serve_tls(type("R", (_Redirect,), {"elsewhere": real}), tls_files) as redirecting:
+        out = run_mirror(None, str(tmp_path / "target"), redirecting, "--no-verify", ca=tls_files.ca_cert)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "refused: it leaves the source's origin" in out.stderr
     assert not (tmp_path / "target").exists()
