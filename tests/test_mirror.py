@@ -502,3 +502,28 @@ def test_a_redirect_out_of_the_source_is_refused(upstream: dict[str, Any], tls_f
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "refused: it leaves the source's origin" in out.stderr
     assert not (tmp_path / "target").exists()
+
+
+def test_versions_that_left_the_source_expire_unless_keep(tmp_path: Path) -> None:
+    root = tmp_path / "up"
+    catalog = write_upstream(root, [PRODUCTS[0]])
+    name = PRODUCTS[0][0]
+    for target, extra, wanted in ((tmp_path / "plain", [], {"20260102_0000"}),
+                                  (tmp_path / "kept", ["--keep"], {"20260101_0000", "20260102_0000"})):
+        first = run_mirror(None, str(target), str(root), *extra)
+        assert first.returncode == 0, first.stderr
+        gone = json.loads(json.dumps(catalog))
+        del gone["products"][name]["versions"]["20260101_0000"]
+        del gone["products"][name]["versions"]["20260102_0000"]["items"]["delta-20260101_0000"]
+        save(root, gone, None)
+        try:
+            again = run_mirror(None, str(target), str(root), *extra)
+        finally:
+            save(root, catalog, None)
+        assert again.returncode == 0, again.stderr
+        served_catalog = json.loads((target / "streams/v1/images.json").read_text())
+        assert set(served_catalog["products"][name]["versions"]) == wanted, extra
+        # out of the catalog at once; its files stay for the grace (clients holding the old catalog)
+        assert (target / "images/busybox/1.36/amd64/default/20260101_0000/lxd.tar.xz").exists()
+    bad = run_mirror(None, str(tmp_path / "x"), str(root), "--for", "lxc")
+    assert bad.returncode == 2 and "--for 'lxc': expected lxd, incus or lxd,incus" in bad.stderr

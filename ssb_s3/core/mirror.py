@@ -12,7 +12,8 @@ Everything here comes from a server we do not control, so every value is checked
   a plain relative path whose file lands in <directory>/<version>/ of the target (the upstream
   layout when it is one, else the product name's folder); anything else is dropped, with its
   reason (Drop), never silently;
-- deltas (squashfs.vcdiff, …) are kept only while their delta_base version is mirrored too;
+- deltas (squashfs.vcdiff, …) are mirrored only while their delta_base version is mirrored too
+  (a version already published keeps its items: published files never change);
 - translation for the clients in `clients` (LXD, Incus): the twins (incus.tar.xz of lxd.tar.xz,
   requirements of lxd_requirements) are the catalog's own (core/catalog.py, from the one table of
   image files, core/imagefiles.py); a version that one of `clients` could not use (after the
@@ -342,9 +343,13 @@ def merged_manifest(name: str, fresh: Mapping[str, Any], existing: Mapping[str, 
     """The product's ssb.json after this run, and its `days`: the source's versions (fresh), plus
     those of the previous run that left the source. Those stay with `keep`; otherwise `days` is
     the number of fresh versions, so retention expires the rest like our own versions (out of
-    the catalog at once, files gone after the grace)."""
+    the catalog at once, files gone after the grace). Published files never change: a version
+    already mirrored keeps every item it had (a delta whose base has since expired included);
+    items the source added to it are added."""
     old = dict((existing or {}).get("versions", {}))
     versions = {**old, **fresh}
+    for vname in set(old) & set(fresh):
+        versions[vname] = {**fresh[vname], "items": {**fresh[vname]["items"], **old[vname]["items"]}}
     manifest: dict[str, Any] = {"name": name, "versions": dict(sorted(versions.items()))}
     if support_eol:
         manifest["support_eol"] = support_eol
