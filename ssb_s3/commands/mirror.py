@@ -52,8 +52,11 @@ log = logging.getLogger(__name__)
 
 SIGNED_INDEX_KEY = "streams/v1/index.sjson"
 MAX_INDEX_BYTES = 16 << 20  # images.linuxcontainers.org's index is a few KB
-MAX_CATALOG_BYTES = 256 << 20  # its catalog is about 10 MB
-FILE_DEADLINE = 6 * 3600.0  # one file over http(s): an image of several GB on a slow link
+MAX_CATALOG_BYTES = httpread.MAX_DOCUMENT_SIZE  # its catalog is about 10 MB; parsing 64 MiB peaks near 600 MB
+# Bounds of one image file over http(s), named in messages as ssb_s3.commands.mirror.<NAME>
+DEADLINE = 6 * 3600.0  # an image of several GB on a slow link
+TIMEOUT = httpread.TIMEOUT
+MAX_DOCUMENT_SIZE = MAX_CATALOG_BYTES
 GPGV_TIMEOUT = 120.0
 COPIERS = 4  # files copied at once
 SIGNED_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
@@ -121,12 +124,15 @@ class MirrorReport:
 # Reading the source
 
 
-def open_source(source: str, storage: StorageConfig | None) -> Store:
-    """The source as a read-only store: https URL (bounded, redirects kept on its origin), a local
-    folder, or an s3:// tree."""
+def open_source(source: str, storage: StorageConfig | None, *, files: bool = False) -> Store:
+    """The source as a read-only store: https URL (bounded, redirects kept on its origin; documents
+    within httpread's DEADLINE, each image file within this module's DEADLINE), a local folder, or an
+    s3:// tree."""
     if source.startswith(("https://", "http://")):
-        return HttpStore(source, httpread.Limits(deadline=FILE_DEADLINE, max_size=MAX_CATALOG_BYTES,
-                                                 same_origin=True, option="ssb_s3.commands.mirror.{}"))
+        if files:
+            return HttpStore(source, httpread.Limits(deadline=DEADLINE, same_origin=True,
+                                                     option="ssb_s3.commands.mirror.{}"))
+        return HttpStore(source, httpread.Limits(max_size=MAX_CATALOG_BYTES, same_origin=True))
     return open_store(source, storage)
 
 
@@ -387,7 +393,8 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                     report.bytes_to_copy += copy.size
             failed: set[tuple[str, str]] = set()
             if not publish_opts.dry_run:
-                failed = copy_files(source, target, tree, selection, recorded, report, copiers=run.copiers,
+                files = open_source(run.source, storage, files=True) if isinstance(source, HttpStore) else source
+                failed = copy_files(files, target, tree, selection, recorded, report, copiers=run.copiers,
                                     quiet=publish_opts.quiet)
             for name, config in selection.products.items():
                 fresh = {v: e for v, e in selection.versions[name].items() if (name, v) not in failed}
