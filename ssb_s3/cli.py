@@ -16,6 +16,8 @@ import click
 import yaml
 
 from . import __version__
+from .commands.mirror import MirrorOptions, MirrorReport, mirror_all
+from .commands.mirror import dump as dump_mirror
 from .commands.publish import PublishOptions, PublishRefused, PublishReport, check_tree, dump_json, publish, purge
 from .commands.verify import verify
 from .config import (
@@ -28,9 +30,11 @@ from .config import (
     parse_duration,
 )
 from .core.clients import CLIENTS
+from .core.mirror import FilterError, parse_clients
+from .core.problems import Problem
 from .core.retention import PurgePlan
 from .core.views import images_json_view, index_view, seed_content
-from .errors import ProblemsFound, SSBError, StoreError, capped
+from .errors import ConfigError, ProblemsFound, SSBError, StoreError, capped
 from .ingest.builder import BuildRequest, cleanup, gather, resolve_image_file, run_builder
 from .ingest.builder import staging_dir as build_staging_dir
 from .ingest.upload import ingest_version
@@ -392,14 +396,31 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
     lease that serialises publishers. Files of expired versions are deleted once no catalog
     current within the grace period names them.
     """
+    opts = PublishOptions(
+        apikey=settings.apikey, storage=settings.storage, refresh_manifests=refresh_manifests, rehash=rehash,
+        dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
+        lock_timeout=lock_timeout, cloudfront_distribution=cloudfront_distribution, quiet=settings.quiet,
+    )  # fmt: skip
+    opts = PublishOptions(
+        apikey=settings.apikey, storage=settings.storage, refresh_manifests=refresh_manifests, rehash=rehash,
+        dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
+        lock_timeout=lock_timeout, cloudfront_distribution=cloudfront_distribution, quiet=settings.quiet,
+        sign_key=sign_key, base_url=base_url,
+    )  # fmt: skip
     try:
-        report = publish(settings.tree, settings.store(), PublishOptions(
-            apikey=settings.apikey, storage=settings.storage, refresh_manifests=refresh_manifests, rehash=rehash,
-            dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
-            lock_timeout=lock_timeout, cloudfront_distribution=cloudfront_distribution, quiet=settings.quiet,
-            sign_key=sign_key,
-            base_url=base_url,
-        ))  # fmt: skip
+        if settings.tree.mirrors:  # tree.yml's `mirrors:`: mirrored and built products in one commit
+            reports = mirror_all(settings.tree, settings.store(),
+                                 [MirrorOptions.from_config(m) for m in settings.tree.mirrors], opts)
+            if reports[0].publish is None:  # dry run
+                _print_mirror(reports, as_json, settings.quiet)
+                return
+            report = reports[0].publish
+            _print_mirror_notes(reports, settings.quiet)
+            failed = [line for r in reports for line in r.failed]
+            if failed:
+                report.problems.extend(Problem(None, "", "", line) for line in failed)
+        else:
+            report = publish(settings.tree, settings.store(), opts)
     except PublishRefused as refused:
         if as_json:  # a script reads the problems here, "published": false; stderr and exit 1 as usual
             click.echo(dump_json(refused.report.as_dict()))
@@ -421,6 +442,43 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
 @click.option("--force", is_flag=True,
               help="Allow withdrawing the last version of a product (it leaves the catalog).")
 @click.option("--dry-run", is_flag=True, help="Print what would change (catalog, aliases, files) and write nothing.")
+def _print_mirror_notes(reports: list[MirrorReport], quiet: bool) -> None:
+    """Every item the clients would not get, with its reason, on stderr (never silent)."""
+    for report in reports:
+        for drop in report.drops:
+            log.warning("%s: %s", report.source, drop)
+        if not quiet:
+            click.echo(f"{report.source}: {len(report.copied)} files copied ({report.bytes_copied} bytes), "
+                       f"{len(report.skipped)} already there, {len(report.drops)} dropped", err=True)
+
+
+def _print_mirror(reports: list[MirrorReport], as_json: bool, quiet: bool) -> None:
+    if as_json:
+        click.echo(dump_mirror(reports))
+        return
+    for report in reports:
+        for drop in report.drops:
+            click.echo(f"dropped: {drop}")
+        for key in report.to_copy:
+            click.echo(f"+ {key}")
+        click.echo(f"dry run: {report.source}: {len(report.products)} products, {report.versions} versions, "
+                   f"{len(report.to_copy)} files to copy, {report.bytes_to_copy} bytes; nothing written")
+
+
+@cli.command("mirror")
+@click.argument("source")
+@click.argument("filters", nargs=-1)
+@click.option("--for", "clients", default="lxd,incus", show_default=True,
+              help="The clients every mirrored version must serve (twins are added for both: incus.tar.xz of "
+                   "lxd.tar.xz, requirements of lxd_requirements).")
+@click.option("--max", "max_versions", type=click.IntRange(1, 100000), help="Keep at most N versions per product.")
+@click.option("--keep", is_flag=True, help="Keep versions (and products) that have left the source.")
+@click.option("--keyring", type=click.Path(dir_okay=False), help="Verify the source's index.sjson with gpgv "
+              "against this OpenPGP keyring; a bad signature stops the mirror.")
+@click.option("--no-verify", is_flag=True, help="Read a signed source without verifying its signature.")
+@click.option("--copies", type=click.IntRange(1, 64), default=4, show_default=True, help="Files copied at once.")
+@click.option("--dry-run", is_flag=True, help="List what would be copied and how many bytes; write nothing.")
+@click.option("--force", is_flag=True, help="Allow emptying a product or the whole tree.")
 @GRACE
 @LOCK_TIMEOUT
 @JSON
@@ -450,6 +508,52 @@ def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, fo
         else:
             click.echo(f"published: {len(report.products)} products, {report.versions} versions, "
                        f"catalog {report.catalog_key}")
+def mirror_cmd(settings: Settings, source: str, filters: tuple[str, ...], clients: str, max_versions: int | None,
+               keep: bool, keyring: str | None, no_verify: bool, copies: int, dry_run: bool, force: bool,
+               grace: str | None, lock_timeout: float, as_json: bool) -> None:
+    """Mirror an upstream simplestreams server (https URL, local folder or s3:// tree) into the tree.
+
+    FILTERS use sstream-mirror's syntax, all ANDed over the item with its version's and product's
+    fields: KEY=VALUE, KEY!=VALUE, KEY~REGEX, KEY!~REGEX, e.g.
+    `ssb-s3 -t s3://BUCKET/PREFIX mirror https://images.example/ arch=amd64 'release~(jammy|noble)'`.
+    Files are streamed, verified against the source's sha256 and size, created only once (those
+    already there are skipped); then the tree is published as `publish` does, index.json last.
+    With a tree.yml (-c), its own products stay in the same tree.
+    """
+    try:
+        tree = settings.tree
+    except ConfigError:
+        if Path(settings.config_path).exists() or settings.config_path != "tree.yml":
+            raise
+        tree = TreeConfig(source_file="(no tree.yml)", products=())
+    try:
+        run = MirrorOptions(source=source, filters=filters, clients=parse_clients(clients), max_versions=max_versions,
+                            keep=keep, keyring=keyring, verify=not no_verify, copiers=copies)
+    except FilterError as exc:
+        raise click.BadParameter(str(exc)) from None
+    storage = replace(tree.storage, endpoint_url=settings.endpoint or tree.storage.endpoint_url,
+                      region=settings.region or tree.storage.region, profile=settings.profile or tree.storage.profile)
+    opts = PublishOptions(storage=storage, dry_run=dry_run, force=force, grace=_grace(grace),
+                          lock_timeout=lock_timeout, quiet=settings.quiet)
+    try:
+        reports = mirror_all(tree, open_store(settings.target, storage), [run], opts)
+    except PublishRefused as refused:
+        if as_json:
+            click.echo(dump_json(refused.report.as_dict()))
+        raise
+    if dry_run:
+        _print_mirror(reports, as_json, settings.quiet)
+        return
+    report = reports[0].publish
+    assert report is not None
+    if as_json:
+        click.echo(dump_mirror(reports))
+    else:
+        _print_mirror_notes(reports, settings.quiet)
+        _print_report(report, settings.quiet)
+    if reports[0].failed:  # the rest was published; these versions were not
+        _fail([f"error: {len(reports[0].failed)} version(s) not mirrored, the rest published:",
+               *(f"  - {line}" for line in capped(reports[0].failed))])
 
 
 @cli.command("build-product")

@@ -162,11 +162,25 @@ class ProductConfig:
     build_script_hook: str = ""
     max_age: int | None = None  # seconds; None = keep by count (`days`) only
     deltas: int = 0  # .vcdiff deltas of a new version against this many previous ones (0: none)
+    mirrored: bool = False  # made by `mirror` from an upstream product, not declared in tree.yml
 
     @property
     def manifest_url(self) -> str:
         """Where a `prefix_path` product's ssb.json is fetched (the seed's layout)."""
         return f"{self.prefix_path}/{self.directory}/ssb.json"
+
+
+@dataclass(frozen=True)
+class MirrorConfig:
+    """One entry of tree.yml's `mirrors:` (the options of `ssb-s3 mirror`)."""
+
+    source: str
+    filters: tuple[str, ...] = ()
+    clients: tuple[str, ...] = ("LXD", "Incus")
+    max_versions: int | None = None
+    keep: bool = False
+    keyring: str | None = None
+    verify: bool = True
 
 
 @dataclass(frozen=True)
@@ -189,6 +203,7 @@ class TreeConfig:
     hooks: HooksConfig = field(default_factory=HooksConfig)
     signing: SigningConfig = field(default_factory=SigningConfig)
     page: PageConfig = field(default_factory=PageConfig)
+    mirrors: tuple[MirrorConfig, ...] = ()
 
     def product(self, name: str) -> ProductConfig:
         """Look a product up by name; the error lists the names that exist."""
@@ -457,6 +472,21 @@ def _storage_problems(storage: Any, source_file: str) -> list[Problem]:
     return [Problem(None, source_file, "storage.endpoint_url", f"'{url}' is not valid, {problem}")] if problem else []
 
 
+def _mirror_problems(mirrors: Any, source_file: str) -> list[Problem]:
+    """Filters the schema's pattern lets through but that cannot be used (a bad regular expression)."""
+    from .core.mirror import FilterError, ItemFilter  # core.mirror builds ProductConfigs: imported late
+
+    problems = []
+    for i, raw in enumerate(mirrors if isinstance(mirrors, list) else ()):
+        filters = raw.get("filters") if isinstance(raw, Mapping) else None
+        for j, text in enumerate(filters if isinstance(filters, list) else ()):
+            try:
+                ItemFilter.parse(str(text))
+            except FilterError as exc:
+                problems.append(Problem(None, source_file, f"mirrors[{i}].filters[{j}]", str(exc)))
+    return problems
+
+
 def parse_config(data: Any, source_file: str) -> TreeConfig:
     """Build a TreeConfig from already-parsed YAML; every problem is reported at once."""
     if data is None:
@@ -466,7 +496,8 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
     data = _seed_weak_types(data)
     problems = (with_source(schema_problems(data, "tree", source_file), source_file)
                 + _product_problems(data.get("products"), source_file)
-                + _storage_problems(data.get("storage"), source_file))
+                + _storage_problems(data.get("storage"), source_file)
+                + _mirror_problems(data.get("mirrors"), source_file))
     if problems:
         raise ProblemsFound(f"{source_file} is not a valid tree.yml", problems)
 
@@ -499,6 +530,18 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         raise ProblemsFound(f"{source_file} is not a valid tree.yml", problems)
 
     storage_raw = data.get("storage", {})
+    mirrors = tuple(
+        MirrorConfig(
+            source=_resolve_source(raw["source"], source_file) if "://" not in raw["source"] else raw["source"],
+            filters=tuple(raw.get("filters", ())),
+            clients=tuple(dict.fromkeys({"lxd": "LXD", "incus": "Incus"}[c] for c in raw.get("for", ("lxd", "incus")))),
+            max_versions=raw.get("max"),
+            keep=raw.get("keep", False),
+            keyring=_resolve_source(raw["keyring"], source_file) if raw.get("keyring") else None,
+            verify=raw.get("verify", True),
+        )
+        for raw in data.get("mirrors", ())
+    )
     return TreeConfig(
         source_file=source_file,
         products=tuple(products),
@@ -526,6 +569,7 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         ),
         signing=_signing(data.get("signing"), source_file),
         page=_page(data.get("page", True)),
+        mirrors=mirrors,
     )
 
 
@@ -634,4 +678,15 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
         "page": {k: v for k, v in vars(tree.page).items() if k != "enabled" and v != ""}
         if tree.page.enabled else False,
         "products": products,
+        **({"mirrors": [_mirror_as_dict(m) for m in tree.mirrors]} if tree.mirrors else {}),
     }
+
+
+def _mirror_as_dict(mirror: MirrorConfig) -> dict[str, Any]:
+    entry: dict[str, Any] = {"source": mirror.source, "filters": list(mirror.filters),
+                             "for": [c.lower() for c in mirror.clients], "keep": mirror.keep, "verify": mirror.verify}
+    if mirror.max_versions is not None:
+        entry["max"] = mirror.max_versions
+    if mirror.keyring:
+        entry["keyring"] = os.path.abspath(mirror.keyring)
+    return entry

@@ -69,6 +69,10 @@ class CrashingStore(Store):
         self.inner.ingest_file(key, path, **kwargs)
         self._count(f"ingest {key}")
 
+    def ingest_stream(self, key: str, src: BinaryIO, size: int, **kwargs: Any) -> None:
+        self.inner.ingest_stream(key, src, size, **kwargs)
+        self._count(f"ingest {key}")
+
     def delete(self, key: str) -> None:
         self.inner.delete(key)
         self._count(f"delete {key}")

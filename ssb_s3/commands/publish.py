@@ -77,18 +77,20 @@ class PublishRefused(ProblemsFound):
 
 
 def publish(
-    tree: TreeConfig, target: Store, opts: PublishOptions | None = None, only: set[str] | None = None
+    tree: TreeConfig, target: Store, opts: PublishOptions | None = None, only: set[str] | None = None,
+    prepared: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> PublishReport:
     """Publish the tree (see the module docstring); raises ProblemsFound if nothing could be published.
 
     `only`: an incremental publish of these products; every other product keeps its published
-    entry, and nothing of theirs is read or listed.
+    entry, and nothing of theirs is read or listed. `prepared`: product -> its new ssb.json,
+    decided by the caller (`mirror`), written in step 3 like a refreshed one.
     """
     opts = opts or PublishOptions()
     unknown = sorted((only or set()) - {p.name for p in tree.products})
     if unknown:
         raise SSBError(f"{tree.source_file}: no product named {', '.join(unknown)}")
-    owner = Tree(tree, target, opts)
+    owner = Tree(tree, target, opts, prepared)
     signer = Signer.from_config(tree.signing, opts.sign_key)
     if signer is not None:
         signer.check()  # a missing or unusable key fails here, before the lease and any read

@@ -41,7 +41,7 @@ from .catalog import (
 from .deltas import DeltaJob, wanted_deltas
 from .imagefiles import DELTA_FTYPES
 from .problems import Problem, blamed
-from .retention import History, PurgePlan, catalog_paths, plan_purge, select_versions
+from .retention import MIRRORED_KEY, History, PurgePlan, catalog_paths, plan_purge, select_versions, served_mirrored
 from .views import Content, View, index_view, render
 from .withdrawal import WITHDRAWN, record, resolve, withdrawn_of
 
@@ -78,6 +78,7 @@ class PublishOptions:
     withdraw: Withdrawal | None = None
     local_files: tuple[tuple[str, str], ...] = ()  # (store key, local file with its content): build-product's
     base_url: str | None = None  # the remote URL the page shows (None: tree.yml page.base_url)
+    unmirror: frozenset[str] = frozenset()  # mirrored products to leave out (they left their source)
 
 
 @dataclass
@@ -353,6 +354,8 @@ def assemble(
         p.name: old_products[p.name] for p in tree.products
         if only is not None and p.name not in only and not p.hidden and p.name in old_products
     }  # fmt: skip
+    # Mirrored products tree.yml does not declare (put there by `mirror`) keep their published entry.
+    entries.update({name: old_products[name] for name in kept_mirrored(tree, snap, opts) if name in old_products})
     located = {name: read.location for name, read in snap.products.items()}
 
     def locate(problem: Problem) -> Problem:
@@ -429,6 +432,19 @@ def _refuse_changed_files(checked: Checked, snap: Snapshot, name: str, old_entry
                 checked.blame(Problem(name, snap.products[name].names.describe(str(was.get("path"))), "", (
                     f"item {key} of version {vname} changed since it was published ({was.get('size')} -> "
                     f"{now.get('size')} bytes): published files never change; upload a new version instead")))
+
+
+def kept_mirrored(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> list[str]:
+    """Served mirrored products that this publish does not declare: kept as published."""
+    declared = {p.name for p in tree.products}
+    return sorted(served_mirrored(snap.index) - declared - opts.unmirror)
+
+
+def index_extra(tree: TreeConfig, catalog: Mapping[str, Any], history: History) -> dict[str, Any]:
+    """index.json's `ssb_s3` field: the history, and the mirrored products the catalog holds."""
+    own = {p.name for p in tree.products if not p.mirrored}
+    mirrored = sorted(n for n in catalog["products"] if n not in own)  # declared mirrored, or kept_mirrored
+    return {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {})}
 
 
 def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], int]:
@@ -542,7 +558,9 @@ def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> t
     checked = check_products(tree, snap)
     plan, history = purge_plan(tree, snap, checked, snap.served_key, snap.served, grace_of(tree, opts),
                                opts.include_unpublished)
-    content = Content(tree, snap.served, b"", snap.served_key, history.as_field())
+    mirrored = sorted(served_mirrored(snap.index))
+    content = Content(tree, snap.served, b"", snap.served_key,
+                      {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {})})
     report = PublishReport(snap.served_key, False, opts.dry_run, {}, 0, [], 0, plan)
     return plan, Plan(dict(snap.served), b"", snap.served_key, history, (index_view(content),), [], [], plan, [], [],
                       report, refused=False, catalog_changed=False)
@@ -580,7 +598,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
               if read.refreshed and read.manifest is not None and name not in checked.problems]
     return Plan(
         catalog=catalog, catalog_bytes=data, catalog_key=key, history=history,
-        views=render(Content(tree, catalog, data, key, history.as_field(), now=snap.now,
+        views=render(Content(tree, catalog, data, key, index_extra(tree, catalog, history), now=snap.now,
                              base_url=opts.base_url or tree.page.base_url)),
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
         problems=problems, warnings=checked.warnings, report=report, refused=refused,

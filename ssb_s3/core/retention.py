@@ -91,6 +91,19 @@ class History:
         return {"catalogs": self.entries}
 
 
+MIRRORED_KEY = "mirrored"  # in index.json's `ssb_s3` field: the products `mirror` put in the tree
+
+
+def served_mirrored(index: bytes) -> frozenset[str]:
+    """The mirrored products the served index.json records (publish keeps their entries even
+    though tree.yml does not declare them); empty for an index of another tool."""
+    try:
+        names = json.loads(index)[HISTORY_FIELD][MIRRORED_KEY] if index else []
+    except (ValueError, KeyError, TypeError):
+        return frozenset()
+    return frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else frozenset()
+
+
 def catalog_paths(catalog: Mapping[str, Any]) -> set[str]:
     """Every file path a catalog names."""
     return {

@@ -13,7 +13,8 @@ Used by the `prefix_path` fetch of a product's ssb.json (publish) and by HttpSto
 - The token: `Authorization: token …` is sent only to the origin (scheme, host, port) of the URL
   it was configured for. Redirects are followed by hand, at most `Limits.max_redirects`; a redirect
   to another origin is FOLLOWED WITHOUT the header (as curl and requests do), and an error after
-  such a redirect says so. A redirect from https:// to http:// is refused. A token about to travel
+  such a redirect says so (with `Limits.same_origin`, as `mirror` reads its source, such a
+  redirect is refused). A redirect from https:// to http:// is refused. A token about to travel
   over plain http:// logs one warning per origin and process. No message ever contains the token
   (or the user:password part of a URL).
 - Errors are StoreError (NotFound for 404) with one line: the URL, what happened, the limit.
@@ -70,6 +71,7 @@ class Limits:
     deadline: float = DEADLINE
     max_size: int = MAX_DOCUMENT_SIZE
     max_redirects: int = MAX_REDIRECTS
+    same_origin: bool = False  # refuse a redirect to another origin (mirror: the source's bounds)
     option: str = "ssb_s3.storage.httpread.{}"  # e.g. "verify --{}"
 
     def name(self, limit: str) -> str:
@@ -289,6 +291,9 @@ def open_url(url: str, *, method: str = "GET", token: str | None = None, limits:
                 if not location:
                     raise StoreError(f"{shown(current)}: HTTP {resp.status} redirect without a Location{note}")
                 target = urllib.parse.urljoin(current, location.strip())
+                if limits.same_origin and origin(target) != home:
+                    raise StoreError(f"{shown(current)}: redirect to {shown(target)} refused: "
+                                     "it leaves the source's origin")
                 if origin(current)[0] == "https" and origin(target)[0] == "http":
                     raise StoreError(f"{shown(current)}: redirect to {shown(target)} refused: "
                                      "it would downgrade https:// to plain http://")

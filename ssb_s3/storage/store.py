@@ -126,7 +126,6 @@ class Store(ABC):
     def upload(self, key: str, fileobj: BinaryIO, *, content_type: str, cache_control: str) -> None:
         """Store a large object from a file object, streaming (multipart on S3)."""
 
-    @abstractmethod
     def ingest_file(
         self,
         key: str,
@@ -147,6 +146,30 @@ class Store(ABC):
         where the backend can still set it. `conditional=False` (storage.conditional_writes:
         false): no conditional header is sent; the key is checked with a HEAD just before the
         object is committed, so a concurrent creator in between is not detected."""
+        with path.open("rb") as src:
+            self.ingest_stream(key, cast(BinaryIO, src), path.stat().st_size, feed=feed, digest=digest,
+                               content_type=content_type, cache_control=cache_control, part_size=part_size,
+                               concurrency=concurrency, progress=progress, conditional=conditional)
+
+    @abstractmethod
+    def ingest_stream(
+        self,
+        key: str,
+        src: BinaryIO,
+        size: int,
+        *,
+        feed: Callable[[bytes], None],
+        digest: Callable[[], str],
+        content_type: str,
+        cache_control: str,
+        part_size: int = CHUNK_SIZE,
+        concurrency: int = 4,
+        progress: Callable[[int], None] = lambda n: None,
+        conditional: bool = True,
+    ) -> None:
+        """`ingest_file` from a stream of `size` bytes (declared; the stream may raise while it is
+        read, e.g. a verifying reader at a sha256 mismatch: then nothing is created). Constant
+        memory: at most `concurrency` + 1 parts at a time."""
 
     def open_reader(self, key: str) -> BinaryIO:
         """A read-only file object over `iter_chunks`, for streaming copies between stores."""
@@ -410,10 +433,11 @@ class LocalStore(Store):
             self._sync(out, tmp)
             os.replace(tmp, path)
 
-    def ingest_file(
+    def ingest_stream(
         self,
         key: str,
-        path: Path,
+        src: BinaryIO,
+        size: int,
         *,
         feed: Callable[[bytes], None],
         digest: Callable[[], str],
@@ -427,7 +451,7 @@ class LocalStore(Store):
         dest = self._path(key)
         if dest.exists():
             raise PreconditionFailed(f"{dest}: already exists")
-        with self._staged(dest) as (out, tmp), path.open("rb") as src:
+        with self._staged(dest) as (out, tmp):
             while chunk := src.read(part_size):
                 feed(chunk)
                 out.write(chunk)
@@ -671,10 +695,11 @@ class S3Store(Store):
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("upload", key, exc) from None
 
-    def ingest_file(
+    def ingest_stream(
         self,
         key: str,
-        path: Path,
+        src: BinaryIO,
+        size: int,
         *,
         feed: Callable[[bytes], None],
         digest: Callable[[], str],
@@ -687,11 +712,10 @@ class S3Store(Store):
     ) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        size = path.stat().st_size
         create_only = {"IfNoneMatch": "*"} if conditional else {}
         try:
             if size <= part_size:
-                data = path.read_bytes()
+                data = src.read()
                 feed(data)
                 if not conditional:
                     self._refuse_existing(key)
@@ -701,7 +725,7 @@ class S3Store(Store):
                 )
                 progress(len(data))
                 return
-            self._multipart(key, path, feed, content_type, cache_control, part_size, concurrency, progress,
+            self._multipart(key, src, feed, content_type, cache_control, part_size, concurrency, progress,
                             conditional)
         except (ClientError, BotoCoreError) as exc:
             if create_only and _client_error_code(exc) in NOT_SUPPORTED:
@@ -710,7 +734,7 @@ class S3Store(Store):
             raise self._fail("upload", key, exc) from None
 
     def _multipart(
-        self, key: str, path: Path, feed: Callable[[bytes], None], content_type: str, cache_control: str,
+        self, key: str, src: BinaryIO, feed: Callable[[bytes], None], content_type: str, cache_control: str,
         part_size: int, concurrency: int, progress: Callable[[int], None], conditional: bool,
     ) -> None:
         """Parallel multipart upload of one sequential read: at most concurrency+1 parts in memory;
@@ -735,8 +759,7 @@ class S3Store(Store):
 
         try:
             futures = []
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ssb-part") as pool, \
-                    path.open("rb") as src:
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ssb-part") as pool:
                 number = 0
                 while not failed and (chunk := src.read(part_size)):
                     number += 1
@@ -817,7 +840,7 @@ class HttpStore(Store):
     def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise StoreError(f"{self.url}: an http(s) URL is read-only; publish to a folder or s3:// URL")
 
-    write = upload = delete = ingest_file = _read_only
+    write = upload = delete = ingest_file = ingest_stream = _read_only
 
 
 def make_s3_client(storage: StorageConfig) -> Any:

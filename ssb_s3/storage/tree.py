@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, cast
 
@@ -176,8 +176,12 @@ class _Counted(io.RawIOBase):
 class Tree:
     """A tree (tree.yml) over its target store: reads snapshots, commits plans."""
 
-    def __init__(self, config: TreeConfig, target: Store, opts: PublishOptions | None = None) -> None:
+    def __init__(self, config: TreeConfig, target: Store, opts: PublishOptions | None = None,
+                 prepared: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.config, self.target, self.opts = config, target, opts or PublishOptions()
+        # product -> its new ssb.json, decided by the caller (`mirror`): written back like a
+        # refreshed one, If-Match the ETag read here, once the whole publish is known valid
+        self.prepared = dict(prepared or {})
         self.stores: dict[str, Store] = {}  # product name -> where its files are
         self._sources: dict[str, Store] = {}
 
@@ -231,6 +235,9 @@ class Tree:
                 data = fetch_manifest_url(product, self.opts.apikey)
                 return parse_manifest(data, product.manifest_url, product), "", None, False
             manifest, etag = read_manifest(store, self.config, product)
+            if product.name in self.prepared:
+                fresh = dict(self.prepared[product.name])
+                return fresh, etag, None, fresh != manifest
             if refresh:  # written only once the whole publish is known to be valid
                 fresh, report = build_manifest(store, self.config, product, manifest, rehash=self.opts.rehash)
                 if report.changed and (manifest is not None or fresh["versions"]):

@@ -1,0 +1,475 @@
+"""Mirror: a filtered, verified copy of an upstream simplestreams server, published like our own products.
+
+Order (a mirror killed at any point leaves the previous tree served, and a re-run converges):
+1. read the source's streams/v1/index.sjson (verified with gpgv against --keyring unless
+   --no-verify; a bad signature stops everything) or index.json, and each catalog of datatype
+   image-downloads it names (.sjson, verified, when the index was signed); every document bounded
+   in size and time (ssb_s3.storage.httpread; redirects never leave the source's origin);
+2. select (ssb_s3.core.mirror, pure): filters, --max, drops with their reasons, translation;
+3. copy every selected file not already in the target with the same sha256 into
+   <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
+   create-only, verified against the source's size and sha256 while it streams (the object is
+   only committed once both match: a mismatch creates nothing); in parallel, with the one
+   progress reporter. A version with any failed file is left out: nothing of it is published;
+4. publish (ssb_s3.commands.publish, the one commit): the mirrored products join the tree's own,
+   their ssb.json prepared here and written by the commit once the plan is known valid; the
+   catalog, the views, the index flipped last; the same contract check, the same purge.
+   index.json's `ssb_s3.mirrored` records the mirrored products, so that a later publish (the
+   hooks, build-product, a tree.yml without `mirrors:`) keeps their entries as published.
+Nothing is written before step 3, and nothing is served before the flip of step 4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig
+from ..core import mirror as core
+from ..core.catalog import INDEX_KEY, _path_problem
+from ..core.plan import PublishOptions, PublishReport
+from ..core.retention import served_mirrored
+from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
+from ..progress import Progress
+from ..storage import httpread
+from ..storage.manifest import read_manifest
+from ..storage.store import HttpStore, Store, open_store
+from ..storage.tree import ARTIFACT_TYPE, Tree
+from .publish import publish
+
+log = logging.getLogger(__name__)
+
+SIGNED_INDEX_KEY = "streams/v1/index.sjson"
+MAX_INDEX_BYTES = 16 << 20  # images.linuxcontainers.org's index is a few KB
+MAX_CATALOG_BYTES = httpread.MAX_DOCUMENT_SIZE  # its catalog is about 10 MB; parsing 64 MiB peaks near 600 MB
+# Bounds of one image file over http(s), named in messages as ssb_s3.commands.mirror.<NAME>
+DEADLINE = 6 * 3600.0  # an image of several GB on a slow link
+TIMEOUT = httpread.TIMEOUT
+MAX_DOCUMENT_SIZE = MAX_CATALOG_BYTES
+GPGV_TIMEOUT = 120.0
+COPIERS = 4  # files copied at once
+SIGNED_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
+SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
+
+
+class MirrorError(SSBError):
+    """The source cannot be mirrored (unreadable, bad signature, not simplestreams)."""
+
+
+class VerifyError(StoreError):
+    """A file from the source is not what its catalog says (size or sha256)."""
+
+
+@dataclass(frozen=True)
+class MirrorOptions:
+    """Everything a mirror run can be asked (the CLI fills it; tree.yml's `mirrors:` too)."""
+
+    source: str
+    filters: tuple[str, ...] = ()
+    clients: tuple[str, ...] = ("LXD", "Incus")
+    max_versions: int | None = None
+    keep: bool = False
+    keyring: str | None = None
+    verify: bool = True
+    copiers: int = COPIERS
+
+    @classmethod
+    def from_config(cls, mirror: MirrorConfig) -> MirrorOptions:
+        return cls(source=mirror.source, filters=mirror.filters, clients=mirror.clients,
+                   max_versions=mirror.max_versions, keep=mirror.keep, keyring=mirror.keyring,
+                   verify=mirror.verify)
+
+
+@dataclass
+class MirrorReport:
+    """What a mirror run did (or, dry run, would do)."""
+
+    source: str
+    signed: bool = False
+    selected: list[tuple[str, str, str]] = field(default_factory=list)
+    products: list[str] = field(default_factory=list)
+    versions: int = 0
+    to_copy: list[str] = field(default_factory=list)
+    bytes_to_copy: int = 0
+    copied: list[str] = field(default_factory=list)
+    bytes_copied: int = 0
+    skipped: list[str] = field(default_factory=list)  # already in the target with the same sha256
+    drops: list[core.Drop] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # versions left out: a file failed to copy or verify
+    publish: PublishReport | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "signed": self.signed,
+            "selected": [list(s) for s in self.selected], "products": self.products, "versions": self.versions,
+            "to_copy": self.to_copy, "bytes_to_copy": self.bytes_to_copy, "copied": self.copied,
+            "bytes_copied": self.bytes_copied, "skipped": self.skipped,
+            "dropped": [d.as_dict() for d in self.drops], "failed": self.failed,
+            "publish": None if self.publish is None else self.publish.as_dict(),
+        }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the source
+
+
+def open_source(source: str, storage: StorageConfig | None, *, files: bool = False) -> Store:
+    """The source as a read-only store: https URL (bounded, redirects kept on its origin; documents
+    within httpread's DEADLINE, each image file within this module's DEADLINE), a local folder, or an
+    s3:// tree."""
+    if source.startswith(("https://", "http://")):
+        if files:
+            return HttpStore(source, httpread.Limits(deadline=DEADLINE, same_origin=True,
+                                                     option="ssb_s3.commands.mirror.{}"))
+        return HttpStore(source, httpread.Limits(max_size=MAX_CATALOG_BYTES, same_origin=True))
+    return open_store(source, storage)
+
+
+def clearsigned_payload(text: str, where: str) -> str:
+    """The signed text of an OpenPGP clearsigned document (dash-escaping undone), without checking
+    the signature (--no-verify)."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    if not lines or lines[0].strip() != SIGNED_BEGIN:
+        raise MirrorError(f"{where}: not an OpenPGP clearsigned document")
+    try:
+        start = lines.index("", 1) + 1
+        end = lines.index(SIGNATURE_BEGIN, start)
+    except ValueError:
+        raise MirrorError(f"{where}: not an OpenPGP clearsigned document (no signature block)") from None
+    return "\n".join(line[2:] if line.startswith("- ") else line for line in lines[start:end])
+
+
+def gpgv_verify(data: bytes, keyring: str, where: str) -> bytes:
+    """The signed content of `data`, once gpgv says a key of `keyring` made its signature."""
+    ring = Path(keyring).resolve()
+    if not ring.is_file():
+        raise MirrorError(f"--keyring {keyring}: not a file")
+    with tempfile.TemporaryDirectory(prefix="ssb-gpgv-") as tmp:
+        signed, out = Path(tmp) / "signed", Path(tmp) / "out"
+        signed.write_bytes(data)
+        try:
+            done = subprocess.run(["gpgv", "--keyring", str(ring), "--output", str(out), str(signed)],
+                                  capture_output=True, timeout=GPGV_TIMEOUT, check=False,
+                                  env={**os.environ, "GNUPGHOME": tmp, "LC_ALL": "C"})
+        except FileNotFoundError:
+            raise MirrorError("gpgv is not installed: install it (Debian: gpgv) or pass --no-verify") from None
+        except subprocess.TimeoutExpired:
+            raise MirrorError(f"{where}: gpgv did not answer within {GPGV_TIMEOUT:g} s") from None
+        if done.returncode != 0 or not out.exists():
+            why = " ".join(done.stderr.decode(errors="replace").split())[-300:]
+            raise MirrorError(f"{where}: bad signature, refusing the source (gpgv with {keyring}: {why})")
+        return out.read_bytes()
+
+
+def _document(store: Store, key: str, limit: int, opts: MirrorOptions, signed: bool) -> Any:
+    data = store.read_limited(key, limit)[0]
+    where = store.describe(key)
+    if signed:
+        if opts.verify:
+            assert opts.keyring is not None
+            data = gpgv_verify(data, opts.keyring, where)
+        else:
+            data = clearsigned_payload(data.decode("utf-8", errors="replace"), where).encode()
+    try:
+        return httpread.parse_json(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MirrorError(f"{where}: not valid JSON ({exc})") from None
+
+
+def read_source(store: Store, opts: MirrorOptions) -> tuple[list[dict[str, Any]], bool]:
+    """The catalogs (products:1.0, image-downloads) the source's index names, and whether they
+    were signed. A signed index needs --keyring (or --no-verify); with --keyring an unsigned
+    source is refused."""
+    try:
+        index = _read_index(store, opts, signed=True)
+        signed = True
+    except NotFound:
+        if opts.keyring and opts.verify:
+            raise MirrorError(f"{store.describe(SIGNED_INDEX_KEY)}: not found, but --keyring asks for a signed "
+                              "source; pass --no-verify to mirror it unsigned") from None
+        try:
+            index = _read_index(store, opts, signed=False)
+        except NotFound:
+            raise MirrorError(f"{store.describe(INDEX_KEY)}: not found; is {store.url} a simplestreams "
+                              "server's root?") from None
+        signed = False
+    entries = index.get("index") if isinstance(index, Mapping) else None
+    if not isinstance(entries, Mapping):
+        raise MirrorError(f"{store.describe(INDEX_KEY)}: index: expected an object of index entries")
+    catalogs = []
+    for name in sorted(entries):
+        entry = entries[name]
+        if not isinstance(entry, Mapping) or entry.get("datatype") != "image-downloads":
+            continue
+        path = entry.get("path")
+        why = _path_problem(path)
+        if why:
+            raise MirrorError(f"{store.describe(INDEX_KEY)}: index.{name}.path: {why}")
+        key = str(path)
+        if signed and key.endswith(".json"):
+            key = key[: -len(".json")] + ".sjson"
+        catalog = _document(store, key, MAX_CATALOG_BYTES, opts, signed and key.endswith(".sjson"))
+        if not isinstance(catalog, Mapping) or catalog.get("format") != "products:1.0":
+            raise MirrorError(f"{store.describe(key)}: format: expected products:1.0")
+        catalogs.append(dict(catalog))
+    if not catalogs:
+        raise MirrorError(f"{store.describe(INDEX_KEY)}: no index entry of datatype image-downloads")
+    return catalogs, signed
+
+
+def _read_index(store: Store, opts: MirrorOptions, *, signed: bool) -> Any:
+    """index.sjson (signed) or index.json; NotFound when it is not there."""
+    if signed and opts.verify and not opts.keyring:
+        if store.head(SIGNED_INDEX_KEY) is None:
+            raise NotFound(SIGNED_INDEX_KEY)
+        raise MirrorError(f"{store.describe(SIGNED_INDEX_KEY)}: the source is signed: pass --keyring FILE "
+                          "to verify it (or --no-verify)")
+    return _document(store, SIGNED_INDEX_KEY if signed else INDEX_KEY, MAX_INDEX_BYTES, opts, signed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Copying
+
+
+class VerifyingReader(io.RawIOBase):
+    """The source's bytes as they stream, never past `size`; at the end (or past the size) raises
+    VerifyError unless the size and sha256 are those the catalog gave. Readers that commit only
+    at the end of the stream (Store.ingest_stream) thus create nothing from a bad file."""
+
+    def __init__(self, chunks: Iterator[bytes], copy: core.FileCopy, where: str,
+                 progress: Callable[[int], None]) -> None:
+        self._chunks, self._copy, self._where, self._progress = chunks, copy, where, progress
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._pending = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending and not self._done:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                self._done = True
+                self._check()
+            else:
+                self._size += len(self._pending)
+                if self._size > self._copy.size:
+                    raise VerifyError(f"{self._where}: more than the {self._copy.size} bytes its catalog gives")
+                self._hash.update(self._pending)
+                self._progress(len(self._pending))
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _check(self) -> None:
+        if self._size != self._copy.size:
+            raise VerifyError(f"{self._where}: {self._size} bytes, its catalog gives {self._copy.size}")
+        if self._hash.hexdigest() != self._copy.sha256:
+            raise VerifyError(f"{self._where}: sha256 {self._hash.hexdigest()}, its catalog gives "
+                              f"{self._copy.sha256}: refusing the file")
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _present(target: Store, copy: core.FileCopy, recorded: Mapping[str, str]) -> bool:
+    """Whether the target already has this file with the same sha256 (skipped); an object there
+    with other content is an error (create-only: it is never overwritten)."""
+    there = target.head(copy.target)
+    if there is None:
+        return False
+    if there.size == copy.size and copy.sha256 in (there.sha256, recorded.get(copy.target)):
+        return True
+    digest = hashlib.sha256()
+    for chunk in target.iter_chunks(copy.target):
+        digest.update(chunk)
+    if digest.hexdigest() == copy.sha256:
+        return True
+    raise VerifyError(f"{target.describe(copy.target)} already exists with other content: refusing to overwrite")
+
+
+def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.Selection,
+               recorded: Mapping[str, str], report: MirrorReport, *, copiers: int, quiet: bool) -> set[tuple[str, str]]:
+    """Copy what the target lacks (module docstring, step 3); the (product, version) pairs that failed."""
+    jobs = [c for files in selection.files.values() for c in files]
+    failed: dict[tuple[str, str], str] = {}
+    lock = threading.Lock()
+    with Progress(sum(c.size for c in jobs), f"mirroring into {target.url}", files=len(jobs), quiet=quiet) as progress:
+        def one(copy: core.FileCopy) -> None:
+            where = source.describe(copy.source)
+            try:
+                if _present(target, copy, recorded):
+                    progress(copy.size)
+                    with lock:
+                        report.skipped.append(copy.target)
+                    return
+                reader = VerifyingReader(iter(source.iter_chunks(copy.source)), copy, where, progress)
+                stream = cast(BinaryIO, io.BufferedReader(reader, httpread.READ_SIZE))
+                log.info("copying %s -> %s", where, target.describe(copy.target))
+                try:
+                    target.ingest_stream(copy.target, stream, copy.size, feed=lambda chunk: None,
+                                         digest=lambda: copy.sha256, content_type=ARTIFACT_TYPE, concurrency=2,
+                                         cache_control=tree.cache_control.artifacts,
+                                         conditional=tree.storage.conditional_writes)
+                except PreconditionFailed:  # another run created it meanwhile: the same file, or refused
+                    if not _present(target, copy, recorded):
+                        raise
+                with lock:
+                    report.copied.append(copy.target)
+                    report.bytes_copied += copy.size
+            except SSBError as exc:
+                with lock:
+                    failed.setdefault((copy.product, copy.version), str(exc))
+            finally:
+                progress.file_done()
+
+        with ThreadPoolExecutor(max_workers=max(1, copiers), thread_name_prefix="ssb-mirror") as pool:
+            list(pool.map(one, jobs))
+    for (product, version), why in sorted(failed.items()):
+        report.failed.append(f"product {product} version {version}: not mirrored: {why}")
+    return set(failed)
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole run
+
+
+def mirror(tree: TreeConfig, target: Store, opts: MirrorOptions, publish_opts: PublishOptions) -> MirrorReport:
+    """Mirror `opts.source` into the tree (module docstring); with publish_opts.dry_run, only say
+    what would be copied. Raises SSBError (nothing published) on a source that cannot be used."""
+    return mirror_all(tree, target, [opts], publish_opts)[0]
+
+
+def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
+               publish_opts: PublishOptions) -> list[MirrorReport]:
+    """Every mirror of `runs` (the `mirror` command: one; publish with tree.yml's `mirrors:`: all),
+    then one publish of the tree's own products and the mirrored ones together."""
+    filters = [core.parse_filters(o.filters) for o in runs]  # bad filters: nothing is read
+    for o in runs:
+        if o.verify and o.keyring and not Path(o.keyring).is_file():
+            raise MirrorError(f"--keyring {o.keyring}: not a file")
+    storage = publish_opts.storage or tree.storage
+    reports: list[MirrorReport] = []
+    products: dict[str, ProductConfig] = {}
+    prepared: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}  # product -> the source it is mirrored from
+    taken_dirs = {p.directory for p in tree.products}
+    taken_names = {p.name for p in tree.products}
+    for run, run_filters in zip(runs, filters, strict=True):
+        source = open_source(run.source, storage)
+        report = MirrorReport(source=source.url)
+        catalogs, report.signed = read_source(source, run)
+        for catalog in catalogs:
+            selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
+                                    prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products))
+            report.selected.extend(selection.selected)
+            report.drops.extend(selection.drops)
+            recorded: dict[str, str] = {}
+            existing: dict[str, dict[str, Any] | None] = {}
+            for name, config in selection.products.items():
+                existing[name] = read_manifest(target, tree, config)[0]
+                for version in (existing[name] or {}).get("versions", {}).values():
+                    recorded.update({i["path"]: i["sha256"] for i in version.get("items", {}).values()})
+            jobs = [c for files in selection.files.values() for c in files]
+            for copy in jobs if publish_opts.dry_run else ():  # a real run says what it copied instead
+                if target.head(copy.target) is None:
+                    report.to_copy.append(copy.target)
+                    report.bytes_to_copy += copy.size
+            failed: set[tuple[str, str]] = set()
+            if not publish_opts.dry_run:
+                files = open_source(run.source, storage, files=True) if isinstance(source, HttpStore) else source
+                failed = copy_files(files, target, tree, selection, recorded, report, copiers=run.copiers,
+                                    quiet=publish_opts.quiet)
+            for name, config in selection.products.items():
+                fresh = {v: e for v, e in selection.versions[name].items() if (name, v) not in failed}
+                if not fresh and not existing[name]:
+                    continue
+                manifest, days = core.merged_manifest(name, fresh, existing[name], keep=run.keep)
+                manifest["mirror"] = {"source": source.url}
+                products[name] = replace(config, days=days, mirrored=True)
+                prepared[name] = manifest
+                sources[name] = source.url
+                taken_dirs.add(config.directory)
+        reports.append(report)
+    unmirror = _left_their_source(tree, target, products, {r.source for r in reports}, any(o.keep for o in runs))
+    full = replace(tree, products=(*tree.products, *products.values()))
+    publish_opts = replace(publish_opts, unmirror=frozenset(unmirror))
+    for report in reports:
+        report.products = sorted(n for n, s in sources.items() if s == report.source)
+        report.versions = sum(len(prepared[n]["versions"]) for n in report.products)
+    if publish_opts.dry_run:
+        return reports
+    result = publish(full, target, publish_opts, prepared=prepared)
+    for report in reports:
+        report.publish = result
+    return reports
+
+
+def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> dict[str, Any] | None:
+    try:
+        return read_manifest(target, tree, config)[0]
+    except SSBError:
+        return None
+
+
+def _folder(paths: Sequence[Any], prefix: str) -> str | None:
+    """The one product folder (relative to the prefix) all these item paths lie in, or None."""
+    folders = {p.rsplit("/", 2)[0] for p in paths if isinstance(p, str) and p.count("/") >= 2}
+    if len(folders) != 1:
+        return None
+    folder = folders.pop()
+    if prefix:
+        return folder[len(prefix) + 1:] if folder.startswith(prefix + "/") else None
+    return folder
+
+
+def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, ProductConfig], sources: set[str],
+                       keep: bool) -> set[str]:
+    """Served products that neither tree.yml nor this run declares: those mirrored from another
+    source keep their entry (the publish keeps every mirrored product index.json records); those
+    from this run's source that left it (or its filters) stay with --keep, else they leave the
+    catalog (and their files go after the grace). A served product that is neither declared nor
+    mirrored would be unpublished: refused (run with the tree.yml that declares it)."""
+    index, _, _, catalog = Tree(tree, target).served()
+    served = (catalog or {}).get("products", {})
+    recorded = served_mirrored(index)
+    declared = {p.name for p in tree.products} | set(mirrored)
+    leaving = set()
+    for name in sorted(served):
+        if name in declared:
+            continue
+        if name not in recorded:
+            raise MirrorError(f"{target.describe(INDEX_KEY)}: product {name} is served but is neither in tree.yml "
+                              f"({tree.source_file}) nor a mirrored product: pass -c with the tree.yml declaring it")
+        entry = served[name]
+        paths = [i.get("path") for v in entry.get("versions", {}).values() if isinstance(v, Mapping)
+                 for i in (v.get("items") or {}).values() if isinstance(i, Mapping)]
+        directory = _folder(paths, tree.prefix)
+        config = None if directory is None else core._product_config(name, entry, directory, lambda reason: None)
+        manifest = None if config is None else _maybe_manifest(target, tree, config)
+        source = (manifest or {}).get("mirror")
+        if not keep and isinstance(source, Mapping) and source.get("source") in sources:
+            log.warning("%s: no longer selected from %s: left out of the catalog", name, source.get("source"))
+            leaving.add(name)
+    return leaving
+
+
+def dump(reports: Sequence[MirrorReport]) -> str:
+    return json.dumps([r.as_dict() for r in reports] if len(reports) != 1 else reports[0].as_dict(), indent=2,
+                      sort_keys=True)

@@ -1,0 +1,357 @@
+"""Mirror selection, pure: an upstream catalog and filters in, our products and manifests out.
+
+No I/O (ssb_s3.commands.mirror reads the source, copies the files and commits through publish).
+Everything here comes from a server we do not control, so every value is checked before it is used:
+
+- filters have sstream-mirror's syntax and meaning (python-simplestreams' ItemFilter):
+  `key=value`, `key!=value`, `key~regex`, `key!~regex` (re.search), all ANDed, matched against the
+  item flattened with its version's, its product's and the catalog's plain fields (plus
+  product_name, version_name, item_name); a missing key reads as '';
+- a product is mirrored under a name that is valid as our product name, with a known arch, and
+  a release/os; each of its items must have a known ftype, a sha256 of 64 hex digits, a size, and
+  a plain relative path whose file lands in <directory>/<version>/ of the target (the upstream
+  layout when it is one, else the product name's folder); anything else is dropped, with its
+  reason (Drop), never silently;
+- deltas (squashfs.vcdiff, …) are mirrored only while their delta_base version is mirrored too
+  (a version already published keeps its items: published files never change);
+- translation for the clients in `clients` (LXD, Incus): the twins (incus.tar.xz of lxd.tar.xz,
+  requirements of lxd_requirements) are the catalog's own (core/catalog.py, from the one table of
+  image files, core/imagefiles.py); a version that one of `clients` could not use (after the
+  twins) is dropped, as is a product whose name, arch, release or os a client could not use;
+- `--max N`: the newest N versions per product; `--keep`: versions that left the source stay.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import KNOWN_ARCHES, ProductConfig
+from ..errors import SSBError
+from . import imagefiles
+from .catalog import _images_of_version, _mirrored_items, _path_problem
+from .versions import version_name_problem
+
+PRODUCT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+~-]*")  # tree.schema.json's product name
+ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~/-]*")  # tree.schema.json's alias
+VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+PLAIN = re.compile(r"[^\s/\\]+")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+ITEM_FIELDS = ("ftype", "path", "size", "sha256", "md5", *imagefiles.COMBINED_FIELDS, "delta_base")
+VERSION_FIELDS = ("label", "pubname")
+_FILTER = re.compile(r"([\w|\-]+)[ ]*([!]{0,1}[=~])[ ]*(.*)[ ]*$")  # python-simplestreams' own pattern
+CLIENT_NAMES = {"lxd": "LXD", "incus": "Incus"}
+
+
+class FilterError(SSBError):
+    """A filter that cannot be parsed (its text and what was expected)."""
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """One sstream-mirror filter."""
+
+    key: str
+    op: str
+    value: str
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> ItemFilter:
+        found = _FILTER.match(text)
+        if not found:
+            raise FilterError(f"filter '{text}': expected KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX")
+        key, op, value = found.groups()
+        if "~" in op:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise FilterError(f"filter '{text}': '{value}' is not a regular expression ({exc})") from None
+        return cls(key, op, value, text)
+
+    def matches(self, flat: Mapping[str, Any]) -> bool:
+        value = str(flat.get(self.key, ""))
+        hit = value == self.value if "=" in self.op else re.search(self.value, value) is not None
+        return hit != self.op.startswith("!")
+
+
+def parse_filters(texts: Iterable[str]) -> tuple[ItemFilter, ...]:
+    return tuple(ItemFilter.parse(t) for t in texts)
+
+
+def parse_clients(text: str) -> tuple[str, ...]:
+    """--for lxd,incus -> ('LXD', 'Incus'); ValueError names what was expected."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in CLIENT_NAMES]
+    if bad or not names:
+        raise FilterError(f"--for '{text}': expected lxd, incus or lxd,incus")
+    return tuple(dict.fromkeys(CLIENT_NAMES[n] for n in names))
+
+
+def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
+    """simplestreams' stringitems: the fields that are not objects or lists."""
+    return {k: v for k, v in data.items() if not isinstance(v, (dict, list))}
+
+
+def flatten(catalog: Mapping[str, Any], pname: str, vname: str, iname: str) -> dict[str, Any]:
+    """The item as sstream-mirror's filters see it (products_exdata)."""
+    product = catalog["products"][pname]
+    version = product["versions"][vname]
+    return {**_plain(catalog), **_plain(product), "product_name": pname, **_plain(version), "version_name": vname,
+            **_plain(version["items"][iname]), "item_name": iname}
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Something of the source not mirrored, and why (reported, never silent)."""
+
+    product: str
+    version: str
+    item: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = " ".join(p for p in (f"product {self.product}", self.version and f"version {self.version}",
+                                     self.item and f"item {self.item}") if p)
+        return f"{where}: {self.reason}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"product": self.product, "version": self.version, "item": self.item, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class FileCopy:
+    """One file to copy: source path -> target key, with the size and sha256 it must have."""
+
+    product: str
+    version: str
+    source: str
+    target: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class Selection:
+    """What a mirror run takes from its source."""
+
+    products: dict[str, ProductConfig] = field(default_factory=dict)
+    versions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # product -> version -> entry
+    files: dict[tuple[str, str], list[FileCopy]] = field(default_factory=dict)  # (product, version) -> files
+    selected: list[tuple[str, str, str]] = field(default_factory=list)  # filters' choice: (product, version, item)
+    drops: list[Drop] = field(default_factory=list)
+
+
+def _product_config(pname: str, product: Mapping[str, Any], directory: str,
+                    drop: Any) -> ProductConfig | None:
+    """Our product for an upstream one; None (with a drop) when a client could not use it."""
+    arch, release, os_name = (product.get(k) for k in ("arch", "release", "os"))
+    for key, value in (("arch", arch), ("release", release), ("os", os_name)):
+        if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+            drop(f"{key} missing or not a word (got {str(value)[:40]!r})")
+            return None
+    if arch not in KNOWN_ARCHES:
+        drop(f"arch '{arch}' is unknown to LXD (the client would hide it)")
+        return None
+    aliases: list[str] = []
+    raw_aliases = product.get("aliases", "")
+    for alias in (raw_aliases.split(",") if isinstance(raw_aliases, str) and raw_aliases else ()):
+        if ALIAS.fullmatch(alias):
+            aliases.append(alias)
+        else:
+            drop(f"alias '{alias[:60]}' left out: expected letters, digits and . _ + ~ / - only")
+    requirements: dict[str, str] = {}
+    for key in ("lxd_requirements", "requirements"):  # Incus reads one, LXD the other: the catalog writes both
+        raw = product.get(key)
+        if isinstance(raw, Mapping):
+            requirements.update({str(k): str(v) for k, v in raw.items() if isinstance(v, (str, bool, int))})
+    variant = product.get("variant", "")
+    if not isinstance(variant, str) or (variant and not VARIANT.fullmatch(variant)):
+        drop(f"variant '{str(variant)[:40]}' left out: expected letters, digits and . _ + - only")
+        variant = ""
+    eol = product.get("support_eol", "")
+    title = product.get("release_title")
+    version = product.get("version")
+    return ProductConfig(
+        name=pname, arch=str(arch), release=str(release), os=str(os_name), directory=directory,
+        release_title=title if isinstance(title, str) and title else str(release),
+        version=version if isinstance(version, str) else "",
+        aliases=tuple(dict.fromkeys(aliases)), variant=variant, requirements=tuple(sorted(requirements.items())),
+        support_eol=eol if isinstance(eol, str) and DATE.fullmatch(eol) else "",
+    )
+
+
+def _directory(pname: str, versions: Mapping[str, Any]) -> str:
+    """The upstream product folder when every item lies in <folder>/<version>/<file>, else the
+    product name as a folder (':' -> '/')."""
+    folders = set()
+    for vname, version in versions.items():
+        for item in version.get("items", {}).values() if isinstance(version, Mapping) else ():
+            path = item.get("path") if isinstance(item, Mapping) else None
+            parts = path.rsplit("/", 2) if isinstance(path, str) else []
+            folders.add(parts[0] if len(parts) == 3 and parts[1] == vname else None)
+    folder = folders.pop() if len(folders) == 1 else None
+    if folder and _path_problem(folder) is None:
+        return folder
+    return pname.replace(":", "/")
+
+
+def _item_problem(item: Any) -> str | None:
+    if not isinstance(item, Mapping):
+        return "not an object"
+    if item.get("ftype") not in imagefiles.KNOWN_FTYPES:
+        return f"ftype '{str(item.get('ftype'))[:40]}' is unknown to LXD and Incus"
+    if not isinstance(item.get("sha256"), str) or not SHA256.fullmatch(item["sha256"]):
+        return "sha256 missing or not 64 hex digits (it could not be verified)"
+    size = item.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 1 << 53:
+        return "size missing or not a number of bytes"
+    why = _path_problem(item.get("path"))
+    if why:
+        return why
+    if not PLAIN.fullmatch(item["path"].rsplit("/", 1)[-1]):
+        return "its file name is not plain"
+    for key in imagefiles.COMBINED_FIELDS:
+        if key in item and not (isinstance(item[key], str) and SHA256.fullmatch(item[key])):
+            return f"{key} is not 64 hex digits"
+    return None
+
+
+def select(catalog: Mapping[str, Any], filters: Sequence[ItemFilter], *, clients: Sequence[str] = ("LXD", "Incus"),
+           max_versions: int | None = None, prefix: str = "", taken_dirs: Iterable[str] = (),
+           taken_names: Iterable[str] = ()) -> Selection:
+    """What to mirror from an upstream products:1.0 catalog (see the module docstring).
+
+    `prefix`: the target tree's prefix (items go to <prefix>/<directory>/<version>/<file>);
+    `taken_dirs`/`taken_names`: folders and names of the tree's own products, never reused.
+    """
+    out = Selection()
+    products = catalog.get("products")
+    if not isinstance(products, Mapping):
+        out.drops.append(Drop("", "", "", "the catalog has no products object"))
+        return out
+    dirs, names = set(taken_dirs), set(taken_names)
+    for pname in sorted(products):
+        product = products[pname]
+
+        def drop(reason: str, version: str = "", item: str = "", pname: str = pname) -> None:
+            out.drops.append(Drop(pname, version, item, reason))
+
+        if not isinstance(pname, str) or not PRODUCT_NAME.fullmatch(pname) or len(pname) > 200:
+            drop("the name is not valid as a product name (letters, digits and . _ : + ~ - only)")
+            continue
+        if not isinstance(product, Mapping) or not isinstance(product.get("versions"), Mapping):
+            drop("not an object with versions")
+            continue
+        # The filters' choice, exactly as sstream-mirror makes it.
+        chosen: dict[str, list[str]] = {}
+        for vname in sorted(product["versions"]):
+            version = product["versions"][vname]
+            if not isinstance(version, Mapping) or not isinstance(version.get("items"), Mapping):
+                continue
+            for iname in sorted(version["items"]):
+                if not isinstance(version["items"][iname], Mapping):
+                    continue
+                if all(f.matches(flatten(catalog, pname, vname, iname)) for f in filters):
+                    chosen.setdefault(vname, []).append(iname)
+        if not chosen:
+            continue
+        ordered = sorted(chosen, reverse=True)
+        if max_versions is not None:
+            ordered = ordered[:max_versions]
+        out.selected.extend((pname, v, i) for v in sorted(ordered) for i in chosen[v])
+        if pname in names:
+            drop("a product of tree.yml has this name")
+            continue
+        directory = _directory(pname, {v: product["versions"][v] for v in ordered})
+        if directory in dirs:
+            drop(f"its folder {directory} is already used by another product")
+            continue
+        config = _product_config(pname, product, directory, drop)
+        if config is None:
+            continue
+        product_dir = f"{prefix}/{directory}" if prefix else directory
+        kept: dict[str, dict[str, Any]] = {}
+        for vname in sorted(ordered):
+            why = version_name_problem(vname)
+            if why:
+                drop(f"version name {why}", vname)
+                continue
+            version = product["versions"][vname]
+            items: dict[str, Any] = {}
+            files: dict[str, FileCopy] = {}
+            for iname in chosen[vname]:
+                item = version["items"][iname]
+                why = _item_problem(item) or (None if PLAIN.fullmatch(iname) else "item name is not plain")
+                if why:
+                    drop(why, vname, iname)
+                    continue
+                name = item["path"].rsplit("/", 1)[-1]
+                target = f"{product_dir}/{vname}/{name}"
+                other = files.get(target)
+                if other is not None and (other.sha256, other.size) != (item["sha256"], item["size"]):
+                    drop(f"another item of this version has the file name {name}", vname, iname)
+                    continue
+                files[target] = FileCopy(pname, vname, item["path"], target, item["size"], item["sha256"])
+                items[iname] = {**{k: item[k] for k in ITEM_FIELDS if k in item}, "path": target}
+            if not items:
+                continue
+            for client in clients:
+                if not _images_of_version(vname, _mirrored_items(items), client) and not _lxc_only(items):
+                    drop(f"no image that {client} can use in the items selected", vname)
+                    items = {}
+                    break
+            if items:
+                entry = {k: version[k] for k in VERSION_FIELDS if isinstance(version.get(k), str)}
+                kept[vname] = {**entry, "items": items}
+                out.files[(pname, vname)] = sorted(files.values(), key=lambda f: f.target)
+        _drop_orphan_deltas(pname, kept, out)
+        if kept:
+            dirs.add(directory)
+            out.products[pname] = config
+            out.versions[pname] = kept
+    return out
+
+
+def _lxc_only(items: Mapping[str, Any]) -> bool:
+    """A classic-LXC version (meta.tar.xz + root.tar.xz, nothing for LXD or Incus): for lxc-create."""
+    ftypes = {i["ftype"] for i in items.values()}
+    clients = {f for pair in imagefiles.CLIENT_META.values() for f in pair}
+    lxc_meta = {r.ftype for r in imagefiles.IMAGE_FILES.values() if r.role == "lxc-meta"}
+    lxc_roots = {r.ftype for r in imagefiles.IMAGE_FILES.values() if r.lxc_root}
+    return not ftypes & clients and bool(ftypes & lxc_meta) and bool(ftypes & lxc_roots)
+
+
+def _drop_orphan_deltas(pname: str, kept: dict[str, dict[str, Any]], out: Selection) -> None:
+    """A delta is useless (and refused by nobody, but wasted) without its base: kept only while
+    the base version is mirrored."""
+    for vname, version in kept.items():
+        for iname, item in list(version["items"].items()):
+            if item["ftype"] in imagefiles.DELTA_FTYPES and item.get("delta_base") not in kept:
+                del version["items"][iname]
+                out.drops.append(Drop(pname, vname, iname,
+                                      f"delta from {str(item.get('delta_base'))[:40]}, which is not mirrored"))
+                out.files[(pname, vname)] = [f for f in out.files[(pname, vname)]
+                                             if any(i["path"] == f.target for i in version["items"].values())]
+
+
+def merged_manifest(name: str, fresh: Mapping[str, Any], existing: Mapping[str, Any] | None, *,
+                    keep: bool, support_eol: str = "") -> tuple[dict[str, Any], int]:
+    """The product's ssb.json after this run, and its `days`: the source's versions (fresh), plus
+    those of the previous run that left the source. Those stay with `keep`; otherwise `days` is
+    the number of fresh versions, so retention expires the rest like our own versions (out of
+    the catalog at once, files gone after the grace). Published files never change: a version
+    already mirrored keeps every item it had (a delta whose base has since expired included);
+    items the source added to it are added."""
+    old = dict((existing or {}).get("versions", {}))
+    versions = {**old, **fresh}
+    for vname in set(old) & set(fresh):
+        versions[vname] = {**fresh[vname], "items": {**fresh[vname]["items"], **old[vname]["items"]}}
+    manifest: dict[str, Any] = {"name": name, "versions": dict(sorted(versions.items()))}
+    if support_eol:
+        manifest["support_eol"] = support_eol
+    days = len(versions) if keep else max(1, len(fresh))
+    return manifest, days

@@ -1,0 +1,529 @@
+"""`ssb-s3 mirror`: an upstream in images.linuxcontainers.org's shape, mirrored into SeaweedFS and read
+by the real clients; tampered files and signatures refused; a kill -9 mid-copy; parity with
+python-simplestreams' sstream-mirror."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import lzma
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from realparts import (
+    IncusClient,
+    LxdClient,
+    LxdDaemon,
+    S3Server,
+    TlsFiles,
+    combined_sha256,
+    make_image,
+    need,
+    serve_https_static,
+    sha256_file,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (name, arch, release, variant, serials); images.linuxcontainers.org's layout
+PRODUCTS = [
+    ("busybox:1.36:amd64:default", "amd64", "1.36", "default", ("20260101_0000", "20260102_0000")),
+    ("busybox:1.36:arm64:default", "arm64", "1.36", "default", ("20260101_0000",)),
+    ("busybox:1.35:amd64:default", "amd64", "1.35", "default", ("20260101_0000",)),
+    ("busybox:1.36:amd64:cloud", "amd64", "1.36", "cloud", ("20260103_0000",)),
+]
+FILTERS = ["arch=amd64", "release~^1\\.36$"]
+
+
+def _item(path: Path, rel: str, ftype: str) -> dict[str, Any]:
+    return {"ftype": ftype, "path": rel, "size": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def add_version(root: Path, product: dict[str, Any], name: str, arch: str, release: str, variant: str, serial: str,
+                *, lxd_only: bool = False, base: str | None = None, big: int = 0) -> None:
+    """One version in images.linuxcontainers.org's shape: lxd.tar.xz + incus.tar.xz + squashfs +
+    root.tar.xz (lxd_only: the cloud-images shape, lxd.tar.xz + squashfs), a delta from `base`."""
+    folder = f"images/busybox/{release}/{arch}/{variant}/{serial}"
+    dest = root / folder
+    make_image(dest, kind="both", arch={"amd64": "x86_64", "arm64": "aarch64"}[arch], os_name="Busybox",
+               release=release, variant=variant, serial=serial, description=f"{name} {serial}")
+    if big:  # a big root (for the interrupted copy): real squashfs head, padded
+        with (dest / "rootfs.squashfs").open("ab") as fh:
+            fh.write(os.urandom(big))
+    items: dict[str, Any] = {}
+    metas = ["lxd.tar.xz"]
+    if not lxd_only:
+        # Incus's metadata tarball: the same content, other bytes (as upstream builds it)
+        (dest / "incus.tar.xz").write_bytes(lzma.compress(lzma.decompress((dest / "lxd.tar.xz").read_bytes()),
+                                                          preset=1))
+        metas.append("incus.tar.xz")
+    else:
+        (dest / "rootfs.tar.xz").unlink()
+    for meta in metas:
+        entry = _item(dest / meta, f"{folder}/{meta}", meta)
+        entry["combined_squashfs_sha256"] = combined_sha256(dest / meta, dest / "rootfs.squashfs")
+        if not lxd_only:
+            entry["combined_rootxz_sha256"] = entry["combined_sha256"] = combined_sha256(dest / meta,
+                                                                                       dest / "rootfs.tar.xz")
+        items[meta] = entry
+    items["root.squashfs"] = _item(dest / "rootfs.squashfs", f"{folder}/rootfs.squashfs", "squashfs")
+    if not lxd_only:
+        items["root.tar.xz"] = _item(dest / "rootfs.tar.xz", f"{folder}/rootfs.tar.xz", "root.tar.xz")
+    if base:
+        delta = dest / f"{base}.vcdiff"
+        delta.write_bytes(b"\xd6\xc3\xc4\x00" + serial.encode())
+        items[f"delta-{base}"] = {**_item(delta, f"{folder}/{base}.vcdiff", "squashfs.vcdiff"), "delta_base": base}
+    product["versions"][serial] = {"items": items}
+
+
+def write_upstream(root: Path, products: list[tuple[str, str, str, str, tuple[str, ...]]], *, lxd_only: bool = False,
+                   gnupg: Path | None = None) -> dict[str, Any]:
+    catalog: dict[str, Any] = {"content_id": "images", "datatype": "image-downloads", "format": "products:1.0",
+                               "updated": "Thu, 01 Jan 2026 00:00:00 +0000", "products": {}}
+    for name, arch, release, variant, serials in products:
+        product = catalog["products"].setdefault(name, {
+            "aliases": f"busybox/{release}/{variant}" if variant != "default" else f"busybox/{release}",
+            "arch": arch, "os": "Busybox", "release": release, "release_title": release, "variant": variant,
+            "versions": {}})
+        if lxd_only:
+            product["lxd_requirements"] = {"secureboot": "false"}
+        previous = None
+        for serial in serials:
+            add_version(root, product, name, arch, release, variant, serial, lxd_only=lxd_only, base=previous)
+            previous = serial
+    save(root, catalog, gnupg)
+    return catalog
+
+
+def save(root: Path, catalog: dict[str, Any], gnupg: Path | None) -> None:
+    streams = root / "streams/v1"
+    streams.mkdir(parents=True, exist_ok=True)
+    (streams / "images.json").write_text(json.dumps(catalog, indent=1))
+    index = {"format": "index:1.0", "updated": catalog["updated"], "index": {"images": {
+        "datatype": "image-downloads", "format": "products:1.0", "path": "streams/v1/images.json",
+        "products": sorted(catalog["products"]), "updated": catalog["updated"]}}}
+    (streams / "index.json").write_text(json.dumps(index, indent=1))
+    if gnupg is not None:  # as upstream signs: index.sjson names images.sjson
+        index["index"]["images"]["path"] = "streams/v1/images.sjson"
+        (streams / "index.signed.json").write_text(json.dumps(index, indent=1))
+        for name, source in (("index", "index.signed.json"), ("images", "images.json")):
+            (streams / f"{name}.sjson").unlink(missing_ok=True)
+            subprocess.run(["gpg", "--homedir", str(gnupg), "--batch", "--yes", "--clearsign", "-o",
+                            str(streams / f"{name}.sjson"), str(streams / source)], check=True,
+                           capture_output=True, timeout=60)
+        (streams / "index.signed.json").unlink()
+
+
+def make_key(where: Path) -> tuple[Path, Path]:
+    """A throwaway signing key in its own GNUPGHOME; (that home, the exported public keyring)."""
+    need("gpg")
+    need("gpgv")
+    home = where / "gnupg"
+    home.mkdir(mode=0o700)
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "", "--quick-gen-key",
+                    "ssb mirror test <test@invalid>", "ed25519", "sign", "never"], check=True, capture_output=True,
+                   timeout=120)
+    ring = where / "upstream.gpg"
+    ring.write_bytes(subprocess.run(["gpg", "--homedir", str(home), "--export"], check=True, capture_output=True,
+                                    timeout=60).stdout)
+    return home, ring
+
+
+def run_mirror(server: S3Server | None, target: str, *args: str, ca: Path | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if server is not None:
+        env.update({"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
+                    "AWS_ENDPOINT_URL": server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"})
+    if ca is not None:
+        env["SSL_CERT_FILE"] = str(ca)
+    return subprocess.run([sys.executable, "-m", "ssb_s3", "-t", target, "mirror", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout, cwd="/")  # no tree.yml there
+
+
+def served(server: S3Server, bucket: str) -> tuple[bytes, dict[str, Any]]:
+    base = server.public_url(bucket)
+    index = server.anonymous_get(f"{base}/streams/v1/index.json")
+    catalog = json.loads(server.anonymous_get(f"{base}/{json.loads(index)['index']['images']['path']}"))
+    return index, catalog
+
+
+def fingerprints(catalog: dict[str, Any], meta: str, wanted: set[tuple[str, str]]) -> set[str]:
+    """The images of `meta`'s client for the (product, version) pairs wanted, from the upstream catalog."""
+    return {item[field] for name, product in catalog["products"].items()
+            for serial, version in product["versions"].items() if (name, serial) in wanted
+            for item in version["items"].values() if item["ftype"] == meta
+            for field in ("combined_squashfs_sha256", "combined_rootxz_sha256") if field in item}
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("upstream")
+    home, ring = make_key(work)
+    root = work / "root"
+    catalog = write_upstream(root, PRODUCTS, gnupg=home)
+    return {"root": root, "catalog": catalog, "gnupg": home, "keyring": ring, "work": work}
+
+
+WANTED = {("busybox:1.36:amd64:default", "20260101_0000"), ("busybox:1.36:amd64:default", "20260102_0000"),
+          ("busybox:1.36:amd64:cloud", "20260103_0000")}
+
+
+def test_mirror_signed_upstream_listed_by_lxc_and_incus_and_launched(
+        upstream: dict[str, Any], s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path,
+        lxd_daemon: LxdDaemon) -> None:
+    with serve_https_static(upstream["root"], tls_files) as url:
+        dry = run_mirror(s3_server, f"s3://{bucket}", url, *FILTERS, "--keyring", str(upstream["keyring"]),
+                         "--dry-run", "--json", ca=tls_files.ca_cert)
+        assert dry.returncode == 0, dry.stderr
+        plan = json.loads(dry.stdout)
+        assert plan["signed"] is True and plan["publish"] is None
+        assert {(p, v) for p, v, _ in plan["selected"]} == WANTED
+        assert plan["bytes_to_copy"] == sum(
+            item["size"] for p, v in WANTED
+            for item in {i["path"]: i for i in upstream["catalog"]["products"][p]["versions"][v]["items"].values()
+                         }.values())
+        assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0  # the dry run wrote nothing
+        out = run_mirror(s3_server, f"s3://{bucket}", url, *FILTERS, "--keyring", str(upstream["keyring"]),
+                         "--json", ca=tls_files.ca_cert)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["publish"]["published"] is True
+    assert len(report["copied"]) == len(plan["to_copy"]) and not report["skipped"]
+    _, catalog = served(s3_server, bucket)
+    assert set(catalog["products"]) == {"busybox:1.36:amd64:default", "busybox:1.36:amd64:cloud"}
+    base = s3_server.public_url(bucket)
+    lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
+    lxc.remote_add("m", base)
+    assert {i["fingerprint"] for i in lxc.image_list("m")} == fingerprints(upstream["catalog"], "lxd.tar.xz", WANTED)
+    incus = IncusClient(tmp_path / "incusconf", ca_file=tls_files.ca_cert)
+    incus.remote_add("m", base)
+    assert {i["fingerprint"] for i in incus.image_list("m")} == fingerprints(upstream["catalog"], "incus.tar.xz",
+                                                                             WANTED)
+    # the daemon launches one (downloads both files, checks sha256 and the fingerprint)
+    lxd_daemon.remote_add("m", base)
+    lxd_daemon.delete_instances()
+    client = lxd_daemon.client
+    client.run("launch", "m:busybox/1.36", "mirrored")
+    try:
+        assert 'BUILD_ID="20260102_0000"' in client.run("exec", "mirrored", "--", "cat", "/etc/os-release").stdout
+    finally:
+        client.run("delete", "--force", "mirrored", check=False)
+    # a second run copies nothing: every file is there with its sha256
+    with serve_https_static(upstream["root"], tls_files) as url:
+        again = run_mirror(s3_server, f"s3://{bucket}", url, *FILTERS, "--keyring", str(upstream["keyring"]),
+                           "--json", ca=tls_files.ca_cert)
+    assert again.returncode == 0, again.stderr
+    second = json.loads(again.stdout)
+    assert second["copied"] == [] and len(second["skipped"]) == len(report["copied"])
+
+
+def test_lxd_only_upstream_is_listed_by_incus(s3_server: S3Server, bucket: str, tls_files: TlsFiles,
+                                              tmp_path: Path) -> None:
+    """The cloud-images shape (lxd.tar.xz only): the mirror adds the incus.tar.xz twins."""
+    catalog = write_upstream(tmp_path / "up", [PRODUCTS[0]], lxd_only=True)
+    with serve_https_static(tmp_path / "up", tls_files) as url:
+        out = run_mirror(s3_server, f"s3://{bucket}", url, ca=tls_files.ca_cert)
+    assert out.returncode == 0, out.stderr
+    incus = IncusClient(tmp_path / "incusconf", ca_file=tls_files.ca_cert)
+    incus.remote_add("m", s3_server.public_url(bucket))
+    listed = incus.image_list("m")
+    wanted = {(PRODUCTS[0][0], s) for s in PRODUCTS[0][4]}
+    assert {i["fingerprint"] for i in listed} == fingerprints(catalog, "lxd.tar.xz", wanted)
+    assert all(i["properties"]["requirements.secureboot"] == "false" for i in listed)
+    _, served_catalog = served(s3_server, bucket)
+    product = served_catalog["products"][PRODUCTS[0][0]]
+    assert product["requirements"] == product["lxd_requirements"] == {"secureboot": "false"}
+    # the delta whose base is mirrored stays
+    assert any(i["ftype"] == "squashfs.vcdiff" for i in product["versions"]["20260102_0000"]["items"].values())
+
+
+def test_tampered_file_refused_that_version_not_published(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    root = tmp_path / "up"
+    write_upstream(root, [PRODUCTS[0]])
+    bad = root / "images/busybox/1.36/amd64/default/20260102_0000/rootfs.squashfs"
+    data = bytearray(bad.read_bytes())
+    data[-1] ^= 0xFF  # same size, other content
+    bad.write_bytes(bytes(data))
+    out = run_mirror(s3_server, f"s3://{bucket}", str(root), "--json")
+    assert out.returncode == 1
+    assert "busybox:1.36:amd64:default version 20260102_0000: not mirrored" in out.stderr
+    assert "rootfs.squashfs: sha256" in out.stderr and "refusing the file" in out.stderr
+    _, catalog = served(s3_server, bucket)
+    assert set(catalog["products"][PRODUCTS[0][0]]["versions"]) == {"20260101_0000"}
+    keys = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert "images/busybox/1.36/amd64/default/20260102_0000/rootfs.squashfs" not in keys
+
+
+def test_tampered_signature_refused_nothing_published(upstream: dict[str, Any], s3_server: S3Server, bucket: str,
+                                                      tmp_path: Path) -> None:
+    root = tmp_path / "up"
+    shutil.copytree(upstream["root"], root)
+    signed = root / "streams/v1/index.sjson"
+    signed.write_text(signed.read_text().replace('"busybox:1.36:amd64:cloud"', '"busybox:1.36:amd64:cloudy"'))
+    out = run_mirror(s3_server, f"s3://{bucket}", str(root), *FILTERS, "--keyring", str(upstream["keyring"]))
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "index.sjson: bad signature, refusing the source" in lines[0]
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    # signed without --keyring: told what to pass; --no-verify reads it
+    out = run_mirror(s3_server, f"s3://{bucket}", str(upstream["root"]), *FILTERS, "--dry-run")
+    assert out.returncode == 1 and "the source is signed: pass --keyring FILE" in out.stderr
+
+
+class _SlowHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files; rootfs.squashfs trickles (so that a copy can be killed in the middle of it)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def copyfile(self, source: Any, outputfile: Any) -> None:
+        if not self.path.endswith("rootfs.squashfs"):
+            super().copyfile(source, outputfile)
+            return
+        while chunk := source.read(256 << 10):
+            outputfile.write(chunk)
+            time.sleep(0.2)
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # the client killed mid-transfer: expected here
+
+
+@contextlib.contextmanager
+def serve_tls(handler: Any, tls: TlsFiles) -> Iterator[str]:
+    """`handler` served over HTTPS on 127.0.0.1 (a client cut mid-transfer is not logged)."""
+    httpd = _QuietServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(tls.server_cert), str(tls.server_key))
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def serve_slow(root: Path, tls: TlsFiles) -> contextlib.AbstractContextManager[str]:
+    return serve_tls(lambda *a, **k: _SlowHandler(*a, directory=str(root), **k), tls)
+
+
+def test_kill_9_mid_copy_keeps_the_served_tree_and_the_rerun_copies_only_the_rest(
+        s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
+    root = tmp_path / "up"
+    catalog = write_upstream(root, [("busybox:1.36:amd64:default", "amd64", "1.36", "default", ("20260101_0000",))])
+    first = run_mirror(s3_server, f"s3://{bucket}", str(root))
+    assert first.returncode == 0, first.stderr
+    index_before, catalog_before = served(s3_server, bucket)
+    product = catalog["products"]["busybox:1.36:amd64:default"]
+    add_version(root, product, "busybox:1.36:amd64:default", "amd64", "1.36", "default", "20260102_0000",
+                big=12 << 20)
+    save(root, catalog, None)
+    new_files = {i["path"] for i in product["versions"]["20260102_0000"]["items"].values()}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": s3_server.access_key,
+           "AWS_SECRET_ACCESS_KEY": s3_server.secret_key, "AWS_ENDPOINT_URL": s3_server.endpoint,
+           "AWS_DEFAULT_REGION": "us-east-1", "SSL_CERT_FILE": str(tls_files.ca_cert), "SSB_PROGRESS_INTERVAL": "0"}
+    with serve_slow(root, tls_files) as url:
+        proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-t", f"s3://{bucket}", "mirror", url,
+                                 "--copies", "1"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                text=True, cwd=tmp_path)
+        assert proc.stderr is not None
+        done = 0
+        deadline = time.monotonic() + 120
+        for line in proc.stderr:  # the files before rootfs.squashfs (sorted: incus, lxd, the vcdiff...)
+            if f"{len(new_files) - 2}/{len(new_files) + 4} files" in line:
+                time.sleep(1)  # well inside the trickling squashfs
+                done = len(new_files) - 2
+                break
+            assert time.monotonic() < deadline
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert done
+        assert served(s3_server, bucket) == (index_before, catalog_before)  # the previous tree, still served
+        lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
+        lxc.remote_add("m", s3_server.public_url(bucket))
+        assert len(lxc.image_list("m")) == 2  # the first version's squashfs and root.tar.xz images
+        again = run_mirror(s3_server, f"s3://{bucket}", url, "--json", ca=tls_files.ca_cert, timeout=600)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    new_keys = {k for k in new_files}
+    assert {k for k in report["copied"]} | {k for k in report["skipped"] if k in new_keys} == new_keys
+    assert len([k for k in report["skipped"] if k in new_keys]) == done
+    assert len(report["copied"]) == len(new_keys) - done
+    _, after = served(s3_server, bucket)
+    assert set(after["products"]["busybox:1.36:amd64:default"]["versions"]) == {"20260101_0000", "20260102_0000"}
+
+
+def test_parity_with_sstream_mirror(upstream: dict[str, Any], tmp_path: Path) -> None:
+    """python-simplestreams selects the same items with the same filters (and --max)."""
+    exe = need("sstream-mirror")
+    for filters, extra in ((FILTERS, []), (["ftype~(lxd.tar.xz|squashfs)", "variant!=cloud"], ["--max", "1"]),
+                           (["arch!~arm", "item_name!~delta"], [])):
+        done = subprocess.run([exe, "--no-verify", "--dry-run", *extra,
+                               str(upstream["root"] / "streams/v1/index.sjson"), str(tmp_path / "sstream"), *filters],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        # its report: "+ PRODUCT VERSION ITEM PATH SIZE Mb" per item it would download
+        theirs = {tuple(line.split()[1:4]) for line in done.stderr.splitlines() if line.startswith("+ ")}
+        ours = run_mirror(None, str(tmp_path / "target"), str(upstream["root"]), *filters, *extra, "--no-verify",
+                          "--dry-run", "--json")
+        assert ours.returncode == 0, ours.stderr
+        assert {tuple(s) for s in json.loads(ours.stdout)["selected"]} == theirs and theirs, filters
+
+
+def test_bad_filters_and_hostile_catalogs(tmp_path: Path) -> None:
+    """One clear line per bad input; nothing written."""
+    root = tmp_path / "up"
+    catalog = write_upstream(root, [PRODUCTS[0]])
+    target = tmp_path / "target"
+    out = run_mirror(None, str(target), str(root), "arch")
+    assert out.returncode != 0 and "filter 'arch': expected KEY=VALUE" in out.stderr and "Traceback" not in out.stderr
+    # a path that climbs out of the tree, a product name we cannot use, an unknown ftype
+    product = catalog["products"][PRODUCTS[0][0]]
+    items = product["versions"]["20260101_0000"]["items"]
+    items["root.squashfs"]["path"] = "../../etc/passwd"
+    items["root.tar.xz"]["ftype"] = "root.tar.zst"
+    catalog["products"]["bad name!"] = json.loads(json.dumps(product))
+    items["extra"] = {**items["lxd.tar.xz"], "ftype": "lxd.tar.zst"}
+    save(root, catalog, None)
+    out = run_mirror(None, str(target), str(root), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    reasons = {(d["product"], d["version"], d["item"]): d["reason"] for d in report["dropped"]}
+    assert "must be a plain relative path" in reasons[(PRODUCTS[0][0], "20260101_0000", "root.squashfs")]
+    assert "not valid as a product name" in reasons[("bad name!", "", "")]
+    assert "unknown to LXD and Incus" in reasons[(PRODUCTS[0][0], "20260101_0000", "extra")]
+    assert "no image that LXD can use" in reasons[(PRODUCTS[0][0], "20260101_0000", "")]
+    # the version without its root went nowhere; its delta (base gone) neither, with a reason
+    assert "not mirrored" in reasons[(PRODUCTS[0][0], "20260102_0000", "delta-20260101_0000")]
+    served_catalog = json.loads((target / "streams/v1/images.json").read_text())
+    assert set(served_catalog["products"][PRODUCTS[0][0]]["versions"]) == {"20260102_0000"}
+    assert not (tmp_path / "etc").exists() and not (target / "etc").exists()
+
+
+def test_tree_yml_mirrors_publish_keeps_built_and_mirrored_products_in_one_tree(tmp_path: Path) -> None:
+    """tree.yml's `mirrors:`: `publish` mirrors, then commits the tree's own and the mirrored products at once."""
+    upstream = tmp_path / "up"
+    write_upstream(upstream, PRODUCTS)
+    built = tmp_path / "built"
+    make_image(built / "own/20260105_0000", kind="squashfs", serial="20260105_0000", description="own")
+    conf = tmp_path / "tree.yml"
+    conf.write_text(f"""
+products:
+  - name: own:1.0:amd64:default
+    arch: amd64
+    release: "1.0"
+    os: Own
+    directory: own
+    source: {built}
+    aliases: [own]
+mirrors:
+  - source: up
+    filters: ["arch=amd64", "release~^1\\\\.36$", "variant=default"]
+    max: 1
+""")
+    target = tmp_path / "public"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", str(target), *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    printed = cli("print")
+    assert printed.returncode == 0, printed.stderr
+    assert f"source: {upstream}" in printed.stdout and "max: 1" in printed.stdout
+    out = cli("publish", "--refresh-manifests")
+    assert out.returncode == 0, out.stderr
+    catalog = json.loads((target / "streams/v1/images.json").read_text())
+    assert set(catalog["products"]) == {"own:1.0:amd64:default", "busybox:1.36:amd64:default"}
+    assert set(catalog["products"]["busybox:1.36:amd64:default"]["versions"]) == {"20260102_0000"}  # max: 1
+    # its delta's base is not mirrored (max: 1): left out, with its reason
+    assert "delta from 20260101_0000, which is not mirrored" in out.stderr
+    assert "delta-20260101_0000" not in json.dumps(catalog)
+    index = json.loads((target / "streams/v1/index.json").read_text())
+    assert index["ssb_s3"]["mirrored"] == ["busybox:1.36:amd64:default"]
+    # publish, build-product and the hooks without `mirrors:` keep the mirrored product as published
+    text = conf.read_text()
+    conf.write_text(text[:text.index("mirrors:")].replace("aliases: [own]", "aliases: [own, own/1]"))
+    again = cli("publish")
+    assert again.returncode == 0, again.stderr
+    after = json.loads((target / "streams/v1/images.json").read_text())
+    assert after["products"]["busybox:1.36:amd64:default"] == catalog["products"]["busybox:1.36:amd64:default"]
+    assert after["products"]["own:1.0:amd64:default"]["aliases"] == "own,own/1"
+    # `mirror` without the tree.yml declaring `own` would unpublish it: refused, nothing changed
+    refused = run_mirror(None, str(target), str(upstream))
+    assert refused.returncode == 1
+    assert "product own:1.0:amd64:default is served but is neither in tree.yml" in refused.stderr
+    assert json.loads((target / "streams/v1/images.json").read_text()) == after
+    # a filter that is no regular expression: one line naming the field
+    conf.write_text(text.replace('variant=default', 'variant~(default'))
+    bad = cli("publish")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "mirrors[0].filters[2]: filter 'variant~(default': '(default' is not a regular expression" in bad.stderr
+
+
+class _Redirect(http.server.BaseHTTPRequestHandler):
+    """Every request redirected to another origin (`elsewhere`)."""
+
+    elsewhere = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", f"{self.elsewhere}{self.path}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+
+def test_a_redirect_out_of_the_source_is_refused(upstream: dict[str, Any], tls_files: TlsFiles,
+                                                 tmp_path: Path) -> None:
+    with serve_https_static(upstream["root"], tls_files) as real, \
+            serve_tls(type("R", (_Redirect,), {"elsewhere": real}), tls_files) as redirecting:
+        out = run_mirror(None, str(tmp_path / "target"), redirecting, "--no-verify", ca=tls_files.ca_cert)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "refused: it leaves the source's origin" in out.stderr
+    assert not (tmp_path / "target").exists()
+
+
+def test_versions_that_left_the_source_expire_unless_keep(tmp_path: Path) -> None:
+    root = tmp_path / "up"
+    catalog = write_upstream(root, [PRODUCTS[0]])
+    name = PRODUCTS[0][0]
+    for target, extra, wanted in ((tmp_path / "plain", [], {"20260102_0000"}),
+                                  (tmp_path / "kept", ["--keep"], {"20260101_0000", "20260102_0000"})):
+        first = run_mirror(None, str(target), str(root), *extra)
+        assert first.returncode == 0, first.stderr
+        gone = json.loads(json.dumps(catalog))
+        del gone["products"][name]["versions"]["20260101_0000"]
+        del gone["products"][name]["versions"]["20260102_0000"]["items"]["delta-20260101_0000"]
+        save(root, gone, None)
+        try:
+            again = run_mirror(None, str(target), str(root), *extra)
+        finally:
+            save(root, catalog, None)
+        assert again.returncode == 0, again.stderr
+        served_catalog = json.loads((target / "streams/v1/images.json").read_text())
+        assert set(served_catalog["products"][name]["versions"]) == wanted, extra
+        # out of the catalog at once; its files stay for the grace (clients holding the old catalog)
+        assert (target / "images/busybox/1.36/amd64/default/20260101_0000/lxd.tar.xz").exists()
+    bad = run_mirror(None, str(tmp_path / "x"), str(root), "--for", "lxc")
+    assert bad.returncode == 2 and "--for 'lxc': expected lxd, incus or lxd,incus" in bad.stderr
