@@ -30,7 +30,8 @@ from .config import (
     parse_duration,
 )
 from .core.clients import CLIENTS
-from .core.mirror import FilterError, parse_clients
+from .core.filters import FilterError
+from .core.mirror import parse_clients
 from .core.problems import Problem
 from .core.retention import PurgePlan
 from .core.views import images_json_view, index_view, seed_content
@@ -442,6 +443,37 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
 @click.option("--force", is_flag=True,
               help="Allow withdrawing the last version of a product (it leaves the catalog).")
 @click.option("--dry-run", is_flag=True, help="Print what would change (catalog, aliases, files) and write nothing.")
+@GRACE
+@LOCK_TIMEOUT
+@JSON
+@click.pass_obj
+def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, force: bool, dry_run: bool,
+                 grace: str | None, lock_timeout: float, as_json: bool) -> None:
+    """Take one version of PRODUCT out of the catalog and out of its ssb.json, in one safe publish.
+
+    VERSION is a version name or an image fingerprint (full, or at least its first 12 hex digits);
+    without it, the newest published version. The version is recorded under `withdrawn` in
+    ssb.json, so `publish --refresh-manifests` never brings it back. Its files are deleted once no
+    catalog current within the grace period names them, by this run or a later publish or purge.
+    """
+    from .commands.withdraw import summary, withdraw
+    from .core.plan import Withdrawal
+
+    report = withdraw(settings.tree, settings.store(), Withdrawal(product, version, reason), PublishOptions(
+        apikey=settings.apikey, storage=settings.storage, dry_run=dry_run, force=force, grace=_grace(grace),
+        lock_timeout=lock_timeout, quiet=settings.quiet))
+    if as_json:
+        click.echo(dump_json(report.as_dict()))
+    elif not settings.quiet:
+        for line in summary(report):
+            click.echo(line)
+        if report.dry_run:
+            click.echo(f"dry run: catalog {report.catalog_key} would be published; nothing written")
+        else:
+            click.echo(f"published: {len(report.products)} products, {report.versions} versions, "
+                       f"catalog {report.catalog_key}")
+
+
 def _print_mirror_notes(reports: list[MirrorReport], quiet: bool) -> None:
     """Every item the clients would not get, with its reason, on stderr (never silent)."""
     for report in reports:
@@ -483,31 +515,6 @@ def _print_mirror(reports: list[MirrorReport], as_json: bool, quiet: bool) -> No
 @LOCK_TIMEOUT
 @JSON
 @click.pass_obj
-def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, force: bool, dry_run: bool,
-                 grace: str | None, lock_timeout: float, as_json: bool) -> None:
-    """Take one version of PRODUCT out of the catalog and out of its ssb.json, in one safe publish.
-
-    VERSION is a version name or an image fingerprint (full, or at least its first 12 hex digits);
-    without it, the newest published version. The version is recorded under `withdrawn` in
-    ssb.json, so `publish --refresh-manifests` never brings it back. Its files are deleted once no
-    catalog current within the grace period names them, by this run or a later publish or purge.
-    """
-    from .commands.withdraw import summary, withdraw
-    from .core.plan import Withdrawal
-
-    report = withdraw(settings.tree, settings.store(), Withdrawal(product, version, reason), PublishOptions(
-        apikey=settings.apikey, storage=settings.storage, dry_run=dry_run, force=force, grace=_grace(grace),
-        lock_timeout=lock_timeout, quiet=settings.quiet))
-    if as_json:
-        click.echo(dump_json(report.as_dict()))
-    elif not settings.quiet:
-        for line in summary(report):
-            click.echo(line)
-        if report.dry_run:
-            click.echo(f"dry run: catalog {report.catalog_key} would be published; nothing written")
-        else:
-            click.echo(f"published: {len(report.products)} products, {report.versions} versions, "
-                       f"catalog {report.catalog_key}")
 def mirror_cmd(settings: Settings, source: str, filters: tuple[str, ...], clients: str, max_versions: int | None,
                keep: bool, keyring: str | None, no_verify: bool, copies: int, dry_run: bool, force: bool,
                grace: str | None, lock_timeout: float, as_json: bool) -> None:

@@ -474,14 +474,14 @@ def _storage_problems(storage: Any, source_file: str) -> list[Problem]:
 
 def _mirror_problems(mirrors: Any, source_file: str) -> list[Problem]:
     """Filters the schema's pattern lets through but that cannot be used (a bad regular expression)."""
-    from .core.mirror import FilterError, ItemFilter  # core.mirror builds ProductConfigs: imported late
+    from .core.filters import Filter, FilterError  # core.filters raises an SSBError: imported late
 
     problems = []
     for i, raw in enumerate(mirrors if isinstance(mirrors, list) else ()):
         filters = raw.get("filters") if isinstance(raw, Mapping) else None
         for j, text in enumerate(filters if isinstance(filters, list) else ()):
             try:
-                ItemFilter.parse(str(text))
+                Filter.parse(str(text))
             except FilterError as exc:
                 problems.append(Problem(None, source_file, f"mirrors[{i}].filters[{j}]", str(exc)))
     return problems

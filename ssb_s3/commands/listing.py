@@ -14,9 +14,9 @@ metadata + root pair (or unified tarball) that carries a fingerprint, for LXD or
   (os, release, newest date, highest version name, then squashfs before tar.xz); older versions
   show none. (Go's sort is only stable up to 12 images: a client may break other ties its own way.)
 
-Filters are sstream-style `KEY=VALUE`, `KEY!=VALUE`, `KEY~REGEX`, `KEY!~REGEX` on a row's
-fields, all ANDed; `aliases=X` matches a row having alias X. A bad filter is a ListError (one
-line). Nothing here writes; the index and the catalogs are read bounded (verify, httpread).
+Filters (core/filters, the syntax `mirror` uses too) apply to a row's fields (FIELDS), all ANDed;
+`aliases=X` matches a row having alias X. A bad filter or key is a FilterError (one line).
+Nothing here writes; the index and the catalogs are read bounded (verify, httpread).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,9 +33,10 @@ import yaml
 from ..config import CANONICAL_ARCH
 from ..core.catalog import SHORT_FINGERPRINT, version_images
 from ..core.clients import version_date
+from ..core.filters import Filter
 from ..core.imagefiles import IMAGE_FILES
 from ..core.page import human_size
-from ..errors import ProblemsFound, SSBError
+from ..errors import ProblemsFound
 from ..schemas import schema_problems
 from ..storage.store import Store
 from .verify import read_catalog, served_entries
@@ -46,10 +46,6 @@ from .verify import read_catalog, served_entries
 ALIAS_PREFERENCE = (IMAGE_FILES["rootfs.squashfs"].ftype, IMAGE_FILES["rootfs.tar.xz"].ftype)
 FIELDS = ("product", "version", "type", "fingerprint", "aliases", "size", "date", "arch", "os", "release")
 FORMATS = ("table", "csv", "json", "yaml")
-
-
-class ListError(SSBError):
-    """A bad `list` filter."""
 
 
 @dataclass
@@ -139,47 +135,17 @@ def served_rows(store: Store) -> list[ImageRow]:
     return sorted(rows, key=lambda r: (r.product, r.version, r.type, r.fingerprint))
 
 
-_FILTER = re.compile(r"^([a-z_]+)(!=|!~|=|~)(.*)$", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Filter:
-    """One sstream-style filter: KEY=VALUE, KEY!=VALUE, KEY~REGEX, KEY!~REGEX."""
-
-    key: str
-    op: str
-    value: str
-    regex: re.Pattern[str] | None = None
-
-    def matches(self, row: ImageRow) -> bool:
-        text = row.value(self.key)
-        if self.regex is not None:
-            hit = self.regex.search(text) is not None
-        else:
-            hit = text == self.value or (self.key == "aliases" and self.value in row.aliases)
-        return hit != self.op.startswith("!")
-
-
 def parse_filter(text: str) -> Filter:
-    """One filter from the command line; ListError names what was expected."""
-    match = _FILTER.match(text)
-    if not match:
-        raise ListError(f"filter '{text}': expected KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX "
-                        f"(keys: {', '.join(FIELDS)})")
-    key, op, value = match.groups()
-    if key not in FIELDS:
-        raise ListError(f"filter '{text}': unknown key '{key}' (keys: {', '.join(FIELDS)})")
-    regex = None
-    if op.endswith("~"):
-        try:
-            regex = re.compile(value)
-        except re.error as exc:
-            raise ListError(f"filter '{text}': '{value}' is not a valid regular expression: {exc}") from None
-    return Filter(key, op, value, regex)
+    """One filter of `list` (core/filters), over the row fields (FIELDS)."""
+    return Filter.parse(text, FIELDS)
+
+
+def _passes(row: ImageRow, f: Filter) -> bool:
+    return f.matches_text(row.value(f.key), members=row.aliases if f.key == "aliases" else ())
 
 
 def select(rows: Iterable[ImageRow], filters: Sequence[Filter]) -> list[ImageRow]:
-    return [row for row in rows if all(f.matches(row) for f in filters)]
+    return [row for row in rows if all(_passes(row, f) for f in filters)]
 
 
 def _record(row: ImageRow, full: bool) -> dict[str, Any]:

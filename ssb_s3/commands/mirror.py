@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, cast
 from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig
 from ..core import mirror as core
 from ..core.catalog import INDEX_KEY, _path_problem
+from ..core.filters import parse_filters
 from ..core.plan import PublishOptions, PublishReport
 from ..core.retention import served_mirrored
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
@@ -360,7 +361,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                publish_opts: PublishOptions) -> list[MirrorReport]:
     """Every mirror of `runs` (the `mirror` command: one; publish with tree.yml's `mirrors:`: all),
     then one publish of the tree's own products and the mirrored ones together."""
-    filters = [core.parse_filters(o.filters) for o in runs]  # bad filters: nothing is read
+    filters = [parse_filters(o.filters) for o in runs]  # bad filters: nothing is read
     for o in runs:
         if o.verify and o.keyring and not Path(o.keyring).is_file():
             raise MirrorError(f"--keyring {o.keyring}: not a file")

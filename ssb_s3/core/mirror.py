@@ -3,8 +3,7 @@
 No I/O (ssb_s3.commands.mirror reads the source, copies the files and commits through publish).
 Everything here comes from a server we do not control, so every value is checked before it is used:
 
-- filters have sstream-mirror's syntax and meaning (python-simplestreams' ItemFilter):
-  `key=value`, `key!=value`, `key~regex`, `key!~regex` (re.search), all ANDed, matched against the
+- filters (core/filters: sstream-mirror's syntax and meaning) are matched against the
   item flattened with its version's, its product's and the catalog's plain fields (plus
   product_name, version_name, item_name); a missing key reads as '';
 - a product is mirrored under a name that is valid as our product name, with a known arch, and
@@ -29,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import KNOWN_ARCHES, ProductConfig
-from ..errors import SSBError
 from . import imagefiles
 from .catalog import _images_of_version, _mirrored_items, _path_problem
+from .filters import Filter, FilterError
 from .versions import version_name_problem
 
 PRODUCT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+~-]*")  # tree.schema.json's product name
@@ -42,44 +41,7 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ITEM_FIELDS = ("ftype", "path", "size", "sha256", "md5", *imagefiles.COMBINED_FIELDS, "delta_base")
 VERSION_FIELDS = ("label", "pubname")
-_FILTER = re.compile(r"([\w|\-]+)[ ]*([!]{0,1}[=~])[ ]*(.*)[ ]*$")  # python-simplestreams' own pattern
 CLIENT_NAMES = {"lxd": "LXD", "incus": "Incus"}
-
-
-class FilterError(SSBError):
-    """A filter that cannot be parsed (its text and what was expected)."""
-
-
-@dataclass(frozen=True)
-class ItemFilter:
-    """One sstream-mirror filter."""
-
-    key: str
-    op: str
-    value: str
-    text: str
-
-    @classmethod
-    def parse(cls, text: str) -> ItemFilter:
-        found = _FILTER.match(text)
-        if not found:
-            raise FilterError(f"filter '{text}': expected KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX")
-        key, op, value = found.groups()
-        if "~" in op:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise FilterError(f"filter '{text}': '{value}' is not a regular expression ({exc})") from None
-        return cls(key, op, value, text)
-
-    def matches(self, flat: Mapping[str, Any]) -> bool:
-        value = str(flat.get(self.key, ""))
-        hit = value == self.value if "=" in self.op else re.search(self.value, value) is not None
-        return hit != self.op.startswith("!")
-
-
-def parse_filters(texts: Iterable[str]) -> tuple[ItemFilter, ...]:
-    return tuple(ItemFilter.parse(t) for t in texts)
 
 
 def parse_clients(text: str) -> tuple[str, ...]:
@@ -220,7 +182,7 @@ def _item_problem(item: Any) -> str | None:
     return None
 
 
-def select(catalog: Mapping[str, Any], filters: Sequence[ItemFilter], *, clients: Sequence[str] = ("LXD", "Incus"),
+def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Sequence[str] = ("LXD", "Incus"),
            max_versions: int | None = None, prefix: str = "", taken_dirs: Iterable[str] = (),
            taken_names: Iterable[str] = ()) -> Selection:
     """What to mirror from an upstream products:1.0 catalog (see the module docstring).
