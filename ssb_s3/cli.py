@@ -502,7 +502,8 @@ def verify_cmd(ctx: click.Context, hashes: bool, base_url: str | None, timeout: 
         _fail([f"error: {store.url}: {len(report.problems)} problem(s)", *(f"  - {p}" for p in report.problems)])
     if not as_json:
         click.echo(f"OK: {len(report.catalogs)} catalog, {report.products} products, {report.versions} versions, "
-                   f"{report.files} files ({report.bytes} bytes)" + (", hashes verified" if hashes else ""))
+                   f"{report.files} files ({report.bytes} bytes)" + (", hashes verified" if hashes else "")
+                   + (f", {report.lxc_images} LXC images" if report.lxc_images else ""))
 
 
 def _served_store(settings: Settings, base_url: str | None, limits: httpread.Limits) -> Store:

@@ -119,6 +119,9 @@ class CachePolicy:
     images_json: str = "public, max-age=60"  # the plain copy is overwritten at each publish
     manifest: str = "no-cache"
     artifacts: str = IMMUTABLE
+    # meta/1.0/index-* (classic LXC): fixed keys overwritten at each publish, like images.json; a
+    # stale copy names versions that stay downloadable for the grace, which must exceed this max-age
+    lxc_index: str = "public, max-age=60"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 No I/O here, so the same inputs always give byte-identical output (`updated` is derived from
 the newest version, not from the clock). `contract_problems` refuses what the LXD or Incus
-client would silently drop or choke on, before anything is written.
+client would silently drop or choke on, and an LXC image lxc-create could not use from the
+classic LXC index (core/lxcindex), before anything is written.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
-from . import imagefiles
+from . import imagefiles, lxcindex
 from .problems import Problem, with_source
 from .versions import version_name_problem, version_time
 
@@ -290,6 +291,8 @@ def contract_problems_by_product(
             continue
         if arch is None:
             blame(pname, where, f"arch '{product['arch']}' is unknown to LXD (the product would be hidden)")
+        for lxc_field, text in lxcindex.entry_problems(product):
+            blame(pname, f"{where}: {lxc_field}", text)
         if product["aliases"]:
             for alias in product["aliases"].split(","):
                 if not alias or alias != alias.strip() or any(c.isspace() for c in alias):

@@ -2,7 +2,8 @@
 
 A view is (key, bytes, content type, cache class): the cache class names the tree.yml
 `cache_control` entry it is served with. Today's views: the content-addressed catalog, the plain
-images.json copy and index.json. The commit (ssb_s3.storage.tree) writes every view but the index before
+images.json copy, the classic LXC index (meta/1.0/index-system, index-user and their `.N` copies:
+core/lxcindex) and index.json. The commit (ssb_s3.storage.tree) writes every view but the index before
 it flips the index, so whatever the index names is already there. Adding a view (an HTML page, an
 LXC index, a signature) is one renderer here (or in its own module) and one line in VIEWS.
 
@@ -19,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import TreeConfig
+from . import lxcindex
 from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
 
 JSON_TYPE = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,20 @@ def images_json_view(content: Content) -> View:
     return View(plain_catalog_key(content.tree), content.catalog_bytes, cache="images_json")
 
 
+def lxc_index_renderer(key: str) -> Renderer:
+    """The classic LXC index under `key` (one of lxcindex.index_keys(): every key holds the same
+    lines). A fixed key, overwritten at each publish, even when empty: it never names a version
+    the catalog does not (core/lxcindex)."""
+    def lxc_index_view(content: Content) -> View:
+        return View(key, lxcindex.render_index(lxcindex.lxc_images(content.catalog)), content_type=TEXT_TYPE,
+                    cache="lxc_index")
+    lxc_index_view.__name__ = f"lxc_index_view[{key}]"
+    return lxc_index_view
+
+
+LXC_INDEX_VIEWS: tuple[Renderer, ...] = tuple(lxc_index_renderer(key) for key in lxcindex.index_keys())
+
+
 def index_view(content: Content) -> View:
     """streams/v1/index.json naming the catalog, with the publisher's history (flipped last)."""
     index = build_index(content.tree, content.catalog, content.catalog_key, content.history)
@@ -76,7 +93,7 @@ def seed_content(tree: TreeConfig, catalog: Mapping[str, Any]) -> Content:
     return Content(tree, catalog, to_bytes(catalog), plain_catalog_key(tree), {})
 
 
-VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, index_view)
+VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, *LXC_INDEX_VIEWS, index_view)
 
 
 class ViewError(ValueError):
