@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realparts import LxdClient, S3Server, TlsFiles, make_image, need
+from realparts import LxdClient, S3Server, TlsFiles, make_image, missing, need
 from test_e2e_clients import expected_images
 
 from ssb_s3.config import load_config
@@ -24,6 +24,7 @@ from ssb_s3.core.views import Content, render
 
 HERE = Path(__file__).resolve().parent
 FAKE = HERE / "fake-bin" / "distrobuilder"
+TEMPLATE = Path("/usr/share/lxc/templates/lxc-download")
 LXC_KEYS = ["meta/1.0/index-system", "meta/1.0/index-system.7", "meta/1.0/index-user", "meta/1.0/index-user.7"]
 
 TREE = """
@@ -137,7 +138,7 @@ def test_view_is_registered_under_every_key_the_clients_ask_for(tmp_path: Path) 
     assert tree.cache_control.lxc_index == "public, max-age=30"
     assert not any(v.create_only for k, v in views.items() if k in LXC_KEYS)  # fixed keys, overwritten
     empty = catalog_of({"d": entry(versions={"20260101_0000": ["lxd.tar.xz", "rootfs.squashfs"]})})
-    assert {v.data for v in render(Content(tree, empty, b"", "k", {})) if v.key in LXC_KEYS} == {b""}
+    assert {v.data for v in render(Content(tree, empty, b"", "k", {})) if v.key in LXC_KEYS} == {b"\n"}  # as lxc-ci
 
 
 @pytest.mark.parametrize(("changes", "field", "text"), [
@@ -157,6 +158,18 @@ def test_contract_refuses_what_no_index_line_can_hold(changes: dict[str, str], f
     lxd_only = catalog_of({"p": {**entry(versions={"20260101_0000": ["lxd.tar.xz", "rootfs.squashfs"]}),
                                  **changes}})
     assert not [p for p in contract_problems_by_product(lxd_only, "catalog").get("p", []) if "LXC" in p.text]
+
+
+def test_two_products_cannot_give_the_same_lxc_image() -> None:
+    """lxc-create takes the first line matching dist/release/arch/variant: a second one is unreachable."""
+    catalog = catalog_of({"a": entry(arch="x86_64", folder="a"), "b": entry(arch="amd64", folder="b"),
+                          "c": entry(arch="amd64", variant="cloud", folder="c")})
+    text = ("LXC image busybox;1.36;amd64;default is also given by product {} (lxc-create takes the first line "
+            "that matches: set another os, release, arch or variant)")
+    full = contract_problems_by_product(catalog, "catalog")
+    assert {n: [(p.field, p.text) for p in ps] for n, ps in full.items()} == {"b": [("product b", text.format("a"))]}
+    changed_a = contract_problems_by_product(catalog, "catalog", focus={"a"})  # b was published first: a is refused
+    assert {n: [p.text for p in ps] for n, ps in changed_a.items()} == {"a": [text.format("b")]}
 
 
 def test_lxd_arch_names_are_mapped_to_lxcs() -> None:
@@ -313,10 +326,10 @@ def lxc_create(server: str, tls: TlsFiles, work: Path, *args: str) -> subprocess
     """The real lxc-create (root, a private lxc path and cache), wget trusting the test CA through WGETRC."""
     need("lxc-create")
     need("wget")
-    if not Path("/usr/share/lxc/templates/lxc-download").exists():
-        need("/usr/share/lxc/templates/lxc-download")
+    if not TEMPLATE.is_file():
+        missing(f"{TEMPLATE} not found (apt-get install lxc)")
     if os.geteuid() != 0:
-        pytest.skip("lxc-create -t download needs root here")
+        missing("lxc-create -t download needs root here (a private -P lxc path, system mode)")
     wgetrc = work / "wgetrc"
     wgetrc.write_text(f"ca_certificate = {tls.ca_cert}\n")
     env = {**os.environ, "WGETRC": str(wgetrc), "LXC_CACHE_PATH": str(work / "cache")}
@@ -346,6 +359,19 @@ def test_lxc_create_lists_and_creates_from_seaweedfs_over_https(served: dict[str
     assert "lxc.arch = x86_64" in config and "lxc.uts.name = t" in config  # the meta.tar.xz config, applied
     assert "You just created a busybox for lxc-create container." in made.stdout  # its create-message
     print(f"lxc-create -t download: {elapsed:.2f} s")
+
+
+def test_a_missing_lxc_create_fails_under_ssb_require_e2e(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                         tls_files: TlsFiles) -> None:
+    import realparts
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no lxc-create, no wget
+    monkeypatch.setattr(realparts, "REQUIRE_REAL", True)
+    with pytest.raises(pytest.fail.Exception, match=r"required tool 'lxc-create' not found.*SSB_REQUIRE_E2E=1"):
+        lxc_create("127.0.0.1:1/b", tls_files, tmp_path, "-n", "t", "--list")
+    monkeypatch.setattr(realparts, "REQUIRE_REAL", False)
+    with pytest.raises(pytest.skip.Exception):
+        lxc_create("127.0.0.1:1/b", tls_files, tmp_path, "-n", "t", "--list")
 
 
 def test_doubled_slash_requests_reach_the_index_on_seaweedfs(served: dict[str, Any], s3_server: S3Server) -> None:

@@ -336,4 +336,6 @@ def contract_problems_by_product(
                     if other != here:
                         blame(pname, vwhere, f"fingerprint {fingerprint[:12]} also used by {other} "
                                              f"({client} would refuse it: 'More than one match')")
+    for pname, text in lxcindex.collision_problems(products, checked):
+        blame(pname, f"product {pname}", text)
     return found

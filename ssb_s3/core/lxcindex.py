@@ -140,6 +140,28 @@ def entry_problems(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+def collision_problems(products: Mapping[str, Any], checked: Iterable[str]) -> list[tuple[str, str]]:
+    """(product, text) for products whose LXC image has the same dist;release;arch;variant as another
+    product's: lxc-create takes the first matching line, so the other image could never be created.
+    The image keeps its first claimant (an unchanged product, else the first by name); only
+    `checked` products are blamed (an incremental publish checks only what it changes)."""
+    checked = set(checked)
+    claims: dict[tuple[str, ...], list[str]] = {}
+    for pname, entry in sorted(products.items()):
+        if isinstance(entry, Mapping) and newest_lxc_version(entry) is not None and not entry_problems(entry):
+            key: tuple[str, ...] = (entry["os"], entry["release"], str(lxc_arch(entry["arch"])),
+                                    entry.get("variant") or DEFAULT_VARIANT)
+            claims.setdefault(key, []).append(pname)
+    problems = []
+    for image, names in sorted(claims.items()):
+        if len(names) > 1:
+            owner = next((n for n in names if n not in checked), names[0])
+            problems += [(n, f"LXC image {';'.join(image)} is also given by product {owner} (lxc-create takes the "
+                             "first line that matches: set another os, release, arch or variant)")
+                         for n in names if n != owner and n in checked]
+    return problems
+
+
 def lxc_images(catalog: Mapping[str, Any]) -> list[LxcImage]:
     """The index's images, sorted by line: one per product whose newest version has a sound LXC image."""
     images = []
@@ -157,8 +179,10 @@ def lxc_images(catalog: Mapping[str, Any]) -> list[LxcImage]:
 
 
 def render_index(images: Iterable[LxcImage]) -> bytes:
-    """The index file: one line per image, each ending in a newline (empty: no image)."""
-    return "".join(f"{image.line()}\n" for image in images).encode()
+    """The index file: one line per image, each ending in a newline; with no image, one empty line
+    (as lxc-ci writes it; the client skips it). Never zero bytes: SeaweedFS 4 hangs on concurrent
+    zero-byte PUTs (checked here: four of them, as the views are written, never answer)."""
+    return "".join(f"{image.line()}\n" for image in images).encode() or b"\n"
 
 
 def parse_index(data: bytes) -> tuple[list[LxcImage], list[str]]:
