@@ -138,7 +138,9 @@ def test_view_is_registered_under_every_key_the_clients_ask_for(tmp_path: Path) 
     assert tree.cache_control.lxc_index == "public, max-age=30"
     assert not any(v.create_only for k, v in views.items() if k in LXC_KEYS)  # fixed keys, overwritten
     empty = catalog_of({"d": entry(versions={"20260101_0000": ["lxd.tar.xz", "rootfs.squashfs"]})})
-    assert {v.data for v in render(Content(tree, empty, b"", "k", {})) if v.key in LXC_KEYS} == {b"\n"}  # as lxc-ci
+    assert not [v for v in render(Content(tree, empty, b"", "k", {})) if v.key in LXC_KEYS]  # none ever served
+    emptied = render(Content(tree, empty, b"", "k", {}, lxc_served=True))  # the served catalog had one
+    assert {v.data for v in emptied if v.key in LXC_KEYS} == {b"\n"}  # one empty line, as lxc-ci writes it
 
 
 @pytest.mark.parametrize(("changes", "field", "text"), [
@@ -213,6 +215,26 @@ def test_publish_writes_the_index_and_verify_checks_every_line(local_tree: dict[
             "gzip, expected xz for meta.tar.xz") in bad.stderr
     assert (f"{root}/busybox/amd64/default/20260101_0000/rootfs.tar.xz: named by meta/1.0/index-system but "
             "missing") in bad.stderr
+
+
+def test_no_index_without_lxc_images_and_an_emptied_one_after_the_last(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    conf = tmp_path / "tree.yml"
+    conf.write_text(TREE.format(grace="0", days=1))
+    tree = {"root": root, "conf": conf}
+    make_image(root / "busybox/amd64/lxd-only/20260101_0000", kind="squashfs", arch="x86_64",
+               serial="20260101_0000", os_name="busybox", release="1.36")
+    assert publish(tree).returncode == 0
+    assert not (root / "meta").exists()  # a tree that never had an LXC image gets no LXC index
+    both_kinds(root / "busybox/amd64/default/20260101_0000", arch="x86_64", serial="20260101_0000")
+    assert publish(tree).returncode == 0
+    assert lxc_lines(root) == ["busybox;1.36;amd64;default;20260101_0000;busybox/amd64/default/20260101_0000"]
+    make_image(root / "busybox/amd64/default/20260102_0000", kind="squashfs", arch="x86_64",
+               serial="20260102_0000", os_name="busybox", release="1.36")  # the newest has no LXC image
+    assert publish(tree).returncode == 0
+    assert lxc_lines(root) == [""]
+    assert not (root / "busybox/amd64/default/20260101_0000/meta.tar.xz").exists()  # purged (grace 0)
+    assert ssb("-c", str(conf), "-t", str(root), "verify").returncode == 0
 
 
 def test_verify_reports_a_missing_index_when_the_catalog_has_lxc_images(local_tree: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from .catalog import (
     no_gc,
     to_bytes,
 )
+from .lxcindex import lxc_images
 from .problems import Problem, blamed
 from .retention import History, PurgePlan, catalog_paths, plan_purge, select_versions
 from .views import Content, View, index_view, render
@@ -517,7 +518,8 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
               if read.refreshed and read.manifest is not None and name not in checked.problems]
     return Plan(
         catalog=catalog, catalog_bytes=data, catalog_key=key, history=history,
-        views=render(Content(tree, catalog, data, key, history.as_field())),
+        views=render(Content(tree, catalog, data, key, history.as_field(),
+                             lxc_served=bool(lxc_images(snap.served or {})))),
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
         catalog_changed=key != snap.served_key,

@@ -37,6 +37,7 @@ class Content:
     catalog_bytes: bytes
     catalog_key: str
     history: Mapping[str, Any]
+    lxc_served: bool = False  # the served catalog has an LXC image: its LXC index must be rewritten
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class View:
         return self.key == INDEX_KEY
 
 
-Renderer = Callable[[Content], View]
+Renderer = Callable[[Content], View | None]  # None: nothing to publish for this content
 
 
 def catalog_view(content: Content) -> View:
@@ -69,11 +70,14 @@ def images_json_view(content: Content) -> View:
 
 def lxc_index_renderer(key: str) -> Renderer:
     """The classic LXC index under `key` (one of lxcindex.index_keys(): every key holds the same
-    lines). A fixed key, overwritten at each publish, even when empty: it never names a version
-    the catalog does not (core/lxcindex)."""
-    def lxc_index_view(content: Content) -> View:
-        return View(key, lxcindex.render_index(lxcindex.lxc_images(content.catalog)), content_type=TEXT_TYPE,
-                    cache="lxc_index")
+    lines). A fixed key, overwritten at each publish that changes the catalog, so that it never
+    names a version the catalog does not (core/lxcindex): written when the catalog has an LXC image
+    or the served one had (then possibly with no line); a tree that never had one gets no file."""
+    def lxc_index_view(content: Content) -> View | None:
+        images = lxcindex.lxc_images(content.catalog)
+        if not images and not content.lxc_served:
+            return None
+        return View(key, lxcindex.render_index(images), content_type=TEXT_TYPE, cache="lxc_index")
     lxc_index_view.__name__ = f"lxc_index_view[{key}]"
     return lxc_index_view
 
@@ -102,7 +106,8 @@ class ViewError(ValueError):
 
 def render(content: Content, views: tuple[Renderer, ...] | None = None) -> tuple[View, ...]:
     """Every registered view of `content` (the registry is read at call time: tests may add one)."""
-    rendered = tuple(renderer(content) for renderer in (VIEWS if views is None else views))
+    rendered = tuple(view for renderer in (VIEWS if views is None else views)
+                     if (view := renderer(content)) is not None)
     for view in rendered:
         if view.create_only and not view.key.startswith(content.catalog_key):
             raise ViewError(f"content-addressed view {view.key} must be keyed after its catalog "
