@@ -302,16 +302,7 @@ def test_from_dir_takes_the_lxc_image_and_refuses_a_meta_tarball_lxc_cannot_unpa
 # End to end: build-product into SeaweedFS, served over HTTPS, read by the real lxc-create
 
 
-E2E_TREE = """
-storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path}}
-products:
-  - name: busybox:1.36:amd64:default
-    arch: x86_64
-    release: "1.36"
-    os: busybox
-    directory: busybox/amd64/default
-    aliases: [busybox/1.36]
-"""
+E2E_STORAGE = 'storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path}}\n'
 
 IMAGE_YAML = """image:
   distribution: busybox
@@ -331,7 +322,7 @@ def served(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dic
     bucket = "lxc-e2e"
     s3_server.create_bucket(bucket, public_read=True)
     conf = work / "tree.yml"
-    conf.write_text(E2E_TREE.format(endpoint=s3_server.endpoint))
+    conf.write_text(E2E_STORAGE.format(endpoint=s3_server.endpoint) + TREE.format(grace="6h", days=1))
     image = work / "image.yaml"
     image.write_text(IMAGE_YAML)
     out = ssb("-c", str(conf), "-t", f"s3://{bucket}/tree", "build-product", "busybox:1.36:amd64:default", "-i",

@@ -2,7 +2,7 @@
 
 LXC's download template (LXC 5.0.2 `templates/lxc-download`) GETs
 `https://<server>/meta/1.0/index-<mode>.<compat>` (mode `system`, or `user` inside a user
-namespace; compat level 7 for LXC 4.0.12+ and 5.x), falls back to the name without `.<compat>`
+namespace; compat level 7 in LXC 5.0.2, lower in older releases), falls back to the name without `.<compat>`
 when that fails, and reads one image per line, `dist;release;arch;variant;build_id;path`. It
 then GETs `https://<server>/<path>/rootfs.tar.xz` and `<path>/meta.tar.xz` (LXC's own metadata:
 config, config-user, templates, create-message, expiry, excludes-user; unpacked with `tar J`).
@@ -17,7 +17,9 @@ client asks for. dist/release/arch/variant are the catalog entry's os/release/ar
 catalog takes them from tree.yml: core/catalog.catalog_product); a missing variant is LXC's
 default, `default`; the arch is LXC's name for the catalog's (x86_64 -> amd64, aarch64 -> arm64,
 ...); build_id is the version name; path is the version folder relative to the tree root, without
-a leading slash (the client joins with '/', and S3 keeps a doubled slash in the key).
+a leading slash (the client joins it with '/'; AWS S3 keeps a doubled slash in the key, SeaweedFS
+and MinIO fold it). The index itself is asked for as `https://<server>//meta/1.0/...`: SeaweedFS
+(checked) and MinIO fold the '//', AWS S3 would look for a key with it (README).
 
 Invariants: the lines are sorted and name only items of the catalog they are rendered from (so
 retention protects what they name exactly as it protects the catalog's files, and verify finds
@@ -35,7 +37,7 @@ from . import imagefiles
 
 INDEX_DIR = "meta/1.0"
 MODES = ("system", "user")
-COMPAT_LEVELS = (7,)  # LXC 4.0.12+ and 5.x ask `.7` first; every client falls back to the plain name
+COMPAT_LEVELS = (7,)  # LXC 5.0.2 asks `.7` first; every client falls back to the plain name
 DEFAULT_VARIANT = "default"  # lxc-download's --variant default
 
 # LXC's architecture names (lxc-ci's image matrix), by the canonical name of config.ARCH_ALIASES.
