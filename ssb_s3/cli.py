@@ -708,6 +708,7 @@ def verify_cmd(ctx: click.Context, hashes: bool, keyring: str | None, required: 
         click.echo(f"OK: {len(report.catalogs)} catalog, {report.products} products, {report.versions} versions, "
                    f"{report.files} files ({report.bytes} bytes)" + (", hashes verified" if hashes else "")
                    + (f", {len(report.signatures)} signatures verified" if keyring else "")
+                   + (f", {report.lxc_images} LXC images" if report.lxc_images else "")
                    + f"; clients: {', '.join(report.clients) or 'none'}")
 
 

@@ -104,6 +104,9 @@ class CachePolicy:
     manifest: str = "no-cache"
     artifacts: str = IMMUTABLE
     page: str = "no-cache"  # index.html, rewritten by every publish that changes the catalog, like the index
+    # meta/1.0/index-* (classic LXC): fixed keys overwritten at each publish, like images.json; a
+    # stale copy names versions that stay downloadable for the grace, which must exceed this max-age
+    lxc_index: str = "public, max-age=60"
 
 
 @dataclass(frozen=True)

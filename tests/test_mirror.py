@@ -474,7 +474,8 @@ mirrors:
     conf.write_text(text.replace('variant=default', 'variant~(default'))
     bad = cli("publish")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    assert "mirrors[0].filters[2]: filter 'variant~(default': '(default' is not a valid regular expression" in bad.stderr
+    expected = "mirrors[0].filters[2]: filter 'variant~(default': '(default' is not a valid regular expression"
+    assert expected in bad.stderr
 
 
 class _Redirect(http.server.BaseHTTPRequestHandler):

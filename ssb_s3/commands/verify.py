@@ -14,6 +14,12 @@ Bounds: over http(s) every request has a deadline and a size cap for index.json 
 (ssb_s3.storage.httpread; `verify --timeout/--deadline/--max-catalog-size`). With hashes, no file is read past
 its declared size + 1 byte, whatever the server sends: a longer or shorter body is a size problem.
 A catalog path that is not a plain relative path is reported and never requested.
+
+The classic LXC index (meta/1.0/index-*, core/lxcindex) is read as lxc-create reads it (at most
+MAX_LXC_INDEX bytes per file): every line's <path>/rootfs.tar.xz and <path>/meta.tar.xz must
+exist and hold what their names say (xz, sniffed from their first bytes). Missing index files
+are a problem only when a served catalog has an LXC image (trees published before the LXC index
+existed have none).
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import clients
+from ..core import clients, lxcindex
 from ..core.catalog import INDEX_KEY, INDEX_NAME, contract_problems
 from ..core.catalog import _path_problem as path_problem
-from ..core.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher
+from ..core.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher, content_kind_problem
+from ..core.retention import shape_problem
 from ..core.signed import DETACHED_SUFFIX, SIGNED_INDEX_KEY, same_document, signed_key
-from ..errors import NotFound, StoreError
+from ..errors import NotFound, StoreError, TooLarge
 from ..gpg import SignatureError
 from ..gpg import verify as gpg_verify
 from ..schemas import schema_problems
@@ -36,6 +43,9 @@ from ..storage.httpread import parse_json
 from ..storage.store import CHUNK_SIZE, HttpStore, Store
 
 log = logging.getLogger(__name__)
+
+MAX_LXC_INDEX = 8 << 20  # bytes of one LXC index file (~100 bytes a line)
+SNIFF_BYTES = 64
 
 
 @dataclass
@@ -49,6 +59,7 @@ class VerifyReport:
     bytes: int = 0
     hashed_bytes: int = 0
     clients: list[str] = field(default_factory=list)  # checked: served by the tree or required
+    lxc_images: int = 0  # lines of the classic LXC index
     problems: list[str] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)  # signed files that verified (verify --keyring)
     warnings: list[str] = field(default_factory=list)  # what clients the tree does not serve will not list
@@ -209,6 +220,61 @@ def read_catalog(store: Store, path: str, problems: list[str]) -> Any:
     return catalog
 
 
+def _head_bytes(store: Store, key: str) -> bytes:
+    """The first bytes of an object (the connection is dropped after them)."""
+    stream = store.iter_chunks(key, SNIFF_BYTES)
+    try:
+        return next(iter(stream), b"")[:SNIFF_BYTES]
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
+def check_lxc_index(store: Store, catalogs: list[Any], problems: list[str]) -> int:
+    """Check the served LXC index files and the files their lines name; the number of images listed."""
+    expected = any(lxcindex.lxc_images(c) for c in catalogs if shape_problem(c) is None)
+    checked: dict[str, str | None] = {}  # file key -> its problem (None: fine), each looked at once
+    images = 0
+    for key in lxcindex.index_keys():
+        try:
+            data, _ = store.read_limited(key, MAX_LXC_INDEX)
+        except NotFound:
+            if expected:
+                problems.append(f"{store.describe(key)}: missing, but the catalog has LXC images "
+                                "(lxc-create -t download cannot find them)")
+            continue
+        except (TooLarge, StoreError) as exc:
+            problems.append(_unreadable(store, key, exc))
+            continue
+        found, why = lxcindex.parse_index(data)
+        problems.extend(f"{store.describe(key)}: {text}" for text in why)
+        images = max(images, len(found))
+        for image in found:
+            bad_path = path_problem(image.path)
+            if bad_path:
+                problems.append(f"{store.describe(key)}: {image.line()}: {bad_path}")
+                continue
+            for name in lxcindex.lxc_files():
+                file_key = f"{image.path}/{name}"
+                if file_key not in checked:
+                    checked[file_key] = _lxc_file_problem(store, file_key, name)
+                if checked[file_key]:
+                    problems.append(f"{store.describe(file_key)}: named by {key} but {checked[file_key]}")
+    return images
+
+
+def _lxc_file_problem(store: Store, key: str, name: str) -> str | None:
+    try:
+        if store.head(key) is None:
+            return "missing"
+        return content_kind_problem(name, _head_bytes(store, key))
+    except NotFound:
+        return "missing"
+    except StoreError as exc:
+        return f"unreadable ({exc})"
+
+
 def client_check(catalog: Any, source: str, required: Sequence[str], report: VerifyReport) -> None:
     """Per client (core/clients): a version a checked client (one the tree serves, or `required`)
     does not list is a problem, one line per product; one warning line per product that a client
@@ -242,12 +308,14 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
     report = VerifyReport()
     problems = report.problems
     hasher = _Hasher(store, report)
+    catalogs: list[Any] = []
     for entry in served_entries(store, problems):
         path = entry["path"]
         report.catalogs.append(path)
         catalog = read_catalog(store, path, problems)
         if catalog is None:
             continue
+        catalogs.append(catalog)
         contract = contract_problems(catalog, store.describe(path), image_clients=())  # client_check does it
         problems.extend(contract)
         if contract and not (isinstance(catalog, dict) and isinstance(catalog.get("products"), dict)):
@@ -278,6 +346,7 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
                 report.versions += 1
                 if hashes and all(i["path"] in sizes for i in version["items"].values()):
                     _check_hashes(hasher, f"{path}: product {pname} version {vname}", version["items"], problems)
+    report.lxc_images = check_lxc_index(store, catalogs, problems)
     if keyring is not None:
         verify_signatures(store, keyring, report)
     return report

@@ -2,8 +2,9 @@
 
 No I/O here, so the same inputs always give byte-identical output (`updated` is derived from
 the newest version, not from the clock). `contract_problems` refuses what the LXD or Incus
-client would silently drop or choke on, before anything is written; which images each client
-makes of a version comes from the client table (core/clients).
+client would silently drop or choke on, and an LXC image lxc-create could not use from the
+classic LXC index (core/lxcindex), before anything is written; which images each client makes of
+a version comes from the client table (core/clients).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 
 from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
-from . import clients, imagefiles
+from . import clients, imagefiles, lxcindex
 from .deltas import delta_problems, published_items
 from .problems import Problem, with_source
 from .versions import version_name_problem, version_time
@@ -328,6 +329,8 @@ def contract_problems_by_product(
             continue
         if arch is None:
             blame(pname, where, f"arch '{product['arch']}' is unknown to LXD (the product would be hidden)")
+        for lxc_field, text in lxcindex.entry_problems(product):
+            blame(pname, f"{where}: {lxc_field}", text)
         if product["aliases"]:
             for alias in product["aliases"].split(","):
                 if not alias or alias != alias.strip() or any(c.isspace() for c in alias):
@@ -373,4 +376,6 @@ def contract_problems_by_product(
                     if other != here:
                         blame(pname, vwhere, f"fingerprint {fingerprint[:12]} also used by {other} "
                                              f"({client} would refuse it: 'More than one match')")
+    for pname, text in lxcindex.collision_problems(products, checked):
+        blame(pname, f"product {pname}", text)
     return found

@@ -82,7 +82,8 @@ IMAGE_FILES: dict[str, ImageFile] = {
     for f in (
         ImageFile("lxd.tar.xz", "lxd.tar.xz", "lxd.tar.xz", "lxd.tar.xz", "incus.tar.xz", "meta", _TARBALL),
         ImageFile("incus.tar.xz", "incus.tar.xz", "incus.tar.xz", "lxd.tar.xz", "incus.tar.xz", "meta", _TARBALL),
-        ImageFile("meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "lxc-meta", _TARBALL),
+        # LXC metadata: lxc-download unpacks it with `tar J`, so xz only
+        ImageFile("meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "lxc-meta", ("xz",)),
         ImageFile("rootfs.squashfs", "root.squashfs", "squashfs", "squashfs", "squashfs", "root", ("squashfs",),
                   ("combined_squashfs_sha256",)),
         ImageFile("rootfs.tar.xz", "root.tar.xz", "root.tar.xz", "root.tar.xz", "root.tar.xz", "root", ("xz",),

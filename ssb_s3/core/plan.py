@@ -40,6 +40,7 @@ from .catalog import (
 )
 from .deltas import DeltaJob, wanted_deltas
 from .imagefiles import DELTA_FTYPES
+from .lxcindex import lxc_images
 from .problems import Problem, blamed
 from .retention import MIRRORED_KEY, History, PurgePlan, catalog_paths, plan_purge, select_versions, served_mirrored
 from .views import Content, View, index_view, render
@@ -599,7 +600,8 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
     return Plan(
         catalog=catalog, catalog_bytes=data, catalog_key=key, history=history,
         views=render(Content(tree, catalog, data, key, index_extra(tree, catalog, history), now=snap.now,
-                             base_url=opts.base_url or tree.page.base_url)),
+                             base_url=opts.base_url or tree.page.base_url,
+                             lxc_served=bool(lxc_images(snap.served or {})))),
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
         catalog_changed=key != snap.served_key, deltas=[] if refused else deltas_wanted(tree, snap, catalog),

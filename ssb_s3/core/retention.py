@@ -5,7 +5,9 @@ copy when the server errors, so a file must stay downloadable for a while after 
 naming it was replaced. index.json records (under `ssb_s3`, ignored by clients) when each catalog
 stopped being current; a file is deleted only when no catalog current within the grace period
 names it. The plan deletes only version folders of configured products and our own superseded
-content-addressed views (old catalogs), never unknown keys.
+content-addressed views (old catalogs), never unknown keys. The fixed-key views that name files (the
+classic LXC index, core/lxcindex) name only files of the catalog they were rendered with, so a stale
+cached copy names files this grace still keeps (as long as the grace exceeds their cache max-age).
 """
 
 from __future__ import annotations

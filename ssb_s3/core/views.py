@@ -2,7 +2,8 @@
 
 A view is (key, bytes, content type, cache class): the cache class names the tree.yml
 `cache_control` entry it is served with. Today's views: the content-addressed catalog, the plain
-images.json copy, the catalog web page (index.html, ssb_s3.core.page; none with `page: false`)
+images.json copy, the classic LXC index (meta/1.0/index-system, index-user and their `.N` copies:
+core/lxcindex), the catalog web page (index.html, ssb_s3.core.page; none with `page: false`)
 and index.json. The commit (ssb_s3.storage.tree) writes every view but the index before
 it flips the index, so whatever the index names is already there. Adding a view (an HTML page, an
 LXC index, a signature) is one renderer here (or in its own module) and one line in VIEWS.
@@ -23,11 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import TreeConfig
-from . import page
+from . import lxcindex, page
 from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
+TEXT_TYPE = "text/plain; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Content:
     history: Mapping[str, Any]
     now: float = 0.0
     base_url: str = ""
+    lxc_served: bool = False  # the served catalog has an LXC image: its LXC index must be rewritten
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class View:
         return self.key == INDEX_KEY
 
 
-Renderer = Callable[[Content], View | None]  # None: nothing to write (a view turned off)
+Renderer = Callable[[Content], View | None]  # None: nothing to write for this content (a view turned off)
 
 
 def catalog_view(content: Content) -> View:
@@ -71,6 +74,23 @@ def catalog_view(content: Content) -> View:
 def images_json_view(content: Content) -> View:
     """The seed's fixed name, a plain copy for readers that open it directly."""
     return View(plain_catalog_key(content.tree), content.catalog_bytes, cache="images_json")
+
+
+def lxc_index_renderer(key: str) -> Renderer:
+    """The classic LXC index under `key` (one of lxcindex.index_keys(): every key holds the same
+    lines). A fixed key, overwritten at each publish that changes the catalog, so that it never
+    names a version the catalog does not (core/lxcindex): written when the catalog has an LXC image
+    or the served one had (then possibly with no line); a tree that never had one gets no file."""
+    def lxc_index_view(content: Content) -> View | None:
+        images = lxcindex.lxc_images(content.catalog)
+        if not images and not content.lxc_served:
+            return None
+        return View(key, lxcindex.render_index(images), content_type=TEXT_TYPE, cache="lxc_index")
+    lxc_index_view.__name__ = f"lxc_index_view[{key}]"
+    return lxc_index_view
+
+
+LXC_INDEX_VIEWS: tuple[Renderer, ...] = tuple(lxc_index_renderer(key) for key in lxcindex.index_keys())
 
 
 def index_view(content: Content) -> View:
@@ -94,7 +114,7 @@ def seed_content(tree: TreeConfig, catalog: Mapping[str, Any]) -> Content:
     return Content(tree, catalog, to_bytes(catalog), plain_catalog_key(tree), {})
 
 
-VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, page_view, index_view)
+VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, *LXC_INDEX_VIEWS, page_view, index_view)
 
 
 class ViewError(ValueError):
