@@ -10,8 +10,10 @@ Rules (the clients' shared/simplestreams/products.go):
   is gone, so a delta is published only while its base is (`published_items`: a base that
   retention expires takes its deltas out of the catalog in the same flip; its file stays in the
   new version's folder and goes with it);
-- Incus takes the base fingerprint from `combined_squashfs_sha256` even for a VM delta: no VM
-  delta is wanted (and the contract refuses one) where the new version or its base has a squashfs;
+- each client reads the base fingerprint from its own field (core/clients, `deltas`): Incus takes
+  `combined_squashfs_sha256` even for a VM delta, so no delta is wanted (and the contract refuses
+  one) where a client would read another root's fingerprint (`misreading_client`): a VM delta
+  where the new version or its base has a squashfs;
 - the contract refuses a delta whose `delta_base` is not a version of the product in the catalog;
   ssb.json drops a delta when its base leaves it (purge, a rebuilt manifest: `without_orphans`).
 
@@ -28,10 +30,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .imagefiles import BUILT_FILES, DELTA_FOR_ROOT, DELTA_FTYPES, ImageFile, delta_filename, delta_item_key
+from .clients import IMAGE_CLIENTS
+from .imagefiles import (
+    BUILT_FILES,
+    DELTA_FOR_ROOT,
+    DELTA_FTYPES,
+    ROOT_COMBINED_FIELD,
+    ImageFile,
+    delta_filename,
+    delta_item_key,
+)
 from .problems import Problem
-
-SQUASHFS_FTYPE = BUILT_FILES["rootfs.squashfs"].ftype
 
 
 @dataclass(frozen=True)
@@ -75,13 +84,18 @@ def _roots(items: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {by_ftype[i["ftype"]]: i for i in items.values() if i.get("ftype") in by_ftype}
 
 
-def _has_squashfs(items: Mapping[str, Any]) -> bool:
-    return any(i.get("ftype") == SQUASHFS_FTYPE for i in items.values())
-
-
-def incus_trap(row: ImageFile, items: Mapping[str, Any], base_items: Mapping[str, Any]) -> bool:
-    """A delta of a non-squashfs root where Incus would take the squashfs fingerprint as its base."""
-    return row.ftype != SQUASHFS_FTYPE + ".vcdiff" and (_has_squashfs(items) or _has_squashfs(base_items))
+def misreading_client(row: ImageFile, items: Mapping[str, Any], base_items: Mapping[str, Any]) -> str:
+    """The client (core/clients: the field each reads a delta's base fingerprint from) that would
+    take another root's fingerprint as this delta's base, because the version or its base has
+    that other root (Incus reads combined_squashfs_sha256 for a VM delta); '' if none would."""
+    right = ROOT_COMBINED_FIELD[BUILT_FILES[row.delta_of].ftype]
+    present = {ROOT_COMBINED_FIELD.get(str(i.get("ftype")))
+               for i in (*items.values(), *base_items.values()) if isinstance(i, Mapping)}
+    for client in IMAGE_CLIENTS:
+        read = client.deltas.get(row.ftype)
+        if read and read != right and read in present:
+            return client.title
+    return ""
 
 
 def wanted_deltas(product: str, entry: Mapping[str, Any], served: Iterable[str], count: int) -> list[DeltaJob]:
@@ -104,7 +118,7 @@ def wanted_deltas(product: str, entry: Mapping[str, Any], served: Iterable[str],
             for root_name, root in sorted(_roots(items).items()):
                 row = DELTA_FOR_ROOT[root_name]
                 base = base_roots.get(root_name)
-                if base is None or (row.ftype, base_name) in have or incus_trap(row, items, base_items):
+                if base is None or (row.ftype, base_name) in have or misreading_client(row, items, base_items):
                     continue
                 if base.get("sha256") == root.get("sha256"):
                     continue  # the same root: nothing to download anyway
@@ -154,8 +168,8 @@ def delta_problems(product: str, source: str, vname: str, versions: Mapping[str,
             problems.append(Problem(product, source, where, (
                 f"{row.ftype} needs a {BUILT_FILES[row.delta_of].ftype} root in version {vname} "
                 f"and in its delta_base {base}")))
-        elif incus_trap(row, items, versions[base]["items"]):
+        elif client := misreading_client(row, items, versions[base]["items"]):
             problems.append(Problem(product, source, where, (
-                f"{row.ftype} where version {vname} or {base} has a squashfs: Incus would apply it to the "
+                f"{row.ftype} where version {vname} or {base} has a squashfs: {client} would apply it to the "
                 "squashfs image (it takes combined_squashfs_sha256 as the base); publish no VM delta here")))
     return problems
