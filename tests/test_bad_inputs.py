@@ -405,8 +405,8 @@ TREE_CASES = [
     Bad("tree-storage-key-misspelled", conf_sub("  region:", "  regoin:"),
         "<conf>", "storage.regoin: unknown key", "did you mean 'region'?"),
     # wrong types
-    Bad("tree-days-string", conf_sub("    days: 2\n", '    days: "2"\n'),
-        "<conf>", "products[0].days", 'expected integer, got "2"'),
+    Bad("tree-days-string", conf_sub("    days: 2\n", '    days: "two"\n'),
+        "<conf>", "products[0].days", 'expected integer, got "two"'),
     Bad("tree-requirements-bool", conf_sub("    days: 2\n", "    days: 2\n    requirements: {secureboot: false}\n"),
         "<conf>", "products[0].requirements.secureboot", "expected string, got false"),
     Bad("tree-requirements-int", conf_sub("    days: 2\n", "    days: 2\n    requirements: {nesting: 1}\n"),

@@ -435,6 +435,14 @@ def test_odd_types_in_a_kept_entry_do_not_break_the_page() -> None:
     assert text.count('<tr data-order="') == 1 and "<dt>Requirements</dt><dd>none</dd>" in text
 
 
+def test_a_product_without_versions_gets_no_row() -> None:
+    catalog = _catalog(2)
+    empty = sorted(catalog["products"])[0]
+    catalog["products"][empty]["versions"] = {}
+    text = render_page(catalog, PageConfig(), now=NOW).decode()
+    assert text.count('<tr data-order="') == 1 and f">{empty}</a>" not in text
+
+
 def test_deltas_are_listed_with_their_sizes() -> None:
     text = render_page(_catalog(1), PageConfig(), now=NOW).decode()
     assert "rootfs.20261129_1000.vcdiff" in text and "squashfs.vcdiff (delta from 20261129_1000)" in text

@@ -284,7 +284,8 @@ def render_page(catalog: Mapping[str, Any], config: PageConfig, *, now: float, b
     depth = config.path.count("/")
     base_url = base_url.rstrip("/")
     base_html = f'<span class="base-url">{e(base_url or NO_URL)}</span>'
-    products = catalog.get("products", {})
+    products = {name: entry for name, entry in catalog.get("products", {}).items()
+                if entry.get("versions")}  # a product without versions lists nothing: no row
     rows, panels = [], []
     for index, name in enumerate(sorted(products)):
         row, panel = _product(index, name, products[name], now=now, stale_after=config.stale_after_days * 86400,
