@@ -498,6 +498,35 @@ def test_page_false_writes_no_page(tmp_path: Path, images: Path) -> None:
     assert (target / "streams/v1/index.json").exists() and not list(target.rglob("*.html"))
 
 
+def test_a_view_missing_from_the_served_tree_is_written_without_a_catalog_change(tmp_path: Path,
+                                                                                images: Path) -> None:
+    """Turning the page on over an unchanged catalog, or upgrading from a version that wrote no page,
+    writes it (index.json records which views go with its catalog); a publish after that writes nothing."""
+    out, target = publish_local(tmp_path, images, "page: false\n")
+    assert out.returncode == 0, out.stderr
+    conf = tmp_path / "tree.yml"
+    catalog_before = sorted(p.name for p in (target / "streams/v1").glob("images-*.json"))
+
+    conf.write_text(PLAIN_TREE)  # the page back on (the default); nothing else changed
+    on = ssb("-c", str(conf), "-t", str(target), "publish")
+    assert on.returncode == 0, on.stderr
+    assert (target / "index.html").is_file()
+    assert sorted(p.name for p in (target / "streams/v1").glob("images-*.json")) == catalog_before  # same catalog
+    index = json.loads((target / "streams/v1/index.json").read_text())
+    assert "index.html" in index["ssb_s3"]["views"]
+
+    # an index.json written by a version that recorded no views: the views are written once
+    del index["ssb_s3"]["views"]
+    (target / "streams/v1/index.json").write_text(json.dumps(index))
+    (target / "index.html").unlink()
+    again = ssb("-c", str(conf), "-t", str(target), "publish")
+    assert again.returncode == 0 and (target / "index.html").is_file(), again.stderr
+    stamp = {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts}
+    quiet = ssb("-c", str(conf), "-t", str(target), "publish")
+    assert quiet.returncode == 0, quiet.stderr
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp  # nothing rewritten
+
+
 def test_page_path_is_configurable_and_the_url_found_by_the_page(tmp_path: Path, images: Path, browser: Any) -> None:
     """Without a base URL the page shows a placeholder, and its script fills in where it is served from."""
     need("openssl")

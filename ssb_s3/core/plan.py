@@ -42,8 +42,18 @@ from .deltas import DeltaJob, wanted_deltas
 from .imagefiles import DELTA_FTYPES
 from .lxcindex import lxc_images
 from .problems import Problem, blamed
-from .retention import MIRRORED_KEY, History, PurgePlan, catalog_paths, plan_purge, select_versions, served_mirrored
-from .views import Content, View, index_view, render
+from .retention import (
+    MIRRORED_KEY,
+    VIEWS_KEY,
+    History,
+    PurgePlan,
+    catalog_paths,
+    plan_purge,
+    select_versions,
+    served_mirrored,
+    served_views,
+)
+from .views import Content, View, index_view, render, view_keys
 from .withdrawal import WITHDRAWN, record, resolve, withdrawn_of
 
 CONTRACT_SOURCE = "catalog built from the manifests"
@@ -561,7 +571,8 @@ def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> t
                                opts.include_unpublished)
     mirrored = sorted(served_mirrored(snap.index))
     content = Content(tree, snap.served, b"", snap.served_key,
-                      {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {})})
+                      {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {}),
+                       VIEWS_KEY: sorted(served_views(snap.index) or ())})  # the views it leaves as they are
     report = PublishReport(snap.served_key, False, opts.dry_run, {}, 0, [], 0, plan)
     return plan, Plan(dict(snap.served), b"", snap.served_key, history, (index_view(content),), [], [], plan, [], [],
                       report, refused=False, catalog_changed=False)
@@ -597,14 +608,15 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
     refused = bool(problems) and (not opts.keep_going or None in checked.problems)
     writes = [ManifestWrite(name, read.manifest, read.etag) for name, read in snap.products.items()
               if read.refreshed and read.manifest is not None and name not in checked.problems]
+    views = render(Content(tree, catalog, data, key, index_extra(tree, catalog, history), now=snap.now,
+                           base_url=opts.base_url or tree.page.base_url,
+                           lxc_served=bool(lxc_images(snap.served or {}))))
     return Plan(
-        catalog=catalog, catalog_bytes=data, catalog_key=key, history=history,
-        views=render(Content(tree, catalog, data, key, index_extra(tree, catalog, history), now=snap.now,
-                             base_url=opts.base_url or tree.page.base_url,
-                             lxc_served=bool(lxc_images(snap.served or {})))),
+        catalog=catalog, catalog_bytes=data, catalog_key=key, history=history, views=views,
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
-        catalog_changed=key != snap.served_key, deltas=[] if refused else deltas_wanted(tree, snap, catalog),
+        catalog_changed=key != snap.served_key or served_views(snap.index) != frozenset(view_keys(views)),
+        deltas=[] if refused else deltas_wanted(tree, snap, catalog),
     )
 
 

@@ -96,14 +96,28 @@ class History:
 MIRRORED_KEY = "mirrored"  # in index.json's `ssb_s3` field: the products `mirror` put in the tree
 
 
+VIEWS_KEY = "views"  # in index.json's `ssb_s3` field: the keys of the views written with its catalog
+
+
+def _recorded_names(index: bytes, key: str) -> frozenset[str] | None:
+    """The list of names index.json's `ssb_s3` field records under `key`; None when it records
+    none (an index of another tool, or of a version that did not record it)."""
+    try:
+        names = json.loads(index)[HISTORY_FIELD][key] if index else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else None
+
+
 def served_mirrored(index: bytes) -> frozenset[str]:
     """The mirrored products the served index.json records (publish keeps their entries even
     though tree.yml does not declare them); empty for an index of another tool."""
-    try:
-        names = json.loads(index)[HISTORY_FIELD][MIRRORED_KEY] if index else []
-    except (ValueError, KeyError, TypeError):
-        return frozenset()
-    return frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else frozenset()
+    return _recorded_names(index, MIRRORED_KEY) or frozenset()
+
+
+def served_views(index: bytes) -> frozenset[str] | None:
+    """The views written with the served catalog (VIEWS_KEY); None when the index does not say."""
+    return _recorded_names(index, VIEWS_KEY)
 
 
 def catalog_paths(catalog: Mapping[str, Any]) -> set[str]:

@@ -20,12 +20,13 @@ companion is purged with its catalog, once no catalog within the grace names it
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import TreeConfig
 from . import lxcindex, page
 from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
+from .retention import VIEWS_KEY
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -122,11 +123,23 @@ class ViewError(ValueError):
 
 
 def render(content: Content, views: tuple[Renderer, ...] | None = None) -> tuple[View, ...]:
-    """Every registered view of `content` (the registry is read at call time: tests may add one)."""
-    rendered = tuple(view for renderer in (VIEWS if views is None else views)
+    """Every registered view of `content` (the registry is read at call time: tests may add one).
+    index.json comes last and records the keys of the others (retention.VIEWS_KEY), so that the
+    next publish sees a view missing from the served tree (a new kind, or one turned on) with no
+    request, and writes the views although the catalog did not change."""
+    renderers = VIEWS if views is None else views
+    rendered = tuple(view for renderer in renderers if renderer is not index_view
                      if (view := renderer(content)) is not None)
     for view in rendered:
         if view.create_only and not view.key.startswith(content.catalog_key):
             raise ViewError(f"content-addressed view {view.key} must be keyed after its catalog "
                             f"{content.catalog_key} (<catalog key><suffix>), or purge would never find it")
+    if index_view in renderers:
+        recorded = {**content.history, VIEWS_KEY: view_keys(rendered)}
+        rendered += (index_view(replace(content, history=recorded)),)
     return rendered
+
+
+def view_keys(views: tuple[View, ...]) -> list[str]:
+    """The keys of the views other than index.json, as index.json records them."""
+    return sorted(view.key for view in views if not view.is_index)
