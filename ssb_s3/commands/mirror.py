@@ -73,23 +73,15 @@ class VerifyError(StoreError):
 
 
 @dataclass(frozen=True)
-class MirrorOptions:
-    """Everything a mirror run can be asked (the CLI fills it; tree.yml's `mirrors:` too)."""
+class MirrorOptions(MirrorConfig):
+    """A mirror run: what tree.yml's `mirrors:` entry says (or the CLI's options), and how many
+    files are copied at once."""
 
-    source: str
-    filters: tuple[str, ...] = ()
-    clients: tuple[str, ...] = ("LXD", "Incus")
-    max_versions: int | None = None
-    keep: bool = False
-    keyring: str | None = None
-    verify: bool = True
     copiers: int = COPIERS
 
     @classmethod
     def from_config(cls, mirror: MirrorConfig) -> MirrorOptions:
-        return cls(source=mirror.source, filters=mirror.filters, clients=mirror.clients,
-                   max_versions=mirror.max_versions, keep=mirror.keep, keyring=mirror.keyring,
-                   verify=mirror.verify)
+        return cls(**vars(mirror))
 
 
 @dataclass
