@@ -245,6 +245,35 @@ def test_verify_reports_a_missing_index_when_the_catalog_has_lxc_images(local_tr
     assert "meta/1.0/index-user: missing, but the catalog has LXC images" in bad.stderr
 
 
+def test_a_damaged_served_catalog_is_reported_then_replaced(local_tree: dict[str, Any]) -> None:
+    """A served catalog someone broke (an ftype that is a list) is a problem for verify, one line each,
+    and the next publish replaces it: neither stops with an unexpected error."""
+    assert publish(local_tree).returncode == 0
+    root = local_tree["root"]
+    index = json.loads((root / "streams/v1/index.json").read_text())
+    path = root / index["index"]["images"]["path"]
+    catalog = json.loads(path.read_text())
+    version = next(iter(next(iter(catalog["products"].values()))["versions"].values()))
+    next(iter(version["items"].values()))["ftype"] = ["x"]
+    path.write_text(json.dumps(catalog))
+    bad = ssb("-c", str(local_tree["conf"]), "-t", str(root), "verify")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and "unexpected" not in bad.stderr, bad.stderr
+    assert "ftype" in bad.stderr
+    again = publish(local_tree)
+    assert again.returncode == 0 and "unexpected" not in again.stderr, again.stderr
+    assert ssb("-c", str(local_tree["conf"]), "-t", str(root), "verify").returncode == 0
+
+    # well-formed but changed after it was written: no longer the catalog its name hashes to
+    catalog = json.loads(path.read_text())
+    item = next(iter(next(iter(next(iter(catalog["products"].values()))["versions"].values()))["items"].values()))
+    item["size"] += 1
+    path.write_text(json.dumps(catalog))
+    repaired = publish(local_tree)
+    assert repaired.returncode == 0 and "does not match its content-addressed name" in repaired.stderr
+    assert ssb("-c", str(local_tree["conf"]), "-t", str(root), "verify").returncode == 0
+    assert json.loads(path.read_text()) != catalog  # the damaged file was replaced under its own key
+
+
 def test_contract_refusal_leaves_the_served_tree_unchanged(local_tree: dict[str, Any]) -> None:
     assert publish(local_tree).returncode == 0
     before = {k: (local_tree["root"] / k).read_bytes() for k in [*LXC_KEYS, "streams/v1/index.json"]}

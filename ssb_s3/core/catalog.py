@@ -148,6 +148,18 @@ def catalog_key(tree: TreeConfig, data: bytes) -> str:
     return f"{tree.catalog_dir}/images-{hashlib.sha256(data).hexdigest()[:20]}.json"
 
 
+_ADDRESSED = re.compile(r"/images-([0-9a-f]{20})\.json$")
+
+
+def addressed_content_problem(key: str, data: bytes) -> str | None:
+    """Why the bytes at a content-addressed catalog key are not the catalog that key names, if
+    they are not (a catalog of another name is not checked)."""
+    named = _ADDRESSED.search("/" + key)
+    if named and hashlib.sha256(data).hexdigest()[:20] != named[1]:
+        return "its content does not match its content-addressed name (changed after it was written)"
+    return None
+
+
 def plain_catalog_key(tree: TreeConfig) -> str:
     """The seed's fixed name, kept as a plain copy for readers that open it directly."""
     return f"{tree.catalog_dir}/images.json"

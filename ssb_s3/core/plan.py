@@ -181,6 +181,7 @@ class Snapshot:
     tree_listing: Mapping[str, int] = field(default_factory=dict)  # the tree's files the purge looks at
     catalogs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # older catalogs found
     catalogs_missing: frozenset[str] = frozenset()  # older catalogs the history names, found gone
+    damaged_key: str = ""  # the catalog index.json names, found unusable (damaged after it was written)
 
 
 @dataclass(frozen=True)
@@ -611,6 +612,8 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
     views = render(Content(tree, catalog, data, key, index_extra(tree, catalog, history), now=snap.now,
                            base_url=opts.base_url or tree.page.base_url,
                            lxc_served=bool(lxc_images(snap.served or {}))))
+    if key == snap.damaged_key:  # what is under our own key is not what the key names: replace it
+        views = tuple(replace(view, create_only=False) if view.key == key else view for view in views)
     return Plan(
         catalog=catalog, catalog_bytes=data, catalog_key=key, history=history, views=views,
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,

@@ -131,7 +131,9 @@ def catalog_paths(catalog: Mapping[str, Any]) -> set[str]:
 
 
 def shape_problem(catalog: Any) -> str | None:
-    """What keeps `catalog` from being walked as products → versions → items → path, if anything."""
+    """What keeps `catalog` from being walked as products → versions → items → path (and the
+    item fields looked up by value: ftype, delta_base), if anything. A served catalog with such a
+    problem is ignored, so the next publish replaces it."""
     if not isinstance(catalog, dict) or not isinstance(catalog.get("products", {}), dict):
         return "not a catalog object with a 'products' object"
     for pname, product in catalog.get("products", {}).items():
@@ -143,6 +145,8 @@ def shape_problem(catalog: Any) -> str | None:
             for item in version.get("items", {}).values():
                 if not isinstance(item, dict) or not isinstance(item.get("path"), str):
                     return f"product {pname} version {vname} has an item that is not an object with a path"
+                if any(not isinstance(item.get(key, ""), str) for key in ("ftype", "delta_base")):
+                    return f"product {pname} version {vname} has an item whose ftype or delta_base is not a string"
     return None
 
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, cast
 
 from ..config import ProductConfig, TreeConfig
-from ..core.catalog import INDEX_KEY, INDEX_NAME, _path_problem
+from ..core.catalog import INDEX_KEY, INDEX_NAME, _path_problem, addressed_content_problem
 from ..core.deltas import without_orphans
 from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
 from ..core.problems import Problem
@@ -128,7 +128,8 @@ def read_catalog(store: Store, key: str) -> dict[str, Any] | None:
     """The catalog at `key`, or None (with a warning) when it is missing or cannot be used.
 
     Unusable: a key that is not a plain relative path (never sent to the store), not JSON, nested
-    too deeply, or not an object whose products/versions/items are objects with string paths.
+    too deeply, not an object whose products/versions/items are objects with string paths, or a
+    content-addressed catalog whose bytes no longer hash to its name (changed after it was written).
     A store that fails (StoreError) still raises: a transient outage must not pass for "no catalog".
     """
     why = _path_problem(key)
@@ -136,13 +137,14 @@ def read_catalog(store: Store, key: str) -> dict[str, Any] | None:
         log.warning("catalog %r: %s; ignored", key, why)
         return None
     try:
-        catalog = httpread.parse_json(store.read(key))
+        raw = store.read(key)
+        catalog = httpread.parse_json(raw)
     except NotFound:
         return None
     except ValueError as exc:
         log.warning("%s: not valid JSON (%s), ignored", store.describe(key), exc)
         return None
-    why = shape_problem(catalog)
+    why = shape_problem(catalog) or addressed_content_problem(key, raw)
     if why:
         log.warning("%s: %s, ignored", store.describe(key), why)
         return None
@@ -184,6 +186,7 @@ class Tree:
         self.prepared = dict(prepared or {})
         self.stores: dict[str, Store] = {}  # product name -> where its files are
         self._sources: dict[str, Store] = {}
+        self.damaged_key = ""  # set by served(): the catalog index.json names, found unusable
 
     @property
     def conditional(self) -> bool:
@@ -209,8 +212,10 @@ class Tree:
 
         An index.json that cannot be used (not JSON, no catalog path, a path that is not a plain
         relative key such as '../../etc/passwd', a catalog missing or unusable) is logged and
-        replaced: no key, so the next catalog is written anew and the index flipped to it.
+        replaced: no key, so the next catalog is written anew and the index flipped to it; a
+        damaged catalog under a key of ours (`damaged_key`) is overwritten by the plan's.
         """
+        self.damaged_key = ""
         try:
             data, etag = self.target.read_with_etag(INDEX_KEY)
         except NotFound:
@@ -224,6 +229,7 @@ class Tree:
         if catalog is None:
             log.warning("%s: unreadable (%s), it will be replaced", self.target.describe(INDEX_KEY),
                         why or f"the catalog it names, {key}, is missing or unusable")
+            self.damaged_key = "" if why else key
             return data, etag, "", None
         return data, etag, key, catalog
 
@@ -295,7 +301,8 @@ class Tree:
             catalogs = {k: c for k in names if (c := read_catalog(self.target, k)) is not None}
             missing = names - set(catalogs)
         return Snapshot(now=now, index=index, etag=etag, served_key=served_key, served=served, products=products,
-                        tree_listing=tree_listing, catalogs=catalogs, catalogs_missing=frozenset(missing))
+                        tree_listing=tree_listing, catalogs=catalogs, catalogs_missing=frozenset(missing),
+                        damaged_key=self.damaged_key)
 
     # -- committing -----------------------------------------------------------------------------
 
