@@ -235,6 +235,22 @@ def test_publish_makes_deltas_for_a_version_uploaded_by_another_tool(tmp_path: P
     assert files() == before
 
 
+def test_withdrawing_a_delta_base_takes_its_deltas_out_too(tmp_path: Path, xdelta3: str) -> None:
+    """v2 is the base of v3's delta: withdrawing v2 takes that delta out of ssb.json and the catalog in
+    the same publish (it has nothing left to apply to) instead of refusing the withdraw."""
+    tree = Tree(tmp_path)
+    for serial in (V1, V2, V3):
+        assert tree.build(serial).returncode == 0
+    assert [i["delta_base"] for i in deltas_of(tree.versions()[V3]).values()] == [V2]
+    out = tree.cli("withdraw", PRODUCT, V2, "--reason", "bad")
+    assert out.returncode == 0, out.stderr
+    versions = tree.versions()
+    assert sorted(versions) == [V1, V3] and deltas_of(versions[V3]) == {}
+    assert contract_problems(tree.served()) == []
+    assert f"delta-{V2}" not in tree.manifest()["versions"][V3]["items"]
+    assert V2 in tree.manifest()["withdrawn"]
+
+
 def test_expiring_the_base_removes_its_delta_from_the_catalog_in_the_same_flip(tmp_path: Path,
                                                                                xdelta3: str) -> None:
     tree = Tree(tmp_path, days=2)

@@ -38,7 +38,7 @@ from .catalog import (
     no_gc,
     to_bytes,
 )
-from .deltas import DeltaJob, wanted_deltas
+from .deltas import DeltaJob, wanted_deltas, without_orphans
 from .imagefiles import DELTA_FTYPES
 from .lxcindex import lxc_images
 from .problems import Problem, blamed
@@ -651,7 +651,8 @@ def apply_withdrawal(tree: TreeConfig, snap: Snapshot, withdrawal: Withdrawal, f
     if was is not None and version not in listed and version not in served.get("versions", {}):
         why = f" ({was['reason']})" if was.get("reason") else ""
         raise WithdrawError(f"product {name}: version {version} was already withdrawn at {was['withdrawn_at']}{why}")
-    remaining = {k: v for k, v in listed.items() if k != version}
+    # a delta whose base is the withdrawn version has nothing left to apply to (core.deltas)
+    remaining = without_orphans({k: v for k, v in listed.items() if k != version})
     if not select_versions(remaining, product.days, product.max_age, snap.now)[0] and not force:
         raise WithdrawError(f"product {name}: {version} is the last version it would publish; withdrawing it "
                             "takes the product out of the catalog: add --force to do that")
