@@ -495,3 +495,14 @@ def test_verify_head_with_bad_content_length_is_one_line(served_tree: Any) -> No
     server.routes["/" + items["root.squashfs"]["path"]] = body(b"x", length="12abc")
     line = one_error_line(run("verify", "--base-url", url))
     assert f"{url}/{items['root.squashfs']['path']}: invalid Content-Length '12abc'" in line
+
+
+@pytest.mark.parametrize("command", [("verify",), ("list",), ("compat",)])
+def test_a_password_in_a_base_url_is_refused_and_never_shown(command: tuple[str, ...]) -> None:
+    """A user:password@ part would reach every message naming a file (and is never sent): one line,
+    without the password, and no request."""
+    out = run(*command, "--base-url", "https://reader:s3cret-pw@127.0.0.1:9/tree")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "s3cret-pw" not in out.stdout + out.stderr
+    assert "a user or password in the URL is not supported" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

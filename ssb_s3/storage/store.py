@@ -39,7 +39,7 @@ from typing import Any, BinaryIO, cast
 from ..config import ENDPOINT_EXPECTED, StorageConfig, endpoint_url_problem
 from ..errors import NotFound, PreconditionFailed, StoreError, TooLarge
 from ..schemas import load_schema
-from .httpread import HttpStatus, Limits, Response, open_url
+from .httpread import HttpStatus, Limits, Response, open_url, shown
 
 log = logging.getLogger(__name__)
 
@@ -798,6 +798,9 @@ class HttpStore(Store):
     """
 
     def __init__(self, base_url: str, limits: Limits | None = None) -> None:
+        if "@" in base_url.partition("://")[2].partition("/")[0]:  # user:password@host
+            raise StoreError(f"'{shown(base_url)}': a user or password in the URL is not supported (it would be "
+                             "shown in every message, and is never sent): give the URL without it")
         self.url = base_url.rstrip("/")
         self.limits = limits or Limits()
 
