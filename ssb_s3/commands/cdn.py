@@ -1,24 +1,27 @@
-"""CloudFront: after a publish, invalidate the two mutable keys so edges fetch the new index.
+"""CloudFront: after a publish, invalidate the fixed keys it rewrote so edges fetch them anew:
+index.json, images.json, the page, the classic LXC index, the signed index and plain copies.
 
-Everything else is immutable (content-addressed catalog, versioned artifacts) and never needs
-invalidating.
+Everything else is immutable (content-addressed catalogs and their companions, versioned
+artifacts) and never needs invalidating.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from ..config import StorageConfig, TreeConfig
-from ..core.catalog import INDEX_KEY, plain_catalog_key
+from ..config import StorageConfig
+from ..core.catalog import INDEX_KEY
 from ..errors import StoreError
 from ..storage.store import S3Store, Store
 
 
-def invalidation_paths(tree: TreeConfig, target: Store) -> list[str]:
-    """CDN paths of index.json and images.json; an S3 key prefix is part of the served path."""
+def invalidation_paths(keys: Iterable[str], target: Store) -> list[str]:
+    """CDN paths of the rewritten fixed keys, index.json among them; an S3 key prefix is part of
+    the served path."""
     prefix = f"/{target.prefix}" if isinstance(target, S3Store) and target.prefix else ""
-    return [f"{prefix}/{INDEX_KEY}", f"{prefix}/{plain_catalog_key(tree)}"]
+    return sorted({f"{prefix}/{key}" for key in (*keys, INDEX_KEY)})
 
 
 def cloudfront_client(storage: StorageConfig | None) -> Any:
@@ -31,11 +34,11 @@ def cloudfront_client(storage: StorageConfig | None) -> Any:
     return boto3.session.Session(profile_name=profile, region_name=region).client("cloudfront")
 
 
-def invalidate_index(distribution: str, tree: TreeConfig, target: Store, storage: StorageConfig | None) -> str:
-    """Create the invalidation and return its id."""
+def invalidate_index(distribution: str, keys: Iterable[str], target: Store, storage: StorageConfig | None) -> str:
+    """Create the invalidation of the fixed keys `keys` (and index.json) and return its id."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    paths = invalidation_paths(tree, target)
+    paths = invalidation_paths(keys, target)
     try:
         resp = cloudfront_client(storage).create_invalidation(
             DistributionId=distribution,

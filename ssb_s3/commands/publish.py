@@ -153,7 +153,8 @@ def publish(
             if report.index_written and opts.cloudfront_distribution:
                 from .cdn import invalidate_index
 
-                report.invalidation = invalidate_index(opts.cloudfront_distribution, tree, target, opts.storage)
+                rewritten = [view.key for view in (*plan.views, *signed) if not view.create_only]
+                report.invalidation = invalidate_index(opts.cloudfront_distribution, rewritten, target, opts.storage)
             log.info(
                 "published %d products, %d versions: %s -> %s%s", len(report.products), report.versions,
                 target.describe(INDEX_KEY), report.catalog_key, "" if report.index_written else " (unchanged)",
