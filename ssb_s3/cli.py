@@ -401,11 +401,6 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
         apikey=settings.apikey, storage=settings.storage, refresh_manifests=refresh_manifests, rehash=rehash,
         dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
         lock_timeout=lock_timeout, cloudfront_distribution=cloudfront_distribution, quiet=settings.quiet,
-    )  # fmt: skip
-    opts = PublishOptions(
-        apikey=settings.apikey, storage=settings.storage, refresh_manifests=refresh_manifests, rehash=rehash,
-        dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
-        lock_timeout=lock_timeout, cloudfront_distribution=cloudfront_distribution, quiet=settings.quiet,
         sign_key=sign_key, base_url=base_url,
     )  # fmt: skip
     try:
