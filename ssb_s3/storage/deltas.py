@@ -137,8 +137,15 @@ class DeltaMaker:
         self.local = dict(local or {})  # store key -> a local file with the same content
         self._bases: dict[str, Path] = {}
 
-    def _chunks(self, key: str) -> Iterator[bytes]:
-        return _file_chunks(Path(self.local[key])) if key in self.local else self.store.iter_chunks(key)
+    def _chunks(self, key: str, size: int) -> Iterator[bytes]:
+        """The file's bytes, never more than `size` + 1 (a longer one then fails its sha256 check)."""
+        chunks = _file_chunks(Path(self.local[key])) if key in self.local else self.store.iter_chunks(key)
+        left = size + 1
+        for chunk in chunks:
+            yield chunk[:left]
+            left -= len(chunk)
+            if left <= 0:
+                return
 
     def base(self, key: str, size: int, sha256: str) -> Path:
         """The base root as a local file (fetched once per publish, unless it is local already)."""
@@ -147,13 +154,15 @@ class DeltaMaker:
         if key not in self._bases:
             path = self.workdir / f"base-{len(self._bases)}"
             digest = hashlib.sha256()
+            written = 0
             with path.open("wb") as out:
-                for chunk in self.store.iter_chunks(key):
+                for chunk in self._chunks(key, size):  # never past what ssb.json says, whatever the store sends
+                    written += len(chunk)
                     digest.update(chunk)
                     out.write(chunk)
-            if digest.hexdigest() != sha256 or path.stat().st_size != size:
+            if written != size or digest.hexdigest() != sha256:
                 path.unlink()
-                raise DeltaFailed(f"{self.store.describe(key)}: its sha256 is not the one ssb.json records")
+                raise DeltaFailed(f"{self.store.describe(key)}: its size or sha256 is not the one ssb.json records")
             self._bases[key] = path
         return self._bases[key]
 
@@ -163,7 +172,8 @@ class DeltaMaker:
         out = self.workdir / "delta"
         timeout = timeout_for(job.new_size)
         with out.open("wb") as fh:
-            fed = run_piped([self.xdelta3, "-e", "-9", "-c", "-s", str(base)], self._chunks(job.new), fh, timeout)
+            encode = [self.xdelta3, "-e", "-9", "-c", "-s", str(base)]
+            fed = run_piped(encode, self._chunks(job.new, job.new_size), fh, timeout)
         if fed != job.new_sha256:
             raise DeltaFailed(f"{self.store.describe(job.new)}: its sha256 is not the one ssb.json records")
         size = out.stat().st_size
@@ -184,7 +194,7 @@ class DeltaMaker:
                                    conditional=self.tree.storage.conditional_writes)
         except PreconditionFailed:
             there = hashlib.sha256()
-            for chunk in self.store.iter_chunks(job.key):
+            for chunk in self._chunks(job.key, path.stat().st_size):
                 there.update(chunk)
             if there.hexdigest() != sha256:
                 raise DeltaFailed(f"{self.store.describe(job.key)} already exists with other content; "
