@@ -167,7 +167,7 @@ def test_contract_refuses_a_delta_base_not_in_the_catalog_and_a_vm_delta_beside_
                                      "sha256": "e" * 64, "delta_base": V1}
     (problem,) = contract_problems(_catalog({V1: _version(vm=True, n=1), V2: both2}))
     assert "item delta-kvm-x: disk-kvm.img.vcdiff where version 20260102_0000 or 20260101_0000 has a squashfs: " \
-           "Incus would apply it to the squashfs image" in problem
+           "Incus 6.0 would apply it to the squashfs image" in problem
 
 
 # --- made, checked and published by the CLI --------------------------------------------------------
