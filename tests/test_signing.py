@@ -213,13 +213,41 @@ def test_sign_key_option_with_gnupghome_signs_an_already_published_tree(key: Key
     out = cli("-c", str(conf), "-t", str(public), "publish", "--sign-key", key.fingerprint, "--json", env=env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["index_written"] is False and SIGNED_INDEX_KEY in report["signed"]  # catalog unchanged
-    assert (public / "streams/v1/index.json").read_bytes() == index_before
+    assert SIGNED_INDEX_KEY in report["signed"]  # the catalog unchanged: its key stays, index.json records "signed"
+    index_after = json.loads((public / "streams/v1/index.json").read_bytes())
+    assert index_after["index"] == json.loads(index_before)["index"] and index_after["ssb_s3"]["signed"] is True
     ok = cli("-t", str(public), "verify", "--keyring", str(key.keyring))
     assert ok.returncode == 0, ok.stderr
     assert "3 signatures verified" in ok.stdout  # index.sjson, images-<hash>.sjson, images.sjson (no .asc)
     again = cli("-c", str(conf), "-t", str(public), "publish", "--sign-key", key.fingerprint, "--json", env=env)
     assert json.loads(again.stdout)["signed"] == []  # nothing changed: gpg is not even run for the tree
+
+
+def test_a_publish_without_the_key_over_a_signed_tree_is_refused(key: Key, tmp_path: Path) -> None:
+    """Signed with --sign-key, then a change published without it (a hook, a withdraw, a forgotten
+    flag): index.sjson would keep naming the older catalog, so the publish is refused and writes
+    nothing; deleting index.sjson is how signing is stopped on purpose."""
+    conf = local_tree(tmp_path)
+    public = tmp_path / "public"
+    env = {"GNUPGHOME": str(key.home)}
+    assert cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
+               env=env).returncode == 0
+    make_image(tmp_path / "images/p/20260102_0000", kind="squashfs", serial="20260102_0000")
+    before = {p: p.read_bytes() for p in public.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts}
+    out = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "this tree publishes signed streams, and this run has no signing key" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in public.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts} == before
+    signed = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key",
+                 key.fingerprint, env=env)
+    assert signed.returncode == 0, signed.stderr
+    assert cli("-t", str(public), "verify", "--keyring", str(key.keyring)).returncode == 0
+    (public / SIGNED_INDEX_KEY).unlink()  # stop signing on purpose
+    make_image(tmp_path / "images/p/20260103_0000", kind="squashfs", serial="20260103_0000")
+    unsigned = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests")
+    assert unsigned.returncode == 0, unsigned.stderr
+    assert "signed" not in json.loads((public / "streams/v1/index.json").read_text())["ssb_s3"]
 
 
 def test_an_index_sjson_naming_the_unsigned_catalog_is_reported(key: Key, tmp_path: Path) -> None:

@@ -46,13 +46,15 @@ from ..core.plan import (  # re-exported: callers and tests import them from her
     Plan,
     PublishOptions,
     PublishReport,
+    Snapshot,
     assemble,
     check_products,
     plan_publish,
     plan_purge_only,
 )
 from ..core.problems import Problem
-from ..core.retention import PurgePlan
+from ..core.retention import PurgePlan, served_signed
+from ..core.signed import SIGNED_INDEX_KEY
 from ..core.views import View
 from ..errors import PreconditionFailed, ProblemsFound, SSBError, StoreError
 from ..gpg import Signer
@@ -112,6 +114,8 @@ def publish(
                 log.warning("%s", warning)
             if plan.refused:
                 raise PublishRefused("publish refused, nothing was written", plan.report)
+            if signer is None and plan.catalog_changed:
+                refuse_unsigned_over_signed(owner, snap)
             signed, signing_seconds = timed_sign(owner, plan, signer)
             try:
                 owner.write_manifests(plan)
@@ -164,6 +168,17 @@ def publish(
     raise StoreError(
         f"{target.describe(INDEX_KEY)}: another publisher changed it {MAX_INDEX_ATTEMPTS} times in a row; try again"
     )
+
+
+def refuse_unsigned_over_signed(owner: Tree, snap: Snapshot) -> None:
+    """A publish without a signing key over a signed tree would leave streams/v1/index.sjson naming
+    an older catalog (a withdrawn version still listed for sstream users): refused, nothing written.
+    One HEAD, only when the served index.json says the last publish signed."""
+    if served_signed(snap.index) and owner.target.head(SIGNED_INDEX_KEY) is not None:
+        raise SSBError(f"{owner.target.describe(SIGNED_INDEX_KEY)}: this tree publishes signed streams, and this run "
+                       "has no signing key: set `signing:` in tree.yml (build-product, withdraw, mirror and the "
+                       "hooks read it) or pass --sign-key; to stop signing, delete that file first. Nothing was "
+                       "written")
 
 
 def timed_sign(owner: Tree, plan: Plan, signer: Signer | None) -> tuple[tuple[View, ...], float]:

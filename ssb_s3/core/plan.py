@@ -44,6 +44,7 @@ from .lxcindex import lxc_images
 from .problems import Problem, blamed
 from .retention import (
     MIRRORED_KEY,
+    SIGNED_KEY,
     VIEWS_KEY,
     History,
     PurgePlan,
@@ -51,6 +52,7 @@ from .retention import (
     plan_purge,
     select_versions,
     served_mirrored,
+    served_signed,
     served_views,
 )
 from .views import Content, View, index_view, render, view_keys
@@ -452,11 +454,13 @@ def kept_mirrored(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> lis
     return sorted(served_mirrored(snap.index) - declared - opts.unmirror)
 
 
-def index_extra(tree: TreeConfig, catalog: Mapping[str, Any], history: History) -> dict[str, Any]:
-    """index.json's `ssb_s3` field: the history, and the mirrored products the catalog holds."""
+def index_extra(tree: TreeConfig, catalog: Mapping[str, Any], history: History, signed: bool) -> dict[str, Any]:
+    """index.json's `ssb_s3` field: the history, the mirrored products the catalog holds, and
+    whether this publish signs the tree (a later one that does not sign is stopped: commands.publish)."""
     own = {p.name for p in tree.products if not p.mirrored}
     mirrored = sorted(n for n in catalog["products"] if n not in own)  # declared mirrored, or kept_mirrored
-    return {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {})}
+    return {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {}),
+            **({SIGNED_KEY: True} if signed else {})}
 
 
 def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], int]:
@@ -573,6 +577,7 @@ def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> t
     mirrored = sorted(served_mirrored(snap.index))
     content = Content(tree, snap.served, b"", snap.served_key,
                       {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {}),
+                       **({SIGNED_KEY: True} if served_signed(snap.index) else {}),
                        VIEWS_KEY: sorted(served_views(snap.index) or ())})  # the views it leaves as they are
     report = PublishReport(snap.served_key, False, opts.dry_run, {}, 0, [], 0, plan)
     return plan, Plan(dict(snap.served), b"", snap.served_key, history, (index_view(content),), [], [], plan, [], [],
@@ -609,7 +614,8 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
     refused = bool(problems) and (not opts.keep_going or None in checked.problems)
     writes = [ManifestWrite(name, read.manifest, read.etag) for name, read in snap.products.items()
               if read.refreshed and read.manifest is not None and name not in checked.problems]
-    views = render(Content(tree, catalog, data, key, index_extra(tree, catalog, history), now=snap.now,
+    signing = bool(opts.sign_key or tree.signing.key)
+    views = render(Content(tree, catalog, data, key, index_extra(tree, catalog, history, signing), now=snap.now,
                            base_url=opts.base_url or tree.page.base_url,
                            lxc_served=bool(lxc_images(snap.served or {}))))
     if key == snap.damaged_key:  # what is under our own key is not what the key names: replace it

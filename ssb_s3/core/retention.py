@@ -115,6 +115,17 @@ def served_mirrored(index: bytes) -> frozenset[str]:
     return _recorded_names(index, MIRRORED_KEY) or frozenset()
 
 
+SIGNED_KEY = "signed"  # in index.json's `ssb_s3` field: true when the publish that wrote it signed the tree
+
+
+def served_signed(index: bytes) -> bool:
+    """Whether the publish that wrote the served index.json signed the tree (SIGNED_KEY)."""
+    try:
+        return json.loads(index)[HISTORY_FIELD][SIGNED_KEY] is True if index else False
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 def served_views(index: bytes) -> frozenset[str] | None:
     """The views written with the served catalog (VIEWS_KEY); None when the index does not say."""
     return _recorded_names(index, VIEWS_KEY)
