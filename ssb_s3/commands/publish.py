@@ -133,7 +133,8 @@ def publish(
                     snap = owner.snapshot(time.time(), only, refresh=False)
                     plan = plan_publish(tree, snap, opts, only)
                     if plan.refused:
-                        raise PublishRefused("publish refused, nothing was written", plan.report)
+                        raise PublishRefused("publish refused after the deltas were made (they are recorded in "
+                                             "ssb.json); the served tree is unchanged", plan.report)
                     signed, more = timed_sign(owner, plan, signer)  # the catalog now names the deltas
                     signing_seconds += more
                 delta_warnings = [f"delta skipped: {why}" for why in made.skipped]

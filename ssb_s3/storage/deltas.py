@@ -258,7 +258,8 @@ def make_deltas(tree: TreeConfig, store: Store, jobs: list[DeltaJob], *, local: 
 
 
 def _with_deltas(new: Mapping[str, Mapping[str, Any]]) -> Callable[[dict[str, Any] | None], dict[str, Any] | None]:
-    """An ssb.json change adding delta items to versions still there with the same root."""
+    """An ssb.json change adding delta items to the versions still there (a version's root never
+    changes: its files are written create-only, and publish refuses a changed published file)."""
     def change(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
         if manifest is None:
             return None
