@@ -513,7 +513,11 @@ def test_a_view_missing_from_the_served_tree_is_written_without_a_catalog_change
     assert (target / "index.html").is_file()
     assert sorted(p.name for p in (target / "streams/v1").glob("images-*.json")) == catalog_before  # same catalog
     index = json.loads((target / "streams/v1/index.json").read_text())
-    assert "index.html" in index["ssb_s3"]["views"]
+    assert [v for v in index["ssb_s3"]["views"] if v.startswith("index.html#")]  # recorded with its settings
+    url = "https://images.example.org/lxd"
+    moved = ssb("-c", str(conf), "-t", str(target), "publish", "--base-url", url)  # a new URL, same catalog
+    assert moved.returncode == 0, moved.stderr
+    assert f'<span class="base-url">{url}</span>' in (target / "index.html").read_text()
 
     # an index.json written by a version that recorded no views: the views are written once
     del index["ssb_s3"]["views"]

@@ -19,6 +19,7 @@ companion is purged with its catalog, once no catalog within the grace names it
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -58,10 +59,18 @@ class View:
     content_type: str = JSON_TYPE
     cache: str = "catalog"
     create_only: bool = False  # content-addressed: same key, same bytes; never overwritten
+    # what else than the catalog the bytes depend on (settings), recorded with the key in
+    # index.json: a change of them rewrites the views although the catalog did not change
+    settings: str = ""
 
     @property
     def is_index(self) -> bool:
         return self.key == INDEX_KEY
+
+    @property
+    def recorded(self) -> str:
+        """How index.json records this view (retention.VIEWS_KEY): its key, and its settings."""
+        return f"{self.key}#{self.settings}" if self.settings else self.key
 
 
 Renderer = Callable[[Content], View | None]  # None: nothing to write for this content (a view turned off)
@@ -105,8 +114,10 @@ def page_view(content: Content) -> View | None:
     config = content.tree.page
     if not config.enabled:
         return None
-    html = page.render_page(content.catalog, config, now=content.now, base_url=content.base_url or config.base_url)
-    return View(config.path, html, content_type=HTML_TYPE, cache="page")
+    base_url = content.base_url or config.base_url
+    html = page.render_page(content.catalog, config, now=content.now, base_url=base_url)
+    settings = hashlib.sha256(repr((config, base_url)).encode()).hexdigest()[:12]
+    return View(config.path, html, content_type=HTML_TYPE, cache="page", settings=settings)
 
 
 def seed_content(tree: TreeConfig, catalog: Mapping[str, Any]) -> Content:
@@ -141,5 +152,5 @@ def render(content: Content, views: tuple[Renderer, ...] | None = None) -> tuple
 
 
 def view_keys(views: tuple[View, ...]) -> list[str]:
-    """The keys of the views other than index.json, as index.json records them."""
-    return sorted(view.key for view in views if not view.is_index)
+    """The views other than index.json, as index.json records them (View.recorded)."""
+    return sorted(view.recorded for view in views if not view.is_index)
