@@ -528,3 +528,95 @@ def test_versions_that_left_the_source_expire_unless_keep(tmp_path: Path) -> Non
         assert (target / "images/busybox/1.36/amd64/default/20260101_0000/lxd.tar.xz").exists()
     bad = run_mirror(None, str(tmp_path / "x"), str(root), "--for", "lxc")
     assert bad.returncode == 2 and "--for 'lxc': expected lxd, incus or lxd,incus" in bad.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# core/mirror.py's selection, pure: hostile values in an upstream catalog become reported drops
+
+NAME = "p:1:amd64:default"
+
+
+def _catalog(*serials: str, folder: str = "images/p", name: str = NAME) -> dict[str, Any]:
+    """A catalog of one product, each version an LXD/Incus image (fake but well-formed hashes)."""
+    versions = {}
+    for serial in serials:
+        versions[serial] = {"items": {
+            "lxd.tar.xz": {"ftype": "lxd.tar.xz", "path": f"{folder}/{serial}/lxd.tar.xz", "size": 1,
+                           "sha256": "a" * 64, "combined_squashfs_sha256": "b" * 64},
+            "root.squashfs": {"ftype": "squashfs", "path": f"{folder}/{serial}/root.squashfs", "size": 2,
+                              "sha256": "c" * 64}}}
+    return {"products": {name: {"arch": "amd64", "release": "1", "os": "X", "versions": versions}}}
+
+
+def _reasons(selection: Any) -> dict[tuple[str, str, str], str]:
+    return {(d.product, d.version, d.item): d.reason for d in selection.drops}
+
+
+def test_select_delta_base_that_is_not_a_version_name_is_dropped() -> None:
+    from ssb_s3.core.mirror import select
+
+    catalog = _catalog("20260101", "20260102")
+    items = catalog["products"][NAME]["versions"]["20260102"]["items"]
+    delta = {"ftype": "squashfs.vcdiff", "path": "images/p/20260102/x.vcdiff", "size": 3, "sha256": "d" * 64}
+    items["list"] = {**delta, "delta_base": ["20260101"]}  # a TypeError (unhashable) before
+    items["other"] = {**delta, "path": "images/p/20260102/y.vcdiff", "delta_base": "20250101"}
+    items["good"] = {**delta, "path": "images/p/20260102/z.vcdiff", "delta_base": "20260101"}
+    selection = select(catalog, [])
+    reasons = _reasons(selection)
+    assert reasons[(NAME, "20260102", "list")] == "delta_base \"['20260101']\" is not another version of this product"
+    assert "'20250101' is not another version" in reasons[(NAME, "20260102", "other")]
+    kept = selection.versions[NAME]["20260102"]["items"]
+    assert set(kept) == {"lxd.tar.xz", "root.squashfs", "good"} and kept["good"]["delta_base"] == "20260101"
+
+
+def test_select_copied_fields_must_pass_ssb_schema() -> None:
+    """An md5 that ssb.schema.json refuses would make every later run's read of ssb.json fail."""
+    from ssb_s3.core.mirror import select
+    from ssb_s3.schemas import schema_problems
+
+    catalog = _catalog("20260101")
+    items = catalog["products"][NAME]["versions"]["20260101"]["items"]
+    items["root.squashfs"]["md5"] = "not-an-md5"
+    items["lxd.tar.xz"]["md5"] = "0" * 32
+    selection = select(catalog, [])
+    reasons = _reasons(selection)
+    assert "md5" in reasons[(NAME, "20260101", "root.squashfs")], reasons
+    assert "no image that LXD can use" in reasons[(NAME, "20260101", "")]
+    assert NAME not in selection.versions
+    items["root.squashfs"]["md5"] = "f" * 32
+    selection = select(catalog, [])
+    manifest = {"name": NAME, "versions": selection.versions[NAME]}
+    assert selection.versions[NAME]["20260101"]["items"]["root.squashfs"]["md5"] == "f" * 32
+    assert schema_problems(manifest, "ssb", "ssb.json") == []
+
+
+@pytest.mark.parametrize("folder, taken", [
+    ("own/20260101_0000", "own"),  # inside a version folder of one of ours
+    ("own", "own"),
+    ("images", "images/own"),  # around one of ours
+])
+def test_select_refuses_a_folder_inside_around_or_equal_to_another_product(folder: str, taken: str) -> None:
+    from ssb_s3.core.mirror import select
+
+    selection = select(_catalog("20260101", folder=folder), [], taken_dirs=[taken])
+    assert not selection.products and not selection.files
+    assert _reasons(selection)[(NAME, "", "")] == \
+        f"its folder {folder} overlaps {taken}, the folder of another product"
+    # two mirrored products of one catalog: the second inside the first's folder is refused too
+    catalog = _catalog("20260101", folder="images/p")
+    catalog["products"].update(_catalog("20260101", folder="images/p/20260101", name="q:1:amd64:default")["products"])
+    selection = select(catalog, [])
+    assert set(selection.products) == {NAME}
+    assert "overlaps images/p" in _reasons(selection)[("q:1:amd64:default", "", "")]
+
+
+def test_select_max_counts_only_valid_versions() -> None:
+    from ssb_s3.core.mirror import select
+
+    catalog = _catalog("20260101", "20260102", "20260103")
+    catalog["products"][NAME]["versions"]["20260103"]["items"]["root.squashfs"]["sha256"] = "bad"
+    selection = select(catalog, [], max_versions=2)
+    assert set(selection.versions[NAME]) == {"20260101", "20260102"}
+    assert "sha256 missing" in _reasons(selection)[(NAME, "20260103", "root.squashfs")]
+    # the filters' choice stays sstream-mirror's (newest 2, whatever their items)
+    assert {v for _, v, _ in selection.selected} == {"20260102", "20260103"}
