@@ -327,18 +327,18 @@ def test_kill_9_mid_copy_keeps_the_served_tree_and_the_rerun_copies_only_the_res
         s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
     root = tmp_path / "up"
     catalog = write_upstream(root, [("busybox:1.36:amd64:default", "amd64", "1.36", "default", ("20260101_0000",))])
-    first = run_mirror(s3_server, f"s3://{bucket}", str(root))
-    assert first.returncode == 0, first.stderr
-    index_before, catalog_before = served(s3_server, bucket)
-    product = catalog["products"]["busybox:1.36:amd64:default"]
-    add_version(root, product, "busybox:1.36:amd64:default", "amd64", "1.36", "default", "20260102_0000",
-                big=12 << 20)
-    save(root, catalog, None)
-    new_files = {i["path"] for i in product["versions"]["20260102_0000"]["items"].values()}
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": s3_server.access_key,
-           "AWS_SECRET_ACCESS_KEY": s3_server.secret_key, "AWS_ENDPOINT_URL": s3_server.endpoint,
-           "AWS_DEFAULT_REGION": "us-east-1", "SSL_CERT_FILE": str(tls_files.ca_cert), "SSB_PROGRESS_INTERVAL": "0"}
-    with serve_slow(root, tls_files) as url:
+    with serve_slow(root, tls_files) as url:  # one source for both runs (a product has one source)
+        first = run_mirror(s3_server, f"s3://{bucket}", url, ca=tls_files.ca_cert)
+        assert first.returncode == 0, first.stderr
+        index_before, catalog_before = served(s3_server, bucket)
+        product = catalog["products"]["busybox:1.36:amd64:default"]
+        add_version(root, product, "busybox:1.36:amd64:default", "amd64", "1.36", "default", "20260102_0000",
+                    big=12 << 20)
+        save(root, catalog, None)
+        new_files = {i["path"] for i in product["versions"]["20260102_0000"]["items"].values()}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": s3_server.access_key,
+               "AWS_SECRET_ACCESS_KEY": s3_server.secret_key, "AWS_ENDPOINT_URL": s3_server.endpoint,
+               "AWS_DEFAULT_REGION": "us-east-1", "SSL_CERT_FILE": str(tls_files.ca_cert), "SSB_PROGRESS_INTERVAL": "0"}
         proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-t", f"s3://{bucket}", "mirror", url,
                                  "--copies", "1"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 text=True, cwd=tmp_path)
@@ -620,3 +620,72 @@ def test_select_max_counts_only_valid_versions() -> None:
     assert "sha256 missing" in _reasons(selection)[(NAME, "20260103", "root.squashfs")]
     # the filters' choice stays sstream-mirror's (newest 2, whatever their items)
     assert {v for _, v, _ in selection.selected} == {"20260102", "20260103"}
+
+
+def test_a_product_mirrored_from_one_source_is_not_taken_over_by_another(tmp_path: Path) -> None:
+    first, second = tmp_path / "up1", tmp_path / "up2"
+    write_upstream(first, [PRODUCTS[2]])
+    write_upstream(second, [PRODUCTS[2], PRODUCTS[1]])
+    target = tmp_path / "target"
+    assert run_mirror(None, str(target), str(first)).returncode == 0
+    before = (target / "streams/v1/images.json").read_bytes()
+    manifest = target / "images/busybox/1.35/amd64/default/ssb.json"
+    recorded = json.loads(manifest.read_text())["mirror"]["source"]
+    out = run_mirror(None, str(target), str(second), "--json")
+    assert out.returncode == 0, out.stderr
+    reasons = {(d["product"], d["version"], d["item"]): d["reason"] for d in json.loads(out.stdout)["dropped"]}
+    assert reasons[(PRODUCTS[2][0], "", "")] == \
+        f"already mirrored from {recorded}: one product has one source (remove it there first)"
+    assert recorded == str(first)
+    assert json.loads(manifest.read_text())["mirror"]["source"] == recorded
+    catalog = json.loads((target / "streams/v1/images.json").read_text())
+    assert catalog["products"][PRODUCTS[2][0]] == json.loads(before)["products"][PRODUCTS[2][0]]
+    assert set(catalog["products"]) == {PRODUCTS[2][0], PRODUCTS[1][0]}  # the other product of up2 joined
+
+
+def test_keep_applies_to_its_own_mirror_only(tmp_path: Path) -> None:
+    """tree.yml: one mirror with `keep: true`, one without: a product that left the second leaves the catalog."""
+    kept, gone = tmp_path / "kept", tmp_path / "gone"
+    write_upstream(kept, [PRODUCTS[1]])
+    write_upstream(gone, [PRODUCTS[0], PRODUCTS[3]])
+    built = tmp_path / "built"
+    make_image(built / "own/20260105_0000", kind="squashfs", serial="20260105_0000", description="own")
+    conf = tmp_path / "tree.yml"
+    text = f"""
+products:
+  - name: own:1.0:amd64:default
+    arch: amd64
+    release: "1.0"
+    os: Own
+    directory: own
+    source: {built}
+mirrors:
+  - source: {kept}
+    keep: true
+  - source: {gone}
+    filters: [{{filter}}]
+"""
+    conf.write_text(text.replace("{filter}", "'arch=amd64'"))
+    target = tmp_path / "public"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def publish() -> set[str]:
+        out = subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", str(target), "publish"],
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return set(json.loads((target / "streams/v1/images.json").read_text())["products"]) - {"own:1.0:amd64:default"}
+
+    assert publish() == {PRODUCTS[1][0], PRODUCTS[0][0], PRODUCTS[3][0]}
+    conf.write_text(text.replace("{filter}", "'variant=default'"))  # the cloud product leaves `gone`
+    assert publish() == {PRODUCTS[1][0], PRODUCTS[0][0]}
+
+
+def test_a_source_url_with_a_user_or_password_is_refused_and_never_printed(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    out = run_mirror(None, str(target), "https://someone:s3cr3t-token@127.0.0.1:9/images/", "--dry-run")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: source https://127.0.0.1:9/images/: a user or password in the URL would be published "
+        "(ssb.json's mirror.source, reports, logs): refused; use a URL without them"]
+    assert "s3cr3t" not in out.stdout + out.stderr and "someone" not in out.stdout + out.stderr
+    assert not target.exists()

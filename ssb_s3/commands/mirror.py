@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, cast
+from urllib.parse import urlsplit, urlunsplit
 
 from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig
 from ..core import mirror as core
@@ -353,6 +354,10 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                publish_opts: PublishOptions) -> list[MirrorReport]:
     """Every mirror of `runs` (the `mirror` command: one; publish with tree.yml's `mirrors:`: all),
     then one publish of the tree's own products and the mirrored ones together."""
+    for o in runs:  # before anything is read, logged or recorded
+        if has_userinfo(o.source):
+            raise MirrorError(f"source {without_userinfo(o.source)}: a user or password in the URL would be "
+                              "published (ssb.json's mirror.source, reports, logs): refused; use a URL without them")
     filters = [parse_filters(o.filters) for o in runs]  # bad filters: nothing is read
     for o in runs:
         if o.verify and o.keyring and not Path(o.keyring).is_file():
@@ -362,6 +367,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     products: dict[str, ProductConfig] = {}
     prepared: dict[str, dict[str, Any]] = {}
     sources: dict[str, str] = {}  # product -> the source it is mirrored from
+    keeps: dict[str, bool] = {}  # source -> whether what left it stays (its own `keep`)
     taken_dirs = {p.directory for p in tree.products}
     taken_names = {p.name for p in tree.products}
     for run, run_filters in zip(runs, filters, strict=True):
@@ -375,8 +381,15 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
             report.drops.extend(selection.drops)
             recorded: dict[str, str] = {}
             existing: dict[str, dict[str, Any] | None] = {}
-            for name, config in selection.products.items():
+            for name, config in list(selection.products.items()):
                 existing[name] = read_manifest(target, tree, config)[0]
+                other = _mirrored_from(existing[name])
+                if other is not None and other != source.url:
+                    selection.discard(name, f"already mirrored from {without_userinfo(other)}: one product has "
+                                            "one source (remove it there first)")
+                    report.drops.append(selection.drops[-1])
+                    del existing[name]
+                    continue
                 for version in (existing[name] or {}).get("versions", {}).values():
                     recorded.update({i["path"]: i["sha256"] for i in version.get("items", {}).values()})
             jobs = [c for files in selection.files.values() for c in files]
@@ -399,8 +412,9 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                 prepared[name] = manifest
                 sources[name] = source.url
                 taken_dirs.add(config.directory)
+        keeps[source.url] = keeps.get(source.url, False) or run.keep
         reports.append(report)
-    unmirror = _left_their_source(tree, target, products, {r.source for r in reports}, any(o.keep for o in runs))
+    unmirror = _left_their_source(tree, target, products, keeps)
     full = replace(tree, products=(*tree.products, *products.values()))
     publish_opts = replace(publish_opts, unmirror=frozenset(unmirror))
     for report in reports:
@@ -432,11 +446,31 @@ def _folder(paths: Sequence[Any], prefix: str) -> str | None:
     return folder
 
 
-def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, ProductConfig], sources: set[str],
-                       keep: bool) -> set[str]:
+def has_userinfo(source: str) -> bool:
+    """Whether a source URL carries a user or password (https://user:pass@host/)."""
+    return "://" in source and "@" in urlsplit(source).netloc
+
+
+def without_userinfo(source: str) -> str:
+    """The URL with any user or password left out (safe to print)."""
+    if not has_userinfo(source):
+        return source
+    parts = urlsplit(source)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _mirrored_from(manifest: Mapping[str, Any] | None) -> str | None:
+    """The source an existing ssb.json says its product is mirrored from (None: not mirrored)."""
+    mirror = (manifest or {}).get("mirror")
+    source = mirror.get("source") if isinstance(mirror, Mapping) else None
+    return source if isinstance(source, str) else None
+
+
+def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, ProductConfig],
+                       keeps: Mapping[str, bool]) -> set[str]:
     """Served products that neither tree.yml nor this run declares: those mirrored from another
     source keep their entry (the publish keeps every mirrored product index.json records); those
-    from this run's source that left it (or its filters) stay with --keep, else they leave the
+    from a source of this run that left it (or its filters) stay with that source's `keep`, else they leave the
     catalog (and their files go after the grace). A served product that is neither declared nor
     mirrored would be unpublished: refused (run with the tree.yml that declares it)."""
     index, _, _, catalog = Tree(tree, target).served()
@@ -456,9 +490,9 @@ def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, P
         directory = _folder(paths, tree.prefix)
         config = None if directory is None else core._product_config(name, entry, directory, lambda reason: None)
         manifest = None if config is None else _maybe_manifest(target, tree, config)
-        source = (manifest or {}).get("mirror")
-        if not keep and isinstance(source, Mapping) and source.get("source") in sources:
-            log.warning("%s: no longer selected from %s: left out of the catalog", name, source.get("source"))
+        source = _mirrored_from(manifest)
+        if source is not None and keeps.get(source) is False:
+            log.warning("%s: no longer selected from %s: left out of the catalog", name, without_userinfo(source))
             leaving.add(name)
     return leaving
 

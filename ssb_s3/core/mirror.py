@@ -113,6 +113,14 @@ class Selection:
     selected: list[tuple[str, str, str]] = field(default_factory=list)  # filters' choice: (product, version, item)
     drops: list[Drop] = field(default_factory=list)
 
+    def discard(self, product: str, reason: str) -> None:
+        """Leave a selected product out after all (nothing of it copied), with its reason."""
+        self.products.pop(product, None)
+        self.versions.pop(product, None)
+        for key in [k for k in self.files if k[0] == product]:
+            del self.files[key]
+        self.drops.append(Drop(product, "", "", reason))
+
 
 def _product_config(pname: str, product: Mapping[str, Any], directory: str,
                     drop: Any) -> ProductConfig | None:
