@@ -276,6 +276,14 @@ def test_tampered_signature_refused_nothing_published(upstream: dict[str, Any], 
     assert out.returncode == 1
     lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "index.sjson: bad signature, refusing the source" in lines[0]
+    assert "BAD signature: the signed content was changed" in lines[0]  # ssb_s3.gpg.verify's typed reason
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    # a good signature by a key that is not in --keyring: refused too (gpgv's status, not only its exit code)
+    _, other_ring = make_key(tmp_path)
+    out = run_mirror(s3_server, f"s3://{bucket}", str(upstream["root"]), *FILTERS, "--keyring", str(other_ring))
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 1 and len(lines) == 1 and "Traceback" not in out.stderr
+    assert "index.sjson: bad signature, refusing the source" in lines[0] and "which is not in the keyring" in lines[0]
     assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
     # signed without --keyring: told what to pass; --no-verify reads it
     out = run_mirror(s3_server, f"s3://{bucket}", str(upstream["root"]), *FILTERS, "--dry-run")
@@ -689,3 +697,16 @@ def test_a_source_url_with_a_user_or_password_is_refused_and_never_printed(tmp_p
         "(ssb.json's mirror.source, reports, logs): refused; use a URL without them"]
     assert "s3cr3t" not in out.stdout + out.stderr and "someone" not in out.stdout + out.stderr
     assert not target.exists()
+
+
+def test_clearsigned_content_without_verifying() -> None:
+    """mirror --no-verify reads a clearsigned document's text (dash-escaping undone); anything else is refused."""
+    from ssb_s3.core.signed import clearsigned_content
+
+    doc = (b"-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA512\r\n\r\n{\"a\":\n- -1}\n"
+           b"-----BEGIN PGP SIGNATURE-----\nxx\n-----END PGP SIGNATURE-----\n")
+    assert clearsigned_content(doc) == b'{"a":\n-1}'
+    for bad, why in ((b'{"a": 1}', "not an OpenPGP clearsigned document"),
+                     (b"-----BEGIN PGP SIGNED MESSAGE-----\n\n{}\n", "no signature block")):
+        with pytest.raises(ValueError, match=why):
+            clearsigned_content(bad)

@@ -1,10 +1,11 @@
 """Mirror: a filtered, verified copy of an upstream simplestreams server, published like our own products.
 
 Order (a mirror killed at any point leaves the previous tree served, and a re-run converges):
-1. read the source's streams/v1/index.sjson (verified with gpgv against --keyring unless
-   --no-verify; a bad signature stops everything) or index.json, and each catalog of datatype
-   image-downloads it names (.sjson, verified, when the index was signed); every document bounded
-   in size and time (ssb_s3.storage.httpread; redirects never leave the source's origin);
+1. read the source's streams/v1/index.sjson (verified by ssb_s3.gpg.verify, gpgv against --keyring
+   only, as `verify --keyring` does, unless --no-verify; a bad signature stops everything) or
+   index.json, and each catalog of datatype image-downloads it names (.sjson, verified, when the
+   index was signed); every document bounded in size and time (ssb_s3.storage.httpread;
+   redirects never leave the source's origin);
 2. select (ssb_s3.core.mirror, pure): filters, --max, drops with their reasons, translation;
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
@@ -25,9 +26,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,12 +34,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from .. import gpg
 from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig
 from ..core import mirror as core
 from ..core.catalog import INDEX_KEY, _path_problem
 from ..core.filters import parse_filters
 from ..core.plan import PublishOptions, PublishReport
 from ..core.retention import served_mirrored
+from ..core.signed import SIGNED_INDEX_KEY, clearsigned_content
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
 from ..progress import Progress
 from ..storage import httpread
@@ -52,7 +52,6 @@ from .publish import publish
 
 log = logging.getLogger(__name__)
 
-SIGNED_INDEX_KEY = "streams/v1/index.sjson"
 MAX_INDEX_BYTES = 16 << 20  # images.linuxcontainers.org's index is a few KB
 MAX_CATALOG_BYTES = httpread.MAX_DOCUMENT_SIZE  # its catalog is about 10 MB; parsing 64 MiB peaks near 600 MB
 # Bounds of one image file over http(s), named in messages as ssb_s3.commands.mirror.<NAME>
@@ -61,8 +60,6 @@ TIMEOUT = httpread.TIMEOUT
 MAX_DOCUMENT_SIZE = MAX_CATALOG_BYTES
 GPGV_TIMEOUT = 120.0
 COPIERS = 4  # files copied at once
-SIGNED_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
-SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
 
 
 class MirrorError(SSBError):
@@ -130,51 +127,21 @@ def open_source(source: str, storage: StorageConfig | None, *, files: bool = Fal
     return open_store(source, storage)
 
 
-def clearsigned_payload(text: str, where: str) -> str:
-    """The signed text of an OpenPGP clearsigned document (dash-escaping undone), without checking
-    the signature (--no-verify)."""
-    lines = text.replace("\r\n", "\n").split("\n")
-    if not lines or lines[0].strip() != SIGNED_BEGIN:
-        raise MirrorError(f"{where}: not an OpenPGP clearsigned document")
-    try:
-        start = lines.index("", 1) + 1
-        end = lines.index(SIGNATURE_BEGIN, start)
-    except ValueError:
-        raise MirrorError(f"{where}: not an OpenPGP clearsigned document (no signature block)") from None
-    return "\n".join(line[2:] if line.startswith("- ") else line for line in lines[start:end])
-
-
-def gpgv_verify(data: bytes, keyring: str, where: str) -> bytes:
-    """The signed content of `data`, once gpgv says a key of `keyring` made its signature."""
-    ring = Path(keyring).resolve()
-    if not ring.is_file():
-        raise MirrorError(f"--keyring {keyring}: not a file")
-    with tempfile.TemporaryDirectory(prefix="ssb-gpgv-") as tmp:
-        signed, out = Path(tmp) / "signed", Path(tmp) / "out"
-        signed.write_bytes(data)
-        try:
-            done = subprocess.run(["gpgv", "--keyring", str(ring), "--output", str(out), str(signed)],
-                                  capture_output=True, timeout=GPGV_TIMEOUT, check=False,
-                                  env={**os.environ, "GNUPGHOME": tmp, "LC_ALL": "C"})
-        except FileNotFoundError:
-            raise MirrorError("gpgv is not installed: install it (Debian: gpgv) or pass --no-verify") from None
-        except subprocess.TimeoutExpired:
-            raise MirrorError(f"{where}: gpgv did not answer within {GPGV_TIMEOUT:g} s") from None
-        if done.returncode != 0 or not out.exists():
-            why = " ".join(done.stderr.decode(errors="replace").split())[-300:]
-            raise MirrorError(f"{where}: bad signature, refusing the source (gpgv with {keyring}: {why})")
-        return out.read_bytes()
-
-
 def _document(store: Store, key: str, limit: int, opts: MirrorOptions, signed: bool) -> Any:
     data = store.read_limited(key, limit)[0]
     where = store.describe(key)
     if signed:
-        if opts.verify:
-            assert opts.keyring is not None
-            data = gpgv_verify(data, opts.keyring, where)
-        else:
-            data = clearsigned_payload(data.decode("utf-8", errors="replace"), where).encode()
+        try:
+            if opts.verify:  # the one gpgv runner (verify --keyring's): GOODSIG and VALIDSIG, not just exit 0
+                assert opts.keyring is not None
+                data = gpg.verify(data, opts.keyring, timeout=GPGV_TIMEOUT).content
+            else:
+                data = clearsigned_content(data)
+        except gpg.SignatureError as exc:
+            raise MirrorError(f"{where}: bad signature, refusing the source (gpgv with {opts.keyring}: {exc})") \
+                from None
+        except ValueError as exc:
+            raise MirrorError(f"{where}: {exc}") from None
     try:
         return httpread.parse_json(data)
     except (ValueError, UnicodeDecodeError) as exc:
