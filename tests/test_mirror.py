@@ -455,6 +455,15 @@ mirrors:
     printed = cli("print")
     assert printed.returncode == 0, printed.stderr
     assert f"source: {upstream}" in printed.stdout and "max: 1" in printed.stdout
+    # the dry run says what the mirror would copy AND plans the tree's own products; writes nothing
+    dry = cli("publish", "--refresh-manifests", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "+ own:1.0:amd64:default 20260105_0000" in dry.stdout.splitlines(), dry.stdout
+    assert "files to copy" in dry.stdout and "dry run: 1 products, 1 versions" in dry.stdout
+    assert not target.exists()
+    dry = cli("publish", "--refresh-manifests", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["publish"]["changes"]["own:1.0:amd64:default"]["added"] == ["20260105_0000"]
     out = cli("publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     catalog = json.loads((target / "streams/v1/images.json").read_text())

@@ -313,7 +313,8 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
 
 def mirror(tree: TreeConfig, target: Store, opts: MirrorOptions, publish_opts: PublishOptions) -> MirrorReport:
     """Mirror `opts.source` into the tree (module docstring); with publish_opts.dry_run, only say
-    what would be copied. Raises SSBError (nothing published) on a source that cannot be used."""
+    what would be copied (and what publishing the tree's own products would do). Raises SSBError
+    (nothing published) on a source that cannot be used."""
     return mirror_all(tree, target, [opts], publish_opts)[0]
 
 
@@ -387,7 +388,11 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     for report in reports:
         report.products = sorted(n for n, s in sources.items() if s == report.source)
         report.versions = sum(len(prepared[n]["versions"]) for n in report.products)
-    if publish_opts.dry_run:
+    if publish_opts.dry_run:  # nothing copied: the tree's own products planned as publish --dry-run plans them
+        if tree.products:
+            planned = publish(tree, target, publish_opts)
+            for report in reports:
+                report.publish = planned
         return reports
     result = publish(full, target, publish_opts, prepared=prepared)
     for report in reports:
