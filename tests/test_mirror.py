@@ -183,7 +183,7 @@ WANTED = {("busybox:1.36:amd64:default", "20260101_0000"), ("busybox:1.36:amd64:
 def test_mirror_signed_upstream_listed_by_lxc_and_incus_and_launched(
         upstream: dict[str, Any], s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path,
         lxd_daemon: LxdDaemon) -> None:
-    with serve_https_static(upstream["root"], tls_files) as url:
+    with serve_https_static(upstream["root"], tls_files) as url:  # one URL for every run: a product has one source
         dry = run_mirror(s3_server, f"s3://{bucket}", url, *FILTERS, "--keyring", str(upstream["keyring"]),
                          "--dry-run", "--json", ca=tls_files.ca_cert)
         assert dry.returncode == 0, dry.stderr
@@ -197,36 +197,37 @@ def test_mirror_signed_upstream_listed_by_lxc_and_incus_and_launched(
         assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0  # the dry run wrote nothing
         out = run_mirror(s3_server, f"s3://{bucket}", url, *FILTERS, "--keyring", str(upstream["keyring"]),
                          "--json", ca=tls_files.ca_cert)
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
-    assert report["publish"]["published"] is True
-    assert len(report["copied"]) == len(plan["to_copy"]) and not report["skipped"]
-    _, catalog = served(s3_server, bucket)
-    assert set(catalog["products"]) == {"busybox:1.36:amd64:default", "busybox:1.36:amd64:cloud"}
-    base = s3_server.public_url(bucket)
-    lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
-    lxc.remote_add("m", base)
-    assert {i["fingerprint"] for i in lxc.image_list("m")} == fingerprints(upstream["catalog"], "lxd.tar.xz", WANTED)
-    incus = IncusClient(tmp_path / "incusconf", ca_file=tls_files.ca_cert)
-    incus.remote_add("m", base)
-    assert {i["fingerprint"] for i in incus.image_list("m")} == fingerprints(upstream["catalog"], "incus.tar.xz",
-                                                                             WANTED)
-    # the daemon launches one (downloads both files, checks sha256 and the fingerprint)
-    lxd_daemon.remote_add("m", base)
-    lxd_daemon.delete_instances()
-    client = lxd_daemon.client
-    client.run("launch", "m:busybox/1.36", "mirrored")
-    try:
-        assert 'BUILD_ID="20260102_0000"' in client.run("exec", "mirrored", "--", "cat", "/etc/os-release").stdout
-    finally:
-        client.run("delete", "--force", "mirrored", check=False)
-    # a second run copies nothing: every file is there with its sha256
-    with serve_https_static(upstream["root"], tls_files) as url:
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert report["publish"]["published"] is True
+        assert len(report["copied"]) == len(plan["to_copy"]) and not report["skipped"]
+        _, catalog = served(s3_server, bucket)
+        assert set(catalog["products"]) == {"busybox:1.36:amd64:default", "busybox:1.36:amd64:cloud"}
+        base = s3_server.public_url(bucket)
+        lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
+        lxc.remote_add("m", base)
+        assert {i["fingerprint"] for i in lxc.image_list("m")} == fingerprints(upstream["catalog"], "lxd.tar.xz",
+                                                                               WANTED)
+        incus = IncusClient(tmp_path / "incusconf", ca_file=tls_files.ca_cert)
+        incus.remote_add("m", base)
+        assert {i["fingerprint"] for i in incus.image_list("m")} == fingerprints(upstream["catalog"],
+                                                                                 "incus.tar.xz", WANTED)
+        # the daemon launches one (downloads both files, checks sha256 and the fingerprint)
+        lxd_daemon.remote_add("m", base)
+        lxd_daemon.delete_instances()
+        client = lxd_daemon.client
+        client.run("launch", "m:busybox/1.36", "mirrored")
+        try:
+            assert 'BUILD_ID="20260102_0000"' in client.run("exec", "mirrored", "--", "cat",
+                                                            "/etc/os-release").stdout
+        finally:
+            client.run("delete", "--force", "mirrored", check=False)
+        # a second run copies nothing: every file is there with its sha256
         again = run_mirror(s3_server, f"s3://{bucket}", url, *FILTERS, "--keyring", str(upstream["keyring"]),
                            "--json", ca=tls_files.ca_cert)
-    assert again.returncode == 0, again.stderr
-    second = json.loads(again.stdout)
-    assert second["copied"] == [] and len(second["skipped"]) == len(report["copied"])
+        assert again.returncode == 0, again.stderr
+        second = json.loads(again.stdout)
+        assert second["copied"] == [] and len(second["skipped"]) == len(report["copied"])
 
 
 def test_lxd_only_upstream_is_listed_by_incus(s3_server: S3Server, bucket: str, tls_files: TlsFiles,
@@ -719,3 +720,14 @@ def test_clearsigned_content_without_verifying() -> None:
                      (b"-----BEGIN PGP SIGNED MESSAGE-----\n\n{}\n", "no signature block")):
         with pytest.raises(ValueError, match=why):
             clearsigned_content(bad)
+
+
+def test_select_a_folder_of_a_product_mirrored_before_is_taken_for_other_names_only() -> None:
+    from ssb_s3.core.mirror import select
+
+    served = {"other:1:amd64:default": "images", NAME: "images/p"}  # index.json's mirrored products, by folder
+    selection = select(_catalog("20260101", folder="images/p"), [], mirrored_dirs=served)
+    assert _reasons(selection)[(NAME, "", "")] == \
+        "its folder images/p overlaps images, the folder of another product"
+    selection = select(_catalog("20260101", folder="images/p"), [], mirrored_dirs={NAME: "images/p"})
+    assert set(selection.products) == {NAME} and not selection.drops  # its own folder, mirrored again

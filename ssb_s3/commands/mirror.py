@@ -338,13 +338,15 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     keeps: dict[str, bool] = {}  # source -> whether what left it stays (its own `keep`)
     taken_dirs = {p.directory for p in tree.products}
     taken_names = {p.name for p in tree.products}
+    mirrored_dirs = _served_mirrored_dirs(tree, target)
     for run, run_filters in zip(runs, filters, strict=True):
         source = open_source(run.source, storage)
         report = MirrorReport(source=source.url)
         catalogs, report.signed = read_source(source, run)
         for catalog in catalogs:
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
-                                    prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products))
+                                    prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
+                                    mirrored_dirs=mirrored_dirs)
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
             recorded: dict[str, str] = {}
@@ -400,6 +402,20 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     return reports
 
 
+def _served_mirrored_dirs(tree: TreeConfig, target: Store) -> dict[str, str]:
+    """The folders of the products the served catalog holds as mirrored (index.json records them),
+    by name: no other product may be laid out in, inside or around them."""
+    index, _, _, catalog = Tree(tree, target).served()
+    served = (catalog or {}).get("products", {})
+    dirs = {}
+    for name in sorted(served_mirrored(index) & set(served)):
+        entry = served[name]
+        directory = _folder(entry, tree.prefix)
+        if directory is not None:
+            dirs[name] = directory
+    return dirs
+
+
 def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> dict[str, Any] | None:
     try:
         return read_manifest(target, tree, config)[0]
@@ -407,8 +423,11 @@ def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> d
         return None
 
 
-def _folder(paths: Sequence[Any], prefix: str) -> str | None:
-    """The one product folder (relative to the prefix) all these item paths lie in, or None."""
+def _folder(entry: Mapping[str, Any], prefix: str) -> str | None:
+    """The one product folder (relative to the prefix) all item paths of a served catalog entry lie
+    in, or None."""
+    paths = [i.get("path") for v in entry.get("versions", {}).values() if isinstance(v, Mapping)
+             for i in (v.get("items") or {}).values() if isinstance(i, Mapping)]
     folders = {p.rsplit("/", 2)[0] for p in paths if isinstance(p, str) and p.count("/") >= 2}
     if len(folders) != 1:
         return None
@@ -457,9 +476,7 @@ def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, P
             raise MirrorError(f"{target.describe(INDEX_KEY)}: product {name} is served but is neither in tree.yml "
                               f"({tree.source_file}) nor a mirrored product: pass -c with the tree.yml declaring it")
         entry = served[name]
-        paths = [i.get("path") for v in entry.get("versions", {}).values() if isinstance(v, Mapping)
-                 for i in (v.get("items") or {}).values() if isinstance(i, Mapping)]
-        directory = _folder(paths, tree.prefix)
+        directory = _folder(entry, tree.prefix)
         config = None if directory is None else core._product_config(name, entry, directory, lambda reason: None)
         manifest = None if config is None else _maybe_manifest(target, tree, config)
         source = _mirrored_from(manifest)

@@ -225,12 +225,13 @@ def _prepared_item(pname: str, vname: str, iname: str, item: Mapping[str, Any],
 
 def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Sequence[str] = ("LXD", "Incus"),
            max_versions: int | None = None, prefix: str = "", taken_dirs: Iterable[str] = (),
-           taken_names: Iterable[str] = ()) -> Selection:
+           taken_names: Iterable[str] = (), mirrored_dirs: Mapping[str, str] | None = None) -> Selection:
     """What to mirror from an upstream products:1.0 catalog (see the module docstring).
 
     `prefix`: the target tree's prefix (items go to <prefix>/<directory>/<version>/<file>);
     `taken_dirs`/`taken_names`: folders and names of the tree's own products (and of products
-    mirrored already), never reused: a folder equal to, inside or around one of them is refused.
+    mirrored already), never reused: a folder equal to, inside or around one of them is refused;
+    `mirrored_dirs`: the folders of products served as mirrored, by name (taken for every other name).
     `selected` is the filters' choice with --max, as sstream-mirror makes it; the versions kept
     are the newest `max_versions` of those that pass every check.
     """
@@ -288,7 +289,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         if not valid:
             continue
         directory = _directory(pname, {v: {"items": items} for v, items in valid.items()})
-        other = _overlap(directory, dirs)
+        other = _overlap(directory, dirs | {d for n, d in (mirrored_dirs or {}).items() if n != pname})
         if other is not None:
             drop(f"its folder {directory} overlaps {other}, the folder of another product")
             continue
