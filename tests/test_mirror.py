@@ -425,21 +425,26 @@ def test_bad_filters_and_hostile_catalogs(tmp_path: Path) -> None:
     assert not (tmp_path / "etc").exists() and not (target / "etc").exists()
 
 
-def test_tree_yml_mirrors_publish_keeps_built_and_mirrored_products_in_one_tree(tmp_path: Path) -> None:
-    """tree.yml's `mirrors:`: `publish` mirrors, then commits the tree's own and the mirrored products at once."""
-    upstream = tmp_path / "up"
-    write_upstream(upstream, PRODUCTS)
+def own_product(tmp_path: Path) -> str:
+    """tree.yml's entry of one product of our own (one version, built in tmp_path/built)."""
     built = tmp_path / "built"
     make_image(built / "own/20260105_0000", kind="squashfs", serial="20260105_0000", description="own")
-    conf = tmp_path / "tree.yml"
-    conf.write_text(f"""
-products:
-  - name: own:1.0:amd64:default
+    return f"""  - name: own:1.0:amd64:default
     arch: amd64
     release: "1.0"
     os: Own
     directory: own
-    source: {built}
+    source: {built}"""
+
+
+def test_tree_yml_mirrors_publish_keeps_built_and_mirrored_products_in_one_tree(tmp_path: Path) -> None:
+    """tree.yml's `mirrors:`: `publish` mirrors, then commits the tree's own and the mirrored products at once."""
+    upstream = tmp_path / "up"
+    write_upstream(upstream, PRODUCTS)
+    conf = tmp_path / "tree.yml"
+    conf.write_text(f"""
+products:
+{own_product(tmp_path)}
     aliases: [own]
 mirrors:
   - source: up
@@ -666,17 +671,10 @@ def test_keep_applies_to_its_own_mirror_only(tmp_path: Path) -> None:
     kept, gone = tmp_path / "kept", tmp_path / "gone"
     write_upstream(kept, [PRODUCTS[1]])
     write_upstream(gone, [PRODUCTS[0], PRODUCTS[3]])
-    built = tmp_path / "built"
-    make_image(built / "own/20260105_0000", kind="squashfs", serial="20260105_0000", description="own")
     conf = tmp_path / "tree.yml"
     text = f"""
 products:
-  - name: own:1.0:amd64:default
-    arch: amd64
-    release: "1.0"
-    os: Own
-    directory: own
-    source: {built}
+{own_product(tmp_path)}
 mirrors:
   - source: {kept}
     keep: true
