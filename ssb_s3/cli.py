@@ -407,10 +407,19 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
         if settings.tree.mirrors:  # tree.yml's `mirrors:`: mirrored and built products in one commit
             reports = mirror_all(settings.tree, settings.store(),
                                  [MirrorOptions.from_config(m) for m in settings.tree.mirrors], opts)
-            if reports[0].publish is None:  # dry run
+            if dry_run:  # what the mirrors would copy, then the plan of the tree's own products
                 _print_mirror(reports, as_json, settings.quiet)
+                planned = reports[0].publish
+                if planned is None:
+                    return
+                if not as_json:
+                    _print_report(planned, settings.quiet)
+                if planned.problems:
+                    _fail(["error: some products were not updated:",
+                           *(f"  - {p}" for p in capped([str(p) for p in planned.problems]))])
                 return
             report = reports[0].publish
+            assert report is not None
             _print_mirror_notes(reports, settings.quiet)
             failed = [line for r in reports for line in r.failed]
             if failed:
@@ -545,6 +554,8 @@ def mirror_cmd(settings: Settings, source: str, filters: tuple[str, ...], client
         raise
     if dry_run:
         _print_mirror(reports, as_json, settings.quiet)
+        if reports[0].publish is not None and not as_json:  # with -c tree.yml: its own products' plan
+            _print_report(reports[0].publish, settings.quiet)
         return
     report = reports[0].publish
     assert report is not None

@@ -183,7 +183,7 @@ WANTED = {("busybox:1.36:amd64:default", "20260101_0000"), ("busybox:1.36:amd64:
 def test_mirror_signed_upstream_listed_by_lxc_and_incus_and_launched(
         upstream: dict[str, Any], s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path,
         lxd_daemon: LxdDaemon) -> None:
-    with serve_https_static(upstream["root"], tls_files) as url:
+    with serve_https_static(upstream["root"], tls_files) as url:  # one URL for every run: a product has one source
         dry = run_mirror(s3_server, f"s3://{bucket}", url, *FILTERS, "--keyring", str(upstream["keyring"]),
                          "--dry-run", "--json", ca=tls_files.ca_cert)
         assert dry.returncode == 0, dry.stderr
@@ -197,36 +197,37 @@ def test_mirror_signed_upstream_listed_by_lxc_and_incus_and_launched(
         assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0  # the dry run wrote nothing
         out = run_mirror(s3_server, f"s3://{bucket}", url, *FILTERS, "--keyring", str(upstream["keyring"]),
                          "--json", ca=tls_files.ca_cert)
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
-    assert report["publish"]["published"] is True
-    assert len(report["copied"]) == len(plan["to_copy"]) and not report["skipped"]
-    _, catalog = served(s3_server, bucket)
-    assert set(catalog["products"]) == {"busybox:1.36:amd64:default", "busybox:1.36:amd64:cloud"}
-    base = s3_server.public_url(bucket)
-    lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
-    lxc.remote_add("m", base)
-    assert {i["fingerprint"] for i in lxc.image_list("m")} == fingerprints(upstream["catalog"], "lxd.tar.xz", WANTED)
-    incus = IncusClient(tmp_path / "incusconf", ca_file=tls_files.ca_cert)
-    incus.remote_add("m", base)
-    assert {i["fingerprint"] for i in incus.image_list("m")} == fingerprints(upstream["catalog"], "incus.tar.xz",
-                                                                             WANTED)
-    # the daemon launches one (downloads both files, checks sha256 and the fingerprint)
-    lxd_daemon.remote_add("m", base)
-    lxd_daemon.delete_instances()
-    client = lxd_daemon.client
-    client.run("launch", "m:busybox/1.36", "mirrored")
-    try:
-        assert 'BUILD_ID="20260102_0000"' in client.run("exec", "mirrored", "--", "cat", "/etc/os-release").stdout
-    finally:
-        client.run("delete", "--force", "mirrored", check=False)
-    # a second run copies nothing: every file is there with its sha256
-    with serve_https_static(upstream["root"], tls_files) as url:
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert report["publish"]["published"] is True
+        assert len(report["copied"]) == len(plan["to_copy"]) and not report["skipped"]
+        _, catalog = served(s3_server, bucket)
+        assert set(catalog["products"]) == {"busybox:1.36:amd64:default", "busybox:1.36:amd64:cloud"}
+        base = s3_server.public_url(bucket)
+        lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
+        lxc.remote_add("m", base)
+        assert {i["fingerprint"] for i in lxc.image_list("m")} == fingerprints(upstream["catalog"], "lxd.tar.xz",
+                                                                               WANTED)
+        incus = IncusClient(tmp_path / "incusconf", ca_file=tls_files.ca_cert)
+        incus.remote_add("m", base)
+        assert {i["fingerprint"] for i in incus.image_list("m")} == fingerprints(upstream["catalog"],
+                                                                                 "incus.tar.xz", WANTED)
+        # the daemon launches one (downloads both files, checks sha256 and the fingerprint)
+        lxd_daemon.remote_add("m", base)
+        lxd_daemon.delete_instances()
+        client = lxd_daemon.client
+        client.run("launch", "m:busybox/1.36", "mirrored")
+        try:
+            assert 'BUILD_ID="20260102_0000"' in client.run("exec", "mirrored", "--", "cat",
+                                                            "/etc/os-release").stdout
+        finally:
+            client.run("delete", "--force", "mirrored", check=False)
+        # a second run copies nothing: every file is there with its sha256
         again = run_mirror(s3_server, f"s3://{bucket}", url, *FILTERS, "--keyring", str(upstream["keyring"]),
                            "--json", ca=tls_files.ca_cert)
-    assert again.returncode == 0, again.stderr
-    second = json.loads(again.stdout)
-    assert second["copied"] == [] and len(second["skipped"]) == len(report["copied"])
+        assert again.returncode == 0, again.stderr
+        second = json.loads(again.stdout)
+        assert second["copied"] == [] and len(second["skipped"]) == len(report["copied"])
 
 
 def test_lxd_only_upstream_is_listed_by_incus(s3_server: S3Server, bucket: str, tls_files: TlsFiles,
@@ -276,6 +277,14 @@ def test_tampered_signature_refused_nothing_published(upstream: dict[str, Any], 
     assert out.returncode == 1
     lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "index.sjson: bad signature, refusing the source" in lines[0]
+    assert "BAD signature: the signed content was changed" in lines[0]  # ssb_s3.gpg.verify's typed reason
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    # a good signature by a key that is not in --keyring: refused too (gpgv's status, not only its exit code)
+    _, other_ring = make_key(tmp_path)
+    out = run_mirror(s3_server, f"s3://{bucket}", str(upstream["root"]), *FILTERS, "--keyring", str(other_ring))
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 1 and len(lines) == 1 and "Traceback" not in out.stderr
+    assert "index.sjson: bad signature, refusing the source" in lines[0] and "which is not in the keyring" in lines[0]
     assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
     # signed without --keyring: told what to pass; --no-verify reads it
     out = run_mirror(s3_server, f"s3://{bucket}", str(upstream["root"]), *FILTERS, "--dry-run")
@@ -327,18 +336,18 @@ def test_kill_9_mid_copy_keeps_the_served_tree_and_the_rerun_copies_only_the_res
         s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
     root = tmp_path / "up"
     catalog = write_upstream(root, [("busybox:1.36:amd64:default", "amd64", "1.36", "default", ("20260101_0000",))])
-    first = run_mirror(s3_server, f"s3://{bucket}", str(root))
-    assert first.returncode == 0, first.stderr
-    index_before, catalog_before = served(s3_server, bucket)
-    product = catalog["products"]["busybox:1.36:amd64:default"]
-    add_version(root, product, "busybox:1.36:amd64:default", "amd64", "1.36", "default", "20260102_0000",
-                big=12 << 20)
-    save(root, catalog, None)
-    new_files = {i["path"] for i in product["versions"]["20260102_0000"]["items"].values()}
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": s3_server.access_key,
-           "AWS_SECRET_ACCESS_KEY": s3_server.secret_key, "AWS_ENDPOINT_URL": s3_server.endpoint,
-           "AWS_DEFAULT_REGION": "us-east-1", "SSL_CERT_FILE": str(tls_files.ca_cert), "SSB_PROGRESS_INTERVAL": "0"}
-    with serve_slow(root, tls_files) as url:
+    with serve_slow(root, tls_files) as url:  # one source for both runs (a product has one source)
+        first = run_mirror(s3_server, f"s3://{bucket}", url, ca=tls_files.ca_cert)
+        assert first.returncode == 0, first.stderr
+        index_before, catalog_before = served(s3_server, bucket)
+        product = catalog["products"]["busybox:1.36:amd64:default"]
+        add_version(root, product, "busybox:1.36:amd64:default", "amd64", "1.36", "default", "20260102_0000",
+                    big=12 << 20)
+        save(root, catalog, None)
+        new_files = {i["path"] for i in product["versions"]["20260102_0000"]["items"].values()}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": s3_server.access_key,
+               "AWS_SECRET_ACCESS_KEY": s3_server.secret_key, "AWS_ENDPOINT_URL": s3_server.endpoint,
+               "AWS_DEFAULT_REGION": "us-east-1", "SSL_CERT_FILE": str(tls_files.ca_cert), "SSB_PROGRESS_INTERVAL": "0"}
         proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-t", f"s3://{bucket}", "mirror", url,
                                  "--copies", "1"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 text=True, cwd=tmp_path)
@@ -416,21 +425,26 @@ def test_bad_filters_and_hostile_catalogs(tmp_path: Path) -> None:
     assert not (tmp_path / "etc").exists() and not (target / "etc").exists()
 
 
-def test_tree_yml_mirrors_publish_keeps_built_and_mirrored_products_in_one_tree(tmp_path: Path) -> None:
-    """tree.yml's `mirrors:`: `publish` mirrors, then commits the tree's own and the mirrored products at once."""
-    upstream = tmp_path / "up"
-    write_upstream(upstream, PRODUCTS)
+def own_product(tmp_path: Path) -> str:
+    """tree.yml's entry of one product of our own (one version, built in tmp_path/built)."""
     built = tmp_path / "built"
     make_image(built / "own/20260105_0000", kind="squashfs", serial="20260105_0000", description="own")
-    conf = tmp_path / "tree.yml"
-    conf.write_text(f"""
-products:
-  - name: own:1.0:amd64:default
+    return f"""  - name: own:1.0:amd64:default
     arch: amd64
     release: "1.0"
     os: Own
     directory: own
-    source: {built}
+    source: {built}"""
+
+
+def test_tree_yml_mirrors_publish_keeps_built_and_mirrored_products_in_one_tree(tmp_path: Path) -> None:
+    """tree.yml's `mirrors:`: `publish` mirrors, then commits the tree's own and the mirrored products at once."""
+    upstream = tmp_path / "up"
+    write_upstream(upstream, PRODUCTS)
+    conf = tmp_path / "tree.yml"
+    conf.write_text(f"""
+products:
+{own_product(tmp_path)}
     aliases: [own]
 mirrors:
   - source: up
@@ -447,6 +461,15 @@ mirrors:
     printed = cli("print")
     assert printed.returncode == 0, printed.stderr
     assert f"source: {upstream}" in printed.stdout and "max: 1" in printed.stdout
+    # the dry run says what the mirror would copy AND plans the tree's own products; writes nothing
+    dry = cli("publish", "--refresh-manifests", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "+ own:1.0:amd64:default 20260105_0000" in dry.stdout.splitlines(), dry.stdout
+    assert "files to copy" in dry.stdout and "dry run: 1 products, 1 versions" in dry.stdout
+    assert not target.exists()
+    dry = cli("publish", "--refresh-manifests", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["publish"]["changes"]["own:1.0:amd64:default"]["added"] == ["20260105_0000"]
     out = cli("publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     catalog = json.loads((target / "streams/v1/images.json").read_text())
@@ -528,3 +551,181 @@ def test_versions_that_left_the_source_expire_unless_keep(tmp_path: Path) -> Non
         assert (target / "images/busybox/1.36/amd64/default/20260101_0000/lxd.tar.xz").exists()
     bad = run_mirror(None, str(tmp_path / "x"), str(root), "--for", "lxc")
     assert bad.returncode == 2 and "--for 'lxc': expected lxd, incus or lxd,incus" in bad.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# core/mirror.py's selection, pure: hostile values in an upstream catalog become reported drops
+
+NAME = "p:1:amd64:default"
+
+
+def _catalog(*serials: str, folder: str = "images/p", name: str = NAME) -> dict[str, Any]:
+    """A catalog of one product, each version an LXD/Incus image (fake but well-formed hashes)."""
+    versions = {}
+    for serial in serials:
+        versions[serial] = {"items": {
+            "lxd.tar.xz": {"ftype": "lxd.tar.xz", "path": f"{folder}/{serial}/lxd.tar.xz", "size": 1,
+                           "sha256": "a" * 64, "combined_squashfs_sha256": "b" * 64},
+            "root.squashfs": {"ftype": "squashfs", "path": f"{folder}/{serial}/root.squashfs", "size": 2,
+                              "sha256": "c" * 64}}}
+    return {"products": {name: {"arch": "amd64", "release": "1", "os": "X", "versions": versions}}}
+
+
+def _reasons(selection: Any) -> dict[tuple[str, str, str], str]:
+    return {(d.product, d.version, d.item): d.reason for d in selection.drops}
+
+
+def test_select_delta_base_that_is_not_a_version_name_is_dropped() -> None:
+    from ssb_s3.core.mirror import select
+
+    catalog = _catalog("20260101", "20260102")
+    items = catalog["products"][NAME]["versions"]["20260102"]["items"]
+    delta = {"ftype": "squashfs.vcdiff", "path": "images/p/20260102/x.vcdiff", "size": 3, "sha256": "d" * 64}
+    items["list"] = {**delta, "delta_base": ["20260101"]}  # a TypeError (unhashable) before
+    items["other"] = {**delta, "path": "images/p/20260102/y.vcdiff", "delta_base": "20250101"}
+    items["good"] = {**delta, "path": "images/p/20260102/z.vcdiff", "delta_base": "20260101"}
+    selection = select(catalog, [])
+    reasons = _reasons(selection)
+    assert reasons[(NAME, "20260102", "list")] == "delta_base \"['20260101']\" is not another version of this product"
+    assert "'20250101' is not another version" in reasons[(NAME, "20260102", "other")]
+    kept = selection.versions[NAME]["20260102"]["items"]
+    assert set(kept) == {"lxd.tar.xz", "root.squashfs", "good"} and kept["good"]["delta_base"] == "20260101"
+
+
+def test_select_copied_fields_must_pass_ssb_schema() -> None:
+    """An md5 that ssb.schema.json refuses would make every later run's read of ssb.json fail."""
+    from ssb_s3.core.mirror import select
+    from ssb_s3.schemas import schema_problems
+
+    catalog = _catalog("20260101")
+    items = catalog["products"][NAME]["versions"]["20260101"]["items"]
+    items["root.squashfs"]["md5"] = "not-an-md5"
+    items["lxd.tar.xz"]["md5"] = "0" * 32
+    selection = select(catalog, [])
+    reasons = _reasons(selection)
+    assert "md5" in reasons[(NAME, "20260101", "root.squashfs")], reasons
+    assert "no image that LXD can use" in reasons[(NAME, "20260101", "")]
+    assert NAME not in selection.versions
+    items["root.squashfs"]["md5"] = "f" * 32
+    selection = select(catalog, [])
+    manifest = {"name": NAME, "versions": selection.versions[NAME]}
+    assert selection.versions[NAME]["20260101"]["items"]["root.squashfs"]["md5"] == "f" * 32
+    assert schema_problems(manifest, "ssb", "ssb.json") == []
+
+
+@pytest.mark.parametrize("folder, taken", [
+    ("own/20260101_0000", "own"),  # inside a version folder of one of ours
+    ("own", "own"),
+    ("images", "images/own"),  # around one of ours
+])
+def test_select_refuses_a_folder_inside_around_or_equal_to_another_product(folder: str, taken: str) -> None:
+    from ssb_s3.core.mirror import select
+
+    selection = select(_catalog("20260101", folder=folder), [], taken_dirs=[taken])
+    assert not selection.products and not selection.files
+    assert _reasons(selection)[(NAME, "", "")] == \
+        f"its folder {folder} overlaps {taken}, the folder of another product"
+    # two mirrored products of one catalog: the second inside the first's folder is refused too
+    catalog = _catalog("20260101", folder="images/p")
+    catalog["products"].update(_catalog("20260101", folder="images/p/20260101", name="q:1:amd64:default")["products"])
+    selection = select(catalog, [])
+    assert set(selection.products) == {NAME}
+    assert "overlaps images/p" in _reasons(selection)[("q:1:amd64:default", "", "")]
+
+
+def test_select_max_counts_only_valid_versions() -> None:
+    from ssb_s3.core.mirror import select
+
+    catalog = _catalog("20260101", "20260102", "20260103")
+    catalog["products"][NAME]["versions"]["20260103"]["items"]["root.squashfs"]["sha256"] = "bad"
+    selection = select(catalog, [], max_versions=2)
+    assert set(selection.versions[NAME]) == {"20260101", "20260102"}
+    assert "sha256 missing" in _reasons(selection)[(NAME, "20260103", "root.squashfs")]
+    # the filters' choice stays sstream-mirror's (newest 2, whatever their items)
+    assert {v for _, v, _ in selection.selected} == {"20260102", "20260103"}
+
+
+def test_a_product_mirrored_from_one_source_is_not_taken_over_by_another(tmp_path: Path) -> None:
+    first, second = tmp_path / "up1", tmp_path / "up2"
+    write_upstream(first, [PRODUCTS[2]])
+    write_upstream(second, [PRODUCTS[2], PRODUCTS[1]])
+    target = tmp_path / "target"
+    assert run_mirror(None, str(target), str(first)).returncode == 0
+    before = (target / "streams/v1/images.json").read_bytes()
+    manifest = target / "images/busybox/1.35/amd64/default/ssb.json"
+    recorded = json.loads(manifest.read_text())["mirror"]["source"]
+    out = run_mirror(None, str(target), str(second), "--json")
+    assert out.returncode == 0, out.stderr
+    reasons = {(d["product"], d["version"], d["item"]): d["reason"] for d in json.loads(out.stdout)["dropped"]}
+    assert reasons[(PRODUCTS[2][0], "", "")] == \
+        f"already mirrored from {recorded}: one product has one source (remove it there first)"
+    assert recorded == str(first)
+    assert json.loads(manifest.read_text())["mirror"]["source"] == recorded
+    catalog = json.loads((target / "streams/v1/images.json").read_text())
+    assert catalog["products"][PRODUCTS[2][0]] == json.loads(before)["products"][PRODUCTS[2][0]]
+    assert set(catalog["products"]) == {PRODUCTS[2][0], PRODUCTS[1][0]}  # the other product of up2 joined
+
+
+def test_keep_applies_to_its_own_mirror_only(tmp_path: Path) -> None:
+    """tree.yml: one mirror with `keep: true`, one without: a product that left the second leaves the catalog."""
+    kept, gone = tmp_path / "kept", tmp_path / "gone"
+    write_upstream(kept, [PRODUCTS[1]])
+    write_upstream(gone, [PRODUCTS[0], PRODUCTS[3]])
+    conf = tmp_path / "tree.yml"
+    text = f"""
+products:
+{own_product(tmp_path)}
+mirrors:
+  - source: {kept}
+    keep: true
+  - source: {gone}
+    filters: [{{filter}}]
+"""
+    conf.write_text(text.replace("{filter}", "'arch=amd64'"))
+    target = tmp_path / "public"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def publish() -> set[str]:
+        out = subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", str(target), "publish"],
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return set(json.loads((target / "streams/v1/images.json").read_text())["products"]) - {"own:1.0:amd64:default"}
+
+    assert publish() == {PRODUCTS[1][0], PRODUCTS[0][0], PRODUCTS[3][0]}
+    conf.write_text(text.replace("{filter}", "'variant=default'"))  # the cloud product leaves `gone`
+    assert publish() == {PRODUCTS[1][0], PRODUCTS[0][0]}
+
+
+def test_a_source_url_with_a_user_or_password_is_refused_and_never_printed(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    out = run_mirror(None, str(target), "https://someone:s3cr3t-token@127.0.0.1:9/images/", "--dry-run")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: source https://127.0.0.1:9/images/: a user or password in the URL would be published "
+        "(ssb.json's mirror.source, reports, logs): refused; use a URL without them"]
+    assert "s3cr3t" not in out.stdout + out.stderr and "someone" not in out.stdout + out.stderr
+    assert not target.exists()
+
+
+def test_clearsigned_content_without_verifying() -> None:
+    """mirror --no-verify reads a clearsigned document's text (dash-escaping undone); anything else is refused."""
+    from ssb_s3.core.signed import clearsigned_content
+
+    doc = (b"-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA512\r\n\r\n{\"a\":\n- -1}\n"
+           b"-----BEGIN PGP SIGNATURE-----\nxx\n-----END PGP SIGNATURE-----\n")
+    assert clearsigned_content(doc) == b'{"a":\n-1}'
+    for bad, why in ((b'{"a": 1}', "not an OpenPGP clearsigned document"),
+                     (b"-----BEGIN PGP SIGNED MESSAGE-----\n\n{}\n", "no signature block")):
+        with pytest.raises(ValueError, match=why):
+            clearsigned_content(bad)
+
+
+def test_select_a_folder_of_a_product_mirrored_before_is_taken_for_other_names_only() -> None:
+    from ssb_s3.core.mirror import select
+
+    served = {"other:1:amd64:default": "images", NAME: "images/p"}  # index.json's mirrored products, by folder
+    selection = select(_catalog("20260101", folder="images/p"), [], mirrored_dirs=served)
+    assert _reasons(selection)[(NAME, "", "")] == \
+        "its folder images/p overlaps images, the folder of another product"
+    selection = select(_catalog("20260101", folder="images/p"), [], mirrored_dirs={NAME: "images/p"})
+    assert set(selection.products) == {NAME} and not selection.drops  # its own folder, mirrored again

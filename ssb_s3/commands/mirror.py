@@ -1,10 +1,11 @@
 """Mirror: a filtered, verified copy of an upstream simplestreams server, published like our own products.
 
 Order (a mirror killed at any point leaves the previous tree served, and a re-run converges):
-1. read the source's streams/v1/index.sjson (verified with gpgv against --keyring unless
-   --no-verify; a bad signature stops everything) or index.json, and each catalog of datatype
-   image-downloads it names (.sjson, verified, when the index was signed); every document bounded
-   in size and time (ssb_s3.storage.httpread; redirects never leave the source's origin);
+1. read the source's streams/v1/index.sjson (verified by ssb_s3.gpg.verify, gpgv against --keyring
+   only, as `verify --keyring` does, unless --no-verify; a bad signature stops everything) or
+   index.json, and each catalog of datatype image-downloads it names (.sjson, verified, when the
+   index was signed); every document bounded in size and time (ssb_s3.storage.httpread;
+   redirects never leave the source's origin);
 2. select (ssb_s3.core.mirror, pure): filters, --max, drops with their reasons, translation;
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
@@ -25,22 +26,22 @@ import hashlib
 import io
 import json
 import logging
-import os
-import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, cast
+from urllib.parse import urlsplit, urlunsplit
 
+from .. import gpg
 from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig
 from ..core import mirror as core
 from ..core.catalog import INDEX_KEY, _path_problem
 from ..core.filters import parse_filters
 from ..core.plan import PublishOptions, PublishReport
 from ..core.retention import served_mirrored
+from ..core.signed import SIGNED_INDEX_KEY, clearsigned_content
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
 from ..progress import Progress
 from ..storage import httpread
@@ -51,7 +52,6 @@ from .publish import publish
 
 log = logging.getLogger(__name__)
 
-SIGNED_INDEX_KEY = "streams/v1/index.sjson"
 MAX_INDEX_BYTES = 16 << 20  # images.linuxcontainers.org's index is a few KB
 MAX_CATALOG_BYTES = httpread.MAX_DOCUMENT_SIZE  # its catalog is about 10 MB; parsing 64 MiB peaks near 600 MB
 # Bounds of one image file over http(s), named in messages as ssb_s3.commands.mirror.<NAME>
@@ -60,8 +60,6 @@ TIMEOUT = httpread.TIMEOUT
 MAX_DOCUMENT_SIZE = MAX_CATALOG_BYTES
 GPGV_TIMEOUT = 120.0
 COPIERS = 4  # files copied at once
-SIGNED_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
-SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
 
 
 class MirrorError(SSBError):
@@ -129,51 +127,21 @@ def open_source(source: str, storage: StorageConfig | None, *, files: bool = Fal
     return open_store(source, storage)
 
 
-def clearsigned_payload(text: str, where: str) -> str:
-    """The signed text of an OpenPGP clearsigned document (dash-escaping undone), without checking
-    the signature (--no-verify)."""
-    lines = text.replace("\r\n", "\n").split("\n")
-    if not lines or lines[0].strip() != SIGNED_BEGIN:
-        raise MirrorError(f"{where}: not an OpenPGP clearsigned document")
-    try:
-        start = lines.index("", 1) + 1
-        end = lines.index(SIGNATURE_BEGIN, start)
-    except ValueError:
-        raise MirrorError(f"{where}: not an OpenPGP clearsigned document (no signature block)") from None
-    return "\n".join(line[2:] if line.startswith("- ") else line for line in lines[start:end])
-
-
-def gpgv_verify(data: bytes, keyring: str, where: str) -> bytes:
-    """The signed content of `data`, once gpgv says a key of `keyring` made its signature."""
-    ring = Path(keyring).resolve()
-    if not ring.is_file():
-        raise MirrorError(f"--keyring {keyring}: not a file")
-    with tempfile.TemporaryDirectory(prefix="ssb-gpgv-") as tmp:
-        signed, out = Path(tmp) / "signed", Path(tmp) / "out"
-        signed.write_bytes(data)
-        try:
-            done = subprocess.run(["gpgv", "--keyring", str(ring), "--output", str(out), str(signed)],
-                                  capture_output=True, timeout=GPGV_TIMEOUT, check=False,
-                                  env={**os.environ, "GNUPGHOME": tmp, "LC_ALL": "C"})
-        except FileNotFoundError:
-            raise MirrorError("gpgv is not installed: install it (Debian: gpgv) or pass --no-verify") from None
-        except subprocess.TimeoutExpired:
-            raise MirrorError(f"{where}: gpgv did not answer within {GPGV_TIMEOUT:g} s") from None
-        if done.returncode != 0 or not out.exists():
-            why = " ".join(done.stderr.decode(errors="replace").split())[-300:]
-            raise MirrorError(f"{where}: bad signature, refusing the source (gpgv with {keyring}: {why})")
-        return out.read_bytes()
-
-
 def _document(store: Store, key: str, limit: int, opts: MirrorOptions, signed: bool) -> Any:
     data = store.read_limited(key, limit)[0]
     where = store.describe(key)
     if signed:
-        if opts.verify:
-            assert opts.keyring is not None
-            data = gpgv_verify(data, opts.keyring, where)
-        else:
-            data = clearsigned_payload(data.decode("utf-8", errors="replace"), where).encode()
+        try:
+            if opts.verify:  # the one gpgv runner (verify --keyring's): GOODSIG and VALIDSIG, not just exit 0
+                assert opts.keyring is not None
+                data = gpg.verify(data, opts.keyring, timeout=GPGV_TIMEOUT).content
+            else:
+                data = clearsigned_content(data)
+        except gpg.SignatureError as exc:
+            raise MirrorError(f"{where}: bad signature, refusing the source (gpgv with {opts.keyring}: {exc})") \
+                from None
+        except ValueError as exc:
+            raise MirrorError(f"{where}: {exc}") from None
     try:
         return httpread.parse_json(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -345,7 +313,8 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
 
 def mirror(tree: TreeConfig, target: Store, opts: MirrorOptions, publish_opts: PublishOptions) -> MirrorReport:
     """Mirror `opts.source` into the tree (module docstring); with publish_opts.dry_run, only say
-    what would be copied. Raises SSBError (nothing published) on a source that cannot be used."""
+    what would be copied (and what publishing the tree's own products would do). Raises SSBError
+    (nothing published) on a source that cannot be used."""
     return mirror_all(tree, target, [opts], publish_opts)[0]
 
 
@@ -353,6 +322,10 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                publish_opts: PublishOptions) -> list[MirrorReport]:
     """Every mirror of `runs` (the `mirror` command: one; publish with tree.yml's `mirrors:`: all),
     then one publish of the tree's own products and the mirrored ones together."""
+    for o in runs:  # before anything is read, logged or recorded
+        if has_userinfo(o.source):
+            raise MirrorError(f"source {without_userinfo(o.source)}: a user or password in the URL would be "
+                              "published (ssb.json's mirror.source, reports, logs): refused; use a URL without them")
     filters = [parse_filters(o.filters) for o in runs]  # bad filters: nothing is read
     for o in runs:
         if o.verify and o.keyring and not Path(o.keyring).is_file():
@@ -362,21 +335,31 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     products: dict[str, ProductConfig] = {}
     prepared: dict[str, dict[str, Any]] = {}
     sources: dict[str, str] = {}  # product -> the source it is mirrored from
+    keeps: dict[str, bool] = {}  # source -> whether what left it stays (its own `keep`)
     taken_dirs = {p.directory for p in tree.products}
     taken_names = {p.name for p in tree.products}
+    mirrored_dirs = _served_mirrored_dirs(tree, target)
     for run, run_filters in zip(runs, filters, strict=True):
         source = open_source(run.source, storage)
         report = MirrorReport(source=source.url)
         catalogs, report.signed = read_source(source, run)
         for catalog in catalogs:
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
-                                    prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products))
+                                    prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
+                                    mirrored_dirs=mirrored_dirs)
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
             recorded: dict[str, str] = {}
             existing: dict[str, dict[str, Any] | None] = {}
-            for name, config in selection.products.items():
+            for name, config in list(selection.products.items()):
                 existing[name] = read_manifest(target, tree, config)[0]
+                other = _mirrored_from(existing[name])
+                if other is not None and other != source.url:
+                    selection.discard(name, f"already mirrored from {without_userinfo(other)}: one product has "
+                                            "one source (remove it there first)")
+                    report.drops.append(selection.drops[-1])
+                    del existing[name]
+                    continue
                 for version in (existing[name] or {}).get("versions", {}).values():
                     recorded.update({i["path"]: i["sha256"] for i in version.get("items", {}).values()})
             jobs = [c for files in selection.files.values() for c in files]
@@ -399,19 +382,38 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                 prepared[name] = manifest
                 sources[name] = source.url
                 taken_dirs.add(config.directory)
+        keeps[source.url] = keeps.get(source.url, False) or run.keep
         reports.append(report)
-    unmirror = _left_their_source(tree, target, products, {r.source for r in reports}, any(o.keep for o in runs))
+    unmirror = _left_their_source(tree, target, products, keeps)
     full = replace(tree, products=(*tree.products, *products.values()))
     publish_opts = replace(publish_opts, unmirror=frozenset(unmirror))
     for report in reports:
         report.products = sorted(n for n, s in sources.items() if s == report.source)
         report.versions = sum(len(prepared[n]["versions"]) for n in report.products)
-    if publish_opts.dry_run:
+    if publish_opts.dry_run:  # nothing copied: the tree's own products planned as publish --dry-run plans them
+        if tree.products:
+            planned = publish(tree, target, publish_opts)
+            for report in reports:
+                report.publish = planned
         return reports
     result = publish(full, target, publish_opts, prepared=prepared)
     for report in reports:
         report.publish = result
     return reports
+
+
+def _served_mirrored_dirs(tree: TreeConfig, target: Store) -> dict[str, str]:
+    """The folders of the products the served catalog holds as mirrored (index.json records them),
+    by name: no other product may be laid out in, inside or around them."""
+    index, _, _, catalog = Tree(tree, target).served()
+    served = (catalog or {}).get("products", {})
+    dirs = {}
+    for name in sorted(served_mirrored(index) & set(served)):
+        entry = served[name]
+        directory = _folder(entry, tree.prefix)
+        if directory is not None:
+            dirs[name] = directory
+    return dirs
 
 
 def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> dict[str, Any] | None:
@@ -421,8 +423,11 @@ def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> d
         return None
 
 
-def _folder(paths: Sequence[Any], prefix: str) -> str | None:
-    """The one product folder (relative to the prefix) all these item paths lie in, or None."""
+def _folder(entry: Mapping[str, Any], prefix: str) -> str | None:
+    """The one product folder (relative to the prefix) all item paths of a served catalog entry lie
+    in, or None."""
+    paths = [i.get("path") for v in entry.get("versions", {}).values() if isinstance(v, Mapping)
+             for i in (v.get("items") or {}).values() if isinstance(i, Mapping)]
     folders = {p.rsplit("/", 2)[0] for p in paths if isinstance(p, str) and p.count("/") >= 2}
     if len(folders) != 1:
         return None
@@ -432,11 +437,31 @@ def _folder(paths: Sequence[Any], prefix: str) -> str | None:
     return folder
 
 
-def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, ProductConfig], sources: set[str],
-                       keep: bool) -> set[str]:
+def has_userinfo(source: str) -> bool:
+    """Whether a source URL carries a user or password (https://user:pass@host/)."""
+    return "://" in source and "@" in urlsplit(source).netloc
+
+
+def without_userinfo(source: str) -> str:
+    """The URL with any user or password left out (safe to print)."""
+    if not has_userinfo(source):
+        return source
+    parts = urlsplit(source)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _mirrored_from(manifest: Mapping[str, Any] | None) -> str | None:
+    """The source an existing ssb.json says its product is mirrored from (None: not mirrored)."""
+    mirror = (manifest or {}).get("mirror")
+    source = mirror.get("source") if isinstance(mirror, Mapping) else None
+    return source if isinstance(source, str) else None
+
+
+def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, ProductConfig],
+                       keeps: Mapping[str, bool]) -> set[str]:
     """Served products that neither tree.yml nor this run declares: those mirrored from another
     source keep their entry (the publish keeps every mirrored product index.json records); those
-    from this run's source that left it (or its filters) stay with --keep, else they leave the
+    from a source of this run that left it (or its filters) stay with that source's `keep`, else they leave the
     catalog (and their files go after the grace). A served product that is neither declared nor
     mirrored would be unpublished: refused (run with the tree.yml that declares it)."""
     index, _, _, catalog = Tree(tree, target).served()
@@ -451,14 +476,12 @@ def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, P
             raise MirrorError(f"{target.describe(INDEX_KEY)}: product {name} is served but is neither in tree.yml "
                               f"({tree.source_file}) nor a mirrored product: pass -c with the tree.yml declaring it")
         entry = served[name]
-        paths = [i.get("path") for v in entry.get("versions", {}).values() if isinstance(v, Mapping)
-                 for i in (v.get("items") or {}).values() if isinstance(i, Mapping)]
-        directory = _folder(paths, tree.prefix)
+        directory = _folder(entry, tree.prefix)
         config = None if directory is None else core._product_config(name, entry, directory, lambda reason: None)
         manifest = None if config is None else _maybe_manifest(target, tree, config)
-        source = (manifest or {}).get("mirror")
-        if not keep and isinstance(source, Mapping) and source.get("source") in sources:
-            log.warning("%s: no longer selected from %s: left out of the catalog", name, source.get("source"))
+        source = _mirrored_from(manifest)
+        if source is not None and keeps.get(source) is False:
+            log.warning("%s: no longer selected from %s: left out of the catalog", name, without_userinfo(source))
             leaving.add(name)
     return leaving
 

@@ -11,13 +11,19 @@ Everything here comes from a server we do not control, so every value is checked
   a plain relative path whose file lands in <directory>/<version>/ of the target (the upstream
   layout when it is one, else the product name's folder); anything else is dropped, with its
   reason (Drop), never silently;
+- every copied item field must be what ssb.schema.json accepts (md5, combined_* hashes,
+  delta_base: the name of another version of the product), else the item is dropped: what is
+  written must read back on the next run;
+- a product's folder may not equal, lie inside or contain another product's (tree.yml's, or
+  one mirrored already);
 - deltas (squashfs.vcdiff, …) are mirrored only while their delta_base version is mirrored too
   (a version already published keeps its items: published files never change);
 - translation for the clients in `clients` (LXD, Incus): the twins (incus.tar.xz of lxd.tar.xz,
   requirements of lxd_requirements) are the catalog's own (core/catalog.py, from the one table of
   image files, core/imagefiles.py); a version that one of `clients` could not use (after the
   twins) is dropped, as is a product whose name, arch, release or os a client could not use;
-- `--max N`: the newest N versions per product; `--keep`: versions that left the source stay.
+- `--max N`: the newest N versions per product that pass every check (`selected`, the filters'
+  choice, takes the newest N as sstream-mirror does); `--keep`: versions that left the source stay.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import KNOWN_ARCHES, ProductConfig
+from ..schemas import schema_problems
 from . import imagefiles
 from .catalog import _images_of_version, _mirrored_items, _path_problem
 from .filters import Filter, FilterError
@@ -106,6 +113,14 @@ class Selection:
     selected: list[tuple[str, str, str]] = field(default_factory=list)  # filters' choice: (product, version, item)
     drops: list[Drop] = field(default_factory=list)
 
+    def discard(self, product: str, reason: str) -> None:
+        """Leave a selected product out after all (nothing of it copied), with its reason."""
+        self.products.pop(product, None)
+        self.versions.pop(product, None)
+        for key in [k for k in self.files if k[0] == product]:
+            del self.files[key]
+        self.drops.append(Drop(product, "", "", reason))
+
 
 def _product_config(pname: str, product: Mapping[str, Any], directory: str,
                     drop: Any) -> ProductConfig | None:
@@ -182,13 +197,43 @@ def _item_problem(item: Any) -> str | None:
     return None
 
 
+def _overlap(directory: str, others: Iterable[str]) -> str | None:
+    """Another product's folder that `directory` equals, lies inside, or contains (None: none)."""
+    for other in sorted(others):
+        if directory == other or directory.startswith(other + "/") or other.startswith(directory + "/"):
+            return other
+    return None
+
+
+def _prepared_item(pname: str, vname: str, iname: str, item: Mapping[str, Any],
+                   versions: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The item as our ssb.json will hold it (the copied fields; path set later), or why not:
+    every copied field must be what ssb.schema.json accepts (else the next run could not read it)."""
+    why = _item_problem(item) or (None if PLAIN.fullmatch(iname) else "item name is not plain")
+    if why:
+        return None, why
+    base = item.get("delta_base")
+    if "delta_base" in item and not (isinstance(base, str) and base in versions and base != vname):
+        return None, f"delta_base {str(base)[:40]!r} is not another version of this product"
+    prepared = {k: item[k] for k in ITEM_FIELDS if k in item}
+    problems = schema_problems({"name": pname, "versions": {vname: {"items": {iname: prepared}}}}, "ssb",
+                               "ssb.schema.json", limit=1)
+    if problems:
+        return None, problems[0][:300]
+    return prepared, None
+
+
 def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Sequence[str] = ("LXD", "Incus"),
            max_versions: int | None = None, prefix: str = "", taken_dirs: Iterable[str] = (),
-           taken_names: Iterable[str] = ()) -> Selection:
+           taken_names: Iterable[str] = (), mirrored_dirs: Mapping[str, str] | None = None) -> Selection:
     """What to mirror from an upstream products:1.0 catalog (see the module docstring).
 
     `prefix`: the target tree's prefix (items go to <prefix>/<directory>/<version>/<file>);
-    `taken_dirs`/`taken_names`: folders and names of the tree's own products, never reused.
+    `taken_dirs`/`taken_names`: folders and names of the tree's own products (and of products
+    mirrored already), never reused: a folder equal to, inside or around one of them is refused;
+    `mirrored_dirs`: the folders of products served as mirrored, by name (taken for every other name).
+    `selected` is the filters' choice with --max, as sstream-mirror makes it; the versions kept
+    are the newest `max_versions` of those that pass every check.
     """
     out = Selection()
     products = catalog.get("products")
@@ -222,60 +267,81 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         if not chosen:
             continue
         ordered = sorted(chosen, reverse=True)
-        if max_versions is not None:
-            ordered = ordered[:max_versions]
-        out.selected.extend((pname, v, i) for v in sorted(ordered) for i in chosen[v])
+        theirs = ordered[:max_versions] if max_versions is not None else ordered
+        out.selected.extend((pname, v, i) for v in sorted(theirs) for i in chosen[v])
         if pname in names:
-            drop("a product of tree.yml has this name")
+            drop("a product of tree.yml (or of another mirror) has this name")
             continue
-        directory = _directory(pname, {v: product["versions"][v] for v in ordered})
-        if directory in dirs:
-            drop(f"its folder {directory} is already used by another product")
+        # Every version checked first, then the newest N valid ones kept (--max counts usable versions).
+        drops: list[Drop] = []
+        valid: dict[str, dict[str, dict[str, Any]]] = {}  # version -> item -> prepared item (path: the source's)
+        for vname in ordered:
+            if max_versions is not None and len(valid) >= max_versions:
+                break
+            why = version_name_problem(vname)
+            if why:
+                drops.append(Drop(pname, vname, "", f"version name {why}"))
+                continue
+            items = _version_items(pname, vname, chosen[vname], product["versions"], clients, drops)
+            if items:
+                valid[vname] = items
+        out.drops.extend(drops)
+        if not valid:
+            continue
+        directory = _directory(pname, {v: {"items": items} for v, items in valid.items()})
+        other = _overlap(directory, dirs | {d for n, d in (mirrored_dirs or {}).items() if n != pname})
+        if other is not None:
+            drop(f"its folder {directory} overlaps {other}, the folder of another product")
             continue
         config = _product_config(pname, product, directory, drop)
         if config is None:
             continue
         product_dir = f"{prefix}/{directory}" if prefix else directory
         kept: dict[str, dict[str, Any]] = {}
-        for vname in sorted(ordered):
-            why = version_name_problem(vname)
-            if why:
-                drop(f"version name {why}", vname)
-                continue
+        for vname in sorted(valid):
             version = product["versions"][vname]
-            items: dict[str, Any] = {}
             files: dict[str, FileCopy] = {}
-            for iname in chosen[vname]:
-                item = version["items"][iname]
-                why = _item_problem(item) or (None if PLAIN.fullmatch(iname) else "item name is not plain")
-                if why:
-                    drop(why, vname, iname)
-                    continue
-                name = item["path"].rsplit("/", 1)[-1]
-                target = f"{product_dir}/{vname}/{name}"
-                other = files.get(target)
-                if other is not None and (other.sha256, other.size) != (item["sha256"], item["size"]):
-                    drop(f"another item of this version has the file name {name}", vname, iname)
-                    continue
+            items = {}
+            for iname, item in valid[vname].items():
+                target = f"{product_dir}/{vname}/{item['path'].rsplit('/', 1)[-1]}"
                 files[target] = FileCopy(pname, vname, item["path"], target, item["size"], item["sha256"])
-                items[iname] = {**{k: item[k] for k in ITEM_FIELDS if k in item}, "path": target}
-            if not items:
-                continue
-            for client in clients:
-                if not _images_of_version(vname, _mirrored_items(items), client) and not _lxc_only(items):
-                    drop(f"no image that {client} can use in the items selected", vname)
-                    items = {}
-                    break
-            if items:
-                entry = {k: version[k] for k in VERSION_FIELDS if isinstance(version.get(k), str)}
-                kept[vname] = {**entry, "items": items}
-                out.files[(pname, vname)] = sorted(files.values(), key=lambda f: f.target)
+                items[iname] = {**item, "path": target}
+            entry = {k: version[k] for k in VERSION_FIELDS if isinstance(version.get(k), str)}
+            kept[vname] = {**entry, "items": items}
+            out.files[(pname, vname)] = sorted(files.values(), key=lambda f: f.target)
         _drop_orphan_deltas(pname, kept, out)
-        if kept:
-            dirs.add(directory)
-            out.products[pname] = config
-            out.versions[pname] = kept
+        dirs.add(directory)
+        names.add(pname)
+        out.products[pname] = config
+        out.versions[pname] = kept
     return out
+
+
+def _version_items(pname: str, vname: str, chosen: Sequence[str], versions: Mapping[str, Any],
+                   clients: Sequence[str], drops: list[Drop]) -> dict[str, dict[str, Any]]:
+    """The items of one upstream version that pass every check (their paths still the source's);
+    {} when no client of `clients` could use what is left (each refusal added to `drops`)."""
+    items: dict[str, dict[str, Any]] = {}
+    names: dict[str, tuple[str, int]] = {}
+    for iname in chosen:
+        item, why = _prepared_item(pname, vname, iname, versions[vname]["items"][iname], versions)
+        if item is None:
+            drops.append(Drop(pname, vname, iname, str(why)))
+            continue
+        name = item["path"].rsplit("/", 1)[-1]
+        other = names.get(name)
+        if other is not None and other != (item["sha256"], item["size"]):
+            drops.append(Drop(pname, vname, iname, f"another item of this version has the file name {name}"))
+            continue
+        names[name] = (item["sha256"], item["size"])
+        items[iname] = item
+    if not items:
+        return {}
+    for client in clients:
+        if not _images_of_version(vname, _mirrored_items(items), client) and not _lxc_only(items):
+            drops.append(Drop(pname, vname, "", f"no image that {client} can use in the items selected"))
+            return {}
+    return items
 
 
 def _lxc_only(items: Mapping[str, Any]) -> bool:

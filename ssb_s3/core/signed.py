@@ -37,6 +37,8 @@ SIGNED_INDEX_KEY = "streams/v1/index.sjson"
 CLEARSIGNED_TYPE = "text/plain; charset=utf-8"  # OpenPGP clearsigned text (not JSON until stripped)
 DETACHED_TYPE = "application/pgp-signature"
 DETACHED_SUFFIX = ".asc"
+SIGNED_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
+SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
 
 
 def signed_key(key: str) -> str:
@@ -101,3 +103,17 @@ def same_document(signed: bytes, data: bytes) -> bool:
 def is_signed_index(view: View) -> bool:
     return view.key == SIGNED_INDEX_KEY
 
+
+def clearsigned_content(data: bytes) -> bytes:
+    """The text an OpenPGP clearsigned document signs (dash-escaping undone), WITHOUT checking
+    the signature (mirror --no-verify; ssb_s3.gpg.verify checks it). ValueError when `data` is
+    not a clearsigned document."""
+    lines = data.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")
+    if lines[0].strip() != SIGNED_BEGIN:
+        raise ValueError("not an OpenPGP clearsigned document")
+    try:
+        start = lines.index("", 1) + 1
+        end = lines.index(SIGNATURE_BEGIN, start)
+    except ValueError:
+        raise ValueError("not an OpenPGP clearsigned document (no signature block)") from None
+    return "\n".join(line[2:] if line.startswith("- ") else line for line in lines[start:end]).encode()
