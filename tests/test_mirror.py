@@ -142,13 +142,19 @@ def make_key(where: Path) -> tuple[Path, Path]:
 
 def run_mirror(server: S3Server | None, target: str, *args: str, ca: Path | None = None,
                timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return run_cli(server, target, "mirror", *args, ca=ca, timeout=timeout)
+
+
+def run_cli(server: S3Server | None, target: str, *args: str, ca: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`ssb-s3 -t TARGET ARGS...` without a tree.yml (a tree of mirrored products only)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if server is not None:
         env.update({"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
                     "AWS_ENDPOINT_URL": server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"})
     if ca is not None:
         env["SSL_CERT_FILE"] = str(ca)
-    return subprocess.run([sys.executable, "-m", "ssb_s3", "-t", target, "mirror", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "ssb_s3", "-t", target, *args], env=env,
                           capture_output=True, text=True, timeout=timeout, cwd="/")  # no tree.yml there
 
 
@@ -528,3 +534,55 @@ def test_versions_that_left_the_source_expire_unless_keep(tmp_path: Path) -> Non
         assert (target / "images/busybox/1.36/amd64/default/20260101_0000/lxd.tar.xz").exists()
     bad = run_mirror(None, str(tmp_path / "x"), str(root), "--for", "lxc")
     assert bad.returncode == 2 and "--for 'lxc': expected lxd, incus or lxd,incus" in bad.stderr
+
+
+def bucket_keys(server: S3Server, bucket: str) -> set[str]:
+    pages = server.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+def test_a_product_that_left_the_source_leaves_the_catalog_and_its_files_go_after_the_grace(
+        s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    root, target = tmp_path / "up", f"s3://{bucket}"
+    catalog = write_upstream(root, [PRODUCTS[0], PRODUCTS[2]])
+    stay, gone = PRODUCTS[0][0], PRODUCTS[2][0]
+    first = run_mirror(s3_server, target, str(root))
+    assert first.returncode == 0, first.stderr
+    gone_dir = "images/busybox/1.35/amd64/default/"
+    gone_files = {k for k in bucket_keys(s3_server, bucket) if k.startswith(gone_dir + "20260101_0000/")}
+    assert len(gone_files) == 4  # lxd.tar.xz, incus.tar.xz, rootfs.squashfs, rootfs.tar.xz
+    left = json.loads(json.dumps(catalog))
+    del left["products"][gone]
+    save(root, left, None)
+    # out of the catalog at once; its files stay for the grace (clients holding the old catalog)
+    again = run_mirror(s3_server, target, str(root), "--json")
+    assert again.returncode == 0, again.stderr
+    purge = json.loads(again.stdout)["publish"]["purge"]
+    assert [(i["product"], i["folder"]) for i in purge["delete_later"]] == [(gone, gone_dir + "20260101_0000")]
+    assert "its mirrored product left the catalog; kept until" in purge["delete_later"][0]["reason"]
+    assert purge["delete_now"] == []
+    _, served_catalog = served(s3_server, bucket)
+    assert set(served_catalog["products"]) == {stay}
+    before = bucket_keys(s3_server, bucket)
+    assert gone_files <= before
+    # `purge` (no tree.yml: a tree of mirrored products) past the grace: exactly that folder
+    dry = run_cli(s3_server, target, "purge", "--dry-run", "--grace", "0", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert [i["folder"] for i in json.loads(dry.stdout)["delete_now"]] == [gone_dir + "20260101_0000"]
+    assert bucket_keys(s3_server, bucket) == before  # the dry run deleted nothing
+    # a later mirror past the grace deletes its files, nothing else (but the old catalog's views)
+    later = run_mirror(s3_server, target, str(root), "--grace", "0", "--json")
+    assert later.returncode == 0, later.stderr
+    after = bucket_keys(s3_server, bucket)
+    removed = before - after
+    assert {k for k in removed if not k.startswith("streams/v1/images-")} == gone_files
+    assert after - before == set()
+    _, served_catalog = served(s3_server, bucket)
+    assert set(served_catalog["products"]) == {stay}
+    for version in served_catalog["products"][stay]["versions"].values():
+        assert {i["path"] for i in version["items"].values()} <= after
+    # its ssb.json no longer names the purged version; the next run has nothing more to purge
+    manifest = json.loads(s3_server.client().get_object(Bucket=bucket, Key=gone_dir + "ssb.json")["Body"].read())
+    assert manifest["versions"] == {}
+    quiet = run_cli(s3_server, target, "purge", "--dry-run", "--grace", "0", "--json")
+    assert quiet.returncode == 0 and json.loads(quiet.stdout)["delete_now"] == []

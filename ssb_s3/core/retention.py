@@ -4,10 +4,13 @@ Clients cache index.json and the catalog for an hour (plus the CDN's TTL) and ke
 copy when the server errors, so a file must stay downloadable for a while after the last catalog
 naming it was replaced. index.json records (under `ssb_s3`, ignored by clients) when each catalog
 stopped being current; a file is deleted only when no catalog current within the grace period
-names it. The plan deletes only version folders of configured products and our own superseded
-content-addressed views (old catalogs), never unknown keys. The fixed-key views that name files (the
-classic LXC index, core/lxcindex) name only files of the catalog they were rendered with, so a stale
-cached copy names files this grace still keeps (as long as the grace exceeds their cache max-age).
+names it. The plan deletes only version folders of configured products, those of mirrored products
+that left the catalog (departed_mirrored: named by one of our catalogs whose history entry records
+the product as mirrored, in a folder of no declared product, named by no catalog within the grace),
+and our own superseded content-addressed views (old catalogs), never unknown keys. The fixed-key
+views that name files (the classic LXC index, core/lxcindex) name only files of the catalog they
+were rendered with, so a stale cached copy names files this grace still keeps (as long as the
+grace exceeds their cache max-age).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..config import TreeConfig
+from .catalog import _path_problem
 from .versions import version_time
 
 HISTORY_FIELD = "ssb_s3"  # in index.json
@@ -68,13 +72,32 @@ class History:
                  and (e.get("until") is None or isinstance(e.get("until"), (int, float)))]
         return cls(valid)
 
-    def record(self, current: str, now: float) -> None:
-        """`current` is the catalog the index names now: close every other open entry."""
+    def record(self, current: str, now: float, mirrored: Iterable[str] | None = None) -> None:
+        """`current` is the catalog the index names now: close every other open entry. `mirrored`:
+        the products of `current` that `mirror` put there (recorded in its entry, MIRRORED_KEY),
+        so that once one leaves the catalog a later purge still knows its folders were ours."""
         for entry in self.entries:
             if entry["until"] is None and entry["catalog"] != current:
                 entry["until"] = now
         if not any(e["catalog"] == current and e["until"] is None for e in self.entries):
             self.entries.append({"catalog": current, "since": now, "until": None})
+        if mirrored is not None:
+            self.mark_mirrored(current, mirrored)
+
+    def mark_mirrored(self, catalog: str, mirrored: Iterable[str]) -> None:
+        """Record in `catalog`'s open entry which of its products are mirrored."""
+        names = sorted(set(mirrored))
+        for entry in self.entries:
+            if entry["catalog"] == catalog and entry["until"] is None:
+                if names:
+                    entry[MIRRORED_KEY] = names
+                else:
+                    entry.pop(MIRRORED_KEY, None)
+
+    def mirrored_in(self, catalog: str) -> frozenset[str]:
+        """The products the history records as mirrored in `catalog` (none for an entry of before)."""
+        return frozenset(n for e in self.entries if e["catalog"] == catalog
+                         and isinstance(e.get(MIRRORED_KEY), list) for n in e[MIRRORED_KEY] if isinstance(n, str))
 
     def protected(self, current: str, now: float, grace: int) -> set[str]:
         """Catalogs a client may still hold: the current one and any replaced within the grace."""
@@ -217,6 +240,22 @@ def plan_purge(
                     release_at[path] = max(release_at.get(path, 0.0), entry["until"] + grace)
 
     looked_up = False
+
+    def classify(item: PurgeItem, paths: set[str]) -> None:
+        """Delete now, or wait while a catalog within the grace names one of its files."""
+        nonlocal looked_up
+        if not looked_up:  # the first candidate with files: only now are the catalogs walked
+            protect()
+            looked_up = True
+        if paths & protected:
+            until = max((release_at.get(p, 0.0) for p in paths & protected), default=0.0)
+            when = "while the current catalog names it" if until == 0.0 else (
+                "until " + datetime.fromtimestamp(until, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
+            item.reason = f"{item.reason}; kept {when} (grace {grace}s)"
+            plan.delete_later.append(item)
+        else:
+            plan.delete_now.append(item)
+
     for product in (p for p in tree.products if only is None or p.name in only):
         candidates = {v: "withdrawn" for v in (withdrawn or {}).get(product.name, ())}
         candidates.update({v: "expired by retention" for v in expired.get(product.name, [])})
@@ -229,9 +268,6 @@ def plan_purge(
             paths = {k for k in listing if k.startswith(folder + "/")}
             if not paths:
                 continue
-            if not looked_up:  # the first candidate with files: only now are the catalogs walked
-                protect()
-                looked_up = True
             item = PurgeItem(product.name, version, folder, candidates[version], len(paths),
                              sum(listing[k] for k in paths))
             published = any(version in c.get("products", {}).get(product.name, {}).get("versions", {})
@@ -239,16 +275,40 @@ def plan_purge(
             if not published and not include_unpublished:
                 item.reason += "; never published by ssb-s3, so kept (purge --include-unpublished deletes it)"
                 plan.never_published.append(item)
-            elif paths & protected:
-                until = max((release_at.get(p, 0.0) for p in paths & protected), default=0.0)
-                when = "while the current catalog names it" if until == 0.0 else (
-                    "until " + datetime.fromtimestamp(until, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
-                item.reason = f"{item.reason}; kept {when} (grace {grace}s)"
-                plan.delete_later.append(item)
             else:
-                plan.delete_now.append(item)
+                classify(item, paths)
+    if only is None:  # (an incremental publish lists its own products' folders only)
+        for (name, version), folder in sorted(departed_mirrored(tree, history, catalogs, current_key).items()):
+            paths = {k for k in listing if k.startswith(folder + "/")}
+            if paths:
+                classify(PurgeItem(name, version, folder, "its mirrored product left the catalog", len(paths),
+                                   sum(listing[k] for k in paths)), paths)
     plan.old_catalogs = superseded_views(tree, history, protected_keys, listing)
     return plan
+
+
+def departed_mirrored(tree: TreeConfig, history: History, catalogs: Mapping[str, Mapping[str, Any]],
+                      current_key: str) -> dict[tuple[str, str], str]:
+    """(product, version) -> version folder of the mirrored products that left the catalog: named
+    by a catalog of the history that records the product as mirrored (History.mirrored_in), not
+    by the current catalog, declared by no product of this run, every item of the version in
+    its one folder <dir>/<version>, and that folder in no declared product's folder (nor holding
+    one). Anything else is not provably ours and is never a candidate."""
+    declared = {p.name for p in tree.products}
+    dirs = [tree.product_dir(p) + "/" for p in tree.products]
+    current = catalogs.get(current_key, {}).get("products", {})
+    found: dict[tuple[str, str], str] = {}
+    for entry in history.entries:
+        products = catalogs.get(entry["catalog"], {}).get("products", {})
+        for name in sorted(history.mirrored_in(entry["catalog"]) - declared - set(current)):
+            for vname, version in products.get(name, {}).get("versions", {}).items():
+                folders = {str(i["path"]).rpartition("/")[0] for i in version.get("items", {}).values()}
+                folder = folders.pop() if len(folders) == 1 else ""
+                if (folder.rpartition("/")[2] == vname and folder.startswith(tree.under_prefix(""))
+                        and folder.count("/") >= 1 and not _path_problem(folder)
+                        and not any((folder + "/").startswith(d) or d.startswith(folder + "/") for d in dirs)):
+                    found.setdefault((name, vname), folder)
+    return found
 
 
 def superseded_views(tree: TreeConfig, history: History, protected: set[str], listing: Iterable[str]) -> list[str]:

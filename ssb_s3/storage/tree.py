@@ -398,13 +398,21 @@ class Tree:
             for obj in list(target.list(item.folder + "/")):
                 target.delete(obj.key)
             by_product.setdefault(item.product, set()).add(item.version)
+        declared = {p.name: p for p in self.config.products}
         for name, versions in by_product.items():
-            product = self.config.product(name)
-            if self.stores.get(name) is target and not product.prefix_path:
+            product = declared.get(name) or self._departed(name, plan)
+            if (self.stores.get(name) is target or name not in declared) and not product.prefix_path:
                 update_manifest(target, self.config, product, _without(versions), what="purging",
                                 conditional=self.conditional)
         for key in plan.old_catalogs:  # already left out of the history the index now holds
             target.delete(key)
+
+    def _departed(self, name: str, plan: PurgePlan) -> ProductConfig:
+        """A mirrored product that left the catalog (retention.departed_mirrored), enough to name its
+        ssb.json: <its folder>/ssb.json, beside the version folders purged."""
+        folder = next(i.folder for i in plan.delete_now if i.product == name).rpartition("/")[0]
+        directory = folder[len(self.config.under_prefix("")):]
+        return ProductConfig(name=name, arch="", release="", os="", directory=directory, release_title="")
 
     def lease(self, timeout: float, purpose: str) -> Lease:
         return Lease(self.target, ttl=self.config.lease_ttl, timeout=timeout, purpose=purpose,
