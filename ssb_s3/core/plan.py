@@ -22,7 +22,7 @@ Every problem is a Problem whose `product` says whom it blames; no message is pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -451,15 +451,10 @@ def kept_mirrored(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> lis
     return sorted(served_mirrored(snap.index) - declared - opts.unmirror)
 
 
-def mirrored_of(tree: TreeConfig, catalog: Mapping[str, Any]) -> list[str]:
-    """The mirrored products a catalog to publish holds: declared mirrored, or kept_mirrored."""
-    own = {p.name for p in tree.products if not p.mirrored}
-    return sorted(n for n in catalog["products"] if n not in own)
-
-
 def index_extra(tree: TreeConfig, catalog: Mapping[str, Any], history: History) -> dict[str, Any]:
     """index.json's `ssb_s3` field: the history, and the mirrored products the catalog holds."""
-    mirrored = mirrored_of(tree, catalog)
+    own = {p.name for p in tree.products if not p.mirrored}
+    mirrored = sorted(n for n in catalog["products"] if n not in own)  # declared mirrored, or kept_mirrored
     return {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {})}
 
 
@@ -532,24 +527,22 @@ def deltas_wanted(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) 
 
 def purge_plan(
     tree: TreeConfig, snap: Snapshot, checked: Checked, current_key: str, current: Mapping[str, Any], grace: int,
-    include_unpublished: bool = False, only: set[str] | None = None, mirrored: Iterable[str] = (),
+    include_unpublished: bool = False, only: set[str] | None = None,
 ) -> tuple[PurgePlan, History]:
     """The purge as it will be once the index names `current_key` (and the history the index then holds).
 
-    `mirrored`: the mirrored products of `current`, recorded in its history entry (as the served
-    index's MIRRORED_KEY is in the served catalog's entry): a mirrored product that leaves the
-    catalog has its folders purged after the grace (retention.departed_mirrored).
-    An incremental publish (`only`) looks at its own products' folders only, and at the older
-    catalogs only when one of them has expired versions (needs_old_catalogs).
+    The mirrored products the served index records (MIRRORED_KEY) that `current` no longer holds
+    are recorded as departed in the replaced catalog's entry: their folders go after the grace
+    (retention.departed_mirrored). An incremental publish (`only`) looks at its own products'
+    folders only, and at the older catalogs only when one of them has expired versions
+    (needs_old_catalogs).
     """
     served_key = snap.served_key
     history = History.from_index(snap.index)
     if served_key and all(e["catalog"] != served_key for e in history.entries):
         # served by an index without our history (first publish over another tool's tree)
         history.entries.append({"catalog": served_key, "since": snap.now, "until": None})
-    if served_key and not history.mirrored_in(served_key):  # an index of before: its MIRRORED_KEY says
-        history.mark_mirrored(served_key, served_mirrored(snap.index))
-    history.record(current_key, snap.now, mirrored)
+    history.record(current_key, snap.now, departed=served_mirrored(snap.index) - set(current.get("products", {})))
     catalogs: dict[str, Mapping[str, Any]] = {}
     if needs_old_catalogs(tree, snap.products, snap.now, only):
         catalogs = {k: c for k, c in snap.catalogs.items() if k != current_key}
@@ -577,9 +570,9 @@ def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> t
     if snap.served is None:
         return PurgePlan(), None
     checked = check_products(tree, snap)
-    mirrored = sorted(served_mirrored(snap.index))
     plan, history = purge_plan(tree, snap, checked, snap.served_key, snap.served, grace_of(tree, opts),
-                               opts.include_unpublished, mirrored=mirrored)
+                               opts.include_unpublished)
+    mirrored = sorted(served_mirrored(snap.index))
     content = Content(tree, snap.served, b"", snap.served_key,
                       {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {}),
                        VIEWS_KEY: sorted(served_views(snap.index) or ())})  # the views it leaves as they are
@@ -604,8 +597,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         catalog, kept_previous = assemble(tree, checked, snap, opts, only)
         data = to_bytes(catalog)
     key = catalog_key(tree, data)
-    purge, history = purge_plan(tree, snap, checked, key, catalog, grace_of(tree, opts), only=only,
-                                mirrored=mirrored_of(tree, catalog))
+    purge, history = purge_plan(tree, snap, checked, key, catalog, grace_of(tree, opts), only=only)
     changes, added = diff(snap.served, catalog)
     problems = checked.all_problems()
     report = PublishReport(

@@ -5,8 +5,8 @@ copy when the server errors, so a file must stay downloadable for a while after 
 naming it was replaced. index.json records (under `ssb_s3`, ignored by clients) when each catalog
 stopped being current; a file is deleted only when no catalog current within the grace period
 names it. The plan deletes only version folders of configured products, those of mirrored products
-that left the catalog (departed_mirrored: named by one of our catalogs whose history entry records
-the product as mirrored, in a folder of no declared product, named by no catalog within the grace),
+that left the catalog (departed_mirrored: recorded as departed in the history, named by one of our
+catalogs, in a folder of no declared product, named by no catalog within the grace),
 and our own superseded content-addressed views (old catalogs), never unknown keys. The fixed-key
 views that name files (the classic LXC index, core/lxcindex) name only files of the catalog they
 were rendered with, so a stale cached copy names files this grace still keeps (as long as the
@@ -72,32 +72,24 @@ class History:
                  and (e.get("until") is None or isinstance(e.get("until"), (int, float)))]
         return cls(valid)
 
-    def record(self, current: str, now: float, mirrored: Iterable[str] | None = None) -> None:
-        """`current` is the catalog the index names now: close every other open entry. `mirrored`:
-        the products of `current` that `mirror` put there (recorded in its entry, MIRRORED_KEY),
-        so that once one leaves the catalog a later purge still knows its folders were ours."""
+    def record(self, current: str, now: float, departed: Iterable[str] = ()) -> None:
+        """`current` is the catalog the index names now: close every other open entry. `departed`:
+        the mirrored products the closed catalog held and `current` does not (they left their
+        source), recorded in its entry (DEPARTED_KEY) so that a later purge still knows, once
+        the grace is over, that their folders were ours (departed_mirrored)."""
+        names = sorted(set(departed))
         for entry in self.entries:
             if entry["until"] is None and entry["catalog"] != current:
                 entry["until"] = now
+                if names:
+                    entry[DEPARTED_KEY] = names
         if not any(e["catalog"] == current and e["until"] is None for e in self.entries):
             self.entries.append({"catalog": current, "since": now, "until": None})
-        if mirrored is not None:
-            self.mark_mirrored(current, mirrored)
 
-    def mark_mirrored(self, catalog: str, mirrored: Iterable[str]) -> None:
-        """Record in `catalog`'s open entry which of its products are mirrored."""
-        names = sorted(set(mirrored))
-        for entry in self.entries:
-            if entry["catalog"] == catalog and entry["until"] is None:
-                if names:
-                    entry[MIRRORED_KEY] = names
-                else:
-                    entry.pop(MIRRORED_KEY, None)
-
-    def mirrored_in(self, catalog: str) -> frozenset[str]:
-        """The products the history records as mirrored in `catalog` (none for an entry of before)."""
-        return frozenset(n for e in self.entries if e["catalog"] == catalog
-                         and isinstance(e.get(MIRRORED_KEY), list) for n in e[MIRRORED_KEY] if isinstance(n, str))
+    def departed(self) -> frozenset[str]:
+        """The mirrored products the history records as having left the catalog (record)."""
+        return frozenset(n for e in self.entries if isinstance(e.get(DEPARTED_KEY), list)
+                         for n in e[DEPARTED_KEY] if isinstance(n, str))
 
     def protected(self, current: str, now: float, grace: int) -> set[str]:
         """Catalogs a client may still hold: the current one and any replaced within the grace."""
@@ -117,6 +109,7 @@ class History:
 
 
 MIRRORED_KEY = "mirrored"  # in index.json's `ssb_s3` field: the products `mirror` put in the tree
+DEPARTED_KEY = "departed"  # in a history entry: the mirrored products that left when its catalog was replaced
 
 
 VIEWS_KEY = "views"  # in index.json's `ssb_s3` field: the keys of the views written with its catalog
@@ -289,19 +282,20 @@ def plan_purge(
 
 def departed_mirrored(tree: TreeConfig, history: History, catalogs: Mapping[str, Mapping[str, Any]],
                       current_key: str) -> dict[tuple[str, str], str]:
-    """(product, version) -> version folder of the mirrored products that left the catalog: named
-    by a catalog of the history that records the product as mirrored (History.mirrored_in), not
-    by the current catalog, declared by no product of this run, every item of the version in
-    its one folder <dir>/<version>, and that folder in no declared product's folder (nor holding
-    one). Anything else is not provably ours and is never a candidate."""
-    declared = {p.name for p in tree.products}
+    """(product, version) -> version folder of the mirrored products that left the catalog: a
+    product the history records as departed (History.departed: index.json's `mirrored` named it
+    until it left), not in the current catalog, declared by no product of this run; a version of
+    it that one of the history's catalogs names, every item in its one folder <dir>/<version>
+    under the prefix, that folder in no declared product's folder (nor holding one). Anything
+    else is not provably ours and is never a candidate."""
+    names = history.departed() - {p.name for p in tree.products}
+    names -= set(catalogs.get(current_key, {}).get("products", {}))
     dirs = [tree.product_dir(p) + "/" for p in tree.products]
-    current = catalogs.get(current_key, {}).get("products", {})
     found: dict[tuple[str, str], str] = {}
-    for entry in history.entries:
-        products = catalogs.get(entry["catalog"], {}).get("products", {})
-        for name in sorted(history.mirrored_in(entry["catalog"]) - declared - set(current)):
-            for vname, version in products.get(name, {}).get("versions", {}).items():
+    for key in sorted(catalogs) if names else ():
+        products = catalogs[key].get("products", {})
+        for name in sorted(names & set(products)):
+            for vname, version in products[name].get("versions", {}).items():
                 folders = {str(i["path"]).rpartition("/")[0] for i in version.get("items", {}).values()}
                 folder = folders.pop() if len(folders) == 1 else ""
                 if (folder.rpartition("/")[2] == vname and folder.startswith(tree.under_prefix(""))
