@@ -78,7 +78,11 @@ class Settings:
 
     @property
     def storage(self) -> StorageConfig:
-        storage = self.tree.storage
+        return self.storage_of(self.tree)
+
+    def storage_of(self, tree: TreeConfig) -> StorageConfig:
+        """`tree`'s storage with the CLI's --endpoint-url, --region and --profile."""
+        storage = tree.storage
         return replace(
             storage,
             endpoint_url=self.endpoint or storage.endpoint_url,
@@ -501,6 +505,16 @@ def _print_mirror(reports: list[MirrorReport], as_json: bool, quiet: bool) -> No
                    f"{len(report.to_copy)} files to copy, {report.bytes_to_copy} bytes; nothing written")
 
 
+def _tree_or_mirrors_only(settings: Settings) -> TreeConfig:
+    """tree.yml; without one (none given, none in the working folder) a tree of mirrored products only."""
+    try:
+        return settings.tree
+    except ConfigError:
+        if Path(settings.config_path).exists() or settings.config_path != "tree.yml":
+            raise
+        return TreeConfig(source_file="(no tree.yml)", products=())
+
+
 @cli.command("mirror")
 @click.argument("source")
 @click.argument("filters", nargs=-1)
@@ -531,19 +545,13 @@ def mirror_cmd(settings: Settings, source: str, filters: tuple[str, ...], client
     already there are skipped); then the tree is published as `publish` does, index.json last.
     With a tree.yml (-c), its own products stay in the same tree.
     """
-    try:
-        tree = settings.tree
-    except ConfigError:
-        if Path(settings.config_path).exists() or settings.config_path != "tree.yml":
-            raise
-        tree = TreeConfig(source_file="(no tree.yml)", products=())
+    tree = _tree_or_mirrors_only(settings)
     try:
         run = MirrorOptions(source=source, filters=filters, clients=parse_clients(clients), max_versions=max_versions,
                             keep=keep, keyring=keyring, verify=not no_verify, copiers=copies)
     except FilterError as exc:
         raise click.BadParameter(str(exc)) from None
-    storage = replace(tree.storage, endpoint_url=settings.endpoint or tree.storage.endpoint_url,
-                      region=settings.region or tree.storage.region, profile=settings.profile or tree.storage.profile)
+    storage = settings.storage_of(tree)
     opts = PublishOptions(storage=storage, dry_run=dry_run, force=force, grace=_grace(grace),
                           lock_timeout=lock_timeout, quiet=settings.quiet)
     try:
@@ -652,11 +660,14 @@ def purge_cmd(settings: Settings, dry_run: bool, include_unpublished: bool, grac
               lock_timeout: float, as_json: bool) -> None:
     """Delete files of expired versions that no catalog current within the grace period names.
 
-    Only version folders of products in tree.yml (and old catalogs this tool wrote) are ever
-    deleted; what the served catalog names is never touched.
+    Only version folders of products in tree.yml, of mirrored products that left the catalog (and
+    old catalogs this tool wrote) are ever deleted; what the served catalog names is never touched.
+    Without a tree.yml the tree is taken as one of mirrored products only (`mirror`).
     """
-    plan = purge(settings.tree, settings.store(), PublishOptions(
-        apikey=settings.apikey, storage=settings.storage, dry_run=dry_run, grace=_grace(grace),
+    tree = _tree_or_mirrors_only(settings)
+    storage = settings.storage_of(tree)
+    plan = purge(tree, open_store(settings.target, storage), PublishOptions(
+        apikey=settings.apikey, storage=storage, dry_run=dry_run, grace=_grace(grace),
         lock_timeout=lock_timeout, include_unpublished=include_unpublished))  # fmt: skip
     if as_json:
         click.echo(dump_json(plan.as_dict()))

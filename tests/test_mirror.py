@@ -142,13 +142,19 @@ def make_key(where: Path) -> tuple[Path, Path]:
 
 def run_mirror(server: S3Server | None, target: str, *args: str, ca: Path | None = None,
                timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return run_cli(server, target, "mirror", *args, ca=ca, timeout=timeout)
+
+
+def run_cli(server: S3Server | None, target: str, *args: str, ca: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`ssb-s3 -t TARGET ARGS...` without a tree.yml (a tree of mirrored products only)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if server is not None:
         env.update({"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
                     "AWS_ENDPOINT_URL": server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"})
     if ca is not None:
         env["SSL_CERT_FILE"] = str(ca)
-    return subprocess.run([sys.executable, "-m", "ssb_s3", "-t", target, "mirror", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "ssb_s3", "-t", target, *args], env=env,
                           capture_output=True, text=True, timeout=timeout, cwd="/")  # no tree.yml there
 
 
@@ -729,3 +735,98 @@ def test_select_a_folder_of_a_product_mirrored_before_is_taken_for_other_names_o
         "its folder images/p overlaps images, the folder of another product"
     selection = select(_catalog("20260101", folder="images/p"), [], mirrored_dirs={NAME: "images/p"})
     assert set(selection.products) == {NAME} and not selection.drops  # its own folder, mirrored again
+def bucket_keys(server: S3Server, bucket: str) -> set[str]:
+    pages = server.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+def test_a_product_that_left_the_source_leaves_the_catalog_and_its_files_go_after_the_grace(
+        s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    root, target = tmp_path / "up", f"s3://{bucket}"
+    catalog = write_upstream(root, [PRODUCTS[0], PRODUCTS[2]])
+    stay, gone = PRODUCTS[0][0], PRODUCTS[2][0]
+    first = run_mirror(s3_server, target, str(root))
+    assert first.returncode == 0, first.stderr
+    gone_dir = "images/busybox/1.35/amd64/default/"
+    gone_files = {k for k in bucket_keys(s3_server, bucket) if k.startswith(gone_dir + "20260101_0000/")}
+    assert len(gone_files) == 4  # lxd.tar.xz, incus.tar.xz, rootfs.squashfs, rootfs.tar.xz
+    left = json.loads(json.dumps(catalog))
+    del left["products"][gone]
+    save(root, left, None)
+    # out of the catalog at once; its files stay for the grace (clients holding the old catalog)
+    again = run_mirror(s3_server, target, str(root), "--json")
+    assert again.returncode == 0, again.stderr
+    purge = json.loads(again.stdout)["publish"]["purge"]
+    assert [(i["product"], i["folder"]) for i in purge["delete_later"]] == [(gone, gone_dir + "20260101_0000")]
+    assert "its mirrored product left the catalog; kept until" in purge["delete_later"][0]["reason"]
+    assert purge["delete_now"] == []
+    _, served_catalog = served(s3_server, bucket)
+    assert set(served_catalog["products"]) == {stay}
+    before = bucket_keys(s3_server, bucket)
+    assert gone_files <= before
+    # `purge` (no tree.yml: a tree of mirrored products) past the grace: exactly that folder
+    dry = run_cli(s3_server, target, "purge", "--dry-run", "--grace", "0", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert [i["folder"] for i in json.loads(dry.stdout)["delete_now"]] == [gone_dir + "20260101_0000"]
+    assert bucket_keys(s3_server, bucket) == before  # the dry run deleted nothing
+    # a later mirror past the grace deletes its files, nothing else (but the old catalog's views)
+    later = run_mirror(s3_server, target, str(root), "--grace", "0", "--json")
+    assert later.returncode == 0, later.stderr
+    after = bucket_keys(s3_server, bucket)
+    removed = before - after
+    assert {k for k in removed if not k.startswith("streams/v1/images-")} == gone_files
+    assert after - before == set()
+    _, served_catalog = served(s3_server, bucket)
+    assert set(served_catalog["products"]) == {stay}
+    for version in served_catalog["products"][stay]["versions"].values():
+        assert {i["path"] for i in version["items"].values()} <= after
+    # its ssb.json no longer names the purged version; the next run has nothing more to purge
+    manifest = json.loads(s3_server.client().get_object(Bucket=bucket, Key=gone_dir + "ssb.json")["Body"].read())
+    assert manifest["versions"] == {}
+    quiet = run_cli(s3_server, target, "purge", "--dry-run", "--grace", "0", "--json")
+    assert quiet.returncode == 0 and json.loads(quiet.stdout)["delete_now"] == []
+
+
+def test_an_s3_tree_published_by_ssb_s3_mirrored_into_another_bucket(
+        s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
+    """SOURCE s3://: a tree `publish` wrote in one bucket, mirrored (filtered) into another bucket of
+    the same server; the real clients list from the copy exactly the source's filtered images."""
+    built = tmp_path / "built"
+    for directory, release, serials in (("one", "1.0", ("20260101_0000", "20260102_0000")),
+                                        ("two", "2.0", ("20260101_0000",))):
+        for serial in serials:
+            make_image(built / directory / serial, kind="both", release=release, serial=serial,
+                       description=f"{directory} {serial}")
+    conf = tmp_path / "tree.yml"
+    conf.write_text(f"""
+products:
+  - {{name: "own:1.0:amd64:default", arch: amd64, release: "1.0", os: Own, directory: one, source: {built},
+     aliases: [own/1.0], days: 2}}
+  - {{name: "own:2.0:amd64:default", arch: amd64, release: "2.0", os: Own, directory: two, source: {built},
+     aliases: [own/2.0]}}
+""")
+    source = f"src-{bucket}"[:63]
+    s3_server.create_bucket(source, public_read=True)
+    published = run_cli(s3_server, f"s3://{source}/up", "-c", str(conf), "publish", "--refresh-manifests")
+    assert published.returncode == 0, published.stderr
+    out = run_mirror(s3_server, f"s3://{bucket}", f"s3://{source}/up", "release=1.0", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["source"] == f"s3://{source}/up" and report["failed"] == []
+    assert report["copied"] and not report["skipped"]
+    assert {(p, v) for p, v, _ in report["selected"]} == {("own:1.0:amd64:default", "20260101_0000"),
+                                                         ("own:1.0:amd64:default", "20260102_0000")}
+    _, catalog = served(s3_server, bucket)
+    assert set(catalog["products"]) == {"own:1.0:amd64:default"}
+    for meta, client_kind in (("lxd.tar.xz", LxdClient), ("incus.tar.xz", IncusClient)):
+        client = client_kind(tmp_path / f"{meta}-conf", ca_file=tls_files.ca_cert)
+        client.remote_add("src", s3_server.public_url(source, "up"))
+        client.remote_add("m", s3_server.public_url(bucket))
+        wanted = {i["fingerprint"] for i in client.image_list("src") if i["properties"]["release"] == "1.0"}
+        assert len(wanted) == 4  # two versions, each with a squashfs and a rootfs.tar.xz image
+        assert {i["fingerprint"] for i in client.image_list("m")} == wanted, meta
+    # a second run copies nothing: every file is there with its sha256
+    again = run_mirror(s3_server, f"s3://{bucket}", f"s3://{source}/up", "release=1.0", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["copied"] == []
+    assert sorted(json.loads(again.stdout)["skipped"]) == sorted(report["copied"])

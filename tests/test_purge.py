@@ -90,3 +90,37 @@ def test_only_version_folders_of_configured_products() -> None:
     everything = plan(two_catalog_history(NOW - 7 * 3600), grace=0)
     folders = {i.folder for i in everything.delete_now + everything.delete_later}
     assert folders == {"p/20260101_0000", "p/20260102_0000"}  # never other/unknown.bin, never the kept one
+
+
+def test_a_mirrored_product_that_left_goes_after_the_grace_and_nothing_not_provably_ours() -> None:
+    older, old, new = (f"streams/v1/images-0000000000000000000{n}.json" for n in (3, 1, 2))
+
+    def entry(folder: str, version: str) -> dict[str, Any]:
+        return {"versions": {version: {"items": {"root": {"path": f"{folder}/{version}/rootfs.squashfs"}}}}}
+
+    catalogs = {older: {"products": {"m": entry("m", "20251231_0000")}},  # expired while m was mirrored
+                old: {"products": {"m": entry("m", "20260101_0000"),  # mirrored, left
+                                   "x": entry("x", "20260101_0000"),  # left, but never recorded as mirrored
+                                   "d": entry("p", "20260104_0000"),  # recorded mirrored, in declared p's folder
+                                   "k": entry("k", "20260101_0000")}},  # still in the current catalog
+                new: {"products": {"p": catalog("20260103_0000")["products"]["p"], "k": entry("k", "20260101_0000")}}}
+    listing = {f"{d}/{v}/rootfs.squashfs": 10 for d, v in (("m", "20251231_0000"), ("m", "20260101_0000"),
+                                                           ("x", "20260101_0000"),
+                                                           ("p", "20260104_0000"), ("k", "20260101_0000"))}
+
+    def decide(replaced_at: float, recorded: bool = True) -> Any:
+        history = History()
+        history.record(older, replaced_at - 2 * DAY)
+        history.record(old, replaced_at - DAY)
+        history.record(new, replaced_at, departed=["m", "d", "k"] if recorded else ())
+        return plan_purge(TREE, expired={}, kept={"p": ["20260103_0000"]}, current_key=new, history=history,
+                          catalogs=catalogs, listing=listing, now=NOW, grace=6 * 3600)
+
+    waiting = decide(NOW - 3600)
+    assert [(i.product, i.folder) for i in waiting.delete_now] == [("m", "m/20251231_0000")]  # its grace is over
+    assert [(i.product, i.folder) for i in waiting.delete_later] == [("m", "m/20260101_0000")]
+    due = decide(NOW - 7 * 3600)
+    assert [(i.product, i.folder, i.objects, i.size) for i in due.delete_now] == [
+        ("m", "m/20251231_0000", 1, 10), ("m", "m/20260101_0000", 1, 10)]
+    assert due.delete_later == [] and due.old_catalogs == [old, older]
+    assert decide(NOW - 7 * 3600, recorded=False).delete_now == []  # never recorded as departed: not ours

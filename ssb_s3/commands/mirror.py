@@ -14,7 +14,9 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
    progress reporter. A version with any failed file is left out: nothing of it is published;
 4. publish (ssb_s3.commands.publish, the one commit): the mirrored products join the tree's own,
    their ssb.json prepared here and written by the commit once the plan is known valid; the
-   catalog, the views, the index flipped last; the same contract check, the same purge.
+   catalog, the views, the index flipped last; the same contract check, the same purge (a
+   mirrored product that left its source leaves the catalog at once; the history records it as
+   departed, and its folders go after the grace: ssb_s3.core.retention.departed_mirrored).
    index.json's `ssb_s3.mirrored` records the mirrored products, so that a later publish (the
    hooks, build-product, a tree.yml without `mirrors:`) keeps their entries as published.
 Nothing is written before step 3, and nothing is served before the flip of step 4.

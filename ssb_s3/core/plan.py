@@ -536,15 +536,18 @@ def purge_plan(
 ) -> tuple[PurgePlan, History]:
     """The purge as it will be once the index names `current_key` (and the history the index then holds).
 
-    An incremental publish (`only`) looks at its own products' folders only, and at the older
-    catalogs only when one of them has expired versions (needs_old_catalogs).
+    The mirrored products the served index records (MIRRORED_KEY) that `current` no longer holds
+    are recorded as departed in the replaced catalog's entry: their folders go after the grace
+    (retention.departed_mirrored). An incremental publish (`only`) looks at its own products'
+    folders only, and at the older catalogs only when one of them has expired versions
+    (needs_old_catalogs).
     """
     served_key = snap.served_key
     history = History.from_index(snap.index)
     if served_key and all(e["catalog"] != served_key for e in history.entries):
         # served by an index without our history (first publish over another tool's tree)
         history.entries.append({"catalog": served_key, "since": snap.now, "until": None})
-    history.record(current_key, snap.now)
+    history.record(current_key, snap.now, departed=served_mirrored(snap.index) - set(current.get("products", {})))
     catalogs: dict[str, Mapping[str, Any]] = {}
     if needs_old_catalogs(tree, snap.products, snap.now, only):
         catalogs = {k: c for k, c in snap.catalogs.items() if k != current_key}

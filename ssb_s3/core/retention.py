@@ -4,10 +4,13 @@ Clients cache index.json and the catalog for an hour (plus the CDN's TTL) and ke
 copy when the server errors, so a file must stay downloadable for a while after the last catalog
 naming it was replaced. index.json records (under `ssb_s3`, ignored by clients) when each catalog
 stopped being current; a file is deleted only when no catalog current within the grace period
-names it. The plan deletes only version folders of configured products and our own superseded
-content-addressed views (old catalogs), never unknown keys. The fixed-key views that name files (the
-classic LXC index, core/lxcindex) name only files of the catalog they were rendered with, so a stale
-cached copy names files this grace still keeps (as long as the grace exceeds their cache max-age).
+names it. The plan deletes only version folders of configured products, those of mirrored products
+that left the catalog (departed_mirrored: recorded as departed in the history, named by one of our
+catalogs, in a folder of no declared product, named by no catalog within the grace),
+and our own superseded content-addressed views (old catalogs), never unknown keys. The fixed-key
+views that name files (the classic LXC index, core/lxcindex) name only files of the catalog they
+were rendered with, so a stale cached copy names files this grace still keeps (as long as the
+grace exceeds their cache max-age).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..config import TreeConfig
+from .catalog import _path_problem
 from .versions import version_time
 
 HISTORY_FIELD = "ssb_s3"  # in index.json
@@ -68,13 +72,24 @@ class History:
                  and (e.get("until") is None or isinstance(e.get("until"), (int, float)))]
         return cls(valid)
 
-    def record(self, current: str, now: float) -> None:
-        """`current` is the catalog the index names now: close every other open entry."""
+    def record(self, current: str, now: float, departed: Iterable[str] = ()) -> None:
+        """`current` is the catalog the index names now: close every other open entry. `departed`:
+        the mirrored products the closed catalog held and `current` does not (they left their
+        source), recorded in its entry (DEPARTED_KEY) so that a later purge still knows, once
+        the grace is over, that their folders were ours (departed_mirrored)."""
+        names = sorted(set(departed))
         for entry in self.entries:
             if entry["until"] is None and entry["catalog"] != current:
                 entry["until"] = now
+                if names:
+                    entry[DEPARTED_KEY] = names
         if not any(e["catalog"] == current and e["until"] is None for e in self.entries):
             self.entries.append({"catalog": current, "since": now, "until": None})
+
+    def departed(self) -> frozenset[str]:
+        """The mirrored products the history records as having left the catalog (record)."""
+        return frozenset(n for e in self.entries if isinstance(e.get(DEPARTED_KEY), list)
+                         for n in e[DEPARTED_KEY] if isinstance(n, str))
 
     def protected(self, current: str, now: float, grace: int) -> set[str]:
         """Catalogs a client may still hold: the current one and any replaced within the grace."""
@@ -94,6 +109,7 @@ class History:
 
 
 MIRRORED_KEY = "mirrored"  # in index.json's `ssb_s3` field: the products `mirror` put in the tree
+DEPARTED_KEY = "departed"  # in a history entry: the mirrored products that left when its catalog was replaced
 
 
 VIEWS_KEY = "views"  # in index.json's `ssb_s3` field: the keys of the views written with its catalog
@@ -232,6 +248,22 @@ def plan_purge(
                     release_at[path] = max(release_at.get(path, 0.0), entry["until"] + grace)
 
     looked_up = False
+
+    def classify(item: PurgeItem, paths: set[str]) -> None:
+        """Delete now, or wait while a catalog within the grace names one of its files."""
+        nonlocal looked_up
+        if not looked_up:  # the first candidate with files: only now are the catalogs walked
+            protect()
+            looked_up = True
+        if paths & protected:
+            until = max((release_at.get(p, 0.0) for p in paths & protected), default=0.0)
+            when = "while the current catalog names it" if until == 0.0 else (
+                "until " + datetime.fromtimestamp(until, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
+            item.reason = f"{item.reason}; kept {when} (grace {grace}s)"
+            plan.delete_later.append(item)
+        else:
+            plan.delete_now.append(item)
+
     for product in (p for p in tree.products if only is None or p.name in only):
         candidates = {v: "withdrawn" for v in (withdrawn or {}).get(product.name, ())}
         candidates.update({v: "expired by retention" for v in expired.get(product.name, [])})
@@ -244,9 +276,6 @@ def plan_purge(
             paths = {k for k in listing if k.startswith(folder + "/")}
             if not paths:
                 continue
-            if not looked_up:  # the first candidate with files: only now are the catalogs walked
-                protect()
-                looked_up = True
             item = PurgeItem(product.name, version, folder, candidates[version], len(paths),
                              sum(listing[k] for k in paths))
             published = any(version in c.get("products", {}).get(product.name, {}).get("versions", {})
@@ -254,16 +283,41 @@ def plan_purge(
             if not published and not include_unpublished:
                 item.reason += "; never published by ssb-s3, so kept (purge --include-unpublished deletes it)"
                 plan.never_published.append(item)
-            elif paths & protected:
-                until = max((release_at.get(p, 0.0) for p in paths & protected), default=0.0)
-                when = "while the current catalog names it" if until == 0.0 else (
-                    "until " + datetime.fromtimestamp(until, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
-                item.reason = f"{item.reason}; kept {when} (grace {grace}s)"
-                plan.delete_later.append(item)
             else:
-                plan.delete_now.append(item)
+                classify(item, paths)
+    if only is None:  # (an incremental publish lists its own products' folders only)
+        for (name, version), folder in sorted(departed_mirrored(tree, history, catalogs, current_key).items()):
+            paths = {k for k in listing if k.startswith(folder + "/")}
+            if paths:
+                classify(PurgeItem(name, version, folder, "its mirrored product left the catalog", len(paths),
+                                   sum(listing[k] for k in paths)), paths)
     plan.old_catalogs = superseded_views(tree, history, protected_keys, listing)
     return plan
+
+
+def departed_mirrored(tree: TreeConfig, history: History, catalogs: Mapping[str, Mapping[str, Any]],
+                      current_key: str) -> dict[tuple[str, str], str]:
+    """(product, version) -> version folder of the mirrored products that left the catalog: a
+    product the history records as departed (History.departed: index.json's `mirrored` named it
+    until it left), not in the current catalog, declared by no product of this run; a version of
+    it that one of the history's catalogs names, every item in its one folder <dir>/<version>
+    under the prefix, that folder in no declared product's folder (nor holding one). Anything
+    else is not provably ours and is never a candidate."""
+    names = history.departed() - {p.name for p in tree.products}
+    names -= set(catalogs.get(current_key, {}).get("products", {}))
+    dirs = [tree.product_dir(p) + "/" for p in tree.products]
+    found: dict[tuple[str, str], str] = {}
+    for key in sorted(catalogs) if names else ():
+        products = catalogs[key].get("products", {})
+        for name in sorted(names & set(products)):
+            for vname, version in products[name].get("versions", {}).items():
+                folders = {str(i["path"]).rpartition("/")[0] for i in version.get("items", {}).values()}
+                folder = folders.pop() if len(folders) == 1 else ""
+                if (folder.rpartition("/")[2] == vname and folder.startswith(tree.under_prefix(""))
+                        and folder.count("/") >= 1 and not _path_problem(folder)
+                        and not any((folder + "/").startswith(d) or d.startswith(folder + "/") for d in dirs)):
+                    found.setdefault((name, vname), folder)
+    return found
 
 
 def superseded_views(tree: TreeConfig, history: History, protected: set[str], listing: Iterable[str]) -> list[str]:

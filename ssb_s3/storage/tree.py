@@ -399,19 +399,26 @@ class Tree:
     def purge(self, plan: PurgePlan) -> None:
         """Delete in an order that converges after a crash: files, then the manifest entry, then catalogs."""
         target = self.target
-        by_product: dict[str, set[str]] = {}
+        by_product: dict[tuple[str, str], set[str]] = {}  # (product, its folder) -> versions purged
         for item in plan.delete_now:
             log.info("purging %s (%s)", target.describe(item.folder), item.reason)
             for obj in list(target.list(item.folder + "/")):
                 target.delete(obj.key)
-            by_product.setdefault(item.product, set()).add(item.version)
-        for name, versions in by_product.items():
-            product = self.config.product(name)
-            if self.stores.get(name) is target and not product.prefix_path:
+            by_product.setdefault((item.product, item.folder.rpartition("/")[0]), set()).add(item.version)
+        declared = {p.name: p for p in self.config.products}
+        for (name, folder), versions in by_product.items():
+            product = declared.get(name) or self._departed(name, folder)
+            if (self.stores.get(name) is target or name not in declared) and not product.prefix_path:
                 update_manifest(target, self.config, product, _without(versions), what="purging",
                                 conditional=self.conditional)
         for key in plan.old_catalogs:  # already left out of the history the index now holds
             target.delete(key)
+
+    def _departed(self, name: str, folder: str) -> ProductConfig:
+        """A mirrored product that left the catalog (retention.departed_mirrored), enough to name its
+        ssb.json in `folder`, beside the version folders purged."""
+        directory = folder[len(self.config.under_prefix("")):]
+        return ProductConfig(name=name, arch="", release="", os="", directory=directory, release_title="")
 
     def lease(self, timeout: float, purpose: str) -> Lease:
         return Lease(self.target, ttl=self.config.lease_ttl, timeout=timeout, purpose=purpose,
