@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realparts import LxdClient, S3Server, TlsFiles, make_image, missing, need
+from realparts import IncusClient, LxdClient, S3Server, TlsFiles, make_image, missing, need
 from test_e2e_clients import expected_images
 
 from ssb_s3.config import load_config
@@ -426,10 +426,15 @@ def test_doubled_slash_requests_reach_the_index_on_seaweedfs(served: dict[str, A
                                 + "/meta/1.0/index-system")
 
 
-def test_the_same_tree_still_lists_in_lxd(served: dict[str, Any], tls_files: TlsFiles, tmp_path: Path) -> None:
-    lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
-    lxc.remote_add("t", served["base"])
-    listed = lxc.image_list("t")
-    expected = expected_images(served["catalog"], "lxd.tar.xz", "lxd_combined.tar.gz")
-    assert len(expected) == 2  # lxd.tar.xz with rootfs.squashfs, and with rootfs.tar.xz; meta.tar.xz is ignored
-    assert {image["fingerprint"] for image in listed} == set(expected)
+def test_the_same_tree_still_lists_in_lxd_and_incus(served: dict[str, Any], tls_files: TlsFiles,
+                                                    tmp_path: Path) -> None:
+    """The tree that serves lxc-create still serves both image clients: each lists exactly the images
+    the catalog declares for it (meta.tar.xz and rootfs.tar.xz, LXC's files, are ignored by both)."""
+    for client, meta, unified in ((LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert), "lxd.tar.xz",
+                                   "lxd_combined.tar.gz"),
+                                  (IncusClient(tmp_path / "incusconf", ca_file=tls_files.ca_cert), "incus.tar.xz",
+                                   "incus_combined.tar.gz")):
+        client.remote_add("t", served["base"])
+        expected = expected_images(served["catalog"], meta, unified)
+        assert len(expected) == 2  # the metadata with rootfs.squashfs, and with rootfs.tar.xz
+        assert {image["fingerprint"] for image in client.image_list("t")} == set(expected), meta
