@@ -207,6 +207,13 @@ class S3Server:
             ),
         )
 
+    def upload_folder(self, bucket: str, folder: Path) -> None:
+        """Every file under `folder` into `bucket`, keyed by its path relative to the folder (as a
+        builder's `aws s3 sync` would)."""
+        client = self.client()
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            client.upload_file(str(path), bucket, path.relative_to(folder).as_posix())
+
     def create_bucket(self, name: str, public_read: bool = False) -> None:
         """Create a bucket; ``public_read`` lets anyone GET every key (what a remote needs)."""
         c = self.client()

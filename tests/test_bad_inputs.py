@@ -128,9 +128,8 @@ def site(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Itera
     images = build_images(work / "images")
     bucket = f"bad-inputs-{secrets.token_hex(4)}"
     s3_server.create_bucket(bucket, public_read=True)
+    s3_server.upload_folder(bucket, images)
     client = s3_server.client()
-    for path in sorted(p for p in images.rglob("*") if p.is_file()):
-        client.upload_file(str(path), bucket, path.relative_to(images).as_posix())
     conf = work / "tree.yml"
     conf.write_text(GOOD_TREE.format(endpoint=s3_server.endpoint))
     out = run_cli(s3_server, conf, bucket, "publish", "--refresh-manifests")

@@ -44,10 +44,7 @@ def tree(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Itera
                    description=f"incusd {serial}", variant="both")
     bucket = "e2e-incus-daemon"
     s3_server.create_bucket(bucket, public_read=True)
-    client = s3_server.client()
-    for path in sorted((work / "images").rglob("*")):
-        if path.is_file():
-            client.upload_file(str(path), bucket, path.relative_to(work / "images").as_posix())
+    s3_server.upload_folder(bucket, work / "images")
     conf = work / "tree.yml"
     conf.write_text(TREE.format(endpoint=s3_server.endpoint))
     publish(s3_server, conf, f"s3://{bucket}")

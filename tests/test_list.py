@@ -159,10 +159,7 @@ def served(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dic
     tie_breaker(work / "images" / TIE_DIR / "20260107_1000")
     bucket = "list-clients"
     s3_server.create_bucket(bucket, public_read=True)
-    client = s3_server.client()
-    for path in sorted((work / "images").rglob("*")):
-        if path.is_file():
-            client.upload_file(str(path), bucket, path.relative_to(work / "images").as_posix())
+    s3_server.upload_folder(bucket, work / "images")
     conf = work / "tree.yml"
     conf.write_text(e2e.TREE.format(endpoint=s3_server.endpoint) + TIE_PRODUCT)
     e2e.publish(s3_server, conf, f"s3://{bucket}")

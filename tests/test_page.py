@@ -112,10 +112,8 @@ def served(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dic
                        description=f"{name} {serial}")
     bucket = "page-tree"
     s3_server.create_bucket(bucket, public_read=True)
+    s3_server.upload_folder(bucket, work / "images")
     client = s3_server.client()
-    for path in sorted((work / "images").rglob("*")):
-        if path.is_file():
-            client.upload_file(str(path), bucket, path.relative_to(work / "images").as_posix())
     conf = work / "tree.yml"
     conf.write_text(tree_yml(s3_server.endpoint))
     url = s3_server.public_url(bucket)
