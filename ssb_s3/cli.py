@@ -42,7 +42,7 @@ from .ingest.upload import ingest_version
 from .storage import httpread
 from .storage.lease import force_unlock
 from .storage.manifest import build_manifest, manifest_bytes, read_manifest
-from .storage.store import HttpStore, Store, open_store
+from .storage.store import HttpStore, S3Store, Store, open_store
 from .storage.tree import Tree, refresh_manifest
 
 log = logging.getLogger("ssb_s3")
@@ -687,6 +687,32 @@ def force_unlock_cmd(settings: Settings) -> None:
     """
     holder = force_unlock(settings.store())
     click.echo("no lease was held" if holder is None else f"removed the lease held for {holder.describe()}")
+
+
+@cli.command("store-check")
+@JSON
+@click.pass_obj
+def store_check_cmd(settings: Settings, as_json: bool) -> None:
+    """Probe what the S3 store does with each conditional request the tool relies on, and print it.
+
+    Every write probes once per store and caches the verdict in .ssb-s3/store.json; this command
+    probes again (after a server upgrade, say) and records the new verdict. See the README's table.
+    """
+    store = settings.store()
+    if not isinstance(store, S3Store):
+        raise SSBError(f"{store.describe('')}: not an S3 store; a local folder honours every conditional "
+                       "write by construction")
+    verdict = store.probe()
+    if as_json:
+        click.echo(dump_json({"store": store.url, "identity": verdict.identity, "usable": verdict.conditional_ok,
+                              "operations": dict(verdict.table())}))
+        return
+    click.echo(f"{store.url} ({verdict.identity})")
+    for operation, form in verdict.table():
+        click.echo(f"  {operation:<42} {form}")
+    click.echo("conditional writes: usable" if verdict.conditional_ok else
+               f"conditional writes: NOT usable ({verdict.why_not()}): set storage.conditional_writes: false "
+               "and run one publisher at a time")
 
 
 CLIENT_NAMES = click.Choice(list(CLIENTS))

@@ -14,8 +14,10 @@ signed headers (DESIGN section 4). The proxy records every request and its condi
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ from ssb_s3.config import StorageConfig, load_config
 from ssb_s3.errors import PreconditionFailed
 from ssb_s3.ingest.upload import ingest_version
 from ssb_s3.storage.lease import LEASE_KEY, Lease
+from ssb_s3.storage.probe import VERDICT_KEY
 from ssb_s3.storage.store import PROBE_PREFIX, S3Store, open_store
 
 CONDITIONAL = ("if-match", "if-none-match")
@@ -120,8 +123,18 @@ def built(tmp: Path, serial: str = "20260101_0000", pad_mib: int = 0) -> Path:
     return out
 
 
-def probe_requests(proxy: HeaderProxy) -> list[str]:
-    return [s.method for s in proxy.seen if s.key.startswith(PROBE_PREFIX)]
+def probe_cleaned(proxy: HeaderProxy) -> bool:
+    """Every probe object the store created was deleted: the last request on each is a DELETE."""
+    last: dict[str, str] = {}
+    for seen in proxy.seen:
+        if seen.key.startswith(PROBE_PREFIX):
+            last[seen.key.split("?")[0]] = seen.method
+    return bool(last) and set(last.values()) == {"DELETE"}
+
+
+def verdict_of(t: Tree) -> dict[str, Any]:
+    """The store's verdict the probe recorded in the bucket (.ssb-s3/store.json)."""
+    return dict(json.loads(t.client.get_object(Bucket=t.bucket, Key=VERDICT_KEY)["Body"].read()))
 
 
 def refusal(out: subprocess.CompletedProcess[str]) -> str:
@@ -144,10 +157,16 @@ def test_publish_refuses_a_store_without_conditional_writes(liar: HeaderProxy, p
     before = t.key_set()
     line = refusal(t.cli("publish", "--refresh-manifests"))
     assert FIX in line and "If-None-Match/If-Match" in line and "single publisher" in line, line
-    assert t.key_set() == before  # nothing published: no index, no catalog, no lease, no probe left
+    # nothing published: no index, no catalog, no lease, no probe left; only the store's verdict
+    assert t.key_set() == before | {VERDICT_KEY}
     assert all(s.key.startswith(PROBE_PREFIX) for s in liar.conditional())  # only the probe asked
-    # ignored: create, second create (applied: refused), delete; 501: the create, delete
-    assert probe_requests(liar) == (["PUT", "PUT", "DELETE"] if liar.mode == "strip" else ["PUT", "DELETE"])
+    assert probe_cleaned(liar)
+    assert verdict_of(t)["create"] == ("ignored" if liar.mode == "strip" else "unsupported")
+    # the verdict is remembered: a second run refuses at once, with no probe and no conditional request
+    start = len(liar.seen)
+    line = refusal(t.cli("publish", "--refresh-manifests"))
+    assert FIX in line, line
+    assert [s for s in liar.seen[start:] if s.key.startswith(PROBE_PREFIX)] == [] and liar.conditional(start) == []
 
 
 def test_build_product_refuses_a_store_without_conditional_writes(liar: HeaderProxy, plain_server: S3Server,
@@ -155,9 +174,9 @@ def test_build_product_refuses_a_store_without_conditional_writes(liar: HeaderPr
     t = tree_through(liar, plain_server, plain_bucket, tmp_path, conditional=True)
     line = refusal(t.cli("build-product", PRODUCT, "--from-dir", str(built(tmp_path))))
     assert FIX in line and "If-None-Match/If-Match" in line, line
-    assert t.key_set() == set()  # no marker, no file, no ssb.json, no probe left over
+    assert t.key_set() == {VERDICT_KEY}  # no marker, no file, no ssb.json, no probe left over
     assert all(s.key.startswith(PROBE_PREFIX) for s in liar.conditional())  # only the probe asked
-    assert probe_requests(liar) == (["PUT", "PUT", "DELETE"] if liar.mode == "strip" else ["PUT", "DELETE"])
+    assert probe_cleaned(liar)
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +236,10 @@ def test_create_only_upload_without_conditional_writes_checks_with_head(
     assert client.list_multipart_uploads(Bucket=plain_bucket).get("Uploads", []) == []  # aborted
     assert liar.conditional() == []
     heads = [s for s in liar.seen if s.method == "HEAD" and s.key == "v/file"]
-    assert len(heads) == 2  # one before each commit (PUT, or CompleteMultipartUpload)
+    # one before each commit (PUT, or CompleteMultipartUpload); a multipart upload also checks before
+    # it starts, so the second one is refused before any part is sent
+    assert len(heads) == (2 if mib == 0 else 3)
+    assert sum(1 for s in liar.seen if s.method == "POST" and s.key.endswith("?uploads")) == (0 if mib == 0 else 1)
 
 
 def test_publish_without_conditional_writes_sends_none_at_all(
@@ -234,7 +256,7 @@ def test_publish_without_conditional_writes_sends_none_at_all(
 
 
 # --------------------------------------------------------------------------------------------
-# (d): the real server honours them: the probe passes, once per process, in 4 requests
+# (d): the real server honours them: the probe passes once per store, and its verdict is cached
 
 
 def _counting(store: S3Store) -> list[tuple[str, str]]:
@@ -264,7 +286,18 @@ def test_probe_passes_on_the_real_server_once(s3_server: S3Server, bucket: str, 
     with Lease(publish_store, ttl=30, timeout=5):  # a third conditional start: no probe again
         pass
     probes = [r for r in sent_ingest + sent_publish if r[1].startswith(PROBE_PREFIX)]
-    assert [m for m, _ in probes] == ["PUT", "PUT", "PUT", "DELETE"], probes
-    assert len({k for _, k in probes}) == 1
     assert [r for r in sent_ingest if r[1].startswith(PROBE_PREFIX)] == probes  # the first user probed
+    assert probes[-2:] == [("DELETE", k) for _, k in probes[-2:]]  # the probe objects, deleted
+    assert not any(k.startswith(PROBE_PREFIX) for k in t.key_set())
+    verdict = verdict_of(t)
+    assert (verdict["create"], verdict["replace"], verdict["multipart_create"]) == ("honoured", "quoted", "honoured")
+    assert "SeaweedFS" in verdict["identity"]
+    # another process (the next run): one GET of the cached verdict, no probe
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from ssb_s3.config import load_config; "
+         "from ssb_s3.storage.store import open_store; tree = load_config(sys.argv[1]); "
+         "store = open_store(sys.argv[2], tree.storage); store.ensure_conditional_writes(); "
+         "print(store.verdict().replace)", str(t.conf), f"s3://{bucket}"],
+        capture_output=True, text=True, env={**os.environ, **s3_server.credentials}, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "quoted", out.stderr
     assert not any(k.startswith(PROBE_PREFIX) for k in t.key_set())

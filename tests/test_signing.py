@@ -272,8 +272,11 @@ def test_an_index_sjson_naming_the_unsigned_catalog_is_reported(key: Key, tmp_pa
             f"index.json names ({unsigned})") in bad.stderr
 
 
-def test_signed_files_are_written_before_the_flip_index_sjson_after_its_catalog(
+def test_signed_catalog_before_the_flip_fixed_names_and_index_sjson_after_it(
         key: Key, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The content-addressed catalog and its signed twins before the flip; every fixed name (the plain
+    copies, their signatures, the page) after it, index.sjson after them; then index.json again,
+    recording the views."""
     from ssb_s3.commands.publish import publish
     from ssb_s3.config import load_config
     from ssb_s3.core.plan import PublishOptions
@@ -286,17 +289,20 @@ def test_signed_files_are_written_before_the_flip_index_sjson_after_its_catalog(
     written: list[str] = []
     real_write = store.write
 
-    def recording(key: str, data: bytes, **kwargs: Any) -> None:
+    def recording(key: str, data: bytes, **kwargs: Any) -> str:
         written.append(key)
-        real_write(key, data, **kwargs)
+        return real_write(key, data, **kwargs)
 
     monkeypatch.setattr(store, "write", recording)
     report = publish(load_config(conf), store, PublishOptions(refresh_manifests=True, quiet=True))
     keys = [k for k in written if not k.startswith((".", "p/"))]  # not the lease, not ssb.json
+    flip = keys.index("streams/v1/index.json")
+    assert set(keys[:flip]) == {report.catalog_key, signed_key(report.catalog_key), report.catalog_key + ".asc"}
     assert keys[-2:] == [SIGNED_INDEX_KEY, "streams/v1/index.json"]
-    assert set(keys[:-2]) == {report.catalog_key, signed_key(report.catalog_key), report.catalog_key + ".asc",
-                              "streams/v1/images.json", "streams/v1/images.sjson", "streams/v1/images.json.asc",
-                              "index.html"}  # the page is a view of its own, not signed
+    assert set(keys[flip + 1:-2]) == {"streams/v1/images.json", "streams/v1/images.sjson",
+                                      "streams/v1/images.json.asc", "index.html"}  # the page is not signed
+    recorded = json.loads((tmp_path / "public" / "streams/v1/index.json").read_bytes())
+    assert "index.html" in json.dumps(recorded)  # the settled index records the fixed-name views
 
 
 def test_gpg_failing_after_the_plan_writes_nothing(key: Key, tmp_path: Path) -> None:

@@ -16,17 +16,22 @@ broken tree.
    publishes its deltas;
 4. copy artifacts of products that live in another bucket into the tree (create-only, and only
    into the product's own folder), with the same progress reporter as build-product's uploads;
-5. write every view but the index (ssb_s3.core.views: the catalog under a new content-addressed key,
-   the plain images.json copy, the web page index.html unless `page: false`, any other registered
-   view), and with signing on the signed twins
-   (ssb_s3.core.signed: images-<hash>.sjson, images.sjson, optional .asc), streams/v1/index.sjson
-   after them. They are signed (ssb_s3.gpg) right after step 2, before step 3 writes anything
-   (and again after step 3's re-plan when deltas were made), and the key is tried before step 1:
-   a missing or unusable key publishes nothing;
-6. flip streams/v1/index.json last, conditionally on the ETag read in step 1 (on a conflict,
-   start again, a bounded number of times); the same write records when the previous catalog
-   stopped being current;
-7. purge what no catalog current within the grace period names.
+5. write the content-addressed views (ssb_s3.core.views.addressed: the catalog under a new key, its
+   signed twin images-<hash>.sjson and companions); nothing with a fixed name is written yet. Views
+   are signed (ssb_s3.gpg) right after step 2, before step 3 writes anything (and again after step
+   3's re-plan when deltas were made), and the key is tried before step 1: a missing or unusable
+   key publishes nothing;
+6. confirm the lease is still ours (read back), then flip streams/v1/index.json, conditionally on
+   the ETag read in step 1 (on a conflict, start again, a bounded number of times); the same write
+   records when the previous catalog stopped being current;
+7. only now the fixed-name views (the plain images.json copy, the LXC index, the web page
+   index.html unless `page: false`, images.sjson, .asc), streams/v1/index.sjson after them; then
+   index.json again (If-Match the flip's ETag) recording them: a crash before that leaves an index
+   whose record misses them, and the next publish writes them (views.flip_index). So a failed flip
+   leaves every fixed-name file as it was: none ever shows a catalog index.json does not serve;
+8. purge what no catalog current within the grace period names.
+Every write goes through the target store, which checks the lease first (Store.guard): a lease whose
+renewal failed stops the job before its next write.
 A crash anywhere leaves the previous index (and everything it names) in place; a re-run converges.
 A failure reports the step that failed first; a lease that then cannot be released is mentioned after it.
 """
@@ -146,12 +151,14 @@ def publish(
             report.copied = owner.copy(plan, quiet=opts.quiet)
             owner.write_views(plan, signed)
             report.signed = [view.key for view in signed]
-            lease.check()
+            lease.confirm()
             try:
-                report.index_written = owner.flip(snap, plan)
+                flipped = owner.flip(snap, plan)
             except PreconditionFailed:
                 log.warning("index.json changed during the publish (attempt %d), starting again", attempt)
                 continue
+            owner.write_fixed_views(plan, signed)
+            report.index_written = owner.settle(snap, plan, flipped) or flipped is not None
             if not opts.skip_purge:
                 lease.check()
                 owner.purge(plan.purge)
@@ -202,7 +209,7 @@ def purge(tree: TreeConfig, target: Store, opts: PublishOptions | None = None) -
     with owner.lease(opts.lock_timeout, "purge") as lease:
         snap = owner.snapshot(time.time(), refresh=opts.refresh_manifests, need_served=True)
         purge_plan, plan = plan_purge_only(tree, snap, opts)
-        lease.check()
+        lease.confirm()
         owner.purge(purge_plan)
         if plan is not None:
             with contextlib.suppress(PreconditionFailed):  # a publish meanwhile: it records its own

@@ -55,7 +55,7 @@ from .retention import (
     served_signed,
     served_views,
 )
-from .views import Content, View, index_view, render, view_keys
+from .views import Content, View, flip_index, index_view, render, view_keys
 from .withdrawal import WITHDRAWN, record, resolve, withdrawn_of
 
 CONTRACT_SOURCE = "catalog built from the manifests"
@@ -222,10 +222,18 @@ class Plan:
     refused: bool  # problems that stop the publish (without keep-going, or blaming no product)
     catalog_changed: bool  # the views differ from what is served: write them
     deltas: list[DeltaJob] = field(default_factory=list)  # to make before the flip (core.deltas)
+    flip_index: View | None = None  # index.json as the flip writes it (views.flip_index); None: `index`
 
     @property
     def index(self) -> View:
+        """index.json once every view is written (it records them all)."""
         return next(v for v in self.views if v.is_index)
+
+    @property
+    def flipped_index(self) -> View:
+        """What the flip writes: with the views to write, the index recording only those written
+        before it (views.flip_index); without (catalog unchanged), the final index at once."""
+        return self.flip_index if self.catalog_changed and self.flip_index is not None else self.index
 
 
 # ----------------------------------------------------------------------------------------------
@@ -618,9 +626,9 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
     writes = [ManifestWrite(name, read.manifest, read.etag) for name, read in snap.products.items()
               if read.refreshed and read.manifest is not None and name not in checked.problems]
     signing = bool(opts.sign_key or tree.signing.key)
-    views = render(Content(tree, catalog, data, key, index_extra(tree, catalog, history, signing), now=snap.now,
-                           base_url=opts.base_url or tree.page.base_url,
-                           lxc_served=bool(lxc_images(snap.served or {}))))
+    content = Content(tree, catalog, data, key, index_extra(tree, catalog, history, signing), now=snap.now,
+                      base_url=opts.base_url or tree.page.base_url, lxc_served=bool(lxc_images(snap.served or {})))
+    views = render(content)
     if key == snap.damaged_key:  # what is under our own key is not what the key names: replace it
         views = tuple(replace(view, create_only=False) if view.key == key else view for view in views)
     return Plan(
@@ -628,7 +636,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         manifest_writes=writes, copies=[] if refused else copies(tree, snap, catalog), purge=purge,
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
         catalog_changed=key != snap.served_key or served_views(snap.index) != frozenset(view_keys(views)),
-        deltas=[] if refused else deltas_wanted(tree, snap, catalog),
+        deltas=[] if refused else deltas_wanted(tree, snap, catalog), flip_index=flip_index(content, views),
     )
 
 

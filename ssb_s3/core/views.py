@@ -4,8 +4,10 @@ A view is (key, bytes, content type, cache class): the cache class names the tre
 `cache_control` entry it is served with. Today's views: the content-addressed catalog, the plain
 images.json copy, the classic LXC index (meta/1.0/index-system, index-user and their `.N` copies:
 core/lxcindex), the catalog web page (index.html, ssb_s3.core.page; none with `page: false`)
-and index.json. The commit (ssb_s3.storage.tree) writes every view but the index before
-it flips the index, so whatever the index names is already there. Adding a view (an HTML page, an
+and index.json. The commit (ssb_s3.storage.tree) writes the content-addressed views (`addressed`)
+before it flips the index, so whatever the index names is already there, and the fixed-name views
+after the flip, so none of them ever shows a catalog the index does not serve; then it writes the
+index again, recording them (`flip_index`). Adding a view (an HTML page, an
 LXC index, a signature) is one renderer here (or in its own module) and one line in VIEWS.
 
 Invariants: a renderer is a pure function of its Content (same content, same bytes; the time it
@@ -149,6 +151,22 @@ def render(content: Content, views: tuple[Renderer, ...] | None = None) -> tuple
         recorded = {**content.history, VIEWS_KEY: view_keys(rendered)}
         rendered += (index_view(replace(content, history=recorded)),)
     return rendered
+
+
+def addressed(view: View, catalog_key: str) -> bool:
+    """Named by its content (the catalog, its companions and signed twin): written before the flip.
+    Every other view has a fixed name (images.json, the LXC index, the page, the signed plain copy
+    and index.sjson) and is written only after the flip, so it never shows a catalog that is not served."""
+    return view.create_only or view.key == catalog_key
+
+
+def flip_index(content: Content, rendered: tuple[View, ...]) -> View:
+    """index.json as the flip writes it: it records (retention.VIEWS_KEY) only the views written before
+    it (`addressed`). Once the fixed-name views are written, the index is written again as `render`
+    made it, recording them all; a crash in between leaves an index whose record misses them, so the
+    next publish writes them again (plan.catalog_changed) although the catalog did not change."""
+    before = tuple(view for view in rendered if addressed(view, content.catalog_key))
+    return index_view(replace(content, history={**content.history, VIEWS_KEY: view_keys(before)}))
 
 
 def view_keys(views: tuple[View, ...]) -> list[str]:

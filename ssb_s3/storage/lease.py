@@ -1,9 +1,14 @@
 """A lease object that serialises the publishers of one tree.
 
 Created with If-None-Match: * (only one creator wins), holding owner, host, pid, since (when it
-was taken; leases written before that field stay readable) and expiry; renewed by a background
-thread with If-Match while a long job runs; an expired lease is taken over with If-Match on the
-ETag that was read, never by a blind delete, so two waiters cannot both win. On a local folder a
+was taken; leases written before that field stay readable), expiry and a renewal counter; renewed
+every ttl/3 by a background thread with If-Match while a long job runs; an expired lease is taken
+over with If-Match on the ETag that was read, never by a blind delete, so two waiters cannot both win.
+A renewal that fails (a 412 that is not our own applied write, as when another job took the lease
+over or the store refuses our If-Match; a store error after botocore's retries), or no successful
+renewal for a whole TTL, marks the lease lost: while it is held the lease is the store's write guard
+(Store.guard), so the job stops before its next write with one line, and the flip reads the lease
+back first (`confirm`). On a local folder a
 lease whose pid is dead on this very host is stale at once and taken over the same way.
 A waiter says at once (warning) who holds the lease, since when and until when, then one line
 every WAIT_REPORT_EVERY seconds until it gets the lease or gives up.
@@ -122,14 +127,18 @@ class Lease:
         self.since = 0.0  # when this lease was created (kept through renewals)
         self.etag = ""
         self.lost = False
+        self.lost_reason = ""
+        self._renewals = 0  # written in the lease body: tells whose renewal a re-read shows
         self._held_since = 0.0  # monotonic time of the last successful create or renewal
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._outer_guard: Callable[[str], None] | None = None
 
     def _body(self) -> bytes:
         return json.dumps({
             "owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
             "purpose": self.purpose, "since": self.since, "expires": self.clock() + self.ttl,
+            "renewal": self._renewals,
         }, sort_keys=True).encode()  # fmt: skip
 
     def _stale(self, holder: LeaseInfo) -> bool:
@@ -208,6 +217,7 @@ class Lease:
         self._stop.clear()
         self._thread = threading.Thread(target=self._renew_loop, name="ssb-lease", daemon=True)
         self._thread.start()
+        self._outer_guard, self.store.guard = self.store.guard, self._guard
 
     def _report_wait(self, holder: LeaseInfo, deadline: float,
                      reported: tuple[str, float] | None) -> tuple[str, float] | None:
@@ -229,7 +239,11 @@ class Lease:
         return reported
 
     def _renew_loop(self) -> None:
+        """Renew every ttl/3. A renewal that fails (412 that is not our own applied write, a timeout,
+        any store error after botocore's retries) marks the lease lost: `check`, which the store
+        calls before each write of the job (`Store.guard`), then stops the job with one line."""
         while not self._stop.wait(max(self.ttl / 3, 0.05)):
+            self._renewals += 1
             try:
                 if self.conditional:
                     self.etag = self.store.write(LEASE_KEY, self._body(), cache_control="no-store",
@@ -238,36 +252,81 @@ class Lease:
                     self.store.write(LEASE_KEY, self._body(), cache_control="no-store")
                 self._held_since = time.monotonic()
             except PreconditionFailed:
-                if self._still_ours():
+                why = self._not_ours()
+                if not why:
                     continue  # our renewal was applied, its response lost: the retry met it
-                self.lost = True
-                log.error("lease %s lost: another job took it over", self.store.describe(LEASE_KEY))
+                self._lose(why)
                 return
             except StoreError as exc:
-                log.warning("lease renewal failed (will retry): %s", exc)
+                self._lose(f"its renewal failed: {exc}")
+                return
 
-    def _still_ours(self) -> bool:
+    def _lose(self, why: str) -> None:
+        if self.lost:
+            return
+        self.lost_reason = why
+        self.lost = True
+        log.error("lease %s lost: %s; the job stops before its next write", self.store.describe(LEASE_KEY), why)
+
+    def _not_ours(self) -> str:
+        """Why the lease object is not (or no longer) held by this job's last renewal; "" if it is."""
         try:
             data, etag = self.store.read_with_etag(LEASE_KEY)
-        except StoreError:
-            return False
+        except NotFound:
+            return "it was removed (force-unlock?)"
+        except StoreError as exc:
+            return f"it cannot be read back: {exc}"
         holder = LeaseInfo.parse(data)
         if holder is None or holder.owner != self.owner:
-            return False
+            return f"another job took it over ({holder.describe() if holder else 'unreadable lease'})"
+        try:
+            renewal = json.loads(data).get("renewal")
+        except (ValueError, AttributeError):
+            renewal = None
+        if renewal != self._renewals:
+            return ("the store refused its renewal (412) although the lease is still ours: it does not honour "
+                    "If-Match with the ETag it returned")
         self.etag = etag
         self._held_since = time.monotonic()
-        return True
+        return ""
 
     def check(self) -> None:
-        """Raise if the lease was lost (e.g. this process stalled past its expiry)."""
+        """Raise if the lease was lost (a renewal failed, or it was not renewed for a whole TTL, e.g.
+        this process stalled past its expiry): the job writes nothing more."""
+        if not self.lost and self._thread is not None and time.monotonic() - self._held_since > self.ttl:
+            self._lose(f"it was not renewed for {self.ttl:g}s, its whole TTL (lease_ttl)")
         if self.lost:
-            raise LeaseError(f"{self.store.describe(LEASE_KEY)}: lease lost while working; nothing more written")
+            raise LeaseError(f"{self.store.describe(LEASE_KEY)}: lease lost while working ({self.lost_reason}); "
+                             "nothing more written")
+
+    def confirm(self) -> None:
+        """`check`, then read the lease object back: it must still be this job's (before the flip)."""
+        self.check()
+        why = self._holder_problem()
+        if why:
+            self._lose(why)
+            self.check()
+
+    def _holder_problem(self) -> str:
+        try:
+            holder = LeaseInfo.parse(self.store.read(LEASE_KEY))
+        except NotFound:
+            return "it was removed (force-unlock?)"
+        if holder is None or holder.owner != self.owner:
+            return f"another job took it over ({holder.describe() if holder else 'unreadable lease'})"
+        return ""
+
+    def _guard(self, key: str) -> None:
+        """Store.guard while the lease is held: every write of the job but the lease's own checks it."""
+        if key != LEASE_KEY:
+            self.check()
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+            self.store.guard = self._outer_guard
         if self.lost:
             return
         if time.monotonic() - self._held_since < 0.8 * self.ttl:

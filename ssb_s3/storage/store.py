@@ -18,8 +18,10 @@ device is never listed nor read (see LocalStore).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
+import functools
 import io
 import logging
 import os
@@ -30,7 +32,7 @@ import stat
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,7 @@ from ..config import ENDPOINT_EXPECTED, StorageConfig, endpoint_url_problem
 from ..errors import NotFound, PreconditionFailed, StoreError, TooLarge
 from ..schemas import load_schema
 from .httpread import HttpStatus, Limits, Response, open_url, shown
+from .probe import VERDICT_KEY, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,13 @@ class Store(ABC):
     """The operations publish, manifests and verify need; nothing backend-specific leaks out."""
 
     url: str
+    # Called with the key before every write, upload and delete; while a job holds the tree's lease
+    # it is the lease's check (ssb_s3.storage.lease): a job whose lease is lost stops before its next write.
+    guard: Callable[[str], None] | None = None
+
+    def _before_write(self, key: str) -> None:
+        if self.guard is not None:
+            self.guard(key)
 
     def describe(self, key: str) -> str:
         """A location users recognise in messages (`s3://bucket/prefix/key`, a file path)."""
@@ -413,6 +423,7 @@ class LocalStore(Store):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str:
+        self._before_write(key)
         path = self._path(key)
         with self._staged(path) as (out, tmp):
             out.write(data)
@@ -427,6 +438,7 @@ class LocalStore(Store):
                 return self._etag(path.stat())
 
     def upload(self, key: str, fileobj: BinaryIO, *, content_type: str, cache_control: str) -> None:
+        self._before_write(key)
         path = self._path(key)
         with self._staged(path) as (out, tmp):
             shutil.copyfileobj(fileobj, out, CHUNK_SIZE)
@@ -448,6 +460,7 @@ class LocalStore(Store):
         progress: Callable[[int], None] = lambda n: None,
         conditional: bool = True,  # always create-only: a local link is atomic without any header
     ) -> None:
+        self._before_write(key)
         dest = self._path(key)
         if dest.exists():
             raise PreconditionFailed(f"{dest}: already exists")
@@ -463,17 +476,22 @@ class LocalStore(Store):
                 raise PreconditionFailed(f"{dest}: already exists") from None
 
     def delete(self, key: str) -> None:
+        self._before_write(key)
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
 
 
 NOT_SUPPORTED = ("NotImplemented", "501", "NotSupported")  # a store refusing a header it does not implement
+# What a store answers when it refuses botocore's aws-chunked trailing checksums (Ceph RGW 16.2 over
+# HTTPS: 411 MissingContentLength); the client is then rebuilt with checksum_mode when_required.
+CHECKSUM_REFUSED = ("MissingContentLength", "411", "XAmzContentSHA256Mismatch", "InvalidDigest", "BadDigest")
 PROBE_PREFIX = ".ssb-s3/probe-"
 PROBE_BODY = b"ssb-s3: probe of conditional writes, deleted at once; safe to delete\n"
 STALE_ETAG = '"00000000000000000000000000000000"'  # no object has this etag (the md5 of nothing differs)
+VERDICT_LIMIT = 64 * 1024  # .ssb-s3/store.json is a few hundred bytes: anything bigger is not ours
 CONDITIONAL_FIX = ("so concurrent publishers are not protected; set storage.conditional_writes: false in tree.yml "
                    "to run a single publisher at a time")
-_PROBED: set[tuple[str, str]] = set()  # (endpoint, bucket) whose conditional writes passed, this process
+_VERDICTS: dict[tuple[str, str, str], Verdict] = {}  # (endpoint, bucket, prefix) -> its verdict, this process
 _PROBE_LOCK = threading.Lock()
 
 
@@ -484,14 +502,35 @@ def _client_error_code(exc: Exception) -> str:
     return code or str(status or "")
 
 
-class S3Store(Store):
-    """An S3 bucket, optionally under a key prefix (`s3://bucket/some/prefix`)."""
+def _server_header(response: Mapping[str, Any]) -> str:
+    """The `Server` header of a boto3 answer (or of a ClientError's response): part of the identity."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}
+    return str(headers.get("server", ""))[:200]
 
-    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
+
+class S3Store(Store):
+    """An S3 bucket, optionally under a key prefix (`s3://bucket/some/prefix`).
+
+    The one place where a conditional request is sent. Which form each takes comes from the
+    store's probed `Verdict` (ssb_s3.storage.probe): If-Match quoted or unquoted, a large
+    create-only upload completed If-None-Match or checked by HEAD before it starts and before it
+    completes. `conditional=False` (storage.conditional_writes: false): no request carries a
+    conditional header, and the store is not probed. A store that refuses botocore's trailing
+    checksums gets its client rebuilt with checksum_mode when_required (`required_checksums`
+    makes that client), with one warning naming storage.checksum_mode, and the request is sent again.
+    """
+
+    def __init__(self, bucket: str, prefix: str, client: Any, *, conditional: bool = True,
+                 required_checksums: Callable[[], Any] | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client
+        self.conditional = conditional
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._required_checksums = required_checksums
+        self._checksums_required = required_checksums is None
+        self._swap_lock = threading.Lock()
+        self._verdict: Verdict | None = None
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -509,51 +548,232 @@ class S3Store(Store):
             return StoreError(f"{self.url}: bucket '{self.bucket}' does not exist")
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return StoreError(f"{self.describe(key)}: {action} refused ({code}): check the credentials")
+        if code in CHECKSUM_REFUSED:
+            return StoreError(f"{self.describe(key)}: {action} refused ({code}): the store does not accept "
+                              "botocore's request checksums; set storage.checksum_mode: when_required in tree.yml")
         detail = code or type(exc).__name__
         return StoreError(f"{self.describe(key)}: {action} failed: {detail}")
 
-    def ensure_conditional_writes(self) -> None:
-        """Probe once per process and bucket that the server honours If-None-Match and If-Match
-        (4 requests: create, a second create, an overwrite If-Match a stale etag, delete); raise
-        StoreError naming storage.conditional_writes: false if it ignores them or answers 501."""
-        ident = (str(getattr(self.client.meta, "endpoint_url", "")), self.bucket)
+    # -- the checksum fallback -----------------------------------------------------------------
+
+    def _require_checksums_only_when_required(self, why: str) -> bool:
+        """Rebuild the client with checksum_mode when_required (once); False if it already is."""
+        with self._swap_lock:
+            if self._checksums_required or self._required_checksums is None:
+                return False
+            self.client = self._required_checksums()
+            self._checksums_required = True
+        log.warning("%s: %s; using storage.checksum_mode: when_required (set it in tree.yml to skip this check)",
+                    self.url, why)
+        return True
+
+    def _send(self, operation: str, **kwargs: Any) -> Any:
+        """One client call; sent again once with checksums only when required if the store refused
+        botocore's trailing checksums (HTTPS to Ceph RGW 16.2: 411 MissingContentLength)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as exc:
+            code = _client_error_code(exc)
+            if code not in CHECKSUM_REFUSED or not self._require_checksums_only_when_required(
+                    f"the store refused botocore's request checksums ({code})"):
+                raise
+            return getattr(self.client, operation)(**kwargs)
+
+    # -- the probe -------------------------------------------------------------------------------
+
+    def verdict(self) -> Verdict:
+        """What this store does with each conditional request (ssb_s3.storage.probe): this process's
+        copy, else the one cached in the bucket for this very server, else probed now (and cached)."""
+        if self._verdict is None:
+            ident = (str(getattr(self.client.meta, "endpoint_url", "")), self.bucket, self.prefix)
+            with _PROBE_LOCK:
+                found = _VERDICTS.get(ident)
+                if found is None:
+                    found = self._cached_or_probed(ident[0])
+                    _VERDICTS[ident] = found
+            if found.checksums == "when_required":
+                self._require_checksums_only_when_required("this store refuses botocore's request checksums "
+                                                           f"(recorded in {self.describe(VERDICT_KEY)})")
+            self._verdict = found
+        return self._verdict
+
+    def probe(self) -> Verdict:
+        """Probe now, whatever is cached, and cache the result (`ssb-s3 store-check`)."""
+        ident = (str(getattr(self.client.meta, "endpoint_url", "")), self.bucket, self.prefix)
         with _PROBE_LOCK:
-            if ident in _PROBED:
-                return
-            key = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
-            try:
-                if not self._probe_put(key, IfNoneMatch="*"):
-                    raise StoreError(self._no_conditionals(f"it refused to create the new key {key} If-None-Match: *"))
-                if self._probe_put(key, IfNoneMatch="*"):
-                    raise StoreError(self._no_conditionals(
-                        f"a second PUT of {key} with If-None-Match: * succeeded instead of 412"))
-                if self._probe_put(key, IfMatch=STALE_ETAG):
-                    raise StoreError(self._no_conditionals(
-                        f"a PUT of {key} with If-Match: a stale etag succeeded instead of 412"))
-            finally:
+            found = self._probed(f"{ident[0]} {self._identity_header()}".strip())
+            _VERDICTS[ident] = found
+        self._verdict = found
+        return found
+
+    def _identity_header(self) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return _server_header(self._send("head_bucket", Bucket=self.bucket))
+        except ClientError as exc:
+            return _server_header(getattr(exc, "response", {}) or {})
+        except BotoCoreError as exc:
+            raise self._fail("probe", "", exc) from None
+
+    def _cached_or_probed(self, endpoint: str) -> Verdict:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        data, recorded = b"", None  # what .ssb-s3/store.json holds, and its ETag (None: not there)
+        try:
+            resp = self._send("get_object", Bucket=self.bucket, Key=self._key(VERDICT_KEY))
+            server, recorded = _server_header(resp), str(resp.get("ETag", ""))
+            with contextlib.closing(resp["Body"]):
+                data = resp["Body"].read(VERDICT_LIMIT + 1)
+        except ClientError as exc:
+            if _client_error_code(exc) not in ("NoSuchKey", "404", "NotFound", "AccessDenied", "403"):
+                raise self._fail("read", VERDICT_KEY, exc) from None
+            server = _server_header(getattr(exc, "response", {}) or {})
+        except BotoCoreError as exc:
+            raise self._fail("read", VERDICT_KEY, exc) from None
+        identity = f"{endpoint} {server}".strip()
+        cached = Verdict.parse(data, identity) if 0 < len(data) <= VERDICT_LIMIT else None
+        return cached or self._probed(identity, recorded)
+
+    def _probed(self, identity: str, recorded: str | None = None) -> Verdict:
+        """Probe each operation on one throw-away key (module docstring of ssb_s3.storage.probe),
+        delete it, and record the verdict at .ssb-s3/store.json, in the verdict's own create-only or
+        replace-if-match form when it has one (a bucket policy may require conditional writes), over
+        the ETag `recorded` of the verdict found there (None: nothing there). Failing to record is a
+        warning: the next run probes again."""
+        key = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
+        copy_key = f"{key}-copy"
+        try:
+            applied, etag = self._probe_put(key, IfNoneMatch="*")
+            if applied == "refused":
+                raise StoreError(self._no_conditionals(f"it refused to create the new key {key} If-None-Match: *"))
+            create = "unsupported" if applied == "unsupported" else ""
+            if create:
+                etag = self._probe_put(key)[1]
+            else:
+                again, new_etag = self._probe_put(key, IfNoneMatch="*")
+                create = {"refused": "honoured", "applied": "ignored"}.get(again, again)
+                etag = new_etag or etag
+            replace = self._probe_replace(key, etag)
+            multipart = self._probe_multipart(key)
+            copy = self._probe_copy(key, copy_key)
+        finally:
+            for leftover in (key, copy_key):
                 with contextlib.suppress(StoreError):
-                    self.delete(key)
-            _PROBED.add(ident)
+                    self.delete(leftover)
+        verdict = Verdict(identity=identity, create=create, replace=replace, multipart_create=multipart,
+                          copy_create=copy, checksums="when_required" if self._required_checksums is not None
+                          and self._checksums_required else "as-configured")
+        condition: dict[str, str] = {}
+        if verdict.conditional_ok:
+            condition = {"IfNoneMatch": "*"} if recorded is None else {"IfMatch": verdict.if_match(recorded)}
+        try:
+            if self._probe_put(VERDICT_KEY, body=verdict.to_bytes(), **condition)[0] != "applied":
+                raise StoreError(f"{self.describe(VERDICT_KEY)}: written meanwhile by another run")
+        except StoreError as exc:
+            log.warning("could not record the store's verdict (probed again next run): %s", exc)
+        log.info("%s: conditional requests: %s", self.url, ", ".join(f"{op}: {v}" for op, v in verdict.table()))
+        return verdict
+
+    def _probe_replace(self, key: str, etag: str) -> str:
+        """PUT If-Match: a stale ETag (must be refused), then the right one quoted, then unquoted."""
+        stale, _ = self._probe_put(key, IfMatch=STALE_ETAG)
+        if stale != "refused":
+            return "unsupported" if stale == "unsupported" else "ignored"
+        quoted, _ = self._probe_put(key, IfMatch=etag)
+        if quoted == "applied":
+            return "quoted"
+        unquoted, _ = self._probe_put(key, IfMatch=etag.strip('"'))
+        if unquoted != "applied":
+            return "refused"
+        stale_unquoted, _ = self._probe_put(key, IfMatch=STALE_ETAG.strip('"'))
+        return "unquoted" if stale_unquoted == "refused" else "ignored"
+
+    def _probe_multipart(self, key: str) -> str:
+        """A one-part multipart upload of a few bytes over the existing key, completed If-None-Match: *."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        upload_id = ""
+        try:
+            upload_id = self._send("create_multipart_upload", Bucket=self.bucket, Key=self._key(key),
+                                   ContentType="text/plain", CacheControl="no-store")["UploadId"]
+            part = self._send("upload_part", Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
+                              PartNumber=1, Body=PROBE_BODY)
+            self._send("complete_multipart_upload", Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
+                       MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}, IfNoneMatch="*")
+            upload_id = ""
+            return "ignored"
+        except (ClientError, BotoCoreError) as exc:
+            code = _client_error_code(exc)
+            if code in NOT_SUPPORTED:
+                return "unsupported"
+            if isinstance(self._fail("probe", key, exc), PreconditionFailed):
+                return "honoured"
+            raise self._fail("probe (multipart upload)", key, exc) from None
+        finally:
+            if upload_id:
+                with contextlib.suppress(Exception):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id)
+
+    def _probe_copy(self, key: str, copy_key: str) -> str:
+        """CopyObject onto an existing key with If-None-Match: *, then with RGW's x-amz-copy-if-none-match.
+        The tool makes no copy today: a store that refuses copies (a bucket policy) is just "ignored"."""
+        try:
+            self._probe_put(copy_key)
+            for form, header in (("honoured", "If-None-Match"), ("copy-if-none-match", "x-amz-copy-if-none-match")):
+                if self._copy_refused(key, copy_key, header):
+                    return form
+        except StoreError as exc:
+            log.debug("copy probe: %s", exc)
+        return "ignored"
+
+    def _copy_refused(self, source: str, dest: str, header: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        def add_header(request: Any, **_: Any) -> None:
+            request.headers[header] = "*"
+
+        handler_id = f"ssb-s3-probe-{header}"
+        self.client.meta.events.register_first("before-sign.s3.CopyObject", add_header, unique_id=handler_id)
+        try:
+            self._send("copy_object", Bucket=self.bucket, Key=self._key(dest),
+                       CopySource={"Bucket": self.bucket, "Key": self._key(source)})
+            return False
+        except (ClientError, BotoCoreError) as exc:
+            err = self._fail("probe (copy)", dest, exc)
+            if isinstance(err, PreconditionFailed) or _client_error_code(exc) in NOT_SUPPORTED:
+                return isinstance(err, PreconditionFailed)
+            raise err from None
+        finally:
+            self.client.meta.events.unregister("before-sign.s3.CopyObject", unique_id=handler_id)
+
+    def ensure_conditional_writes(self) -> None:
+        """Raise StoreError naming storage.conditional_writes: false unless this store honours
+        create-only and replace-if-match PUTs in some form (ssb_s3.storage.probe)."""
+        verdict = self.verdict()
+        if not verdict.conditional_ok:
+            raise StoreError(self._no_conditionals(verdict.why_not()))
 
     def _no_conditionals(self, what: str) -> str:
         return f"{self.url}: the store does not honour If-None-Match/If-Match ({what}), {CONDITIONAL_FIX}"
 
-    def _probe_put(self, key: str, **condition: str) -> bool:
-        """One conditional PUT of the probe object: True if applied, False if refused (412)."""
+    def _probe_put(self, key: str, body: bytes = PROBE_BODY, **condition: str) -> tuple[str, str]:
+        """One PUT of the probe object: ("applied", etag), ("refused", "") on 412, ("unsupported", "")
+        on 501."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=PROBE_BODY, ContentType="text/plain",
-                                   CacheControl="no-store", **condition)
-            return True
+            resp = self._send("put_object", Bucket=self.bucket, Key=self._key(key), Body=body,
+                              ContentType="text/plain", CacheControl="no-store", **condition)
+            return "applied", str(resp.get("ETag", ""))
         except (ClientError, BotoCoreError) as exc:
-            code = _client_error_code(exc)
-            if code in NOT_SUPPORTED:
-                header = "If-Match" if "IfMatch" in condition else "If-None-Match"
-                raise StoreError(self._no_conditionals(f"it answered {code} to a PUT with {header}")) from None
+            if _client_error_code(exc) in NOT_SUPPORTED:
+                return "unsupported", ""
             err = self._fail("write", key, exc)
             if isinstance(err, PreconditionFailed):
-                return False
+                return "refused", ""
             raise err from None
 
     def _refuse_existing(self, key: str) -> None:
@@ -659,39 +879,46 @@ class S3Store(Store):
     ) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        extra: dict[str, str] = {}
-        if if_match is not None:
-            extra["IfMatch"] = if_match
-        if if_none_match:
-            extra["IfNoneMatch"] = "*"
+        self._before_write(key)
+        extra = self._conditions(key, if_match=if_match, if_none_match=if_none_match)
         try:
-            resp = self.client.put_object(
-                Bucket=self.bucket,
-                Key=self._key(key),
-                Body=data,
-                ContentType=content_type,
-                CacheControl=cache_control,
-                **extra,
-            )
+            resp = self._send("put_object", Bucket=self.bucket, Key=self._key(key), Body=data,
+                              ContentType=content_type, CacheControl=cache_control, **extra)
         except (ClientError, BotoCoreError) as exc:
             if extra and _client_error_code(exc) in NOT_SUPPORTED:
                 raise StoreError(self._no_conditionals(
                     f"it answered {_client_error_code(exc)} to a conditional PUT of {key}")) from None
             err = self._fail("write", key, exc)
             if if_match is not None and isinstance(err, NotFound):
-                # AWS answers 404 for IfMatch on a missing key; SeaweedFS 412. Same meaning.
+                # AWS answers 404 for IfMatch on a missing key; SeaweedFS and RGW 412. Same meaning.
                 err = PreconditionFailed(f"{self.describe(key)}: disappeared since it was read")
             raise err from None
         return str(resp.get("ETag", ""))
 
+    def _conditions(self, key: str, *, if_match: str | None, if_none_match: bool) -> dict[str, str]:
+        """The conditional headers of a PUT, in the form the store's verdict says it honours; a store
+        that honours none is refused here, before the request (never retried: it cannot succeed)."""
+        if if_match is None and not if_none_match:
+            return {}
+        if not self.conditional:
+            raise StoreError(f"{self.describe(key)}: a conditional write was asked of a store opened with "
+                             "storage.conditional_writes: false")
+        self.ensure_conditional_writes()
+        verdict = self.verdict()
+        extra: dict[str, str] = {}
+        if if_match is not None:
+            extra["IfMatch"] = verdict.if_match(if_match)
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
+        return extra
+
     def upload(self, key: str, fileobj: BinaryIO, *, content_type: str, cache_control: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        self._before_write(key)
         try:
-            self.client.upload_fileobj(
-                fileobj, self.bucket, self._key(key),
-                ExtraArgs={"ContentType": content_type, "CacheControl": cache_control},
-            )
+            self.client.upload_fileobj(fileobj, self.bucket, self._key(key),
+                                       ExtraArgs={"ContentType": content_type, "CacheControl": cache_control})
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("upload", key, exc) from None
 
@@ -712,23 +939,23 @@ class S3Store(Store):
     ) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        create_only = {"IfNoneMatch": "*"} if conditional else {}
+        self._before_write(key)
+        conditional = conditional and self.conditional
         try:
             if size <= part_size:
                 data = src.read()
                 feed(data)
                 if not conditional:
                     self._refuse_existing(key)
-                self.client.put_object(
-                    Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type,
-                    CacheControl=cache_control, Metadata={"sha256": digest()}, **create_only,
-                )
+                self._send("put_object", Bucket=self.bucket, Key=self._key(key), Body=data,
+                           ContentType=content_type, CacheControl=cache_control, Metadata={"sha256": digest()},
+                           **self._conditions(key, if_match=None, if_none_match=conditional))
                 progress(len(data))
                 return
             self._multipart(key, src, feed, content_type, cache_control, part_size, concurrency, progress,
                             conditional)
         except (ClientError, BotoCoreError) as exc:
-            if create_only and _client_error_code(exc) in NOT_SUPPORTED:
+            if conditional and _client_error_code(exc) in NOT_SUPPORTED:
                 raise StoreError(self._no_conditionals(
                     f"it answered {_client_error_code(exc)} to a create-only upload of {key}")) from None
             raise self._fail("upload", key, exc) from None
@@ -737,18 +964,22 @@ class S3Store(Store):
         self, key: str, src: BinaryIO, feed: Callable[[bytes], None], content_type: str, cache_control: str,
         part_size: int, concurrency: int, progress: Callable[[int], None], conditional: bool,
     ) -> None:
-        """Parallel multipart upload of one sequential read: at most concurrency+1 parts in memory;
-        completed If-None-Match: * (conditional) or after a HEAD finds no object there."""
-        upload_id = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=self._key(key), ContentType=content_type, CacheControl=cache_control,
-        )["UploadId"]
+        """Parallel multipart upload of one sequential read: at most concurrency+1 parts in memory.
+        Create-only: completed If-None-Match: * where the store honours it there; elsewhere (Ceph RGW
+        16.2 overwrites) and without conditional writes, the key is checked absent by a HEAD before
+        the upload starts and again just before it completes."""
+        completed_if_none_match = conditional and self.verdict().multipart_create == "honoured"
+        if not completed_if_none_match:
+            self._refuse_existing(key)
+        upload_id = self._send("create_multipart_upload", Bucket=self.bucket, Key=self._key(key),
+                               ContentType=content_type, CacheControl=cache_control)["UploadId"]
         slots = threading.BoundedSemaphore(concurrency + 1)
         failed: list[BaseException] = []
 
         def send(number: int, chunk: bytes) -> dict[str, Any]:
             try:
-                resp = self.client.upload_part(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
-                                               PartNumber=number, Body=chunk)
+                resp = self._send("upload_part", Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
+                                  PartNumber=number, Body=chunk)
                 progress(len(chunk))
                 return {"PartNumber": number, "ETag": resp["ETag"]}
             except BaseException as exc:
@@ -768,12 +999,10 @@ class S3Store(Store):
                     feed(chunk)  # hashed while the part is on its way
                     del chunk
                 parts = [f.result() for f in futures]
-            if not conditional:
+            if not completed_if_none_match:
                 self._refuse_existing(key)
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
-                MultipartUpload={"Parts": parts}, **({"IfNoneMatch": "*"} if conditional else {}),
-            )
+            self._send("complete_multipart_upload", Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
+                       MultipartUpload={"Parts": parts}, **({"IfNoneMatch": "*"} if completed_if_none_match else {}))
         except BaseException:
             with contextlib.suppress(Exception):
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id)
@@ -782,8 +1011,9 @@ class S3Store(Store):
     def delete(self, key: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        self._before_write(key)
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            self._send("delete_object", Bucket=self.bucket, Key=self._key(key))
         except (ClientError, BotoCoreError) as exc:
             err = self._fail("delete", key, exc)
             if not isinstance(err, NotFound):
@@ -901,7 +1131,11 @@ def open_store(url: str, storage: StorageConfig | None = None) -> Store:
         problem = s3_url_problem(bucket, prefix)
         if problem:
             raise StoreError(f"'{url}': {problem}")
-        return S3Store(bucket, prefix, make_s3_client(storage or StorageConfig()))
+        storage = storage or StorageConfig()
+        required = None if storage.checksum_mode == "when_required" else functools.partial(
+            make_s3_client, dataclasses.replace(storage, checksum_mode="when_required"))
+        return S3Store(bucket, prefix, make_s3_client(storage), conditional=storage.conditional_writes,
+                       required_checksums=required)
     if url.startswith(("https://", "http://")):
         return HttpStore(url)
     if "://" in url:

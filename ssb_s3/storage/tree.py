@@ -16,11 +16,11 @@ ssb.json is only ever written If-Match the ETag it was read with, so no concurre
 from __future__ import annotations
 
 import contextlib
-import io
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
 from ..config import ProductConfig, TreeConfig
 from ..core.catalog import INDEX_KEY, INDEX_NAME, _path_problem, addressed_content_problem
@@ -29,7 +29,7 @@ from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_c
 from ..core.problems import Problem
 from ..core.retention import History, PurgePlan, shape_problem
 from ..core.signed import SIGNED_INDEX_KEY, is_signed_index, signing_requests
-from ..core.views import View
+from ..core.views import View, addressed
 from ..errors import ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
 from ..gpg import Signer
 from ..progress import Progress
@@ -157,22 +157,6 @@ def listing_of(store: Store, prefix: str, cache: dict[str, dict[str, int]]) -> d
     if key not in cache:
         cache[key] = {o.key: o.size for o in store.list(f"{prefix}/" if prefix else "")}
     return cache[key]
-
-
-class _Counted(io.RawIOBase):
-    """A reader that reports how many bytes were read through it (copy progress)."""
-
-    def __init__(self, inner: BinaryIO, count: Callable[[int], None]) -> None:
-        self._inner, self._count = inner, count
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._inner.read(len(buffer))
-        buffer[:len(data)] = data
-        self._count(len(data))
-        return len(data)
 
 
 class Tree:
@@ -317,8 +301,10 @@ class Tree:
             log.info("%s: %s written", write.product, store.describe(key))
 
     def copy(self, plan: Plan, *, quiet: bool = False) -> list[str]:
-        """Copy the files of products that live in another bucket into the tree (create-only). One
-        progress reporter over every file (those already there count as done)."""
+        """Copy the files of products that live in another bucket into the tree, create-only (the
+        store's one create-only upload: a key created meanwhile by someone else is never overwritten,
+        and is then kept only if it has the same size). One progress reporter over every file
+        (those already there count as done)."""
         copied = []
         target = self.target
         with Progress(sum(c.size for c in plan.copies), f"copying into {target.url}", files=len(plan.copies),
@@ -328,14 +314,20 @@ class Tree:
                 there = target.head(path)
                 if there is None:
                     log.info("copying %s -> %s", store.describe(path), target.describe(path))
-                    with store.open_reader(path) as reader:
-                        target.upload(path, cast(BinaryIO, _Counted(reader, progress)), content_type=ARTIFACT_TYPE,
-                                      cache_control=self.config.cache_control.artifacts)
-                    copied.append(path)
-                elif there.size != item.size:
-                    raise StoreError(f"{target.describe(path)} exists with {there.size} bytes but "
-                                     f"{store.describe(path)} has {item.size}: refusing to overwrite")
-                else:
+                    sha = hashlib.sha256()
+                    try:
+                        with store.open_reader(path) as reader:
+                            target.ingest_stream(path, reader, item.size, feed=sha.update, digest=sha.hexdigest,
+                                                 content_type=ARTIFACT_TYPE, progress=progress,
+                                                 cache_control=self.config.cache_control.artifacts,
+                                                 conditional=self.conditional)
+                        copied.append(path)
+                    except PreconditionFailed:
+                        there = target.head(path)  # created meanwhile by someone else: compared below
+                if there is not None:
+                    if there.size != item.size:
+                        raise StoreError(f"{target.describe(path)} exists with {there.size} bytes but "
+                                         f"{store.describe(path)} has {item.size}: refusing to overwrite")
                     progress(item.size)
                 progress.file_done()
         return copied
@@ -352,21 +344,31 @@ class Tree:
         return signer.sign(requests)
 
     def write_views(self, plan: Plan, signed: tuple[View, ...] = ()) -> None:
-        """Every view but the index, when the catalog changed (a content-addressed one create-only:
-        same key means same content, so one written first by another publisher or a crashed run is fine),
-        and the signed views; streams/v1/index.sjson after all of them, as it names the signed catalog."""
-        views = [view for view in plan.views if not view.is_index] if plan.catalog_changed else []
-        views += [view for view in signed if not is_signed_index(view)]
-        # Independent of each other (the catalog and its plain copy are each several MB): written
-        # concurrently; the flip comes only after every one of them succeeded.
-        with ThreadPoolExecutor(max_workers=max(1, len(views)), thread_name_prefix="ssb-view") as pool:
-            for done in [pool.submit(self._write_before_flip, view) for view in views]:
-                done.result()
+        """Before the flip: the content-addressed views (the catalog, its companions and signed twin),
+        when the catalog changed; create-only (same key means same content, so one written first by
+        another publisher or a crashed run is fine). Written concurrently: they are independent of
+        each other and the catalog is several MB; the flip comes only after every one succeeded."""
+        views = [view for view in plan.views if addressed(view, plan.catalog_key)] if plan.catalog_changed else []
+        self._write_all([*views, *(view for view in signed if addressed(view, plan.catalog_key))])
+
+    def write_fixed_views(self, plan: Plan, signed: tuple[View, ...] = ()) -> None:
+        """After the flip: the fixed-name views (images.json, the LXC index, the page, the signed plain
+        copy), concurrently, then streams/v1/index.sjson, which names the signed catalog. A failed flip
+        never reaches here, so none of them ever shows a catalog that index.json does not serve."""
+        fixed = [view for view in plan.views if not view.is_index and not addressed(view, plan.catalog_key)]
+        self._write_all([*(fixed if plan.catalog_changed else []),
+                         *(view for view in signed if not addressed(view, plan.catalog_key)
+                           and not is_signed_index(view))])
         for view in signed:
             if is_signed_index(view):
-                self._write_before_flip(view)
+                self._write_one(view)
 
-    def _write_before_flip(self, view: View) -> None:
+    def _write_all(self, views: list[View]) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, len(views)), thread_name_prefix="ssb-view") as pool:
+            for done in [pool.submit(self._write_one, view) for view in views]:
+                done.result()
+
+    def _write_one(self, view: View) -> None:
         cache = getattr(self.config.cache_control, view.cache)
         if view.create_only:
             with contextlib.suppress(PreconditionFailed):
@@ -380,21 +382,38 @@ class Tree:
         self.target.write(view.key, view.data, content_type=view.content_type,
                           cache_control=getattr(self.config.cache_control, view.cache))
 
-    def flip(self, snap: Snapshot, plan: Plan) -> bool:
-        """Point index.json at the plan's catalog, If-Match the ETag the snapshot read
-        (PreconditionFailed if another publisher flipped it meanwhile); False if it already says this."""
-        view = plan.index
-        if snap.index == view.data:
+    def flip(self, snap: Snapshot, plan: Plan) -> str | None:
+        """Point index.json at the plan's catalog (Plan.flipped_index), If-Match the ETag the snapshot
+        read (PreconditionFailed if another publisher flipped it meanwhile). Returns the ETag of the
+        index written, None if it already said this."""
+        return self._write_index(plan.flipped_index, snap.index, snap.etag)
+
+    def settle(self, snap: Snapshot, plan: Plan, flipped: str | None) -> bool:
+        """After the fixed-name views: index.json again, now recording them (views.flip_index),
+        If-Match the ETag the flip wrote (or the snapshot's, when the flip found it written already).
+        Returns whether it wrote. Lost to another writer: a warning; the next publish records them."""
+        if plan.flipped_index is plan.index:
             return False
+        current, etag = (plan.flipped_index.data, flipped) if flipped is not None else (snap.index, snap.etag)
         try:
-            self.target.write(view.key, view.data, content_type=view.content_type,
-                              cache_control=getattr(self.config.cache_control, view.cache),
-                              **conditions(self.conditional, snap.etag))
+            return self._write_index(plan.index, current, etag) is not None
         except PreconditionFailed:
-            if self.target.read(view.key) != view.data:
+            log.warning("%s changed right after the flip (another writer): the next publish records the views",
+                        self.target.describe(INDEX_KEY))
+            return False
+
+    def _write_index(self, view: View, current: bytes, etag: str) -> str | None:
+        if current == view.data:
+            return None
+        try:
+            return self.target.write(view.key, view.data, content_type=view.content_type,
+                                     cache_control=getattr(self.config.cache_control, view.cache),
+                                     **conditions(self.conditional, etag))
+        except PreconditionFailed:
+            data, now = self.target.read_with_etag(view.key)
+            if data != view.data:
                 raise
-            # our flip was applied, its response lost: the retry met it
-        return True
+            return now  # our write was applied, its response lost: the retry met it
 
     def purge(self, plan: PurgePlan) -> None:
         """Delete in an order that converges after a crash: files, then the manifest entry, then catalogs."""
