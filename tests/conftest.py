@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from realparts import (
+    CEPH_TOOLS,
     IncusDaemon,
     LxdDaemon,
     S3Server,
@@ -18,6 +19,7 @@ from realparts import (
     daemon_workdir,
     make_test_ca,
     need,
+    run_ceph_rgw,
     run_incus_daemon,
     run_lxd_daemon,
     run_seaweedfs,
@@ -39,13 +41,47 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> 
         yield server
 
 
+@pytest.fixture(scope="session")
+def rgw_server(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[S3Server]:
+    """One Ceph RGW 16.2 (mon + memstore OSD + radosgw) per session, started only when a test asks
+    for it; http + https, SigV4 checked."""
+    for tool in CEPH_TOOLS:
+        need(tool)
+    with run_ceph_rgw(tmp_path_factory.mktemp("rgw"), tls_files) as server:
+        yield server
+
+
+# The real S3 servers a store-dependent test runs against: param id -> the fixture that starts it.
+STORE_SERVERS = {"seaweedfs": "s3_server", "rgw": "rgw_server"}
+
+
+@pytest.fixture(scope="session", params=list(STORE_SERVERS), ids=list(STORE_SERVERS))
+def store_server(request: pytest.FixtureRequest) -> S3Server:
+    """Each real S3 server in turn (SeaweedFS, Ceph RGW); a server starts only when its param runs."""
+    server: S3Server = request.getfixturevalue(STORE_SERVERS[request.param])
+    return server
+
+
+def _bucket_name(request: pytest.FixtureRequest) -> str:
+    """A unique, valid bucket name (3-63 chars, lowercase, digits, hyphens) derived from the test."""
+    stem = "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())
+    return f"t-{stem[:40].strip('-')}-{secrets.token_hex(4)}"
+
+
 @pytest.fixture
 def bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, uniquely named, publicly readable bucket for this test."""
-    stem = "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())
-    name = f"t-{stem[:40].strip('-')}-{secrets.token_hex(4)}"
+    name = _bucket_name(request)
     s3_server.create_bucket(name, public_read=True)
     yield name
+
+
+@pytest.fixture
+def store_bucket(store_server: S3Server, request: pytest.FixtureRequest) -> str:
+    """A fresh, publicly readable (GetObject only) bucket on `store_server`."""
+    name = _bucket_name(request)
+    store_server.create_bucket(name, public_read=True)
+    return name
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import ctypes
 import functools
 import gzip
 import hashlib
@@ -32,6 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,6 +353,251 @@ def _start_weed(weed: str, rundir: Path, tls: TlsFiles, *,
     except BaseException:
         _stop_process_group(proc)
         raise
+
+
+# --------------------------------------------------------------------------------------------
+# S3 (Ceph RGW)
+
+
+# Every binary run_ceph_rgw() runs (Debian 12: ceph-mon ceph-osd radosgw ceph-common).
+CEPH_TOOLS = ("ceph-authtool", "monmaptool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin")
+
+# The pools of RGW's default zone. Made up front, so that neither RGW's start nor the first bucket
+# and the first write wait for a pool to be created (DESIGN section 4).
+_RGW_POOLS = (".rgw.root", "default.rgw.log", "default.rgw.control", "default.rgw.meta",
+              "default.rgw.buckets.index", "default.rgw.buckets.data", "default.rgw.buckets.non-ec")
+
+_RGW_NAME = "client.rgw.gw"
+_RGW_UID = "ssb-test"
+
+
+@contextlib.contextmanager
+def run_ceph_rgw(workdir: Path, tls: TlsFiles | None = None) -> Iterator[S3Server]:
+    """Run a one-mon, one-OSD (memstore) Ceph with radosgw on free loopback ports; stop it on exit.
+
+    Invariants: every file the cluster writes (keys, mon store, OSD, sockets, logs) is under
+    ``workdir``, because every command gets ``-c <dir>/ceph.conf`` (/etc/ceph, /var/lib/ceph and
+    /var/log/ceph stay untouched); every wait is bounded by START_TIMEOUT; on exit, and on any start
+    failure, exactly the daemons started here (radosgw, then the OSD, then the mon) are stopped.
+    radosgw's beast frontend serves plain http and https (the test CA's server cert); the S3 user
+    has fresh random keys and SigV4 is checked. No mgr: RGW does not need one.
+    """
+    tools = {tool: need(tool) for tool in CEPH_TOOLS}
+    workdir.mkdir(parents=True, exist_ok=True)
+    if tls is None:
+        tls = make_test_ca(workdir / "tls")
+    last_error: Exception | None = None
+    for attempt in range(2):  # a port taken between free_ports() and bind gets one retry
+        cluster = _CephCluster(tools, workdir / f"run{attempt}", tls)
+        try:
+            server = cluster.start()
+        except _PortRace as exc:
+            cluster.stop()
+            last_error = exc
+            continue
+        except BaseException:
+            cluster.stop()
+            raise
+        try:
+            yield server
+        finally:
+            cluster.stop()
+        return
+    raise RealPartError(f"Ceph RGW did not start: {last_error}")
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: the kernel SIGKILLs it when the test process dies, even by SIGKILL
+    (PR_SET_PDEATHSIG), so a killed test run cannot leave a daemon behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+class _CephCluster:
+    """The daemons of one private Ceph cluster; ``stop()`` ends exactly the ones ``start()`` began."""
+
+    def __init__(self, tools: dict[str, str], rundir: Path, tls: TlsFiles) -> None:
+        self.tools, self.dir, self.tls = tools, rundir, tls
+        self.conf = rundir / "ceph.conf"
+        self.logs = rundir / "log"
+        self.daemons: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.deadline = 0.0
+
+    def start(self) -> S3Server:
+        """Write the config, make the keys, start mon, OSD and radosgw, create the S3 user."""
+        self.deadline = time.monotonic() + START_TIMEOUT
+        for sub in ("log", "run", "crash", "mon/a", "osd/0", "rgw"):
+            (self.dir / sub).mkdir(parents=True)
+        mon_port, http_port, https_port = free_ports(3)
+        fsid, osd_uuid = str(uuid.uuid4()), str(uuid.uuid4())
+        self.conf.write_text(self._config(fsid, mon_port, http_port, https_port))
+        keyring = self.dir / "keyring"
+        # mon --mkfs imports every key of this keyring, with its caps, into the auth database.
+        for name, caps in (("mon.", ["mon", "allow *"]),
+                           ("client.admin", ["mon", "allow *", "osd", "allow *", "mgr", "allow *"]),
+                           (_RGW_NAME, ["mon", "allow rw", "osd", "allow rwx"]),
+                           ("osd.0", ["mon", "allow profile osd", "osd", "allow *"])):
+            create = ["--create-keyring"] if name == "mon." else []
+            cap_args = [arg for i in range(0, len(caps), 2) for arg in ("--cap", caps[i], caps[i + 1])]
+            self._run("ceph-authtool", str(keyring), *create, "--gen-key", "-n", name, *cap_args)
+        monmap = self.dir / "monmap"
+        self._run("monmaptool", "--create", "--fsid", fsid, "--addv", "a",
+                  f"[v2:127.0.0.1:{mon_port}]", str(monmap))
+        self._run("ceph-mon", "-i", "a", "--mkfs", "--monmap", str(monmap), "--keyring", str(keyring))
+        self._daemon("ceph-mon", "mon.a", "-i", "a")
+        self._wait_port(mon_port, "mon.a")
+        # The OSD's key is already known to the mon: `osd new` only allocates id 0 for the uuid.
+        self._ceph("osd", "new", osd_uuid, "0")
+        self._run("ceph-osd", "-i", "0", "--mkfs", "--osd-uuid", osd_uuid)
+        self._daemon("ceph-osd", "osd.0", "-i", "0")
+        commands = "".join(f"osd pool create {pool} 8 8\nosd pool application enable {pool} rgw\n"
+                           for pool in _RGW_POOLS)
+        self._ceph(stdin=commands)  # one CLI run for all: each run costs ~0.3 CPU-s
+        pools = set(json.loads(self._ceph("osd", "pool", "ls", "--format=json")))
+        if not pools.issuperset(_RGW_POOLS):
+            raise self._failure(f"pools not created: {sorted(set(_RGW_POOLS) - pools)}")
+        self._daemon("radosgw", _RGW_NAME, "-n", _RGW_NAME)
+        access, secret = "ak" + secrets.token_hex(8), secrets.token_hex(20)
+        server = S3Server(
+            endpoint=f"http://127.0.0.1:{http_port}", https_endpoint=f"https://127.0.0.1:{https_port}",
+            access_key=access, secret_key=secret, ca_file=self.tls.ca_cert,
+            log_file=self.logs / f"{_RGW_NAME}.log",
+        )
+        self._wait_port(http_port, _RGW_NAME)
+        # Made once radosgw has set up the default realm/zone, so the two never race to create them.
+        self._run("radosgw-admin", "user", "create", f"--uid={_RGW_UID}", "--display-name=ssb_s3 tests",
+                  f"--access-key={access}", f"--secret-key={secret}")
+        error: Exception | None = None
+        rgw_out = self.logs / f"{_RGW_NAME}.out"
+        while time.monotonic() < self.deadline:
+            self._check_alive()
+            # radosgw keeps running when a frontend fails (a bad certificate, a port taken): it says
+            # so on stderr, which is empty otherwise.
+            said = rgw_out.read_text(errors="replace")
+            if "already in use" in said:
+                raise _PortRace(f"radosgw could not bind its ports:\n{said}")
+            if "failed to" in said:
+                raise self._failure("radosgw frontend failed")
+            try:
+                server.client().list_buckets()
+                server.client(endpoint=server.https_endpoint).list_buckets()
+                return server
+            except Exception as exc:  # any failure means "not ready yet"
+                error = exc
+                time.sleep(0.2)
+        raise self._failure(f"S3 not ready after {START_TIMEOUT:.0f}s ({error})")
+
+    def _config(self, fsid: str, mon_port: int, http_port: int, https_port: int) -> str:
+        d = self.dir
+        admin_socket = f"{d}/run/$name.asok"
+        if len(admin_socket.replace("$name", _RGW_NAME)) > 100:  # a unix socket path is at most 107 bytes
+            admin_socket = ""  # none: nothing here uses it
+        frontend = (f"beast endpoint=127.0.0.1:{http_port} ssl_endpoint=127.0.0.1:{https_port} "
+                    f"ssl_certificate={self.tls.server_cert} ssl_private_key={self.tls.server_key}")
+        settings = {
+            "fsid": fsid,
+            "mon_host": f"v2:127.0.0.1:{mon_port}",
+            "ms_bind_msgr1": "false",
+            "public_addr": "127.0.0.1",
+            "cluster_addr": "127.0.0.1",
+            "auth_allow_insecure_global_id_reclaim": "false",
+            "keyring": f"{d}/keyring",
+            "run_dir": f"{d}/run",
+            "crash_dir": f"{d}/crash",
+            "log_file": f"{d}/log/$name.log",
+            "mon_cluster_log_file": f"{d}/log/cluster.$channel.log",
+            "admin_socket": admin_socket,
+            "pid_file": f"{d}/run/$name.pid",
+            "mon_data": f"{d}/mon/$id",
+            "osd_data": f"{d}/osd/$id",
+            "rgw_data": f"{d}/rgw",
+            "osd_objectstore": "memstore",
+            "osd_pool_default_size": "1",
+            "osd_pool_default_min_size": "1",
+            "mon_allow_pool_size_one": "true",
+            "mon_warn_on_pool_no_redundancy": "false",
+            "osd_crush_chooseleaf_type": "0",
+            "osd_pool_default_pg_num": "8",
+            "osd_pool_default_pgp_num": "8",
+            "osd_pool_default_pg_autoscale_mode": "off",
+            # The mon batches changes for 1 s by default: each pool command would wait that long.
+            "paxos_propose_interval": "0.05",
+            "rgw_frontends": frontend,
+            # Deleted objects' data is freed by the garbage collector this long after (memstore is RAM).
+            "rgw_gc_obj_min_wait": "60",
+        }
+        return "[global]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+
+    def _run(self, tool: str, *args: str, stdin: str | None = None) -> str:
+        """Run a Ceph command to completion (bounded by the start deadline); return its stdout."""
+        conf_args = [] if tool in ("ceph-authtool", "monmaptool") else ["-c", str(self.conf)]
+        timeout = max(1.0, self.deadline - time.monotonic())
+        try:
+            done = subprocess.run([self.tools[tool], *conf_args, *args], input=stdin, capture_output=True,
+                                  text=True, check=False, timeout=timeout, env=self._env())
+        except subprocess.TimeoutExpired:
+            # Named by the tool and its first word only, and not chained to the TimeoutExpired:
+            # radosgw-admin's arguments carry the S3 keys.
+            raise self._failure(f"{tool} {args[0] if args else ''} timed out") from None
+        if done.returncode != 0:
+            raise self._failure(f"{tool} {args[0] if args else ''} failed ({done.returncode}): "
+                                f"{done.stderr.strip()[-2000:]}")
+        return done.stdout
+
+    def _ceph(self, *args: str, stdin: str | None = None) -> str:
+        """The `ceph` CLI as client.admin; with ``stdin``, one command a line (its interactive mode)."""
+        timeout = max(1, int(self.deadline - time.monotonic()))
+        return self._run("ceph", f"--connect-timeout={timeout}", *args, stdin=stdin)
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CEPH_")}
+        env["CEPH_CONF"] = str(self.conf)
+        return env
+
+    def _daemon(self, tool: str, name: str, *args: str) -> None:
+        """Start a daemon in the foreground, in its own session, output to log/<name>.out."""
+        with (self.logs / f"{name}.out").open("wb") as out:
+            proc = subprocess.Popen([self.tools[tool], "-c", str(self.conf), "-f", *args], env=self._env(),
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
+        self.daemons.append((name, proc))
+
+    def _wait_port(self, port: int, name: str) -> None:
+        """Wait until 127.0.0.1:``port`` accepts a connection (the daemon bound it)."""
+        while time.monotonic() < self.deadline:
+            self._check_alive()
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+            time.sleep(0.1)
+        raise self._failure(f"{name} did not listen on port {port} within {START_TIMEOUT:.0f}s")
+
+    def _check_alive(self) -> None:
+        for name, proc in self.daemons:
+            if proc.poll() is not None:
+                tail = self._log_tails()
+                if "already in use" in tail:
+                    raise _PortRace(f"{name} could not bind its port:\n{tail}")
+                raise self._failure(f"{name} exited with {proc.returncode}")
+
+    def _log_tails(self) -> str:
+        """The last lines of each daemon's log and output (a daemon that fails early only has .out)."""
+        parts = []
+        for path in sorted(self.logs.glob("*")):
+            if path.stat().st_size:
+                parts.append(f"--- {path.name}:\n{_tail(path, 15)}")
+        return "\n".join(parts)
+
+    def _failure(self, msg: str) -> RealPartError:
+        return RealPartError(f"Ceph RGW in {self.dir}: {msg}\n{self._log_tails()}")
+
+    def stop(self) -> None:
+        """Stop radosgw, then the OSD (while the mon can still hear it leave), then the mon; then
+        check that no process still names this folder (a CLI run cut short, a forked helper)."""
+        for _name, proc in reversed(self.daemons):
+            _stop_process_group(proc, grace=10)
+        left = _pids_using(f"{self.dir}/")
+        if left:
+            raise RealPartError(f"Ceph processes still running after stop: {left}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,10 +29,12 @@ from realparts import (
     RealPartError,
     S3Server,
     TlsFiles,
+    _pids_using,
     combined_sha256,
     free_port,
     make_image,
     need,
+    run_ceph_rgw,
     serve_https_static,
     sha256_file,
 )
@@ -164,6 +166,49 @@ def test_conditional_put_works(s3_server: S3Server, bucket: str) -> None:
     with pytest.raises(ClientError) as err:
         c.put_object(Bucket=bucket, Key="k", Body=b"2", IfNoneMatch="*")
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+
+
+# What each real server answers an anonymous GET of a missing key in a GetObject-only bucket:
+# RGW (as AWS) says 403, since telling "absent" from "forbidden" needs s3:ListBucket.
+MISSING_KEY_STATUS = {"seaweedfs": 404, "rgw": 403}
+
+
+def test_store_server_checks_signatures_and_serves_anonymous_reads(
+        store_server: S3Server, store_bucket: str, request: pytest.FixtureRequest) -> None:
+    c = store_server.client()
+    c.put_object(Bucket=store_bucket, Key="dir/hello.txt", Body=b"hello")
+    for endpoint in (store_server.endpoint, store_server.https_endpoint):
+        signed = store_server.client(endpoint=endpoint)
+        assert signed.get_object(Bucket=store_bucket, Key="dir/hello.txt")["Body"].read() == b"hello"
+        bad = store_server.client(secret_key="not-the-secret", endpoint=endpoint)
+        with pytest.raises(ClientError) as err:
+            bad.put_object(Bucket=store_bucket, Key="dir/hello.txt", Body=b"forged")
+        assert err.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+        with pytest.raises(ClientError) as err:
+            bad.get_object(Bucket=store_bucket, Key="dir/hello.txt")
+        assert err.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert c.get_object(Bucket=store_bucket, Key="dir/hello.txt")["Body"].read() == b"hello"
+
+    url = store_server.public_url(store_bucket, "dir") + "/hello.txt"
+    assert url.startswith("https://127.0.0.1:")
+    assert store_server.anonymous_get(url) == b"hello"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        store_server.anonymous_get(store_server.public_url(store_bucket, "dir") + "/missing.txt")
+    assert missing.value.code == MISSING_KEY_STATUS[request.node.callspec.params["store_server"]]
+    with pytest.raises(urllib.error.HTTPError) as listing:  # GetObject only: no listing
+        store_server.anonymous_get(store_server.public_url(store_bucket) + "/?list-type=2")
+    assert listing.value.code == 403
+
+
+def test_rgw_start_failure_carries_the_log_and_stops_everything(tmp_path: Path,
+                                                                 tls_files: TlsFiles) -> None:
+    # radosgw does not exit on a certificate it cannot read; the fixture must still give up at once.
+    bad = TlsFiles(ca_cert=tls_files.ca_cert, server_cert=tmp_path / "absent.crt",
+                   server_key=tls_files.server_key)
+    with pytest.raises(RealPartError, match=r"(?s)radosgw frontend failed.*absent\.crt"), \
+            run_ceph_rgw(tmp_path / "rgw", bad):
+        pass
+    assert _pids_using(str(tmp_path)) == []
 
 
 # ---------------------------------------------------------------------------- images
