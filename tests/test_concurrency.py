@@ -170,25 +170,25 @@ def run_threads(targets: list[Callable[[], None]], outcomes: Outcomes, deadline:
     return [t.name for t in threads if t.is_alive()]
 
 
-def test_publishers_writers_and_a_reader_at_once(s3_server: S3Server, bucket: str, tmp_path: Path,
+def test_publishers_writers_and_a_reader_at_once(store_server: S3Server, store_bucket: str, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """8 publishers and 4 manifest writers for different products race for ROUNDS rounds while a
     reader polls; the reader never sees a broken tree, and every version written gets served."""
-    s3_server.use_credentials(monkeypatch)
+    store_server.use_credentials(monkeypatch)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    tree = make_tree(s3_server)
-    setup = open_s3(s3_server, bucket)
+    tree = make_tree(store_server)
+    setup = open_s3(store_server, store_bucket)
     for product in tree.products:  # a first published tree, so that the reader has something to read
         add_version(setup, tree, product, "20260101_0000", tmp_path)
     publish(tree, setup, PublishOptions(lock_timeout=120))
 
     outcomes = Outcomes(writes={p.name: ["20260101_0000"] for p in tree.products})
-    reader = Reader(open_s3(s3_server, bucket))
+    reader = Reader(open_s3(store_server, store_bucket))
     stop = threading.Event()
 
     def publisher(seed: int) -> Callable[[], None]:
         def run() -> None:
-            store = open_s3(s3_server, bucket)
+            store = open_s3(store_server, store_bucket)
             for _ in range(ROUNDS):
                 publish_once(store)
 
@@ -207,7 +207,7 @@ def test_publishers_writers_and_a_reader_at_once(s3_server: S3Server, bucket: st
 
     def writer(product: ProductConfig) -> Callable[[], None]:
         def write() -> None:
-            store = open_s3(s3_server, bucket)
+            store = open_s3(store_server, store_bucket)
             for round_no in range(ROUNDS):
                 version = version_name(round_no)
                 add_version(store, tree, product, version, tmp_path)

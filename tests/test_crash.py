@@ -61,20 +61,20 @@ def restore(store: Store, state: dict[str, bytes]) -> None:
 
 
 @pytest.fixture
-def before_publish(s3_server: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def before_publish(store_server: S3Server, store_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                    ) -> tuple[Path, str, Store, dict[str, bytes]]:
     """v1 and v2 published; v3 uploaded and in ssb.json, not yet published."""
-    s3_server.use_credentials(monkeypatch)
+    store_server.use_credentials(monkeypatch)
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(endpoint=s3_server.endpoint))
+    conf.write_text(TREE.format(endpoint=store_server.endpoint))
     tree = load_config(conf)
-    target = f"s3://{bucket}"
+    target = f"s3://{store_bucket}"
     store = open_store(target, tree.storage)
-    client = s3_server.client()
+    client = store_server.client()
     for n, serial in enumerate(("20260101_0000", "20260102_0000", "20260103_0000"), start=1):
         folder = tmp_path / "images" / serial
         for path in make_image(folder, kind="squashfs", serial=serial, description=f"v{n}"):
-            client.upload_file(str(path), bucket, f"busybox/amd64/{serial}/{path.name}")
+            client.upload_file(str(path), store_bucket, f"busybox/amd64/{serial}/{path.name}")
         refresh_manifest(store, tree, tree.products[0])
         if n < 3:
             publish(tree, store, PublishOptions())

@@ -187,9 +187,9 @@ def test_incremental_publish_request_count_does_not_grow_with_the_tree(
 
 
 def test_lambda_handler_on_recorded_bodies_with_partial_batch_failure(
-        s3_server: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    s3_server.use_credentials(monkeypatch)
-    doc = tree_doc(s3_server, 0)
+        store_server: S3Server, store_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store_server.use_credentials(monkeypatch)
+    doc = tree_doc(store_server, 0)
     doc["products"] = [
         {"name": "busybox:amd64", "arch": "amd64", "release": "1", "os": "Busybox", "directory": "busybox/amd64"},
         {"name": "busybox:arm64", "arch": "arm64", "release": "1", "os": "Busybox", "directory": "busybox/arm64"},
@@ -197,13 +197,13 @@ def test_lambda_handler_on_recorded_bodies_with_partial_batch_failure(
     conf = tmp_path / "tree.yml"
     conf.write_text(json.dumps(doc))  # JSON is YAML
     monkeypatch.setenv("SSB_CONFIG", str(conf))
-    monkeypatch.setenv("SSB_TARGET", f"s3://{bucket}")
+    monkeypatch.setenv("SSB_TARGET", f"s3://{store_bucket}")
     aws_lambda._cache.clear()
-    client = s3_server.client()
+    client = store_server.client()
     for arch in ("amd64", "arm64"):
         meta, root = f"meta {arch}".encode(), f"root {arch}".encode()
-        client.put_object(Bucket=bucket, Key=f"busybox/{arch}/20260101_10:00/lxd.tar.xz", Body=meta)
-        client.put_object(Bucket=bucket, Key=f"busybox/{arch}/20260101_10:00/rootfs.squashfs", Body=root)
+        client.put_object(Bucket=store_bucket, Key=f"busybox/{arch}/20260101_10:00/lxd.tar.xz", Body=meta)
+        client.put_object(Bucket=store_bucket, Key=f"busybox/{arch}/20260101_10:00/rootfs.squashfs", Body=root)
         manifest = {"name": f"busybox:{arch}", "versions": {"20260101_10:00": {"items": {
             "lxd.tar.xz": {"ftype": "lxd.tar.xz", "path": f"busybox/{arch}/20260101_10:00/lxd.tar.xz",
                            "size": len(meta), "sha256": hashlib.sha256(meta).hexdigest(),
@@ -211,16 +211,16 @@ def test_lambda_handler_on_recorded_bodies_with_partial_batch_failure(
             "root.squashfs": {"ftype": "squashfs", "path": f"busybox/{arch}/20260101_10:00/rootfs.squashfs",
                               "size": len(root), "sha256": hashlib.sha256(root).hexdigest()}}}}}
         body = json.dumps(manifest) if arch == "amd64" else '{"name": "busybox:arm64", "versions": "oops"}'
-        client.put_object(Bucket=bucket, Key=f"busybox/{arch}/ssb.json", Body=body.encode())
+        client.put_object(Bucket=store_bucket, Key=f"busybox/{arch}/ssb.json", Body=body.encode())
 
     # straight from S3 (and the test event S3 sends when the notification is set up)
-    assert aws_lambda.handler(recorded("s3-test-event.json", bucket)) == {"published": []}
-    assert aws_lambda.handler(recorded("s3-put-ssb-json.json", bucket)) == {"published": ["busybox:amd64"]}
-    store = open_store(f"s3://{bucket}", s3_storage(s3_server))
+    assert aws_lambda.handler(recorded("s3-test-event.json", store_bucket)) == {"published": []}
+    assert aws_lambda.handler(recorded("s3-put-ssb-json.json", store_bucket)) == {"published": ["busybox:amd64"]}
+    store = open_store(f"s3://{store_bucket}", s3_storage(store_server))
     assert list(served(store)["products"]) == ["busybox:amd64"]
 
     # an SQS batch: amd64 is fine, arm64's manifest is broken, one body is not an event
-    batch = recorded("lambda-sqs-batch.json", bucket)
+    batch = recorded("lambda-sqs-batch.json", store_bucket)
     records = [r for r in batch["Records"] if "ssb.json" in r["body"]]
     good = records[0]
     bad = {**good, "messageId": "bad-product", "body": good["body"].replace("amd64", "arm64")}

@@ -788,7 +788,7 @@ def test_a_product_that_left_the_source_leaves_the_catalog_and_its_files_go_afte
 
 
 def test_an_s3_tree_published_by_ssb_s3_mirrored_into_another_bucket(
-        s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
+        store_server: S3Server, store_bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
     """SOURCE s3://: a tree `publish` wrote in one bucket, mirrored (filtered) into another bucket of
     the same server; the real clients list from the copy exactly the source's filtered images."""
     built = tmp_path / "built"
@@ -805,28 +805,28 @@ products:
   - {{name: "own:2.0:amd64:default", arch: amd64, release: "2.0", os: Own, directory: two, source: {built},
      aliases: [own/2.0]}}
 """)
-    source = f"src-{bucket}"[:63]
-    s3_server.create_bucket(source, public_read=True)
-    published = run_cli(s3_server, f"s3://{source}/up", "-c", str(conf), "publish", "--refresh-manifests")
+    source = f"src-{store_bucket}"[:63]
+    store_server.create_bucket(source, public_read=True)
+    published = run_cli(store_server, f"s3://{source}/up", "-c", str(conf), "publish", "--refresh-manifests")
     assert published.returncode == 0, published.stderr
-    out = run_mirror(s3_server, f"s3://{bucket}", f"s3://{source}/up", "release=1.0", "--json")
+    out = run_mirror(store_server, f"s3://{store_bucket}", f"s3://{source}/up", "release=1.0", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["source"] == f"s3://{source}/up" and report["failed"] == []
     assert report["copied"] and not report["skipped"]
     assert {(p, v) for p, v, _ in report["selected"]} == {("own:1.0:amd64:default", "20260101_0000"),
                                                          ("own:1.0:amd64:default", "20260102_0000")}
-    _, catalog = served(s3_server, bucket)
+    _, catalog = served(store_server, store_bucket)
     assert set(catalog["products"]) == {"own:1.0:amd64:default"}
     for meta, client_kind in (("lxd.tar.xz", LxdClient), ("incus.tar.xz", IncusClient)):
         client = client_kind(tmp_path / f"{meta}-conf", ca_file=tls_files.ca_cert)
-        client.remote_add("src", s3_server.public_url(source, "up"))
-        client.remote_add("m", s3_server.public_url(bucket))
+        client.remote_add("src", store_server.public_url(source, "up"))
+        client.remote_add("m", store_server.public_url(store_bucket))
         wanted = {i["fingerprint"] for i in client.image_list("src") if i["properties"]["release"] == "1.0"}
         assert len(wanted) == 4  # two versions, each with a squashfs and a rootfs.tar.xz image
         assert {i["fingerprint"] for i in client.image_list("m")} == wanted, meta
     # a second run copies nothing: every file is there with its sha256
-    again = run_mirror(s3_server, f"s3://{bucket}", f"s3://{source}/up", "release=1.0", "--json")
+    again = run_mirror(store_server, f"s3://{store_bucket}", f"s3://{source}/up", "release=1.0", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["copied"] == []
     assert sorted(json.loads(again.stdout)["skipped"]) == sorted(report["copied"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,13 @@ MIB = 1024 * 1024
 # What each server does, as the probe must find it (DESIGN §4; docs/store-facts.md)
 EXPECTED = {
     "seaweedfs": {"create": "honoured", "replace": "quoted", "multipart_create": "honoured"},
-    "rgw": {"create": "honoured", "replace": "unquoted", "multipart_create": "ignored",
-            "copy_create": "copy-if-none-match"},
+    # RGW's own x-amz-copy-if-* headers test the copy's source, not its destination: no create-only copy
+    "rgw": {"create": "honoured", "replace": "unquoted", "multipart_create": "ignored", "copy_create": "ignored"},
 }
 
 
 def kind(server: S3Server) -> str:
-    return "rgw" if "rgw" in str(server.log_file or "") else "seaweedfs"
+    return "rgw" if server.log_file is not None and "rgw" in server.log_file.name else "seaweedfs"
 
 
 def get(t: Tree, key: str) -> bytes:
@@ -178,14 +179,11 @@ def test_a_lease_taken_over_stops_the_job_before_its_next_write(
         holder = {"owner": "ssb-s3-other", "host": "elsewhere", "pid": 1, "purpose": "publish", "since": 0,
                   "expires": 4102444800}
         t.client.put_object(Bucket=t.bucket, Key=LEASE_KEY, Body=json.dumps(holder).encode())
-        deadline = tree.lease_ttl * 1.5
-        import time
-
-        time.sleep(deadline)  # a renewal (every ttl/3) meets the other job's lease
+        time.sleep(tree.lease_ttl * 1.5)  # a renewal (every ttl/3) meets the other job's lease
         return real_plan(*args, **kwargs)
 
     monkeypatch.setattr(publish_module, "plan_publish", slow_plan)
-    with pytest.raises(LeaseError, match="lease lost while working .*another job took it over"):
+    with pytest.raises(LeaseError, match=r"lease lost while working \(another job took it over"):
         publish(tree, open_store(f"s3://{t.bucket}", tree.storage), PublishOptions(refresh_manifests=True))
     after = t.snapshot()
     after.pop("busybox/amd64/20260102_0000/lxd.tar.xz", None)
@@ -199,7 +197,8 @@ def test_https_with_the_default_checksum_mode(store_server: S3Server, store_buck
     answers 411 MissingContentLength. The store then gets checksums only when required, with a warning
     naming storage.checksum_mode, and every command works."""
     t = Tree(store_server, store_bucket, tmp_path)
-    t.conf.write_text(TREE.format(endpoint=store_server.https_endpoint, extra="").replace(", checksum_mode: when_required", ""))
+    default_checksums = TREE.replace(", checksum_mode: when_required", "")
+    t.conf.write_text(default_checksums.format(endpoint=store_server.https_endpoint, extra=""))
     env = {"AWS_CA_BUNDLE": str(store_server.ca_file)}
     out = t.cli("build-product", PRODUCT, "--from-dir", str(built(tmp_path, "20260101_0000", pad_mib=9)),
                 "--version", "20260101_0000", env=env)
@@ -237,3 +236,38 @@ def test_lxc_and_incus_read_a_tree_served_from_rgw(rgw_server: S3Server, tmp_pat
     incus.remote_add("t", base)
     check_listing(incus.image_list("t"), catalog, "incus.tar.xz", "incus_combined.tar.gz")
     check_aliases(incus.alias_list("t"), catalog, "incus.tar.xz", "incus_combined.tar.gz")
+
+
+# --- the lease's own failure paths, on a local folder (fault injection: the store is real, the fault is not)
+
+
+def test_a_renewal_error_or_a_stalled_renewal_stops_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssb_s3.errors import StoreError
+    from ssb_s3.storage.lease import Lease
+
+    store = open_store(str(tmp_path / "tree"))
+    real_write = store.write
+    failing = {"now": False}
+
+    def write(key: str, data: bytes, **kwargs: Any) -> str:
+        if key == LEASE_KEY and failing["now"]:
+            raise StoreError(f"{key}: write failed: timeout")
+        return real_write(key, data, **kwargs)
+
+    monkeypatch.setattr(store, "write", write)
+    with Lease(store, ttl=1, timeout=5) as lease:
+        store.write("a", b"written while the lease holds")
+        failing["now"] = True
+        time.sleep(0.8)  # the renewal (every ttl/3) fails
+        with pytest.raises(LeaseError, match=r"lease lost while working \(its renewal failed: .*timeout"):
+            store.write("b", b"never written")
+    assert not (tmp_path / "tree" / "b").exists() and (tmp_path / "tree" / "a").exists()
+
+    stalled = Lease(store, ttl=1, timeout=5)
+    failing["now"] = False
+    with stalled:
+        stalled._stop.set()  # the renewal thread stops renewing (a stalled process)
+        time.sleep(1.2)
+        with pytest.raises(LeaseError, match=r"not renewed for 1s, its whole TTL"):
+            store.write("c", b"never written")
+    assert not (tmp_path / "tree" / "c").exists()

@@ -502,10 +502,19 @@ def _client_error_code(exc: Exception) -> str:
     return code or str(status or "")
 
 
+RGW_REQUEST_ID = re.compile(r"tx[0-9a-f]{21}-[0-9a-f]{8,}-")  # Ceph RGW's x-amz-request-id shape
+
+
 def _server_header(response: Mapping[str, Any]) -> str:
-    """The `Server` header of a boto3 answer (or of a ClientError's response): part of the identity."""
+    """Who answered, from a boto3 answer (or a ClientError's response), for the store's identity: the
+    `Server` header (SeaweedFS names itself and its version); Ceph RGW sends none, and is known by
+    its request ids and x-rgw-* headers."""
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}
-    return str(headers.get("server", ""))[:200]
+    server = str(headers.get("server", ""))[:200]
+    if not server and (any(str(name).startswith("x-rgw-") for name in headers)
+                       or RGW_REQUEST_ID.match(str(headers.get("x-amz-request-id", "")))):
+        server = "Ceph RGW"
+    return server
 
 
 class S3Store(Store):
