@@ -23,6 +23,7 @@ import pytest
 from realparts import S3Server, TlsFiles, serve_https_static
 from test_hardening_remote import PRODUCT, Target, one_error_line, run
 from test_mirror import run_cli, write_upstream
+from test_signing import Key, key, local_tree  # noqa: F401 (key: fixture)
 
 SAID_ONCE = "this server answers 403 for missing keys, as S3 does for readers without s3:ListBucket"
 GET_OBJECT = "the bucket policy must allow s3:GetObject on this key"
@@ -59,6 +60,27 @@ def test_served_tree_commands_take_a_403_for_a_missing_optional_key_as_absent(
     assert [row["product"] for row in json.loads(listed.stdout)] == [PRODUCT]
     assert compat.returncode == 0, compat.stderr
     assert [row["product"] for row in json.loads(compat.stdout)] == [PRODUCT]
+
+
+def test_verify_keyring_takes_a_403_for_a_detached_signature_the_tree_lacks_as_absent(
+        key: Key, tls_files: TlsFiles, tmp_path: Path) -> None:  # noqa: F811 (key: the fixture)
+    """A tree signed without detached .asc files (the default): verify --keyring asks for them."""
+    conf = local_tree(tmp_path)
+    public = tmp_path / "public"
+    out = run("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
+              env={"GNUPGHOME": str(key.home)})
+    assert out.returncode == 0, out.stderr
+    assert not list(public.rglob("*.asc"))
+    log: list[str] = []
+    with serve_https_static(public, tls_files, log, missing=403) as url:
+        verify = run("verify", "--base-url", url, "--keyring", str(key.keyring), env=_env(tls_files))
+        (public / "streams/v1/index.sjson").unlink()
+        unsigned = run("verify", "--base-url", url, "--keyring", str(key.keyring), env=_env(tls_files))
+    assert any(line.startswith("GET /streams/v1/images.json.asc 403") for line in log), log
+    assert verify.returncode == 0, verify.stderr
+    assert "3 signatures verified" in verify.stdout and verify.stderr.count(SAID_ONCE) == 1, verify.stderr
+    line = one_error_line(unsigned)  # with --keyring, index.sjson is required
+    assert line.startswith(f"  - {url}/streams/v1/index.sjson: unreadable: HTTP 403 Forbidden: ") and GET_OBJECT in line
 
 
 def test_a_403_on_a_file_the_tree_needs_names_s3_getobject(published: Path, tls_files: TlsFiles,
