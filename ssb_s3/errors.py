@@ -32,6 +32,17 @@ class NotFound(StoreError):
     """The key does not exist in the store."""
 
 
+class Forbidden(StoreError):
+    """An http(s) server answered 403 for the key. S3 answers 403, not 404, for a missing key to a
+    reader without s3:ListBucket (a GetObject-only bucket policy): the key may be missing or not
+    readable. Where the key's absence is normal, the reader says so (httpread.optional_key) and it
+    counts as NotFound; anywhere else it is this error, whose text names s3:GetObject."""
+
+    def __init__(self, message: str, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
 class PreconditionFailed(StoreError):
     """A conditional write lost: someone else changed (or created) the key first."""
 

@@ -1302,16 +1302,38 @@ class _LoggingHandler(_QuietHandler):
         self.access_log.append(f"{self.command} {urllib.parse.unquote(self.path)} {code}")
 
 
+class _S3LikeHandler(_LoggingHandler):
+    """As S3 answers anonymous readers under a GetObject-only bucket policy (AWS, Ceph RGW): each
+    regular file is an object; anything else (a missing key, a folder) is 403 AccessDenied."""
+
+    def send_head(self) -> Any:
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            body = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>' \
+                   b"<Message>Access Denied</Message></Error>"
+            self.send_response(403)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return io.BytesIO(body)
+        return super().send_head()
+
+
 @contextlib.contextmanager
-def serve_https_static(root: Path, tls: TlsFiles, access_log: list[str] | None = None) -> Iterator[str]:
+def serve_https_static(root: Path, tls: TlsFiles, access_log: list[str] | None = None, *,
+                       missing: int = 404) -> Iterator[str]:
     """Serve ``root`` over HTTPS on 127.0.0.1:<free port>; yield the base URL (no slash).
 
     A reference server for trees written to a folder (no S3 in between). ``access_log``, if
     given, gets one "METHOD path status" line per request (path URL-decoded), for tests that
-    assert what a client downloaded.
+    assert what a client downloaded. ``missing=403``: every key that is not a file answers 403,
+    as S3 answers anonymous readers without s3:ListBucket (AWS, Ceph RGW; SeaweedFS answers 404).
     """
     handler: Any
-    if access_log is None:
+    if missing == 403:
+        s3_like = type("_S3Like", (_S3LikeHandler,), {"access_log": [] if access_log is None else access_log})
+        handler = functools.partial(s3_like, directory=str(root))
+    elif access_log is None:
         handler = functools.partial(_QuietHandler, directory=str(root))
     else:
         logging_handler = type("_Logging", (_LoggingHandler,), {"access_log": access_log})

@@ -288,6 +288,48 @@ def test_redirect_from_https_to_plain_http_is_refused(tls_files: TlsFiles, serve
         httpd.server_close()
 
 
+# Issue 20 point 11: a Location that is no URL ends nothing but that request, in one line
+
+BAD_LOCATIONS = ["https://[::1/x", "http://127.0.0.1:99999/x", "https:///x", "http://[::1]:port/x"]
+
+
+@pytest.mark.parametrize("location", BAD_LOCATIONS)
+def test_a_prefix_path_redirect_to_an_invalid_url_is_one_line(tmp_path: Path, serve: Any, location: str) -> None:
+    target = Target(tmp_path)
+    target.add_version()
+    url, server = serve()
+    server.routes["/ns/busybox/amd64/ssb.json"] = redirect(location)
+    target.write_tree(prefix_path=f"{url}/ns")
+    line = one_error_line(target.cli("publish"))
+    assert f"product {PRODUCT}: {url}/ns/busybox/amd64/ssb.json: HTTP 302 redirect to an invalid URL " \
+           f"{location!r}" in line, line
+    assert not (target.local / "streams").exists()  # nothing published
+
+
+@pytest.mark.parametrize("location", BAD_LOCATIONS[:2])
+def test_a_mirror_file_redirected_to_an_invalid_url_fails_its_version_only(tmp_path: Path, serve: Any,
+                                                                          location: str) -> None:
+    from test_mirror import run_cli, write_upstream
+
+    root = tmp_path / "up"
+    catalog = write_upstream(root, [("busybox:1.36:amd64:default", "amd64", "1.36", "default",
+                                     ("20260101_0000", "20260102_0000"))])
+    url, server = serve()
+    for path in root.rglob("*"):
+        if path.is_file():
+            server.routes["/" + path.relative_to(root).as_posix()] = body(path.read_bytes())
+    bad = catalog["products"]["busybox:1.36:amd64:default"]["versions"]["20260102_0000"]["items"]["root.squashfs"]
+    server.routes["/" + bad["path"]] = redirect(location)
+    out = run_cli(None, str(tmp_path / "target"), "mirror", url, "--json")
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "unexpected" not in out.stderr, out.stderr
+    failed = json.loads(out.stdout)["failed"]
+    assert len(failed) == 1 and failed[0].startswith(
+        f"product busybox:1.36:amd64:default version 20260102_0000: not mirrored: {url}/{bad['path']}: "
+        f"HTTP 302 redirect to an invalid URL {location!r} ("), failed
+    served = json.loads((tmp_path / "target/streams/v1/images.json").read_text())
+    assert set(served["products"]["busybox:1.36:amd64:default"]["versions"]) == {"20260101_0000"}
+
+
 # --------------------------------------------------------------------------------------------
 # Point 9: a tampered index.json is replaced, not a blocker
 

@@ -99,6 +99,23 @@ def test_build_publish_again_and_withdraw(store_server: S3Server, store_bucket: 
     t.ok("verify", "--hashes")
 
 
+def test_verify_and_list_over_anonymous_https_with_a_getobject_only_policy(
+        store_server: S3Server, store_bucket: str, tmp_path: Path) -> None:
+    """The bucket allows anonymous s3:GetObject only (what the README says to set): RGW, like AWS, answers
+    403 for the LXC index files this tree does not have; verify, list and compat read it as a client does."""
+    t = Tree(store_server, store_bucket, tmp_path)
+    t.upload("busybox/amd64", "20260101_0000")
+    t.ok("publish", "--refresh-manifests")
+    url = store_server.public_url(store_bucket)
+    env = {"SSL_CERT_FILE": str(store_server.ca_file)}
+    verify = t.cli("verify", "--base-url", url, "--hashes", env=env)
+    assert verify.returncode == 0, verify.stderr
+    assert ("403" in verify.stderr) == (kind(store_server) == "rgw"), verify.stderr  # said once, on RGW
+    assert verify.stderr.count("403") <= 1, verify.stderr
+    listed = json.loads(t.ok("list", "--base-url", url, "--format", "json", env=env))
+    assert {row["version"] for row in listed} == {"20260101_0000"}
+
+
 def test_a_failed_flip_leaves_images_json_as_served(store_server: S3Server, store_bucket: str, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Another writer changes index.json between the snapshot and the flip: the flip fails, and at that
@@ -255,7 +272,7 @@ def test_a_renewal_error_or_a_stalled_renewal_stops_the_job(tmp_path: Path, monk
         return real_write(key, data, **kwargs)
 
     monkeypatch.setattr(store, "write", write)
-    with Lease(store, ttl=1, timeout=5) as lease:
+    with Lease(store, ttl=1, timeout=5):
         store.write("a", b"written while the lease holds")
         failing["now"] = True
         time.sleep(0.8)  # the renewal (every ttl/3) fails

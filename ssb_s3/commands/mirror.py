@@ -5,7 +5,8 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
    only, as `verify --keyring` does, unless --no-verify; a bad signature stops everything) or
    index.json, and each catalog of datatype image-downloads it names (.sjson, verified, when the
    index was signed); every document bounded in size and time (ssb_s3.storage.httpread;
-   redirects never leave the source's origin);
+   redirects never leave the source's origin). A 403 for index.sjson is "unsigned source" (S3
+   answers 403 for a missing key without s3:ListBucket); for anything else it is an error;
 2. select (ssb_s3.core.mirror, pure): filters, --max, drops with their reasons, translation;
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
@@ -192,13 +193,17 @@ def read_source(store: Store, opts: MirrorOptions) -> tuple[list[dict[str, Any]]
 
 
 def _read_index(store: Store, opts: MirrorOptions, *, signed: bool) -> Any:
-    """index.sjson (signed) or index.json; NotFound when it is not there."""
-    if signed and opts.verify and not opts.keyring:
-        if store.head(SIGNED_INDEX_KEY) is None:
-            raise NotFound(SIGNED_INDEX_KEY)
-        raise MirrorError(f"{store.describe(SIGNED_INDEX_KEY)}: the source is signed: pass --keyring FILE "
-                          "to verify it (or --no-verify)")
-    return _document(store, SIGNED_INDEX_KEY if signed else INDEX_KEY, MAX_INDEX_BYTES, opts, signed)
+    """index.sjson (signed) or index.json; NotFound when it is not there. An unsigned source has
+    no index.sjson: a 403 for it is absent (httpread.optional_key); index.json is required."""
+    if not signed:
+        return _document(store, INDEX_KEY, MAX_INDEX_BYTES, opts, signed)
+    with httpread.optional_key():
+        if opts.verify and not opts.keyring:
+            if store.head(SIGNED_INDEX_KEY) is None:
+                raise NotFound(SIGNED_INDEX_KEY)
+            raise MirrorError(f"{store.describe(SIGNED_INDEX_KEY)}: the source is signed: pass --keyring FILE "
+                              "to verify it (or --no-verify)")
+        return _document(store, SIGNED_INDEX_KEY, MAX_INDEX_BYTES, opts, signed)
 
 
 # ----------------------------------------------------------------------------------------------

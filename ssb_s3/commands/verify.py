@@ -20,10 +20,18 @@ MAX_LXC_INDEX bytes per file): every line's <path>/rootfs.tar.xz and <path>/meta
 exist and hold what their names say (xz, sniffed from their first bytes). Missing index files
 are a problem only when a served catalog has an LXC image (trees published before the LXC index
 existed have none).
+
+Over http(s), a 403 is what S3 answers for a missing key to anonymous readers (no s3:ListBucket):
+the files whose absence is normal (the LXC index files, the detached signatures and the plain
+images.json copy's signed twins) are read in httpread.optional_key(), where a 403 counts as absent
+(said once per run); a 403 on anything the tree needs (index.json, a catalog, a file a catalog
+or the LXC index names, index.sjson with --keyring) is a problem saying that the bucket policy
+must allow s3:GetObject.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +43,11 @@ from ..core.catalog import _path_problem as path_problem
 from ..core.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher, content_kind_problem
 from ..core.retention import shape_problem
 from ..core.signed import DETACHED_SUFFIX, SIGNED_INDEX_KEY, same_document, signed_key
-from ..errors import NotFound, StoreError, TooLarge
+from ..errors import Forbidden, NotFound, StoreError, TooLarge
 from ..gpg import SignatureError
 from ..gpg import verify as gpg_verify
 from ..schemas import schema_problems
-from ..storage.httpread import parse_json
+from ..storage.httpread import optional_key, parse_json
 from ..storage.store import CHUNK_SIZE, HttpStore, Store
 
 log = logging.getLogger(__name__)
@@ -65,15 +73,20 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)  # what clients the tree does not serve will not list
 
 
-def _sizes(store: Store, paths: set[str]) -> dict[str, int]:
+def _sizes(store: Store, paths: set[str]) -> tuple[dict[str, int], dict[str, str]]:
+    """(size of each path found, why each path refused over http(s) is not readable)."""
     if isinstance(store, HttpStore):
-        found = {}
+        found, refused = {}, {}
         for path in sorted(paths):
-            info = store.head(path)
+            try:
+                info = store.head(path)
+            except Forbidden as exc:  # a file the catalog names: required, never taken as absent
+                refused[path] = _reason(store, path, exc)
+                continue
             if info is not None:
                 found[path] = info.size
-        return found
-    return {o.key: o.size for o in store.list() if o.key in paths}
+        return found, refused
+    return {o.key: o.size for o in store.list() if o.key in paths}, {}
 
 
 class _Hasher:
@@ -171,12 +184,15 @@ def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problem
             problems.append(f"{where} item {key}: {item['path']} sha256 is {digest}, catalog says {item.get('sha256')}")
 
 
+def _reason(store: Store, key: str, exc: Exception) -> str:
+    """What a store error says after the file it names (store errors start with it)."""
+    where, text = store.describe(key), str(exc)
+    return text[len(where) + 2:] if text.startswith(f"{where}: ") else text
+
+
 def _unreadable(store: Store, key: str, exc: Exception) -> str:
     """One line naming the file once: store errors already start with it."""
-    where = store.describe(key)
-    text = str(exc)
-    return f"{where}: unreadable: {text[len(where) + 2:]}" if text.startswith(f"{where}: ") else \
-        f"{where}: unreadable: {text}"
+    return f"{store.describe(key)}: unreadable: {_reason(store, key, exc)}"
 
 
 def served_entries(store: Store, problems: list[str]) -> list[dict[str, Any]]:
@@ -238,7 +254,8 @@ def check_lxc_index(store: Store, catalogs: list[Any], problems: list[str]) -> i
     images = 0
     for key in lxcindex.index_keys():
         try:
-            data, _ = store.read_limited(key, MAX_LXC_INDEX)
+            with optional_key():  # trees without LXC images have none
+                data, _ = store.read_limited(key, MAX_LXC_INDEX)
         except NotFound:
             if expected:
                 problems.append(f"{store.describe(key)}: missing, but the catalog has LXC images "
@@ -330,9 +347,11 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
             for item in version.get("items", {}).values()
             if isinstance(item, dict) and path_problem(item.get("path")) is None  # others: in `contract`
         }
-        sizes = _sizes(store, set(items))
+        sizes, refused = _sizes(store, set(items))
         for item_path, item in sorted(items.items()):
-            if item_path not in sizes:
+            if item_path in refused:
+                problems.append(f"{store.describe(item_path)}: named by {path} but {refused[item_path]}")
+            elif item_path not in sizes:
                 problems.append(f"{store.describe(item_path)}: named by {path} but missing")
             elif sizes[item_path] != item.get("size"):
                 problems.append(
@@ -357,7 +376,8 @@ def _signed(store: Store, key: str, keyring: str, problems: list[str], *, data: 
     """The content a signed file signs, once gpgv checked it against `keyring` (None: a problem,
     or an optional file that is absent). `data`: check the detached signature `key` over it."""
     try:
-        raw = store.read(key)
+        with optional_key() if not required else contextlib.nullcontext():
+            raw = store.read(key)
     except NotFound:
         if required:
             problems.append(f"{store.describe(key)}: missing, expected a signed file")
@@ -439,7 +459,8 @@ def _check_plain_copy(store: Store, keyring: str, folder: str, report: VerifyRep
     """images.sjson (and images.json.asc), when there: signatures of the plain images.json copy."""
     plain = f"{folder}/images.json" if folder else "images.json"
     try:
-        data = store.read(plain)
+        with optional_key():
+            data = store.read(plain)
     except StoreError:
         return  # no plain copy (another tool's tree): nothing of it to check
     twin = signed_key(plain)

@@ -17,7 +17,14 @@ Used by the `prefix_path` fetch of a product's ssb.json (publish) and by HttpSto
   redirect is refused). A redirect from https:// to http:// is refused. A token about to travel
   over plain http:// logs one warning per origin and process. No message ever contains the token
   (or the user:password part of a URL).
-- Errors are StoreError (NotFound for 404) with one line: the URL, what happened, the limit.
+- Errors are StoreError (NotFound for 404, Forbidden for 403) with one line: the URL, what
+  happened, the limit. A redirect whose Location is not a usable URL is one such line ("redirect
+  to an invalid URL"), never a ValueError.
+- 403: S3 answers 403, not 404, for a missing key to a reader without s3:ListBucket (a
+  GetObject-only bucket policy, AWS and Ceph RGW alike). The reader that knows a key is optional
+  (its absence is normal) reads it inside `optional_key()`: a 403 there is NotFound, and the
+  first such answer per origin and process is logged once. Everywhere else a 403 is Forbidden,
+  whose line says that the bucket policy must allow s3:GetObject on the key.
 - JSON from outside goes through `parse_json`: a document nested too deeply is a ValueError,
   never a RecursionError.
 
@@ -41,7 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import NotFound, StoreError
+from ..errors import Forbidden, NotFound, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +63,7 @@ _LENGTH = re.compile(r"[0-9]{1,19}")
 
 
 class HttpStatus(StoreError):
-    """The server answered with an error status (NotFound is raised for 404 instead)."""
+    """The server answered with an error status (NotFound is raised for 404, Forbidden for 403)."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
@@ -290,7 +297,7 @@ def open_url(url: str, *, method: str = "GET", token: str | None = None, limits:
                 resp.release()
                 if not location:
                     raise StoreError(f"{shown(current)}: HTTP {resp.status} redirect without a Location{note}")
-                target = urllib.parse.urljoin(current, location.strip())
+                target = _redirect_target(current, location, resp.status, note)
                 if limits.same_origin and origin(target) != home:
                     raise StoreError(f"{shown(current)}: redirect to {shown(target)} refused: "
                                      "it leaves the source's origin")
@@ -307,12 +314,58 @@ def open_url(url: str, *, method: str = "GET", token: str | None = None, limits:
             if resp.status >= 300:
                 resp.release()
                 reason = f"{shown(current)}: HTTP {resp.status} {resp._resp.reason}{note}"
-                raise NotFound(reason) if resp.status == 404 else HttpStatus(reason, resp.status)
+                if resp.status == 404:
+                    raise NotFound(reason)
+                if resp.status == 403:
+                    raise Forbidden(f"{reason}: missing or not readable; the bucket policy must allow "
+                                    "s3:GetObject on this key (an S3 server answers 403 for a missing key "
+                                    "to readers without s3:ListBucket)"
+                                    + ("; or the apikey is refused" if "Authorization" in headers else ""), current)
+                raise HttpStatus(reason, resp.status)
             return resp
         raise StoreError(f"{shown(url)}: more than {limits.max_redirects} redirects{note}")
     except BaseException:
         guard.cancel()
         raise
+
+
+def _redirect_target(current: str, location: str, status: int, note: str) -> str:
+    """The absolute URL a Location header points at, or one StoreError line when it is none."""
+    try:
+        target = urllib.parse.urljoin(current, location.strip())
+        parts = urllib.parse.urlsplit(target)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+        if parts.scheme.lower() in ("http", "https") and not parts.hostname:
+            raise ValueError("no host")
+    except ValueError as exc:
+        raise StoreError(f"{shown(current)}: HTTP {status} redirect to an invalid URL {location[:200]!r} "
+                         f"({exc}){note}") from None
+    return target
+
+
+_said_forbidden: set[tuple[str, str, int]] = set()
+
+
+@contextlib.contextmanager
+def optional_key() -> Iterator[None]:
+    """Around the read of a key whose absence is normal (an LXC index file, a signature, a signed
+    index, the page, ...): a 403 answer (Forbidden) counts as NotFound. The first per origin and
+    process is logged as one warning: such a server answers 403 for every missing key."""
+    try:
+        yield
+    except Forbidden as exc:
+        try:
+            where = origin(exc.url)
+        except StoreError:
+            where = ("", exc.url, 0)
+        with _warned_lock:
+            first = where not in _said_forbidden
+            _said_forbidden.add(where)
+        if first:
+            log.warning("%s: HTTP 403 Forbidden, taken as absent: this server answers 403 for missing keys, as S3 "
+                        "does for readers without s3:ListBucket (said once; a file the tree needs that answers "
+                        "403 is still an error)", shown(exc.url))
+        raise NotFound(str(exc)) from None
 
 
 def fetch(url: str, *, token: str | None = None, limits: Limits = Limits(), what: str = "body",

@@ -41,7 +41,7 @@ from typing import Any, BinaryIO, cast
 from ..config import ENDPOINT_EXPECTED, StorageConfig, endpoint_url_problem
 from ..errors import NotFound, PreconditionFailed, StoreError, TooLarge
 from ..schemas import load_schema
-from .httpread import HttpStatus, Limits, Response, open_url, shown
+from .httpread import Limits, Response, open_url, shown
 from .probe import VERDICT_KEY, Verdict
 
 log = logging.getLogger(__name__)
@@ -1034,6 +1034,8 @@ class HttpStore(Store):
 
     Every request goes through ssb_s3.storage.httpread with `limits` (deadline, per-read timeout, a size cap
     for whole documents); a key that is not a plain relative path is refused before any request.
+    A 404 is NotFound (`head` gives None); a 403 is Forbidden for every method, as S3 answers it for
+    a missing key too: the caller that knows the key is optional reads it in httpread.optional_key().
     """
 
     def __init__(self, base_url: str, limits: Limits | None = None) -> None:
@@ -1052,12 +1054,7 @@ class HttpStore(Store):
         if why:
             raise StoreError(f"{self.url}: refusing key '{key}', not sent to the server: {why}")
         url = f"{self.url}/{urllib.parse.quote(key)}"
-        try:
-            return open_url(url, method=method, limits=self.limits, user_agent="ssb-s3-verify")
-        except HttpStatus as exc:
-            if exc.status == 403 and method == "HEAD":  # S3 without list rights: 403 for a missing key
-                raise NotFound(str(exc)) from None
-            raise
+        return open_url(url, method=method, limits=self.limits, user_agent="ssb-s3-verify")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         raise StoreError(f"{self.url}: cannot list over HTTP")
