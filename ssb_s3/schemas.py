@@ -15,8 +15,13 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from .core.imagefiles import COMBINED_FIELDS
+from .core.text import document_problem
 
 SCHEMA_NAMES = ("tree", "ssb", "products", "index")
+# Documents whose every string is outside text checked where it enters (core/text): a product's
+# ssb.json (ours, a `source:` one, a prefix_path URL's, a mirrored one) and tree.yml. A served
+# catalog is not: `list` shows a foreign tree's text escaped rather than refusing the tree.
+TEXT_CHECKED = ("ssb", "tree")
 
 
 @cache
@@ -226,6 +231,7 @@ _FAST_PATHS = {"ssb": _fast_ssb, "products": _fast_products}
 
 def schema_problems(instance: Any, name: str, source: str, limit: int | None = None) -> list[str]:
     """Validate `instance` against schema `name`; return one message per problem, prefixed by source.
+    For the TEXT_CHECKED documents, the first string core/text refuses is one more problem.
 
     Manifests and catalogs of thousands of products are checked by a hand-written fast path
     that accepts only what the schema accepts; jsonschema runs only to explain a failure.
@@ -233,6 +239,12 @@ def schema_problems(instance: Any, name: str, source: str, limit: int | None = N
     '… and N more' line: time and memory stay bounded however many problems there are (for an
     ssb.json, jsonschema sees only the first `limit` failing versions; the others are counted).
     """
+    problems = _schema_only(instance, name, source, limit)
+    found = document_problem(instance) if name in TEXT_CHECKED else None
+    return problems if found is None else [*problems, f"{source}: {found[0]}: {found[1]}"]
+
+
+def _schema_only(instance: Any, name: str, source: str, limit: int | None) -> list[str]:
     fast = _FAST_PATHS.get(name)
     if fast is not None and fast(instance):
         return []
