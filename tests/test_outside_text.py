@@ -12,12 +12,17 @@ tree.yml holding them is one clear line. A served index-system line with a NUL i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import functools
+import http.server
 import io
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +212,64 @@ def test_lxc_contract_refuses_escapes_without_a_semicolon() -> None:
         problems = lxcindex.entry_problems({**entry(), "os": value})
         assert problems and "U+" in problems[0][1], problems
         assert lxcindex.lxc_images(catalog_of({"p": {**entry(), "os": value}})) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Point 14: what a mirror says about its source, and what it publishes of it
+
+
+@contextlib.contextmanager
+def serve_http(root: Path) -> Iterator[str]:
+    """`root` over plain http:// on 127.0.0.1."""
+    from realparts import _QuietHandler
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+IN_TRANSIT = "plain http:// without --keyring: the catalog and the files can be altered in transit"
+
+
+def test_an_http_source_without_a_keyring_gives_one_warning_line(tmp_path: Path) -> None:
+    root = tmp_path / "up"
+    write_upstream(root, [PRODUCTS[2]])
+    (tmp_path / "empty.gpg").write_bytes(b"")
+    with serve_http(root) as url:
+        out = run_mirror(None, str(tmp_path / "t1"), url, "--dry-run")
+        assert out.returncode == 0, out.stderr
+        warned = [line for line in out.stderr.splitlines() if IN_TRANSIT in line]
+        assert warned == [f"WARNING: source {url}: {IN_TRANSIT} (use https:// or --keyring)"], out.stderr
+        keyed = run_mirror(None, str(tmp_path / "t2"), url, "--dry-run", "--keyring", str(tmp_path / "empty.gpg"))
+        assert IN_TRANSIT not in keyed.stderr  # (refused: the source is not signed; but no warning)
+    local = run_mirror(None, str(tmp_path / "t3"), str(root), "--dry-run")
+    assert local.returncode == 0 and IN_TRANSIT not in local.stderr
+
+
+def test_the_public_tree_does_not_name_the_mirror_source(tmp_path: Path) -> None:
+    """ssb.json's mirror.source is a digest: the source's local path (or internal URL) is published nowhere,
+    and the next mirror from the same source still knows the product as its own (an older ssb.json
+    that recorded the path itself too)."""
+    from ssb_s3.commands.mirror import source_id
+
+    root = tmp_path / "internal-build-host-share"
+    write_upstream(root, [PRODUCTS[2]])
+    target = tmp_path / "public"
+    assert run_mirror(None, str(target), str(root)).returncode == 0
+    published = [p for p in target.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts]
+    assert not [p for p in published if b"internal-build-host-share" in p.read_bytes()]
+    manifest_path = next(p for p in published if p.name == "ssb.json")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["mirror"] == {"source": source_id(str(root))}
+    manifest["mirror"] = {"source": str(root)}  # what an older version wrote
+    manifest_path.write_text(json.dumps(manifest))
+    again = run_mirror(None, str(target), str(root), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["dropped"] == [] and json.loads(again.stdout)["products"] == [OTHER]
+    assert json.loads(manifest_path.read_text())["mirror"] == {"source": source_id(str(root))}
