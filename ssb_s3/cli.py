@@ -34,6 +34,7 @@ from .core.filters import FilterError
 from .core.mirror import parse_clients
 from .core.problems import Problem
 from .core.retention import PurgePlan
+from .core.text import printable
 from .core.views import images_json_view, index_view, seed_content
 from .errors import ConfigError, ProblemsFound, SSBError, StoreError, capped
 from .ingest.builder import BuildRequest, cleanup, gather, resolve_image_file, run_builder
@@ -94,12 +95,27 @@ class Settings:
         return open_store(url or self.target, self.storage)
 
 
+def echo(text: str = "", *, err: bool = False, nl: bool = True, lines: bool = False) -> None:
+    """The one printer of the command line: text that may quote outside strings, escaped for the
+    terminal (core/text.printable: no control, bidi-override or line-separator character reaches
+    it); `lines` keeps the line breaks of a document of several lines (JSON, YAML, a table), whose
+    values are escaped inside it."""
+    click.echo(printable(text, newlines=lines), err=err, nl=nl)
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines as echo prints text: a message that quotes outside strings stays one line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 
 
 def _fail(lines: list[str], code: int = 1) -> NoReturn:
     for line in lines:
-        click.echo(line, err=True)
+        echo(line, err=True)
     sys.exit(code)
 
 
@@ -155,7 +171,9 @@ def cli(ctx: click.Context, config_path: str, target: str, apikey: str | None, e
     5 seconds (SSB_PROGRESS_INTERVAL=SECONDS); none with -q.
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     ctx.obj = Settings(config_path, target, apikey, endpoint_url, region, profile, verbose, quiet)
@@ -169,7 +187,7 @@ def print_cmd(settings: Settings) -> None:
     A local `source` folder is printed as an absolute path, so that the output, saved anywhere,
     names the same folders.
     """
-    click.echo(yaml.safe_dump(config_as_dict(settings.tree), sort_keys=False), nl=False)
+    echo(yaml.safe_dump(config_as_dict(settings.tree), sort_keys=False), nl=False, lines=True)
 
 
 @cli.command("build-versions-manifest")
@@ -192,10 +210,10 @@ def build_versions_manifest_cmd(settings: Settings, name: str, source: str | Non
     if stdout:
         existing, _ = read_manifest(store, tree, product)
         manifest, _ = build_manifest(store, tree, product, existing, rehash=rehash)
-        click.echo(manifest_bytes(manifest).decode(), nl=False)
+        echo(manifest_bytes(manifest).decode(), nl=False, lines=True)
         return
     report = refresh_manifest(store, tree, product, rehash=rehash)
-    click.echo(
+    echo(
         f"{product.name}: {len(report.hashed)} hashed, {len(report.reused)} unchanged, "
         f"{len(report.removed)} removed, {len(report.skipped)} left out"
         + ("" if report.changed else " (ssb.json already up to date)"),
@@ -238,13 +256,13 @@ def _base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 def _print_purge(plan: PurgePlan, dry_run: bool) -> None:
     verb = "would delete" if dry_run else "deleted"
     for item in plan.delete_now:
-        click.echo(f"{verb} {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
+        echo(f"{verb} {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
     for item in plan.delete_later:
-        click.echo(f"later {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
+        echo(f"later {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
     for item in plan.never_published:
-        click.echo(f"kept {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
+        echo(f"kept {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
     for key in plan.old_catalogs:
-        click.echo(f"{verb} old catalog {key}")
+        echo(f"{verb} old catalog {key}")
 
 
 def _print_report(report: PublishReport, quiet: bool = False) -> None:
@@ -253,26 +271,26 @@ def _print_report(report: PublishReport, quiet: bool = False) -> None:
         return
     for name, change in report.changes.items():
         for version in change["added"]:
-            click.echo(f"+ {name} {version}")
+            echo(f"+ {name} {version}")
         for version in change["removed"]:
-            click.echo(f"- {name} {version}")
+            echo(f"- {name} {version}")
     for delta in report.deltas:
         size = "would be made" if delta["size"] is None else \
             f"{delta['size']} bytes, {100 * delta['size'] / max(1, delta['root_size']):.1f}% of the root"
-        click.echo(f"+ delta {delta['path']} ({size})")
+        echo(f"+ delta {delta['path']} ({size})")
     _print_purge(report.purge, report.dry_run)
     if report.dry_run:
-        click.echo(f"dry run: {len(report.products)} products, {report.versions} versions, "
+        echo(f"dry run: {len(report.products)} products, {report.versions} versions, "
                    f"{report.bytes_added} bytes added, catalog {report.catalog_key}; nothing written")
         return
     state = "published" if report.index_written else "unchanged"
-    click.echo(f"{state}: {len(report.products)} products, {report.versions} versions, "
+    echo(f"{state}: {len(report.products)} products, {report.versions} versions, "
                f"catalog {report.catalog_key}")
     if report.signed:
-        click.echo(f"signed: {len(report.signed)} files in {report.signing_seconds:.2f}s "
+        echo(f"signed: {len(report.signed)} files in {report.signing_seconds:.2f}s "
                    f"({', '.join(report.signed)})")
     for name in report.kept_previous:
-        click.echo(f"kept the previously published entry of {name}")
+        echo(f"kept the previously published entry of {name}")
 
 
 @cli.command("build-images-file")
@@ -287,12 +305,12 @@ def build_images_file_cmd(settings: Settings, source: str | None, stdout: bool) 
     """
     tree, catalog = _checked_tree(settings, source)
     if stdout:
-        click.echo(dump_json(catalog))
+        echo(dump_json(catalog), lines=True)
         return
     target = settings.store()
     view = images_json_view(seed_content(tree, catalog))
     Tree(tree, target).write_view(view)
-    click.echo(f"wrote {target.describe(view.key)}", err=True)
+    echo(f"wrote {target.describe(view.key)}", err=True)
 
 
 @cli.command("build-index")
@@ -308,11 +326,11 @@ def build_index_cmd(settings: Settings, source: str | None, stdout: bool) -> Non
     tree, catalog = _checked_tree(settings, source)
     view = index_view(seed_content(tree, catalog))
     if stdout:
-        click.echo(dump_json(json.loads(view.data)))
+        echo(dump_json(json.loads(view.data)), lines=True)
         return
     target = settings.store()
     Tree(tree, target).write_view(view)
-    click.echo(f"wrote {target.describe(view.key)}", err=True)
+    echo(f"wrote {target.describe(view.key)}", err=True)
 
 
 @cli.command("validate")
@@ -325,7 +343,7 @@ def validate_cmd(settings: Settings, source: str | None) -> None:
     """
     tree, catalog = _checked_tree(settings, source, refused="not valid, publish would refuse this tree")
     versions = sum(len(p["versions"]) for p in catalog["products"].values())
-    click.echo(f"OK: {len(catalog['products'])} products, {versions} versions, "
+    echo(f"OK: {len(catalog['products'])} products, {versions} versions, "
                f"{len(tree.products)} in tree.yml")
 
 
@@ -432,10 +450,10 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
             report = publish(settings.tree, settings.store(), opts)
     except PublishRefused as refused:
         if as_json:  # a script reads the problems here, "published": false; stderr and exit 1 as usual
-            click.echo(dump_json(refused.report.as_dict()))
+            echo(dump_json(refused.report.as_dict()), lines=True)
         raise
     if as_json:
-        click.echo(dump_json(report.as_dict()))
+        echo(dump_json(report.as_dict()), lines=True)
     else:
         _print_report(report, settings.quiet)
     if report.problems:
@@ -471,14 +489,14 @@ def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, fo
         apikey=settings.apikey, storage=settings.storage, dry_run=dry_run, force=force, grace=_grace(grace),
         lock_timeout=lock_timeout, quiet=settings.quiet))
     if as_json:
-        click.echo(dump_json(report.as_dict()))
+        echo(dump_json(report.as_dict()), lines=True)
     elif not settings.quiet:
         for line in summary(report):
-            click.echo(line)
+            echo(line)
         if report.dry_run:
-            click.echo(f"dry run: catalog {report.catalog_key} would be published; nothing written")
+            echo(f"dry run: catalog {report.catalog_key} would be published; nothing written")
         else:
-            click.echo(f"published: {len(report.products)} products, {report.versions} versions, "
+            echo(f"published: {len(report.products)} products, {report.versions} versions, "
                        f"catalog {report.catalog_key}")
 
 
@@ -488,20 +506,20 @@ def _print_mirror_notes(reports: list[MirrorReport], quiet: bool) -> None:
         for drop in report.drops:
             log.warning("%s: %s", report.source, drop)
         if not quiet:
-            click.echo(f"{report.source}: {len(report.copied)} files copied ({report.bytes_copied} bytes), "
+            echo(f"{report.source}: {len(report.copied)} files copied ({report.bytes_copied} bytes), "
                        f"{len(report.skipped)} already there, {len(report.drops)} dropped", err=True)
 
 
 def _print_mirror(reports: list[MirrorReport], as_json: bool, quiet: bool) -> None:
     if as_json:
-        click.echo(dump_mirror(reports))
+        echo(dump_mirror(reports), lines=True)
         return
     for report in reports:
         for drop in report.drops:
-            click.echo(f"dropped: {drop}")
+            echo(f"dropped: {drop}")
         for key in report.to_copy:
-            click.echo(f"+ {key}")
-        click.echo(f"dry run: {report.source}: {len(report.products)} products, {report.versions} versions, "
+            echo(f"+ {key}")
+        echo(f"dry run: {report.source}: {len(report.products)} products, {report.versions} versions, "
                    f"{len(report.to_copy)} files to copy, {report.bytes_to_copy} bytes; nothing written")
 
 
@@ -558,7 +576,7 @@ def mirror_cmd(settings: Settings, source: str, filters: tuple[str, ...], client
         reports = mirror_all(tree, open_store(settings.target, storage), [run], opts)
     except PublishRefused as refused:
         if as_json:
-            click.echo(dump_json(refused.report.as_dict()))
+            echo(dump_json(refused.report.as_dict()), lines=True)
         raise
     if dry_run:
         _print_mirror(reports, as_json, settings.quiet)
@@ -568,7 +586,7 @@ def mirror_cmd(settings: Settings, source: str, filters: tuple[str, ...], client
     report = reports[0].publish
     assert report is not None
     if as_json:
-        click.echo(dump_mirror(reports))
+        echo(dump_mirror(reports), lines=True)
     else:
         _print_mirror_notes(reports, settings.quiet)
         _print_report(report, settings.quiet)
@@ -632,7 +650,7 @@ def build_product_cmd(settings: Settings, name: str, source_dir: str | None, ima
                             part_size=part_size * 1024 * 1024, concurrency=concurrency, quiet=settings.quiet)
     try:
         if not settings.quiet:
-            click.echo(f"{product.name}: version {result.version} {'resumed and ' if result.resumed else ''}"
+            echo(f"{product.name}: version {result.version} {'resumed and ' if result.resumed else ''}"
                        f"recorded ({len(result.uploaded)} uploaded, {len(result.skipped)} already there, "
                        f"{result.bytes_uploaded} bytes)")
         if not no_publish:
@@ -670,11 +688,11 @@ def purge_cmd(settings: Settings, dry_run: bool, include_unpublished: bool, grac
         apikey=settings.apikey, storage=storage, dry_run=dry_run, grace=_grace(grace),
         lock_timeout=lock_timeout, include_unpublished=include_unpublished))  # fmt: skip
     if as_json:
-        click.echo(dump_json(plan.as_dict()))
+        echo(dump_json(plan.as_dict()), lines=True)
     else:
         _print_purge(plan, dry_run)
         if not (plan.delete_now or plan.delete_later or plan.never_published or plan.old_catalogs):
-            click.echo("nothing to purge")
+            echo("nothing to purge")
 
 
 @cli.command("force-unlock")
@@ -686,7 +704,7 @@ def force_unlock_cmd(settings: Settings) -> None:
     (index.json is flipped conditionally) but waste work.
     """
     holder = force_unlock(settings.store())
-    click.echo("no lease was held" if holder is None else f"removed the lease held for {holder.describe()}")
+    echo("no lease was held" if holder is None else f"removed the lease held for {holder.describe()}")
 
 
 @cli.command("store-check")
@@ -744,11 +762,11 @@ def verify_cmd(ctx: click.Context, hashes: bool, keyring: str | None, required: 
     for warning in report.warnings:
         log.warning("%s", warning)
     if as_json:
-        click.echo(dump_json(vars(report)))
+        echo(dump_json(vars(report)), lines=True)
     if report.problems:
         _fail([f"error: {store.url}: {len(report.problems)} problem(s)", *(f"  - {p}" for p in report.problems)])
     if not as_json:
-        click.echo(f"OK: {len(report.catalogs)} catalog, {report.products} products, {report.versions} versions, "
+        echo(f"OK: {len(report.catalogs)} catalog, {report.products} products, {report.versions} versions, "
                    f"{report.files} files ({report.bytes} bytes)" + (", hashes verified" if hashes else "")
                    + (f", {len(report.signatures)} signatures verified" if keyring else "")
                    + (f", {report.lxc_images} LXC images" if report.lxc_images else "")
@@ -775,7 +793,7 @@ def compat_cmd(settings: Settings, chosen: tuple[str, ...], fmt: str, base_url: 
 
     limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="compat --{}")
     rows, names = served_report(_served_store(settings, base_url, limits), chosen)
-    click.echo(render_report(rows, names, fmt))
+    echo(render_report(rows, names, fmt), lines=True)
 
 
 def _served_store(settings: Settings, base_url: str | None, limits: httpread.Limits) -> Store:
@@ -814,7 +832,7 @@ def list_cmd(settings: Settings, filters: tuple[str, ...], fmt: str, full_finger
     parsed = [parse_filter(text) for text in filters]  # checked before anything is read
     limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="list --{}")
     rows = select(served_rows(_served_store(settings, base_url, limits)), parsed)
-    click.echo(render(rows, fmt, full_fingerprint=full_fingerprint))
+    echo(render(rows, fmt, full_fingerprint=full_fingerprint), lines=True)
 
 
 @cli.group("hooks")
@@ -903,12 +921,12 @@ def hooks_serve_cmd(settings: Settings, listen: str, token_file: Path | None, de
         coalescer.close()
         raise SSBError(f"cannot listen on {listen}: {exc.strerror}") from None
     logging.getLogger("ssb_s3.hooks.server").setLevel(logging.INFO)
-    click.echo(f"listening on http://{address[0]}:{server.server_address[1]}/", err=True)
+    echo(f"listening on http://{address[0]}:{server.server_address[1]}/", err=True)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        click.echo("stopping", err=True)
+        echo("stopping", err=True)
     finally:
         server.server_close()
         coalescer.close()

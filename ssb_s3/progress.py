@@ -14,6 +14,8 @@ import threading
 import time
 from typing import TextIO
 
+from .core.text import printable
+
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_ENV = "SSB_PROGRESS_INTERVAL"  # seconds between progress lines off a terminal
@@ -41,7 +43,7 @@ class Progress:
 
     def __init__(self, total: int, label: str, *, files: int = 0, stream: TextIO | None = None,
                  quiet: bool = False, interval: float | None = None) -> None:
-        self.total, self.label, self.quiet, self.files = max(total, 1), label, quiet, files
+        self.total, self.label, self.quiet, self.files = max(total, 1), printable(label), quiet, files
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.interval = progress_interval() if interval is None else interval

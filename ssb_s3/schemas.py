@@ -15,8 +15,13 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from .core.imagefiles import COMBINED_FIELDS
+from .core.text import UNSAFE, document_problem
 
 SCHEMA_NAMES = ("tree", "ssb", "products", "index")
+# Documents whose every string is outside text checked where it enters (core/text): a product's
+# ssb.json (ours, a `source:` one, a prefix_path URL's, a mirrored one) and tree.yml. A served
+# catalog is not: `list` shows a foreign tree's text escaped rather than refusing the tree.
+TEXT_CHECKED = ("ssb", "tree")
 
 
 @cache
@@ -114,7 +119,6 @@ _MD5 = re.compile(r"[0-9a-f]{32}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _VERSION = re.compile(r"[0-9]{8}[0-9A-Za-z_:.+-]*")
 _UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
-_ONE_LINE = re.compile(r"[^\x00-\x1f\x7f]*")
 _MAX_SIZE = 9007199254740991
 _COMBINED = COMBINED_FIELDS  # from the one table of image files
 
@@ -158,7 +162,7 @@ def _fast_withdrawn(withdrawn: Any) -> bool:
                 and _UTC_TIME.fullmatch(record["withdrawn_at"]) and _fast_ssb_version(vname, record.get("entry"))):
             return False
         reason = record.get("reason", "")
-        if not (type(reason) is str and len(reason) <= _max_reason() and _ONE_LINE.fullmatch(reason)):
+        if not (type(reason) is str and len(reason) <= _max_reason() and not UNSAFE.search(reason)):
             return False
     return True
 
@@ -226,6 +230,7 @@ _FAST_PATHS = {"ssb": _fast_ssb, "products": _fast_products}
 
 def schema_problems(instance: Any, name: str, source: str, limit: int | None = None) -> list[str]:
     """Validate `instance` against schema `name`; return one message per problem, prefixed by source.
+    For the TEXT_CHECKED documents, the first string core/text refuses is one more problem.
 
     Manifests and catalogs of thousands of products are checked by a hand-written fast path
     that accepts only what the schema accepts; jsonschema runs only to explain a failure.
@@ -233,6 +238,12 @@ def schema_problems(instance: Any, name: str, source: str, limit: int | None = N
     '… and N more' line: time and memory stay bounded however many problems there are (for an
     ssb.json, jsonschema sees only the first `limit` failing versions; the others are counted).
     """
+    problems = _schema_only(instance, name, source, limit)
+    found = document_problem(instance) if name in TEXT_CHECKED else None
+    return problems if found is None else [*problems, f"{source}: {found[0]}: {found[1]}"]
+
+
+def _schema_only(instance: Any, name: str, source: str, limit: int | None) -> list[str]:
     fast = _FAST_PATHS.get(name)
     if fast is not None and fast(instance):
         return []

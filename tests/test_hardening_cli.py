@@ -24,6 +24,7 @@ import pytest
 from realparts import S3Server, missing, need
 
 from ssb_s3.config import StorageConfig, load_config
+from ssb_s3.core.text import printable
 from ssb_s3.core.versions import version_name_problem
 from ssb_s3.errors import StoreError
 from ssb_s3.schemas import load_schema
@@ -130,7 +131,7 @@ def test_version_folder_with_bad_characters_names_them(tmp_path: Path, name: str
     out = run("-c", str(conf), "build-versions-manifest", "-p", AMD64, "--stdout")
     assert out.returncode == 0, out.stderr
     assert name not in json.loads(out.stdout)["versions"]
-    expected = (f"WARNING: {AMD64}: version {name} left out: folder name contains {shown}, not allowed in a "
+    expected = (f"WARNING: {AMD64}: version {printable(name)} left out: folder name contains {shown}, not allowed in a "
                 "version name (allowed: ASCII letters, digits and _ : . + -)")
     assert expected in out.stderr.splitlines(), out.stderr
     assert "YYYYMMDD" not in out.stderr

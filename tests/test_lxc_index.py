@@ -283,7 +283,7 @@ def test_contract_refusal_leaves_the_served_tree_unchanged(local_tree: dict[str,
                                              "os: busy;box\n    directory: busybox/amd64/default"))
     out = publish(local_tree)
     assert out.returncode == 1
-    assert ("product busybox:1.36:amd64:default: os: 'busy;box' contains ';' or a line break, which the LXC index "
+    assert ("product busybox:1.36:amd64:default: os: 'busy;box' contains ';', which the LXC index "
             "(one line of ';'-separated fields per image) cannot hold in its field dist") in out.stderr
     assert "Traceback" not in out.stderr
     assert {k: (local_tree["root"] / k).read_bytes() for k in before} == before

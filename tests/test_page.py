@@ -10,12 +10,16 @@ deterministic, and 1,000 products render well under a second.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -584,3 +588,121 @@ def test_config_defaults_and_page_off() -> None:
     for text in (PLAIN_TREE, "page: false\n" + PLAIN_TREE):  # `print` gives a tree.yml that reads back the same
         tree = config_from_text(text, "tree.yml")
         assert config_from_text(yaml.safe_dump(config_as_dict(tree)), "tree.yml").page == tree.page
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 20, point 13: links and command lines built from outside strings
+
+HOSTILE_FOLDERS = ("javascript:alert(1)", "https:evil.example", "a b/%2e%2e;x", "..")
+HOSTILE_BASE = "https://x.example/x;touch${IFS}PWNED|sh;#'q"
+HOSTILE_FOLDER = "u$(touch$IFS'PWNED')'y"  # no character a URL parser percent-encodes in a path
+
+
+@contextlib.contextmanager
+def serve_http_static(root: Path) -> Iterator[str]:
+    """`root` over plain http:// on 127.0.0.1 (where a `https:evil.example` href would leave the tree)."""
+    from realparts import _QuietHandler
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name="http-static", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+def _hostile_folder_catalog() -> dict[str, Any]:
+    """One product per hostile folder name (as a mirrored upstream's layout could give them)."""
+    catalog = _catalog(len(HOSTILE_FOLDERS))
+    for (name, entry), folder in zip(sorted(catalog["products"].items()), HOSTILE_FOLDERS, strict=True):
+        for version in entry["versions"].values():
+            for item in version["items"].values():
+                item["path"] = item["path"].replace(name.split(":")[0], folder, 1)
+    return catalog
+
+
+def _file_links(visit: Visit) -> list[str]:
+    """Every link of the page but the in-page ones, resolved by the browser (a.href)."""
+    for summary in visit.page.locator("details summary").all():
+        summary.click()
+    return visit.page.eval_on_selector_all("a[href]:not([href^='#'])", "links => links.map(a => a.href)")
+
+
+def test_links_from_upstream_folders_resolve_under_the_tree(browser: Any, tmp_path: Path) -> None:
+    """Over http:// and file://, every file link (a folder named `javascript:alert(1)`, `https:evil.example`,
+    ...) resolves to a file under the page's own tree; a path with a `..` segment gets no link."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    html = render_page(_hostile_folder_catalog(), PageConfig(), now=NOW, base_url="https://x.example/a")
+    (tree / "index.html").write_bytes(html)
+    (tree / "javascript:alert(1)/20261130_1000").mkdir(parents=True)
+    (tree / "javascript:alert(1)/20261130_1000/lxd.tar.xz").write_bytes(b"\xfd7zXZ\x00")
+    assert b'href="javascript' not in html and b'href="https:' not in html
+    with serve_http_static(tmp_path) as url:
+        for page_url, under in ((f"{url}/tree/index.html", f"{url}/tree/"),
+                                (f"file://{tree}/index.html", f"file://{tree}/")):
+            visit = Visit(browser, page_url)
+            try:
+                links = _file_links(visit)
+                assert len(links) == 3 * 5, links  # 3 linked products (not `..`), 5 files each
+                assert all(link.startswith(under) for link in links), links
+                for folder in ("javascript%3Aalert%281%29/", "https%3Aevil.example/", "a%20b/%252e%252e%3Bx/"):
+                    assert any(link.startswith(under + folder) for link in links), (folder, links)
+                if page_url.startswith("http"):  # a click fetches the file from the tree: no script runs
+                    with visit.page.expect_download() as download:
+                        visit.page.locator("a[href^='./javascript']").first.click()
+                    assert download.value.url == f"{under}javascript%3Aalert%281%29/20261130_1000/lxd.tar.xz"
+                assert not visit.errors, visit.errors
+            finally:
+                visit.close()
+
+
+def _copied(visit: Visit) -> str:
+    """What the Copy button of the first `lxc remote add` line puts on the clipboard."""
+    visit.page.click("#products a >> nth=0")
+    line = visit.page.locator("details[open] .cmd", has_text="lxc remote add").first
+    line.locator("button.copy").click()
+    visit.page.wait_for_function("document.querySelector('details[open] .copy').textContent === 'Copied'")
+    return str(visit.page.evaluate("navigator.clipboard.readText()"))
+
+
+def _run_in_sh(command: str, cwd: Path) -> list[str]:
+    """The arguments a POSIX shell gives `lxc` for `command` (printf in its place, in `cwd`)."""
+    assert command.startswith("lxc ")
+    out = subprocess.run(["sh", "-c", "printf '%s\\n' " + command[len("lxc "):]], cwd=cwd, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def test_the_copied_remote_add_line_is_shell_safe(browser: Any, tmp_path: Path, images: Path) -> None:
+    """`--base-url 'https://…/x;touch${IFS}PWNED|sh;#'…'` is copied quoted: a POSIX shell gives lxc the URL as
+    one argument and runs nothing else. The same when the page fills in its own location (a folder
+    named `u$(touch$IFS'PWNED')'y`, which the browser's URL keeps as it is)."""
+    out, target = publish_local(tmp_path, images, "", "--base-url", HOSTILE_BASE)
+    assert out.returncode == 0, out.stderr
+    served = tmp_path / "served"
+    shutil.copytree(target, served / "configured")
+    plain = publish_local(tmp_path / "plain", images)[1]
+    shutil.copytree(plain, served / HOSTILE_FOLDER)
+    with serve_http_static(served) as url:
+        for folder, base in (("configured", HOSTILE_BASE), (HOSTILE_FOLDER, None)):
+            page_url = f"{url}/{folder}/index.html"
+            visit = Visit(browser, "")
+            try:
+                visit.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+                visit.page.goto(page_url, wait_until="load")
+                copied = _copied(visit)
+                shown = visit.page.evaluate("new URL('./', location.href).href").rstrip("/")
+                expected = base or shown
+                assert "'" in expected and "$" in expected and (base or expected.endswith(HOSTILE_FOLDER))
+                assert shlex.split(copied) == ["lxc", "remote", "add", "ssb", expected, "--protocol", "simplestreams",
+                                               "--public"], copied
+                assert _run_in_sh(copied, tmp_path) == shlex.split(copied)[1:]
+                assert not list(tmp_path.rglob("PWNED")) and not visit.errors, visit.errors
+            finally:
+                visit.close()

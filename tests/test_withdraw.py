@@ -214,8 +214,15 @@ def manifest_of(root: Path, folder: str = "bb") -> dict[str, Any]:
                    "the product out of the catalog: add --force to do that"),
     ((OTHER,), f"error: product {OTHER}: {OLD} is the last version it would publish"),
     (("nope", OLD), "error: {conf}: no product named nope"),
-    ((PRODUCT, NEW, "--reason", "two\nlines"), "error: --reason: contains a newline, expected one line of printable"),
-    ((PRODUCT, NEW, "--reason", "bell\x07"), "error: --reason: contains a control character, expected one line"),
+    ((PRODUCT, NEW, "--reason", "two\nlines"), "error: --reason: contains U+000A (line break LF), expected one line "
+                                               "of printable text"),
+    ((PRODUCT, NEW, "--reason", "bell\x07"), "error: --reason: contains U+0007 (control character), expected one line"),
+    # issue 20 point 14: what Python's str.splitlines or a terminal takes as a line break or a control
+    ((PRODUCT, NEW, "--reason", "a\x85b"), "error: --reason: contains U+0085 (line break NEL), expected one line"),
+    ((PRODUCT, NEW, "--reason", "a\x9b31mb"), "error: --reason: contains U+009B (control character), expected one"),
+    ((PRODUCT, NEW, "--reason", "a\u2028b"), "error: --reason: contains U+2028 (line separator), expected one line"),
+    ((PRODUCT, NEW, "--reason", "gpj.exe\u202e"), "error: --reason: contains U+202E (bidirectional override), "
+                                                   "expected one line"),
     ((PRODUCT, NEW, "--reason", "x" * 501), "error: --reason: 501 characters, expected at most 500"),
 ])
 def test_refusals_are_one_line_and_change_nothing(local: Path, args: tuple[str, ...], expected: str) -> None:

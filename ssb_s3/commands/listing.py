@@ -16,7 +16,9 @@ metadata + root pair (or unified tarball) that carries a fingerprint, for LXD or
 
 Filters (core/filters, the syntax `mirror` uses too) apply to a row's fields (FIELDS), all ANDed;
 `aliases=X` matches a row having alias X. A bad filter or key is a FilterError (one line).
-Nothing here writes; the index and the catalogs are read bounded (verify, httpread).
+Nothing here writes; the index and the catalogs are read bounded (verify, httpread). A tree's
+text is shown, never obeyed: render escapes what core/text refuses (terminal escapes, bidi
+overrides, line breaks), as the CLI's printer does for every line.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..core.clients import version_date
 from ..core.filters import Filter
 from ..core.imagefiles import IMAGE_FILES
 from ..core.page import human_size
+from ..core.text import UNSAFE, printable
 from ..errors import ProblemsFound
 from ..schemas import schema_problems
 from ..storage.store import Store
@@ -161,18 +164,35 @@ def render(rows: Sequence[ImageRow], fmt: str, *, full_fingerprint: bool = False
     return render_records(records, FIELDS, fmt, table_records=shown)
 
 
+class _Dumper(yaml.SafeDumper):
+    """YAML output whose strings holding a character core/text refuses are double-quoted: YAML
+    escapes most of them there, and what it leaves (bidi overrides) the CLI's printer escapes as
+    \\uXXXX, which is a YAML escape of the same character in a double-quoted string."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if UNSAFE.search(value) else None)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def render_records(records: Sequence[Mapping[str, Any]], fields: Sequence[str], fmt: str, *,
                    table_records: Sequence[Mapping[str, Any]] | None = None) -> str:
     """Records as `--format` table|csv|json|yaml (shared by list and compat): json and yaml as they
     are; csv (a header, lists comma-joined) and table (upper-case header, aligned columns) show
-    `fields`, the table from `table_records` when given (e.g. human-readable sizes)."""
+    `fields`, the table from `table_records` when given (e.g. human-readable sizes). Values may be
+    a foreign tree's text: csv and table cells are escaped (core/text.printable), one row a line;
+    json and yaml keep the text, escaped as their syntax allows (the CLI's printer does the rest)."""
     if fmt == "json":
         return json.dumps(list(records), indent=2, ensure_ascii=False)
     if fmt == "yaml":
-        return yaml.safe_dump(list(records), sort_keys=False, allow_unicode=True).rstrip("\n") if records else "[]"
+        return yaml.dump(list(records), Dumper=_Dumper, sort_keys=False,
+                         allow_unicode=True).rstrip("\n") if records else "[]"
 
     def texts(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-        return [[",".join(v) if isinstance(v, list) else str(v) for v in (r[f] for f in fields)] for r in rows]
+        return [[printable(",".join(v) if isinstance(v, list) else str(v)) for v in (r[f] for f in fields)]
+                for r in rows]
 
     if fmt == "csv":
         out = io.StringIO()

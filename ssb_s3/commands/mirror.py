@@ -6,7 +6,9 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
    index.json, and each catalog of datatype image-downloads it names (.sjson, verified, when the
    index was signed); every document bounded in size and time (ssb_s3.storage.httpread;
    redirects never leave the source's origin). A 403 for index.sjson is "unsigned source" (S3
-   answers 403 for a missing key without s3:ListBucket); for anything else it is an error;
+   answers 403 for a missing key without s3:ListBucket); for anything else it is an error. A
+   plain http:// source without --keyring is warned about (one line: what it serves can be
+   altered in transit);
 2. select (ssb_s3.core.mirror, pure): filters, --max, drops with their reasons, translation;
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
@@ -19,7 +21,9 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
    mirrored product that left its source leaves the catalog at once; the history records it as
    departed, and its folders go after the grace: ssb_s3.core.retention.departed_mirrored).
    index.json's `ssb_s3.mirrored` records the mirrored products, so that a later publish (the
-   hooks, build-product, a tree.yml without `mirrors:`) keeps their entries as published.
+   hooks, build-product, a tree.yml without `mirrors:`) keeps their entries as published; each
+   one's ssb.json records `mirror.source` as a digest of the source (source_id), never its URL or
+   local path, which stay private.
 Nothing is written before step 3, and nothing is served before the flip of step 4.
 """
 
@@ -332,11 +336,14 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     for o in runs:  # before anything is read, logged or recorded
         if has_userinfo(o.source):
             raise MirrorError(f"source {without_userinfo(o.source)}: a user or password in the URL would be "
-                              "published (ssb.json's mirror.source, reports, logs): refused; use a URL without them")
+                              "printed (reports, logs): refused; use a URL without them")
     filters = [parse_filters(o.filters) for o in runs]  # bad filters: nothing is read
     for o in runs:
         if o.verify and o.keyring and not Path(o.keyring).is_file():
             raise MirrorError(f"--keyring {o.keyring}: not a file")
+        if o.source.startswith("http://") and not (o.verify and o.keyring):
+            log.warning("source %s: plain http:// without --keyring: the catalog and the files can be altered in "
+                        "transit (use https:// or --keyring)", o.source)
     storage = publish_opts.storage or tree.storage
     reports: list[MirrorReport] = []
     products: dict[str, ProductConfig] = {}
@@ -346,8 +353,10 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     taken_dirs = {p.directory for p in tree.products}
     taken_names = {p.name for p in tree.products}
     mirrored_dirs = _served_mirrored_dirs(tree, target)
+    known: dict[str, str] = {}  # source_id -> the source of this run it stands for (to name it)
     for run, run_filters in zip(runs, filters, strict=True):
         source = open_source(run.source, storage)
+        known[source_id(source.url)] = source.url
         report = MirrorReport(source=source.url)
         catalogs, report.signed = read_source(source, run)
         for catalog in catalogs:
@@ -361,8 +370,8 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
             for name, config in list(selection.products.items()):
                 existing[name] = read_manifest(target, tree, config)[0]
                 other = _mirrored_from(existing[name])
-                if other is not None and other != source.url:
-                    selection.discard(name, f"already mirrored from {without_userinfo(other)}: one product has "
+                if other is not None and other != source_id(source.url):
+                    selection.discard(name, f"already mirrored from {known.get(other, other)}: one product has "
                                             "one source (remove it there first)")
                     report.drops.append(selection.drops[-1])
                     del existing[name]
@@ -384,12 +393,12 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                 if not fresh and not existing[name]:
                     continue
                 manifest, days = core.merged_manifest(name, fresh, existing[name], keep=run.keep)
-                manifest["mirror"] = {"source": source.url}
+                manifest["mirror"] = {"source": source_id(source.url)}  # public: never the URL or path
                 products[name] = replace(config, days=days, mirrored=True)
                 prepared[name] = manifest
                 sources[name] = source.url
                 taken_dirs.add(config.directory)
-        keeps[source.url] = keeps.get(source.url, False) or run.keep
+        keeps[source_id(source.url)] = keeps.get(source_id(source.url), False) or run.keep
         reports.append(report)
     unmirror = _left_their_source(tree, target, products, keeps)
     full = replace(tree, products=(*tree.products, *products.values()))
@@ -457,11 +466,22 @@ def without_userinfo(source: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+def source_id(source: str) -> str:
+    """What a mirrored product's public ssb.json records of its source (`mirror.source`): a digest
+    of the URL or path, never the URL or path itself (local paths and internal hosts stay private).
+    All this tool needs of it is equality: one product has one source, and `keep` applies to the
+    products of its own source."""
+    return "sha256:" + hashlib.sha256(without_userinfo(source).encode()).hexdigest()
+
+
 def _mirrored_from(manifest: Mapping[str, Any] | None) -> str | None:
-    """The source an existing ssb.json says its product is mirrored from (None: not mirrored)."""
+    """The source_id of the source an existing ssb.json says its product is mirrored from (None:
+    not mirrored); an older ssb.json that recorded the URL itself gives that URL's id."""
     mirror = (manifest or {}).get("mirror")
     source = mirror.get("source") if isinstance(mirror, Mapping) else None
-    return source if isinstance(source, str) else None
+    if not isinstance(source, str):
+        return None
+    return source if source.startswith("sha256:") else source_id(source)
 
 
 def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, ProductConfig],
@@ -488,7 +508,7 @@ def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, P
         manifest = None if config is None else _maybe_manifest(target, tree, config)
         source = _mirrored_from(manifest)
         if source is not None and keeps.get(source) is False:
-            log.warning("%s: no longer selected from %s: left out of the catalog", name, without_userinfo(source))
+            log.warning("%s: no longer selected from its source: left out of the catalog", name)
             leaving.add(name)
     return leaving
 

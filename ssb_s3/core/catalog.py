@@ -23,6 +23,7 @@ from ..schemas import schema_problems
 from . import clients, imagefiles, lxcindex
 from .deltas import delta_problems, published_items
 from .problems import Problem, with_source
+from .text import text_problem
 from .versions import version_name_problem, version_time
 
 INDEX_KEY = "streams/v1/index.json"
@@ -196,7 +197,8 @@ def _path_problem(path: Any) -> str | None:
     if not isinstance(path, str) or not path:
         return "path is missing"
     if _PLAIN_PATH.fullmatch(path) and not _URL.match(path):
-        return None
+        why = text_problem(path)  # NUL, ESC, bidi overrides: core/text
+        return None if why is None else f"path '{path[:200]}' {why}"
     if path.startswith("/") or _URL.match(path):
         return f"path '{path}' is absolute; it must be relative to the tree root"
     return f"path '{path}' must be a plain relative path (no '..', '.', '//', '\\' or spaces)"

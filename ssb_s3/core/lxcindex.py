@@ -23,7 +23,9 @@ and MinIO fold it). The index itself is asked for as `https://<server>//meta/1.0
 
 Invariants: the lines are sorted and name only items of the catalog they are rendered from (so
 retention protects what they name exactly as it protects the catalog's files, and verify finds
-them); a product the contract check (`entry_problems`) refuses is never written as a line.
+them); a product the contract check (`entry_problems`) refuses is never written as a line, and
+it refuses a field with ';' or any character core/text refuses (NUL, ESC, a line break, ...);
+`parse_index` (verify) flags such a line in a served index.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 
 from ..config import CANONICAL_ARCH
 from . import imagefiles
+from .text import text_problem
 
 INDEX_DIR = "meta/1.0"
 MODES = ("system", "user")
@@ -52,7 +55,6 @@ LXC_ARCH: dict[str, str] = {
 }
 LXC_ARCHES = tuple(LXC_ARCH.values())
 FIELDS = ("dist", "release", "arch", "variant", "build_id", "path")
-_FORBIDDEN = (";", "\n", "\r")
 
 
 def index_keys() -> tuple[str, ...]:
@@ -125,8 +127,11 @@ def entry_problems(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
     for (name, lxc_name), value in values.items():
         if not isinstance(value, str) or not value:
             problems.append((name, f"is empty, but it is the LXC index field {lxc_name}"))
-        elif any(c in value for c in _FORBIDDEN):
-            problems.append((name, f"{value!r} contains ';' or a line break, which the LXC index (one line of "
+        elif text_problem(value):
+            problems.append((name, f"{value!r} {text_problem(value)}: the LXC index (one line of "
+                                   f"';'-separated fields per image) cannot hold it in its field {lxc_name}"))
+        elif ";" in value:
+            problems.append((name, f"{value!r} contains ';', which the LXC index (one line of "
                                    f"';'-separated fields per image) cannot hold in its field {lxc_name}"))
     if lxc_arch(str(entry.get("arch"))) is None:
         problems.append(("arch", f"arch '{entry.get('arch')}' has no LXC name (LXC knows "
@@ -194,8 +199,12 @@ def parse_index(data: bytes) -> tuple[list[LxcImage], list[str]]:
         text = data.decode()
     except UnicodeDecodeError:
         return [], ["not UTF-8 text"]
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for number, line in enumerate(text.split("\n"), start=1):  # lxc-download's `read`: lines end at \n only
+        if not line.strip(" \t"):
+            continue
+        why = text_problem(line)
+        if why:
+            problems.append(f"line {number}: {line[:80]!r} {why}")
             continue
         fields = line.split(";")
         if len(fields) != len(FIELDS) or not all(fields):

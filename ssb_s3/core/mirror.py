@@ -11,6 +11,9 @@ Everything here comes from a server we do not control, so every value is checked
   a plain relative path whose file lands in <directory>/<version>/ of the target (the upstream
   layout when it is one, else the product name's folder); anything else is dropped, with its
   reason (Drop), never silently;
+- every copied string (the product's fields, a version's, an item's, their names) is outside
+  text that core/text accepts (no control, bidi-override or line-separator character), else the
+  product, version or item is dropped;
 - every copied item field must be what ssb.schema.json accepts (md5, combined_* hashes,
   delta_base: the name of another version of the product), else the item is dropped: what is
   written must read back on the next run;
@@ -38,6 +41,7 @@ from ..schemas import schema_problems
 from . import imagefiles
 from .catalog import _images_of_version, _mirrored_items, _path_problem
 from .filters import Filter, FilterError
+from .text import document_problem
 from .versions import version_name_problem
 
 PRODUCT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+~-]*")  # tree.schema.json's product name
@@ -48,6 +52,8 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ITEM_FIELDS = ("ftype", "path", "size", "sha256", "md5", *imagefiles.COMBINED_FIELDS, "delta_base")
 VERSION_FIELDS = ("label", "pubname")
+PRODUCT_FIELDS = ("arch", "release", "os", "release_title", "version", "aliases", "variant", "support_eol",
+                  "requirements", "lxd_requirements")  # what _product_config copies
 CLIENT_NAMES = {"lxd": "LXD", "incus": "Incus"}
 
 
@@ -253,6 +259,10 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         if not isinstance(product, Mapping) or not isinstance(product.get("versions"), Mapping):
             drop("not an object with versions")
             continue
+        bad_text = document_problem({k: product[k] for k in PRODUCT_FIELDS if k in product})  # core/text
+        if bad_text:
+            drop(f"{bad_text[0]} {bad_text[1]}")
+            continue
         # The filters' choice, exactly as sstream-mirror makes it.
         chosen: dict[str, list[str]] = {}
         for vname in sorted(product["versions"]):
@@ -281,6 +291,10 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
             why = version_name_problem(vname)
             if why:
                 drops.append(Drop(pname, vname, "", f"version name {why}"))
+                continue
+            bad_text = document_problem({k: v for k, v in product["versions"][vname].items() if k in VERSION_FIELDS})
+            if bad_text:
+                drops.append(Drop(pname, vname, "", f"{bad_text[0]} {bad_text[1]}"))
                 continue
             items = _version_items(pname, vname, chosen[vname], product["versions"], clients, drops)
             if items:

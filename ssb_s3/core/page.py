@@ -11,6 +11,11 @@ Invariants:
 - pure and deterministic: the same catalog, config, time and URL give the same bytes; `now` (the
   publish time the plan was made at) is given, never read from the clock;
 - every text taken from the catalog or tree.yml is HTML-escaped: the catalog is hostile input;
+- a link built from the catalog is a relative path under the tree (`./` or `../` first, each
+  segment percent-encoded), never something a URL parser reads as a scheme or a host
+  (a folder named `javascript:alert(1)` or `https:evil.example` stays a folder);
+- the copyable command lines quote the base URL (and the remote:alias argument) for a POSIX
+  shell as shlex.quote does, in Python and in the script that fills in the page's own location;
   the script holds no catalog data (it reads the table), and a Content-Security-Policy allows
   only this page's own inline style and script (by hash): injected markup could run nothing;
 - no request of any kind: inline CSS and JS only (default-src 'none'), no fonts, images or
@@ -25,6 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import shlex
 import urllib.parse
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -107,7 +113,8 @@ JS = """
   var base = document.body.getAttribute("data-base");
   if (base !== null && /^https?:$/.test(location.protocol)) {
     var url = new URL(base, location.href).href.replace(/\\/$/, "");
-    document.querySelectorAll(".base-url").forEach(function (s) { s.textContent = url; });
+    var quoted = /^[\\w@%+=:,.\\/-]+$/.test(url) ? url : "'" + url.replace(/'/g, "'\\"'\\"'") + "'";
+    document.querySelectorAll(".base-url").forEach(function (s) { s.textContent = quoted; });
   }
   document.querySelectorAll(".copy").forEach(function (button) {
     button.hidden = false;
@@ -178,9 +185,20 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _href(path: str, depth: int) -> str:
-    """A tree path as a link from the page, which lies `depth` folders below the tree's root."""
-    return e("../" * depth + urllib.parse.quote(path, safe="/:@+~-._"))
+def _href(path: str, depth: int) -> str | None:
+    """A tree path as a link from the page, which lies `depth` folders below the tree's root: always
+    a relative path under the tree (`./` or `../` first, every segment percent-encoded, ':' included),
+    which no URL parser reads as a scheme or another host; None (no link) for a path with an empty,
+    `.` or `..` segment, which could only lead elsewhere."""
+    segments = path.split("/")
+    if any(seg in ("", ".", "..") for seg in segments):
+        return None
+    return e(("../" * depth or "./") + "/".join(urllib.parse.quote(seg, safe="") for seg in segments))
+
+
+def _link(path: str, text: str, depth: int) -> str:
+    href = _href(path, depth)
+    return e(text) if href is None else f'<a href="{href}">{e(text)}</a>'
 
 
 def _command(text: str, base_html: str = "") -> str:
@@ -203,7 +221,7 @@ def _files(entry: Mapping[str, Any], depth: int) -> str:
             kind = ", ".join(ftypes) + (f" (delta from {delta.get('delta_base', '?')})" if delta else "")
             size = item_size(items[0])
             sha = str(items[0].get("sha256", ""))
-            rows.append(f'<tr><td>{e(vname)}</td><td><a href="{_href(path, depth)}">{e(path.rsplit("/", 1)[-1])}</a>'
+            rows.append(f'<tr><td>{e(vname)}</td><td>{_link(path, path.rsplit("/", 1)[-1], depth)}'
                         f'</td><td>{e(kind)}</td><td class="num" data-bytes="{size}">{e(human_size(size))}</td>'
                         f'<td><code title="{e(sha)}">{e(sha[:SHORT_FINGERPRINT])}</code></td></tr>')
     return ("<table><caption>Files</caption><thead><tr><th scope=\"col\">Version</th><th scope=\"col\">File</th>"
@@ -252,9 +270,11 @@ def _product(index: int, name: str, entry: Mapping[str, Any], *, now: float, sta
     for client, tool in CLIENT_TOOLS.items():
         if client not in clients:
             continue
-        commands.append(_command(f"{tool} remote add {remote}", base_html + e(" --protocol simplestreams --public")))
+        commands.append(_command(f"{tool} remote add {shlex.quote(remote)}",
+                                 base_html + e(" --protocol simplestreams --public")))
         for kind in types:
-            commands.append(_command(f"{tool} launch {remote}:{target}" + (" --vm" if kind == "VM" else "")))
+            commands.append(_command(f"{tool} launch {shlex.quote(f'{remote}:{target}')}"
+                                     + (" --vm" if kind == "VM" else "")))
     use = "".join(commands) or "<p>No image for LXD or Incus in the latest version.</p>"
     version_rows = []
     for vname in sorted(versions, reverse=True):
@@ -283,7 +303,7 @@ def render_page(catalog: Mapping[str, Any], config: PageConfig, *, now: float, b
     ('' : unknown, the page shows its own location when JS runs)."""
     depth = config.path.count("/")
     base_url = base_url.rstrip("/")
-    base_html = f'<span class="base-url">{e(base_url or NO_URL)}</span>'
+    base_html = f'<span class="base-url">{e(shlex.quote(base_url or NO_URL))}</span>'
     products = {name: entry for name, entry in catalog.get("products", {}).items()
                 if entry.get("versions")}  # a product without versions lists nothing: no row
     rows, panels = [], []
@@ -310,7 +330,7 @@ def render_page(catalog: Mapping[str, Any], config: PageConfig, *, now: float, b
         f"<body{data_base}><main><h1>Images</h1>"
         f'<p class="meta">{e(count)}, published {e(published)}. '
         f"Ages are as of that time; a latest version older than {config.stale_after_days} days is marked stale. "
-        f"Add this server as a remote: <code>lxc remote add {e(config.remote)} {base_html} "
+        f"Add this server as a remote: <code>lxc remote add {e(shlex.quote(config.remote))} {base_html} "
         "--protocol simplestreams --public</code></p>"
         '<div id="controls" hidden><label for="filter">Filter </label>'
         '<input id="filter" type="search" placeholder="e.g. debian amd64" aria-controls="products"> '

@@ -12,7 +12,8 @@
   period names them, like an expired version (ssb_s3.core.retention);
 - a version is named by its name, or by an image fingerprint (full, or a prefix of at least
   MIN_PREFIX hex digits) of the product's manifest or served entry; an ambiguous prefix, an
-  unknown name and a reason with a newline or a control character are one-line WithdrawErrors.
+  unknown name and a reason that core/text refuses (a line break of any kind, a C0 or C1 control,
+  a bidi override) are one-line WithdrawErrors.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from ..errors import WithdrawError, capped
 from .catalog import fingerprints
+from .text import text_problem
 from .versions import VERSION_CHARS
 
 MIN_PREFIX = 12  # what `lxc image list` shows: enough to name one image
@@ -33,18 +35,13 @@ MAX_SELECTOR = 128
 MAX_CANDIDATES = 10  # listed in the one line of an ambiguous prefix or an unknown version
 WITHDRAWN = "withdrawn"  # the ssb.json section
 _HEX = re.compile(r"[0-9a-f]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def reason_problem(reason: str) -> str | None:
     """Why `reason` cannot be recorded (None: it can): one line, printable, bounded."""
     if len(reason) > MAX_REASON:
         return f"{len(reason)} characters, expected at most {MAX_REASON}"
-    found = _CONTROL.search(reason)
-    if found:
-        what = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(found.group(), "a control character")
-        return f"contains {what}, expected one line of printable text"
-    return None
+    return text_problem(reason)  # the one check of outside text (core/text): controls, bidi overrides, U+2028...
 
 
 def withdrawn_of(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
