@@ -845,8 +845,12 @@ def hooks_group() -> None:
 
 
 def _republisher(settings: Settings) -> Any:
+    """The Republisher of a hooks command; its JSON lines (each publish, each failure with its
+    reason, each request or batch) show at the default verbosity (-q: failures only)."""
     from .hooks.republish import Republisher
 
+    if not settings.quiet:
+        logging.getLogger("ssb_s3.hooks").setLevel(min(logging.INFO, logging.getLogger().level))
     if not settings.target.startswith("s3://"):
         raise SSBError(f"--target-dir {settings.target}: hooks need the tree's s3://BUCKET[/PREFIX]")
     opts = PublishOptions(apikey=settings.apikey, storage=settings.storage)
@@ -920,7 +924,6 @@ def hooks_serve_cmd(settings: Settings, listen: str, token_file: Path | None, de
     except OSError as exc:
         coalescer.close()
         raise SSBError(f"cannot listen on {listen}: {exc.strerror}") from None
-    logging.getLogger("ssb_s3.hooks.server").setLevel(logging.INFO)
     echo(f"listening on http://{address[0]}:{server.server_address[1]}/", err=True)
     signal.signal(signal.SIGTERM, _interrupt)
     try:

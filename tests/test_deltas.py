@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -389,3 +391,95 @@ def test_lxd_daemon_refreshes_an_image_through_the_delta(lxd_daemon: LxdDaemon, 
 def test_incus_daemon_refreshes_an_image_through_the_delta(incus_daemon: IncusDaemon, tmp_path: Path,
                                                            tls_files: TlsFiles) -> None:
     _refresh_through_delta(incus_daemon, tmp_path, tls_files)
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 20, point 18: deltas before the lease, skipped early, and bounded with their children
+
+RECORDING = """#!/bin/sh
+if [ -e "{lease}" ]; then held=held; else held=free; fi
+echo "$1 $held" >> "{calls}"
+exec {real} "$@"
+"""
+
+
+def build_with_root(tree: Tree, serial: str, root: bytes) -> subprocess.CompletedProcess[str]:
+    """build-product of an image whose rootfs.squashfs is a real squashfs superblock, then `root`."""
+    image = tree.image(serial)
+    path = image / "rootfs.squashfs"
+    path.write_bytes(path.read_bytes()[:96] + root)
+    return tree.cli("build-product", PRODUCT, "--from-dir", str(image), "--version", serial)
+
+
+def test_deltas_are_made_before_the_lease_and_skipped_early_when_not_worth_it(tmp_path: Path,
+                                                                              xdelta3: str) -> None:
+    calls = tmp_path / "calls"
+    fake = tmp_path / "xdelta3-recording"
+    tree = Tree(tmp_path / "t", extra=f"deltas: 1\ndelta_max_ratio: 0.5\nxdelta3: {fake}")
+    fake.write_text(RECORDING.format(lease=tree.root / ".ssb-s3/lease.json", calls=calls, real=xdelta3))
+    fake.chmod(0o755)
+    size = 2 << 20
+    assert build_with_root(tree, V1, os.urandom(size)).returncode == 0
+
+    # nothing in common: skipped without running xdelta3
+    v2 = os.urandom(size)
+    out = build_with_root(tree, V2, v2)
+    assert out.returncode == 0, out.stderr
+    assert f"delta skipped: {PRODUCT} {V2}: delta against {V1} not under 0.5 of the full file (none of " in out.stderr
+    assert "skipped before xdelta3" in out.stderr and not calls.exists()
+
+    # a quarter in common: xdelta3 runs (before the lease) and is stopped once its output reaches half
+    out = build_with_root(tree, V3, v2[: size // 4] + os.urandom(size - size // 4))
+    assert out.returncode == 0, out.stderr
+    assert "not under 0.5 of the full file (xdelta3 stopped when its output reached that)" in out.stderr
+    assert calls.read_text().split("\n") == ["-e free", ""]
+    assert deltas_of(tree.versions()[V3]) == {} and not list((tree.root / DIR / V3).glob("*.vcdiff"))
+
+    # mostly the same: made and checked before the lease, published with its version
+    v3 = (tree.root / DIR / V3 / "rootfs.squashfs").read_bytes()
+    out = build_with_root(tree, V4, v3[96:-1000] + os.urandom(1000))
+    assert out.returncode == 0, out.stderr
+    assert [i["delta_base"] for i in deltas_of(tree.versions()[V4]).values()] == [V3]
+    assert calls.read_text().split("\n") == ["-e free", "-e free", "-d free", ""]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize(("script", "timeout", "expected"), [
+    ("cat", 60.0, None),  # exits at once, its child holds the output open
+    ("sleep 300", 1.0, "timed out after 1s"),  # never ends: the deadline kills both
+])
+def test_an_xdelta3_that_leaves_a_child_is_bounded_by_its_process_group(
+        tmp_path: Path, script: str, timeout: float, expected: str | None) -> None:
+    from ssb_s3.storage.deltas import DeltaFailed, run_piped
+
+    pidfile = tmp_path / "child.pid"
+    fake = tmp_path / "xdelta3-wrapper"
+    fake.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {pidfile}\n{script}\n")
+    fake.chmod(0o755)
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(run_piped([str(fake), "-e"], iter([b"the new root"]), None, timeout))
+        except DeltaFailed as exc:
+            result.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(timeout=timeout + 15)
+    took = time.monotonic() - started
+    assert not worker.is_alive(), "run_piped still blocked by the wrapper's child"
+    if expected is None:
+        assert result == [sha(b"the new root")]
+    else:
+        assert isinstance(result[0], DeltaFailed) and expected in str(result[0])
+    assert took < timeout + 10, took
+    assert not alive(int(pidfile.read_text())), "the wrapper's child was left running"

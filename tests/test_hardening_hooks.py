@@ -1,7 +1,9 @@
 """Issue 9, the hooks: the webhook cannot be tied up by strangers (point 4), malformed events and
 hang-ups give an answer and one log line, never a traceback (point 6), one bad message does not
 sink a batch in the SQS consumer, the Lambda handler or the webhook (point 21), and bad
-`hooks` arguments give one clear line (points 7 and 14).
+`hooks` arguments give one clear line (points 7 and 14). Issue 20, point 17: every failure is one
+JSON line with its reason at the default verbosity, a busy port says so, the hooks' own ssb.json
+writes publish nothing, and the Lambda's wait for the lease ends before the function's timeout.
 
 The webhook runs as a real `ssb-s3 hooks serve` process publishing to the real S3 server
 (SeaweedFS); the SQS consumer reads a real queue fed by moto's server, as in test_hooks.py.
@@ -31,9 +33,11 @@ import pytest
 from realparts import S3Server, free_port, wait_for_url
 from test_hooks import TOKEN, minio_body, put_version, recorded, s3_storage, served, tree_doc
 
-from ssb_s3.config import StorageConfig
+from ssb_s3.config import StorageConfig, parse_config
 from ssb_s3.hooks import aws_lambda
 from ssb_s3.hooks.events import BucketEvent, EventError, parse_events
+from ssb_s3.hooks.republish import Republisher
+from ssb_s3.storage.lease import Lease
 from ssb_s3.storage.store import open_store
 
 VERSION = "20260101_0000"
@@ -148,15 +152,15 @@ def raise_fd_limit(needed: int) -> None:
 
 
 @contextlib.contextmanager
-def serve(server: S3Server, bucket: str, tmp_path: Path, *args: str,
-          debounce: str = "0") -> Iterator[tuple[str, int, Path]]:
+def serve(server: S3Server, bucket: str, tmp_path: Path, *args: str, debounce: str = "0",
+          verbosity: tuple[str, ...] = ("-v",)) -> Iterator[tuple[str, int, Path]]:
     conf = tmp_path / "tree.yml"
     conf.write_text(json.dumps(tree_doc(server, 3)))
     port = free_port()
     env = {**os.environ, **server.credentials, "SSB_HOOK_TOKEN": TOKEN}
     log = tmp_path / "server.log"
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-v", "-c", str(conf), "-t", f"s3://{bucket}",
+        proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", *verbosity, "-c", str(conf), "-t", f"s3://{bucket}",
                                  "hooks", "serve", "--listen", f"127.0.0.1:{port}", "--debounce", debounce, *args],
                                 env=env, stderr=fh, stdout=fh)
     url = f"http://127.0.0.1:{port}"
@@ -449,3 +453,114 @@ def test_bad_hooks_arguments_say_which(tmp_path: Path, args: list[str], code: in
     assert "--grace" not in out.stderr and "unexpected" not in out.stderr and "Traceback" not in out.stderr
     if code == 1:
         assert out.stderr.strip().count("\n") == 0, out.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 20, point 17: the hooks say what failed and why
+
+
+def json_lines(text: str, level: str) -> list[dict[str, Any]]:
+    prefix = f"{level}: {{"
+    return [json.loads(line[len(level) + 2:]) for line in text.splitlines() if line.startswith(prefix)]
+
+
+def test_webhook_logs_each_failure_once_with_its_reason_by_default(s3_server: S3Server, bucket: str,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    s3_server.use_credentials(monkeypatch)
+    client = s3_server.client()
+    put_version(client, bucket, 0, VERSION)
+    client.put_object(Bucket=bucket, Key="p/1/ssb.json", Body=b'{"name": "p1:1:amd64:default", "versions": "oops"}')
+    with serve(s3_server, bucket, tmp_path, verbosity=()) as (url, _port, log):  # the default verbosity
+        status, answered = post(url, minio_body(bucket, "p/1/ssb.json"))
+        assert status == 500 and list(answered["failed"]) == ["p1:1:amd64:default"]
+        assert post(url, b"{not json")[0] == 400
+        assert post(url, minio_body(bucket, "p/0/ssb.json"))[0] == 200
+        text = log.read_text()
+    reason = answered["failed"]["p1:1:amd64:default"]
+    assert "versions" in reason, reason
+    failures = json_lines(text, "ERROR")
+    assert failures == [{"events": 1, "republished": [], "failed": {"p1:1:amd64:default": reason}}], text
+    assert text.count(json.dumps(reason)[1:-1]) == 1, text  # logged once
+    requests = {line["status"]: line for line in json_lines(text, "INFO") if "status" in line}
+    assert requests[500]["failed"] == ["p1:1:amd64:default"]
+    assert requests[400]["error"].startswith("not a bucket event: message body is not JSON")
+    assert {"events": 1, "republished": ["p0:1:amd64:default"]} in json_lines(text, "INFO")
+
+
+def test_webhook_on_a_busy_port_says_address_in_use(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    conf = tmp_path / "tree.yml"
+    conf.write_text(json.dumps(tree_doc(s3_server, 1)))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", f"s3://{bucket}", "hooks",
+                              "serve", "--listen", f"127.0.0.1:{port}"],
+                             env={**os.environ, **s3_server.credentials, "SSB_HOOK_TOKEN": TOKEN},
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use", out.stderr
+
+
+def s3_event(bucket: str, key: str, etag: str) -> dict[str, Any]:
+    """The body S3 sends for a PUT (the recorded one, for this key and ETag)."""
+    body = recorded("s3-put-ssb-json.json", bucket)
+    body["Records"][0]["s3"]["object"].update(key=key, eTag=etag)
+    return body  # type: ignore[no-any-return]
+
+
+def test_own_manifest_write_does_not_publish_again(s3_server: S3Server, bucket: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    s3_server.use_credentials(monkeypatch)
+    client = s3_server.client()
+    tree = parse_config(tree_doc(s3_server, 1, hooks={"manifest_on_upload": True}), "tree.yml")
+    republisher = Republisher(tree, f"s3://{bucket}")
+    put_version(client, bucket, 0, VERSION, write_manifest=False)  # files only: the hook writes ssb.json
+    uploads = [e for key in ("lxd.tar.xz", "rootfs.squashfs")
+               for e in parse_events(s3_event(bucket, f"p/0/{VERSION}/{key}", "0" * 32))]
+    assert republisher.handle(uploads).products == ["p0:1:amd64:default"] and republisher.publishes == 1
+    written = client.head_object(Bucket=bucket, Key="p/0/ssb.json")["ETag"].strip('"')
+    # the notification of that ssb.json write comes back: nothing to publish
+    outcome = republisher.handle(parse_events(s3_event(bucket, "p/0/ssb.json", written)))
+    assert outcome.ok and outcome.products == [] and republisher.publishes == 1
+    # someone else's write of it is published
+    client.put_object(Bucket=bucket, Key="p/0/ssb.json", Body=client.get_object(
+        Bucket=bucket, Key="p/0/ssb.json")["Body"].read() + b"\n")
+    theirs = client.head_object(Bucket=bucket, Key="p/0/ssb.json")["ETag"].strip('"')
+    assert republisher.handle(parse_events(s3_event(bucket, "p/0/ssb.json", theirs))).products == [
+        "p0:1:amd64:default"] and republisher.publishes == 2
+
+
+class LambdaContext:
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(1000 * (self.deadline - time.monotonic()))
+
+
+def test_lambda_waits_for_the_lease_only_as_long_as_it_has(s3_server: S3Server, bucket: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    s3_server.use_credentials(monkeypatch)
+    conf = tmp_path / "tree.yml"
+    conf.write_text(json.dumps(tree_doc(s3_server, 1)))
+    monkeypatch.setenv("SSB_CONFIG", str(conf))
+    monkeypatch.setenv("SSB_TARGET", f"s3://{bucket}")
+    aws_lambda._cache.clear()
+    put_version(s3_server.client(), bucket, 0, VERSION)
+    message = {**recorded("lambda-sqs-batch.json", bucket)["Records"][1], "messageId": "m1",
+               "body": json.dumps(json.loads(minio_body(bucket, "p/0/ssb.json")))}
+    store = open_store(f"s3://{bucket}", s3_storage(s3_server))
+    with Lease(store, ttl=300, timeout=5, purpose="another publisher"):
+        started = time.monotonic()
+        result = aws_lambda.handler({"Records": [message]}, LambdaContext(aws_lambda.LEASE_MARGIN + 3))
+        took = time.monotonic() - started
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert took < 3 + 5, took  # the default wait is 600 s, longer than the function's 160 s
+    failed = [json.loads(r.getMessage()) for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failed) == 1 and "another publisher" in failed[0]["failed"]["p0:1:amd64:default"], failed
+    # with the lease free, the redelivered message is published
+    assert aws_lambda.handler({"Records": [message]}, LambdaContext(160)) == {"batchItemFailures": []}
+    assert list(served(store)["products"]) == ["p0:1:amd64:default"]

@@ -10,10 +10,12 @@ broken tree.
    (with --keep-going the valid products go out and each invalid one keeps its last published
    entry); a refusal (PublishRefused) carries the report, `published` false;
 3. write refreshed ssb.json If-Match the ETag they were read with (a conflict: start again);
-   then, once per publish, make and check the .vcdiff deltas the new versions want
-   (ssb_s3.storage.deltas), write them create-only into the versions' folders, add them to
-   ssb.json, and read the snapshot and plan again: the flip that first publishes a version
-   publishes its deltas;
+   then make and check the .vcdiff deltas the new versions want (ssb_s3.storage.deltas), write
+   them create-only into the versions' folders, add them to ssb.json, and read the snapshot and
+   plan again: the flip that first publishes a version publishes its deltas. Each delta is tried
+   once per publish, and before the lease where it can be: when no manifest is refreshed and a
+   product in scope has `deltas`, a first snapshot and plan (no lease, nothing else written)
+   make the deltas they want; under the lease only the ones wanted since are made;
 4. copy artifacts of products that live in another bucket into the tree (create-only, and only
    into the product's own folder), with the same progress reporter as build-product's uploads;
 5. write the content-addressed views (ssb_s3.core.views.addressed: the catalog under a new key, its
@@ -42,11 +44,12 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import TreeConfig
 from ..core.catalog import INDEX_KEY
+from ..core.deltas import DeltaJob
 from ..core.plan import (  # re-exported: callers and tests import them from here
     Plan,
     PublishOptions,
@@ -63,7 +66,7 @@ from ..core.signed import SIGNED_INDEX_KEY
 from ..core.views import View
 from ..errors import PreconditionFailed, ProblemsFound, SSBError, StoreError
 from ..gpg import Signer
-from ..storage.deltas import make_deltas
+from ..storage.deltas import DeltaReport, make_deltas
 from ..storage.store import Store
 from ..storage.tree import Tree, fetch_manifest_url
 
@@ -108,9 +111,11 @@ def publish(
         plan.report.deltas = [job.described() for job in plan.deltas]
         return plan.report
     refresh = opts.refresh_manifests
-    deltas_tried = False
-    deltas: list[dict[str, Any]] = []  # made by this publish, for its report
-    delta_warnings: list[str] = []
+    done = DeltaReport()  # the deltas this publish made or skipped
+    if not refresh and any(p.deltas for p in tree.products if only is None or p.name in only):
+        early = plan_publish(tree, owner.snapshot(time.time(), only, refresh=False), opts, only)
+        if not early.refused and early.deltas:  # made before the lease: xdelta3 never runs under it
+            done = made_deltas(tree, target, early.deltas, opts, done)
     with owner.lease(opts.lock_timeout, "publish") as lease:
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
             snap = owner.snapshot(time.time(), only, refresh=refresh)
@@ -128,12 +133,10 @@ def publish(
                 log.warning("an ssb.json changed during the publish (attempt %d), starting again", attempt)
                 continue
             refresh = False  # manifests are fresh after this round
-            if plan.deltas and not deltas_tried:
-                deltas_tried = True  # once per publish: a delta skipped now is not retried
-                made = make_deltas(tree, target, plan.deltas, local=dict(opts.local_files), check=lease.check)
-                for why in made.skipped:
-                    log.warning("delta skipped: %s", why)
-                if made.made:
+            jobs = [job for job in plan.deltas if job not in done.tried]  # once per publish: not retried
+            if jobs:
+                made = made_deltas(tree, target, jobs, opts, done, check=lease.check)
+                if len(made.made) > len(done.made):
                     log.info("%d delta(s) made and checked; reading the manifests again", len(made.made))
                     snap = owner.snapshot(time.time(), only, refresh=False)
                     plan = plan_publish(tree, snap, opts, only)
@@ -142,12 +145,11 @@ def publish(
                                              "ssb.json); the served tree is unchanged", plan.report)
                     signed, more = timed_sign(owner, plan, signer)  # the catalog now names the deltas
                     signing_seconds += more
-                delta_warnings = [f"delta skipped: {why}" for why in made.skipped]
-                deltas = [job.described(size) for job, size in zip(made.made, made.sizes, strict=True)]
+                done = made
             report = plan.report
             report.signing_seconds = signing_seconds
-            report.warnings.extend(delta_warnings)
-            report.deltas = deltas
+            report.warnings.extend(f"delta skipped: {why}" for why in done.skipped)
+            report.deltas = [job.described(size) for job, size in zip(done.made, done.sizes, strict=True)]
             report.copied = owner.copy(plan, quiet=opts.quiet)
             owner.write_views(plan, signed)
             report.signed = [view.key for view in signed]
@@ -176,6 +178,16 @@ def publish(
     raise StoreError(
         f"{target.describe(INDEX_KEY)}: another publisher changed it {MAX_INDEX_ATTEMPTS} times in a row; try again"
     )
+
+
+def made_deltas(tree: TreeConfig, target: Store, jobs: list[DeltaJob], opts: PublishOptions, done: DeltaReport,
+                check: Callable[[], None] = lambda: None) -> DeltaReport:
+    """Make these deltas (each skipped one is a warning); `done` with them added."""
+    made = make_deltas(tree, target, jobs, local=dict(opts.local_files), check=check, quiet=opts.quiet)
+    for why in made.skipped:
+        log.warning("delta skipped: %s", why)
+    return DeltaReport(made=[*done.made, *made.made], sizes=[*done.sizes, *made.sizes],
+                       skipped=[*done.skipped, *made.skipped], tried={*done.tried, *jobs})
 
 
 def refuse_unsigned_over_signed(owner: Tree, snap: Snapshot) -> None:

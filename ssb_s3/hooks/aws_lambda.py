@@ -8,6 +8,12 @@ Invoked by S3 directly, through SNS, or through SQS. For SQS batches it returns
 {"batchItemFailures": [...]} so that only the messages whose product failed come back; a malformed
 message (parse_events raises nothing but EventError) is listed there alone, and the rest of the
 batch is published.
+
+The wait for the tree's lease is bounded by the invocation's remaining time (the context's
+get_remaining_time_in_millis) minus LEASE_MARGIN seconds for the publish itself: a lease held
+elsewhere fails the batch (its messages come back) before Lambda kills the function. Each failure
+is logged once, as one JSON line with its reason (a malformed message here, a failed product on
+the publish's line, see republish.py).
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from ..config import MAX_TREE_BYTES, TreeConfig, config_from_text, load_config
 from ..errors import SSBError
 from ..storage.store import open_store
 from .events import BucketEvent, EventError, parse_events
-from .republish import Republisher
+from .republish import Republisher, log_json
 
 log = logging.getLogger(__name__)
 _cache: dict[str, Any] = {}
+LEASE_MARGIN = 60.0  # seconds of the invocation kept for the publish after the lease is taken
 
 
 def _load_tree(url: str) -> TreeConfig:
@@ -61,15 +68,23 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     records = event.get("Records", []) if isinstance(event, dict) else []
     republisher = _republisher()
     if records and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records):
-        return _sqs_batch(republisher, records)
+        return _sqs_batch(republisher, records, lease_wait(context))
     events = parse_events(event)
-    outcome = republisher.handle(events)
+    outcome = republisher.handle(events, lease_wait(context))
     if not outcome.ok:  # raise: Lambda retries the invocation, then sends it to its DLQ
         raise SSBError("; ".join(f"{name}: {why}" for name, why in sorted(outcome.failed.items())))
     return {"published": outcome.products}
 
 
-def _sqs_batch(republisher: Republisher, records: list[dict[str, Any]]) -> dict[str, Any]:
+def lease_wait(context: Any) -> float | None:
+    """The longest wait for the lease this invocation can afford (None: no context, the default)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return max(0.0, float(remaining()) / 1000 - LEASE_MARGIN)
+
+
+def _sqs_batch(republisher: Republisher, records: list[dict[str, Any]], wait: float | None) -> dict[str, Any]:
     by_message: dict[str, list[BucketEvent]] = {}
     failures: list[str] = []
     for record in records:
@@ -77,9 +92,9 @@ def _sqs_batch(republisher: Republisher, records: list[dict[str, Any]]) -> dict[
         try:
             by_message[message_id] = parse_events(record.get("body", ""))
         except EventError as exc:
-            log.error("message %s: %s", message_id, exc)
+            log_json(log, logging.ERROR, message=message_id, error=f"not an event, it comes back: {exc}")
             failures.append(message_id)  # it comes back, then goes to the queue's dead-letter queue
-    outcome = republisher.handle(e for events in by_message.values() for e in events)
+    outcome = republisher.handle((e for events in by_message.values() for e in events), wait)
     for message_id, events in by_message.items():
         if republisher.products_of(events) & set(outcome.failed):
             failures.append(message_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -37,6 +37,7 @@ class BucketEvent:
     bucket: str
     key: str
     created: bool  # False: removed
+    etag: str = field(default="", compare=False)  # of the created object, unquoted ("" when not sent)
 
 
 MAX_DEPTH = 32  # real events nest 6 levels; JSON deeper than this is refused
@@ -120,7 +121,8 @@ def _s3_record(record: Mapping[str, Any]) -> Iterator[BucketEvent]:
     except UnicodeEncodeError:
         raise EventError("s3.bucket.name or s3.object.key is not valid Unicode") from None
     if name.startswith("ObjectCreated:"):
-        yield BucketEvent(bucket_name, key, True)
+        etag = item.get("eTag", "")  # only used to recognise our own writes: any other type is ignored
+        yield BucketEvent(bucket_name, key, True, etag.strip('"') if isinstance(etag, str) else "")
     elif name.startswith("ObjectRemoved:"):
         yield BucketEvent(bucket_name, key, False)
     # anything else (replication, restore, lifecycle transitions...) does not change the tree

@@ -3,16 +3,27 @@
 Shared by the Lambda handler, the SQS consumer and the webhook receiver, so the three behave the
 same. Bursts are coalesced (one publish for many events); redelivered events are harmless
 because a publish of an unchanged product writes nothing.
+
+What the hooks write themselves (a manifest refreshed on upload, ssb.json updated by a publish)
+comes back as bucket events: each write's ETag is remembered (Store.written) and an event naming
+that object with that ETag is dropped, so no write of ours triggers a publish. An event without an
+ETag is never dropped.
+
+Every `handle` logs one JSON line: the products republished, and every failed product with its
+reason (at ERROR, so it shows at the default verbosity); nothing else logs a product's failure.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..commands.publish import PublishOptions, PublishReport, publish
 from ..config import TreeConfig
@@ -22,6 +33,13 @@ from ..storage.tree import refresh_manifest
 from .events import BucketEvent, route
 
 log = logging.getLogger(__name__)
+
+OWN_WRITES_KEPT = 1024  # ETags of our latest writes, remembered to drop their events
+
+
+def log_json(logger: logging.Logger, level: int, **fields: Any) -> None:
+    """One JSON line: the form of every line the hooks log about events, requests and publishes."""
+    logger.log(level, "%s", json.dumps(fields, sort_keys=True))
 
 
 @dataclass
@@ -48,23 +66,48 @@ class Republisher:
         self.opts = replace(opts or PublishOptions(), keep_going=True, dry_run=False)
         self.publishes = 0
         self._stores: dict[str, Store] = {}
+        self._own: OrderedDict[tuple[str, str], None] = OrderedDict()  # (location, ETag) of our writes
+        self.store.written = self._written
 
     def _store_for(self, source: str) -> Store:
         if not source:
             return self.store
         if source not in self._stores:
-            self._stores[source] = open_store(source, self.opts.storage or self.tree.storage)
+            self._stores[source] = store = open_store(source, self.opts.storage or self.tree.storage)
+            store.written = self._written
         return self._stores[source]
+
+    def _written(self, location: str, etag: str) -> None:
+        self._own[(location, etag.strip('"'))] = None
+        while len(self._own) > OWN_WRITES_KEPT:
+            self._own.popitem(last=False)
+
+    def ours(self, event: BucketEvent) -> bool:
+        """Whether `event` is one of our own writes coming back (it names the ETag we wrote)."""
+        return bool(event.created and event.etag and (f"s3://{event.bucket}/{event.key}", event.etag) in self._own)
 
     def products_of(self, events: Iterable[BucketEvent]) -> set[str]:
         """Which products these events concern (empty: nothing to do)."""
-        changes = route(self.tree, self.target_url, events)
+        changes = route(self.tree, self.target_url, (e for e in events if not self.ours(e)))
         return {name for name, change in changes.items()
                 if change.manifest or (change.artifacts and self.tree.hooks.manifest_on_upload)}
 
-    def handle(self, events: Iterable[BucketEvent]) -> Outcome:
-        """One publish for all these events."""
+    def handle(self, events: Iterable[BucketEvent], lock_timeout: float | None = None) -> Outcome:
+        """One publish for all these events (`lock_timeout`: the longest wait for the tree's lease,
+        instead of the options'); logs one JSON line saying what it did."""
         events = list(events)
+        theirs = [e for e in events if not self.ours(e)]
+        outcome = self._handle(theirs, lock_timeout)
+        fields: dict[str, Any] = {"events": len(events), "republished": outcome.products}
+        if len(theirs) < len(events):
+            fields["own_writes_ignored"] = len(events) - len(theirs)
+        if outcome.failed:
+            log_json(log, logging.ERROR, **fields, failed=outcome.failed)
+        else:
+            log_json(log, logging.INFO, **fields)
+        return outcome
+
+    def _handle(self, events: list[BucketEvent], lock_timeout: float | None) -> Outcome:
         changes = route(self.tree, self.target_url, events)
         outcome = Outcome()
         wanted: set[str] = set()
@@ -80,11 +123,10 @@ class Republisher:
             elif change.manifest:
                 wanted.add(name)
         if not wanted:
-            if not outcome.failed:
-                log.info("%d event(s): no product to republish", len(events))
             return outcome
+        opts = self.opts if lock_timeout is None else replace(self.opts, lock_timeout=lock_timeout)
         try:
-            report = publish(self.tree, self.store, self.opts, only=wanted)
+            report = publish(self.tree, self.store, opts, only=wanted)
         except SSBError as exc:
             for name in wanted:
                 outcome.failed[name] = str(exc)
@@ -98,8 +140,6 @@ class Republisher:
         for name in report.failed_products:
             outcome.failed.setdefault(name, "invalid; its last published entry was kept")
         outcome.products = sorted(wanted - set(outcome.failed))
-        log.info("%d event(s) -> republished %s%s", len(events), ", ".join(outcome.products) or "nothing",
-                 f"; failed: {', '.join(sorted(outcome.failed))}" if outcome.failed else "")
         return outcome
 
 
@@ -148,8 +188,9 @@ class Coalescer:
                 outcome = self.republisher.handle(events)
                 for _, future in batch:
                     future.set_result(outcome)
-            except Exception as exc:
-                log.exception("publish after events failed")
+            except Exception as exc:  # a bug: one line, the traceback with -vv
+                log_json(log, logging.ERROR, events=len(events), error=f"publish failed: {type(exc).__name__}: {exc}")
+                log.debug("traceback", exc_info=True)
                 for _, future in batch:
                     future.set_exception(exc)
 

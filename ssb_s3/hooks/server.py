@@ -7,8 +7,10 @@ Answers 200 only once the event is published (so MinIO retries otherwise), 401 o
 missing token, 400 with a one-line reason on any malformed body (events.parse_events raises
 nothing but EventError), 408 on a body shorter than its Content-Length, 411/413 on a missing (or
 not plain ASCII digits) or too large Content-Length, GET /healthz for probes. Binds 127.0.0.1
-unless told otherwise. One JSON log line per request, and one line (never a traceback) for a
-client that hangs up or times out, and for a refused connection.
+unless told otherwise. One JSON log line per request (an answer of 400 or more names its reason;
+a 500 names the failed products, whose reasons are on the publish's own line, see republish.py),
+and one line (never a traceback) for a client that hangs up or times out, and for a refused
+connection. An address already in use is an OSError out of the constructor, nothing else.
 
 Limits (a stranger without the token cannot hold the server):
 - Reading a request (request line, headers and body) must finish within `timeout` seconds
@@ -37,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .events import EventError, parse_events
-from .republish import Coalescer
+from .republish import Coalescer, log_json
 
 log = logging.getLogger("ssb_s3.hooks.server")
 
@@ -50,7 +52,7 @@ REFUSED = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After
 
 
 def _log_line(**fields: Any) -> None:
-    log.info("%s", json.dumps(fields, sort_keys=True))
+    log_json(log, logging.INFO, **fields)
 
 
 class HookServer(ThreadingHTTPServer):
@@ -61,6 +63,7 @@ class HookServer(ThreadingHTTPServer):
                  timeout: float = TIMEOUT, max_connections: int = MAX_CONNECTIONS) -> None:
         if len(token) < 16:
             raise ValueError("the hook token must be at least 16 characters")
+        self._closing = threading.Event()  # before binding: a failed bind calls server_close()
         super().__init__(address, _Handler)
         self.token = token.encode()
         self.coalescer = coalescer
@@ -72,7 +75,6 @@ class HookServer(ThreadingHTTPServer):
         # in arrival order, so the first reading one is the oldest
         self._open: dict[socket.socket, float | None] = {}
         self._lock = threading.Lock()
-        self._closing = threading.Event()
         self._reaper = threading.Thread(target=self._reap, name="ssb-hooks-reaper", daemon=True)
         self._reaper.start()
 
@@ -181,6 +183,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError) as exc:
             self.close_connection = True
             fields["error"] = f"client hung up before the answer: {type(exc).__name__}"
+        if status >= 400 and "error" in body:
+            fields.setdefault("error", body["error"])
         self.server.requests += 1
         _log_line(remote=self.client_address[0], method=self.command, path=self.path, status=status,
                   ms=round(1000 * (time.monotonic() - started), 1), **fields)
@@ -256,8 +260,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(503, {"error": f"publish failed: {exc}"}, started, bytes=length, events=len(events))
             return
         status = 200 if outcome.ok else 500
+        fields: dict[str, Any] = {"failed": sorted(outcome.failed)} if outcome.failed else {}
         self._answer(status, {"published": outcome.products, "failed": outcome.failed}, started, bytes=length,
-                     events=len(events), products=outcome.products)
+                     events=len(events), products=outcome.products, **fields)
 
 
 def _is_number(text: str, digits: int = 18) -> bool:

@@ -70,10 +70,18 @@ class Store(ABC):
     # Called with the key before every write, upload and delete; while a job holds the tree's lease
     # it is the lease's check (ssb_s3.storage.lease): a job whose lease is lost stops before its next write.
     guard: Callable[[str], None] | None = None
+    # Called with the location (`describe(key)`) and the new ETag after every successful `write`:
+    # the hooks recognise the bucket events of their own writes by it (ssb_s3.hooks.republish).
+    written: Callable[[str, str], None] | None = None
 
     def _before_write(self, key: str) -> None:
         if self.guard is not None:
             self.guard(key)
+
+    def _after_write(self, key: str, etag: str) -> str:
+        if self.written is not None:
+            self.written(self.describe(key), etag)
+        return etag
 
     def describe(self, key: str) -> str:
         """A location users recognise in messages (`s3://bucket/prefix/key`, a file path)."""
@@ -435,7 +443,7 @@ class LocalStore(Store):
                 if if_match is not None and (current is None or current.etag != if_match):
                     raise PreconditionFailed(f"{path}: changed since it was read")
                 os.replace(tmp, path)
-                return self._etag(path.stat())
+                return self._after_write(key, self._etag(path.stat()))
 
     def upload(self, key: str, fileobj: BinaryIO, *, content_type: str, cache_control: str) -> None:
         self._before_write(key)
@@ -902,7 +910,7 @@ class S3Store(Store):
                 # AWS answers 404 for IfMatch on a missing key; SeaweedFS and RGW 412. Same meaning.
                 err = PreconditionFailed(f"{self.describe(key)}: disappeared since it was read")
             raise err from None
-        return str(resp.get("ETag", ""))
+        return self._after_write(key, str(resp.get("ETag", "")))
 
     def _conditions(self, key: str, *, if_match: str | None, if_none_match: bool) -> dict[str, str]:
         """The conditional headers of a PUT, in the form the store's verdict says it honours; a store
