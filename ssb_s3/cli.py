@@ -716,7 +716,7 @@ def store_check_cmd(settings: Settings, as_json: bool) -> None:
     Every write probes once per store and caches the verdict in .ssb-s3/store.json; this command
     probes again (after a server upgrade, say) and records the new verdict. See the README's table.
     """
-    store = settings.store()
+    store = _served_store(settings, None, httpread.Limits())
     if not isinstance(store, S3Store):
         raise SSBError(f"{store.describe('')}: not an S3 store; a local folder honours every conditional "
                        "write by construction")

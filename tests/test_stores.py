@@ -74,6 +74,10 @@ def test_the_probe_finds_what_each_store_does(store_server: S3Server, store_buck
     for operation, form in EXPECTED[kind(store_server)].items():
         assert verdict[operation] == form, (operation, verdict)
     assert not any(k.startswith(".ssb-s3/probe-") for k in t.key_set())
+    again = t.cli("store-check")  # probes again over the recorded verdict, and records it
+    assert again.returncode == 0 and "could not record" not in again.stderr, again.stderr
+    assert "conditional writes: usable" in again.stdout
+    assert json.loads(get(t, ".ssb-s3/store.json"))["probed"] >= verdict["probed"]
 
 
 def test_build_publish_again_and_withdraw(store_server: S3Server, store_bucket: str, tmp_path: Path) -> None:

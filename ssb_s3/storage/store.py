@@ -620,22 +620,12 @@ class S3Store(Store):
         """Probe now, whatever is cached, and cache the result (`ssb-s3 store-check`)."""
         ident = (str(getattr(self.client.meta, "endpoint_url", "")), self.bucket, self.prefix)
         with _PROBE_LOCK:
-            found = self._probed(f"{ident[0]} {self._identity_header()}".strip())
+            found = self._cached_or_probed(ident[0], again=True)
             _VERDICTS[ident] = found
         self._verdict = found
         return found
 
-    def _identity_header(self) -> str:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return _server_header(self._send("head_bucket", Bucket=self.bucket))
-        except ClientError as exc:
-            return _server_header(getattr(exc, "response", {}) or {})
-        except BotoCoreError as exc:
-            raise self._fail("probe", "", exc) from None
-
-    def _cached_or_probed(self, endpoint: str) -> Verdict:
+    def _cached_or_probed(self, endpoint: str, *, again: bool = False) -> Verdict:
         from botocore.exceptions import BotoCoreError, ClientError
 
         data, recorded = b"", None  # what .ssb-s3/store.json holds, and its ETag (None: not there)
@@ -651,7 +641,7 @@ class S3Store(Store):
         except BotoCoreError as exc:
             raise self._fail("read", VERDICT_KEY, exc) from None
         identity = f"{endpoint} {server}".strip()
-        cached = Verdict.parse(data, identity) if 0 < len(data) <= VERDICT_LIMIT else None
+        cached = None if again or not 0 < len(data) <= VERDICT_LIMIT else Verdict.parse(data, identity)
         return cached or self._probed(identity, recorded)
 
     def _probed(self, identity: str, recorded: str | None = None) -> Verdict:
