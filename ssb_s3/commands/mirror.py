@@ -50,7 +50,7 @@ from ..storage import httpread
 from ..storage.manifest import read_manifest
 from ..storage.store import HttpStore, Store, open_store
 from ..storage.tree import ARTIFACT_TYPE, Tree
-from .publish import publish
+from .publish import publish, refuse_unsigned_over_signed
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +332,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     for o in runs:
         if o.verify and o.keyring and not Path(o.keyring).is_file():
             raise MirrorError(f"--keyring {o.keyring}: not a file")
+    refuse_unsigned_over_signed(tree, target, publish_opts.sign_key)  # before any copy into a signed tree
     storage = publish_opts.storage or tree.storage
     reports: list[MirrorReport] = []
     products: dict[str, ProductConfig] = {}
