@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -397,3 +398,40 @@ def test_build_product_never_brings_a_withdrawn_image_back(local: Path, tmp_path
     assert f"version {NEW} was withdrawn" in named.stderr, named.stderr
     assert tree_state(local) == before
     assert NEW not in served_versions(local)[PRODUCT]
+
+
+
+def test_dry_run_shows_every_change_of_the_real_run(local: Path, tmp_path: Path) -> None:
+    """Issue 20, point 19: with `days: 1`, withdrawing the newest version brings the older one,
+    expired by retention, back into the catalog; the dry run said only that the withdrawn one left.
+    Its report now lists every version the catalog gains or loses, as the real run's does."""
+    conf = local / "tree.yml"
+    conf.write_text(conf.read_text().replace("days: 3", "days: 1"))
+    assert run_local(local, "publish").returncode == 0
+    assert served_versions(local)[PRODUCT] == [NEW]
+    before = tree_state(local)
+    dry, dry_json = (run_local(local, "withdraw", PRODUCT, NEW, "--dry-run", *extra) for extra in ((), ("--json",)))
+    assert dry.returncode == 0 and dry_json.returncode == 0, dry.stderr + dry_json.stderr
+    assert tree_state(local) == before
+    back = f"+ {PRODUCT} {OLD} enters the catalog (within retention once {NEW} is withdrawn)"
+    assert back in dry.stdout.splitlines(), dry.stdout
+    twin = tmp_path / "twin"  # the same tree, for the real run's text report
+    shutil.copytree(local, twin)
+    real, real_json = run_local(twin, "withdraw", PRODUCT, NEW), run_local(local, "withdraw", PRODUCT, NEW, "--json")
+    assert real.returncode == 0 and real_json.returncode == 0, real.stderr + real_json.stderr
+    assert served_versions(local)[PRODUCT] == served_versions(twin)[PRODUCT] == [OLD]
+    planned, done = json.loads(dry_json.stdout), json.loads(real_json.stdout)
+    assert planned["changes"] == done["changes"] == {PRODUCT: {"added": [OLD], "removed": [NEW], "versions": 1}}
+    assert (planned["catalog"], planned["products"], planned["versions"]) == \
+        (done["catalog"], done["products"], done["versions"])
+    assert [(i["folder"], i["objects"]) for i in planned["purge"]["delete_later"]] == \
+        [(i["folder"], i["objects"]) for i in done["purge"]["delete_later"]] == [(f"bb/{NEW}", 2)]
+    # the text: the real run's lines, but for the verbs, the times and the last line
+    def same(lines: str, dry_run: bool) -> list[str]:
+        lines = re.sub(r"kept until [0-9-]+ [0-9:]+ UTC", "kept until T", lines)
+        return (lines.replace("would withdraw", "withdrawn") if dry_run else lines).splitlines()[:-1]
+
+    said = same(dry.stdout, True)
+    assert said == same(real.stdout, False)
+    assert said[1:4] == [f"- {PRODUCT} {NEW} leaves the catalog", back, f"alias bb (x86_64 container): {NEW} -> {OLD}"]
+

@@ -67,7 +67,9 @@ def alias_moves(report: PublishReport) -> list[AliasMove]:
 
 
 def summary(report: PublishReport) -> list[str]:
-    """What the withdrawal changes, one line each: the version, its aliases, its files."""
+    """What the withdrawal changes, one line each: the version, every version the catalog loses or
+    gains (an older version retention had left out comes back), the aliases, the files. A dry run
+    prints the same lines as the real run (but for its verbs): it plans the same publish."""
     found: Mapping[str, Any] | None = report.withdrawn
     if found is None:
         return []
@@ -75,8 +77,12 @@ def summary(report: PublishReport) -> list[str]:
     verb = "would withdraw" if report.dry_run else "withdrawn"
     reason = f": {found['reason']}" if found["reason"] else ""
     lines = [f"{verb} {product} {version} (images {', '.join(fp[:12] for fp in found['fingerprints'])}){reason}"]
-    if found["was_served"]:
-        lines.append(f"- {product} {version} leaves the catalog")
+    for name, change in sorted(report.changes.items()):  # every version the catalog gains or loses
+        for gone in change["removed"]:
+            lines.append(f"- {name} {gone} leaves the catalog")
+        for back in change["added"]:
+            why = f" (within retention once {version} is withdrawn)" if name == product and back < version else ""
+            lines.append(f"+ {name} {back} enters the catalog{why}")
     for move in alias_moves(report):
         lines.append(f"alias {move.alias} ({move.arch} {move.type}): {move.before} -> "
                      f"{move.after or 'no image (the alias disappears)'}")
