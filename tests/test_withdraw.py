@@ -435,3 +435,59 @@ def test_dry_run_shows_every_change_of_the_real_run(local: Path, tmp_path: Path)
     assert said == same(real.stdout, False)
     assert said[1:4] == [f"- {PRODUCT} {NEW} leaves the catalog", back, f"alias bb (x86_64 container): {NEW} -> {OLD}"]
 
+
+def all_files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder`, hidden ones too (a lock file, a lease)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_withdraw_never_writes_into_a_shared_source(tmp_path: Path) -> None:
+    """Issue 20, point 16: two trees fed from one local `source:` folder. Withdrawing a version in
+    tree A used to rewrite the source's ssb.json (and leave .ssb-s3/write.lock there), so tree B
+    lost the version too. The withdrawal is A's record (its index.json): the source stays
+    byte-identical, A's later publishes keep the version out, B still serves it."""
+    source = tmp_path / "shared"
+    for version in (OLD, NEW):
+        make_image(source / "bb" / version, kind="squashfs", serial=version, description=f"bb {version}")
+    roots = {name: tmp_path / name for name in ("a", "b")}
+    for root in roots.values():
+        root.mkdir()
+        (root / "tree.yml").write_text(f"grace: 1h\nproducts:\n  - {{name: '{PRODUCT}', arch: amd64, release: "
+                                       f"'1.36', os: Busybox, directory: bb, days: 3, source: '{source}'}}\n")
+    made = ssb("-c", str(roots["a"] / "tree.yml"), "build-versions-manifest", "-p", PRODUCT)  # the source's owner
+    assert made.returncode == 0, made.stderr
+    for root in roots.values():
+        assert run_local(root, "publish").returncode == 0
+        assert served_versions(root) == {PRODUCT: [OLD, NEW]}
+    shared = all_files(source)
+    out = run_local(roots["a"], "withdraw", PRODUCT, NEW, "--reason", "broken on our hosts")
+    assert out.returncode == 0, out.stderr
+    assert f"- {PRODUCT} {NEW} leaves the catalog" in out.stdout.splitlines()
+    assert all_files(source) == shared  # not a byte, not a lock file
+    assert served_versions(roots["a"]) == {PRODUCT: [OLD]}
+    index = json.loads((roots["a"] / "out/streams/v1/index.json").read_text())
+    assert index["ssb_s3"]["withdrawn"][PRODUCT][NEW]["reason"] == "broken on our hosts"  # A's own record
+    for args in (("publish",), ("publish", "--refresh-manifests")):  # A's later publishes honour it
+        again = run_local(roots["a"], *args)
+        assert again.returncode == 0, again.stderr
+        assert served_versions(roots["a"]) == {PRODUCT: [OLD]}, args
+    twice = run_local(roots["a"], "withdraw", PRODUCT, NEW)
+    assert twice.returncode == 1 and f"version {NEW} was already withdrawn at 20" in twice.stderr
+    assert all_files(source) == shared
+    assert run_local(roots["b"], "publish").returncode == 0  # B, fed from the same source, still serves it
+    assert served_versions(roots["b"]) == {PRODUCT: [OLD, NEW]}
+    assert all_files(source) == shared
+
+
+def test_the_trees_own_withdrawals_are_read_from_index_json_and_shape_checked() -> None:
+    from ssb_s3.core.withdrawal import tree_recorded, with_recorded
+
+    good = {"withdrawn_at": "2026-12-01T00:00:00Z", "entry": {"items": {}}, "reason": "r"}
+    index = {"ssb_s3": {"withdrawn": {"p": {NEW: good, "../x": good, OLD: {"entry": "no"}}, "q": [], "r": {}}}}
+    assert tree_recorded(json.dumps(index).encode()) == {"p": {NEW: good}}
+    for hostile in (b"", b"[]", b'{"ssb_s3": {"withdrawn": "x"}}', b'{"ssb_s3": []}', b"not json"):
+        assert tree_recorded(hostile) == {}
+    manifest = {"name": "p", "versions": {OLD: {"items": {}}, NEW: {"items": {}}}}
+    assert with_recorded(manifest, {NEW: good}) == {"name": "p", "versions": {OLD: {"items": {}}},
+                                                    "withdrawn": {NEW: good}}
+    assert with_recorded(manifest, {}) is manifest

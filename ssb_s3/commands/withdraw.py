@@ -6,7 +6,9 @@ same lease and writes in the same order: the product's ssb.json (If-Match the ET
 with, the version moved to its `withdrawn` section), then the views, then index.json last. A
 reader sees the old catalog (the version and its files still there) or the new one (without
 it), never a catalog naming files that are gone. The files stay until no catalog current within
-the grace period names them; then this run's purge, or a later publish's, deletes them.
+the grace period names them; then this run's purge, or a later publish's, deletes them. A product
+read from another store (`source:`) is read-only: nothing is written there, the withdrawal is
+recorded in this tree's index.json by the flip itself (ssb_s3.core.withdrawal.TREE_RECORD).
 
 With dry_run nothing is written and no lease is taken. A bad reason, an unknown version or
 fingerprint, an ambiguous prefix and the last version without `force` are one-line
