@@ -18,7 +18,16 @@ import yaml
 from . import __version__
 from .commands.mirror import MirrorOptions, MirrorReport, mirror_all
 from .commands.mirror import dump as dump_mirror
-from .commands.publish import PublishOptions, PublishRefused, PublishReport, check_tree, dump_json, publish, purge
+from .commands.publish import (
+    PublishOptions,
+    PublishRefused,
+    PublishReport,
+    check_tree,
+    dump_json,
+    publish,
+    purge,
+    refuse_unsigned_over_signed,
+)
 from .commands.verify import verify
 from .config import (
     StorageConfig,
@@ -637,6 +646,8 @@ def build_product_cmd(settings: Settings, name: str, source_dir: str | None, ima
     """
     tree = settings.tree
     product = tree.product(name)
+    if not no_publish:  # before the build and the upload: its publish would be refused
+        refuse_unsigned_over_signed(tree, settings.store())
     store = settings.store(product.source or None)
     request = BuildRequest(resolve_image_file(image, source_dir, product.directory), builder, lxd=not skip_lxd,
                            lxc=not skip_lxc, incus=incus, vm=vm, unified=unified, options=options)

@@ -28,6 +28,11 @@ class WithdrawError(SSBError):
     a bad reason); nothing was written."""
 
 
+class SigningRequired(SSBError):
+    """A run without a signing key over a signed tree (streams/v1/index.sjson is there): refused
+    before anything is written (ssb_s3.commands.publish.refuse_unsigned_over_signed)."""
+
+
 class NotFound(StoreError):
     """The key does not exist in the store."""
 

@@ -250,6 +250,83 @@ def test_a_publish_without_the_key_over_a_signed_tree_is_refused(key: Key, tmp_p
     assert "signed" not in json.loads((public / "streams/v1/index.json").read_text())["ssb_s3"]
 
 
+def served_files(public: Path) -> dict[Path, bytes]:
+    """Every file of a local tree but the lease's (.ssb-s3): what a reader or a later run sees."""
+    return {p: p.read_bytes() for p in public.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts}
+
+
+def local_sstream_query(public: Path, key: Key) -> set[str]:
+    """(product version item) that python-simplestreams lists from the signed index, checked with gpgv."""
+    out = subprocess.run([need("sstream-query"), "--keyring", str(key.keyring), "--output-format",
+                          "%(product_name)s %(version_name)s %(item_name)s", str(public / SIGNED_INDEX_KEY)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.splitlines()) - {""}
+
+
+def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path) -> None:
+    """Issue 20, point 15: signed with --sign-key, then an unchanged publish without a key (it used to
+    rewrite index.json without its `signed` record, since the guard only ran on a changed catalog),
+    then a withdraw without a key: both went through, and index.sjson kept naming the old catalog.
+    Now every write path without a key (publish, withdraw and its dry run, build-product, mirror,
+    the hooks) refuses with one line and writes nothing, until index.sjson is deleted on purpose."""
+    from click.testing import CliRunner
+
+    from ssb_s3.cli import cli as ssb_cli
+    from ssb_s3.config import load_config
+    from ssb_s3.core.plan import PublishOptions
+    from ssb_s3.hooks.events import BucketEvent
+    from ssb_s3.hooks.republish import Republisher
+    from ssb_s3.storage.store import open_store
+
+    conf = local_tree(tmp_path)
+    conf.write_text(conf.read_text().replace("directory: p,", "directory: p, days: 2,"))
+    make_image(tmp_path / "images/p/20260102_0000", kind="squashfs", serial="20260102_0000")
+    public = tmp_path / "public"
+    env = {"GNUPGHOME": str(key.home)}
+    tree = ["-c", str(conf), "-t", str(public)]
+    assert cli(*tree, "publish", "--refresh-manifests", "--sign-key", key.fingerprint, env=env).returncode == 0
+    listed = local_sstream_query(public, key)
+    assert {line.split()[1] for line in listed} == {"20260101_0000", "20260102_0000"}
+    upstream = tmp_path / "upstream"  # an unsigned tree to mirror from
+    assert cli("-c", str(local_tree(tmp_path / "up")), "-t", str(upstream), "publish",
+               "--refresh-manifests").returncode == 0
+    built = tmp_path / "built"
+    make_image(built, kind="squashfs", serial="20260103_0000")
+    before, source_before = served_files(public), served_files(tmp_path / "images")
+    runs = {
+        "publish": ("publish",),
+        "publish --refresh-manifests": ("publish", "--refresh-manifests"),
+        "publish --dry-run": ("publish", "--dry-run"),
+        "withdraw": ("withdraw", "p", "20260102_0000"),
+        "withdraw --dry-run": ("withdraw", "p", "20260102_0000", "--dry-run"),
+        "build-product": ("build-product", "p", "--from-dir", str(built), "--version", "20260103_0000"),
+        "mirror": ("mirror", str(upstream), "--no-verify"),
+    }
+    for what, args in runs.items():  # in-process (fast); the GnuPG home holds the key, but nothing names it
+        out = CliRunner(env=env).invoke(ssb_cli, [*tree, *args], catch_exceptions=False)
+        assert out.exit_code == 1, (what, out.stdout, out.stderr)
+        assert out.stderr.strip().splitlines() == [
+            f"error: {public / SIGNED_INDEX_KEY}: this tree publishes signed streams, and this run has no signing "
+            "key: set `signing:` in tree.yml (build-product, withdraw, mirror and the hooks read it) or pass "
+            "--sign-key; to stop signing, delete that file first. Nothing was written"], what
+        assert served_files(public) == before, what
+        assert served_files(tmp_path / "images") == source_before, what  # not even build-product's upload
+    hooks = Republisher(load_config(conf), "s3://tree", open_store(str(public)), PublishOptions(quiet=True))
+    outcome = hooks.handle([BucketEvent("tree", "p/ssb.json", True)])
+    assert "this tree publishes signed streams" in outcome.failed["p"] and outcome.products == []
+    assert served_files(public) == before
+    ok = cli("-t", str(public), "verify", "--keyring", str(key.keyring))
+    assert ok.returncode == 0, ok.stderr
+    assert local_sstream_query(public, key) == listed
+    # with the key (withdraw reads tree.yml's `signing:`), the withdrawal reaches the signed streams too
+    conf.write_text(conf.read_text() + f"signing: {{key: {key.fingerprint}}}\n")
+    done = cli(*tree, "withdraw", "p", "20260102_0000", env=env)
+    assert done.returncode == 0, done.stderr
+    assert cli("-t", str(public), "verify", "--keyring", str(key.keyring)).returncode == 0
+    assert {line.split()[1] for line in local_sstream_query(public, key)} == {"20260101_0000"}
+
+
 def test_an_index_sjson_naming_the_unsigned_catalog_is_reported(key: Key, tmp_path: Path) -> None:
     """lxc-ci's mistake: a signed index naming the unsigned catalog (sstream-query --keyring then stops at
     'No signature found'); verify --keyring names it."""

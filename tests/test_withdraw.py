@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -404,3 +405,96 @@ def test_build_product_never_brings_a_withdrawn_image_back(local: Path, tmp_path
     assert f"version {NEW} was withdrawn" in named.stderr, named.stderr
     assert tree_state(local) == before
     assert NEW not in served_versions(local)[PRODUCT]
+
+
+
+def test_dry_run_shows_every_change_of_the_real_run(local: Path, tmp_path: Path) -> None:
+    """Issue 20, point 19: with `days: 1`, withdrawing the newest version brings the older one,
+    expired by retention, back into the catalog; the dry run said only that the withdrawn one left.
+    Its report now lists every version the catalog gains or loses, as the real run's does."""
+    conf = local / "tree.yml"
+    conf.write_text(conf.read_text().replace("days: 3", "days: 1"))
+    assert run_local(local, "publish").returncode == 0
+    assert served_versions(local)[PRODUCT] == [NEW]
+    before = tree_state(local)
+    dry, dry_json = (run_local(local, "withdraw", PRODUCT, NEW, "--dry-run", *extra) for extra in ((), ("--json",)))
+    assert dry.returncode == 0 and dry_json.returncode == 0, dry.stderr + dry_json.stderr
+    assert tree_state(local) == before
+    back = f"+ {PRODUCT} {OLD} enters the catalog (within retention once {NEW} is withdrawn)"
+    assert back in dry.stdout.splitlines(), dry.stdout
+    twin = tmp_path / "twin"  # the same tree, for the real run's text report
+    shutil.copytree(local, twin)
+    real, real_json = run_local(twin, "withdraw", PRODUCT, NEW), run_local(local, "withdraw", PRODUCT, NEW, "--json")
+    assert real.returncode == 0 and real_json.returncode == 0, real.stderr + real_json.stderr
+    assert served_versions(local)[PRODUCT] == served_versions(twin)[PRODUCT] == [OLD]
+    planned, done = json.loads(dry_json.stdout), json.loads(real_json.stdout)
+    assert planned["changes"] == done["changes"] == {PRODUCT: {"added": [OLD], "removed": [NEW], "versions": 1}}
+    assert (planned["catalog"], planned["products"], planned["versions"]) == \
+        (done["catalog"], done["products"], done["versions"])
+    assert [(i["folder"], i["objects"]) for i in planned["purge"]["delete_later"]] == \
+        [(i["folder"], i["objects"]) for i in done["purge"]["delete_later"]] == [(f"bb/{NEW}", 2)]
+    # the text: the real run's lines, but for the verbs, the times and the last line
+    def same(lines: str, dry_run: bool) -> list[str]:
+        lines = re.sub(r"kept until [0-9-]+ [0-9:]+ UTC", "kept until T", lines)
+        return (lines.replace("would withdraw", "withdrawn") if dry_run else lines).splitlines()[:-1]
+
+    said = same(dry.stdout, True)
+    assert said == same(real.stdout, False)
+    assert said[1:4] == [f"- {PRODUCT} {NEW} leaves the catalog", back, f"alias bb (x86_64 container): {NEW} -> {OLD}"]
+
+
+def all_files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder`, hidden ones too (a lock file, a lease)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_withdraw_never_writes_into_a_shared_source(tmp_path: Path) -> None:
+    """Issue 20, point 16: two trees fed from one local `source:` folder. Withdrawing a version in
+    tree A used to rewrite the source's ssb.json (and leave .ssb-s3/write.lock there), so tree B
+    lost the version too. The withdrawal is A's record (its index.json): the source stays
+    byte-identical, A's later publishes keep the version out, B still serves it."""
+    source = tmp_path / "shared"
+    for version in (OLD, NEW):
+        make_image(source / "bb" / version, kind="squashfs", serial=version, description=f"bb {version}")
+    roots = {name: tmp_path / name for name in ("a", "b")}
+    for root in roots.values():
+        root.mkdir()
+        (root / "tree.yml").write_text(f"grace: 1h\nproducts:\n  - {{name: '{PRODUCT}', arch: amd64, release: "
+                                       f"'1.36', os: Busybox, directory: bb, days: 3, source: '{source}'}}\n")
+    made = ssb("-c", str(roots["a"] / "tree.yml"), "build-versions-manifest", "-p", PRODUCT)  # the source's owner
+    assert made.returncode == 0, made.stderr
+    for root in roots.values():
+        assert run_local(root, "publish").returncode == 0
+        assert served_versions(root) == {PRODUCT: [OLD, NEW]}
+    shared = all_files(source)
+    out = run_local(roots["a"], "withdraw", PRODUCT, NEW, "--reason", "broken on our hosts")
+    assert out.returncode == 0, out.stderr
+    assert f"- {PRODUCT} {NEW} leaves the catalog" in out.stdout.splitlines()
+    assert all_files(source) == shared  # not a byte, not a lock file
+    assert served_versions(roots["a"]) == {PRODUCT: [OLD]}
+    index = json.loads((roots["a"] / "out/streams/v1/index.json").read_text())
+    assert index["ssb_s3"]["withdrawn"][PRODUCT][NEW]["reason"] == "broken on our hosts"  # A's own record
+    for args in (("publish",), ("publish", "--refresh-manifests")):  # A's later publishes honour it
+        again = run_local(roots["a"], *args)
+        assert again.returncode == 0, again.stderr
+        assert served_versions(roots["a"]) == {PRODUCT: [OLD]}, args
+    twice = run_local(roots["a"], "withdraw", PRODUCT, NEW)
+    assert twice.returncode == 1 and f"version {NEW} was already withdrawn at 20" in twice.stderr
+    assert all_files(source) == shared
+    assert run_local(roots["b"], "publish").returncode == 0  # B, fed from the same source, still serves it
+    assert served_versions(roots["b"]) == {PRODUCT: [OLD, NEW]}
+    assert all_files(source) == shared
+
+
+def test_the_trees_own_withdrawals_are_read_from_index_json_and_shape_checked() -> None:
+    from ssb_s3.core.withdrawal import tree_recorded, with_recorded
+
+    good = {"withdrawn_at": "2026-12-01T00:00:00Z", "entry": {"items": {}}, "reason": "r"}
+    index = {"ssb_s3": {"withdrawn": {"p": {NEW: good, "../x": good, OLD: {"entry": "no"}}, "q": [], "r": {}}}}
+    assert tree_recorded(json.dumps(index).encode()) == {"p": {NEW: good}}
+    for hostile in (b"", b"[]", b'{"ssb_s3": {"withdrawn": "x"}}', b'{"ssb_s3": []}', b"not json"):
+        assert tree_recorded(hostile) == {}
+    manifest = {"name": "p", "versions": {OLD: {"items": {}}, NEW: {"items": {}}}}
+    assert with_recorded(manifest, {NEW: good}) == {"name": "p", "versions": {OLD: {"items": {}}},
+                                                    "withdrawn": {NEW: good}}
+    assert with_recorded(manifest, {}) is manifest

@@ -55,7 +55,7 @@ from ..storage import httpread
 from ..storage.manifest import read_manifest
 from ..storage.store import HttpStore, Store, open_store
 from ..storage.tree import ARTIFACT_TYPE, Tree
-from .publish import publish
+from .publish import publish, refuse_unsigned_over_signed
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +344,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         if o.source.startswith("http://") and not (o.verify and o.keyring):
             log.warning("source %s: plain http:// without --keyring: the catalog and the files can be altered in "
                         "transit (use https:// or --keyring)", o.source)
+    refuse_unsigned_over_signed(tree, target, publish_opts.sign_key)  # before any copy into a signed tree
     storage = publish_opts.storage or tree.storage
     reports: list[MirrorReport] = []
     products: dict[str, ProductConfig] = {}

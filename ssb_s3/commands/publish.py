@@ -22,7 +22,9 @@ broken tree.
    signed twin images-<hash>.sjson and companions); nothing with a fixed name is written yet. Views
    are signed (ssb_s3.gpg) right after step 2, before step 3 writes anything (and again after step
    3's re-plan when deltas were made), and the key is tried before step 1: a missing or unusable
-   key publishes nothing;
+   key publishes nothing; without a key, a signed tree (streams/v1/index.sjson there) is refused
+   under the lease before step 1, whatever the plan (refuse_unsigned_over_signed): a signed tree
+   stays signed until that file is deleted on purpose;
 6. confirm the lease is still ours (read back), then flip streams/v1/index.json, conditionally on
    the ETag read in step 1 (on a conflict, start again, a bounded number of times); the same write
    records when the previous catalog stopped being current;
@@ -54,17 +56,16 @@ from ..core.plan import (  # re-exported: callers and tests import them from her
     Plan,
     PublishOptions,
     PublishReport,
-    Snapshot,
     assemble,
     check_products,
     plan_publish,
     plan_purge_only,
 )
 from ..core.problems import Problem
-from ..core.retention import PurgePlan, served_signed
+from ..core.retention import PurgePlan
 from ..core.signed import SIGNED_INDEX_KEY
 from ..core.views import View
-from ..errors import PreconditionFailed, ProblemsFound, SSBError, StoreError
+from ..errors import PreconditionFailed, ProblemsFound, SigningRequired, SSBError, StoreError
 from ..gpg import Signer
 from ..storage.deltas import DeltaReport, make_deltas
 from ..storage.store import Store
@@ -105,6 +106,7 @@ def publish(
     if signer is not None:
         signer.check()  # a missing or unusable key fails here, before the lease and any read
     if opts.dry_run:
+        refuse_unsigned_over_signed(tree, target, opts.sign_key)  # the real run would be refused
         plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests), opts, only)
         if plan.refused:
             raise PublishRefused("publish would be refused", plan.report)
@@ -117,6 +119,7 @@ def publish(
         if not early.refused and early.deltas:  # made before the lease: xdelta3 never runs under it
             done = made_deltas(tree, target, early.deltas, opts, done)
     with owner.lease(opts.lock_timeout, "publish") as lease:
+        refuse_unsigned_over_signed(tree, target, opts.sign_key)  # under the lease: no signed publish meanwhile
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
             snap = owner.snapshot(time.time(), only, refresh=refresh)
             plan = plan_publish(tree, snap, opts, only)
@@ -124,8 +127,6 @@ def publish(
                 log.warning("%s", warning)
             if plan.refused:
                 raise PublishRefused("publish refused, nothing was written", plan.report)
-            if signer is None and plan.catalog_changed:
-                refuse_unsigned_over_signed(owner, snap)
             signed, signing_seconds = timed_sign(owner, plan, signer)
             try:
                 owner.write_manifests(plan)
@@ -190,15 +191,20 @@ def made_deltas(tree: TreeConfig, target: Store, jobs: list[DeltaJob], opts: Pub
                        skipped=[*done.skipped, *made.skipped], tried={*done.tried, *jobs})
 
 
-def refuse_unsigned_over_signed(owner: Tree, snap: Snapshot) -> None:
-    """A publish without a signing key over a signed tree would leave streams/v1/index.sjson naming
-    an older catalog (a withdrawn version still listed for sstream users): refused, nothing written.
-    One HEAD, only when the served index.json says the last publish signed."""
-    if served_signed(snap.index) and owner.target.head(SIGNED_INDEX_KEY) is not None:
-        raise SSBError(f"{owner.target.describe(SIGNED_INDEX_KEY)}: this tree publishes signed streams, and this run "
-                       "has no signing key: set `signing:` in tree.yml (build-product, withdraw, mirror and the "
-                       "hooks read it) or pass --sign-key; to stop signing, delete that file first. Nothing was "
-                       "written")
+def refuse_unsigned_over_signed(tree: TreeConfig, target: Store, sign_key: str | None = None) -> None:
+    """A signed tree stays signed: while streams/v1/index.sjson is there, a run without a signing
+    key (tree.yml's `signing.key`, or `sign_key`) is refused (SigningRequired) before it writes
+    anything: its publish, even of an unchanged catalog, would leave index.sjson naming an older
+    catalog (a withdrawn version still listed for sstream users). Deleting index.sjson is how
+    signing is stopped on purpose. One HEAD, and only without a key.
+
+    Every write path calls it: publish (and so withdraw and the hooks) under the lease, before its
+    first write; build-product before its upload, mirror before its copies (and their publish again)."""
+    if Signer.from_config(tree.signing, sign_key) is None and target.head(SIGNED_INDEX_KEY) is not None:
+        raise SigningRequired(f"{target.describe(SIGNED_INDEX_KEY)}: this tree publishes signed streams, and this "
+                              "run has no signing key: set `signing:` in tree.yml (build-product, withdraw, mirror "
+                              "and the hooks read it) or pass --sign-key; to stop signing, delete that file first. "
+                              "Nothing was written")
 
 
 def timed_sign(owner: Tree, plan: Plan, signer: Signer | None) -> tuple[tuple[View, ...], float]:

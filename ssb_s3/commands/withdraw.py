@@ -6,7 +6,9 @@ same lease and writes in the same order: the product's ssb.json (If-Match the ET
 with, the version moved to its `withdrawn` section), then the views, then index.json last. A
 reader sees the old catalog (the version and its files still there) or the new one (without
 it), never a catalog naming files that are gone. The files stay until no catalog current within
-the grace period names them; then this run's purge, or a later publish's, deletes them.
+the grace period names them; then this run's purge, or a later publish's, deletes them. A product
+read from another store (`source:`) is read-only: nothing is written there, the withdrawal is
+recorded in this tree's index.json by the flip itself (ssb_s3.core.withdrawal.TREE_RECORD).
 
 With dry_run nothing is written and no lease is taken. A bad reason, an unknown version or
 fingerprint, an ambiguous prefix and the last version without `force` are one-line
@@ -67,7 +69,9 @@ def alias_moves(report: PublishReport) -> list[AliasMove]:
 
 
 def summary(report: PublishReport) -> list[str]:
-    """What the withdrawal changes, one line each: the version, its aliases, its files."""
+    """What the withdrawal changes, one line each: the version, every version the catalog loses or
+    gains (an older version retention had left out comes back), the aliases, the files. A dry run
+    prints the same lines as the real run (but for its verbs): it plans the same publish."""
     found: Mapping[str, Any] | None = report.withdrawn
     if found is None:
         return []
@@ -75,8 +79,12 @@ def summary(report: PublishReport) -> list[str]:
     verb = "would withdraw" if report.dry_run else "withdrawn"
     reason = f": {found['reason']}" if found["reason"] else ""
     lines = [f"{verb} {product} {version} (images {', '.join(fp[:12] for fp in found['fingerprints'])}){reason}"]
-    if found["was_served"]:
-        lines.append(f"- {product} {version} leaves the catalog")
+    for name, change in sorted(report.changes.items()):  # every version the catalog gains or loses
+        for gone in change["removed"]:
+            lines.append(f"- {name} {gone} leaves the catalog")
+        for back in change["added"]:
+            why = f" (within retention once {version} is withdrawn)" if name == product and back < version else ""
+            lines.append(f"+ {name} {back} enters the catalog{why}")
     for move in alias_moves(report):
         lines.append(f"alias {move.alias} ({move.arch} {move.type}): {move.before} -> "
                      f"{move.after or 'no image (the alias disappears)'}")

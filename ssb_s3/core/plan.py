@@ -14,7 +14,10 @@ Decisions made here, and only here:
 - emptying a product (max_age, withdraw) or the whole tree needs `force`;
 - withdraw (`opts.withdraw`, ssb_s3.core.withdrawal): one version moves from the product's
   ssb.json `versions` to its `withdrawn` section; the publish then writes that ssb.json, the views
-  and the index in the usual order, and its purge treats the version like an expired one;
+  and the index in the usual order, and its purge treats the version like an expired one. A
+  product read from another store (`source:`) is read-only: its withdrawal is recorded in
+  index.json (withdrawal.TREE_RECORD), which every plan applies to its manifest (check_products)
+  and carries on to the next index;
 - the purge plan (grace, history) and the views to write (ssb_s3.core.views);
 - the .vcdiff deltas the versions it adds want (ssb_s3.core.deltas), made before the flip.
 Every problem is a Problem whose `product` says whom it blames; no message is parsed back.
@@ -56,7 +59,7 @@ from .retention import (
     served_views,
 )
 from .views import Content, View, flip_index, index_view, render, view_keys
-from .withdrawal import WITHDRAWN, record, resolve, withdrawn_of
+from .withdrawal import TREE_RECORD, WITHDRAWN, Recorded, record, resolve, tree_recorded, with_recorded, withdrawn_of
 
 CONTRACT_SOURCE = "catalog built from the manifests"
 
@@ -295,6 +298,7 @@ class Checked:
     kept: dict[str, list[str]] = field(default_factory=dict)
     expired: dict[str, list[str]] = field(default_factory=dict)
     withdrawn: dict[str, list[str]] = field(default_factory=dict)
+    recorded: Recorded = field(default_factory=dict)  # the tree's own withdrawals (withdrawal.TREE_RECORD), applied
     problems: dict[str | None, list[Problem]] = field(default_factory=dict)  # None: not a product's fault
     warnings: list[str] = field(default_factory=list)
 
@@ -305,9 +309,10 @@ class Checked:
         return [p for problems in self.problems.values() for p in problems]
 
 
-def check_products(tree: TreeConfig, snap: Snapshot) -> Checked:
-    """Retention and the per-product checks of every product the snapshot read (in tree.yml order)."""
-    checked = Checked()
+def check_products(tree: TreeConfig, snap: Snapshot, recorded: Recorded | None = None) -> Checked:
+    """Retention and the per-product checks of every product the snapshot read (in tree.yml order),
+    after the tree's own withdrawals (`recorded`; None: those the served index records)."""
+    checked = Checked(recorded=tree_recorded(snap.index) if recorded is None else recorded)
     for product in tree.products:
         read = snap.products.get(product.name)
         if read is None:
@@ -316,6 +321,8 @@ def check_products(tree: TreeConfig, snap: Snapshot) -> Checked:
             checked.blame(read.error)
             continue
         manifest = read.manifest
+        if manifest is not None:
+            manifest = with_recorded(manifest, checked.recorded.get(product.name, {}))
         if manifest is None:
             checked.warnings.append(
                 f"product {product.name}: no {read.names.describe(tree.manifest_key(product))} yet "
@@ -341,7 +348,7 @@ def check_products(tree: TreeConfig, snap: Snapshot) -> Checked:
 
 
 def needs_old_catalogs(tree: TreeConfig, products: Mapping[str, ProductRead], now: float,
-                       only: set[str] | None) -> bool:
+                       only: set[str] | None, recorded: Recorded | None = None) -> bool:
     """Whether the purge needs the older catalogs the history names: always for a full publish; for
     an incremental one only when one of its products has expired versions, or withdrawn ones whose
     files are still listed (its request count stays flat otherwise)."""
@@ -353,7 +360,8 @@ def needs_old_catalogs(tree: TreeConfig, products: Mapping[str, ProductRead], no
             product = tree.product(name)
             if select_versions(read.manifest["versions"], product.days, product.max_age, now)[1]:
                 return True
-            folders = tuple(f"{tree.product_dir(product)}/{v}/" for v in withdrawn_of(read.manifest))
+            withdrawn = withdrawn_of(with_recorded(read.manifest, (recorded or {}).get(name, {})))
+            folders = tuple(f"{tree.product_dir(product)}/{v}/" for v in withdrawn)
             if folders and any(key.startswith(folders) for key in read.listing or {}):
                 return True
     return False
@@ -462,13 +470,14 @@ def kept_mirrored(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> lis
     return sorted(served_mirrored(snap.index) - declared - opts.unmirror)
 
 
-def index_extra(tree: TreeConfig, catalog: Mapping[str, Any], history: History, signed: bool) -> dict[str, Any]:
-    """index.json's `ssb_s3` field: the history, the mirrored products the catalog holds, and
-    whether this publish signs the tree (a later one that does not sign is stopped: commands.publish)."""
+def index_extra(tree: TreeConfig, catalog: Mapping[str, Any], history: History, signed: bool,
+                recorded: Recorded) -> dict[str, Any]:
+    """index.json's `ssb_s3` field: the history, the mirrored products the catalog holds, whether
+    this publish signs the tree, and the tree's own withdrawals (withdrawal.TREE_RECORD, carried on)."""
     own = {p.name for p in tree.products if not p.mirrored}
     mirrored = sorted(n for n in catalog["products"] if n not in own)  # declared mirrored, or kept_mirrored
     return {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {}),
-            **({SIGNED_KEY: True} if signed else {})}
+            **({SIGNED_KEY: True} if signed else {}), **({TREE_RECORD: recorded} if recorded else {})}
 
 
 def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], int]:
@@ -557,7 +566,7 @@ def purge_plan(
         history.entries.append({"catalog": served_key, "since": snap.now, "until": None})
     history.record(current_key, snap.now, departed=served_mirrored(snap.index) - set(current.get("products", {})))
     catalogs: dict[str, Mapping[str, Any]] = {}
-    if needs_old_catalogs(tree, snap.products, snap.now, only):
+    if needs_old_catalogs(tree, snap.products, snap.now, only, checked.recorded):
         catalogs = {k: c for k, c in snap.catalogs.items() if k != current_key}
         if snap.served is not None and served_key and served_key != current_key:
             catalogs.setdefault(served_key, snap.served)
@@ -589,6 +598,7 @@ def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> t
     content = Content(tree, snap.served, b"", snap.served_key,
                       {**history.as_field(), **({MIRRORED_KEY: mirrored} if mirrored else {}),
                        **({SIGNED_KEY: True} if served_signed(snap.index) else {}),
+                       **({TREE_RECORD: checked.recorded} if checked.recorded else {}),
                        VIEWS_KEY: sorted(served_views(snap.index) or ())})  # the views it leaves as they are
     report = PublishReport(snap.served_key, False, opts.dry_run, {}, 0, [], 0, plan)
     return plan, Plan(dict(snap.served), b"", snap.served_key, history, (index_view(content),), [], [], plan, [], [],
@@ -604,9 +614,10 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
     problem blames no product, or any problem without keep-going. With opts.withdraw, the version
     leaves the product's ssb.json first (apply_withdrawal; WithdrawError when it cannot)."""
     withdrawn = None
+    recorded: Recorded = tree_recorded(snap.index)
     if opts.withdraw is not None:
-        snap, withdrawn = apply_withdrawal(tree, snap, opts.withdraw, opts.force)
-    checked = check_products(tree, snap)
+        snap, withdrawn, recorded = apply_withdrawal(tree, snap, opts.withdraw, opts.force, recorded)
+    checked = check_products(tree, snap, recorded)
     with no_gc():
         catalog, kept_previous = assemble(tree, checked, snap, opts, only)
         data = to_bytes(catalog)
@@ -626,7 +637,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
     writes = [ManifestWrite(name, read.manifest, read.etag) for name, read in snap.products.items()
               if read.refreshed and read.manifest is not None and name not in checked.problems]
     signing = bool(opts.sign_key or tree.signing.key)
-    content = Content(tree, catalog, data, key, index_extra(tree, catalog, history, signing), now=snap.now,
+    content = Content(tree, catalog, data, key, index_extra(tree, catalog, history, signing, recorded), now=snap.now,
                       base_url=opts.base_url or tree.page.base_url, lxc_served=bool(lxc_images(snap.served or {})))
     views = render(content)
     if key == snap.damaged_key:  # what is under our own key is not what the key names: replace it
@@ -644,10 +655,13 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
 # Withdraw
 
 
-def apply_withdrawal(tree: TreeConfig, snap: Snapshot, withdrawal: Withdrawal, force: bool
-                     ) -> tuple[Snapshot, dict[str, Any]]:
+def apply_withdrawal(tree: TreeConfig, snap: Snapshot, withdrawal: Withdrawal, force: bool, recorded: Recorded
+                     ) -> tuple[Snapshot, dict[str, Any], Recorded]:
     """The snapshot as if the product's ssb.json already had the version under `withdrawn` (to be
-    written back If-Match the ETag it was read with), and what was withdrawn.
+    written back If-Match the ETag it was read with), what was withdrawn, and the tree's own
+    withdrawals. A product read from another store (`source:`) is read-only to this tree: its
+    ssb.json stays as read, and the record joins `recorded` (withdrawal.TREE_RECORD), which the
+    flip writes into index.json.
 
     A version already withdrawn that the served catalog still names (a withdraw that stopped
     before its flip) is withdrawn again without a new record: a re-run converges.
@@ -660,7 +674,8 @@ def apply_withdrawal(tree: TreeConfig, snap: Snapshot, withdrawal: Withdrawal, f
     if read is None or read.error is not None or read.manifest is None:
         why = read.error.text if read is not None and read.error is not None else "no ssb.json yet"
         raise WithdrawError(f"product {name}: {why}; nothing to withdraw")
-    manifest = read.manifest
+    ours: Mapping[str, Any] = recorded.get(name, {})
+    manifest = with_recorded(read.manifest, ours)
     served: Mapping[str, Any] = (snap.served or {}).get("products", {}).get(name, {})
     version = resolve(name, withdrawal.selector, manifest, served)
     withdrawn, listed = withdrawn_of(manifest), manifest["versions"]
@@ -674,10 +689,14 @@ def apply_withdrawal(tree: TreeConfig, snap: Snapshot, withdrawal: Withdrawal, f
         raise WithdrawError(f"product {name}: {version} is the last version it would publish; withdrawing it "
                             "takes the product out of the catalog: add --force to do that")
     found = was or record(listed.get(version) or served["versions"][version], withdrawal.reason, snap.now)
-    if was is None or version in listed:  # (else: recorded by a run that stopped before its flip)
-        manifest = {**manifest, "versions": remaining, WITHDRAWN: {**withdrawn, version: found}}
+    if read.foreign:  # the source is read-only: this tree's record (a re-run finds it there already)
+        recorded = {**recorded, name: {**ours, version: found}}
+    elif was is None or version in listed:  # (else: recorded by a run that stopped before its flip)
+        own = read.manifest  # as read: not with this tree's records applied
+        manifest = {**own, "versions": without_orphans({k: v for k, v in own["versions"].items() if k != version}),
+                    WITHDRAWN: {**withdrawn_of(own), version: found}}
         read = replace(read, manifest=manifest, refreshed=True)
     summary = {"product": name, "version": version, "withdrawn_at": found["withdrawn_at"],
                "reason": found.get("reason", ""), "fingerprints": sorted(fingerprints(found["entry"]["items"])),
                "was_served": version in served.get("versions", {})}
-    return replace(snap, products={**snap.products, name: read}), summary
+    return replace(snap, products={**snap.products, name: read}), summary, recorded

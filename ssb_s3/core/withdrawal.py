@@ -10,6 +10,11 @@
   (publish --refresh-manifests, build-versions-manifest) skips every version listed there;
 - its files are not deleted here: the purge deletes them once no catalog current within the grace
   period names them, like an expired version (ssb_s3.core.retention);
+- a product read from another store (`source:`, a folder or bucket other trees may read too) is
+  read-only to this tree: its withdrawals are this tree's record, kept in index.json's `ssb_s3`
+  field (TREE_RECORD, same record shape) and written by the very flip that takes the version out
+  of the catalog; every later plan applies them (with_recorded) before retention, so the version
+  stays out of this tree's catalog while every other tree fed from that source keeps serving it;
 - a version is named by its name, or by an image fingerprint (full, or a prefix of at least
   MIN_PREFIX hex digits) of the product's manifest or served entry; an ambiguous prefix, an
   unknown name and a reason that core/text refuses (a line break of any kind, a C0 or C1 control,
@@ -26,6 +31,7 @@ from typing import Any
 
 from ..errors import WithdrawError, capped
 from .catalog import fingerprints
+from .retention import HISTORY_FIELD
 from .text import text_problem
 from .versions import VERSION_CHARS
 
@@ -34,6 +40,7 @@ MAX_REASON = 500  # characters of --reason (ssb.schema.json says the same)
 MAX_SELECTOR = 128
 MAX_CANDIDATES = 10  # listed in the one line of an ambiguous prefix or an unknown version
 WITHDRAWN = "withdrawn"  # the ssb.json section
+TREE_RECORD = "withdrawn"  # in index.json's `ssb_s3` field: product -> version -> record, this tree's own
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -48,6 +55,40 @@ def withdrawn_of(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
     """The manifest's withdrawn versions (empty for an ssb.json without the section)."""
     section: Mapping[str, Any] = manifest.get(WITHDRAWN, {})
     return section
+
+
+Recorded = Mapping[str, Mapping[str, Any]]  # product -> version -> `withdrawn` record (this tree's)
+
+
+def _is_record(version: Any, found: Any) -> bool:
+    return (isinstance(version, str) and 0 < len(version) <= MAX_SELECTOR and all(c in VERSION_CHARS for c in version)
+            and isinstance(found, dict) and isinstance(found.get("withdrawn_at"), str)
+            and isinstance(found.get("entry"), dict) and isinstance(found["entry"].get("items"), dict)
+            and isinstance(found.get("reason", ""), str))
+
+
+def tree_recorded(index: bytes) -> dict[str, dict[str, Any]]:
+    """The withdrawals the served index.json records for this tree (TREE_RECORD); records of
+    another shape are left out (an index of another tool records none)."""
+    try:
+        section = json.loads(index)[HISTORY_FIELD][TREE_RECORD] if index else {}
+    except (ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(section, dict):
+        return {}
+    found = {name: {v: r for v, r in versions.items() if _is_record(v, r)} for name, versions in section.items()
+             if isinstance(name, str) and isinstance(versions, dict)}
+    return {name: versions for name, versions in found.items() if versions}
+
+
+def with_recorded(manifest: Mapping[str, Any], recorded: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The manifest as this tree publishes it: the versions the tree withdrew (`recorded`, one
+    product's TREE_RECORD) moved to its `withdrawn` section (the manifest itself is not changed,
+    nor ever written back)."""
+    if not recorded:
+        return manifest
+    return {**manifest, "versions": {v: e for v, e in manifest["versions"].items() if v not in recorded},
+            WITHDRAWN: {**withdrawn_of(manifest), **recorded}}
 
 
 def utc(now: float) -> str:

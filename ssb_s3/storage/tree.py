@@ -30,6 +30,7 @@ from ..core.problems import Problem
 from ..core.retention import History, PurgePlan, shape_problem
 from ..core.signed import SIGNED_INDEX_KEY, is_signed_index, signing_requests
 from ..core.views import View, addressed
+from ..core.withdrawal import tree_recorded
 from ..errors import ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
 from ..gpg import Signer
 from ..progress import Progress
@@ -280,7 +281,7 @@ class Tree:
         catalogs: dict[str, dict[str, Any]] = {}
         missing: set[str] = set()
         withdrawing = self.opts.withdraw is not None  # its purge plan names the withdrawn version's files
-        if read_served and (withdrawing or needs_old_catalogs(self.config, products, now, only)):
+        if read_served and (withdrawing or needs_old_catalogs(self.config, products, now, only, tree_recorded(index))):
             names = {e["catalog"] for e in History.from_index(index).entries} - {"", served_key}
             catalogs = {k: c for k in names if (c := read_catalog(self.target, k)) is not None}
             missing = names - set(catalogs)
