@@ -301,7 +301,10 @@ def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, 
     return writes
 
 
-def test_a_registered_view_is_written_before_the_index_flip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_registered_view_with_a_fixed_name_is_written_after_the_flip_and_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One module, one registry line: a fixed-name view is written after the flip (it never shows a catalog
+    index.json does not serve), then index.json is written again recording it."""
     from ssb_s3.commands.publish import publish
     from ssb_s3.core import views
 
@@ -315,10 +318,12 @@ def test_a_registered_view_is_written_before_the_index_flip(tmp_path: Path, monk
     report = publish(tree, store)
     assert report.published and report.index_written
     keys = [key for key, _ in writes]
-    assert keys.index("streams/v1/products.txt") < keys.index("streams/v1/index.json")
-    assert keys.index(report.catalog_key) < keys.index("streams/v1/index.json")
+    flip = keys.index("streams/v1/index.json")
+    assert keys.index(report.catalog_key) < flip < keys.index("streams/v1/products.txt")
+    assert keys[-1] == "streams/v1/index.json" and keys.count("streams/v1/index.json") == 2
     assert (tmp_path / "target/streams/v1/products.txt").read_text() == \
         "sample:1.0:amd64:default\nsample:1.0:arm64:default"
+    assert "streams/v1/products.txt" in (tmp_path / "target/streams/v1/index.json").read_text()
 
 
 def test_no_conditional_header_anywhere_with_conditional_writes_false(tmp_path: Path,
