@@ -37,7 +37,7 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import gpg
-from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig
+from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig, claim_alias
 from ..core import mirror as core
 from ..core.catalog import INDEX_KEY, _path_problem
 from ..core.filters import parse_filters
@@ -340,6 +340,10 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     keeps: dict[str, bool] = {}  # source -> whether what left it stays (its own `keep`)
     taken_dirs = {p.directory for p in tree.products}
     taken_names = {p.name for p in tree.products}
+    taken_aliases: dict[tuple[str, str], str] = {}  # the tree's own first: an upstream never takes one of theirs
+    for own in tree.products:
+        for alias in own.aliases:
+            claim_alias(taken_aliases, alias, own.arch, own.name)
     mirrored_dirs = _served_mirrored_dirs(tree, target)
     for run, run_filters in zip(runs, filters, strict=True):
         source = open_source(run.source, storage)
@@ -348,7 +352,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         for catalog in catalogs:
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
                                     prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
-                                    mirrored_dirs=mirrored_dirs)
+                                    mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases)
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
             recorded: dict[str, str] = {}

@@ -16,6 +16,9 @@ Everything here comes from a server we do not control, so every value is checked
   written must read back on the next run;
 - a product's folder may not equal, lie inside or contain another product's (tree.yml's, or
   one mirrored already);
+- an alias (per canonical arch) belongs to the tree's own product that declares it, then to the
+  first upstream product in sort order: an upstream product claiming one held by another is
+  dropped whole (it never takes nor blocks an alias of ours);
 - deltas (squashfs.vcdiff, …) are mirrored only while their delta_base version is mirrored too
   (a version already published keeps its items: published files never change);
 - translation for the clients in `clients` (LXD, Incus): the twins (incus.tar.xz of lxd.tar.xz,
@@ -33,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import KNOWN_ARCHES, ProductConfig
+from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias
 from ..schemas import schema_problems
 from . import imagefiles
 from .catalog import _images_of_version, _mirrored_items, _path_problem
@@ -225,13 +228,19 @@ def _prepared_item(pname: str, vname: str, iname: str, item: Mapping[str, Any],
 
 def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Sequence[str] = ("LXD", "Incus"),
            max_versions: int | None = None, prefix: str = "", taken_dirs: Iterable[str] = (),
-           taken_names: Iterable[str] = (), mirrored_dirs: Mapping[str, str] | None = None) -> Selection:
+           taken_names: Iterable[str] = (), mirrored_dirs: Mapping[str, str] | None = None,
+           taken_aliases: dict[tuple[str, str], str] | None = None) -> Selection:
     """What to mirror from an upstream products:1.0 catalog (see the module docstring).
 
     `prefix`: the target tree's prefix (items go to <prefix>/<directory>/<version>/<file>);
     `taken_dirs`/`taken_names`: folders and names of the tree's own products (and of products
     mirrored already), never reused: a folder equal to, inside or around one of them is refused;
     `mirrored_dirs`: the folders of products served as mirrored, by name (taken for every other name).
+    `taken_aliases`: (alias, canonical arch) -> the product that has it (config.claim_alias), the
+    tree's own products first; an upstream product claiming one that another product holds is
+    dropped whole (an upstream never takes nor blocks an alias of ours), and the aliases of every
+    product selected are added to it (the first upstream product in sort order keeps an alias, as
+    LXD's own rule).
     `selected` is the filters' choice with --max, as sstream-mirror makes it; the versions kept
     are the newest `max_versions` of those that pass every check.
     """
@@ -296,6 +305,16 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         config = _product_config(pname, product, directory, drop)
         if config is None:
             continue
+        owners = {} if taken_aliases is None else taken_aliases
+        held = [(alias, owners[key]) for alias in config.aliases
+                if (key := (alias, CANONICAL_ARCH.get(config.arch, config.arch))) in owners and owners[key] != pname]
+        if held:
+            alias, owner = held[0]
+            drop(f"alias '{alias}' for arch {config.arch} is already claimed by product {owner}: "
+                 "the upstream product is left out")
+            continue
+        for alias in config.aliases:
+            claim_alias(owners, alias, config.arch, pname)
         product_dir = f"{prefix}/{directory}" if prefix else directory
         kept: dict[str, dict[str, Any]] = {}
         for vname in sorted(valid):
