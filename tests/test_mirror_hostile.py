@@ -106,3 +106,100 @@ def _catalog(*serials: str, folder: str = "images/p", name: str = NAME) -> dict[
 
 def _reasons(selection: Any) -> dict[tuple[str, str, str], str]:
     return {(d.product, d.version, d.item): d.reason for d in selection.drops}
+
+
+def test_a_version_a_co_tenant_adds_to_a_mirrored_product_leaves_at_the_next_mirror(tmp_path: Path) -> None:
+    """Point 5: files plus an ssb.json entry for 20991231_0000 in a mirrored product's folder (and an
+    item added to a mirrored version) are not kept, with or without --keep: they were never mirrored."""
+    up = tmp_path / "up"
+    write_upstream(up, [PRODUCTS[0]])
+    name, folder = PRODUCTS[0][0], "images/busybox/1.36/amd64/default"
+    for extra in ((), ("--keep",)):
+        target = tmp_path / f"target{len(extra)}"
+        first = run_cli(None, str(target), "mirror", str(up), *extra)
+        assert first.returncode == 0, first.stderr
+        manifest_file = target / folder / "ssb.json"
+        manifest = json.loads(manifest_file.read_text())
+        planted = json.loads(json.dumps(manifest["versions"]["20260102_0000"]).replace("20260102_0000",
+                                                                                        "20991231_0000"))
+        planted["items"] = {k: i for k, i in planted["items"].items() if not k.startswith("delta")}
+        (target / folder / "20991231_0000").mkdir()
+        for item in planted["items"].values():
+            source = target / item["path"].replace("20991231_0000", "20260102_0000")
+            (target / item["path"]).write_bytes(source.read_bytes())
+        manifest["versions"]["20991231_0000"] = planted
+        manifest["versions"]["20260101_0000"]["items"]["extra"] = {
+            **manifest["versions"]["20260101_0000"]["items"]["root.squashfs"], "ftype": "root.tar.xz"}
+        manifest_file.write_text(json.dumps(manifest))
+        again = run_cli(None, str(target), "mirror", str(up), *extra)
+        assert again.returncode == 0, again.stderr
+        catalog = json.loads((target / "streams/v1/images.json").read_text())
+        versions = catalog["products"][name]["versions"]
+        assert set(versions) == {"20260101_0000", "20260102_0000"}, extra
+        assert "extra" not in versions["20260101_0000"]["items"]
+        rewritten = json.loads(manifest_file.read_text())
+        assert set(rewritten["versions"]) == {"20260101_0000", "20260102_0000"}
+        assert "extra" not in rewritten["versions"]["20260101_0000"]["items"]
+
+
+def test_merged_manifest_keeps_only_versions_the_served_catalog_records() -> None:
+    from ssb_s3.core.mirror import merged_manifest, recorded_versions
+
+    item = {"ftype": "squashfs", "path": "p/1/root.squashfs", "size": 1, "sha256": "a" * 64}
+    existing = {"versions": {"20260101": {"items": {"root": item, "added": {**item, "sha256": "b" * 64}}},
+                             "20991231": {"items": {"root": item}}}}
+    served = {"versions": {"20260101": {"label": "old", "items": {"root": item, "twin": item}}}}
+    recorded = recorded_versions(existing, served)
+    assert recorded == {"20260101": {"label": "old", "items": {"root": item}}}
+    fresh = {"20260102": {"items": {"root": {**item, "path": "p/2/root.squashfs"}}}}
+    assert set(merged_manifest("p", fresh, recorded, keep=False)[0]["versions"]) == {"20260102"}
+    assert set(merged_manifest("p", fresh, recorded, keep=True)[0]["versions"]) == {"20260101", "20260102"}
+    # named by the source, its copy failed this time: it stays as it was
+    assert set(merged_manifest("p", fresh, recorded, keep=False, named=["20260101", "20260102"])[0]["versions"]) \
+        == {"20260101", "20260102"}
+
+
+def test_fingerprints_are_computed_while_copying_and_a_false_one_is_refused(
+        s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
+    """Point 3: an upstream meta item claiming our image's fingerprint (its own bytes give another):
+    that version is refused, nothing of its root created; `lxc image info m:<our fingerprint>`
+    answers with our image (not "More than one match"), and `verify --hashes` passes on the tree."""
+    up = tmp_path / "up"
+    catalog = write_upstream(up, [PRODUCTS[0]])
+    conf, version = own_tree(tmp_path, f"mirrors:\n  - source: {up}\n")
+    ours = combined_sha256(version / "lxd.tar.xz", version / "rootfs.squashfs")
+    items = catalog["products"][PRODUCTS[0][0]]["versions"]["20260102_0000"]["items"]
+    items["lxd.tar.xz"]["combined_squashfs_sha256"] = ours
+    save(up, catalog, None)
+    out = run_cli(s3_server, f"s3://{bucket}", "-c", str(conf), "publish", "--refresh-manifests")
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "unexpected" not in out.stderr
+    assert f"product {PRODUCTS[0][0]} version 20260102_0000: not mirrored: " in out.stderr, out.stderr
+    assert f"combined_squashfs_sha256 of its catalog gives {ours}: refusing the file" in out.stderr, out.stderr
+    _, catalog_served = served(s3_server, bucket)
+    assert set(catalog_served["products"][PRODUCTS[0][0]]["versions"]) == {"20260101_0000"}
+    keys = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert "images/busybox/1.36/amd64/default/20260102_0000/rootfs.squashfs" not in keys
+    lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
+    lxc.remote_add("m", s3_server.public_url(bucket))
+    assert _fingerprint(lxc.image_info(f"m:{ours}")) == ours
+    assert _fingerprint(lxc.image_info("m:sample")) == ours
+    checked = run_cli(s3_server, f"s3://{bucket}", "-c", str(conf), "verify", "--hashes")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_false_fingerprint_of_a_file_already_in_the_target_is_refused(tmp_path: Path) -> None:
+    """The files are there (an earlier run, or a co-tenant) but the served catalog does not record
+    that fingerprint: the root is hashed again from the target, and the claim refused."""
+    up = tmp_path / "up"
+    catalog = write_upstream(up, [PRODUCTS[2]])
+    target = tmp_path / "target"
+    first = run_cli(None, str(target), "mirror", str(up))
+    assert first.returncode == 0, first.stderr
+    items = catalog["products"][PRODUCTS[2][0]]["versions"]["20260101_0000"]["items"]
+    items["incus.tar.xz"]["combined_rootxz_sha256"] = "0" * 64
+    save(up, catalog, None)
+    again = run_cli(None, str(target), "mirror", str(up), "--json")
+    assert again.returncode == 1, again.stderr
+    assert "combined_rootxz_sha256 of its catalog gives " + "0" * 64 in again.stderr
+    served_catalog = json.loads((target / "streams/v1/images.json").read_text())
+    assert "0" * 64 not in json.dumps(served_catalog)

@@ -10,8 +10,12 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
    create-only, verified against the source's size and sha256 while it streams (the object is
-   only committed once both match: a mismatch creates nothing); in parallel, with the one
-   progress reporter. A version with any failed file is left out: nothing of it is published;
+   only committed once both match: a mismatch creates nothing); the metadata files first, so that
+   every image fingerprint (combined_*_sha256) is computed as its root streams and a false one
+   refuses the root before it is created; in parallel, with the one progress reporter. A version
+   with any failed file is left out: nothing of it is published. The served catalog (written by
+   the tree alone) is the record of what was mirrored before: a version or item that someone who
+   can write a product's folder added to its ssb.json is not kept (core.mirror.recorded_versions);
 4. publish (ssb_s3.commands.publish, the one commit): the mirrored products join the tree's own,
    their ssb.json prepared here and written by the commit once the plan is known valid; the
    catalog, the views, the index flipped last; the same contract check, the same purge (a
@@ -38,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import gpg
 from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig, claim_alias
+from ..core import imagefiles
 from ..core import mirror as core
 from ..core.catalog import INDEX_KEY, _path_problem
 from ..core.filters import parse_filters
@@ -211,8 +216,9 @@ class VerifyingReader(io.RawIOBase):
     at the end of the stream (Store.ingest_stream) thus create nothing from a bad file."""
 
     def __init__(self, chunks: Iterator[bytes], copy: core.FileCopy, where: str,
-                 progress: Callable[[int], None]) -> None:
+                 progress: Callable[[int], None], combined: Sequence[CombinedCheck] = ()) -> None:
         self._chunks, self._copy, self._where, self._progress = chunks, copy, where, progress
+        self._combined = combined
         self._hash = hashlib.sha256()
         self._size = 0
         self._pending = b""
@@ -233,6 +239,8 @@ class VerifyingReader(io.RawIOBase):
                 if self._size > self._copy.size:
                     raise VerifyError(f"{self._where}: more than the {self._copy.size} bytes its catalog gives")
                 self._hash.update(self._pending)
+                for check in self._combined:
+                    check.hasher.update(self._pending)
                 self._progress(len(self._pending))
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
@@ -245,10 +253,51 @@ class VerifyingReader(io.RawIOBase):
         if self._hash.hexdigest() != self._copy.sha256:
             raise VerifyError(f"{self._where}: sha256 {self._hash.hexdigest()}, its catalog gives "
                               f"{self._copy.sha256}: refusing the file")
+        for check in self._combined:
+            check.verify(self._where)
 
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
+
+    def hasher(self) -> Any:
+        """The sha256 state after every byte read (to go on with a root's bytes: sha256(meta ‖ root))."""
+        return self._hash.copy()
+
+
+@dataclass
+class CombinedCheck:
+    """One image fingerprint the catalog claims: `field` of the meta item at `meta` is
+    sha256(meta bytes ‖ root bytes); `hasher` starts as the meta's sha256 state and is fed the root."""
+
+    meta: str
+    field: str
+    claimed: str
+    hasher: Any = None
+
+    def verify(self, where: str) -> None:
+        got = self.hasher.hexdigest()
+        if got != self.claimed:
+            raise VerifyError(f"{where}: sha256({self.meta.rsplit('/', 1)[-1]} ‖ this file) is {got}, "
+                              f"{self.field} of its catalog gives {self.claimed}: refusing the file")
+
+
+def combined_checks(selection: core.Selection) -> dict[str, list[CombinedCheck]]:
+    """Root file target -> every combined_*_sha256 its version's meta items claim for it (the
+    image fingerprints clients check), to be computed from the bytes as they are copied."""
+    checks: dict[str, list[CombinedCheck]] = {}
+    for versions in selection.versions.values():
+        for version in versions.values():
+            items = version["items"].values()
+            for root in items:
+                row = next((r for r in imagefiles.IMAGE_FILES.values()
+                            if r.role == "root" and r.ftype == root["ftype"]), None)
+                for meta in (m for m in items if m["ftype"] in imagefiles.META_FTYPES) if row else ():
+                    for field_name in row.combined_fields if row else ():
+                        if field_name in meta:
+                            checks.setdefault(root["path"], []).append(
+                                CombinedCheck(meta["path"], field_name, meta[field_name]))
+    return checks
 
 
 def _present(target: Store, copy: core.FileCopy, recorded: Mapping[str, str]) -> bool:
@@ -267,22 +316,48 @@ def _present(target: Store, copy: core.FileCopy, recorded: Mapping[str, str]) ->
     raise VerifyError(f"{target.describe(copy.target)} already exists with other content: refusing to overwrite")
 
 
+def _hashed_again(target: Store, copy: core.FileCopy, combined: Sequence[CombinedCheck]) -> Any:
+    """A file already in the target read again: its sha256 state, its fingerprints checked (VerifyError)."""
+    reader = VerifyingReader(iter(target.iter_chunks(copy.target)), copy, target.describe(copy.target),
+                             lambda n: None, combined)
+    while reader.read(httpread.READ_SIZE):
+        pass
+    return reader.hasher()
+
+
 def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.Selection,
-               recorded: Mapping[str, str], report: MirrorReport, *, copiers: int, quiet: bool) -> set[tuple[str, str]]:
-    """Copy what the target lacks (module docstring, step 3); the (product, version) pairs that failed."""
+               recorded: Mapping[str, str], report: MirrorReport, *, copiers: int, quiet: bool,
+               recorded_combined: frozenset[tuple[str, str, str]] = frozenset()) -> set[tuple[str, str]]:
+    """Copy what the target lacks (module docstring, step 3); the (product, version) pairs that failed.
+
+    The metadata files first, then the rest: a root's bytes go on from its meta items' sha256 state,
+    so that every image fingerprint (combined_*_sha256) is computed while the root streams, and a
+    mismatch refuses the root before it is created. A root already there is hashed again from the
+    target unless the served catalog records the same fingerprints (`recorded_combined`: (meta
+    path, field, value)), checked when it was copied."""
     jobs = [c for files in selection.files.values() for c in files]
+    checks = combined_checks(selection)
+    metas = {c.meta for found in checks.values() for c in found}
+    meta_state: dict[str, Any] = {}  # meta target -> its sha256 state
     failed: dict[tuple[str, str], str] = {}
     lock = threading.Lock()
     with Progress(sum(c.size for c in jobs), f"mirroring into {target.url}", files=len(jobs), quiet=quiet) as progress:
         def one(copy: core.FileCopy) -> None:
             where = source.describe(copy.source)
             try:
+                combined = [replace(c, hasher=meta_state[c.meta].copy()) for c in checks.get(copy.target, ())
+                            if c.meta in meta_state]
+                if len(combined) != len(checks.get(copy.target, ())):
+                    return  # a meta file of its version failed: the version is left out already
                 if _present(target, copy, recorded):
+                    if copy.target in metas or any((c.meta, c.field, c.claimed) not in recorded_combined
+                                                   for c in combined):
+                        meta_state[copy.target] = _hashed_again(target, copy, combined)
                     progress(copy.size)
                     with lock:
                         report.skipped.append(copy.target)
                     return
-                reader = VerifyingReader(iter(source.iter_chunks(copy.source)), copy, where, progress)
+                reader = VerifyingReader(iter(source.iter_chunks(copy.source)), copy, where, progress, combined)
                 stream = cast(BinaryIO, io.BufferedReader(reader, httpread.READ_SIZE))
                 log.info("copying %s -> %s", where, target.describe(copy.target))
                 try:
@@ -290,9 +365,11 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
                                          digest=lambda: copy.sha256, content_type=ARTIFACT_TYPE, concurrency=2,
                                          cache_control=tree.cache_control.artifacts,
                                          conditional=tree.storage.conditional_writes)
+                    meta_state[copy.target] = reader.hasher()
                 except PreconditionFailed:  # another run created it meanwhile: the same file, or refused
                     if not _present(target, copy, recorded):
                         raise
+                    meta_state[copy.target] = _hashed_again(target, copy, combined)
                 with lock:
                     report.copied.append(copy.target)
                     report.bytes_copied += copy.size
@@ -303,7 +380,8 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
                 progress.file_done()
 
         with ThreadPoolExecutor(max_workers=max(1, copiers), thread_name_prefix="ssb-mirror") as pool:
-            list(pool.map(one, jobs))
+            list(pool.map(one, [c for c in jobs if c.target in metas]))  # their sha256 states first
+            list(pool.map(one, [c for c in jobs if c.target not in metas]))
     for (product, version), why in sorted(failed.items()):
         report.failed.append(f"product {product} version {version}: not mirrored: {why}")
     return set(failed)
@@ -344,7 +422,9 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     for own in tree.products:
         for alias in own.aliases:
             claim_alias(taken_aliases, alias, own.arch, own.name)
-    mirrored_dirs = _served_mirrored_dirs(tree, target)
+    index, _, _, served_catalog = Tree(tree, target).served()  # written by the tree alone: the record
+    served_products: Mapping[str, Any] = (served_catalog or {}).get("products", {})
+    mirrored_dirs = _served_mirrored_dirs(tree, index, served_products)
     for run, run_filters in zip(runs, filters, strict=True):
         source = open_source(run.source, storage)
         report = MirrorReport(source=source.url)
@@ -355,19 +435,19 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                                     mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases)
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
-            recorded: dict[str, str] = {}
-            existing: dict[str, dict[str, Any] | None] = {}
+            recorded: dict[str, str] = {}  # path -> sha256, of the files the served catalog names
+            existing: dict[str, dict[str, Any]] = {}  # product -> its versions mirrored before (recorded)
             for name, config in list(selection.products.items()):
-                existing[name] = read_manifest(target, tree, config)[0]
-                other = _mirrored_from(existing[name])
+                manifest = read_manifest(target, tree, config)[0]
+                other = _mirrored_from(manifest)
                 if other is not None and other != source.url:
                     selection.discard(name, f"already mirrored from {without_userinfo(other)}: one product has "
                                             "one source (remove it there first)")
                     report.drops.append(selection.drops[-1])
-                    del existing[name]
                     continue
-                for version in (existing[name] or {}).get("versions", {}).values():
-                    recorded.update({i["path"]: i["sha256"] for i in version.get("items", {}).values()})
+                existing[name] = core.recorded_versions(manifest, served_products.get(name))
+                for version in existing[name].values():
+                    recorded.update({i["path"]: i["sha256"] for i in version["items"].values()})
             jobs = [c for files in selection.files.values() for c in files]
             for copy in jobs if publish_opts.dry_run else ():  # a real run says what it copied instead
                 if target.head(copy.target) is None:
@@ -377,12 +457,16 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
             if not publish_opts.dry_run:
                 files = open_source(run.source, storage, files=True) if isinstance(source, HttpStore) else source
                 failed = copy_files(files, target, tree, selection, recorded, report, copiers=run.copiers,
-                                    quiet=publish_opts.quiet)
+                                    quiet=publish_opts.quiet, recorded_combined=frozenset(
+                                        (i["path"], f, i[f]) for versions in existing.values()
+                                        for version in versions.values() for i in version["items"].values()
+                                        for f in imagefiles.COMBINED_FIELDS if f in i))
             for name, config in selection.products.items():
                 fresh = {v: e for v, e in selection.versions[name].items() if (name, v) not in failed}
                 if not fresh and not existing[name]:
                     continue
-                manifest, days = core.merged_manifest(name, fresh, existing[name], keep=run.keep)
+                manifest, days = core.merged_manifest(name, fresh, existing[name], keep=run.keep,
+                                                      named=selection.versions[name])
                 manifest["mirror"] = {"source": source.url}
                 products[name] = replace(config, days=days, mirrored=True)
                 prepared[name] = manifest
@@ -390,7 +474,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                 taken_dirs.add(config.directory)
         keeps[source.url] = keeps.get(source.url, False) or run.keep
         reports.append(report)
-    unmirror = _left_their_source(tree, target, products, keeps)
+    unmirror = _left_their_source(tree, target, index, served_products, products, keeps)
     full = replace(tree, products=(*tree.products, *products.values()))
     publish_opts = replace(publish_opts, unmirror=frozenset(unmirror))
     for report in reports:
@@ -408,11 +492,9 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     return reports
 
 
-def _served_mirrored_dirs(tree: TreeConfig, target: Store) -> dict[str, str]:
+def _served_mirrored_dirs(tree: TreeConfig, index: bytes, served: Mapping[str, Any]) -> dict[str, str]:
     """The folders of the products the served catalog holds as mirrored (index.json records them),
     by name: no other product may be laid out in, inside or around them."""
-    index, _, _, catalog = Tree(tree, target).served()
-    served = (catalog or {}).get("products", {})
     dirs = {}
     for name in sorted(served_mirrored(index) & set(served)):
         entry = served[name]
@@ -463,15 +545,13 @@ def _mirrored_from(manifest: Mapping[str, Any] | None) -> str | None:
     return source if isinstance(source, str) else None
 
 
-def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, ProductConfig],
-                       keeps: Mapping[str, bool]) -> set[str]:
+def _left_their_source(tree: TreeConfig, target: Store, index: bytes, served: Mapping[str, Any],
+                       mirrored: Mapping[str, ProductConfig], keeps: Mapping[str, bool]) -> set[str]:
     """Served products that neither tree.yml nor this run declares: those mirrored from another
     source keep their entry (the publish keeps every mirrored product index.json records); those
     from a source of this run that left it (or its filters) stay with that source's `keep`, else they leave the
     catalog (and their files go after the grace). A served product that is neither declared nor
     mirrored would be unpublished: refused (run with the tree.yml that declares it)."""
-    index, _, _, catalog = Tree(tree, target).served()
-    served = (catalog or {}).get("products", {})
     recorded = served_mirrored(index)
     declared = {p.name for p in tree.products} | set(mirrored)
     leaving = set()

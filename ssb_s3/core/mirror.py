@@ -26,7 +26,10 @@ Everything here comes from a server we do not control, so every value is checked
   image files, core/imagefiles.py); a version that one of `clients` could not use (after the
   twins) is dropped, as is a product whose name, arch, release or os a client could not use;
 - `--max N`: the newest N versions per product that pass every check (`selected`, the filters'
-  choice, takes the newest N as sstream-mirror does); `--keep`: versions that left the source stay.
+  choice, takes the newest N as sstream-mirror does); `--keep`: versions that left the source stay;
+- a mirrored product's versions are exactly those the source names (plus, with `--keep`, those the
+  served catalog shows were mirrored before: recorded_versions): a version or item that a
+  co-tenant added to its ssb.json leaves at the next mirror.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias
 from ..schemas import schema_problems
 from . import imagefiles
 from .catalog import _images_of_version, _mirrored_items, _path_problem
+from .deltas import without_orphans
 from .filters import Filter, FilterError
 from .versions import version_name_problem
 
@@ -385,20 +389,38 @@ def _drop_orphan_deltas(pname: str, kept: dict[str, dict[str, Any]], out: Select
                                              if any(i["path"] == f.target for i in version["items"].values())]
 
 
-def merged_manifest(name: str, fresh: Mapping[str, Any], existing: Mapping[str, Any] | None, *,
-                    keep: bool, support_eol: str = "") -> tuple[dict[str, Any], int]:
-    """The product's ssb.json after this run, and its `days`: the source's versions (fresh), plus
-    those of the previous run that left the source. Those stay with `keep`; otherwise `days` is
-    the number of fresh versions, so retention expires the rest like our own versions (out of
-    the catalog at once, files gone after the grace). Published files never change: a version
-    already mirrored keeps every item it had (a delta whose base has since expired included);
-    items the source added to it are added."""
-    old = dict((existing or {}).get("versions", {}))
-    versions = {**old, **fresh}
-    for vname in set(old) & set(fresh):
-        versions[vname] = {**fresh[vname], "items": {**fresh[vname]["items"], **old[vname]["items"]}}
-    manifest: dict[str, Any] = {"name": name, "versions": dict(sorted(versions.items()))}
+def recorded_versions(existing: Mapping[str, Any] | None, served: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What this tree mirrored before: the versions of the product's existing ssb.json that the
+    served catalog's entry of the product (`served`, written by the tree alone) names, each with only
+    the items that entry holds exactly as they are (its version fields taken from there). A version
+    or an item that someone who can write the product's folder added to ssb.json is not recorded."""
+    there: Mapping[str, Any] = (served or {}).get("versions", {}) if isinstance(served, Mapping) else {}
+    out: dict[str, Any] = {}
+    for vname, version in (existing or {}).get("versions", {}).items():
+        entry = there.get(vname)
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("items"), Mapping):
+            continue
+        items = {k: i for k, i in version.get("items", {}).items() if entry["items"].get(k) == i}
+        if items:
+            out[vname] = {**{k: entry[k] for k in VERSION_FIELDS if isinstance(entry.get(k), str)}, "items": items}
+    return out
+
+
+def merged_manifest(name: str, fresh: Mapping[str, Any], recorded: Mapping[str, Any], *,
+                    keep: bool, named: Iterable[str] = (), support_eol: str = "") -> tuple[dict[str, Any], int]:
+    """The product's ssb.json after this run, and its `days`: exactly the source's versions (fresh;
+    `named`: those it names, a version mirrored before whose copy failed this time staying as it
+    was), plus, with `keep`, those this tree mirrored before (`recorded`: recorded_versions) that
+    left the source. Without `keep`, those leave ssb.json and the catalog at once; the purge
+    deletes their files once no catalog within the grace names them. Published files never change: a
+    version already mirrored keeps every recorded item it had (but a delta whose base is no
+    longer in ssb.json); items the source added to it are added."""
+    wanted = set(named)
+    versions = {**{k: v for k, v in recorded.items() if keep or k in wanted}, **fresh}
+    for vname in set(recorded) & set(fresh):
+        versions[vname] = {**fresh[vname], "items": {**fresh[vname]["items"], **recorded[vname]["items"]}}
+    # a recorded delta whose base left with its version goes too (core.deltas: ssb.json never names a missing base)
+    manifest: dict[str, Any] = {"name": name, "versions": dict(sorted(without_orphans(versions).items()))}
     if support_eol:
         manifest["support_eol"] = support_eol
-    days = len(versions) if keep else max(1, len(fresh))
-    return manifest, days
+    return manifest, max(1, len(versions))
