@@ -5,14 +5,49 @@ our images, and each upstream product, version or item left out is named with it
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from realparts import LxdClient, S3Server, TlsFiles, combined_sha256, make_image
-from test_mirror import PRODUCTS, run_cli, save, served, write_upstream
+import pytest
+from realparts import LxdClient, S3Server, TlsFiles, combined_sha256, make_image, sha256_file
+from test_mirror import PRODUCTS, ROOT, make_key, run_cli, save, served, write_upstream
 
 OURS = "sample:1.0:amd64:default"
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """PRODUCTS in images.linuxcontainers.org's shape, signed, built once for the module: each test
+    copies it (upstream()) and makes it hostile its own way."""
+    work = tmp_path_factory.mktemp("pristine")
+    home, ring = make_key(work)
+    catalog = write_upstream(work / "root", PRODUCTS, gnupg=home)
+    listed = subprocess.run(["gpg", "--homedir", str(home), "--list-keys", "--with-colons"], check=True,
+                            capture_output=True, text=True, timeout=60).stdout
+    fingerprint = next(line.split(":")[9] for line in listed.splitlines() if line.startswith("fpr:"))
+    return {"root": work / "root", "catalog": catalog, "gnupg": home, "keyring": ring, "fingerprint": fingerprint}
+
+
+def upstream(pristine: dict[str, Any], where: Path, *names: str) -> tuple[Path, dict[str, Any]]:
+    """A copy of the pristine upstream in `where` (its catalog: only the products named, if any), and
+    that catalog to change; write it back with unsigned()."""
+    shutil.copytree(pristine["root"], where)
+    catalog = json.loads(json.dumps(pristine["catalog"]))
+    if names:
+        catalog["products"] = {n: p for n, p in catalog["products"].items() if n in names}
+    return where, catalog
+
+
+def unsigned(root: Path, catalog: dict[str, Any]) -> None:
+    """The catalog served unsigned (index.json, images.json; no .sjson)."""
+    for name in ("index.sjson", "images.sjson"):
+        (root / "streams/v1" / name).unlink(missing_ok=True)
+    save(root, catalog, None)
 
 
 def own_tree(tmp_path: Path, mirrors: str, *, directory: str = "sample") -> tuple[Path, Path]:
@@ -43,13 +78,12 @@ def _fingerprint(info: str) -> str:
 
 
 def test_an_upstream_claiming_our_alias_is_dropped_and_lxc_resolves_it_to_our_image(
-        s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
+        pristine: dict[str, Any], s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
     """Point 1: `busybox…` sorts before `sample…`: it used to take the alias (--keep-going) or
     blame our product (refused). Now the upstream product is dropped with a line naming it."""
-    up = tmp_path / "up"
-    catalog = write_upstream(up, [PRODUCTS[0], PRODUCTS[2]])
+    up, catalog = upstream(pristine, tmp_path / "up", PRODUCTS[0][0], PRODUCTS[2][0])
     catalog["products"][PRODUCTS[0][0]]["aliases"] = "busybox/1.36,sample/1.0,sample"
-    save(up, catalog, None)
+    unsigned(up, catalog)
     conf, version = own_tree(tmp_path, f"mirrors:\n  - source: {up}\n")
     ours = combined_sha256(version / "lxd.tar.xz", version / "rootfs.squashfs")
     lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
@@ -108,11 +142,12 @@ def _reasons(selection: Any) -> dict[tuple[str, str, str], str]:
     return {(d.product, d.version, d.item): d.reason for d in selection.drops}
 
 
-def test_a_version_a_co_tenant_adds_to_a_mirrored_product_leaves_at_the_next_mirror(tmp_path: Path) -> None:
+def test_a_version_a_co_tenant_adds_to_a_mirrored_product_leaves_at_the_next_mirror(
+        pristine: dict[str, Any], tmp_path: Path) -> None:
     """Point 5: files plus an ssb.json entry for 20991231_0000 in a mirrored product's folder (and an
     item added to a mirrored version) are not kept, with or without --keep: they were never mirrored."""
-    up = tmp_path / "up"
-    write_upstream(up, [PRODUCTS[0]])
+    up, catalog = upstream(pristine, tmp_path / "up", PRODUCTS[0][0])
+    unsigned(up, catalog)
     name, folder = PRODUCTS[0][0], "images/busybox/1.36/amd64/default"
     for extra in ((), ("--keep",)):
         target = tmp_path / f"target{len(extra)}"
@@ -160,17 +195,16 @@ def test_merged_manifest_keeps_only_versions_the_served_catalog_records() -> Non
 
 
 def test_fingerprints_are_computed_while_copying_and_a_false_one_is_refused(
-        s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
+        pristine: dict[str, Any], s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
     """Point 3: an upstream meta item claiming our image's fingerprint (its own bytes give another):
     that version is refused, nothing of its root created; `lxc image info m:<our fingerprint>`
     answers with our image (not "More than one match"), and `verify --hashes` passes on the tree."""
-    up = tmp_path / "up"
-    catalog = write_upstream(up, [PRODUCTS[0]])
+    up, catalog = upstream(pristine, tmp_path / "up", PRODUCTS[0][0])
     conf, version = own_tree(tmp_path, f"mirrors:\n  - source: {up}\n")
     ours = combined_sha256(version / "lxd.tar.xz", version / "rootfs.squashfs")
     items = catalog["products"][PRODUCTS[0][0]]["versions"]["20260102_0000"]["items"]
     items["lxd.tar.xz"]["combined_squashfs_sha256"] = ours
-    save(up, catalog, None)
+    unsigned(up, catalog)
     out = run_cli(s3_server, f"s3://{bucket}", "-c", str(conf), "publish", "--refresh-manifests")
     assert out.returncode == 1 and "Traceback" not in out.stderr and "unexpected" not in out.stderr
     assert f"product {PRODUCTS[0][0]} version 20260102_0000: not mirrored: " in out.stderr, out.stderr
@@ -187,19 +221,90 @@ def test_fingerprints_are_computed_while_copying_and_a_false_one_is_refused(
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_a_false_fingerprint_of_a_file_already_in_the_target_is_refused(tmp_path: Path) -> None:
+def test_a_false_fingerprint_of_a_file_already_in_the_target_is_refused(pristine: dict[str, Any],
+                                                                       tmp_path: Path) -> None:
     """The files are there (an earlier run, or a co-tenant) but the served catalog does not record
     that fingerprint: the root is hashed again from the target, and the claim refused."""
-    up = tmp_path / "up"
-    catalog = write_upstream(up, [PRODUCTS[2]])
+    up, catalog = upstream(pristine, tmp_path / "up", PRODUCTS[2][0])
+    unsigned(up, catalog)
     target = tmp_path / "target"
     first = run_cli(None, str(target), "mirror", str(up))
     assert first.returncode == 0, first.stderr
     items = catalog["products"][PRODUCTS[2][0]]["versions"]["20260101_0000"]["items"]
     items["incus.tar.xz"]["combined_rootxz_sha256"] = "0" * 64
-    save(up, catalog, None)
+    unsigned(up, catalog)
     again = run_cli(None, str(target), "mirror", str(up), "--json")
     assert again.returncode == 1, again.stderr
     assert "combined_rootxz_sha256 of its catalog gives " + "0" * 64 in again.stderr
     served_catalog = json.loads((target / "streams/v1/images.json").read_text())
     assert "0" * 64 not in json.dumps(served_catalog)
+
+
+def _cli(conf: Path, target: Path, *args: str, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", str(target), *args],
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _add_lxc_image(root: Path, version: dict[str, Any], folder: str, scratch: Path) -> None:
+    """An LXC metadata tarball next to the version's rootfs.tar.xz (a classic LXC image)."""
+    if not scratch.exists():
+        make_image(scratch, kind="lxc")
+    dest = root / folder / "meta.tar.xz"
+    dest.write_bytes((scratch / "meta.tar.xz").read_bytes())
+    version["items"]["meta.tar.xz"] = {"ftype": "meta.tar.xz", "path": f"{folder}/meta.tar.xz",
+                                       "size": dest.stat().st_size, "sha256": sha256_file(dest)}
+
+
+def test_one_bad_upstream_product_version_or_item_is_dropped_and_the_signed_tree_publishes(
+        pristine: dict[str, Any], tmp_path: Path) -> None:
+    """Point 2: ';' in an LXC image's os, an arch LXC does not know, a 30 KB release_title on a
+    signed tree, a NUL byte in one item path: each dropped at selection with its reason; our own
+    product and the sound upstream ones publish (signed), with no 'unexpected' line."""
+    up, catalog = upstream(pristine, tmp_path / "up")
+    products = catalog["products"]
+    semi, arch, nul, long_title = (p[0] for p in PRODUCTS)
+    products[semi]["os"] = "Busy;box"
+    _add_lxc_image(up, products[semi]["versions"]["20260102_0000"],
+                   "images/busybox/1.36/amd64/default/20260102_0000", tmp_path / "lxc1")
+    products[arch]["arch"] = "ppc"  # LXD knows it, LXC does not
+    _add_lxc_image(up, products[arch]["versions"]["20260101_0000"],
+                   "images/busybox/1.36/arm64/default/20260101_0000", tmp_path / "lxc1")
+    nul_item = products[nul]["versions"]["20260101_0000"]["items"]["root.tar.xz"]
+    nul_item["path"] = nul_item["path"].replace("rootfs", "root\x00fs")
+    products[long_title]["release_title"] = "t" * 30000
+    unsigned(up, catalog)
+    home, fingerprint = pristine["gnupg"], pristine["fingerprint"]
+    conf, _ = own_tree(tmp_path, f"mirrors:\n  - source: {up}\n")
+    target = tmp_path / "public"
+    out = _cli(conf, target, "publish", "--refresh-manifests", "--sign-key", fingerprint,
+               env={"GNUPGHOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    assert "unexpected" not in out.stderr and "Traceback" not in out.stderr
+    assert f"product {semi}: os: 'Busy;box' contains ';'" in out.stderr, out.stderr
+    assert f"product {arch}: arch: arch 'ppc' has no LXC name" in out.stderr
+    assert f"product {nul} version 20260101_0000 item root.tar.xz: path " in out.stderr
+    assert "must be a plain relative path (no '..', '.', '//', '\\', spaces or control characters)" in out.stderr
+    assert f"product {long_title}: release_title is 30000 bytes, at most 1024 are copied" in out.stderr
+    served_catalog = json.loads((target / "streams/v1/images.json").read_text())
+    assert set(served_catalog["products"]) == {OURS, nul}
+    assert "root.tar.xz" not in served_catalog["products"][nul]["versions"]["20260101_0000"]["items"]
+    assert (target / "streams/v1/index.sjson").is_file()
+
+
+def test_select_a_root_without_its_fingerprint_and_overlong_texts_are_dropped() -> None:
+    from ssb_s3.core.mirror import select
+
+    catalog = _catalog("20260101", "20260102")
+    versions = catalog["products"][NAME]["versions"]
+    versions["20260101"]["items"]["root.tar.xz"] = {"ftype": "root.tar.xz", "path": "images/p/20260101/r.tar.xz",
+                                                    "size": 2, "sha256": "e" * 64}
+    versions["20260102"]["label"] = "l" * 2000
+    selection = select(catalog, [])
+    reasons = _reasons(selection)
+    assert reasons[(NAME, "20260101", "root.tar.xz")] == \
+        "combined_rootxz_sha256 missing on item lxd.tar.xz: no client could use this root"
+    assert reasons[(NAME, "20260102", "")].startswith("label is 2000 bytes, at most 1024 are copied")
+    assert set(selection.versions[NAME]["20260101"]["items"]) == {"lxd.tar.xz", "root.squashfs"}
+    assert "label" not in selection.versions[NAME]["20260102"]

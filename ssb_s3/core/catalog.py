@@ -189,7 +189,7 @@ def build_index(
 
 
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
-_PLAIN_PATH = re.compile(r"(?!/)(?!.*//)(?!(?:.*/)?\.\.?(?:/|$))[^\s\\]+(?<!/)")
+_PLAIN_PATH = re.compile(r"(?!/)(?!.*//)(?!(?:.*/)?\.\.?(?:/|$))[^\s\\\x00-\x1f\x7f-\x9f]+(?<!/)")
 
 
 def _path_problem(path: Any) -> str | None:
@@ -199,7 +199,7 @@ def _path_problem(path: Any) -> str | None:
         return None
     if path.startswith("/") or _URL.match(path):
         return f"path '{path}' is absolute; it must be relative to the tree root"
-    return f"path '{path}' must be a plain relative path (no '..', '.', '//', '\\' or spaces)"
+    return f"path {path!r} must be a plain relative path (no '..', '.', '//', '\\', spaces or control characters)"
 
 
 def fingerprints(items: Mapping[str, Any]) -> set[str]:

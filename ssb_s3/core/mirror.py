@@ -11,6 +11,12 @@ Everything here comes from a server we do not control, so every value is checked
   a plain relative path whose file lands in <directory>/<version>/ of the target (the upstream
   layout when it is one, else the product name's folder); anything else is dropped, with its
   reason (Drop), never silently;
+- a product whose LXC image the classic LXC index could not hold (core/lxcindex: ';' in os, an
+  arch LXC does not know), or with a text over MAX_TEXT_BYTES (release_title, aliases, ...: a
+  signed catalog holds each on one line, GnuPG cuts lines past 19,993 bytes) is dropped; an item
+  whose path is not plain (control characters, a NUL included) is dropped; a root that a meta
+  item gives no combined_*_sha256 for is dropped (the contract would refuse the whole product):
+  one bad upstream product, version or item never stops the publish of the rest;
 - every copied item field must be what ssb.schema.json accepts (md5, combined_* hashes,
   delta_base: the name of another version of the product), else the item is dropped: what is
   written must read back on the next run;
@@ -41,8 +47,8 @@ from typing import Any
 
 from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias
 from ..schemas import schema_problems
-from . import imagefiles
-from .catalog import _images_of_version, _mirrored_items, _path_problem
+from . import imagefiles, lxcindex
+from .catalog import _images_of_version, _mirrored_items, _path_problem, catalog_product
 from .deltas import without_orphans
 from .filters import Filter, FilterError
 from .versions import version_name_problem
@@ -56,6 +62,18 @@ DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ITEM_FIELDS = ("ftype", "path", "size", "sha256", "md5", *imagefiles.COMBINED_FIELDS, "delta_base")
 VERSION_FIELDS = ("label", "pubname")
 CLIENT_NAMES = {"lxd": "LXD", "incus": "Incus"}
+# The longest upstream text copied (a field, an alias list, a path), in UTF-8 bytes: a signed catalog
+# holds each member on one line, which GnuPG's clearsign cuts past 19,993 bytes (core/signed).
+MAX_TEXT_BYTES = 1024
+
+
+def _too_long(key: str, value: Any) -> str | None:
+    """Why an upstream text is refused for its length (None: it is not a text over MAX_TEXT_BYTES)."""
+    size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else 0
+    if size <= MAX_TEXT_BYTES:
+        return None
+    return (f"{key} is {size} bytes, at most {MAX_TEXT_BYTES} are copied (a signed catalog holds it on one "
+            "line, and GnuPG cuts lines past 19,993 bytes)")
 
 
 def parse_clients(text: str) -> tuple[str, ...]:
@@ -133,6 +151,18 @@ def _product_config(pname: str, product: Mapping[str, Any], directory: str,
                     drop: Any) -> ProductConfig | None:
     """Our product for an upstream one; None (with a drop) when a client could not use it."""
     arch, release, os_name = (product.get(k) for k in ("arch", "release", "os"))
+    raw = product.get("aliases")
+    texts = [(k, product.get(k)) for k in ("arch", "release", "os", "release_title", "variant", "version",
+                                            "support_eol")]
+    texts.append(("aliases", raw if isinstance(raw, str) else ""))
+    for key in ("lxd_requirements", "requirements"):
+        found = product.get(key)
+        texts += [(f"{key}.{str(k)[:40]}", f"{k}{v}") for k, v in found.items()] if isinstance(found, Mapping) else []
+    for key, value in texts:
+        why = _too_long(key, value)
+        if why:
+            drop(why)
+            return None
     for key, value in (("arch", arch), ("release", release), ("os", os_name)):
         if not isinstance(value, str) or not value or any(c.isspace() for c in value):
             drop(f"{key} missing or not a word (got {str(value)[:40]!r})")
@@ -193,7 +223,7 @@ def _item_problem(item: Any) -> str | None:
     size = item.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 1 << 53:
         return "size missing or not a number of bytes"
-    why = _path_problem(item.get("path"))
+    why = _path_problem(item.get("path")) or _too_long("path", item.get("path"))
     if why:
         return why
     if not PLAIN.fullmatch(item["path"].rsplit("/", 1)[-1]):
@@ -330,9 +360,19 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
                 files[target] = FileCopy(pname, vname, item["path"], target, item["size"], item["sha256"])
                 items[iname] = {**item, "path": target}
             entry = {k: version[k] for k in VERSION_FIELDS if isinstance(version.get(k), str)}
+            for vfield, value in list(entry.items()):
+                too_long = _too_long(vfield, value)
+                if too_long:
+                    del entry[vfield]
+                    drop(f"{too_long}; left out", vname)
             kept[vname] = {**entry, "items": items}
             out.files[(pname, vname)] = sorted(files.values(), key=lambda f: f.target)
         _drop_orphan_deltas(pname, kept, out)
+        lxc = lxcindex.entry_problems(catalog_product(config, {"versions": kept}))
+        if lxc:  # the classic LXC index (one ';'-separated line per image) could not hold it: one bad
+            out.products[pname] = config  # upstream product must not stop the publish of the others
+            out.discard(pname, f"{lxc[0][0]}: {lxc[0][1]}")
+            continue
         dirs.add(directory)
         names.add(pname)
         out.products[pname] = config
@@ -358,6 +398,14 @@ def _version_items(pname: str, vname: str, chosen: Sequence[str], versions: Mapp
             continue
         names[name] = (item["sha256"], item["size"])
         items[iname] = item
+    metas = [k for k, i in items.items() if i["ftype"] in imagefiles.META_FTYPES]
+    for iname, item in list(items.items()):
+        field_name = imagefiles.ROOT_COMBINED_FIELD.get(item["ftype"])
+        lacking = [m for m in metas if field_name and field_name not in items[m]]
+        if lacking:  # the contract refuses a root whose image a client would drop
+            drops.append(Drop(pname, vname, iname, f"{field_name} missing on item {lacking[0]}: no client could "
+                                                   "use this root"))
+            del items[iname]
     if not items:
         return {}
     for client in clients:
