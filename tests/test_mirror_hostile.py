@@ -308,3 +308,40 @@ def test_select_a_root_without_its_fingerprint_and_overlong_texts_are_dropped() 
     assert reasons[(NAME, "20260102", "")].startswith("label is 2000 bytes, at most 1024 are copied")
     assert set(selection.versions[NAME]["20260101"]["items"]) == {"lxd.tar.xz", "root.squashfs"}
     assert "label" not in selection.versions[NAME]["20260102"]
+
+
+def test_product_folders_over_the_trees_own_keys_are_refused(pristine: dict[str, Any], tmp_path: Path) -> None:
+    """Point 6: upstream products laid out at streams/v1/index.json, index.html, meta/1.0/index-system
+    and .ssb-s3 are dropped (each with its line), our product and the sound one publish, and the
+    next run works; a tree.yml product folder there is refused with one line."""
+    up, catalog = upstream(pristine, tmp_path / "up", PRODUCTS[2][0])
+    model = catalog["products"][PRODUCTS[0][0]] = pristine["catalog"]["products"][PRODUCTS[0][0]]
+    folders = ("streams/v1/index.json", "index.html", "meta/1.0/index-system", ".ssb-s3")
+    for n, folder in enumerate(folders):
+        text = json.dumps(model).replace("images/busybox/1.36/amd64/default", folder)
+        catalog["products"][f"evil{n}:1:amd64:default"] = {**json.loads(text), "aliases": f"evil{n}"}
+        for version in json.loads(text)["versions"].values() if n else ():  # (the upstream's own index.json)
+            for item in version["items"].values():
+                source = up / item["path"].replace(folder, "images/busybox/1.36/amd64/default")
+                (up / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, up / item["path"])
+    del catalog["products"][PRODUCTS[0][0]]
+    unsigned(up, catalog)
+    conf, _ = own_tree(tmp_path, f"mirrors:\n  - source: {up}\n")
+    target = tmp_path / "public"
+    for attempt in range(2):  # the tree is not wedged: a second run publishes as well
+        out = _cli(conf, target, "publish", "--refresh-manifests")
+        assert out.returncode == 0, out.stderr
+        for n, folder in enumerate(folders):
+            assert f"product evil{n}:1:amd64:default: the folder '{folder}' overlaps " in out.stderr, out.stderr
+        served_catalog = json.loads((target / "streams/v1/images.json").read_text())
+        assert set(served_catalog["products"]) == {OURS, PRODUCTS[2][0]}
+    assert (target / "streams/v1/index.json").is_file() and (target / "index.html").is_file()
+    # declared in tree.yml: one line, nothing written
+    conf, _ = own_tree(tmp_path, "", directory="meta")
+    bad = _cli(conf, tmp_path / "other", "publish", "--refresh-manifests")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    lines = [line for line in bad.stderr.splitlines() if "overlaps" in line]
+    assert len(lines) == 1 and "products[0].directory: the folder 'meta' overlaps 'meta/1.0', one of the tree's " \
+        "own keys" in lines[0], bad.stderr
+    assert not (tmp_path / "other").exists()

@@ -41,7 +41,7 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import gpg
-from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig, claim_alias
+from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig, claim_alias, reserved_folders
 from ..core import imagefiles
 from ..core import mirror as core
 from ..core.catalog import INDEX_KEY, _path_problem
@@ -432,7 +432,8 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         for catalog in catalogs:
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
                                     prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
-                                    mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases)
+                                    mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases,
+                                    reserved=reserved_folders(tree.images_path, tree.page.path))
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
             recorded: dict[str, str] = {}  # path -> sha256, of the files the served catalog names

@@ -21,7 +21,7 @@ Everything here comes from a server we do not control, so every value is checked
   delta_base: the name of another version of the product), else the item is dropped: what is
   written must read back on the next run;
 - a product's folder may not equal, lie inside or contain another product's (tree.yml's, or
-  one mirrored already);
+  one mirrored already), nor one of the tree's own keys (config.reserved_folders);
 - an alias (per canonical arch) belongs to the tree's own product that declares it, then to the
   first upstream product in sort order: an upstream product claiming one held by another is
   dropped whole (it never takes nor blocks an alias of ours);
@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias
+from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias, reserved_folders, reserved_problem
 from ..schemas import schema_problems
 from . import imagefiles, lxcindex
 from .catalog import _images_of_version, _mirrored_items, _path_problem, catalog_product
@@ -263,13 +263,16 @@ def _prepared_item(pname: str, vname: str, iname: str, item: Mapping[str, Any],
 def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Sequence[str] = ("LXD", "Incus"),
            max_versions: int | None = None, prefix: str = "", taken_dirs: Iterable[str] = (),
            taken_names: Iterable[str] = (), mirrored_dirs: Mapping[str, str] | None = None,
-           taken_aliases: dict[tuple[str, str], str] | None = None) -> Selection:
+           taken_aliases: dict[tuple[str, str], str] | None = None,
+           reserved: tuple[str, ...] = reserved_folders()) -> Selection:
     """What to mirror from an upstream products:1.0 catalog (see the module docstring).
 
     `prefix`: the target tree's prefix (items go to <prefix>/<directory>/<version>/<file>);
     `taken_dirs`/`taken_names`: folders and names of the tree's own products (and of products
     mirrored already), never reused: a folder equal to, inside or around one of them is refused;
     `mirrored_dirs`: the folders of products served as mirrored, by name (taken for every other name).
+    `reserved`: the tree's own keys (config.reserved_folders): a product whose folder overlaps one
+    is dropped.
     `taken_aliases`: (alias, canonical arch) -> the product that has it (config.claim_alias), the
     tree's own products first; an upstream product claiming one that another product holds is
     dropped whole (an upstream never takes nor blocks an alias of ours), and the aliases of every
@@ -332,6 +335,10 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         if not valid:
             continue
         directory = _directory(pname, {v: {"items": items} for v, items in valid.items()})
+        why = reserved_problem(directory, reserved)
+        if why:
+            drop(why)
+            continue
         other = _overlap(directory, dirs | {d for n, d in (mirrored_dirs or {}).items() if n != pname})
         if other is not None:
             drop(f"its folder {directory} overlaps {other}, the folder of another product")
