@@ -329,7 +329,7 @@ def test_product_folders_over_the_trees_own_keys_are_refused(pristine: dict[str,
     unsigned(up, catalog)
     conf, _ = own_tree(tmp_path, f"mirrors:\n  - source: {up}\n")
     target = tmp_path / "public"
-    for attempt in range(2):  # the tree is not wedged: a second run publishes as well
+    for _ in range(2):  # the tree is not wedged: a second run publishes as well
         out = _cli(conf, target, "publish", "--refresh-manifests")
         assert out.returncode == 0, out.stderr
         for n, folder in enumerate(folders):
@@ -345,3 +345,35 @@ def test_product_folders_over_the_trees_own_keys_are_refused(pristine: dict[str,
     assert len(lines) == 1 and "products[0].directory: the folder 'meta' overlaps 'meta/1.0', one of the tree's " \
         "own keys" in lines[0], bad.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_a_signed_index_naming_a_catalog_not_ending_in_json_has_it_verified_too(
+        pristine: dict[str, Any], tmp_path: Path) -> None:
+    """Point 4: a validly signed index.sjson naming streams/v1/images.catalog: that catalog, unsigned,
+    is refused (it used to be read unsigned, reported signed=true); clearsigned by the key, it is read."""
+    up, catalog = upstream(pristine, tmp_path / "up", PRODUCTS[2][0])
+    streams = up / "streams/v1"
+    (streams / "images.catalog").write_text(json.dumps(catalog))
+    index = {"format": "index:1.0", "index": {"images": {
+        "datatype": "image-downloads", "format": "products:1.0", "path": "streams/v1/images.catalog",
+        "products": sorted(catalog["products"])}}}
+    (streams / "index.plain").write_text(json.dumps(index))
+
+    def clearsign(source: Path, dest: Path) -> None:
+        dest.unlink(missing_ok=True)
+        subprocess.run(["gpg", "--homedir", str(pristine["gnupg"]), "--batch", "--yes", "--clearsign", "-o",
+                        str(dest), str(source)], check=True, capture_output=True, timeout=60)
+
+    clearsign(streams / "index.plain", streams / "index.sjson")
+    target = tmp_path / "target"
+    out = run_cli(None, str(target), "mirror", str(up), "--keyring", str(pristine["keyring"]), "--json")
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "unexpected" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "streams/v1/images.catalog: bad signature, refusing the source" in lines[0], out.stderr
+    assert not target.exists()
+    clearsign(streams / "images.catalog", streams / "images.signed")
+    (streams / "images.signed").replace(streams / "images.catalog")
+    out = run_cli(None, str(target), "mirror", str(up), "--keyring", str(pristine["keyring"]), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["signed"] is True and report["products"] == [PRODUCTS[2][0]]

@@ -3,9 +3,9 @@
 Order (a mirror killed at any point leaves the previous tree served, and a re-run converges):
 1. read the source's streams/v1/index.sjson (verified by ssb_s3.gpg.verify, gpgv against --keyring
    only, as `verify --keyring` does, unless --no-verify; a bad signature stops everything) or
-   index.json, and each catalog of datatype image-downloads it names (.sjson, verified, when the
-   index was signed); every document bounded in size and time (ssb_s3.storage.httpread;
-   redirects never leave the source's origin);
+   index.json, and each catalog of datatype image-downloads it names (when the index was signed,
+   each verified whatever its name: a .json path is read as its .sjson twin); every document
+   bounded in size and time (ssb_s3.storage.httpread; redirects never leave the source's origin);
 2. select (ssb_s3.core.mirror, pure): filters, --max, drops with their reasons, translation;
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
@@ -187,7 +187,9 @@ def read_source(store: Store, opts: MirrorOptions) -> tuple[list[dict[str, Any]]
         key = str(path)
         if signed and key.endswith(".json"):
             key = key[: -len(".json")] + ".sjson"
-        catalog = _document(store, key, MAX_CATALOG_BYTES, opts, signed and key.endswith(".sjson"))
+        # A signed index: every catalog it names is verified, whatever its name (unverified, --no-verify:
+        # a .sjson is read as clearsigned, anything else as it is)
+        catalog = _document(store, key, MAX_CATALOG_BYTES, opts, signed and (opts.verify or key.endswith(".sjson")))
         if not isinstance(catalog, Mapping) or catalog.get("format") != "products:1.0":
             raise MirrorError(f"{store.describe(key)}: format: expected products:1.0")
         catalogs.append(dict(catalog))
