@@ -377,3 +377,22 @@ def test_a_signed_index_naming_a_catalog_not_ending_in_json_has_it_verified_too(
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["signed"] is True and report["products"] == [PRODUCTS[2][0]]
+
+
+def test_when_every_upstream_product_is_dropped_or_fails_each_reason_is_printed(
+        pristine: dict[str, Any], tmp_path: Path) -> None:
+    """Point 12: not only "no product has a published version"."""
+    up, catalog = upstream(pristine, tmp_path / "up", PRODUCTS[2][0], PRODUCTS[3][0])
+    catalog["products"][PRODUCTS[2][0]]["arch"] = "sparc"
+    bad = up / "images/busybox/1.36/amd64/cloud/20260103_0000/rootfs.squashfs"
+    data = bytearray(bad.read_bytes())
+    data[-1] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    unsigned(up, catalog)
+    target = tmp_path / "target"
+    out = run_cli(None, str(target), "mirror", str(up))
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "unexpected" not in out.stderr
+    assert "no product has a published version" in out.stderr
+    assert f"product {PRODUCTS[2][0]}: arch 'sparc' is unknown to LXD" in out.stderr, out.stderr
+    assert f"product {PRODUCTS[3][0]} version 20260103_0000: not mirrored: " in out.stderr
+    assert "rootfs.squashfs: sha256" in out.stderr

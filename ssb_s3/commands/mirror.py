@@ -23,7 +23,9 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
    departed, and its folders go after the grace: ssb_s3.core.retention.departed_mirrored).
    index.json's `ssb_s3.mirrored` records the mirrored products, so that a later publish (the
    hooks, build-product, a tree.yml without `mirrors:`) keeps their entries as published.
-Nothing is written before step 3, and nothing is served before the flip of step 4.
+Nothing is written before step 3, and nothing is served before the flip of step 4. Every drop is
+logged (a warning with its reason) before the publish, and every failed version too when the publish
+is refused: a run where every upstream product was dropped or failed says why each one was.
 """
 
 from __future__ import annotations
@@ -489,7 +491,15 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
             for report in reports:
                 report.publish = planned
         return reports
-    result = publish(full, target, publish_opts, prepared=prepared)
+    for report in reports:  # before the publish, which may be refused for want of any product
+        for drop in report.drops:
+            log.warning("%s: %s", without_userinfo(report.source), drop)
+    try:
+        result = publish(full, target, publish_opts, prepared=prepared)
+    except SSBError:
+        for line in (line for report in reports for line in report.failed):
+            log.warning("%s", line)  # (else said by the caller, after what was published)
+        raise
     for report in reports:
         report.publish = result
     return reports
