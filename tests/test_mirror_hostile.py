@@ -396,3 +396,28 @@ def test_when_every_upstream_product_is_dropped_or_fails_each_reason_is_printed(
     assert f"product {PRODUCTS[2][0]}: arch 'sparc' is unknown to LXD" in out.stderr, out.stderr
     assert f"product {PRODUCTS[3][0]} version 20260103_0000: not mirrored: " in out.stderr
     assert "rootfs.squashfs: sha256" in out.stderr
+
+
+def test_a_false_fingerprint_in_a_local_source_ssb_json_is_refused_while_copying(tmp_path: Path) -> None:
+    """Point 3, a tree.yml product with a local `source:` whose ssb.json claims a fingerprint its
+    bytes do not give: refused while its files are copied, nothing published; the true one publishes."""
+    conf, version = own_tree(tmp_path, "")
+    meta, root = version / "lxd.tar.xz", version / "rootfs.squashfs"
+    item = {k: {"ftype": f, "path": f"sample/20260105_0000/{p.name}", "size": p.stat().st_size,
+                "sha256": sha256_file(p)} for k, f, p in (("lxd.tar.xz", "lxd.tar.xz", meta),
+                                                          ("root.squashfs", "squashfs", root))}
+    manifest = {"name": OURS, "versions": {"20260105_0000": {"items": item}}}
+    item["lxd.tar.xz"]["combined_squashfs_sha256"] = "f" * 64
+    (version.parent / "ssb.json").write_text(json.dumps(manifest))
+    target = tmp_path / "public"
+    out = _cli(conf, target, "publish")
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "unexpected" not in out.stderr
+    assert f"combined_squashfs_sha256 of its ssb.json gives {'f' * 64}: refusing the file" in out.stderr, out.stderr
+    assert not (target / "streams/v1/index.json").exists()
+    assert not (target / "sample/20260105_0000/rootfs.squashfs").exists()
+    item["lxd.tar.xz"]["combined_squashfs_sha256"] = combined_sha256(meta, root)
+    (version.parent / "ssb.json").write_text(json.dumps(manifest))
+    out = _cli(conf, target, "publish")
+    assert out.returncode == 0, out.stderr
+    checked = _cli(conf, target, "verify", "--hashes")
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -39,7 +39,7 @@ from .catalog import (
     to_bytes,
 )
 from .deltas import DeltaJob, wanted_deltas, without_orphans
-from .imagefiles import DELTA_FTYPES
+from .imagefiles import DELTA_FTYPES, IMAGE_FILES, META_FTYPES
 from .lxcindex import lxc_images
 from .problems import Problem, blamed
 from .retention import (
@@ -197,11 +197,16 @@ class ManifestWrite:
 
 @dataclass(frozen=True)
 class Copy:
-    """A file of a product that lives in another store, to copy into the tree (create-only)."""
+    """A file of a product that lives in another store, to copy into the tree (create-only), with
+    the sha256 its ssb.json gives, and, for a root, the image fingerprints its version's meta items
+    claim for it: (meta path, combined field, value), each sha256(meta bytes ‖ root bytes), checked
+    from the bytes as they are copied (ssb_s3.storage.verified)."""
 
     product: str
     path: str
     size: int
+    sha256: str = ""
+    combined: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass
@@ -493,7 +498,8 @@ def copies(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list
 
     Only into the product's own version folders (the checks refused the rest; this holds even for
     an entry kept from a catalog published before that check): a path outside them refuses the
-    publish before anything is written. Two items may share a path: one copy.
+    publish before anything is written. Two items may share a path: one copy. The metadata files
+    come first, so that each root's fingerprints can be computed as it streams.
     """
     wanted: dict[str, Copy] = {}
     for name, read in snap.products.items():
@@ -506,8 +512,20 @@ def copies(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list
                 if why:
                     raise StoreError(f"product {name} version {vname} item {key}: {why}: refusing to copy it "
                                      f"from {read.names.describe('').rstrip('/')} into the tree")
-                wanted.setdefault(item["path"], Copy(name, item["path"], item["size"]))
-    return list(wanted.values())
+                wanted.setdefault(item["path"], Copy(name, item["path"], item["size"], str(item.get("sha256", "")),
+                                                     combined_claims(item, version["items"])))
+    metas = {meta for copy in wanted.values() for meta, _, _ in copy.combined}
+    return sorted(wanted.values(), key=lambda c: c.path not in metas)
+
+
+def combined_claims(root: Mapping[str, Any], items: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    """(meta path, field, value) of every combined_*_sha256 the meta items of a version claim for
+    `root` (none for a file that is not a root)."""
+    row = next((r for r in IMAGE_FILES.values() if r.role == "root" and r.ftype == root.get("ftype")), None)
+    if row is None:
+        return ()
+    return tuple(sorted({(str(meta["path"]), name, str(meta[name])) for meta in items.values()
+                         if meta.get("ftype") in META_FTYPES for name in row.combined_fields if name in meta}))
 
 
 def deltas_wanted(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list[DeltaJob]:

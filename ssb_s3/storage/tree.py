@@ -37,6 +37,7 @@ from . import httpread
 from .lease import Lease
 from .manifest import ManifestReport, build_manifest, manifest_bytes, parse_manifest, read_manifest
 from .store import Store, open_store
+from .verified import Fingerprints
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +322,7 @@ class Tree:
         progress reporter over every file (those already there count as done)."""
         copied = []
         target = self.target
+        checked, metas = Fingerprints(), {m for c in plan.copies for m, _, _ in c.combined}  # storage.verified
         with Progress(sum(c.size for c in plan.copies), f"copying into {target.url}", files=len(plan.copies),
                       quiet=quiet) as progress:
             for item in plan.copies:
@@ -329,13 +331,15 @@ class Tree:
                 if there is None:
                     log.info("copying %s -> %s", store.describe(path), target.describe(path))
                     with store.open_reader(path) as reader:
-                        target.upload(path, cast(BinaryIO, _Counted(reader, progress)), content_type=ARTIFACT_TYPE,
-                                      cache_control=self.config.cache_control.artifacts)
+                        target.upload(path, cast(BinaryIO, _Counted(checked.reader(item, reader, store.describe(path)),
+                                                                    progress)),
+                                      content_type=ARTIFACT_TYPE, cache_control=self.config.cache_control.artifacts)
                     copied.append(path)
                 elif there.size != item.size:
                     raise StoreError(f"{target.describe(path)} exists with {there.size} bytes but "
                                      f"{store.describe(path)} has {item.size}: refusing to overwrite")
                 else:
+                    checked.present(item, target, metas)
                     progress(item.size)
                 progress.file_done()
         return copied
