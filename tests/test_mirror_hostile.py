@@ -421,3 +421,44 @@ def test_a_false_fingerprint_in_a_local_source_ssb_json_is_refused_while_copying
     assert out.returncode == 0, out.stderr
     checked = _cli(conf, target, "verify", "--hashes")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_mirrored_product_never_takes_nor_blocks_our_image_or_alias_in_any_publish(
+        pristine: dict[str, Any], s3_server: S3Server, bucket: str, tls_files: TlsFiles, tmp_path: Path) -> None:
+    """Points 1 and 3, past selection: an upstream serving our very image (same bytes, same
+    fingerprint) is left out with a warning, and our product publishes; a publish without `mirrors:`
+    (the hooks) where tree.yml gives our product an alias a mirrored product had: ours gets it."""
+    up, catalog = upstream(pristine, tmp_path / "up", PRODUCTS[2][0])
+    conf, version = own_tree(tmp_path, f"mirrors:\n  - source: {up}\n")
+    ours = combined_sha256(version / "lxd.tar.xz", version / "rootfs.squashfs")
+    folder = "images/copycat/20260101_0000"
+    (up / folder).mkdir(parents=True)
+    items = {}
+    for key, ftype, name in (("lxd.tar.xz", "lxd.tar.xz", "lxd.tar.xz"), ("root.squashfs", "squashfs",
+                                                                         "rootfs.squashfs")):
+        shutil.copyfile(version / name, up / folder / name)
+        items[key] = {"ftype": ftype, "path": f"{folder}/{name}", "size": (up / folder / name).stat().st_size,
+                      "sha256": sha256_file(up / folder / name)}
+    items["lxd.tar.xz"]["combined_squashfs_sha256"] = ours
+    catalog["products"]["copycat:1:amd64:default"] = {"arch": "amd64", "os": "Copy", "release": "1",
+                                                      "aliases": "copycat", "versions": {"20260101_0000": {
+                                                          "items": items}}}
+    unsigned(up, catalog)
+    lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
+    lxc.remote_add("m", s3_server.public_url(bucket))
+    out = run_cli(s3_server, f"s3://{bucket}", "-c", str(conf), "publish", "--refresh-manifests")
+    assert out.returncode == 0, out.stderr
+    assert f"fingerprint {ours[:12]} also used by {OURS}" in out.stderr and "(mirrored product: left out)" in out.stderr
+    _, served_catalog = served(s3_server, bucket)
+    assert set(served_catalog["products"]) == {OURS, PRODUCTS[2][0]}
+    assert _fingerprint(lxc.image_info(f"m:{ours}")) == ours
+    # the hooks' publish (no `mirrors:`): tree.yml now gives our product the mirrored product's alias
+    conf.write_text(conf.read_text().split("mirrors:")[0].replace("[sample, sample/1.0]",
+                                                                  "[sample, sample/1.0, busybox/1.35]"))
+    out = run_cli(s3_server, f"s3://{bucket}", "-c", str(conf), "publish")
+    assert out.returncode == 0, out.stderr
+    assert f"alias 'busybox/1.35' for arch amd64 is already claimed by {OURS}" in out.stderr, out.stderr
+    _, served_catalog = served(s3_server, bucket)
+    assert set(served_catalog["products"]) == {OURS}
+    lxc.clear_cache()
+    assert _fingerprint(lxc.image_info("m:busybox/1.35")) == ours
