@@ -48,7 +48,7 @@ from ..core import imagefiles
 from ..core import mirror as core
 from ..core.catalog import INDEX_KEY, _path_problem
 from ..core.filters import parse_filters
-from ..core.plan import PublishOptions, PublishReport
+from ..core.plan import PublishOptions, PublishReport, combined_claims
 from ..core.retention import served_mirrored
 from ..core.signed import SIGNED_INDEX_KEY, clearsigned_content
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
@@ -288,19 +288,14 @@ class CombinedCheck:
 
 def combined_checks(selection: core.Selection) -> dict[str, list[CombinedCheck]]:
     """Root file target -> every combined_*_sha256 its version's meta items claim for it (the
-    image fingerprints clients check), to be computed from the bytes as they are copied."""
+    image fingerprints clients check; core.plan.combined_claims), computed from the bytes as they
+    are copied."""
     checks: dict[str, list[CombinedCheck]] = {}
     for versions in selection.versions.values():
         for version in versions.values():
-            items = version["items"].values()
-            for root in items:
-                row = next((r for r in imagefiles.IMAGE_FILES.values()
-                            if r.role == "root" and r.ftype == root["ftype"]), None)
-                for meta in (m for m in items if m["ftype"] in imagefiles.META_FTYPES) if row else ():
-                    for field_name in row.combined_fields if row else ():
-                        if field_name in meta:
-                            checks.setdefault(root["path"], []).append(
-                                CombinedCheck(meta["path"], field_name, meta[field_name]))
+            for root in version["items"].values():
+                for meta, name, value in combined_claims(root, version["items"]):
+                    checks.setdefault(root["path"], []).append(CombinedCheck(meta, name, value))
     return checks
 
 
