@@ -354,8 +354,6 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
             drop(f"alias '{alias}' for arch {config.arch} is already claimed by product {owner}: "
                  "the upstream product is left out")
             continue
-        for alias in config.aliases:
-            claim_alias(owners, alias, config.arch, pname)
         product_dir = f"{prefix}/{directory}" if prefix else directory
         kept: dict[str, dict[str, Any]] = {}
         for vname in sorted(valid):
@@ -377,9 +375,10 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         _drop_orphan_deltas(pname, kept, out)
         lxc = lxcindex.entry_problems(catalog_product(config, {"versions": kept}))
         if lxc:  # the classic LXC index (one ';'-separated line per image) could not hold it: one bad
-            out.products[pname] = config  # upstream product must not stop the publish of the others
-            out.discard(pname, f"{lxc[0][0]}: {lxc[0][1]}")
+            out.discard(pname, f"{lxc[0][0]}: {lxc[0][1]}")  # upstream product never stops the others
             continue
+        for alias in config.aliases:
+            claim_alias(owners, alias, config.arch, pname)
         dirs.add(directory)
         names.add(pname)
         out.products[pname] = config
