@@ -333,25 +333,37 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
     so that every image fingerprint (combined_*_sha256) is computed while the root streams, and a
     mismatch refuses the root before it is created. A root already there is hashed again from the
     target unless the served catalog records the same fingerprints (`recorded_combined`: (meta
-    path, field, value)), checked when it was copied."""
+    path, field, value)), checked when it was copied; a meta file already there is read again
+    only when such a root needs it."""
     jobs = [c for files in selection.files.values() for c in files]
+    by_target = {c.target: c for c in jobs}
     checks = combined_checks(selection)
     metas = {c.meta for found in checks.values() for c in found}
-    meta_state: dict[str, Any] = {}  # meta target -> its sha256 state
+    meta_state: dict[str, Any] = {}  # meta target -> its sha256 state (as copied, or read from the target)
     failed: dict[tuple[str, str], str] = {}
     lock = threading.Lock()
+
+    def state_of(meta: str) -> Any:
+        if meta not in meta_state:  # there already: read again, only when a root needs it
+            meta_state[meta] = _hashed_again(target, by_target[meta], ())
+        return meta_state[meta].copy()
+
     with Progress(sum(c.size for c in jobs), f"mirroring into {target.url}", files=len(jobs), quiet=quiet) as progress:
         def one(copy: core.FileCopy) -> None:
             where = source.describe(copy.source)
             try:
-                combined = [replace(c, hasher=meta_state[c.meta].copy()) for c in checks.get(copy.target, ())
-                            if c.meta in meta_state]
-                if len(combined) != len(checks.get(copy.target, ())):
+                if (copy.product, copy.version) in failed:
                     return  # a meta file of its version failed: the version is left out already
-                if _present(target, copy, recorded):
-                    if copy.target in metas or any((c.meta, c.field, c.claimed) not in recorded_combined
-                                                   for c in combined):
-                        meta_state[copy.target] = _hashed_again(target, copy, combined)
+                wanted = checks.get(copy.target, ())
+                present = _present(target, copy, recorded)
+                if present and all((c.meta, c.field, c.claimed) in recorded_combined for c in wanted):
+                    progress(copy.size)
+                    with lock:
+                        report.skipped.append(copy.target)
+                    return
+                combined = [replace(c, hasher=state_of(c.meta)) for c in wanted]
+                if present:  # its fingerprints not recorded yet: checked from the target's bytes
+                    _hashed_again(target, copy, combined)
                     progress(copy.size)
                     with lock:
                         report.skipped.append(copy.target)
@@ -364,11 +376,12 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
                                          digest=lambda: copy.sha256, content_type=ARTIFACT_TYPE, concurrency=2,
                                          cache_control=tree.cache_control.artifacts,
                                          conditional=tree.storage.conditional_writes)
-                    meta_state[copy.target] = reader.hasher()
+                    if copy.target in metas:
+                        meta_state[copy.target] = reader.hasher()
                 except PreconditionFailed:  # another run created it meanwhile: the same file, or refused
                     if not _present(target, copy, recorded):
                         raise
-                    meta_state[copy.target] = _hashed_again(target, copy, combined)
+                    _hashed_again(target, copy, combined)
                 with lock:
                     report.copied.append(copy.target)
                     report.bytes_copied += copy.size
