@@ -510,10 +510,8 @@ def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, fo
 
 
 def _print_mirror_notes(reports: list[MirrorReport], quiet: bool) -> None:
-    """Every item the clients would not get, with its reason, on stderr (never silent)."""
+    """What each mirror did, on stderr (its drops were logged by mirror_all, with their reasons)."""
     for report in reports:
-        for drop in report.drops:
-            log.warning("%s: %s", report.source, drop)
         if not quiet:
             echo(f"{report.source}: {len(report.copied)} files copied ({report.bytes_copied} bytes), "
                        f"{len(report.skipped)} already there, {len(report.drops)} dropped", err=True)

@@ -44,6 +44,26 @@ def claim_alias(owners: dict[tuple[str, str], _Claimant], alias: str, arch: str,
     return owners.setdefault((alias, CANONICAL_ARCH.get(arch, arch)), claimant)
 
 
+# The tree's own keys, under its prefix (index and catalogs, the classic LXC index, the lease and
+# probes; with images_path and the page's path: reserved_folders): no product folder may equal,
+# lie inside or contain one (a product there would wedge the tree for every later run).
+TREE_FOLDERS = ("streams/v1", "meta/1.0", ".ssb-s3")
+
+
+def reserved_folders(images_path: str = "streams/v1", page_path: str = "index.html") -> tuple[str, ...]:
+    """Every key or folder of the tree's own, relative to its prefix."""
+    return tuple(dict.fromkeys(p for p in (*TREE_FOLDERS, images_path.strip("/"), page_path.strip("/")) if p))
+
+
+def reserved_problem(directory: str, reserved: tuple[str, ...]) -> str | None:
+    """Why a product folder is refused for the tree's own keys (None: it is not)."""
+    for key in reserved:
+        if directory == key or directory.startswith(key + "/") or key.startswith(directory + "/"):
+            return (f"the folder '{directory}' overlaps '{key}', one of the tree's own keys (streams/v1/..., "
+                    "meta/1.0/..., the page, .ssb-s3): reserved for the tree")
+    return None
+
+
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNIT_SECONDS = (7 * 86400, 86400, 3600, 60, 1)
 
@@ -422,8 +442,10 @@ def _resolve_source(source: str, source_file: str) -> str:
     return str(Path(source_file).parent / source)
 
 
-def _product_problems(raw_products: Any, source_file: str) -> list[Problem]:
-    """What the schema cannot say; runs even when the schema found problems, so all are listed at once."""
+def _product_problems(raw_products: Any, source_file: str, reserved: tuple[str, ...] = reserved_folders()
+                      ) -> list[Problem]:
+    """What the schema cannot say; runs even when the schema found problems, so all are listed at once.
+    `reserved`: the tree's own keys (reserved_folders), which no product folder may overlap."""
     problems: list[Problem] = []
     seen_names: dict[str, int] = {}
     seen_dirs: dict[str, int] = {}
@@ -449,6 +471,9 @@ def _product_problems(raw_products: Any, source_file: str) -> list[Problem]:
             if directory in seen_dirs:
                 add(".directory", f"'{directory}' is already used by products[{seen_dirs[directory]}]")
             seen_dirs.setdefault(directory, idx)
+            why = reserved_problem(directory, reserved)
+            if why:
+                add(".directory", why)
         aliases = raw.get("aliases", ())
         if isinstance(arch, str) and isinstance(aliases, list) and raw.get("hidden") is not True:
             canonical = CANONICAL_ARCH.get(arch, arch)
@@ -498,7 +523,7 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         raise ConfigError(f"{source_file}: expected a mapping at the top level")
     data = _seed_weak_types(data)
     problems = (with_source(schema_problems(data, "tree", source_file), source_file)
-                + _product_problems(data.get("products"), source_file)
+                + _product_problems(data.get("products"), source_file, _reserved_of(data))
                 + _storage_problems(data.get("storage"), source_file)
                 + _mirror_problems(data.get("mirrors"), source_file))
     if problems:
@@ -594,6 +619,14 @@ def base_url_problem(url: str) -> str | None:
     if re.search(spec["pattern"], url) and not url.endswith("\n"):
         return None
     return f"'{url}' is not valid: expected {spec['description']}, like https://images.example.org/lxd"
+
+
+def _reserved_of(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """reserved_folders of a tree.yml as read (before its own checks: wrong types give the defaults)."""
+    images_path, page = data.get("images_path", "streams/v1"), data.get("page", True)
+    page_path = page.get("path", "index.html") if isinstance(page, Mapping) else "index.html"
+    return reserved_folders(_clean_relative(images_path) if isinstance(images_path, str) else "streams/v1",
+                            _clean_relative(page_path) if isinstance(page_path, str) else "index.html")
 
 
 def _page(raw: bool | Mapping[str, Any]) -> PageConfig:

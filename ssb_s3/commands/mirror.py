@@ -3,18 +3,22 @@
 Order (a mirror killed at any point leaves the previous tree served, and a re-run converges):
 1. read the source's streams/v1/index.sjson (verified by ssb_s3.gpg.verify, gpgv against --keyring
    only, as `verify --keyring` does, unless --no-verify; a bad signature stops everything) or
-   index.json, and each catalog of datatype image-downloads it names (.sjson, verified, when the
-   index was signed); every document bounded in size and time (ssb_s3.storage.httpread;
-   redirects never leave the source's origin). A 403 for index.sjson is "unsigned source" (S3
-   answers 403 for a missing key without s3:ListBucket); for anything else it is an error. A
-   plain http:// source without --keyring is warned about (one line: what it serves can be
-   altered in transit);
+   index.json, and each catalog of datatype image-downloads it names (when the index was signed,
+   each verified whatever its name: a .json path is read as its .sjson twin); every document
+   bounded in size and time (ssb_s3.storage.httpread; redirects never leave the source's origin).
+   A 403 for index.sjson is "unsigned source" (S3 answers 403 for a missing key without
+   s3:ListBucket); for anything else it is an error. A plain http:// source without --keyring is
+   warned about (one line: what it serves can be altered in transit);
 2. select (ssb_s3.core.mirror, pure): filters, --max, drops with their reasons, translation;
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
    create-only, verified against the source's size and sha256 while it streams (the object is
-   only committed once both match: a mismatch creates nothing); in parallel, with the one
-   progress reporter. A version with any failed file is left out: nothing of it is published;
+   only committed once both match: a mismatch creates nothing); the metadata files first, so that
+   every image fingerprint (combined_*_sha256) is computed as its root streams and a false one
+   refuses the root before it is created; in parallel, with the one progress reporter. A version
+   with any failed file is left out: nothing of it is published. The served catalog (written by
+   the tree alone) is the record of what was mirrored before: a version or item that someone who
+   can write a product's folder added to its ssb.json is not kept (core.mirror.recorded_versions);
 4. publish (ssb_s3.commands.publish, the one commit): the mirrored products join the tree's own,
    their ssb.json prepared here and written by the commit once the plan is known valid; the
    catalog, the views, the index flipped last; the same contract check, the same purge (a
@@ -24,7 +28,9 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
    hooks, build-product, a tree.yml without `mirrors:`) keeps their entries as published; each
    one's ssb.json records `mirror.source` as a digest of the source (source_id), never its URL or
    local path, which stay private.
-Nothing is written before step 3, and nothing is served before the flip of step 4.
+Nothing is written before step 3, and nothing is served before the flip of step 4. Every drop is
+logged (a warning with its reason) before the publish, and every failed version too when the publish
+is refused: a run where every upstream product was dropped or failed says why each one was.
 """
 
 from __future__ import annotations
@@ -42,11 +48,12 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import gpg
-from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig
+from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig, claim_alias, reserved_folders
+from ..core import imagefiles
 from ..core import mirror as core
 from ..core.catalog import INDEX_KEY, _path_problem
 from ..core.filters import parse_filters
-from ..core.plan import PublishOptions, PublishReport
+from ..core.plan import PublishOptions, PublishReport, combined_claims
 from ..core.retention import served_mirrored
 from ..core.signed import SIGNED_INDEX_KEY, clearsigned_content
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
@@ -187,7 +194,9 @@ def read_source(store: Store, opts: MirrorOptions) -> tuple[list[dict[str, Any]]
         key = str(path)
         if signed and key.endswith(".json"):
             key = key[: -len(".json")] + ".sjson"
-        catalog = _document(store, key, MAX_CATALOG_BYTES, opts, signed and key.endswith(".sjson"))
+        # A signed index: every catalog it names is verified, whatever its name (unverified, --no-verify:
+        # a .sjson is read as clearsigned, anything else as it is)
+        catalog = _document(store, key, MAX_CATALOG_BYTES, opts, signed and (opts.verify or key.endswith(".sjson")))
         if not isinstance(catalog, Mapping) or catalog.get("format") != "products:1.0":
             raise MirrorError(f"{store.describe(key)}: format: expected products:1.0")
         catalogs.append(dict(catalog))
@@ -220,8 +229,9 @@ class VerifyingReader(io.RawIOBase):
     at the end of the stream (Store.ingest_stream) thus create nothing from a bad file."""
 
     def __init__(self, chunks: Iterator[bytes], copy: core.FileCopy, where: str,
-                 progress: Callable[[int], None]) -> None:
+                 progress: Callable[[int], None], combined: Sequence[CombinedCheck] = ()) -> None:
         self._chunks, self._copy, self._where, self._progress = chunks, copy, where, progress
+        self._combined = combined
         self._hash = hashlib.sha256()
         self._size = 0
         self._pending = b""
@@ -242,6 +252,8 @@ class VerifyingReader(io.RawIOBase):
                 if self._size > self._copy.size:
                     raise VerifyError(f"{self._where}: more than the {self._copy.size} bytes its catalog gives")
                 self._hash.update(self._pending)
+                for check in self._combined:
+                    check.hasher.update(self._pending)
                 self._progress(len(self._pending))
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
@@ -254,10 +266,46 @@ class VerifyingReader(io.RawIOBase):
         if self._hash.hexdigest() != self._copy.sha256:
             raise VerifyError(f"{self._where}: sha256 {self._hash.hexdigest()}, its catalog gives "
                               f"{self._copy.sha256}: refusing the file")
+        for check in self._combined:
+            check.verify(self._where)
 
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
+
+    def hasher(self) -> Any:
+        """The sha256 state after every byte read (to go on with a root's bytes: sha256(meta ‖ root))."""
+        return self._hash.copy()
+
+
+@dataclass
+class CombinedCheck:
+    """One image fingerprint the catalog claims: `field` of the meta item at `meta` is
+    sha256(meta bytes ‖ root bytes); `hasher` starts as the meta's sha256 state and is fed the root."""
+
+    meta: str
+    field: str
+    claimed: str
+    hasher: Any = None
+
+    def verify(self, where: str) -> None:
+        got = self.hasher.hexdigest()
+        if got != self.claimed:
+            raise VerifyError(f"{where}: sha256({self.meta.rsplit('/', 1)[-1]} ‖ this file) is {got}, "
+                              f"{self.field} of its catalog gives {self.claimed}: refusing the file")
+
+
+def combined_checks(selection: core.Selection) -> dict[str, list[CombinedCheck]]:
+    """Root file target -> every combined_*_sha256 its version's meta items claim for it (the
+    image fingerprints clients check; core.plan.combined_claims), computed from the bytes as they
+    are copied."""
+    checks: dict[str, list[CombinedCheck]] = {}
+    for versions in selection.versions.values():
+        for version in versions.values():
+            for root in version["items"].values():
+                for meta, name, value in combined_claims(root, version["items"]):
+                    checks.setdefault(root["path"], []).append(CombinedCheck(meta, name, value))
+    return checks
 
 
 def _present(target: Store, copy: core.FileCopy, recorded: Mapping[str, str]) -> bool:
@@ -276,22 +324,60 @@ def _present(target: Store, copy: core.FileCopy, recorded: Mapping[str, str]) ->
     raise VerifyError(f"{target.describe(copy.target)} already exists with other content: refusing to overwrite")
 
 
+def _hashed_again(target: Store, copy: core.FileCopy, combined: Sequence[CombinedCheck]) -> Any:
+    """A file already in the target read again: its sha256 state, its fingerprints checked (VerifyError)."""
+    reader = VerifyingReader(iter(target.iter_chunks(copy.target)), copy, target.describe(copy.target),
+                             lambda n: None, combined)
+    while reader.read(httpread.READ_SIZE):
+        pass
+    return reader.hasher()
+
+
 def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.Selection,
-               recorded: Mapping[str, str], report: MirrorReport, *, copiers: int, quiet: bool) -> set[tuple[str, str]]:
-    """Copy what the target lacks (module docstring, step 3); the (product, version) pairs that failed."""
+               recorded: Mapping[str, str], report: MirrorReport, *, copiers: int, quiet: bool,
+               recorded_combined: frozenset[tuple[str, str, str]] = frozenset()) -> set[tuple[str, str]]:
+    """Copy what the target lacks (module docstring, step 3); the (product, version) pairs that failed.
+
+    The metadata files first, then the rest: a root's bytes go on from its meta items' sha256 state,
+    so that every image fingerprint (combined_*_sha256) is computed while the root streams, and a
+    mismatch refuses the root before it is created. A root already there is hashed again from the
+    target unless the served catalog records the same fingerprints (`recorded_combined`: (meta
+    path, field, value)), checked when it was copied; a meta file already there is read again
+    only when such a root needs it."""
     jobs = [c for files in selection.files.values() for c in files]
+    by_target = {c.target: c for c in jobs}
+    checks = combined_checks(selection)
+    metas = {c.meta for found in checks.values() for c in found}
+    meta_state: dict[str, Any] = {}  # meta target -> its sha256 state (as copied, or read from the target)
     failed: dict[tuple[str, str], str] = {}
     lock = threading.Lock()
+
+    def state_of(meta: str) -> Any:
+        if meta not in meta_state:  # there already: read again, only when a root needs it
+            meta_state[meta] = _hashed_again(target, by_target[meta], ())
+        return meta_state[meta].copy()
+
     with Progress(sum(c.size for c in jobs), f"mirroring into {target.url}", files=len(jobs), quiet=quiet) as progress:
         def one(copy: core.FileCopy) -> None:
             where = source.describe(copy.source)
             try:
-                if _present(target, copy, recorded):
+                if (copy.product, copy.version) in failed:
+                    return  # a meta file of its version failed: the version is left out already
+                wanted = checks.get(copy.target, ())
+                present = _present(target, copy, recorded)
+                if present and all((c.meta, c.field, c.claimed) in recorded_combined for c in wanted):
                     progress(copy.size)
                     with lock:
                         report.skipped.append(copy.target)
                     return
-                reader = VerifyingReader(iter(source.iter_chunks(copy.source)), copy, where, progress)
+                combined = [replace(c, hasher=state_of(c.meta)) for c in wanted]
+                if present:  # its fingerprints not recorded yet: checked from the target's bytes
+                    _hashed_again(target, copy, combined)
+                    progress(copy.size)
+                    with lock:
+                        report.skipped.append(copy.target)
+                    return
+                reader = VerifyingReader(iter(source.iter_chunks(copy.source)), copy, where, progress, combined)
                 stream = cast(BinaryIO, io.BufferedReader(reader, httpread.READ_SIZE))
                 log.info("copying %s -> %s", where, target.describe(copy.target))
                 try:
@@ -299,9 +385,12 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
                                          digest=lambda: copy.sha256, content_type=ARTIFACT_TYPE, concurrency=2,
                                          cache_control=tree.cache_control.artifacts,
                                          conditional=tree.storage.conditional_writes)
+                    if copy.target in metas:
+                        meta_state[copy.target] = reader.hasher()
                 except PreconditionFailed:  # another run created it meanwhile: the same file, or refused
                     if not _present(target, copy, recorded):
                         raise
+                    _hashed_again(target, copy, combined)
                 with lock:
                     report.copied.append(copy.target)
                     report.bytes_copied += copy.size
@@ -312,7 +401,8 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
                 progress.file_done()
 
         with ThreadPoolExecutor(max_workers=max(1, copiers), thread_name_prefix="ssb-mirror") as pool:
-            list(pool.map(one, jobs))
+            list(pool.map(one, [c for c in jobs if c.target in metas]))  # their sha256 states first
+            list(pool.map(one, [c for c in jobs if c.target not in metas]))
     for (product, version), why in sorted(failed.items()):
         report.failed.append(f"product {product} version {version}: not mirrored: {why}")
     return set(failed)
@@ -353,7 +443,13 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     keeps: dict[str, bool] = {}  # source -> whether what left it stays (its own `keep`)
     taken_dirs = {p.directory for p in tree.products}
     taken_names = {p.name for p in tree.products}
-    mirrored_dirs = _served_mirrored_dirs(tree, target)
+    taken_aliases: dict[tuple[str, str], str] = {}  # the tree's own first: an upstream never takes one of theirs
+    for own in tree.products:
+        for alias in own.aliases:
+            claim_alias(taken_aliases, alias, own.arch, own.name)
+    index, _, _, served_catalog = Tree(tree, target).served()  # written by the tree alone: the record
+    served_products: Mapping[str, Any] = (served_catalog or {}).get("products", {})
+    mirrored_dirs = _served_mirrored_dirs(tree, index, served_products)
     known: dict[str, str] = {}  # source_id -> the source of this run it stands for (to name it)
     for run, run_filters in zip(runs, filters, strict=True):
         source = open_source(run.source, storage)
@@ -363,22 +459,23 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         for catalog in catalogs:
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
                                     prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
-                                    mirrored_dirs=mirrored_dirs)
+                                    mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases,
+                                    reserved=reserved_folders(tree.images_path, tree.page.path))
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
-            recorded: dict[str, str] = {}
-            existing: dict[str, dict[str, Any] | None] = {}
+            recorded: dict[str, str] = {}  # path -> sha256, of the files the served catalog names
+            existing: dict[str, dict[str, Any]] = {}  # product -> its versions mirrored before (recorded)
             for name, config in list(selection.products.items()):
-                existing[name] = read_manifest(target, tree, config)[0]
-                other = _mirrored_from(existing[name])
+                manifest = read_manifest(target, tree, config)[0]
+                other = _mirrored_from(manifest)
                 if other is not None and other != source_id(source.url):
                     selection.discard(name, f"already mirrored from {known.get(other, other)}: one product has "
                                             "one source (remove it there first)")
                     report.drops.append(selection.drops[-1])
-                    del existing[name]
                     continue
-                for version in (existing[name] or {}).get("versions", {}).values():
-                    recorded.update({i["path"]: i["sha256"] for i in version.get("items", {}).values()})
+                existing[name] = core.recorded_versions(manifest, served_products.get(name))
+                for version in existing[name].values():
+                    recorded.update({i["path"]: i["sha256"] for i in version["items"].values()})
             jobs = [c for files in selection.files.values() for c in files]
             for copy in jobs if publish_opts.dry_run else ():  # a real run says what it copied instead
                 if target.head(copy.target) is None:
@@ -388,12 +485,16 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
             if not publish_opts.dry_run:
                 files = open_source(run.source, storage, files=True) if isinstance(source, HttpStore) else source
                 failed = copy_files(files, target, tree, selection, recorded, report, copiers=run.copiers,
-                                    quiet=publish_opts.quiet)
+                                    quiet=publish_opts.quiet, recorded_combined=frozenset(
+                                        (i["path"], f, i[f]) for versions in existing.values()
+                                        for version in versions.values() for i in version["items"].values()
+                                        for f in imagefiles.COMBINED_FIELDS if f in i))
             for name, config in selection.products.items():
                 fresh = {v: e for v, e in selection.versions[name].items() if (name, v) not in failed}
                 if not fresh and not existing[name]:
                     continue
-                manifest, days = core.merged_manifest(name, fresh, existing[name], keep=run.keep)
+                manifest, days = core.merged_manifest(name, fresh, existing[name], keep=run.keep,
+                                                      named=selection.versions[name])
                 manifest["mirror"] = {"source": source_id(source.url)}  # public: never the URL or path
                 products[name] = replace(config, days=days, mirrored=True)
                 prepared[name] = manifest
@@ -401,7 +502,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                 taken_dirs.add(config.directory)
         keeps[source_id(source.url)] = keeps.get(source_id(source.url), False) or run.keep
         reports.append(report)
-    unmirror = _left_their_source(tree, target, products, keeps)
+    unmirror = _left_their_source(tree, target, index, served_products, products, keeps)
     full = replace(tree, products=(*tree.products, *products.values()))
     publish_opts = replace(publish_opts, unmirror=frozenset(unmirror))
     for report in reports:
@@ -413,17 +514,23 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
             for report in reports:
                 report.publish = planned
         return reports
-    result = publish(full, target, publish_opts, prepared=prepared)
+    for report in reports:  # before the publish, which may be refused for want of any product
+        for drop in report.drops:
+            log.warning("%s: %s", without_userinfo(report.source), drop)
+    try:
+        result = publish(full, target, publish_opts, prepared=prepared)
+    except SSBError:
+        for line in (line for report in reports for line in report.failed):
+            log.warning("%s", line)  # (else said by the caller, after what was published)
+        raise
     for report in reports:
         report.publish = result
     return reports
 
 
-def _served_mirrored_dirs(tree: TreeConfig, target: Store) -> dict[str, str]:
+def _served_mirrored_dirs(tree: TreeConfig, index: bytes, served: Mapping[str, Any]) -> dict[str, str]:
     """The folders of the products the served catalog holds as mirrored (index.json records them),
     by name: no other product may be laid out in, inside or around them."""
-    index, _, _, catalog = Tree(tree, target).served()
-    served = (catalog or {}).get("products", {})
     dirs = {}
     for name in sorted(served_mirrored(index) & set(served)):
         entry = served[name]
@@ -485,15 +592,13 @@ def _mirrored_from(manifest: Mapping[str, Any] | None) -> str | None:
     return source if source.startswith("sha256:") else source_id(source)
 
 
-def _left_their_source(tree: TreeConfig, target: Store, mirrored: Mapping[str, ProductConfig],
-                       keeps: Mapping[str, bool]) -> set[str]:
+def _left_their_source(tree: TreeConfig, target: Store, index: bytes, served: Mapping[str, Any],
+                       mirrored: Mapping[str, ProductConfig], keeps: Mapping[str, bool]) -> set[str]:
     """Served products that neither tree.yml nor this run declares: those mirrored from another
     source keep their entry (the publish keeps every mirrored product index.json records); those
     from a source of this run that left it (or its filters) stay with that source's `keep`, else they leave the
     catalog (and their files go after the grace). A served product that is neither declared nor
     mirrored would be unpublished: refused (run with the tree.yml that declares it)."""
-    index, _, _, catalog = Tree(tree, target).served()
-    served = (catalog or {}).get("products", {})
     recorded = served_mirrored(index)
     declared = {p.name for p in tree.products} | set(mirrored)
     leaving = set()

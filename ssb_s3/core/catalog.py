@@ -190,7 +190,7 @@ def build_index(
 
 
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
-_PLAIN_PATH = re.compile(r"(?!/)(?!.*//)(?!(?:.*/)?\.\.?(?:/|$))[^\s\\]+(?<!/)")
+_PLAIN_PATH = re.compile(r"(?!/)(?!.*//)(?!(?:.*/)?\.\.?(?:/|$))[^\s\\\x00-\x1f\x7f-\x9f]+(?<!/)")
 
 
 def _path_problem(path: Any) -> str | None:
@@ -201,7 +201,7 @@ def _path_problem(path: Any) -> str | None:
         return None if why is None else f"path '{path[:200]}' {why}"
     if path.startswith("/") or _URL.match(path):
         return f"path '{path}' is absolute; it must be relative to the tree root"
-    return f"path '{path}' must be a plain relative path (no '..', '.', '//', '\\' or spaces)"
+    return f"path {path!r} must be a plain relative path (no '..', '.', '//', '\\', spaces or control characters)"
 
 
 def fingerprints(items: Mapping[str, Any]) -> set[str]:
@@ -284,6 +284,7 @@ def contract_problems(catalog: Mapping[str, Any], source: str = "catalog",
 def contract_problems_by_product(
     catalog: Mapping[str, Any], source: str = "catalog", focus: set[str] | None = None,
     image_clients: Iterable[str] = tuple(CLIENT_META),
+    yielding: frozenset[str] = frozenset(),
 ) -> dict[str | None, list[Problem]]:
     """Contract problems keyed by the product to blame (None: the whole catalog), each located in
     `source` with the product (and version and item) as its field.
@@ -293,6 +294,8 @@ def contract_problems_by_product(
     `image_clients`: the clients (LXD, Incus) every version must give an image to. publish requires
     both (it mirrors each metadata item for the other client); verify only the clients the tree
     serves or the user requires (core/clients).
+    `yielding`: products that lose every alias or fingerprint collision (mirrored ones: an upstream
+    never takes an alias or an image of the tree's own products): looked at after the others.
     """
     required = set(image_clients)
     found: dict[str | None, list[Problem]] = {}
@@ -322,7 +325,7 @@ def contract_problems_by_product(
     walk_unchanged = len(checked) == len(products) or not candidate_fingerprints(
         {n: products[n] for n in checked}).isdisjoint(candidate_fingerprints(
             {n: p for n, p in products.items() if n not in checked}))
-    for pname in sorted(products):
+    for pname in sorted(products, key=lambda n: (n in yielding, n)):
         product = products[pname]
         where = f"product {pname}"
         arch = CANONICAL_ARCH.get(product["arch"])

@@ -14,11 +14,20 @@ Everything here comes from a server we do not control, so every value is checked
 - every copied string (the product's fields, a version's, an item's, their names) is outside
   text that core/text accepts (no control, bidi-override or line-separator character), else the
   product, version or item is dropped;
+- a product whose LXC image the classic LXC index could not hold (core/lxcindex: ';' in os, an
+  arch LXC does not know), or with a text over MAX_TEXT_BYTES (release_title, aliases, ...: a
+  signed catalog holds each on one line, GnuPG cuts lines past 19,993 bytes) is dropped; an item
+  whose path is not plain (control characters, a NUL included) is dropped; a root that a meta
+  item gives no combined_*_sha256 for is dropped (the contract would refuse the whole product):
+  one bad upstream product, version or item never stops the publish of the rest;
 - every copied item field must be what ssb.schema.json accepts (md5, combined_* hashes,
   delta_base: the name of another version of the product), else the item is dropped: what is
   written must read back on the next run;
 - a product's folder may not equal, lie inside or contain another product's (tree.yml's, or
-  one mirrored already);
+  one mirrored already), nor one of the tree's own keys (config.reserved_folders);
+- an alias (per canonical arch) belongs to the tree's own product that declares it, then to the
+  first upstream product in sort order: an upstream product claiming one held by another is
+  dropped whole (it never takes nor blocks an alias of ours);
 - deltas (squashfs.vcdiff, …) are mirrored only while their delta_base version is mirrored too
   (a version already published keeps its items: published files never change);
 - translation for the clients in `clients` (LXD, Incus): the twins (incus.tar.xz of lxd.tar.xz,
@@ -26,7 +35,10 @@ Everything here comes from a server we do not control, so every value is checked
   image files, core/imagefiles.py); a version that one of `clients` could not use (after the
   twins) is dropped, as is a product whose name, arch, release or os a client could not use;
 - `--max N`: the newest N versions per product that pass every check (`selected`, the filters'
-  choice, takes the newest N as sstream-mirror does); `--keep`: versions that left the source stay.
+  choice, takes the newest N as sstream-mirror does); `--keep`: versions that left the source stay;
+- a mirrored product's versions are exactly those the source names (plus, with `--keep`, those the
+  served catalog shows were mirrored before: recorded_versions): a version or item that a
+  co-tenant added to its ssb.json leaves at the next mirror.
 """
 
 from __future__ import annotations
@@ -36,10 +48,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import KNOWN_ARCHES, ProductConfig
+from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias, reserved_folders, reserved_problem
 from ..schemas import schema_problems
-from . import imagefiles
-from .catalog import _images_of_version, _mirrored_items, _path_problem
+from . import imagefiles, lxcindex
+from .catalog import _images_of_version, _mirrored_items, _path_problem, catalog_product
+from .deltas import without_orphans
 from .filters import Filter, FilterError
 from .text import document_problem
 from .versions import version_name_problem
@@ -55,6 +68,18 @@ VERSION_FIELDS = ("label", "pubname")
 PRODUCT_FIELDS = ("arch", "release", "os", "release_title", "version", "aliases", "variant", "support_eol",
                   "requirements", "lxd_requirements")  # what _product_config copies
 CLIENT_NAMES = {"lxd": "LXD", "incus": "Incus"}
+# The longest upstream text copied (a field, an alias list, a path), in UTF-8 bytes: a signed catalog
+# holds each member on one line, which GnuPG's clearsign cuts past 19,993 bytes (core/signed).
+MAX_TEXT_BYTES = 1024
+
+
+def _too_long(key: str, value: Any) -> str | None:
+    """Why an upstream text is refused for its length (None: it is not a text over MAX_TEXT_BYTES)."""
+    size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else 0
+    if size <= MAX_TEXT_BYTES:
+        return None
+    return (f"{key} is {size} bytes, at most {MAX_TEXT_BYTES} are copied (a signed catalog holds it on one "
+            "line, and GnuPG cuts lines past 19,993 bytes)")
 
 
 def parse_clients(text: str) -> tuple[str, ...]:
@@ -132,6 +157,18 @@ def _product_config(pname: str, product: Mapping[str, Any], directory: str,
                     drop: Any) -> ProductConfig | None:
     """Our product for an upstream one; None (with a drop) when a client could not use it."""
     arch, release, os_name = (product.get(k) for k in ("arch", "release", "os"))
+    raw = product.get("aliases")
+    texts = [(k, product.get(k)) for k in ("arch", "release", "os", "release_title", "variant", "version",
+                                            "support_eol")]
+    texts.append(("aliases", raw if isinstance(raw, str) else ""))
+    for key in ("lxd_requirements", "requirements"):
+        found = product.get(key)
+        texts += [(f"{key}.{str(k)[:40]}", f"{k}{v}") for k, v in found.items()] if isinstance(found, Mapping) else []
+    for key, value in texts:
+        why = _too_long(key, value)
+        if why:
+            drop(why)
+            return None
     for key, value in (("arch", arch), ("release", release), ("os", os_name)):
         if not isinstance(value, str) or not value or any(c.isspace() for c in value):
             drop(f"{key} missing or not a word (got {str(value)[:40]!r})")
@@ -192,7 +229,7 @@ def _item_problem(item: Any) -> str | None:
     size = item.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 1 << 53:
         return "size missing or not a number of bytes"
-    why = _path_problem(item.get("path"))
+    why = _path_problem(item.get("path")) or _too_long("path", item.get("path"))
     if why:
         return why
     if not PLAIN.fullmatch(item["path"].rsplit("/", 1)[-1]):
@@ -231,13 +268,22 @@ def _prepared_item(pname: str, vname: str, iname: str, item: Mapping[str, Any],
 
 def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Sequence[str] = ("LXD", "Incus"),
            max_versions: int | None = None, prefix: str = "", taken_dirs: Iterable[str] = (),
-           taken_names: Iterable[str] = (), mirrored_dirs: Mapping[str, str] | None = None) -> Selection:
+           taken_names: Iterable[str] = (), mirrored_dirs: Mapping[str, str] | None = None,
+           taken_aliases: dict[tuple[str, str], str] | None = None,
+           reserved: tuple[str, ...] = reserved_folders()) -> Selection:
     """What to mirror from an upstream products:1.0 catalog (see the module docstring).
 
     `prefix`: the target tree's prefix (items go to <prefix>/<directory>/<version>/<file>);
     `taken_dirs`/`taken_names`: folders and names of the tree's own products (and of products
     mirrored already), never reused: a folder equal to, inside or around one of them is refused;
     `mirrored_dirs`: the folders of products served as mirrored, by name (taken for every other name).
+    `reserved`: the tree's own keys (config.reserved_folders): a product whose folder overlaps one
+    is dropped.
+    `taken_aliases`: (alias, canonical arch) -> the product that has it (config.claim_alias), the
+    tree's own products first; an upstream product claiming one that another product holds is
+    dropped whole (an upstream never takes nor blocks an alias of ours), and the aliases of every
+    product selected are added to it (the first upstream product in sort order keeps an alias, as
+    LXD's own rule).
     `selected` is the filters' choice with --max, as sstream-mirror makes it; the versions kept
     are the newest `max_versions` of those that pass every check.
     """
@@ -303,12 +349,24 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         if not valid:
             continue
         directory = _directory(pname, {v: {"items": items} for v, items in valid.items()})
+        why = reserved_problem(directory, reserved)
+        if why:
+            drop(why)
+            continue
         other = _overlap(directory, dirs | {d for n, d in (mirrored_dirs or {}).items() if n != pname})
         if other is not None:
             drop(f"its folder {directory} overlaps {other}, the folder of another product")
             continue
         config = _product_config(pname, product, directory, drop)
         if config is None:
+            continue
+        owners = {} if taken_aliases is None else taken_aliases
+        held = [(alias, owners[key]) for alias in config.aliases
+                if (key := (alias, CANONICAL_ARCH.get(config.arch, config.arch))) in owners and owners[key] != pname]
+        if held:
+            alias, owner = held[0]
+            drop(f"alias '{alias}' for arch {config.arch} is already claimed by product {owner}: "
+                 "the upstream product is left out")
             continue
         product_dir = f"{prefix}/{directory}" if prefix else directory
         kept: dict[str, dict[str, Any]] = {}
@@ -321,9 +379,20 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
                 files[target] = FileCopy(pname, vname, item["path"], target, item["size"], item["sha256"])
                 items[iname] = {**item, "path": target}
             entry = {k: version[k] for k in VERSION_FIELDS if isinstance(version.get(k), str)}
+            for vfield, value in list(entry.items()):
+                too_long = _too_long(vfield, value)
+                if too_long:
+                    del entry[vfield]
+                    drop(f"{too_long}; left out", vname)
             kept[vname] = {**entry, "items": items}
             out.files[(pname, vname)] = sorted(files.values(), key=lambda f: f.target)
         _drop_orphan_deltas(pname, kept, out)
+        lxc = lxcindex.entry_problems(catalog_product(config, {"versions": kept}))
+        if lxc:  # the classic LXC index (one ';'-separated line per image) could not hold it: one bad
+            out.discard(pname, f"{lxc[0][0]}: {lxc[0][1]}")  # upstream product never stops the others
+            continue
+        for alias in config.aliases:
+            claim_alias(owners, alias, config.arch, pname)
         dirs.add(directory)
         names.add(pname)
         out.products[pname] = config
@@ -349,6 +418,14 @@ def _version_items(pname: str, vname: str, chosen: Sequence[str], versions: Mapp
             continue
         names[name] = (item["sha256"], item["size"])
         items[iname] = item
+    metas = [k for k, i in items.items() if i["ftype"] in imagefiles.META_FTYPES]
+    for iname, item in list(items.items()):
+        field_name = imagefiles.ROOT_COMBINED_FIELD.get(item["ftype"])
+        lacking = [m for m in metas if field_name and field_name not in items[m]]
+        if lacking:  # the contract refuses a root whose image a client would drop
+            drops.append(Drop(pname, vname, iname, f"{field_name} missing on item {lacking[0]}: no client could "
+                                                   "use this root"))
+            del items[iname]
     if not items:
         return {}
     for client in clients:
@@ -380,20 +457,38 @@ def _drop_orphan_deltas(pname: str, kept: dict[str, dict[str, Any]], out: Select
                                              if any(i["path"] == f.target for i in version["items"].values())]
 
 
-def merged_manifest(name: str, fresh: Mapping[str, Any], existing: Mapping[str, Any] | None, *,
-                    keep: bool, support_eol: str = "") -> tuple[dict[str, Any], int]:
-    """The product's ssb.json after this run, and its `days`: the source's versions (fresh), plus
-    those of the previous run that left the source. Those stay with `keep`; otherwise `days` is
-    the number of fresh versions, so retention expires the rest like our own versions (out of
-    the catalog at once, files gone after the grace). Published files never change: a version
-    already mirrored keeps every item it had (a delta whose base has since expired included);
-    items the source added to it are added."""
-    old = dict((existing or {}).get("versions", {}))
-    versions = {**old, **fresh}
-    for vname in set(old) & set(fresh):
-        versions[vname] = {**fresh[vname], "items": {**fresh[vname]["items"], **old[vname]["items"]}}
-    manifest: dict[str, Any] = {"name": name, "versions": dict(sorted(versions.items()))}
+def recorded_versions(existing: Mapping[str, Any] | None, served: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What this tree mirrored before: the versions of the product's existing ssb.json that the
+    served catalog's entry of the product (`served`, written by the tree alone) names, each with only
+    the items that entry holds exactly as they are (its version fields taken from there). A version
+    or an item that someone who can write the product's folder added to ssb.json is not recorded."""
+    there: Mapping[str, Any] = (served or {}).get("versions", {}) if isinstance(served, Mapping) else {}
+    out: dict[str, Any] = {}
+    for vname, version in (existing or {}).get("versions", {}).items():
+        entry = there.get(vname)
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("items"), Mapping):
+            continue
+        items = {k: i for k, i in version.get("items", {}).items() if entry["items"].get(k) == i}
+        if items:
+            out[vname] = {**{k: entry[k] for k in VERSION_FIELDS if isinstance(entry.get(k), str)}, "items": items}
+    return out
+
+
+def merged_manifest(name: str, fresh: Mapping[str, Any], recorded: Mapping[str, Any], *,
+                    keep: bool, named: Iterable[str] = (), support_eol: str = "") -> tuple[dict[str, Any], int]:
+    """The product's ssb.json after this run, and its `days`: exactly the source's versions (fresh;
+    `named`: those it names, a version mirrored before whose copy failed this time staying as it
+    was), plus, with `keep`, those this tree mirrored before (`recorded`: recorded_versions) that
+    left the source. Without `keep`, those leave ssb.json and the catalog at once; the purge
+    deletes their files once no catalog within the grace names them. Published files never change: a
+    version already mirrored keeps every recorded item it had (but a delta whose base is no
+    longer in ssb.json); items the source added to it are added."""
+    wanted = set(named)
+    versions = {**{k: v for k, v in recorded.items() if keep or k in wanted}, **fresh}
+    for vname in set(recorded) & set(fresh):
+        versions[vname] = {**fresh[vname], "items": {**fresh[vname]["items"], **recorded[vname]["items"]}}
+    # a recorded delta whose base left with its version goes too (core.deltas: ssb.json never names a missing base)
+    manifest: dict[str, Any] = {"name": name, "versions": dict(sorted(without_orphans(versions).items()))}
     if support_eol:
         manifest["support_eol"] = support_eol
-    days = len(versions) if keep else max(1, len(fresh))
-    return manifest, days
+    return manifest, max(1, len(versions))

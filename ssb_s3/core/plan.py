@@ -9,6 +9,10 @@ Decisions made here, and only here:
   with its declared size, published files never change, the client contract (catalog.py);
 - keep-going: an invalid product keeps its previously published entry (or is left out), until
   no new problem is found; a problem that blames no product always refuses;
+- a mirrored product (declared by a mirror run, or kept as published) loses every alias or
+  fingerprint collision with the tree's own products, and never blocks the publish: with or
+  without keep-going it keeps its previous entry (unless that is bad too) or is left out, with a
+  warning;
 - incremental (`only`): every other product keeps its published entry as it is, unchecked but
   for collisions with the changed ones;
 - emptying a product (max_age, withdraw) or the whole tree needs `force`;
@@ -42,7 +46,7 @@ from .catalog import (
     to_bytes,
 )
 from .deltas import DeltaJob, wanted_deltas, without_orphans
-from .imagefiles import DELTA_FTYPES
+from .imagefiles import DELTA_FTYPES, IMAGE_FILES, META_FTYPES
 from .lxcindex import lxc_images
 from .problems import Problem, blamed
 from .retention import (
@@ -200,11 +204,16 @@ class ManifestWrite:
 
 @dataclass(frozen=True)
 class Copy:
-    """A file of a product that lives in another store, to copy into the tree (create-only)."""
+    """A file of a product that lives in another store, to copy into the tree (create-only), with
+    the sha256 its ssb.json gives, and, for a root, the image fingerprints its version's meta items
+    claim for it: (meta path, combined field, value), each sha256(meta bytes ‖ root bytes), checked
+    from the bytes as they are copied (ssb_s3.storage.verified)."""
 
     product: str
     path: str
     size: int
+    sha256: str = ""
+    combined: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass
@@ -387,6 +396,7 @@ def assemble(
     # Mirrored products tree.yml does not declare (put there by `mirror`) keep their published entry.
     entries.update({name: old_products[name] for name in kept_mirrored(tree, snap, opts) if name in old_products})
     located = {name: read.location for name, read in snap.products.items()}
+    yielding = mirrored_names(tree, snap, opts)
 
     def locate(problem: Problem) -> Problem:
         """Name the ssb.json a contract problem comes from, not the catalog built from it."""
@@ -413,7 +423,7 @@ def assemble(
                               entries[product.name], kept)
     # First every product's own new entry, so that every problem is listed at once ...
     catalog = assemble_catalog(tree, entries)
-    first = contract_problems_by_product(catalog, CONTRACT_SOURCE, focus=only)
+    first = contract_problems_by_product(catalog, CONTRACT_SOURCE, focus=only, yielding=yielding)
     for name, problems in first.items():
         if name is not None:
             for problem in map(locate, problems):
@@ -421,9 +431,11 @@ def assemble(
                     checked.blame(problem)
     # ... then without the invalid ones (or with their previous entry), until nothing new is found.
     kept_previous: list[str] = []
-    for _ in range(len(tree.products) + 1):
+    spoiled: set[str] = set()  # mirrored products whose previous entry was found bad too: left out
+    for _ in range(len(tree.products) + len(yielding) + 1):
         for name in [n for n in checked.problems if n is not None]:
-            if opts.keep_going and name in old_products:
+            # a mirrored product never blocks the tree: it keeps its previous entry, or is left out
+            if (opts.keep_going or name in yielding) and name in old_products and name not in spoiled:
                 entries[name] = old_products[name]
                 if name not in kept_previous:
                     kept_previous.append(name)
@@ -433,14 +445,18 @@ def assemble(
             catalog = assemble_catalog(tree, entries)
         if not checked.problems and not first:
             break  # the catalog just checked, unchanged: nothing more to find
-        by_product = contract_problems_by_product(catalog, CONTRACT_SOURCE, focus=only)
+        by_product = contract_problems_by_product(catalog, CONTRACT_SOURCE, focus=only, yielding=yielding)
         if not catalog["products"] and (opts.force or any(n is not None for n in checked.problems)):
             by_product.pop(None, None)  # an empty catalog is a consequence, not another problem
         fresh = {name: p for name, p in by_product.items() if name not in checked.problems}
         for problems in fresh.values():
             for problem in problems:
                 checked.blame(locate(problem))
-        if not fresh or not opts.keep_going:
+        again = {n for n in by_product if n in yielding and n in kept_previous and n not in spoiled}
+        for name in again:  # its previous entry collides too (e.g. with an alias the tree took since)
+            spoiled.add(name)
+            kept_previous.remove(name)
+        if not (fresh or again) or not (opts.keep_going or set(fresh) <= yielding):
             break
     if old_products and not catalog["products"] and not opts.force and not checked.problems:
         checked.blame(Problem(None, "", "", "the new catalog would have no product at all: "
@@ -462,6 +478,12 @@ def _refuse_changed_files(checked: Checked, snap: Snapshot, name: str, old_entry
                 checked.blame(Problem(name, snap.products[name].names.describe(str(was.get("path"))), "", (
                     f"item {key} of version {vname} changed since it was published ({was.get('size')} -> "
                     f"{now.get('size')} bytes): published files never change; upload a new version instead")))
+
+
+def mirrored_names(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> frozenset[str]:
+    """The mirrored products of this publish (declared by a mirror run, or kept as published): they
+    lose every collision with the tree's own products, and never block its publish."""
+    return frozenset({p.name for p in tree.products if p.mirrored} | set(kept_mirrored(tree, snap, opts)))
 
 
 def kept_mirrored(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> list[str]:
@@ -510,7 +532,8 @@ def copies(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list
 
     Only into the product's own version folders (the checks refused the rest; this holds even for
     an entry kept from a catalog published before that check): a path outside them refuses the
-    publish before anything is written. Two items may share a path: one copy.
+    publish before anything is written. Two items may share a path: one copy. The metadata files
+    come first, so that each root's fingerprints can be computed as it streams.
     """
     wanted: dict[str, Copy] = {}
     for name, read in snap.products.items():
@@ -523,8 +546,20 @@ def copies(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list
                 if why:
                     raise StoreError(f"product {name} version {vname} item {key}: {why}: refusing to copy it "
                                      f"from {read.names.describe('').rstrip('/')} into the tree")
-                wanted.setdefault(item["path"], Copy(name, item["path"], item["size"]))
-    return list(wanted.values())
+                wanted.setdefault(item["path"], Copy(name, item["path"], item["size"], str(item.get("sha256", "")),
+                                                     combined_claims(item, version["items"])))
+    metas = {meta for copy in wanted.values() for meta, _, _ in copy.combined}
+    return sorted(wanted.values(), key=lambda c: c.path not in metas)
+
+
+def combined_claims(root: Mapping[str, Any], items: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    """(meta path, field, value) of every combined_*_sha256 the meta items of a version claim for
+    `root` (none for a file that is not a root)."""
+    row = next((r for r in IMAGE_FILES.values() if r.role == "root" and r.ftype == root.get("ftype")), None)
+    if row is None:
+        return ()
+    return tuple(sorted({(str(meta["path"]), name, str(meta[name])) for meta in items.values()
+                         if meta.get("ftype") in META_FTYPES for name in row.combined_fields if name in meta}))
 
 
 def deltas_wanted(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list[DeltaJob]:
@@ -624,7 +659,11 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
     key = catalog_key(tree, data)
     purge, history = purge_plan(tree, snap, checked, key, catalog, grace_of(tree, opts), only=only)
     changes, added = diff(snap.served, catalog)
-    problems = checked.all_problems()
+    yielding = mirrored_names(tree, snap, opts)
+    problems = [p for p in checked.all_problems() if p.product not in yielding]
+    checked.warnings.extend(  # a mirrored product never blocks the tree: said, not refused
+        f"{p} (mirrored product: {'its previous entry kept' if p.product in kept_previous else 'left out'})"
+        for p in checked.all_problems() if p.product in yielding)
     report = PublishReport(
         catalog_key=key, index_written=False, dry_run=opts.dry_run, changes=changes, bytes_added=added,
         products=sorted(catalog["products"]),
@@ -633,7 +672,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         failed_products=blamed(problems), withdrawn=withdrawn,
         catalogs=None if withdrawn is None else (snap.served or {}, catalog),
     )
-    refused = bool(problems) and (not opts.keep_going or None in checked.problems)
+    refused = bool(problems) and (not opts.keep_going or None in checked.problems)  # (none of a mirrored product)
     writes = [ManifestWrite(name, read.manifest, read.etag) for name, read in snap.products.items()
               if read.refreshed and read.manifest is not None and name not in checked.problems]
     signing = bool(opts.sign_key or tree.signing.key)

@@ -38,6 +38,7 @@ from . import httpread
 from .lease import Lease
 from .manifest import ManifestReport, build_manifest, manifest_bytes, parse_manifest, read_manifest
 from .store import Store, open_store
+from .verified import Fingerprints
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +309,7 @@ class Tree:
         (those already there count as done)."""
         copied = []
         target = self.target
+        checked, metas = Fingerprints(), {m for c in plan.copies for m, _, _ in c.combined}  # storage.verified
         with Progress(sum(c.size for c in plan.copies), f"copying into {target.url}", files=len(plan.copies),
                       quiet=quiet) as progress:
             for item in plan.copies:
@@ -318,9 +320,9 @@ class Tree:
                     sha = hashlib.sha256()
                     try:
                         with store.open_reader(path) as reader:
-                            target.ingest_stream(path, reader, item.size, feed=sha.update, digest=sha.hexdigest,
-                                                 content_type=ARTIFACT_TYPE, progress=progress,
-                                                 cache_control=self.config.cache_control.artifacts,
+                            target.ingest_stream(path, checked.reader(item, reader, store.describe(path)), item.size,
+                                                 feed=sha.update, digest=sha.hexdigest, content_type=ARTIFACT_TYPE,
+                                                 progress=progress, cache_control=self.config.cache_control.artifacts,
                                                  conditional=self.conditional)
                         copied.append(path)
                     except PreconditionFailed:
@@ -329,6 +331,7 @@ class Tree:
                     if there.size != item.size:
                         raise StoreError(f"{target.describe(path)} exists with {there.size} bytes but "
                                          f"{store.describe(path)} has {item.size}: refusing to overwrite")
+                    checked.present(item, target, metas)
                     progress(item.size)
                 progress.file_done()
         return copied
