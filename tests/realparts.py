@@ -188,6 +188,7 @@ class S3Server:
     ca_file: Path
     region: str = "us-east-1"
     log_file: Path | None = None
+    kind: str = "seaweedfs"  # which implementation: "seaweedfs" or "rgw" (the store-matrix tests' param ids)
 
     def client(self, *, secret_key: str | None = None, endpoint: str | None = None) -> Any:
         """boto3 S3 client, path-style, with checksums only when required (DESIGN section 3)."""
@@ -461,7 +462,7 @@ class _CephCluster:
         server = S3Server(
             endpoint=f"http://127.0.0.1:{http_port}", https_endpoint=f"https://127.0.0.1:{https_port}",
             access_key=access, secret_key=secret, ca_file=self.tls.ca_cert,
-            log_file=self.logs / f"{_RGW_NAME}.log",
+            log_file=self.logs / f"{_RGW_NAME}.log", kind="rgw",
         )
         self._wait_port(http_port, _RGW_NAME)
         # Made once radosgw has set up the default realm/zone, so the two never race to create them.

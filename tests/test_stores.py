@@ -43,7 +43,7 @@ EXPECTED = {
 
 
 def kind(server: S3Server) -> str:
-    return "rgw" if server.log_file is not None and "rgw" in server.log_file.name else "seaweedfs"
+    return server.kind
 
 
 def get(t: Tree, key: str) -> bytes:
