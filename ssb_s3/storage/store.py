@@ -10,7 +10,9 @@ false) a store that ignores them or answers 501. With conditional writes off, `i
 conditional header (a HEAD just before the object is committed, a weaker guarantee). A body cut
 mid-way is resumed with a Range GET whose answer must carry the same ETag. `open_store` refuses,
 before any request, a bucket name outside S3's naming rule, a prefix outside tree.yml's `prefix`
-rule, an endpoint URL that is not http(s)://HOST[:PORT] and a URL scheme it cannot serve. A local
+rule, an endpoint URL that is not http(s)://HOST[:PORT], a likely typo of s3:// and a URL scheme it
+cannot serve. No write creates a bucket: the first write to a bucket in a process is preceded by one
+HEAD bucket (some stores create a bucket on the first PUT into it). A local
 folder's objects are its regular files inside it: a symlink leading out of the folder, a FIFO or a
 device is never listed nor read (see LocalStore).
 """
@@ -502,6 +504,7 @@ CREDENTIALS_FIX = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROF
                    "naming a profile of ~/.aws/credentials")
 _VERDICTS: dict[tuple[str, str, str], Verdict] = {}  # (endpoint, bucket, prefix) -> its verdict, this process
 _PROBE_LOCK = threading.Lock()
+_BUCKETS_SEEN: set[tuple[str, str]] = set()  # (endpoint, bucket) found by HEAD bucket, this process
 
 
 def _client_error_code(exc: Exception) -> str:
@@ -549,7 +552,6 @@ class S3Store(Store):
         self._checksums_required = required_checksums is None
         self._swap_lock = threading.Lock()
         self._verdict: Verdict | None = None
-        self._bucket_seen = False
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -588,13 +590,14 @@ class S3Store(Store):
         super()._before_write(key)
 
     def _ensure_bucket(self) -> None:
-        """One HEAD bucket before this store's first write: some stores create a missing bucket on
-        the first PUT into it (SeaweedFS), so a mistyped bucket name would become a new bucket. A
-        404 is one line saying the bucket does not exist; any other refusal (403: credentials
-        allowed objects only) lets the write go on and answer for itself."""
+        """One HEAD bucket before the first write to a bucket in this process: some stores create a
+        missing bucket on the first PUT into it (SeaweedFS), so a mistyped bucket name would become
+        a new bucket. A 404 is one line saying the bucket does not exist; any other refusal (403:
+        credentials allowed objects only) lets the writes go on and answer for themselves."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if self._bucket_seen:
+        ident = (str(getattr(self.client.meta, "endpoint_url", "")), self.bucket)
+        if ident in _BUCKETS_SEEN:
             return
         try:
             self._send("head_bucket", Bucket=self.bucket)
@@ -603,7 +606,7 @@ class S3Store(Store):
                 raise StoreError(f"{self.url}: bucket '{self.bucket}' does not exist") from None
         except BotoCoreError as exc:
             raise self._fail("check of the bucket", "", exc) from None
-        self._bucket_seen = True
+        _BUCKETS_SEEN.add(ident)
 
     # -- the checksum fallback -----------------------------------------------------------------
 
