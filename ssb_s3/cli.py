@@ -160,8 +160,8 @@ class SSBGroup(click.Group):
 @click.option("-k", "--apikey", envvar="SSB_APIKEY", show_envvar=True,
               help="Token sent as 'Authorization: token KEY' when fetching a product's ssb.json from its prefix_path.")
 @click.option("--endpoint-url", envvar="SSB_ENDPOINT_URL", show_envvar=True,
-              help="S3 endpoint (MinIO, Ceph, SeaweedFS...). Default: tree.yml storage.endpoint_url, "
-                   "then AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, then AWS.")
+              help="S3 endpoint (MinIO, Ceph, SeaweedFS...). Default: AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, "
+                   "then tree.yml storage.endpoint_url, then ~/.aws/config (the AWS CLI's order).")
 @click.option("--region", help="S3 region (default: tree.yml storage.region, then the boto3 chain).")
 @click.option("--profile", help="AWS profile for credentials (default: the boto3 credential chain).")
 @click.option("-v", "--verbose", count=True, help="More output (-vv for debug).")

@@ -101,7 +101,9 @@ def endpoint_url_problem(url: str) -> str | None:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """How to reach S3: None means 'let boto3 decide' (env, profile, AWS_ENDPOINT_URL*)."""
+    """How to reach S3: None means 'let boto3 decide' (env, profile, AWS_ENDPOINT_URL*).
+    `endpoint_set_aside`: tree.yml's endpoint_url when the environment names another (see
+    `tree_endpoint`); the S3 client warns once that it is not used."""
 
     endpoint_url: str | None = None
     region: str | None = None
@@ -109,6 +111,28 @@ class StorageConfig:
     addressing_style: str = "auto"
     checksum_mode: str = "when_supported"
     conditional_writes: bool = True
+    endpoint_set_aside: str | None = None
+
+
+ENDPOINT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")  # botocore's order for S3
+
+
+def endpoint_from_env() -> tuple[str, str] | None:
+    """(variable, URL) of the endpoint botocore takes from the environment, or None."""
+    if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() == "true":
+        return None
+    return next(((name, os.environ[name]) for name in ENDPOINT_ENV if os.environ.get(name)), None)
+
+
+def tree_endpoint(configured: str | None) -> tuple[str | None, str | None]:
+    """(endpoint_url, endpoint_set_aside) for tree.yml's storage.endpoint_url, in the AWS CLI's order:
+    --endpoint-url, then AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then the configuration files
+    (tree.yml, then ~/.aws/config). So a tree.yml copied into a Lambda bundle never overrides the
+    function's environment: when the environment names an endpoint, tree.yml's is set aside and
+    botocore takes the environment's."""
+    if configured is None or endpoint_from_env() is None:
+        return configured, None
+    return None, configured
 
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -579,7 +603,8 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         format=data.get("format", "products:1.0"),
         content_id=data.get("content_id", "images"),
         storage=StorageConfig(
-            endpoint_url=storage_raw.get("endpoint_url"),
+            endpoint_url=tree_endpoint(storage_raw.get("endpoint_url"))[0],
+            endpoint_set_aside=tree_endpoint(storage_raw.get("endpoint_url"))[1],
             region=storage_raw.get("region"),
             profile=storage_raw.get("profile"),
             addressing_style=storage_raw.get("addressing_style", "auto"),

@@ -67,7 +67,9 @@ def test_localstack_ready_hook_against_a_real_s3_sqs_server(moto_server: str, mo
         monkeypatch.setenv(key, value)
     hook = ROOT / "localstack/init/ready.d/10-tree.py"
     for _ in range(2):  # idempotent
-        subprocess.run(["python3", str(hook)], check=True, env=os.environ.copy(), capture_output=True, timeout=60)
+        out = subprocess.run(["python3", str(hook)], check=True, env=os.environ.copy(), capture_output=True,
+                             text=True, timeout=60)
+        assert f"bucket {bucket} -> queue {moto_server}/" in out.stdout and out.stdout.rstrip().endswith(queue)
     kw = {"endpoint_url": moto_server, "region_name": "us-east-1"}
     s3, sqs = boto3.client("s3", **kw), boto3.client("sqs", **kw)
     assert s3.get_bucket_notification_configuration(Bucket=bucket)["QueueConfigurations"]

@@ -10,7 +10,9 @@ false) a store that ignores them or answers 501. With conditional writes off, `i
 conditional header (a HEAD just before the object is committed, a weaker guarantee). A body cut
 mid-way is resumed with a Range GET whose answer must carry the same ETag. `open_store` refuses,
 before any request, a bucket name outside S3's naming rule, a prefix outside tree.yml's `prefix`
-rule, an endpoint URL that is not http(s)://HOST[:PORT] and a URL scheme it cannot serve. A local
+rule, an endpoint URL that is not http(s)://HOST[:PORT], a likely typo of s3:// and a URL scheme it
+cannot serve. No write creates a bucket: the first write to a bucket in a process is preceded by one
+HEAD bucket (some stores create a bucket on the first PUT into it). A local
 folder's objects are its regular files inside it: a symlink leading out of the folder, a FIFO or a
 device is never listed nor read (see LocalStore).
 """
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from ..config import ENDPOINT_EXPECTED, StorageConfig, endpoint_url_problem
+from ..config import ENDPOINT_EXPECTED, StorageConfig, endpoint_from_env, endpoint_url_problem
 from ..errors import NotFound, PreconditionFailed, StoreError, TooLarge
 from ..schemas import load_schema
 from .httpread import Limits, Response, open_url, shown
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 8 * 1024 * 1024
 READ_ATTEMPTS = 5  # a body cut mid-way: botocore's own retries end once the headers arrived
 TEMP_MARK = ".ssb-tmp-"
-LOCK_NAME = "write.lock"  # in .ssb-s3/, beside the lease and the history
+LOCK_NAME = "write.lock"  # in .ssb-s3/: the lock file of earlier versions, still never listed
 JSON_TYPE = "application/json"
 
 
@@ -387,14 +389,21 @@ class LocalStore(Store):
 
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
-        """Serialise conditional writes between processes sharing this folder."""
-        (self.root / ".ssb-s3").mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".ssb-s3" / LOCK_NAME, "a") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        """Serialise conditional writes between processes sharing this folder: an exclusive flock on
+        the root folder itself (the same folder is the same inode whatever path names it), so no
+        lock file sits in the served tree."""
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StoreError(f"{self.root}: cannot open the folder to lock it: {exc.strerror}") from None
+        try:
             try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                raise StoreError(f"{self.root}: cannot lock the folder: {exc.strerror}") from None
+            yield
+        finally:
+            os.close(fd)  # closing the only descriptor releases the lock
 
     @contextlib.contextmanager
     def _staged(self, path: Path) -> Iterator[tuple[BinaryIO, Path]]:
@@ -499,8 +508,11 @@ STALE_ETAG = '"00000000000000000000000000000000"'  # no object has this etag (th
 VERDICT_LIMIT = 64 * 1024  # .ssb-s3/store.json is a few hundred bytes: anything bigger is not ours
 CONDITIONAL_FIX = ("so concurrent publishers are not protected; set storage.conditional_writes: false in tree.yml "
                    "to run a single publisher at a time")
+CREDENTIALS_FIX = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or --profile, storage.profile) "
+                   "naming a profile of ~/.aws/credentials")
 _VERDICTS: dict[tuple[str, str, str], Verdict] = {}  # (endpoint, bucket, prefix) -> its verdict, this process
 _PROBE_LOCK = threading.Lock()
+_BUCKETS_SEEN: set[tuple[str, str]] = set()  # (endpoint, bucket) found by HEAD bucket, this process
 
 
 def _client_error_code(exc: Exception) -> str:
@@ -553,9 +565,16 @@ class S3Store(Store):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _fail(self, action: str, key: str, exc: Exception) -> StoreError:
+        """`exc` from botocore as one line naming the store (the key, unless it is one of the tool's
+        own objects under .ssb-s3/, which a user never named) and, for credentials, what to set."""
+        from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+        where = self.url if key.startswith(".ssb-s3/") or not key else self.describe(key)
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return StoreError(f"{self.url}: {action} failed: no S3 credentials found: {CREDENTIALS_FIX}")
         if not hasattr(exc, "response"):
-            # botocore's own errors (no credentials, endpoint unreachable) carry no secrets.
-            return StoreError(f"{self.describe(key)}: {action} failed: {exc}")
+            # botocore's own errors (endpoint unreachable...) carry no secrets.
+            return StoreError(f"{where}: {action} failed: {exc}")
         code = _client_error_code(exc)
         if code in ("NoSuchKey", "404", "NotFound"):
             return NotFound(f"{self.describe(key)}: not found")
@@ -563,13 +582,39 @@ class S3Store(Store):
             return PreconditionFailed(f"{self.describe(key)}: changed by someone else ({code})")
         if code == "NoSuchBucket":
             return StoreError(f"{self.url}: bucket '{self.bucket}' does not exist")
-        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return StoreError(f"{self.describe(key)}: {action} refused ({code}): check the credentials")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return StoreError(f"{where}: {action} refused ({code}): check the credentials: {CREDENTIALS_FIX}")
+        if code in ("AccessDenied", "403"):
+            return StoreError(f"{where}: {action} refused ({code}): check the credentials ({CREDENTIALS_FIX}) "
+                              "and what they may do in this bucket")
         if code in CHECKSUM_REFUSED:
-            return StoreError(f"{self.describe(key)}: {action} refused ({code}): the store does not accept "
+            return StoreError(f"{where}: {action} refused ({code}): the store does not accept "
                               "botocore's request checksums; set storage.checksum_mode: when_required in tree.yml")
         detail = code or type(exc).__name__
-        return StoreError(f"{self.describe(key)}: {action} failed: {detail}")
+        return StoreError(f"{where}: {action} failed: {detail}")
+
+    def _before_write(self, key: str) -> None:
+        self._ensure_bucket()
+        super()._before_write(key)
+
+    def _ensure_bucket(self) -> None:
+        """One HEAD bucket before the first write to a bucket in this process: some stores create a
+        missing bucket on the first PUT into it (SeaweedFS), so a mistyped bucket name would become
+        a new bucket. A 404 is one line saying the bucket does not exist; any other refusal (403:
+        credentials allowed objects only) lets the writes go on and answer for themselves."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        ident = (str(getattr(self.client.meta, "endpoint_url", "")), self.bucket)
+        if ident in _BUCKETS_SEEN:
+            return
+        try:
+            self._send("head_bucket", Bucket=self.bucket)
+        except ClientError as exc:
+            if _client_error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                raise StoreError(f"{self.url}: bucket '{self.bucket}' does not exist") from None
+        except BotoCoreError as exc:
+            raise self._fail("check of the bucket", "", exc) from None
+        _BUCKETS_SEEN.add(ident)
 
     # -- the checksum fallback -----------------------------------------------------------------
 
@@ -771,6 +816,7 @@ class S3Store(Store):
         on 501."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        self._ensure_bucket()
         try:
             resp = self._send("put_object", Bucket=self.bucket, Key=self._key(key), Body=body,
                               ContentType="text/plain", CacheControl="no-store", **condition)
@@ -1098,6 +1144,11 @@ def make_s3_client(storage: StorageConfig) -> Any:
     problem = endpoint_url_problem(storage.endpoint_url) if storage.endpoint_url else None
     if problem:
         raise StoreError(f"S3 endpoint URL '{storage.endpoint_url}': {problem}")
+    from_env = endpoint_from_env()
+    if storage.endpoint_url is None and storage.endpoint_set_aside and from_env \
+            and from_env[1].rstrip("/") != storage.endpoint_set_aside.rstrip("/"):
+        _warn_once(f"using the S3 endpoint {from_env[1]} from {from_env[0]}, not tree.yml's storage.endpoint_url "
+                   f"{storage.endpoint_set_aside} (the environment comes first, as for the AWS CLI)")
     try:
         session = boto3.session.Session(profile_name=storage.profile, region_name=storage.region)
         return session.client("s3", endpoint_url=storage.endpoint_url, config=config)
@@ -1105,6 +1156,16 @@ def make_s3_client(storage: StorageConfig) -> Any:
         raise StoreError(f"cannot set up the S3 client: {exc}") from None
     except ValueError as exc:  # botocore's "Invalid endpoint", e.g. from AWS_ENDPOINT_URL
         raise StoreError(f"cannot set up the S3 client: {exc}: {ENDPOINT_EXPECTED}") from None
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning given once per process (a hook's stores are made again for each event)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("%s", message)
 
 
 # botocore's own rule (legacy AWS buckets and Ceph/MinIO set-ups still use capitals and '_'); new
@@ -1124,9 +1185,13 @@ def s3_url_problem(bucket: str, prefix: str) -> str | None:
     return None
 
 
+S3_TYPO = re.compile(r"s3:|s3//", re.IGNORECASE)  # s3:/x, S3:x, S3://x, s3//x: not a folder anyone means
+
+
 def open_store(url: str, storage: StorageConfig | None = None) -> Store:
     """`s3://bucket[/prefix]` gives an S3Store, `http(s)://` a read-only HttpStore, anything else
-    without a scheme a LocalStore on that folder. Bad bucket names and prefixes are refused here."""
+    without a scheme a LocalStore on that folder. Bad bucket names and prefixes are refused here,
+    and so is a likely typo of s3:// (`s3:/x`, `S3:x`): `./s3:x` names such a folder."""
     if url.startswith("s3://"):
         rest = url[len("s3://") :]
         bucket, _, prefix = rest.partition("/")
@@ -1142,6 +1207,9 @@ def open_store(url: str, storage: StorageConfig | None = None) -> Store:
                        required_checksums=required)
     if url.startswith(("https://", "http://")):
         return HttpStore(url)
+    if S3_TYPO.match(url):
+        raise StoreError(f"'{url}': looks like a mistyped s3://BUCKET[/PREFIX]; to publish to a local folder "
+                         f"of that name, write ./{url}")
     if "://" in url:
         raise StoreError(f"'{url}': unsupported URL; expected an http(s):// URL (read-only), "
                          "s3://BUCKET[/PREFIX] or a local folder")

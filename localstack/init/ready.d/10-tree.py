@@ -1,11 +1,13 @@
 """LocalStack ready hook (also run by hand against any S3+SQS endpoint): the bucket for the tree,
 anonymous read of its objects, the event queue, and S3 -> SQS notifications for creates and
-deletes. Idempotent. Endpoint from AWS_ENDPOINT_URL (default http://127.0.0.1:4566)."""
+deletes. Idempotent. Endpoint from AWS_ENDPOINT_URL (default http://127.0.0.1:4566). The queue URL it
+prints is on that endpoint (LocalStack answers with a *.localstack.cloud name that needs DNS)."""
 
 from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 
 import boto3
 
@@ -29,7 +31,8 @@ def main() -> None:
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={"QueueConfigurations": [
         {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
-    print(f"bucket {BUCKET} -> queue {queue_url}")
+    local_url = ENDPOINT.rstrip("/") + urllib.parse.urlsplit(queue_url).path  # /ACCOUNT/QUEUE on any host
+    print(f"bucket {BUCKET} -> queue {local_url}")
 
 
 if __name__ == "__main__":
