@@ -211,3 +211,45 @@ def test_bad_files_are_one_line_each(tmp_path: Path) -> None:
     assert "nothing recorded, its upload was removed" in line
     assert not [k for k in files_of(tree) if not k.startswith(".ssb-s3/")]
     assert ssb(tree, "list", "--format", "json").stdout.strip() in ("[]", "")
+
+
+def test_dry_run_writes_nothing_and_json_reports(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    meta, root = make_image(tmp_path / "a", kind="squashfs", serial="20260101_1000")
+    dry = ssb(tree, "add", str(meta), str(root), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "dry run: Busybox:1.0:x86_64:default 20260101_10:00: " in dry.stdout and "nothing written" in dry.stdout
+    assert files_of(tree) == {}
+    done = ssb(tree, "add", str(meta), str(root), "--json")
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert (report["product"], report["version"], report["new_product"], report["recorded"]) == (
+        "Busybox:1.0:x86_64:default", "20260101_10:00", True, True)
+    assert sorted(report["uploaded"]) == ["lxd.tar.xz", "rootfs.squashfs"] and report["publish"]["published"]
+
+
+def test_classic_lxc_pair_joins_an_existing_product(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    meta, root = make_image(tmp_path / "a", kind="squashfs", serial="20260101_1000")
+    assert ssb(tree, "add", str(meta), str(root)).exit_code == 0
+    lxc_meta, lxc_root = make_image(tmp_path / "lxc", kind="lxc", serial="20260102_1000")
+    line = one_line_error(ssb(tree, "add", str(lxc_meta), str(lxc_root)))
+    assert "a classic LXC metadata tarball has no metadata.yaml: give --product-name of an existing product" in line
+    added = ssb(tree, "add", str(lxc_meta), str(lxc_root), "--product-name", "Busybox:1.0:x86_64:default",
+                "--version", "20260102_10:00")
+    assert added.exit_code == 0, added.output
+    assert (tree / "meta/1.0/index-system").read_text().count("Busybox") >= 1
+
+
+def test_a_damaged_record_is_one_line(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    meta, root = make_image(tmp_path / "a", kind="squashfs")
+    assert ssb(tree, "add", str(meta), str(root)).exit_code == 0
+    record = tree / ".ssb-s3/products.json"
+    document = json.loads(record.read_text())
+    document["products"][0]["arch"] = "pdp11"
+    record.write_text(json.dumps(document))
+    line = one_line_error(ssb(tree, "publish"))
+    assert ".ssb-s3/products.json: products[0].arch:" in line and "the tree's record of added products" in line
+    record.write_text("{not json")
+    assert "not JSON" in one_line_error(ssb(tree, "publish"))
