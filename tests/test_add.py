@@ -71,6 +71,12 @@ def test_add_names_the_product_from_metadata_and_records_it_in_the_tree(tmp_path
     assert "is already version 20260101_10:00 (same fingerprint): nothing uploaded" in again.stdout
     assert "unchanged:" in again.stdout
     assert files_of(tree) == before
+    # an add stopped after the upload, before the record: the same add again records it, uploads nothing
+    (tree / ".ssb-s3/products.json").unlink()
+    again = ssb(tree, "add", str(meta), str(root))
+    assert again.exit_code == 0, again.output
+    assert "nothing uploaded" in again.stdout and "recorded in the tree's record" in again.stdout
+    assert files_of(tree) == before
     # print shows the effective product list with no tree.yml
     printed = ssb(tree, "print")
     assert printed.exit_code == 0 and "name: Busybox:1.36:x86_64:default" in printed.stdout

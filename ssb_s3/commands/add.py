@@ -215,7 +215,7 @@ def _identical(manifest: Mapping[str, Any] | None, files: Mapping[str, Path], ve
         if local & fingerprints(versions[name].get("items", {})):
             return name
     if version in versions:
-        raise AddError(f"version {version} of this product already holds another image: give --version")
+        raise AddError(f"version {version} already holds another image of this product: give --version")
     return None
 
 
@@ -238,6 +238,9 @@ def _product(tree: TreeConfig, declared: frozenset[str], recorded: Mapping[str, 
         if problem:
             raise AddError(f"--alias: {problem}")
     existing = next((p for p in tree.products if p.name == name), None)
+    if existing is not None and (existing.source or existing.prefix_path):
+        raise AddError(f"--product-name {name}: its versions live in its `source` or `prefix_path` "
+                       f"({tree.source_file}), not in this tree: upload there (build-product --from-dir)")
     if existing is not None and name in declared:
         if request.aliases or request.days is not None:
             raise AddError(f"--alias/--days: product {name} is declared in {tree.source_file}: "
@@ -287,7 +290,7 @@ def add_image(tree: TreeConfig, declared: frozenset[str], store: Store, request:
     report = AddReport(product.name, version or "", full.product_dir(product),
                        {name: str(path) for name, path in sorted(image.files.items())}, list(product.aliases), new,
                        dry_run=request.dry_run)
-    manifest = None if new else read_manifest(store, full, product)[0]
+    manifest = read_manifest(store, full, product)[0]  # a new product too: an `add` stopped before step 5
     report.identical_to = _identical(manifest, image.files, version)
     if report.identical_to is not None:
         report.version = report.identical_to
@@ -302,8 +305,10 @@ def add_image(tree: TreeConfig, declared: frozenset[str], store: Store, request:
             if named is None or named in fingerprints(items):
                 return None
             made = ", ".join(sorted(fp[:12] for fp in fingerprints(items)))
-            return (f"{request.metadata.name} and {request.rootfs.name if request.rootfs else ''}: files of two "
-                    f"different images (their names say {named[:12]}, their content makes {made})")
+            if request.rootfs is None:
+                return f"{request.metadata.name}: its name says image {named[:12]}, its content makes {made}"
+            return (f"{request.metadata.name} and {request.rootfs.name}: files of two different images "
+                    f"(their names say {named[:12]}, their content makes {made})")
 
         report.ingest = ingest_version(store, full, product, image.files, version=version, vm=image.vm,
                                        part_size=request.part_size, concurrency=request.concurrency, quiet=quiet,
