@@ -6,8 +6,9 @@ publish` of a container holding a file of ours), exported with `incus image expo
 and `lxc launch` of its alias over HTTPS from the bucket start it, with that file inside. The
 split image the container came from (a distrobuilder-shaped pair, imported into Incus, exported as
 `meta-<fp>.tar.xz` + `<fp>.squashfs`) is added too: both clients list it under the fingerprint Incus
-gave it. A second `add` of a newer image moves the alias; `remove` takes both out, and neither
-client lists anything. One launch per client.
+gave it. A second `add`, of a newer distrobuilder-shaped pair (lxd.tar.xz + rootfs.squashfs), moves
+the alias; `remove` takes everything out, and neither client lists anything. One launch per client
+(of the unified image `incus publish` made).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ Order, so that no reader and no publisher ever sees half a version:
 3. upload each file create-only, hashing it (sha256 and the combined fingerprints) in the same
    pass; a file already there whose recorded sha256 matches is skipped (a re-run resumes), a
    different one is an error;
+   then a caller's check of the version's items (add: the image the export file names carry) may
+   refuse it: its upload is removed and nothing is recorded;
 4. add the version to the product's ssb.json with a conditional write (two builders of one
    product never lose each other's version);
 5. remove the marker.
