@@ -259,3 +259,26 @@ def test_a_damaged_record_is_one_line(tmp_path: Path) -> None:
     assert ".ssb-s3/products.json: products[0].arch:" in line and "the tree's record of added products" in line
     record.write_text("{not json")
     assert "not JSON" in one_line_error(ssb(tree, "publish"))
+
+
+def test_a_new_product_never_takes_what_a_mirrored_product_holds(tmp_path: Path) -> None:
+    """Name, folder, alias and image of a product `mirror` put in the tree: each one line, nothing recorded."""
+    upstream, tree = tmp_path / "upstream", tmp_path / "tree"
+    meta, root = make_image(tmp_path / "a", kind="squashfs")
+    assert ssb(upstream, "add", str(meta), str(root)).exit_code == 0
+    assert ssb(tree, "mirror", str(upstream)).exit_code == 0
+    cases = [
+        ((), "--product-name Busybox:1.0:x86_64:default: the tree serves a product of that name that neither "
+             "(no tree.yml) nor .ssb-s3/products.json declares (a mirrored one)"),
+        (("--product-name", "Busybox:1.0"), "its folder Busybox/1.0 collides with the folder of product "
+                                            "Busybox:1.0:x86_64:default (mirrored)"),
+        (("--product-name", "other:1"), "alias Busybox/1.0/default (x86_64) already belongs to product "
+                                        "Busybox:1.0:x86_64:default: give --no-default-alias"),
+        (("--product-name", "other:1", "--no-default-alias"),
+         "other:1: this image is already served as Busybox:1.0:x86_64:default 20260101_00:00 (same fingerprint"),
+    ]
+    for args, expected in cases:
+        line = one_line_error(ssb(tree, "add", str(meta), str(root), *args))
+        assert expected in line, (args, line)
+    assert not (tree / ".ssb-s3/products.json").exists()
+    assert [r["product"] for r in listed(tree)] == ["Busybox:1.0:x86_64:default"]

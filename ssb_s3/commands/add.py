@@ -31,18 +31,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import ProductConfig, TreeConfig, parse_config
+from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig, claim_alias, parse_config
 from ..core import adding
 from ..core.adding import AddError
-from ..core.catalog import fingerprints
+from ..core.catalog import SHORT_FINGERPRINT, fingerprints
 from ..core.imagefiles import VersionHasher, file_for, sniff, upload_order
 from ..core.plan import PublishOptions, PublishReport
+from ..core.retention import served_mirrored
 from ..errors import ProblemsFound
 from ..ingest.artifacts import ArtifactError, tarball_metadata
 from ..ingest.upload import IngestResult, ingest_version
 from ..storage.manifest import read_manifest
 from ..storage.record import RECORD_KEY, read_record, record_product
 from ..storage.store import CHUNK_SIZE, Store
+from ..storage.tree import Tree
 from .publish import publish
 
 FINGERPRINT_NAME = re.compile(r"^(?:meta-)?([0-9a-f]{64})\.")  # what `incus/lxc image export` write
@@ -220,8 +222,10 @@ def _identical(manifest: Mapping[str, Any] | None, files: Mapping[str, Path], ve
 
 
 def _product(tree: TreeConfig, declared: frozenset[str], recorded: Mapping[str, dict[str, Any]],
-             request: AddRequest, image: Recognised, where: str) -> tuple[ProductConfig, dict[str, Any] | None, bool]:
-    """(the product, its record entry to write (None: declared in tree.yml), whether it is new)."""
+             served: Served, request: AddRequest, image: Recognised,
+             where: str) -> tuple[ProductConfig, dict[str, Any] | None, bool]:
+    """(the product, its record entry to write (None: declared in tree.yml), whether it is new).
+    `served`: the folders of the served products neither tree.yml nor the record declares (mirrored)."""
     facts = adding.image_facts(image.meta, where) if image.meta is not None else None
     if request.product_name is not None:
         problem = adding.name_problem(request.product_name)
@@ -256,9 +260,12 @@ def _product(tree: TreeConfig, declared: frozenset[str], recorded: Mapping[str, 
         raise AddError(f"--product-name {name}: no such product; a classic LXC image (no metadata.yaml) can only "
                        "be added to an existing product")
     folder = adding.folder_of(name)
-    clash = adding.overlap(folder, {p.name: p.directory for p in tree.products})
+    if name in served.folders:
+        raise AddError(f"--product-name {name}: the tree serves a product of that name that neither "
+                       f"{tree.source_file} nor {RECORD_KEY} declares (a mirrored one); give another --product-name")
+    clash = adding.overlap(folder, {**served.folders, **{p.name: p.directory for p in tree.products}})
     if clash is not None:
-        owner = tree.source_file if clash in declared else RECORD_KEY
+        owner = tree.source_file if clash in declared else RECORD_KEY if clash in recorded else "mirrored"
         raise AddError(f"--product-name {name}: its folder {folder} collides with the folder of product {clash} "
                        f"({owner}); give another --product-name")
     aliases = [adding.default_alias(facts, where)] if request.default_alias else []
@@ -266,6 +273,52 @@ def _product(tree: TreeConfig, declared: frozenset[str], recorded: Mapping[str, 
     days = adding.DEFAULT_DAYS if request.days is None else request.days
     entry = adding.product_entry(name, facts, aliases, days, where)
     return _config(entry, where), entry, True
+
+
+@dataclass
+class Served:
+    """What the served catalog says about the products other than the one being added."""
+
+    folders: dict[str, str] = field(default_factory=dict)  # mirrored product (undeclared) -> its folder
+    aliases: dict[tuple[str, str], str] = field(default_factory=dict)  # (alias, canonical arch) -> product
+    images: dict[str, tuple[str, str]] = field(default_factory=dict)  # fingerprint -> (product, version)
+
+
+def served_others(tree: TreeConfig, store: Store) -> Served:
+    """Read the served catalog once (see Served)."""
+    index, _, _, catalog = Tree(tree, store).served()
+    catalog = catalog or {}
+    mirrored = served_mirrored(index)
+    known = {p.name for p in tree.products}
+    served = Served()
+    prefix = f"{tree.prefix}/" if tree.prefix else ""
+    for name, product in sorted(catalog.get("products", {}).items()):
+        if not isinstance(product, Mapping):
+            continue
+        versions = {v: e for v, e in (product.get("versions") or {}).items() if isinstance(e, Mapping)}
+        for version, entry in versions.items():
+            for fp in fingerprints(entry.get("items") or {}):
+                served.images.setdefault(fp, (name, version))
+        aliases = product.get("aliases")
+        for alias in aliases.split(",") if isinstance(aliases, str) and aliases else ():
+            claim_alias(served.aliases, alias, str(product.get("arch", "")), name)
+        if name in known or name not in mirrored:
+            continue
+        paths = {str(item.get("path", "")).rsplit("/", 2)[0] for entry in versions.values()
+                 for item in (entry.get("items") or {}).values()
+                 if isinstance(item, Mapping) and str(item.get("path", "")).count("/") >= 2}
+        served.folders[name] = next(iter(paths)).removeprefix(prefix) if len(paths) == 1 else name
+    return served
+
+
+def _alias_clash(product: ProductConfig, served: Served) -> None:
+    """A client shows one image per alias and arch: an alias another product holds is refused."""
+    arch = CANONICAL_ARCH.get(product.arch, product.arch)
+    for alias in product.aliases:
+        owner = served.aliases.get((alias, arch))
+        if owner is not None and owner != product.name:
+            raise AddError(f"alias {alias} ({arch}) already belongs to product {owner}: give --no-default-alias "
+                           "and other --alias values, or --product-name of that product")
 
 
 def _config(entry: Mapping[str, Any], where: str) -> ProductConfig:
@@ -282,7 +335,9 @@ def add_image(tree: TreeConfig, declared: frozenset[str], store: Store, request:
     where = str(request.metadata)
     entries, _ = read_record(store)
     recorded = {str(e.get("name")): e for e in entries}
-    product, entry, new = _product(tree, declared, recorded, request, image, where)
+    served = served_others(tree, store)
+    product, entry, new = _product(tree, declared, recorded, served, request, image, where)
+    _alias_clash(product, served)
     facts = adding.image_facts(image.meta, where) if image.meta is not None else None
     version = adding.version_name(facts, request.version, where) if facts is not None else request.version
     others = [p for p in tree.products if p.name != product.name]
@@ -302,6 +357,12 @@ def add_image(tree: TreeConfig, declared: frozenset[str], store: Store, request:
         named = image.named_fingerprint
 
         def same_image(items: Mapping[str, Any]) -> str | None:
+            elsewhere = sorted(served.images[fp] for fp in fingerprints(items)
+                               if served.images.get(fp, (product.name,))[0] != product.name)
+            if elsewhere:
+                other, at = elsewhere[0]
+                return (f"{product.name}: this image is already served as {other} {at} (same fingerprint; clients "
+                        "would refuse both: 'More than one match'): add it to that product with --product-name")
             if named is None or named in fingerprints(items):
                 return None
             made = ", ".join(sorted(fp[:12] for fp in fingerprints(items)))
@@ -325,9 +386,6 @@ def add_image(tree: TreeConfig, declared: frozenset[str], store: Store, request:
 def find_fingerprint(tree: TreeConfig, store: Store, image: str) -> tuple[str, str]:
     """`remove FINGERPRINT`: (product, fingerprint) of the one served image whose fingerprint starts
     with `image` (at least 12 hex digits, as `incus image list` shows them)."""
-    from ..core.catalog import SHORT_FINGERPRINT
-    from ..storage.tree import Tree
-
     if not re.fullmatch(f"[0-9a-f]{{{SHORT_FINGERPRINT},64}}", image):
         raise AddError(f"'{image}' is neither a product ({', '.join(p.name for p in tree.products) or 'none'}) "
                        f"nor an image fingerprint (at least {SHORT_FINGERPRINT} hex digits)")
