@@ -14,8 +14,10 @@ again):
    one hashing pass: ingest_version's `check`);
 2. name the product, its folder, aliases and the version from metadata.yaml (ssb_s3.core.adding);
    a product tree.yml declares or the tree's record holds gets a new version with its own settings;
-   a new product must not share a folder with any other;
-3. an image the product already has (same fingerprint) is a no-op that says so;
+   a new product takes neither the name nor the folder (equal, inside or around) of another one,
+   declared, recorded or mirrored, and no alias (with its arch) another served product holds;
+3. an image the product already has (same fingerprint) is a no-op that says so; one another served
+   product has is refused (clients would refuse both), found in the upload's hashing pass;
 4. upload as build-product does (ssb_s3.ingest.upload.ingest_version: checked, create-only,
    resumable, each file read once and hashed in the same pass, recorded in ssb.json last);
 5. record a product tree.yml does not declare in the tree's own record (ssb_s3.storage.record);
