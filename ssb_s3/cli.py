@@ -52,6 +52,7 @@ from .ingest.upload import ingest_version
 from .storage import httpread
 from .storage.lease import force_unlock
 from .storage.manifest import build_manifest, manifest_bytes, read_manifest
+from .storage.record import with_recorded
 from .storage.store import HttpStore, S3Store, Store, open_store
 from .storage.tree import Tree, refresh_manifest
 
@@ -71,12 +72,34 @@ class Settings:
     verbose: int
     quiet: bool = False
     _tree: TreeConfig | None = None
+    _declared: TreeConfig | None = None
+    _missing: ConfigError | None = None  # no tree.yml (none given, none in the working folder)
+
+    def declared(self) -> TreeConfig:
+        """tree.yml; without one (none given, none in the working folder) a tree without products."""
+        if self._declared is None:
+            try:
+                self._declared = load_config(self.config_path)
+            except ConfigError as exc:
+                if Path(self.config_path).exists() or self.config_path != "tree.yml":
+                    raise
+                self._declared, self._missing = TreeConfig(source_file="(no tree.yml)", products=()), exc
+        return self._declared
+
+    def effective(self) -> TreeConfig:
+        """tree.yml's products and those `add` recorded in the tree (storage.record); tree.yml's win."""
+        if self._tree is None:
+            base = self.declared()
+            self._tree = with_recorded(base, open_store(self.target, self.storage_of(base)))
+        return self._tree
 
     @property
     def tree(self) -> TreeConfig:
-        if self._tree is None:
-            self._tree = load_config(self.config_path)
-        return self._tree
+        """The effective tree; with no tree.yml and no recorded product, tree.yml's 'file not found'."""
+        tree = self.effective()
+        if self._missing is not None and not tree.products:
+            raise self._missing
+        return tree
 
     @property
     def endpoint(self) -> str | None:
@@ -509,6 +532,107 @@ def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, fo
                        f"catalog {report.catalog_key}")
 
 
+@cli.command("add")
+@click.argument("metadata", type=click.Path(path_type=Path))
+@click.argument("rootfs", required=False, type=click.Path(path_type=Path))
+@click.option("--product-name", metavar="NAME", help="The product (default: os:release:arch:variant from "
+              "metadata.yaml); an existing product gets a new version.")
+@click.option("--alias", "aliases", multiple=True, metavar="ALIAS", help="Another alias of the product (repeatable).")
+@click.option("--no-default-alias", is_flag=True, help="Do not give a new product the alias os/release/variant.")
+@click.option("--version", "version", help="Version name (default: metadata.yaml's creation_date as YYYYMMDD_HH:MM).")
+@click.option("--days", type=click.IntRange(1, 100000), help="Versions the product keeps (a new product: 3).")
+@click.option("--dry-run", is_flag=True, help="Check the files and print the product, version and aliases; "
+              "write nothing.")
+@click.option("--part-size", type=click.IntRange(5, 5000), default=8, show_default=True,
+              help="Multipart part size in MiB.")
+@click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Parts uploaded in parallel.")
+@LOCK_TIMEOUT
+@JSON
+@click.pass_obj
+def add_cmd(settings: Settings, metadata: Path, rootfs: Path | None, product_name: str | None,
+            aliases: tuple[str, ...], no_default_alias: bool, version: str | None, days: int | None, dry_run: bool,
+            part_size: int, concurrency: int, lock_timeout: float, as_json: bool) -> None:
+    """Serve an image you built or exported: upload it as a new version of its product and publish.
+
+    METADATA [ROOTFS]: a metadata tarball and its root (squashfs, qcow2 or rootfs.tar.xz), the two
+    files of `incus image export` / `lxc image export`, one unified tarball, or a classic LXC
+    meta.tar.xz + rootfs.tar.xz (for an existing product). The product, its alias os/release/variant
+    and the version come from metadata.yaml. No tree.yml is needed: a product tree.yml does not
+    declare is recorded in the tree (.ssb-s3/products.json), and later commands read it there.
+    """
+    from .commands.add import AddRequest, add_image
+    from .core.adding import AddError
+    from .core.versions import version_name_problem
+
+    if version is not None and version_name_problem(version):
+        raise AddError(f"--version '{version}': {version_name_problem(version)}")
+    declared = settings.declared()
+    tree = settings.effective()
+    storage = settings.storage_of(tree)
+    request = AddRequest(metadata, rootfs, product_name, aliases, not no_default_alias, version, days, dry_run,
+                         part_size * 1024 * 1024, concurrency)
+    report = add_image(tree, frozenset(p.name for p in declared.products), open_store(settings.target, storage),
+                       request, PublishOptions(apikey=settings.apikey, storage=storage, lock_timeout=lock_timeout,
+                                               quiet=settings.quiet), quiet=settings.quiet)
+    if as_json:
+        click.echo(dump_json(report.as_dict()))
+        return
+    if settings.quiet:
+        return
+    for note in report.notes:
+        click.echo(note)
+    where = "the tree's record (.ssb-s3/products.json)" if report.recorded or report.new_product else ""
+    if report.new_product:
+        click.echo(f"{report.product}: new product in {report.folder}, aliases {', '.join(report.aliases) or 'none'}"
+                   + (f"; {'would be ' if dry_run else ''}recorded in {where}" if where else ""))
+    elif report.recorded:
+        click.echo(f"{report.product}: aliases {', '.join(report.aliases) or 'none'}, recorded in {where}")
+    if report.dry_run:
+        files = ", ".join(f"{path} as {name}" for name, path in report.files.items())
+        click.echo(f"dry run: {report.product} {report.version or '(the time of the upload)'}: {files}; "
+                   "nothing written")
+        return
+    if report.ingest is not None:
+        click.echo(f"{report.product}: version {report.version} {'resumed and ' if report.ingest.resumed else ''}"
+                   f"recorded ({len(report.ingest.uploaded)} uploaded, {len(report.ingest.skipped)} already there, "
+                   f"{report.ingest.bytes_uploaded} bytes)")
+    if report.publish is not None:
+        _print_report(report.publish)
+
+
+cli.add_command(add_cmd, "import")
+
+
+@cli.command("remove")
+@click.argument("image", metavar="PRODUCT|FINGERPRINT")
+@click.argument("version", metavar="[VERSION]", required=False, default="")
+@click.option("--reason", default="", metavar="TEXT", help="Why, recorded in ssb.json (one line).")
+@click.option("--force", is_flag=True, help="Allow removing the last version of a product (it leaves the catalog).")
+@click.option("--dry-run", is_flag=True, help="Print what would change and write nothing.")
+@GRACE
+@LOCK_TIMEOUT
+@JSON
+@click.pass_context
+def remove_cmd(ctx: click.Context, image: str, version: str, reason: str, force: bool, dry_run: bool,
+               grace: str | None, lock_timeout: float, as_json: bool) -> None:
+    """Withdraw an image (incus-simplestreams' name for `withdraw`): PRODUCT [VERSION], or the
+    fingerprint of an image (at least its first 12 hex digits), whatever its product.
+
+    Out of the catalog now; its files are deleted after the grace period.
+    """
+    from .commands.add import find_fingerprint
+
+    settings: Settings = ctx.obj
+    product = image
+    if image not in {p.name for p in settings.tree.products}:
+        if version:
+            raise SSBError(f"no product named {image} (products: {', '.join(p.name for p in settings.tree.products)})")
+        product, version = find_fingerprint(settings.tree, settings.store(), image)
+    ctx.invoke(withdraw_cmd, product=product, version=version, reason=reason, force=force, dry_run=dry_run,
+               grace=grace, lock_timeout=lock_timeout, as_json=as_json)
+
+
 def _print_mirror_notes(reports: list[MirrorReport], quiet: bool) -> None:
     """What each mirror did, on stderr (its drops were logged by mirror_all, with their reasons)."""
     for report in reports:
@@ -531,13 +655,9 @@ def _print_mirror(reports: list[MirrorReport], as_json: bool, quiet: bool) -> No
 
 
 def _tree_or_mirrors_only(settings: Settings) -> TreeConfig:
-    """tree.yml; without one (none given, none in the working folder) a tree of mirrored products only."""
-    try:
-        return settings.tree
-    except ConfigError:
-        if Path(settings.config_path).exists() or settings.config_path != "tree.yml":
-            raise
-        return TreeConfig(source_file="(no tree.yml)", products=())
+    """tree.yml; without one (none given, none in the working folder) a tree of mirrored products
+    and of the products `add` recorded only."""
+    return settings.effective()
 
 
 @cli.command("mirror")

@@ -297,3 +297,25 @@ def check_stored_version(store: Store, version_dir: str, files: Mapping[str, Obj
 
 def _reader(store: Store, key: str, head: bytes, whole: bool) -> AbstractContextManager[IO[bytes]]:
     return io.BytesIO(head) if whole else store.open_reader(key)
+
+
+def tarball_metadata(path: Path, *, unified: bool) -> tuple[Any, set[str]]:
+    """What `add` needs of a tarball handed in by a user, before any product is known: its
+    metadata.yaml parsed (None when it has none), and which of `config` (classic LXC metadata) and,
+    when `unified`, rootfs/ and rootfs.img it holds. Bounded like every tarball read here."""
+    where = str(path)
+    opener: Opener = lambda: path.open("rb")  # noqa: E731
+    found = _members(opener, where, {"metadata.yaml", "config"}, bool)
+    seen = set(found)
+    meta: Any = None
+    if "metadata.yaml" in found:
+        try:
+            meta = load_yaml(found["metadata.yaml"] or b"", max_bytes=MAX_METADATA_YAML, max_nodes=MAX_METADATA_NODES)
+        except yaml.YAMLError as exc:
+            line, problem = yaml_problem(exc)
+            raise ArtifactError(f"{where}: metadata.yaml:{line}{':' if line else ''} invalid YAML: {problem}") from None
+        if not isinstance(meta, dict):
+            raise ArtifactError(f"{where}: metadata.yaml: expected a mapping")
+        if unified:
+            seen |= set(_members(opener, where, {"rootfs", "rootfs.img"}, bool))
+    return meta, seen

@@ -8,6 +8,8 @@ Order, so that no reader and no publisher ever sees half a version:
 3. upload each file create-only, hashing it (sha256 and the combined fingerprints) in the same
    pass; a file already there whose recorded sha256 matches is skipped (a re-run resumes), a
    different one is an error;
+   then a caller's check of the version's items (add: the image the export file names carry) may
+   refuse it: its upload is removed and nothing is recorded;
 4. add the version to the product's ssb.json with a conditional write (two builders of one
    product never lose each other's version);
 5. remove the marker.
@@ -179,13 +181,17 @@ def _refuse_duplicate(store: Store, tree: TreeConfig, product: ProductConfig, ve
         *((name, entry, "withdrawn version") for name, entry in sorted(withdrawn.items())),
     ):
         if other != version and new & fingerprints(entry.get("items", {})):
-            for filename in result.uploaded:
-                store.delete(f"{tree.product_dir(product)}/{version}/{filename}")
-            store.delete(marker_key)
+            _remove_upload(store, f"{tree.product_dir(product)}/{version}", result, marker_key)
             raise ArtifactError(
                 f"{product.name}: the new build is identical to {what} {other} (same fingerprint); "
                 "nothing recorded, its upload was removed"
             )
+
+
+def _remove_upload(store: Store, version_dir: str, result: IngestResult, marker_key: str) -> None:
+    for filename in result.uploaded:
+        store.delete(f"{version_dir}/{filename}")
+    store.delete(marker_key)
 
 
 def ingest_version(
@@ -201,8 +207,12 @@ def ingest_version(
     concurrency: int = 4,
     quiet: bool = False,
     now: datetime | None = None,
+    check: Callable[[Mapping[str, Any]], str | None] | None = None,
 ) -> IngestResult:
-    """Upload one version of `product` and add it to ssb.json (see the module docstring)."""
+    """Upload one version of `product` and add it to ssb.json (see the module docstring).
+
+    `check`: called with the version's items once every file is hashed, before anything is recorded;
+    a message it returns refuses the version (its upload is removed, nothing is recorded)."""
     inspect_artifacts(dict(files), product, vm=vm)
     if version:
         _refuse_withdrawn_name(read_manifest(store, tree, product)[0] or {}, product, version)
@@ -256,6 +266,10 @@ def ingest_version(
             marker_etag = store.write(marker_key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
                                       if_match=(marker_etag or None) if conditional else None)
     result.items = hasher.items(version_dir)
+    refused = check(result.items) if check is not None else None
+    if refused:
+        _remove_upload(store, version_dir, result, marker_key)
+        raise ArtifactError(f"{refused}; nothing recorded, its upload was removed")
     _refuse_duplicate(store, tree, product, name, result, marker_key)
     add_version_to_manifest(store, tree, product, name, result.items)
     store.delete(marker_key)
