@@ -393,3 +393,31 @@ def test_sqs_consumer_follows_uploads_and_deletes(moto_server: str, tmp_path: Pa
     assert sum(line.get("own_writes_ignored", 0) for line in lines) >= 3, text
     assert all(line.get("own_writes_ignored", 0) < line["events"] or line["republished"] == []
                for line in lines if "events" in line), text
+
+
+def test_lambda_without_a_tree_yml_republishes_a_product_that_add_recorded(
+        s3_server: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tree made with `ssb-s3 add` only (no tree.yml anywhere): the Lambda reads the tree's own
+    product record, so an event for that product republishes it (before: 'tree.yml: not found')."""
+    import urllib.parse
+
+    from realparts import make_image
+
+    s3_server.use_credentials(monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("SSB_CONFIG", raising=False)
+    monkeypatch.setenv("SSB_TARGET", f"s3://{bucket}")
+    monkeypatch.chdir(tmp_path)  # no tree.yml here either
+    aws_lambda._cache.clear()
+    files = {p.name: p for p in make_image(tmp_path / "img", kind="squashfs", serial="20260101_1000",
+                                           description="added")}
+    added = subprocess.run([sys.executable, "-m", "ssb_s3", "-t", f"s3://{bucket}", "add", str(files["lxd.tar.xz"]),
+                            str(files["rootfs.squashfs"]), "--json"], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert added.returncode == 0, added.stderr
+    record = json.loads(s3_server.client().get_object(Bucket=bucket, Key=".ssb-s3/products.json")["Body"].read())
+    (product,) = record["products"]
+    event = recorded("s3-put-ssb-json.json", bucket)
+    event["Records"][0]["s3"]["object"]["key"] = urllib.parse.quote(f"{product['directory']}/ssb.json", safe="")
+    assert aws_lambda.handler(event) == {"published": [product["name"]]}

@@ -2,7 +2,9 @@
 
 Configuration from the environment:
   SSB_CONFIG  tree.yml: a path in the package/layer, or s3://BUCKET/KEY (read at cold start and
-              whenever its ETag changes)
+              whenever its ETag changes); optional: without it (and no tree.yml bundled) the tree's
+              products are those `ssb-s3 add` recorded in it (.ssb-s3/products.json), which are
+              also added to a tree.yml's products
   SSB_TARGET  the tree: s3://BUCKET[/PREFIX]
 Invoked by S3 directly, through SNS, or through SQS. For SQS batches it returns
 {"batchItemFailures": [...]} so that only the messages whose product failed come back; a malformed
@@ -24,6 +26,7 @@ from typing import Any
 
 from ..config import MAX_TREE_BYTES, TreeConfig, config_from_text, load_config
 from ..errors import SSBError
+from ..storage.record import with_recorded
 from ..storage.store import open_store
 from .events import BucketEvent, EventError, parse_events
 from .republish import Republisher, log_json
@@ -52,13 +55,21 @@ def _load_tree(url: str) -> TreeConfig:
 
 
 def _republisher() -> Republisher:
-    config, target = os.environ.get("SSB_CONFIG", "tree.yml"), os.environ.get("SSB_TARGET", "")
+    """The tree.yml (SSB_CONFIG; none at all when unset and no tree.yml is bundled) with the products
+    `ssb-s3 add` recorded in the tree itself (.ssb-s3/products.json, read at every invocation: one
+    small GET), over SSB_TARGET; the Republisher is kept across warm invocations while both stay."""
+    config, target = os.environ.get("SSB_CONFIG", ""), os.environ.get("SSB_TARGET", "")
     if not target.startswith("s3://"):
         raise SSBError("SSB_TARGET must be s3://BUCKET[/PREFIX]")
-    tree = _load_tree(config)
-    if _cache.get("republisher_for") != (id(tree), target):
-        _cache["republisher"] = Republisher(tree, target)
+    if not config and not os.path.exists("tree.yml"):
+        tree = _cache.setdefault("bare", TreeConfig(source_file="(no tree.yml)", products=()))
+    else:
+        tree = _load_tree(config or "tree.yml")
+    full = with_recorded(tree, open_store(target, tree.storage))
+    if _cache.get("republisher_for") != (id(tree), target) or _cache.get("products") != full.products:
+        _cache["republisher"] = Republisher(full, target)
         _cache["republisher_for"] = (id(tree), target)
+        _cache["products"] = full.products
     return _cache["republisher"]  # type: ignore[no-any-return]
 
 
