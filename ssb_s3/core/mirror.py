@@ -24,7 +24,8 @@ Everything here comes from a server we do not control, so every value is checked
   delta_base: the name of another version of the product), else the item is dropped: what is
   written must read back on the next run;
 - a product's folder may not equal, lie inside or contain another product's (tree.yml's, or
-  one mirrored already), nor one of the tree's own keys (config.reserved_folders);
+  one mirrored already), nor one of the tree's own keys (config.reserved_folders); checked in
+  O(depth) per product (Folders), so that selection stays near-linear in the catalog's size;
 - an alias (per canonical arch) belongs to the tree's own product that declares it, then to the
   first upstream product in sort order: an upstream product claiming one held by another is
   dropped whole (it never takes nor blocks an alias of ours);
@@ -240,12 +241,38 @@ def _item_problem(item: Any) -> str | None:
     return None
 
 
-def _overlap(directory: str, others: Iterable[str]) -> str | None:
-    """Another product's folder that `directory` equals, lies inside, or contains (None: none)."""
-    for other in sorted(others):
-        if directory == other or directory.startswith(other + "/") or other.startswith(directory + "/"):
-            return other
-    return None
+class Folders:
+    """Product folders and their owners, for the overlap rule: a folder equal to, inside or around
+    another product's is refused. Each question costs O(depth of the folder), never O(folders):
+    a folder is found above `directory` by looking up each of its ancestors, below it through
+    `_below` (each ancestor -> up to two folders under it: only one folder, the asking product's
+    own, is ever excluded from an answer, so a second one is always enough to answer)."""
+
+    def __init__(self, folders: Iterable[str] = (), owner: str = "") -> None:
+        self._owners: dict[str, set[str]] = {}  # folder -> product names ('': anyone's, never excluded)
+        self._below: dict[str, list[str]] = {}
+        for folder in folders:
+            self.add(folder, owner)
+
+    def add(self, folder: str, owner: str = "") -> None:
+        self._owners.setdefault(folder, set()).add(owner)
+        parts = folder.split("/")
+        for depth in range(1, len(parts)):
+            below = self._below.setdefault("/".join(parts[:depth]), [])
+            if len(below) < 2 and folder not in below:
+                below.append(folder)
+
+    def _other(self, folder: str, name: str | None) -> bool:
+        return bool(self._owners.get(folder, set()) - {name})
+
+    def overlap(self, directory: str, name: str | None = None) -> str | None:
+        """A folder (not owned by `name` alone) that `directory` equals, lies inside, or contains
+        (None: none); the outermost one above it first."""
+        parts = directory.split("/")
+        for depth in range(1, len(parts) + 1):
+            if self._other(above := "/".join(parts[:depth]), name):
+                return above
+        return next((f for f in self._below.get(directory, ()) if self._other(f, name)), None)
 
 
 def _prepared_item(pname: str, vname: str, iname: str, item: Mapping[str, Any],
@@ -292,7 +319,9 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
     if not isinstance(products, Mapping):
         out.drops.append(Drop("", "", "", "the catalog has no products object"))
         return out
-    dirs, names = set(taken_dirs), set(taken_names)
+    dirs, names = Folders(taken_dirs), set(taken_names)
+    for mirrored, folder in (mirrored_dirs or {}).items():  # taken for every other name
+        dirs.add(folder, mirrored)
     for pname in sorted(products):
         product = products[pname]
 
@@ -353,7 +382,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         if why:
             drop(why)
             continue
-        other = _overlap(directory, dirs | {d for n, d in (mirrored_dirs or {}).items() if n != pname})
+        other = dirs.overlap(directory, pname)
         if other is not None:
             drop(f"its folder {directory} overlaps {other}, the folder of another product")
             continue
