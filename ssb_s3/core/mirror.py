@@ -35,6 +35,9 @@ Everything here comes from a server we do not control, so every value is checked
   requirements of lxd_requirements) are the catalog's own (core/catalog.py, from the one table of
   image files, core/imagefiles.py); a version that one of `clients` could not use (after the
   twins) is dropped, as is a product whose name, arch, release or os a client could not use;
+- an item declaring a size over the run's max_file_size is dropped (so its version, without it,
+  may be too): an upstream cannot make a mirror write more than that per file, and the copy
+  never reads past the declared size (commands.mirror.VerifyingReader);
 - `--max N`: the newest N versions per product that pass every check (`selected`, the filters'
   choice, takes the newest N as sstream-mirror does); `--keep`: versions that left the source stay;
 - a mirrored product's versions are exactly those the source names (plus, with `--keep`, those the
@@ -297,7 +300,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
            max_versions: int | None = None, prefix: str = "", taken_dirs: Iterable[str] = (),
            taken_names: Iterable[str] = (), mirrored_dirs: Mapping[str, str] | None = None,
            taken_aliases: dict[tuple[str, str], str] | None = None,
-           reserved: tuple[str, ...] = reserved_folders()) -> Selection:
+           reserved: tuple[str, ...] = reserved_folders(), max_file_size: int | None = None) -> Selection:
     """What to mirror from an upstream products:1.0 catalog (see the module docstring).
 
     `prefix`: the target tree's prefix (items go to <prefix>/<directory>/<version>/<file>);
@@ -311,6 +314,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
     dropped whole (an upstream never takes nor blocks an alias of ours), and the aliases of every
     product selected are added to it (the first upstream product in sort order keeps an alias, as
     LXD's own rule).
+    `max_file_size`: an item declaring more bytes is dropped (nothing of it is ever copied).
     `selected` is the filters' choice with --max, as sstream-mirror makes it; the versions kept
     are the newest `max_versions` of those that pass every check.
     """
@@ -371,7 +375,8 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
             if bad_text:
                 drops.append(Drop(pname, vname, "", f"{bad_text[0]} {bad_text[1]}"))
                 continue
-            items = _version_items(pname, vname, chosen[vname], product["versions"], clients, drops)
+            items = _version_items(pname, vname, chosen[vname], product["versions"], clients, drops,
+                                   max_file_size)
             if items:
                 valid[vname] = items
         out.drops.extend(drops)
@@ -430,7 +435,8 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
 
 
 def _version_items(pname: str, vname: str, chosen: Sequence[str], versions: Mapping[str, Any],
-                   clients: Sequence[str], drops: list[Drop]) -> dict[str, dict[str, Any]]:
+                   clients: Sequence[str], drops: list[Drop], max_file_size: int | None = None,
+                   ) -> dict[str, dict[str, Any]]:
     """The items of one upstream version that pass every check (their paths still the source's);
     {} when no client of `clients` could use what is left (each refusal added to `drops`)."""
     items: dict[str, dict[str, Any]] = {}
@@ -439,6 +445,10 @@ def _version_items(pname: str, vname: str, chosen: Sequence[str], versions: Mapp
         item, why = _prepared_item(pname, vname, iname, versions[vname]["items"][iname], versions)
         if item is None:
             drops.append(Drop(pname, vname, iname, str(why)))
+            continue
+        if max_file_size is not None and item["size"] > max_file_size:
+            drops.append(Drop(pname, vname, iname, f"declares {item['size']} bytes, over the max_file_size of "
+                                                   f"{max_file_size} bytes (tree.yml mirrors: max_file_size)"))
             continue
         name = item["path"].rsplit("/", 1)[-1]
         other = names.get(name)
