@@ -6,8 +6,9 @@ Used by the `prefix_path` fetch of a product's ssb.json (publish) and by HttpSto
 - Time: every request has a per-read timeout (`Limits.timeout`, default TIMEOUT) AND a total
   deadline (`Limits.deadline`, default DEADLINE) covering connect, redirects, headers and body. A
   watchdog shuts the socket down at the deadline, so a server trickling one byte at a time is cut.
-- Stall: with `Limits.stall_bytes`, a body bringing fewer bytes than that in any window of
-  `Limits.stall_seconds` fails (one line): mirror's files are bounded by rate, not only by the deadline.
+- Stall: with `Limits.stall_bytes`, a body bringing fewer bytes than that in a window of
+  `Limits.stall_seconds` fails (one line), checked as each read returns: so within stall_seconds
+  plus the per-read timeout. Mirror's files are bounded by rate, not only by their deadline.
 - Size: a document body (ssb.json, index.json, a catalog) is never read past `Limits.max_size`
   (default MAX_DOCUMENT_SIZE); a larger declared Content-Length is refused before reading. File
   streams are read in chunks; the caller bounds them (verify stops at the declared size + 1).
@@ -167,17 +168,10 @@ class Response:
             yield chunk
 
     def _read1(self, size: int, stall: _Stall | None = None) -> bytes:
-        wait = min(self._limits.timeout, max(self._guard.left(), 0.01))
-        if stall is None:
-            self._sock.settimeout(wait)
-            return self._resp.read1(size)
-        self._sock.settimeout(min(wait, max(stall.left(), 0.01)))  # wake at the window's end
-        try:
-            chunk = self._resp.read1(size)
-        except TimeoutError:
-            stall.count(0)  # the window ended without its bytes: the stall's line, not the timeout's
-            raise
-        stall.count(len(chunk))
+        self._sock.settimeout(min(self._limits.timeout, max(self._guard.left(), 0.01)))
+        chunk = self._resp.read1(size)  # (a socket that timed out cannot be read again: no shorter wait)
+        if stall is not None:
+            stall.count(len(chunk))
         return chunk
 
     def read(self, what: str = "body") -> bytes:
