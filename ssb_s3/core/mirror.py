@@ -148,12 +148,14 @@ class Selection:
     selected: list[tuple[str, str, str]] = field(default_factory=list)  # filters' choice: (product, version, item)
     drops: list[Drop] = field(default_factory=list)
 
-    def discard(self, product: str, reason: str) -> None:
-        """Leave a selected product out after all (nothing of it copied), with its reason."""
+    def discard(self, product: str, reason: str, versions: Iterable[str] | None = None) -> None:
+        """Leave a selected product out after all (nothing of it copied), with its reason. `versions`:
+        those whose files were listed (default: the product's in `versions`); never a scan of every
+        file of the selection (a catalog of many such products would be quadratic)."""
         self.products.pop(product, None)
-        self.versions.pop(product, None)
-        for key in [k for k in self.files if k[0] == product]:
-            del self.files[key]
+        listed = self.versions.pop(product, {})
+        for version in listed if versions is None else versions:
+            self.files.pop((product, version), None)
         self.drops.append(Drop(product, "", "", reason))
 
 
@@ -423,7 +425,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         _drop_orphan_deltas(pname, kept, out)
         lxc = lxcindex.entry_problems(catalog_product(config, {"versions": kept}))
         if lxc:  # the classic LXC index (one ';'-separated line per image) could not hold it: one bad
-            out.discard(pname, f"{lxc[0][0]}: {lxc[0][1]}")  # upstream product never stops the others
+            out.discard(pname, f"{lxc[0][0]}: {lxc[0][1]}", kept)  # upstream product never stops the others
             continue
         for alias in config.aliases:
             claim_alias(owners, alias, config.arch, pname)
