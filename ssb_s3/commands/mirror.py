@@ -13,7 +13,9 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
    create-only, verified against the source's size and sha256 while it streams (the object is
-   only committed once both match: a mismatch creates nothing); the metadata files first, so that
+   only committed once both match: a mismatch creates nothing; never read past the declared size,
+   which selection caps at the run's max_file_size; over http(s) a file under the run's stall rule,
+   stall_bytes in stall_seconds, fails); the metadata files first, so that
    every image fingerprint (combined_*_sha256) is computed as its root streams and a false one
    refuses the root before it is created; in parallel, with the one progress reporter. A version
    with any failed file is left out: nothing of it is published. The served catalog (written by
