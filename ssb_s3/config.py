@@ -228,6 +228,11 @@ class MirrorConfig:
     keep: bool = False
     keyring: str | None = None
     verify: bool = True
+    # Bounds of each copied file: a declared size over max_file_size is refused before any byte is
+    # written; a file that brings fewer than stall_bytes in any stall_seconds fails (its version only).
+    max_file_size: int = 64 << 30
+    stall_bytes: int = 64 << 10
+    stall_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -591,6 +596,9 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
             keep=raw.get("keep", False),
             keyring=_resolve_source(raw["keyring"], source_file) if raw.get("keyring") else None,
             verify=raw.get("verify", True),
+            max_file_size=raw.get("max_file_size", MirrorConfig.max_file_size),
+            stall_bytes=raw.get("stall_bytes", MirrorConfig.stall_bytes),
+            stall_seconds=raw.get("stall_seconds", MirrorConfig.stall_seconds),
         )
         for raw in data.get("mirrors", ())
     )
@@ -745,7 +753,9 @@ def config_as_dict(tree: TreeConfig) -> dict[str, Any]:
 
 def _mirror_as_dict(mirror: MirrorConfig) -> dict[str, Any]:
     entry: dict[str, Any] = {"source": mirror.source, "filters": list(mirror.filters),
-                             "for": [c.lower() for c in mirror.clients], "keep": mirror.keep, "verify": mirror.verify}
+                             "for": [c.lower() for c in mirror.clients], "keep": mirror.keep, "verify": mirror.verify,
+                             "max_file_size": mirror.max_file_size, "stall_bytes": mirror.stall_bytes,
+                             "stall_seconds": mirror.stall_seconds}
     if mirror.max_versions is not None:
         entry["max"] = mirror.max_versions
     if mirror.keyring:

@@ -13,7 +13,9 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
    create-only, verified against the source's size and sha256 while it streams (the object is
-   only committed once both match: a mismatch creates nothing); the metadata files first, so that
+   only committed once both match: a mismatch creates nothing; never read past the declared size,
+   which selection caps at the run's max_file_size; over http(s) a file under the run's stall rule,
+   stall_bytes in stall_seconds, fails); the metadata files first, so that
    every image fingerprint (combined_*_sha256) is computed as its root streams and a false one
    refuses the root before it is created; in parallel, with the one progress reporter. A version
    with any failed file is left out: nothing of it is published. The served catalog (written by
@@ -129,14 +131,16 @@ class MirrorReport:
 # Reading the source
 
 
-def open_source(source: str, storage: StorageConfig | None, *, files: bool = False) -> Store:
+def open_source(source: str, storage: StorageConfig | None, *, files: MirrorConfig | None = None) -> Store:
     """The source as a read-only store: https URL (bounded, redirects kept on its origin; documents
-    within httpread's DEADLINE, each image file within this module's DEADLINE), a local folder, or an
-    s3:// tree."""
+    within httpread's DEADLINE, each image file (`files`: the run's settings) within this module's
+    DEADLINE and the run's stall rule), a local folder, or an s3:// tree."""
     if source.startswith(("https://", "http://")):
-        if files:
+        if files is not None:
             return HttpStore(source, httpread.Limits(deadline=DEADLINE, same_origin=True,
-                                                     option="ssb_s3.commands.mirror.{}"))
+                                                     option="ssb_s3.commands.mirror.{}",
+                                                     stall_bytes=files.stall_bytes,
+                                                     stall_seconds=files.stall_seconds))
         return HttpStore(source, httpread.Limits(max_size=MAX_CATALOG_BYTES, same_origin=True))
     return open_store(source, storage)
 
@@ -460,7 +464,8 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
                                     prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
                                     mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases,
-                                    reserved=reserved_folders(tree.images_path, tree.page.path))
+                                    reserved=reserved_folders(tree.images_path, tree.page.path),
+                                    max_file_size=run.max_file_size)
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
             recorded: dict[str, str] = {}  # path -> sha256, of the files the served catalog names
@@ -483,7 +488,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                     report.bytes_to_copy += copy.size
             failed: set[tuple[str, str]] = set()
             if not publish_opts.dry_run:
-                files = open_source(run.source, storage, files=True) if isinstance(source, HttpStore) else source
+                files = open_source(run.source, storage, files=run) if isinstance(source, HttpStore) else source
                 failed = copy_files(files, target, tree, selection, recorded, report, copiers=run.copiers,
                                     quiet=publish_opts.quiet, recorded_combined=frozenset(
                                         (i["path"], f, i[f]) for versions in existing.values()

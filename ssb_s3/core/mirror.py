@@ -24,7 +24,8 @@ Everything here comes from a server we do not control, so every value is checked
   delta_base: the name of another version of the product), else the item is dropped: what is
   written must read back on the next run;
 - a product's folder may not equal, lie inside or contain another product's (tree.yml's, or
-  one mirrored already), nor one of the tree's own keys (config.reserved_folders);
+  one mirrored already), nor one of the tree's own keys (config.reserved_folders); checked in
+  O(depth) per product (Folders), so that selection stays near-linear in the catalog's size;
 - an alias (per canonical arch) belongs to the tree's own product that declares it, then to the
   first upstream product in sort order: an upstream product claiming one held by another is
   dropped whole (it never takes nor blocks an alias of ours);
@@ -34,6 +35,9 @@ Everything here comes from a server we do not control, so every value is checked
   requirements of lxd_requirements) are the catalog's own (core/catalog.py, from the one table of
   image files, core/imagefiles.py); a version that one of `clients` could not use (after the
   twins) is dropped, as is a product whose name, arch, release or os a client could not use;
+- an item declaring a size over the run's max_file_size is dropped (so its version, without it,
+  may be too): an upstream cannot make a mirror write more than that per file, and the copy
+  never reads past the declared size (commands.mirror.VerifyingReader);
 - `--max N`: the newest N versions per product that pass every check (`selected`, the filters'
   choice, takes the newest N as sstream-mirror does); `--keep`: versions that left the source stay;
 - a mirrored product's versions are exactly those the source names (plus, with `--keep`, those the
@@ -144,12 +148,14 @@ class Selection:
     selected: list[tuple[str, str, str]] = field(default_factory=list)  # filters' choice: (product, version, item)
     drops: list[Drop] = field(default_factory=list)
 
-    def discard(self, product: str, reason: str) -> None:
-        """Leave a selected product out after all (nothing of it copied), with its reason."""
+    def discard(self, product: str, reason: str, versions: Iterable[str] | None = None) -> None:
+        """Leave a selected product out after all (nothing of it copied), with its reason. `versions`:
+        those whose files were listed (default: the product's in `versions`); never a scan of every
+        file of the selection (a catalog of many such products would be quadratic)."""
         self.products.pop(product, None)
-        self.versions.pop(product, None)
-        for key in [k for k in self.files if k[0] == product]:
-            del self.files[key]
+        listed = self.versions.pop(product, {})
+        for version in listed if versions is None else versions:
+            self.files.pop((product, version), None)
         self.drops.append(Drop(product, "", "", reason))
 
 
@@ -240,12 +246,38 @@ def _item_problem(item: Any) -> str | None:
     return None
 
 
-def _overlap(directory: str, others: Iterable[str]) -> str | None:
-    """Another product's folder that `directory` equals, lies inside, or contains (None: none)."""
-    for other in sorted(others):
-        if directory == other or directory.startswith(other + "/") or other.startswith(directory + "/"):
-            return other
-    return None
+class Folders:
+    """Product folders and their owners, for the overlap rule: a folder equal to, inside or around
+    another product's is refused. Each question costs O(depth of the folder), never O(folders):
+    a folder is found above `directory` by looking up each of its ancestors, below it through
+    `_below` (each ancestor -> up to two folders under it: only one folder, the asking product's
+    own, is ever excluded from an answer, so a second one is always enough to answer)."""
+
+    def __init__(self, folders: Iterable[str] = (), owner: str = "") -> None:
+        self._owners: dict[str, set[str]] = {}  # folder -> product names ('': anyone's, never excluded)
+        self._below: dict[str, list[str]] = {}
+        for folder in folders:
+            self.add(folder, owner)
+
+    def add(self, folder: str, owner: str = "") -> None:
+        self._owners.setdefault(folder, set()).add(owner)
+        parts = folder.split("/")
+        for depth in range(1, len(parts)):
+            below = self._below.setdefault("/".join(parts[:depth]), [])
+            if len(below) < 2 and folder not in below:
+                below.append(folder)
+
+    def _other(self, folder: str, name: str | None) -> bool:
+        return bool(self._owners.get(folder, set()) - {name})
+
+    def overlap(self, directory: str, name: str | None = None) -> str | None:
+        """A folder (not owned by `name` alone) that `directory` equals, lies inside, or contains
+        (None: none); the outermost one above it first."""
+        parts = directory.split("/")
+        for depth in range(1, len(parts) + 1):
+            if self._other(above := "/".join(parts[:depth]), name):
+                return above
+        return next((f for f in self._below.get(directory, ()) if self._other(f, name)), None)
 
 
 def _prepared_item(pname: str, vname: str, iname: str, item: Mapping[str, Any],
@@ -270,7 +302,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
            max_versions: int | None = None, prefix: str = "", taken_dirs: Iterable[str] = (),
            taken_names: Iterable[str] = (), mirrored_dirs: Mapping[str, str] | None = None,
            taken_aliases: dict[tuple[str, str], str] | None = None,
-           reserved: tuple[str, ...] = reserved_folders()) -> Selection:
+           reserved: tuple[str, ...] = reserved_folders(), max_file_size: int | None = None) -> Selection:
     """What to mirror from an upstream products:1.0 catalog (see the module docstring).
 
     `prefix`: the target tree's prefix (items go to <prefix>/<directory>/<version>/<file>);
@@ -284,6 +316,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
     dropped whole (an upstream never takes nor blocks an alias of ours), and the aliases of every
     product selected are added to it (the first upstream product in sort order keeps an alias, as
     LXD's own rule).
+    `max_file_size`: an item declaring more bytes is dropped (nothing of it is ever copied).
     `selected` is the filters' choice with --max, as sstream-mirror makes it; the versions kept
     are the newest `max_versions` of those that pass every check.
     """
@@ -292,7 +325,9 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
     if not isinstance(products, Mapping):
         out.drops.append(Drop("", "", "", "the catalog has no products object"))
         return out
-    dirs, names = set(taken_dirs), set(taken_names)
+    dirs, names = Folders(taken_dirs), set(taken_names)
+    for mirrored, folder in (mirrored_dirs or {}).items():  # taken for every other name
+        dirs.add(folder, mirrored)
     for pname in sorted(products):
         product = products[pname]
 
@@ -342,7 +377,8 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
             if bad_text:
                 drops.append(Drop(pname, vname, "", f"{bad_text[0]} {bad_text[1]}"))
                 continue
-            items = _version_items(pname, vname, chosen[vname], product["versions"], clients, drops)
+            items = _version_items(pname, vname, chosen[vname], product["versions"], clients, drops,
+                                   max_file_size)
             if items:
                 valid[vname] = items
         out.drops.extend(drops)
@@ -353,7 +389,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         if why:
             drop(why)
             continue
-        other = _overlap(directory, dirs | {d for n, d in (mirrored_dirs or {}).items() if n != pname})
+        other = dirs.overlap(directory, pname)
         if other is not None:
             drop(f"its folder {directory} overlaps {other}, the folder of another product")
             continue
@@ -389,7 +425,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         _drop_orphan_deltas(pname, kept, out)
         lxc = lxcindex.entry_problems(catalog_product(config, {"versions": kept}))
         if lxc:  # the classic LXC index (one ';'-separated line per image) could not hold it: one bad
-            out.discard(pname, f"{lxc[0][0]}: {lxc[0][1]}")  # upstream product never stops the others
+            out.discard(pname, f"{lxc[0][0]}: {lxc[0][1]}", kept)  # upstream product never stops the others
             continue
         for alias in config.aliases:
             claim_alias(owners, alias, config.arch, pname)
@@ -401,7 +437,8 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
 
 
 def _version_items(pname: str, vname: str, chosen: Sequence[str], versions: Mapping[str, Any],
-                   clients: Sequence[str], drops: list[Drop]) -> dict[str, dict[str, Any]]:
+                   clients: Sequence[str], drops: list[Drop], max_file_size: int | None = None,
+                   ) -> dict[str, dict[str, Any]]:
     """The items of one upstream version that pass every check (their paths still the source's);
     {} when no client of `clients` could use what is left (each refusal added to `drops`)."""
     items: dict[str, dict[str, Any]] = {}
@@ -410,6 +447,10 @@ def _version_items(pname: str, vname: str, chosen: Sequence[str], versions: Mapp
         item, why = _prepared_item(pname, vname, iname, versions[vname]["items"][iname], versions)
         if item is None:
             drops.append(Drop(pname, vname, iname, str(why)))
+            continue
+        if max_file_size is not None and item["size"] > max_file_size:
+            drops.append(Drop(pname, vname, iname, f"declares {item['size']} bytes, over the max_file_size of "
+                                                   f"{max_file_size} bytes (tree.yml mirrors: max_file_size)"))
             continue
         name = item["path"].rsplit("/", 1)[-1]
         other = names.get(name)

@@ -6,6 +6,9 @@ Used by the `prefix_path` fetch of a product's ssb.json (publish) and by HttpSto
 - Time: every request has a per-read timeout (`Limits.timeout`, default TIMEOUT) AND a total
   deadline (`Limits.deadline`, default DEADLINE) covering connect, redirects, headers and body. A
   watchdog shuts the socket down at the deadline, so a server trickling one byte at a time is cut.
+- Stall: with `Limits.stall_bytes`, a body bringing fewer bytes than that in a window of
+  `Limits.stall_seconds` fails (one line), checked as each read returns: so within stall_seconds
+  plus the per-read timeout. Mirror's files are bounded by rate, not only by their deadline.
 - Size: a document body (ssb.json, index.json, a catalog) is never read past `Limits.max_size`
   (default MAX_DOCUMENT_SIZE); a larger declared Content-Length is refused before reading. File
   streams are read in chunks; the caller bounds them (verify stops at the declared size + 1).
@@ -79,6 +82,8 @@ class Limits:
     max_size: int = MAX_DOCUMENT_SIZE
     max_redirects: int = MAX_REDIRECTS
     same_origin: bool = False  # refuse a redirect to another origin (mirror: the source's bounds)
+    stall_bytes: int = 0  # the stall rule: a body bringing fewer bytes than this in any
+    stall_seconds: float = 0.0  # window of stall_seconds fails (0: off; mirror's files use it)
     option: str = "ssb_s3.storage.httpread.{}"  # e.g. "verify --{}"
 
     def name(self, limit: str) -> str:
@@ -150,9 +155,10 @@ class Response:
     def chunks(self, limit: int | None = None, size: int = READ_SIZE) -> Iterator[bytes]:
         """The body in chunks of at most `size`, at most `limit` bytes in all (None: until the end)."""
         left = limit
+        stall = _Stall(self._limits, self.url, self.note) if self._limits.stall_bytes > 0 else None
         while left is None or left > 0:
             want = size if left is None else min(size, left)
-            chunk = self._guard.run(self.url, self.note, self._read1, want)
+            chunk = self._guard.run(self.url, self.note, self._read1, want, stall)
             if not chunk:
                 if self._guard.expired:  # the watchdog shut the socket: that end is not the body's
                     raise self._guard.error(self.url, self.note)
@@ -161,9 +167,12 @@ class Response:
                 left -= len(chunk)
             yield chunk
 
-    def _read1(self, size: int) -> bytes:
+    def _read1(self, size: int, stall: _Stall | None = None) -> bytes:
         self._sock.settimeout(min(self._limits.timeout, max(self._guard.left(), 0.01)))
-        return self._resp.read1(size)
+        chunk = self._resp.read1(size)  # (a socket that timed out cannot be read again: no shorter wait)
+        if stall is not None:
+            stall.count(len(chunk))
+        return chunk
 
     def read(self, what: str = "body") -> bytes:
         """The whole body, refused past `max_size` (before reading when Content-Length says so)."""
@@ -180,6 +189,29 @@ class Response:
             raise StoreError(f"{shown(self.url)}: connection closed after {len(data)} of {self.length} bytes"
                              f"{self.note}")
         return bytes(data)
+
+
+class _Stall:
+    """The stall rule of one body: at least `stall_bytes` in each window of `stall_seconds`, else
+    one StoreError line (a server trickling a byte every few seconds stays under the per-read
+    timeout and the deadline, but not under this)."""
+
+    def __init__(self, limits: Limits, url: str, note: str) -> None:
+        self.limits, self.url, self.note = limits, url, note
+        self.start, self.got = time.monotonic(), 0
+
+    def left(self) -> float:
+        return self.start + self.limits.stall_seconds - time.monotonic()
+
+    def count(self, size: int) -> None:
+        self.got += size
+        if self.left() > 0:
+            return
+        if self.got < self.limits.stall_bytes:
+            raise StoreError(f"{shown(self.url)}: stalled: {self.got} bytes in {self.limits.stall_seconds:g} s, "
+                             f"under the {self.limits.stall_bytes} bytes of the stall rule (tree.yml mirrors: "
+                             f"stall_bytes, stall_seconds){self.note}")
+        self.start, self.got = time.monotonic(), 0
 
 
 def content_length(url: str, values: list[str]) -> int | None:

@@ -370,8 +370,8 @@ class LocalStore(Store):
 
     def read_limited(self, key: str, limit: int) -> tuple[bytes, str]:
         path = self._path(key)
-        try:
-            with path.open("rb") as fh:
+        try:  # through _open, as every read: symlinks confined, a FIFO or device refused, never blocking
+            with self._open(key) as fh:
                 st = os.fstat(fh.fileno())
                 data = fh.read(limit + 1) if st.st_size <= limit else b""
                 if st.st_size > limit or len(data) > limit:

@@ -1,0 +1,106 @@
+"""Mirror selection scales with the catalog (issue 20, point 9): the work done per upstream product
+does not grow with the number of products (the folder-overlap rule used to compare every pair).
+Asserted by counting calls, not by timing: twice the products, about twice the calls."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ssb_s3.core.mirror import select
+
+
+def _catalog(count: int, lxc_bad: bool = False) -> dict[str, Any]:
+    """`count` products in images.linuxcontainers.org's layout (one LXD/Incus version each);
+    `lxc_bad`: every other one with an os the classic LXC index cannot hold (dropped late)."""
+    products = {}
+    for i in range(count):
+        folder = f"images/p{i}/1/amd64/default"
+        serial = "20260101_0000"
+        products[f"p{i}:1:amd64:default"] = {"arch": "amd64", "release": "1", "os": "X;Y" if lxc_bad and i % 2 else "X",
+                                             "aliases": f"p{i}", "versions": {serial: {"items": {
+            "lxd.tar.xz": {"ftype": "lxd.tar.xz", "path": f"{folder}/{serial}/lxd.tar.xz", "size": 1,
+                           "sha256": "a" * 64, "combined_squashfs_sha256": "b" * 64},
+            "root.squashfs": {"ftype": "squashfs", "path": f"{folder}/{serial}/root.squashfs", "size": 2,
+                              "sha256": "c" * 64}}}}}  # fmt: skip
+        if lxc_bad and i % 2:  # a classic LXC image too: its index line could not hold the os
+            items = products[f"p{i}:1:amd64:default"]["versions"][serial]["items"]
+            items["lxd.tar.xz"]["combined_rootxz_sha256"] = "d" * 64
+            for ftype, name in (("meta.tar.xz", "meta.tar.xz"), ("root.tar.xz", "rootfs.tar.xz")):
+                items[ftype] = {"ftype": ftype, "path": f"{folder}/{serial}/{name}", "size": 3, "sha256": "e" * 64}
+    return {"products": products}
+
+
+def _steps(count: int, lxc_bad: bool = False) -> int:
+    """Python calls, builtin calls and lines run (a loop's every turn) by one selection of `count`
+    products (with as many folders of the tree's own and of products mirrored before)."""
+    catalog = _catalog(count, lxc_bad)
+    taken = [f"own/{i}" for i in range(count)]
+    mirrored = {f"m{i}:1:amd64:default": f"mirrored/m{i}" for i in range(count)}
+    steps = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal steps
+        steps += event == "c_call"
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal steps
+        steps += 1
+        return trace
+
+    sys.setprofile(profile)
+    sys.settrace(trace)
+    try:
+        selection = select(catalog, [], taken_dirs=taken, mirrored_dirs=mirrored)
+    finally:
+        sys.settrace(None)
+        sys.setprofile(None)
+    assert len(selection.products) == (count + 1) // 2 if lxc_bad else count, selection.drops[:3]
+    assert len(selection.drops) == (count // 2 if lxc_bad else 0), selection.drops[:3]
+    return steps
+
+
+def test_selection_is_near_linear_in_the_number_of_upstream_products() -> None:
+    """The folder-overlap rule compared every pair; each product dropped late scanned every file."""
+    for lxc_bad in (False, True):
+        small, large = _steps(200, lxc_bad), _steps(400, lxc_bad)
+        assert large / small < 2.3, (lxc_bad, small, large)  # quadratic: about 4
+
+
+def test_folder_overlap_still_found_among_many() -> None:
+    from ssb_s3.core.mirror import Folders
+
+    folders = Folders([f"own/{i}" for i in range(1000)])
+    folders.add("mirrored/a/b", "m")
+    assert folders.overlap("own/5") == "own/5"
+    assert folders.overlap("own/5/x") == "own/5"
+    assert folders.overlap("own") == "own/0"
+    assert folders.overlap("own2") is None and folders.overlap("own/5x") is None
+    assert folders.overlap("mirrored/a", "m") is None and folders.overlap("mirrored/a/b", "m") is None
+    assert folders.overlap("mirrored/a", "other") == "mirrored/a/b"
+    assert folders.overlap("mirrored/a/b/c", "other") == "mirrored/a/b"
+    folders.add("mirrored/a/c")
+    assert folders.overlap("mirrored", "m") == "mirrored/a/c"
+
+
+def test_products_dropped_late_never_scan_the_whole_selection() -> None:
+    """Selection.discard (a product the LXC index cannot hold, or mirrored from another source) used to
+    look at every file of the selection: n such products, n² steps."""
+    from ssb_s3.core.mirror import FileCopy, Selection
+
+    class Watched(dict[tuple[str, str], list[FileCopy]]):
+        walked = 0
+
+        def __iter__(self) -> Any:
+            for key in super().__iter__():
+                Watched.walked += 1
+                yield key
+
+    selection = Selection(files=Watched())
+    for i in range(1000):
+        selection.versions[f"p{i}"] = {"v": {}}
+        selection.files[(f"p{i}", "v")] = [FileCopy(f"p{i}", "v", "a", f"p{i}/v/a", 1, "0" * 64)]
+    for i in range(1000):
+        selection.discard(f"p{i}", "dropped")
+    assert not selection.files and not selection.versions and len(selection.drops) == 1000
+    assert Watched.walked == 0
