@@ -42,11 +42,10 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
-from .store import LocalStore, Store
+from .store import LEASE_KEY, LocalStore, Store
 
 log = logging.getLogger(__name__)
 
-LEASE_KEY = ".ssb-s3/lease.json"
 WAIT_REPORT_EVERY = 10.0  # seconds between "still waiting" lines
 
 

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 8 * 1024 * 1024
 READ_ATTEMPTS = 5  # a body cut mid-way: botocore's own retries end once the headers arrived
 TEMP_MARK = ".ssb-tmp-"
+INTERNAL_PREFIX = ".ssb-s3/"  # the tool's own objects: the lease, the store's verdict, the product record
+LEASE_KEY = INTERNAL_PREFIX + "lease.json"  # ssb_s3.storage.lease
 LOCK_NAME = "write.lock"  # in .ssb-s3/: the lock file of earlier versions, still never listed
 JSON_TYPE = "application/json"
 
@@ -565,11 +567,13 @@ class S3Store(Store):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _fail(self, action: str, key: str, exc: Exception) -> StoreError:
-        """`exc` from botocore as one line naming the store (the key, unless it is one of the tool's
-        own objects under .ssb-s3/, which a user never named) and, for credentials, what to set."""
+        """`exc` from botocore as one line naming the store (the key, unless it is one of the tool's own
+        objects under .ssb-s3/ that a user never named: the lease is named, force-unlock acts on it)
+        and, for credentials, what to set."""
         from botocore.exceptions import NoCredentialsError, PartialCredentialsError
 
-        where = self.url if key.startswith(".ssb-s3/") or not key else self.describe(key)
+        internal = key.startswith(INTERNAL_PREFIX) and key != LEASE_KEY
+        where = self.url if internal or not key else self.describe(key)
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return StoreError(f"{self.url}: {action} failed: no S3 credentials found: {CREDENTIALS_FIX}")
         if not hasattr(exc, "response"):
