@@ -851,15 +851,15 @@ def store_check_cmd(settings: Settings, as_json: bool) -> None:
                        "write by construction")
     verdict = store.probe()
     if as_json:
-        click.echo(dump_json({"store": store.url, "identity": verdict.identity, "usable": verdict.conditional_ok,
-                              "operations": dict(verdict.table())}))
+        echo(dump_json({"store": store.url, "identity": verdict.identity, "usable": verdict.conditional_ok,
+                        "operations": dict(verdict.table())}), lines=True)
         return
-    click.echo(f"{store.url} ({verdict.identity})")
+    echo(f"{store.url} ({verdict.identity})")
     for operation, form in verdict.table():
-        click.echo(f"  {operation:<42} {form}")
-    click.echo("conditional writes: usable" if verdict.conditional_ok else
-               f"conditional writes: NOT usable ({verdict.why_not()}): set storage.conditional_writes: false "
-               "and run one publisher at a time")
+        echo(f"  {operation:<42} {form}")
+    echo("conditional writes: usable" if verdict.conditional_ok else
+         f"conditional writes: NOT usable ({verdict.why_not()}): set storage.conditional_writes: false "
+         "and run one publisher at a time")
 
 
 CLIENT_NAMES = click.Choice(list(CLIENTS))
