@@ -292,3 +292,21 @@ def test_a_renewal_error_or_a_stalled_renewal_stops_the_job(tmp_path: Path, monk
         with pytest.raises(LeaseError, match=r"not renewed for 1s, its whole TTL"):
             store.write("c", b"never written")
     assert not (tmp_path / "tree" / "c").exists()
+
+
+def test_the_tools_own_objects_nested_too_deeply_are_read_as_damaged_never_a_traceback(tmp_path: Path) -> None:
+    """.ssb-s3/store.json, lease.json and products.json are bucket contents anyone with write access can
+    change: a document nested past Python's recursion limit is "probe again", "unreadable lease" or one
+    ConfigError line, never a RecursionError."""
+    from ssb_s3.errors import ConfigError
+    from ssb_s3.storage.lease import LeaseInfo
+    from ssb_s3.storage.probe import Verdict
+    from ssb_s3.storage.record import RECORD_KEY, read_record
+
+    deep = b"[" * 100_000
+    assert Verdict.parse(deep, "identity") is None
+    assert LeaseInfo.parse(deep) is None
+    store = open_store(str(tmp_path))
+    store.write(RECORD_KEY, deep)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        read_record(store)

@@ -42,6 +42,7 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
+from .httpread import parse_json
 from .store import LEASE_KEY, LocalStore, Store
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class LeaseInfo:
     @classmethod
     def parse(cls, data: bytes) -> LeaseInfo | None:
         try:
-            raw: dict[str, Any] = json.loads(data)
+            raw: dict[str, Any] = parse_json(data)
             since = None if raw.get("since") is None else float(raw["since"])
             info = cls(str(raw["owner"]), str(raw["host"]), int(raw["pid"]), str(raw.get("purpose", "")),
                        float(raw["expires"]), since)
@@ -279,7 +280,7 @@ class Lease:
         if holder is None or holder.owner != self.owner:
             return f"another job took it over ({holder.describe() if holder else 'unreadable lease'})"
         try:
-            renewal = json.loads(data).get("renewal")
+            renewal = parse_json(data).get("renewal")
         except (ValueError, AttributeError):
             renewal = None
         if renewal != self._renewals:

@@ -35,6 +35,8 @@ import json
 import time
 from dataclasses import asdict, dataclass, fields
 
+from .httpread import parse_json
+
 VERDICT_KEY = ".ssb-s3/store.json"
 VERDICT_VERSION = 1
 
@@ -85,7 +87,7 @@ class Verdict:
     def parse(cls, data: bytes, identity: str) -> Verdict | None:
         """The cached verdict if it is well formed and for this very server; None: probe again."""
         try:
-            raw = json.loads(data)
+            raw = parse_json(data)
         except ValueError:
             return None
         if not isinstance(raw, dict) or raw.get("version") != VERDICT_VERSION or raw.get("identity") != identity:

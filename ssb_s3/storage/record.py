@@ -26,6 +26,7 @@ from typing import Any
 
 from ..config import ProductConfig, TreeConfig, parse_config
 from ..errors import ConfigError, NotFound, PreconditionFailed, ProblemsFound, StoreError
+from .httpread import parse_json
 from .store import Store
 from .tree import conditions
 
@@ -44,7 +45,7 @@ def read_record(store: Store) -> tuple[list[dict[str, Any]], str]:
         return [], ""
     where = store.describe(RECORD_KEY)
     try:
-        document = json.loads(data)
+        document = parse_json(data)
     except ValueError as exc:
         raise ConfigError(f"{where}: not JSON ({exc}); the tree's record of added products is damaged") from None
     entries = document.get("products") if isinstance(document, Mapping) else None
