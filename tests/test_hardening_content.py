@@ -14,17 +14,14 @@ import io
 import itertools
 import json
 import lzma
-import os
 import shutil
-import subprocess
-import sys
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from measure import Run, measured
 from realparts import S3Server, make_image
 
 from ssb_s3.config import ConfigError, config_from_text, load_yaml
@@ -46,46 +43,6 @@ products:
 """
 S3_STORAGE = ("storage: {{endpoint_url: \"{endpoint}\", region: us-east-1, addressing_style: path, "
               "checksum_mode: when_required}}\n")
-
-
-# ---------------------------------------------------------------------------------------------
-# Running the CLI with its time and peak memory measured
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float  # wall time
-    cpu: float  # user + system seconds: what the run cost, whatever the load of the machine
-    peak_mb: float
-
-
-MEASURE = """
-import json, os, resource, subprocess, sys, time
-limit = 3 << 30  # a bomb that got through must not take the machine down with it
-# RLIMIT_AS counts address space: without this, glibc's 64 MiB malloc arena per thread (16 manifest
-# readers) can reach the limit under load with little real memory in use.
-os.environ["MALLOC_ARENA_MAX"] = "2"
-start = time.monotonic()
-proc = subprocess.run(sys.argv[1:], capture_output=True, timeout=120,
-                      preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
-seconds = time.monotonic() - start
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"rc": proc.returncode, "out": proc.stdout.decode(errors="replace"),
-                  "err": proc.stderr.decode(errors="replace"), "seconds": seconds,
-                  "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}))
-"""
-
-
-def measured(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
-    """`python -m ssb_s3 ARGS` in a child of its own, with its wall time and peak RSS."""
-    out = subprocess.run([sys.executable, "-c", MEASURE, sys.executable, "-m", "ssb_s3", *args],
-                         capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=180)
-    assert out.returncode == 0, out.stderr
-    r = json.loads(out.stdout)
-    return Run(r["rc"], r["out"], r["err"], r["seconds"], r["cpu"], r["peak_mb"])
 
 
 def one_error_line(run: Run) -> str:

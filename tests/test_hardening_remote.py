@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import resource
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from measure import Run, measured
 from realparts import S3Server, TlsFiles, make_image
 
 from ssb_s3.commands.publish import fetch_manifest_url
@@ -133,12 +130,12 @@ def serve() -> Iterator[Callable[[], tuple[str, type[Hostile]]]]:
         httpd.server_close()
 
 
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Run:
+    """The CLI as a user runs it, in a child whose own peak RSS is measured."""
+    return measured(*args, env=env, timeout=timeout)
 
 
-def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+def one_error_line(out: Run) -> str:
     """The run failed with one `error:` line (and at most one problem under it), no traceback;
     returns the line that says what went wrong."""
     assert out.returncode == 1, out.stderr
@@ -192,7 +189,7 @@ class Target:
         data: bytes = self.server.client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return data
 
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float = 120) -> Run:
         return run("-c", str(self.conf), "-t", self.url, *args, env=self.env, timeout=timeout)
 
 
@@ -381,10 +378,6 @@ def test_tampered_index_is_replaced_with_a_warning(request: pytest.FixtureReques
 # Point 20: remote reads are bounded in size and time, with one-line errors
 
 
-def _max_child_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def test_prefix_path_endless_body_stops_at_the_size_cap(tmp_path: Path, serve: Any) -> None:
     target = Target(tmp_path)
     target.add_version()
@@ -392,12 +385,13 @@ def test_prefix_path_endless_body_stops_at_the_size_cap(tmp_path: Path, serve: A
     server.routes["/ns/busybox/amd64/ssb.json"] = endless()
     target.write_tree(prefix_path=f"{url}/ns")
     started = time.monotonic()
-    line = one_error_line(target.cli("-k", TOKEN, "publish", timeout=60))
+    out = target.cli("-k", TOKEN, "publish", timeout=60)
     elapsed = time.monotonic() - started
+    line = one_error_line(out)
     assert f"{url}/ns/busybox/amd64/ssb.json: ssb.json is over the size limit of {httpread.MAX_DOCUMENT_SIZE} bytes" \
         in line and "ssb_s3.storage.httpread.MAX_DOCUMENT_SIZE" in line
     assert elapsed < 30
-    assert _max_child_rss_mb() < 600  # 64 MiB read, not gigabytes
+    assert out.peak_mb < 250, out.peak_mb  # one 64 MiB read (about 100 MB peak), not gigabytes
     assert not (target.local / "streams").exists()
 
 
@@ -490,7 +484,7 @@ def test_verify_base_url_catalog_reads_are_bounded(served_tree: Any, route: Rout
     problems = [line for line in out.stderr.splitlines() if line.startswith("  - ")]
     assert len(problems) == 1, out.stderr
     assert f"{url}{path}" in problems[0] and expected in problems[0]
-    assert _max_child_rss_mb() < 600
+    assert out.peak_mb < 150, out.peak_mb  # about 35 MB: the body is never held whole
 
 
 def test_verify_base_url_index_reads_are_bounded(served_tree: Any) -> None:
@@ -528,7 +522,7 @@ def test_verify_hashes_stops_at_the_declared_size_plus_one(served_tree: Any) -> 
     assert time.monotonic() - started < 30
     one_error_line(out)
     assert f"item root.squashfs: {root['path']}: read more than 1 bytes, catalog says 1" in out.stderr
-    assert _max_child_rss_mb() < 600
+    assert out.peak_mb < 150, out.peak_mb  # about 35 MB: the body is never held whole
 
 
 def test_verify_head_with_bad_content_length_is_one_line(served_tree: Any) -> None:
