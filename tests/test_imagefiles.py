@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +24,7 @@ from realparts import make_image
 
 from ssb_s3.cli import cli
 from ssb_s3.config import claim_alias, config_from_text
-from ssb_s3.core import imagefiles
+from ssb_s3.core import clients, imagefiles
 from ssb_s3.core.catalog import build_catalog, contract_problems
 from ssb_s3.core.imagefiles import (
     CLIENT_META,
@@ -45,7 +48,7 @@ from ssb_s3.errors import ProblemsFound
 from ssb_s3.schemas import load_schema
 
 MADEUP = ImageFile("rootfs.madeup", "root.madeup", "madeup", "madeup", "madeup", "root", ("madeupfs",),
-                   ("combined_madeup_sha256",))
+                   ("combined_madeup_sha256",), read_by=("lxd-5.0", "lxd", "incus"))
 MADEUP_MAGIC = {"madeupfs": (b"MADEUPFS",)}
 PRODUCT = "madeup:1.0:amd64:default"
 VERSION = "20260101_0000"
@@ -234,6 +237,53 @@ def test_a_made_up_kind_goes_through_scan_catalog_and_verify(madeup: ImageFile, 
     assert result.exit_code == 1
     assert f"item root.madeup: madeup/amd64/{VERSION}/rootfs.madeup sha256 is" in result.output
     assert "item lxd.tar.xz: combined_madeup_sha256 is" in result.output
+
+
+def test_a_root_no_client_reads_is_listed_by_none_and_refused(tree: Path) -> None:
+    """Which clients pair a root is the table's read_by column: a root none reads is an image no
+    client can use, so the catalog's contract refuses it (before, every root counted for every
+    client, and LXD 5.0 was reported to list it)."""
+    unread = replace(MADEUP, read_by=())
+    with imagefiles.registered(unread, MADEUP_MAGIC):
+        assert run(tree, "build-versions-manifest", "-p", PRODUCT).exit_code == 0
+        product = {**json.loads((tree / "madeup/amd64/ssb.json").read_text()), "arch": "amd64"}
+        cells = clients.report({"products": {PRODUCT: product}})[0].cells
+        assert not cells["lxd-5.0"].listed and "no root item it knows" in cells["lxd-5.0"].reason
+        assert not cells["incus"].listed and cells["simplestreams"].listed
+        result = run(tree, "publish")
+        assert result.exit_code == 1 and "no image that LXD can use" in result.output, result.output
+        assert not (tree / "streams").exists()
+    with imagefiles.registered(replace(MADEUP, read_by=("lxd",)), MADEUP_MAGIC):  # current LXD only
+        cells = clients.report({"products": {PRODUCT: product}})[0].cells
+        assert cells["lxd"].listed and [i.kind for i in cells["lxd"].images] == ["madeup"]
+        assert not cells["lxd-5.0"].listed
+
+
+def test_the_client_rows_agree_with_the_table() -> None:
+    assert clients.table_problems() == []
+    with imagefiles.registered(replace(MADEUP, read_by=("lxd-4.0",)), MADEUP_MAGIC):
+        assert clients.table_problems() == ["rootfs.madeup: read_by names lxd-4.0, not image clients"]
+
+
+def test_a_third_delta_row_leaves_every_module_importable(tmp_path: Path) -> None:
+    """The client table once unpacked the delta rows into two names: a third delta row, which the
+    table itself accepts, made the CLI fail to import."""
+    script = (
+        "from ssb_s3.core import imagefiles as f\n"
+        "root = f.ImageFile('rootfs.madeup', 'root.madeup', 'madeup', 'madeup', 'madeup', 'root', ('madeupfs',),"
+        " ('combined_madeup_sha256',), read_by=('incus',))\n"
+        "f.register(root, {'madeupfs': (b'MADEUPFS',)})\n"
+        "f.register(f.ImageFile('rootfs.madeup.vcdiff', 'delta-madeup', 'madeup.vcdiff', 'madeup.vcdiff',"
+        " 'madeup.vcdiff', 'delta', ('vcdiff',), delta_of='rootfs.madeup'))\n"
+        "assert len(f.DELTA_FTYPES) == 3\n"
+        "import ssb_s3.cli\n"
+        "from ssb_s3.core import clients\n"
+        "print(sorted(clients.CLIENTS['incus'].deltas), clients.table_problems())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['disk-kvm.img.vcdiff', 'squashfs.vcdiff'] []"
 
 
 # --- one alias-collision rule -------------------------------------------------------------------

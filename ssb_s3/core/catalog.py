@@ -258,7 +258,7 @@ def candidate_fingerprints(products: Mapping[str, Any]) -> set[str]:
     either client: every unified item's sha256 and every metadata item's combined fields (one pass)."""
     unified = {unified for _, unified in CLIENT_META.values()}
     meta = {meta for meta, _ in CLIENT_META.values()}
-    fields = {f for names in clients.root_fields().values() for f in names}
+    fields = clients.fingerprint_fields()
     found: set[str] = set()
     for product in products.values():
         for version in product["versions"].values():

@@ -21,7 +21,7 @@ What the image clients (LXD, Incus) do with a product, as read in ToLXD:
 - version name: fewer than 8 characters, or the first 8 not a YYYYMMDD date: the version is
   skipped (current LXD first tries the whole name as YYYYMMDD_HHMM, only for the creation time);
 - images: each metadata item of the client's own ftype (imagefiles.CLIENT_META: lxd.tar.xz or
-  incus.tar.xz; the other one is ignored) paired with each root item it knows (`ROOT_FIELDS`),
+  incus.tar.xz; the other one is ignored) paired with each root item it knows (`Client.roots`),
   fingerprint from the metadata item's combined field for that root (root.tar.xz falls back to
   combined_sha256); a unified tarball of its own ftype is an image with its own sha256. No
   fingerprint, or a metadata item without path: that image is skipped;
@@ -36,7 +36,9 @@ What the image clients (LXD, Incus) do with a product, as read in ToLXD:
 
 The imagefiles table stays the vocabulary of files we build (names, ftypes, combined fields);
 this table derives the metadata and unified ftypes and the combined fields from it and adds what
-only clients know (disk1.img and uefi1.img roots, arches, deltas, requirements). config's
+only clients know (disk1.img and uefi1.img roots, arches, deltas, requirements); which clients
+pair a root we build is the table's `read_by` column, so a new root is listed by no client until
+its row says so (`table_problems` checks the two agree). config's
 CANONICAL_ARCH is LXD 5.0's arch map from here. Pure: no I/O.
 """
 
@@ -85,20 +87,20 @@ def _arch_map(table: Mapping[str, Sequence[str]]) -> Mapping[str, str]:
     return MappingProxyType({name: canonical for canonical, names in table.items() for name in (canonical, *names)})
 
 
-# Root ftypes the image clients pair with a metadata item, and the metadata item fields holding
-# the fingerprint (first non-empty wins). Ours come from imagefiles; disk1.img and uefi1.img are
-# roots the clients know and we never build.
-_CLIENT_ONLY_ROOTS: dict[str, tuple[str, ...]] = {
+# Roots the image clients pair with a metadata item that we never build, and the metadata fields
+# holding their fingerprint (first non-empty wins). With the roots of the imagefiles table whose
+# `read_by` names the client, they make `Client.roots`. ToLXD knows the same five roots in
+# lxd-5.0.2, LXD main and Incus v6.0.4: root.tar.xz, squashfs, disk-kvm.img (ours), and these two.
+_CLIENT_ONLY_ROOTS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "disk1.img": ("combined_disk1-img_sha256",),
     "uefi1.img": ("combined_uefi1-img_sha256",),
-}
+})
 VM_ROOTS = frozenset({"disk-kvm.img", "disk1.img", "uefi1.img"})  # image type virtual-machine
 
 
-def root_fields() -> dict[str, tuple[str, ...]]:
-    """Root ftype -> the metadata fields holding its fingerprint, in the clients' order."""
-    ours = {row.ftype: row.combined_fields for row in imagefiles.IMAGE_FILES.values() if row.role == "root"}
-    return {**ours, **_CLIENT_ONLY_ROOTS}
+def delta_ftype(root_ftype: str) -> str:
+    """The ftype of a delta of `root_ftype`, as the clients derive it (`<root>.vcdiff`)."""
+    return root_ftype + imagefiles.DELTA_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class Client:
     source: str
     family: str | None
     arches: Mapping[str, str] = field(default_factory=dict)
+    other_roots: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # roots it knows that we never build
     requirements: tuple[str, ...] = ()  # product fields read for requirements.*, first present wins
     deltas: Mapping[str, str] = field(default_factory=dict)  # delta ftype -> meta field of the base fingerprint
     measured_with: str = ""  # the real client the tests compare with ("": the table only)
@@ -123,20 +126,28 @@ class Client:
     def unified_ftype(self) -> str:
         return imagefiles.CLIENT_META[self.family][1] if self.family else ""
 
+    @property
+    def roots(self) -> dict[str, tuple[str, ...]]:
+        """Root ftype -> the metadata fields holding its fingerprint, for the roots it pairs: the
+        imagefiles roots whose `read_by` names it, and its `other_roots`."""
+        ours = {row.ftype: row.combined_fields for row in imagefiles.IMAGE_FILES.values()
+                if row.role == "root" and self.name in row.read_by}
+        return {**ours, **self.other_roots}
 
-_SQUASHFS_DELTA, _VM_DELTA = imagefiles.DELTA_FTYPES
+
+_SQUASHFS_DELTA, _VM_DELTA = delta_ftype("squashfs"), delta_ftype("disk-kvm.img")
 _SQUASHFS_FIELD = "combined_squashfs_sha256"
 _VM_FIELD = "combined_disk-kvm-img_sha256"
 
 CLIENTS: dict[str, Client] = {c.name: c for c in (
     Client("lxd-5.0", "LXD 5.0", "canonical/lxd lxd-5.0.2 shared/simplestreams/products.go, shared/osarch",
-           "LXD", _arch_map(_OSARCH_50), ("lxd_requirements",), {_SQUASHFS_DELTA: _SQUASHFS_FIELD},
+           "LXD", _arch_map(_OSARCH_50), _CLIENT_ONLY_ROOTS, ("lxd_requirements",), {_SQUASHFS_DELTA: _SQUASHFS_FIELD},
            "lxc 5.0.2 (Debian 12)"),
     Client("lxd", "current LXD", "canonical/lxd main shared/simplestreams/products.go, shared/osarch",
-           "LXD", _arch_map(_OSARCH_LXD_MAIN), ("lxd_requirements", "requirements"),
+           "LXD", _arch_map(_OSARCH_LXD_MAIN), _CLIENT_ONLY_ROOTS, ("lxd_requirements", "requirements"),
            {_SQUASHFS_DELTA: _SQUASHFS_FIELD, _VM_DELTA: _VM_FIELD}),
     Client("incus", "Incus 6.0", "lxc/incus v6.0.4 shared/simplestreams/products.go, shared/osarch",
-           "Incus", _arch_map(_OSARCH_INCUS_60), ("requirements",),
+           "Incus", _arch_map(_OSARCH_INCUS_60), _CLIENT_ONLY_ROOTS, ("requirements",),
            {_SQUASHFS_DELTA: _SQUASHFS_FIELD, _VM_DELTA: _SQUASHFS_FIELD}, "incus 6.0.4 (bookworm-backports)"),
     Client("simplestreams", "python-simplestreams",
            "python-simplestreams simplestreams/mirrors/__init__.py (sync_products), filters.py", None,
@@ -144,6 +155,31 @@ CLIENTS: dict[str, Client] = {c.name: c for c in (
 )}  # fmt: skip
 BY_FAMILY = {"LXD": CLIENTS["lxd-5.0"], "Incus": CLIENTS["incus"]}  # the contract's strictest reader per family
 IMAGE_CLIENTS = tuple(c for c in CLIENTS.values() if c.family)
+
+
+def fingerprint_fields() -> frozenset[str]:
+    """Every metadata item field an image client reads a fingerprint from."""
+    return frozenset(f for c in IMAGE_CLIENTS for names in c.roots.values() for f in names)
+
+
+def table_problems() -> list[str]:
+    """Where the client rows and the imagefiles table disagree ([] when they agree): a root's
+    `read_by` names image clients; a root we build is not also a client-only root; a delta a
+    client uses is of a root it knows."""
+    problems = []
+    names = {c.name for c in IMAGE_CLIENTS}
+    for row in imagefiles.IMAGE_FILES.values():
+        unknown = sorted(set(row.read_by) - names)
+        if unknown:
+            problems.append(f"{row.filename}: read_by names {', '.join(unknown)}, not image clients")
+    for client in IMAGE_CLIENTS:
+        ours = {row.ftype for row in imagefiles.IMAGE_FILES.values() if row.role == "root"}
+        problems.extend(f"{client.name}: {ftype} is both a root we build and one it only knows"
+                        for ftype in sorted(ours & set(client.other_roots)))
+        problems.extend(f"{client.name}: delta {dftype} is of a root it does not pair"
+                        for dftype in client.deltas
+                        if dftype.removesuffix(imagefiles.DELTA_SUFFIX) not in client.roots)
+    return problems
 
 
 def version_date(name: str) -> str | None:
@@ -172,7 +208,7 @@ class Image:
 def images(client: Client, items: Mapping[str, Any]) -> list[Image]:
     """The images `client` makes of one version's items (ToLXD's item loop), in item order."""
     found: list[Image] = []
-    roots = root_fields()
+    roots = client.roots
     for key, item in items.items():
         ftype = item.get("ftype")
         if ftype == client.unified_ftype and item.get("sha256") and item.get("path"):
@@ -243,7 +279,7 @@ def _no_image_reason(client: Client, items: Mapping[str, Any]) -> str:
     metas = [i for i in items.values() if i.get("ftype") == client.meta_ftype]
     if metas and not any(m.get("path") for m in metas):
         return f"the {client.meta_ftype} item has no path"
-    roots = root_fields()
+    roots = client.roots
     present = [f for f in ftypes if f in roots]
     if metas and not present:
         return f"no root item it knows ({', '.join(sorted(roots))})"
@@ -267,7 +303,7 @@ def _delta_notes(client: Client, product: Mapping[str, Any], items: Mapping[str,
         dftype = str(delta.get("ftype"))
         if dftype not in imagefiles.DELTA_FTYPES:
             continue
-        root = dftype.removesuffix(".vcdiff")
+        root = dftype.removesuffix(imagefiles.DELTA_SUFFIX)
         if dftype not in client.deltas:
             label = key if key == dftype else f"{key} ({dftype})"
             notes.append(f"ignores {label}: it knows only {' and '.join(client.deltas) or 'no'} deltas")
@@ -279,7 +315,7 @@ def _delta_notes(client: Client, product: Mapping[str, Any], items: Mapping[str,
         base = _mapping(_mapping(product.get("versions")).get(base_name))
         metas = [i for i in _mapping(base.get("items")).values() if i.get("ftype") == client.meta_ftype]
         source = str(metas[0].get(client.deltas[dftype], "")) if metas else ""
-        wanted = str(metas[0].get(root_fields()[root][0], "")) if metas else ""
+        wanted = str(metas[0].get(client.roots[root][0], "")) if metas else ""
         if not base:
             notes.append(f"ignores {key} (delta_base '{base_name}' is not a version of this product)")
         elif not source:

@@ -67,6 +67,7 @@ class ImageFile:
     combined_fields: tuple[str, ...] = ()  # root: meta item fields of sha256(meta ‖ root); the first is checked
     lxc_root: bool = False  # root: with an LXC metadata tarball it makes a complete (classic LXC) version
     delta_of: str = ""  # delta: the file name of the root it rebuilds (from the same root of an older version)
+    read_by: tuple[str, ...] = ()  # root: the client rows (core.clients.CLIENTS) that pair it with a metadata item
 
     def ftype_for(self, client: str) -> str:
         """The ftype `client` (LXD or Incus) looks for."""
@@ -77,6 +78,8 @@ class ImageFile:
         return self.role in METADATA_ROLES
 
 
+_TOLXD = ("lxd-5.0", "lxd", "incus")  # the image clients of core.clients
+
 IMAGE_FILES: dict[str, ImageFile] = {
     f.filename: f
     for f in (
@@ -84,12 +87,13 @@ IMAGE_FILES: dict[str, ImageFile] = {
         ImageFile("incus.tar.xz", "incus.tar.xz", "incus.tar.xz", "lxd.tar.xz", "incus.tar.xz", "meta", _TARBALL),
         # LXC metadata: lxc-download unpacks it with `tar J`, so xz only
         ImageFile("meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "meta.tar.xz", "lxc-meta", ("xz",)),
+        # Roots: every image client's ToLXD (LXD 5.0, current LXD, Incus 6.0) pairs these three.
         ImageFile("rootfs.squashfs", "root.squashfs", "squashfs", "squashfs", "squashfs", "root", ("squashfs",),
-                  ("combined_squashfs_sha256",)),
+                  ("combined_squashfs_sha256",), read_by=_TOLXD),
         ImageFile("rootfs.tar.xz", "root.tar.xz", "root.tar.xz", "root.tar.xz", "root.tar.xz", "root", ("xz",),
-                  ("combined_rootxz_sha256", "combined_sha256"), lxc_root=True),
+                  ("combined_rootxz_sha256", "combined_sha256"), lxc_root=True, read_by=_TOLXD),
         ImageFile("disk.qcow2", "disk.qcow2", "disk-kvm.img", "disk-kvm.img", "disk-kvm.img", "root", ("qcow2",),
-                  ("combined_disk-kvm-img_sha256",)),
+                  ("combined_disk-kvm-img_sha256",), read_by=_TOLXD),
         ImageFile("lxd_combined.tar.gz", "lxd_combined.tar.gz", "lxd_combined.tar.gz", "lxd_combined.tar.gz",
                   "incus_combined.tar.gz", "unified", ("gzip", "xz", "bzip2", "zstd")),
         ImageFile("incus_combined.tar.gz", "incus_combined.tar.gz", "incus_combined.tar.gz", "lxd_combined.tar.gz",
@@ -174,8 +178,9 @@ def table_problems(rows: Sequence[ImageFile], magic: Mapping[str, Sequence[bytes
             problems.append(f"{r.filename}: ftype '{r.ftype}' is neither its LXD nor its Incus ftype")
         if r.role == "root" and (r.lxd_ftype != r.incus_ftype or not r.combined_fields):
             problems.append(f"{r.filename}: a root has one ftype for both clients and at least one combined field")
-        if r.role != "root" and (r.combined_fields or r.lxc_root):
-            problems.append(f"{r.filename}: only a root has combined fields or pairs with LXC metadata")
+        if r.role != "root" and (r.combined_fields or r.lxc_root or r.read_by):
+            problems.append(f"{r.filename}: only a root has combined fields, clients that read it, "
+                            "or pairs with LXC metadata")
         if not r.content or any(k not in magic for k in r.content):
             problems.append(f"{r.filename}: content {r.content} must name kinds of MAGIC")
         if (r.role == "delta") != r.ftype.endswith(DELTA_SUFFIX):
