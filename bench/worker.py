@@ -60,8 +60,8 @@ def ingest(mode: str, file: str, endpoint: str, bucket: str, key: str, part_mib:
     from boto3.s3.transfer import TransferConfig
 
     from ssb_s3.config import StorageConfig
-    from ssb_s3.core.imagefiles import VersionHasher
     from ssb_s3.storage.store import make_s3_client
+    from ssb_s3.vocabulary.imagefiles import VersionHasher
 
     path, part = Path(file), part_mib * 1024 * 1024
     started = time.perf_counter()

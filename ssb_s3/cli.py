@@ -16,6 +16,9 @@ import click
 import yaml
 
 from . import __version__
+from .commands.add import AddRequest, add_image, find_fingerprint
+from .commands.compat import render_report, served_report
+from .commands.listing import parse_filter, render, select, served_rows
 from .commands.mirror import MirrorOptions, MirrorReport, mirror_all
 from .commands.mirror import dump as dump_mirror
 from .commands.publish import (
@@ -29,6 +32,7 @@ from .commands.publish import (
     refuse_unsigned_over_signed,
 )
 from .commands.verify import verify
+from .commands.withdraw import summary, withdraw
 from .config import (
     StorageConfig,
     TreeConfig,
@@ -38,14 +42,17 @@ from .config import (
     load_config,
     parse_duration,
 )
-from .core.clients import CLIENTS
-from .core.filters import FilterError
+from .core.adding import AddError
 from .core.mirror import parse_clients
-from .core.problems import Problem
+from .core.plan import Withdrawal
 from .core.retention import PurgePlan
-from .core.text import printable
+from .core.versions import version_name_problem
 from .core.views import images_json_view, index_view, seed_content
 from .errors import ConfigError, ProblemsFound, SSBError, StoreError, capped
+from .filters import FilterError
+from .hooks.republish import Coalescer, Republisher
+from .hooks.server import HookServer, parse_listen
+from .hooks.sqs import SqsConsumer
 from .ingest.builder import BuildRequest, cleanup, gather, resolve_image_file, run_builder
 from .ingest.builder import staging_dir as build_staging_dir
 from .ingest.upload import ingest_version
@@ -55,6 +62,9 @@ from .storage.manifest import build_manifest, manifest_bytes, read_manifest
 from .storage.record import with_recorded
 from .storage.store import HttpStore, S3Store, Store, open_store
 from .storage.tree import Tree, refresh_manifest
+from .vocabulary.clients import CLIENTS
+from .vocabulary.problems import Problem
+from .vocabulary.text import printable
 
 log = logging.getLogger("ssb_s3")
 
@@ -129,7 +139,7 @@ class Settings:
 
 def echo(text: str = "", *, err: bool = False, nl: bool = True, lines: bool = False) -> None:
     """The one printer of the command line: text that may quote outside strings, escaped for the
-    terminal (core/text.printable: no control, bidi-override or line-separator character reaches
+    terminal (vocabulary/text.printable: no control, bidi-override or line-separator character reaches
     it); `lines` keeps the line breaks of a document of several lines (JSON, YAML, a table), whose
     values are escaped inside it."""
     click.echo(printable(text, newlines=lines), err=err, nl=nl)
@@ -514,8 +524,6 @@ def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, fo
     ssb.json, so `publish --refresh-manifests` never brings it back. Its files are deleted once no
     catalog current within the grace period names them, by this run or a later publish or purge.
     """
-    from .commands.withdraw import summary, withdraw
-    from .core.plan import Withdrawal
 
     report = withdraw(settings.tree, settings.store(), Withdrawal(product, version, reason), PublishOptions(
         apikey=settings.apikey, storage=settings.storage, dry_run=dry_run, force=force, grace=_grace(grace),
@@ -561,9 +569,6 @@ def add_cmd(settings: Settings, metadata: Path, rootfs: Path | None, product_nam
     and the version come from metadata.yaml. No tree.yml is needed: a product tree.yml does not
     declare is recorded in the tree (.ssb-s3/products.json), and later commands read it there.
     """
-    from .commands.add import AddRequest, add_image
-    from .core.adding import AddError
-    from .core.versions import version_name_problem
 
     if version is not None and version_name_problem(version):
         raise AddError(f"--version '{version}': {version_name_problem(version)}")
@@ -621,7 +626,6 @@ def remove_cmd(ctx: click.Context, image: str, version: str, reason: str, force:
 
     Out of the catalog now; its files are deleted after the grace period.
     """
-    from .commands.add import find_fingerprint
 
     settings: Settings = ctx.obj
     product = image
@@ -918,7 +922,6 @@ def compat_cmd(settings: Settings, chosen: tuple[str, ...], fmt: str, base_url: 
     lxd (current LXD, from its source only), incus (Incus 6.0), simplestreams (python-simplestreams).
     Reads the served tree as `list` does; needs no tree.yml.
     """
-    from .commands.compat import render_report, served_report
 
     limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="compat --{}")
     rows, names = served_report(_served_store(settings, base_url, limits), chosen)
@@ -956,7 +959,6 @@ def list_cmd(settings: Settings, filters: tuple[str, ...], fmt: str, full_finger
     FILTERs (ANDed) are KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX on those columns, e.g.
     `type=virtual-machine` or `product~^debian`. Needs no tree.yml.
     """
-    from .commands.listing import parse_filter, render, select, served_rows
 
     parsed = [parse_filter(text) for text in filters]  # checked before anything is read
     limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="list --{}")
@@ -976,7 +978,6 @@ def hooks_group() -> None:
 def _republisher(settings: Settings) -> Any:
     """The Republisher of a hooks command; its JSON lines (each publish, each failure with its
     reason, each request or batch) show at the default verbosity (-q: failures only)."""
-    from .hooks.republish import Republisher
 
     if not settings.quiet:
         logging.getLogger("ssb_s3.hooks").setLevel(min(logging.INFO, logging.getLogger().level))
@@ -1001,7 +1002,6 @@ def hooks_sqs_cmd(settings: Settings, queue_url: str, debounce: str | None, wait
     """
     import boto3
 
-    from .hooks.sqs import SqsConsumer
 
     seconds = _grace(debounce, "--debounce")  # checked before anything else
     republisher = _republisher(settings)
@@ -1034,8 +1034,6 @@ def hooks_serve_cmd(settings: Settings, listen: str, token_file: Path | None, de
     """
     import os
 
-    from .hooks.republish import Coalescer
-    from .hooks.server import HookServer, parse_listen
 
     seconds = _grace(debounce, "--debounce")  # checked before anything else
     token = _read_token(token_file) if token_file else os.environ.get("SSB_HOOK_TOKEN", "")

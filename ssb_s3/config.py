@@ -25,12 +25,13 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .core.clients import CLIENTS
-from .core.problems import Problem, with_source
 from .errors import ConfigError, ProblemsFound
+from .filters import Filter, FilterError
 from .schemas import load_schema, schema_problems
+from .vocabulary.clients import CLIENTS
+from .vocabulary.problems import Problem, with_source
 
-# Architecture names the LXD 5.0 client knows (shared/osarch of lxd 5.0.2, core/clients), by the
+# Architecture names the LXD 5.0 client knows (shared/osarch of lxd 5.0.2, vocabulary/clients), by the
 # canonical name it maps them to. A product with any other arch is silently dropped by the client,
 # so we refuse it.
 CANONICAL_ARCH: dict[str, str] = dict(CLIENTS["lxd-5.0"].arches)
@@ -531,8 +532,6 @@ def _storage_problems(storage: Any, source_file: str) -> list[Problem]:
 
 def _mirror_problems(mirrors: Any, source_file: str) -> list[Problem]:
     """Filters the schema's pattern lets through but that cannot be used (a bad regular expression)."""
-    from .core.filters import Filter, FilterError  # core.filters raises an SSBError: imported late
-
     problems = []
     for i, raw in enumerate(mirrors if isinstance(mirrors, list) else ()):
         filters = raw.get("filters") if isinstance(raw, Mapping) else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .core.problems import Problem, as_problem
+from .vocabulary.problems import Problem, as_problem
 
 
 class SSBError(Exception):

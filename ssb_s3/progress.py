@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TextIO
 
-from .core.text import printable
+from .vocabulary.text import printable
 
 log = logging.getLogger(__name__)
 

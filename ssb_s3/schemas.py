@@ -14,11 +14,11 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from .core.imagefiles import COMBINED_FIELDS
-from .core.text import UNSAFE, document_problem
+from .vocabulary.imagefiles import COMBINED_FIELDS
+from .vocabulary.text import UNSAFE, document_problem
 
 SCHEMA_NAMES = ("tree", "ssb", "products", "index")
-# Documents whose every string is outside text checked where it enters (core/text): a product's
+# Documents whose every string is outside text checked where it enters (vocabulary/text): a product's
 # ssb.json (ours, a `source:` one, a prefix_path URL's, a mirrored one) and tree.yml. A served
 # catalog is not: `list` shows a foreign tree's text escaped rather than refusing the tree.
 TEXT_CHECKED = ("ssb", "tree")
@@ -230,7 +230,7 @@ _FAST_PATHS = {"ssb": _fast_ssb, "products": _fast_products}
 
 def schema_problems(instance: Any, name: str, source: str, limit: int | None = None) -> list[str]:
     """Validate `instance` against schema `name`; return one message per problem, prefixed by source.
-    For the TEXT_CHECKED documents, the first string core/text refuses is one more problem.
+    For the TEXT_CHECKED documents, the first string vocabulary/text refuses is one more problem.
 
     Manifests and catalogs of thousands of products are checked by a hand-written fast path
     that accepts only what the schema accepts; jsonschema runs only to explain a failure.

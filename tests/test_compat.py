@@ -1,6 +1,6 @@
 """Issue 11: the per-client compatibility report (`ssb-s3 compat`) and `verify`'s per-client exit status.
 
-The report's rules come from a table in the code (ssb_s3/core/clients.py) citing the client
+The report's rules come from a table in the code (ssb_s3/vocabulary/clients.py) citing the client
 sources. Here every "lists it / does not" of the report is compared with what the real clients
 list from the same tree, served over HTTPS from a local folder: LXD 5.0.2 (`lxc image list`),
 Incus 6.0.4 (`incus image list`) and python-simplestreams (`sstream-query --json`). The tree is
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from realparts import IncusClient, LxdClient, TlsFiles, make_image, make_qcow2, need, serve_https_static
 
-from ssb_s3.core.clients import CLIENTS
+from ssb_s3.vocabulary.clients import CLIENTS
 
 BOTH = ("lxd.tar.xz", "incus.tar.xz")
 ROOT_FILES = {"rootfs.squashfs": "squashfs", "rootfs.tar.xz": "root.tar.xz", "disk.qcow2": "disk-kvm.img"}
@@ -230,7 +230,7 @@ def test_report_matches_sstream_query(variety: dict[str, Any], tls_files: TlsFil
 
 def test_current_lxd_column_follows_its_source(variety: dict[str, Any]) -> None:
     """No real current-LXD client runs here: the column is what canonical/lxd main's products.go
-    and osarch say (cited in core/clients), which differs from 5.0.2 in arches (mipsle,
+    and osarch say (cited in vocabulary/clients), which differs from 5.0.2 in arches (mipsle,
     loongarch64, amd64v3), requirements (falls back to `requirements`) and VM deltas."""
     report = report_of(variety)
     assert lists(report, "lxd") == {k for k, v in MEASURED.items() if v[3]}

@@ -20,7 +20,7 @@ from realparts import IncusDaemon, LxdDaemon, TlsFiles, make_image, need, serve_
 
 from ssb_s3.core.catalog import contract_problems
 from ssb_s3.core.deltas import wanted_deltas
-from ssb_s3.core.imagefiles import BUILT_FILES, DELTA_FOR_ROOT, IMAGE_FILES, parse_delta_filename, table_problems
+from ssb_s3.vocabulary.imagefiles import BUILT_FILES, DELTA_FOR_ROOT, IMAGE_FILES, parse_delta_filename, table_problems
 
 PRODUCT = "busybox:1.36:amd64:default"
 DIR = "busybox/amd64/default"

@@ -24,11 +24,11 @@ import pytest
 from realparts import S3Server, missing, need
 
 from ssb_s3.config import StorageConfig, load_config
-from ssb_s3.core.text import printable
 from ssb_s3.core.versions import version_name_problem
 from ssb_s3.errors import StoreError
 from ssb_s3.schemas import load_schema
 from ssb_s3.storage.store import open_store
+from ssb_s3.vocabulary.text import printable
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "local"

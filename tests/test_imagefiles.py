@@ -1,4 +1,4 @@
-"""The one table of image files (ssb_s3.core.imagefiles): its invariants, and a made-up kind of file
+"""The one table of image files (ssb_s3.vocabulary.imagefiles): its invariants, and a made-up kind of file
 that, once registered, goes through scan → catalog → verify with no other edit.
 
 The made-up kind is a root file 'rootfs.madeup' (item key root.madeup, ftype 'madeup', combined
@@ -24,9 +24,11 @@ from realparts import make_image
 
 from ssb_s3.cli import cli
 from ssb_s3.config import claim_alias, config_from_text
-from ssb_s3.core import clients, imagefiles
 from ssb_s3.core.catalog import build_catalog, contract_problems
-from ssb_s3.core.imagefiles import (
+from ssb_s3.errors import ProblemsFound
+from ssb_s3.schemas import load_schema
+from ssb_s3.vocabulary import clients, imagefiles
+from ssb_s3.vocabulary.imagefiles import (
     CLIENT_META,
     CLIENTS,
     COMBINED_FIELDS,
@@ -44,8 +46,6 @@ from ssb_s3.core.imagefiles import (
     table_problems,
     upload_order,
 )
-from ssb_s3.errors import ProblemsFound
-from ssb_s3.schemas import load_schema
 
 MADEUP = ImageFile("rootfs.madeup", "root.madeup", "madeup", "madeup", "madeup", "root", ("madeupfs",),
                    ("combined_madeup_sha256",), read_by=("lxd-5.0", "lxd", "incus"))
@@ -269,7 +269,7 @@ def test_a_third_delta_row_leaves_every_module_importable(tmp_path: Path) -> Non
     """The client table once unpacked the delta rows into two names: a third delta row, which the
     table itself accepts, made the CLI fail to import."""
     script = (
-        "from ssb_s3.core import imagefiles as f\n"
+        "from ssb_s3.vocabulary import imagefiles as f\n"
         "root = f.ImageFile('rootfs.madeup', 'root.madeup', 'madeup', 'madeup', 'madeup', 'root', ('madeupfs',),"
         " ('combined_madeup_sha256',), read_by=('incus',))\n"
         "f.register(root, {'madeupfs': (b'MADEUPFS',)})\n"
@@ -277,7 +277,7 @@ def test_a_third_delta_row_leaves_every_module_importable(tmp_path: Path) -> Non
         " 'madeup.vcdiff', 'delta', ('vcdiff',), delta_of='rootfs.madeup'))\n"
         "assert len(f.DELTA_FTYPES) == 3\n"
         "import ssb_s3.cli\n"
-        "from ssb_s3.core import clients\n"
+        "from ssb_s3.vocabulary import clients\n"
         "print(sorted(clients.CLIENTS['incus'].deltas), clients.table_problems())\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,

@@ -96,7 +96,7 @@ def catalog_of(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def entry(os_name: str = "busybox", arch: str = "x86_64", variant: str | None = None,
           versions: dict[str, list[str]] | None = None, folder: str = "busybox/amd64/default") -> dict[str, Any]:
     """A catalog entry whose versions hold the given file names (items as the scanner writes them)."""
-    from ssb_s3.core.imagefiles import IMAGE_FILES
+    from ssb_s3.vocabulary.imagefiles import IMAGE_FILES
 
     out: dict[str, Any] = {"aliases": "", "arch": arch, "os": os_name, "release": "1.36", "release_title": "1.36",
                            "versions": {}}

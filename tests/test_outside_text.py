@@ -32,7 +32,7 @@ from realparts import make_image, sha256_file
 from test_mirror import PRODUCTS, run_cli, run_mirror, save, write_upstream
 
 from ssb_s3.core import lxcindex
-from ssb_s3.core.text import UNSAFE, document_problem, printable, text_problem
+from ssb_s3.vocabulary.text import UNSAFE, document_problem, printable, text_problem
 
 CLIPBOARD = "Busybox\x1b]52;c;ZWNobyBwd25lZA==\x07"  # OSC 52: sets the clipboard in many terminals
 CLEAR = "busybox/evil\x1b[2J"  # clears the screen; no ';' in it
@@ -42,7 +42,7 @@ GOOD, OTHER = PRODUCTS[0][0], PRODUCTS[2][0]  # busybox:1.36:amd64:default (two 
 
 
 def raw_unsafe(text: str) -> set[str]:
-    """The characters core/text refuses that appear raw in output (line breaks between lines aside)."""
+    """The characters vocabulary/text refuses that appear raw in output (line breaks between lines aside)."""
     return {c for c in UNSAFE.findall(text) if c != "\n"}
 
 

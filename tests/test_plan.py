@@ -15,8 +15,8 @@ import pytest
 
 from ssb_s3.config import parse_config
 from ssb_s3.core.catalog import contract_problems_by_product
-from ssb_s3.core.problems import Problem
 from ssb_s3.errors import ProblemsFound
+from ssb_s3.vocabulary.problems import Problem
 
 ROOT = Path(__file__).resolve().parent.parent
 # sha256 of the catalog the unchanged code (before issue 10) published from examples/local.

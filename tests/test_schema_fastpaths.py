@@ -31,7 +31,6 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 from test_bad_inputs import ARM, ARM_DIR, SQ, SQ_DIR, SSB_CASES, V1, V2, VA, VX, XZ, XZ_DIR
 
-from ssb_s3.core import text
 from ssb_s3.schemas import (
     _fast_products,
     _fast_ssb,
@@ -41,6 +40,7 @@ from ssb_s3.schemas import (
     load_schema,
     schema_problems,
 )
+from ssb_s3.vocabulary import text
 
 SEED = 20261130
 SOURCE = "doc.json"
@@ -234,7 +234,7 @@ def check_same_verdict(name: str, document: Any) -> tuple[bool, bool]:
     expected = reference_paths(document, name)
     fast = FAST[name](document)
     assert not (fast and expected), f"fast path says valid, jsonschema finds {expected}"
-    # core/text's check of every string (ssb.json) comes on top of jsonschema's: one more line, left out here
+    # vocabulary/text's check of every string (ssb.json) comes on top of jsonschema's: one more line, left out here
     problems = [p for p in schema_problems(document, name, SOURCE) if not p.endswith(text.EXPECTED)]
     assert len(problems) == len(expected), (problems, expected)
     for problem, where in zip(problems, expected, strict=True):

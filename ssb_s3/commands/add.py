@@ -5,7 +5,7 @@
 Order (nothing is written before step 4; a crash anywhere leaves the served tree as it was, and
 running the same `add` again converges: the upload resumes, an image already recorded is not sent
 again):
-1. recognise the files by their content, whatever their names (ssb_s3.core.imagefiles names what is
+1. recognise the files by their content, whatever their names (ssb_s3.vocabulary.imagefiles names what is
    stored): a metadata tarball (metadata.yaml; `config` for classic LXC) with a root (squashfs,
    qcow2, or an xz tarball), or one unified tarball (metadata.yaml with rootfs/ or rootfs.img).
    The pairs `incus image export` and `lxc image export` write (`<fp>.tar.xz` + `<fp>.squashfs`,
@@ -37,16 +37,16 @@ from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig, claim_alias, par
 from ..core import adding
 from ..core.adding import AddError
 from ..core.catalog import SHORT_FINGERPRINT, fingerprints
-from ..core.imagefiles import VersionHasher, file_for, sniff, upload_order
 from ..core.plan import PublishOptions, PublishReport
 from ..core.retention import served_mirrored
 from ..errors import ProblemsFound
-from ..ingest.artifacts import ArtifactError, tarball_metadata
 from ..ingest.upload import IngestResult, ingest_version
+from ..storage.artifacts import ArtifactError, tarball_metadata
 from ..storage.manifest import read_manifest
 from ..storage.record import RECORD_KEY, read_record, record_product
 from ..storage.store import CHUNK_SIZE, Store
 from ..storage.tree import Tree
+from ..vocabulary.imagefiles import VersionHasher, file_for, sniff, upload_order
 from .publish import publish
 
 FINGERPRINT_NAME = re.compile(r"^(?:meta-)?([0-9a-f]{64})\.")  # what `incus/lxc image export` write

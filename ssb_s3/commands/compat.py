@@ -1,8 +1,8 @@
-"""compat: which client lists which image of the served tree, and why not (rules: core/clients).
+"""compat: which client lists which image of the served tree, and why not (rules: vocabulary/clients).
 
 Reads index.json and its catalogs as `verify` and `list` do (bounded, nothing written); a catalog
 with wrong JSON types is refused field by field, as `list` refuses it. One row per product
-version; per client a cell (core/clients.Cell). Output through list's renderer (table, csv,
+version; per client a cell (vocabulary/clients.Cell). Output through list's renderer (table, csv,
 json, yaml); json and yaml carry each cell's images, reason and notes.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..core import clients
 from ..errors import ProblemsFound
 from ..schemas import schema_problems
 from ..storage.store import Store
+from ..vocabulary import clients
 from .listing import render_records
 from .verify import read_catalog, served_entries
 

@@ -14,10 +14,10 @@ metadata + root pair (or unified tarball) that carries a fingerprint, for LXD or
   (os, release, newest date, highest version name, then squashfs before tar.xz); older versions
   show none. (Go's sort is only stable up to 12 images: a client may break other ties its own way.)
 
-Filters (core/filters, the syntax `mirror` uses too) apply to a row's fields (FIELDS), all ANDed;
+Filters (ssb_s3/filters, the syntax `mirror` uses too) apply to a row's fields (FIELDS), all ANDed;
 `aliases=X` matches a row having alias X. A bad filter or key is a FilterError (one line).
 Nothing here writes; the index and the catalogs are read bounded (verify, httpread). A tree's
-text is shown, never obeyed: render escapes what core/text refuses (terminal escapes, bidi
+text is shown, never obeyed: render escapes what vocabulary/text refuses (terminal escapes, bidi
 overrides, line breaks), as the CLI's printer does for every line.
 """
 
@@ -34,14 +34,14 @@ import yaml
 
 from ..config import CANONICAL_ARCH
 from ..core.catalog import SHORT_FINGERPRINT, version_images
-from ..core.clients import version_date
-from ..core.filters import Filter
-from ..core.imagefiles import IMAGE_FILES
 from ..core.page import human_size
-from ..core.text import UNSAFE, printable
 from ..errors import ProblemsFound
+from ..filters import Filter
 from ..schemas import schema_problems
 from ..storage.store import Store
+from ..vocabulary.clients import version_date
+from ..vocabulary.imagefiles import IMAGE_FILES
+from ..vocabulary.text import UNSAFE, printable
 from .verify import read_catalog, served_entries
 
 # Within one version, the clients give an alias to the squashfs image before the tar.xz one
@@ -139,7 +139,7 @@ def served_rows(store: Store) -> list[ImageRow]:
 
 
 def parse_filter(text: str) -> Filter:
-    """One filter of `list` (core/filters), over the row fields (FIELDS)."""
+    """One filter of `list` (ssb_s3/filters), over the row fields (FIELDS)."""
     return Filter.parse(text, FIELDS)
 
 
@@ -165,7 +165,7 @@ def render(rows: Sequence[ImageRow], fmt: str, *, full_fingerprint: bool = False
 
 
 class _Dumper(yaml.SafeDumper):
-    """YAML output whose strings holding a character core/text refuses are double-quoted: YAML
+    """YAML output whose strings holding a character vocabulary/text refuses are double-quoted: YAML
     escapes most of them there, and what it leaves (bidi overrides) the CLI's printer escapes as
     \\uXXXX, which is a YAML escape of the same character in a double-quoted string."""
 
@@ -182,7 +182,7 @@ def render_records(records: Sequence[Mapping[str, Any]], fields: Sequence[str], 
     """Records as `--format` table|csv|json|yaml (shared by list and compat): json and yaml as they
     are; csv (a header, lists comma-joined) and table (upper-case header, aligned columns) show
     `fields`, the table from `table_records` when given (e.g. human-readable sizes). Values may be
-    a foreign tree's text: csv and table cells are escaped (core/text.printable), one row a line;
+    a foreign tree's text: csv and table cells are escaped (vocabulary/text.printable), one row a line;
     json and yaml keep the text, escaped as their syntax allows (the CLI's printer does the rest)."""
     if fmt == "json":
         return json.dumps(list(records), indent=2, ensure_ascii=False)

@@ -51,19 +51,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import gpg
 from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig, claim_alias, reserved_folders
-from ..core import imagefiles
 from ..core import mirror as core
 from ..core.catalog import INDEX_KEY, _path_problem
-from ..core.filters import parse_filters
 from ..core.plan import PublishOptions, PublishReport, combined_claims
 from ..core.retention import served_mirrored
 from ..core.signed import SIGNED_INDEX_KEY, clearsigned_content
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
+from ..filters import parse_filters
 from ..progress import Progress
 from ..storage import httpread
 from ..storage.manifest import read_manifest
 from ..storage.store import HttpStore, Store, open_store
 from ..storage.tree import ARTIFACT_TYPE, Tree
+from ..vocabulary import imagefiles
 from .publish import publish, refuse_unsigned_over_signed
 
 log = logging.getLogger(__name__)

@@ -61,7 +61,6 @@ from ..core.plan import (  # re-exported: callers and tests import them from her
     plan_publish,
     plan_purge_only,
 )
-from ..core.problems import Problem
 from ..core.retention import PurgePlan
 from ..core.signed import SIGNED_INDEX_KEY
 from ..core.views import View
@@ -70,6 +69,8 @@ from ..gpg import Signer
 from ..storage.deltas import DeltaReport, make_deltas
 from ..storage.store import Store
 from ..storage.tree import Tree, fetch_manifest_url
+from ..vocabulary.problems import Problem
+from .cdn import invalidate_index
 
 __all__ = ["PublishOptions", "PublishRefused", "PublishReport", "check_tree", "dump_json", "fetch_manifest_url",
            "publish", "purge"]
@@ -166,8 +167,6 @@ def publish(
                 lease.check()
                 owner.purge(plan.purge)
             if report.index_written and opts.cloudfront_distribution:
-                from .cdn import invalidate_index
-
                 rewritten = [view.key for view in (*plan.views, *signed) if not view.create_only]
                 report.invalidation = invalidate_index(opts.cloudfront_distribution, rewritten, target, opts.storage)
             log.info(

@@ -1,7 +1,7 @@
 """verify: read the tree as a client does and check everything it would download.
 
 index.json → each image-downloads catalog → the client contract (core/catalog) → per client
-(core/clients): every version a checked client would not list is a problem, one line per product;
+(vocabulary/clients): every version a checked client would not list is a problem, one line per product;
 checked are the clients the tree serves (those whose metadata/unified items it carries: lxd.tar.xz
 serves LXD 5.0 and current LXD, incus.tar.xz Incus) plus those `require`d (`verify --client`);
 what other clients will not list is a warning, one line per product. Then every item exists with
@@ -37,10 +37,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import clients, lxcindex
+from ..core import lxcindex
 from ..core.catalog import INDEX_KEY, INDEX_NAME, contract_problems
 from ..core.catalog import _path_problem as path_problem
-from ..core.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher, content_kind_problem
 from ..core.retention import shape_problem
 from ..core.signed import DETACHED_SUFFIX, SIGNED_INDEX_KEY, same_document, signed_key
 from ..errors import Forbidden, NotFound, StoreError, TooLarge
@@ -49,6 +48,8 @@ from ..gpg import verify as gpg_verify
 from ..schemas import schema_problems
 from ..storage.httpread import optional_key, parse_json
 from ..storage.store import CHUNK_SIZE, HttpStore, Store
+from ..vocabulary import clients
+from ..vocabulary.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher, content_kind_problem
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +294,7 @@ def _lxc_file_problem(store: Store, key: str, name: str) -> str | None:
 
 
 def client_check(catalog: Any, source: str, required: Sequence[str], report: VerifyReport) -> None:
-    """Per client (core/clients): a version a checked client (one the tree serves, or `required`)
+    """Per client (vocabulary/clients): a version a checked client (one the tree serves, or `required`)
     does not list is a problem, one line per product; one warning line per product that a client
     the tree does not serve will not list. Classic-LXC-only versions are no image client's."""
     if schema_problems(catalog, "products", source):
@@ -320,7 +321,7 @@ def client_check(catalog: Any, source: str, required: Sequence[str], report: Ver
 def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
            require: Sequence[str] = ()) -> VerifyReport:
     """Check the tree served from `store`; every problem lands in the report. The image clients
-    every version must give an image to are those the tree serves plus `require` (core/clients).
+    every version must give an image to are those the tree serves plus `require` (vocabulary/clients).
     With `keyring`, the signed streams too (verify_signatures)."""
     report = VerifyReport()
     problems = report.problems

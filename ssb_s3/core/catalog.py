@@ -4,7 +4,7 @@ No I/O here, so the same inputs always give byte-identical output (`updated` is 
 the newest version, not from the clock). `contract_problems` refuses what the LXD or Incus
 client would silently drop or choke on, and an LXC image lxc-create could not use from the
 classic LXC index (core/lxcindex), before anything is written; which images each client makes of
-a version comes from the client table (core/clients).
+a version comes from the client table (vocabulary/clients).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from typing import Any, NamedTuple
 
 from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
-from . import clients, imagefiles, lxcindex
+from ..vocabulary import clients, imagefiles
+from ..vocabulary.problems import Problem, with_source
+from ..vocabulary.text import text_problem
+from . import lxcindex
 from .deltas import delta_problems, published_items
-from .problems import Problem, with_source
-from .text import text_problem
 from .versions import version_name_problem, version_time
 
 INDEX_KEY = "streams/v1/index.json"
@@ -197,7 +198,7 @@ def _path_problem(path: Any) -> str | None:
     if not isinstance(path, str) or not path:
         return "path is missing"
     if _PLAIN_PATH.fullmatch(path) and not _URL.match(path):
-        why = text_problem(path)  # NUL, ESC, bidi overrides: core/text
+        why = text_problem(path)  # NUL, ESC, bidi overrides: vocabulary/text
         return None if why is None else f"path '{path[:200]}' {why}"
     if path.startswith("/") or _URL.match(path):
         return f"path '{path}' is absolute; it must be relative to the tree root"
@@ -212,7 +213,7 @@ def fingerprints(items: Mapping[str, Any]) -> set[str]:
 
 def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list[tuple[str, str]]:
     """(fingerprint, description) of each image `client` (LXD or Incus: its strictest reader in the
-    client table, core/clients) would see in this version."""
+    client table, vocabulary/clients) would see in this version."""
     return [(image.fingerprint, f"{image.meta}+{image.root}" if image.root else image.meta)
             for image in clients.images(clients.BY_FAMILY[client], items)]
 
@@ -293,7 +294,7 @@ def contract_problems_by_product(
     they were published, so only their aliases and fingerprints are looked at, for collisions.
     `image_clients`: the clients (LXD, Incus) every version must give an image to. publish requires
     both (it mirrors each metadata item for the other client); verify only the clients the tree
-    serves or the user requires (core/clients).
+    serves or the user requires (vocabulary/clients).
     `yielding`: products that lose every alias or fingerprint collision (mirrored ones: an upstream
     never takes an alias or an image of the tree's own products): looked at after the others.
     """

@@ -10,7 +10,7 @@ Rules (the clients' shared/simplestreams/products.go):
   is gone, so a delta is published only while its base is (`published_items`: a base that
   retention expires takes its deltas out of the catalog in the same flip; its file stays in the
   new version's folder and goes with it);
-- each client reads the base fingerprint from its own field (core/clients, `deltas`): Incus takes
+- each client reads the base fingerprint from its own field (vocabulary/clients, `deltas`): Incus takes
   `combined_squashfs_sha256` even for a VM delta, so no delta is wanted (and the contract refuses
   one) where a client would read another root's fingerprint (`misreading_client`): a VM delta
   where the new version or its base has a squashfs;
@@ -30,8 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .clients import IMAGE_CLIENTS
-from .imagefiles import (
+from ..vocabulary.clients import IMAGE_CLIENTS
+from ..vocabulary.imagefiles import (
     BUILT_FILES,
     DELTA_FOR_ROOT,
     DELTA_FTYPES,
@@ -40,7 +40,7 @@ from .imagefiles import (
     delta_filename,
     delta_item_key,
 )
-from .problems import Problem
+from ..vocabulary.problems import Problem
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def _roots(items: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def misreading_client(row: ImageFile, items: Mapping[str, Any], base_items: Mapping[str, Any]) -> str:
-    """The client (core/clients: the field each reads a delta's base fingerprint from) that would
+    """The client (vocabulary/clients: the field each reads a delta's base fingerprint from) that would
     take another root's fingerprint as this delta's base, because the version or its base has
     that other root (Incus reads combined_squashfs_sha256 for a VM delta); '' if none would."""
     right = ROOT_COMBINED_FIELD[BUILT_FILES[row.delta_of].ftype]

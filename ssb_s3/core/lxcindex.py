@@ -12,7 +12,7 @@ dist/release/arch/variant naming its newest build.
 
 Here: one line per catalog product whose newest version (the catalog holds the versions retention
 keeps) has an LXC image, i.e. an item of an LXC metadata kind and an item of an LXC root kind
-(core/imagefiles: role `lxc-meta`, `lxc_root`) side by side in one folder under the names the
+(vocabulary/imagefiles: role `lxc-meta`, `lxc_root`) side by side in one folder under the names the
 client asks for. dist/release/arch/variant are the catalog entry's os/release/arch/variant (the
 catalog takes them from tree.yml: core/catalog.catalog_product); a missing variant is LXC's
 default, `default`; the arch is LXC's name for the catalog's (x86_64 -> amd64, aarch64 -> arm64,
@@ -24,7 +24,7 @@ and MinIO fold it). The index itself is asked for as `https://<server>//meta/1.0
 Invariants: the lines are sorted and name only items of the catalog they are rendered from (so
 retention protects what they name exactly as it protects the catalog's files, and verify finds
 them); a product the contract check (`entry_problems`) refuses is never written as a line, and
-it refuses a field with ';' or any character core/text refuses (NUL, ESC, a line break, ...);
+it refuses a field with ';' or any character vocabulary/text refuses (NUL, ESC, a line break, ...);
 `parse_index` (verify) flags such a line in a served index.
 """
 
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import CANONICAL_ARCH
-from . import imagefiles
-from .text import text_problem
+from ..vocabulary import imagefiles
+from ..vocabulary.text import text_problem
 
 INDEX_DIR = "meta/1.0"
 MODES = ("system", "user")

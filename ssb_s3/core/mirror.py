@@ -3,7 +3,7 @@
 No I/O (ssb_s3.commands.mirror reads the source, copies the files and commits through publish).
 Everything here comes from a server we do not control, so every value is checked before it is used:
 
-- filters (core/filters: sstream-mirror's syntax and meaning) are matched against the
+- filters (ssb_s3/filters: sstream-mirror's syntax and meaning) are matched against the
   item flattened with its version's, its product's and the catalog's plain fields (plus
   product_name, version_name, item_name); a missing key reads as '';
 - a product is mirrored under a name that is valid as our product name, with a known arch, and
@@ -12,7 +12,7 @@ Everything here comes from a server we do not control, so every value is checked
   layout when it is one, else the product name's folder); anything else is dropped, with its
   reason (Drop), never silently;
 - every copied string (the product's fields, a version's, an item's, their names) is outside
-  text that core/text accepts (no control, bidi-override or line-separator character), else the
+  text that vocabulary/text accepts (no control, bidi-override or line-separator character), else the
   product, version or item is dropped;
 - a product whose LXC image the classic LXC index could not hold (core/lxcindex: ';' in os, an
   arch LXC does not know), or with a text over MAX_TEXT_BYTES (release_title, aliases, ...: a
@@ -33,7 +33,7 @@ Everything here comes from a server we do not control, so every value is checked
   (a version already published keeps its items: published files never change);
 - translation for the clients in `clients` (LXD, Incus): the twins (incus.tar.xz of lxd.tar.xz,
   requirements of lxd_requirements) are the catalog's own (core/catalog.py, from the one table of
-  image files, core/imagefiles.py); a version that one of `clients` could not use (after the
+  image files, vocabulary/imagefiles.py); a version that one of `clients` could not use (after the
   twins) is dropped, as is a product whose name, arch, release or os a client could not use;
 - an item declaring a size over the run's max_file_size is dropped (so its version, without it,
   may be too): an upstream cannot make a mirror write more than that per file, and the copy
@@ -53,12 +53,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias, reserved_folders, reserved_problem
+from ..filters import Filter, FilterError
 from ..schemas import schema_problems
-from . import imagefiles, lxcindex
+from ..vocabulary import imagefiles
+from ..vocabulary.text import document_problem
+from . import lxcindex
 from .catalog import _images_of_version, _mirrored_items, _path_problem, catalog_product
 from .deltas import without_orphans
-from .filters import Filter, FilterError
-from .text import document_problem
 from .versions import version_name_problem
 
 PRODUCT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+~-]*")  # tree.schema.json's product name
@@ -340,7 +341,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         if not isinstance(product, Mapping) or not isinstance(product.get("versions"), Mapping):
             drop("not an object with versions")
             continue
-        bad_text = document_problem({k: product[k] for k in PRODUCT_FIELDS if k in product})  # core/text
+        bad_text = document_problem({k: product[k] for k in PRODUCT_FIELDS if k in product})  # vocabulary/text
         if bad_text:
             drop(f"{bad_text[0]} {bad_text[1]}")
             continue

@@ -38,8 +38,8 @@ from html import escape
 from typing import Any
 
 from ..config import PageConfig
+from ..vocabulary.imagefiles import DELTA_FTYPES
 from .catalog import SHORT_FINGERPRINT, item_size, version_images
-from .imagefiles import DELTA_FTYPES
 from .versions import version_time
 
 NO_URL = "https://SERVER/PATH"  # shown without JS when no base URL is configured

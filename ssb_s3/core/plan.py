@@ -35,6 +35,8 @@ from typing import Any, Protocol
 
 from ..config import StorageConfig, TreeConfig
 from ..errors import MAX_LISTED, StoreError, WithdrawError, capped
+from ..vocabulary.imagefiles import DELTA_FTYPES, IMAGE_FILES, META_FTYPES
+from ..vocabulary.problems import Problem, blamed
 from .catalog import (
     _path_problem,
     assemble_catalog,
@@ -46,9 +48,7 @@ from .catalog import (
     to_bytes,
 )
 from .deltas import DeltaJob, wanted_deltas, without_orphans
-from .imagefiles import DELTA_FTYPES, IMAGE_FILES, META_FTYPES
 from .lxcindex import lxc_images
-from .problems import Problem, blamed
 from .retention import (
     MIRRORED_KEY,
     SIGNED_KEY,

@@ -17,7 +17,7 @@
   stays out of this tree's catalog while every other tree fed from that source keeps serving it;
 - a version is named by its name, or by an image fingerprint (full, or a prefix of at least
   MIN_PREFIX hex digits) of the product's manifest or served entry; an ambiguous prefix, an
-  unknown name and a reason that core/text refuses (a line break of any kind, a C0 or C1 control,
+  unknown name and a reason that vocabulary/text refuses (a line break of any kind, a C0 or C1 control,
   a bidi override) are one-line WithdrawErrors.
 """
 
@@ -30,9 +30,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import WithdrawError, capped
+from ..vocabulary.text import text_problem
 from .catalog import fingerprints
 from .retention import HISTORY_FIELD
-from .text import text_problem
 from .versions import VERSION_CHARS
 
 MIN_PREFIX = 12  # what `lxc image list` shows: enough to name one image
@@ -48,7 +48,7 @@ def reason_problem(reason: str) -> str | None:
     """Why `reason` cannot be recorded (None: it can): one line, printable, bounded."""
     if len(reason) > MAX_REASON:
         return f"{len(reason)} characters, expected at most {MAX_REASON}"
-    return text_problem(reason)  # the one check of outside text (core/text): controls, bidi overrides, U+2028...
+    return text_problem(reason)  # the one check of outside text (vocabulary/text): controls, bidi overrides, U+2028...
 
 
 def withdrawn_of(manifest: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ..config import ProductConfig, TreeConfig
-from ..core.imagefiles import BUILT_FILES as ARTIFACTS
 from ..errors import SSBError
 from ..storage.manifest import UPLOAD_MARKER
+from ..vocabulary.imagefiles import BUILT_FILES as ARTIFACTS
 
 OWN_PREFIXES = ("streams/", ".ssb-s3/")  # the tree's own writes: never a reason to publish
 

@@ -20,9 +20,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.imagefiles import file_for
 from ..errors import SSBError
-from .artifacts import ArtifactError
+from ..storage.artifacts import ArtifactError
+from ..vocabulary.imagefiles import file_for
 from .upload import collect_artifacts
 
 log = logging.getLogger(__name__)

@@ -38,16 +38,16 @@ from typing import Any
 
 from ..config import ProductConfig, TreeConfig
 from ..core.catalog import fingerprints
-from ..core.imagefiles import BUILT_FILES as ARTIFACTS
-from ..core.imagefiles import VersionHasher, upload_order
 from ..core.versions import version_name_problem
 from ..core.withdrawal import withdrawn_of
 from ..errors import NotFound, PreconditionFailed
 from ..progress import Progress
+from ..storage.artifacts import ArtifactError, inspect_artifacts
 from ..storage.manifest import UPLOAD_MARKER, read_manifest
 from ..storage.store import CHUNK_SIZE, Store
 from ..storage.tree import update_manifest
-from .artifacts import ArtifactError, inspect_artifacts
+from ..vocabulary.imagefiles import BUILT_FILES as ARTIFACTS
+from ..vocabulary.imagefiles import VersionHasher, upload_order
 
 log = logging.getLogger(__name__)
 

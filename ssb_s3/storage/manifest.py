@@ -28,7 +28,11 @@ from typing import Any
 
 from ..config import ProductConfig, TreeConfig
 from ..core.deltas import without_orphans
-from ..core.imagefiles import (
+from ..core.versions import version_name_problem
+from ..core.withdrawal import WITHDRAWN, withdrawn_of
+from ..errors import ManifestError, NotFound, StoreError
+from ..schemas import schema_problems
+from ..vocabulary.imagefiles import (
     BUILT_FILES,
     DELTA_FTYPES,
     IMAGE_FILES,
@@ -38,10 +42,7 @@ from ..core.imagefiles import (
     truncation_problem,
     upload_order,
 )
-from ..core.versions import version_name_problem
-from ..core.withdrawal import WITHDRAWN, withdrawn_of
-from ..errors import ManifestError, NotFound, StoreError
-from ..schemas import schema_problems
+from .artifacts import check_stored_version
 from .httpread import parse_json
 from .store import CHUNK_SIZE, ObjectInfo, Store
 
@@ -188,8 +189,6 @@ def build_manifest(
 
     A version hashed here passes the artifact checks of build-product first (ArtifactError).
     """
-    from ..ingest.artifacts import check_stored_version  # artifacts imports this module
-
     report = ManifestReport(product.name)
     product_dir = tree.product_dir(product)
     found_deltas: dict[str, dict[str, ObjectInfo]] = {}

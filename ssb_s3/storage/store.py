@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from ..config import ENDPOINT_EXPECTED, StorageConfig, endpoint_from_env, endpoint_url_problem
+from ..core.catalog import _path_problem
 from ..errors import NotFound, PreconditionFailed, StoreError, TooLarge
 from ..schemas import load_schema
 from .httpread import Limits, Response, open_url, shown
@@ -1095,8 +1096,6 @@ class HttpStore(Store):
 
     def _open(self, key: str, method: str = "GET") -> Response:
         import urllib.parse
-
-        from ..core.catalog import _path_problem  # not at the top: catalog → manifest → store
 
         why = _path_problem(key)
         if why:

@@ -26,7 +26,6 @@ from ..config import ProductConfig, TreeConfig
 from ..core.catalog import INDEX_KEY, INDEX_NAME, _path_problem, addressed_content_problem
 from ..core.deltas import without_orphans
 from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
-from ..core.problems import Problem
 from ..core.retention import History, PurgePlan, shape_problem
 from ..core.signed import SIGNED_INDEX_KEY, is_signed_index, signing_requests
 from ..core.views import View, addressed
@@ -34,6 +33,7 @@ from ..core.withdrawal import tree_recorded
 from ..errors import ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
 from ..gpg import Signer
 from ..progress import Progress
+from ..vocabulary.problems import Problem
 from . import httpread
 from .lease import Lease
 from .manifest import ManifestReport, build_manifest, manifest_bytes, parse_manifest, read_manifest

@@ -40,9 +40,9 @@ from typing import IO, Any
 import yaml
 
 from ..config import CANONICAL_ARCH, ProductConfig, load_yaml, yaml_problem
-from ..core.imagefiles import BUILT_FILES, IMAGE_FILES, completeness_rule, content_kind_problem, is_complete
 from ..errors import SSBError
-from ..storage.store import ObjectInfo, Store
+from ..vocabulary.imagefiles import BUILT_FILES, IMAGE_FILES, completeness_rule, content_kind_problem, is_complete
+from .store import ObjectInfo, Store
 
 
 class ArtifactError(SSBError):

@@ -7,7 +7,7 @@ for a root file, how its content is recognised (magic bytes), and its role (LXD/
 LXC metadata, root, unified tarball, or a delta of a root: a `.vcdiff` that rebuilds the root from
 the same root of an older version; BUILT_FILES are the others). Scan (manifest), catalog and
 contract, verify, build-product (ingest, artifacts), the bucket-event filter (hooks.events) and
-the client table (core/clients: what each client lists) read only this table
+the client table (vocabulary/clients: what each client lists) read only this table
 and what is derived from it here: the completeness rule, the upload order and the one
 meta ‖ root hasher (MetaRootHasher; VersionHasher on top of it names files by the table).
 
@@ -67,7 +67,7 @@ class ImageFile:
     combined_fields: tuple[str, ...] = ()  # root: meta item fields of sha256(meta ‖ root); the first is checked
     lxc_root: bool = False  # root: with an LXC metadata tarball it makes a complete (classic LXC) version
     delta_of: str = ""  # delta: the file name of the root it rebuilds (from the same root of an older version)
-    read_by: tuple[str, ...] = ()  # root: the client rows (core.clients.CLIENTS) that pair it with a metadata item
+    read_by: tuple[str, ...] = ()  # root: the client rows (clients.CLIENTS) that pair it with a metadata item
 
     def ftype_for(self, client: str) -> str:
         """The ftype `client` (LXD or Incus) looks for."""
@@ -78,7 +78,7 @@ class ImageFile:
         return self.role in METADATA_ROLES
 
 
-_TOLXD = ("lxd-5.0", "lxd", "incus")  # the image clients of core.clients
+_TOLXD = ("lxd-5.0", "lxd", "incus")  # the image clients of vocabulary.clients
 
 IMAGE_FILES: dict[str, ImageFile] = {
     f.filename: f

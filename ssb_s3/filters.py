@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SSBError
+from .errors import SSBError
 
 _SYNTAX = re.compile(r"([\w|-]+) *(!?[=~]) *(.*)$", re.DOTALL)
 EXPECTED = "expected KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX"

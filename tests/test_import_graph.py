@@ -1,0 +1,113 @@
+"""The package's floors: a module imports only from its own floor or the floors below it, and
+imports at the top of the file.
+
+Floors, lowest first (a newcomer reads them bottom-up):
+0. vocabulary (and the package's own __init__, which holds only __version__): image files, clients, text, problems; imports nothing of ssb_s3 outside itself;
+1. errors, schemas, filters, progress: typed errors and the shipped schemas;
+2. config: the frozen config built from tree.yml;
+3. core: the pure plan and its views (no store, no I/O);
+4. storage, gpg: stores, the tree's reads and writes, signing;
+5. ingest: building and uploading versions;
+6. commands: one module per command's work;
+7. hooks: bucket-event entry points;
+8. cli, __main__: options in, one call per command.
+
+A late import (inside a function) is allowed only for a module outside ssb_s3 that is costly
+and optional (boto3 for CloudFront, for instance); there is no cycle left to excuse one.
+The graph is read with `ast` from the source, so the test sees what Python would import.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "ssb_s3"
+FLOORS: dict[str, int] = {
+    "vocabulary": 0,
+    "errors": 1, "schemas": 1, "filters": 1, "progress": 1,
+    "config": 2,
+    "core": 3,
+    "storage": 4, "gpg": 4,
+    "ingest": 5,
+    "commands": 6,
+    "hooks": 7,
+    "cli": 8, "__main__": 8,
+}
+ROOT_FLOOR = 0  # ssb_s3/__init__.py holds only __version__
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(imported ssb_s3 module, line, at the top of the file) for every import of ssb_s3 in `path`."""
+    module = _module(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    tree = ast.parse(path.read_text())
+    top = {id(node) for node in tree.body}
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            names = [base]
+            names += [f"{base}.{alias.name}" for alias in node.names if (PACKAGE.parent / f"{base}.{alias.name}"
+                      .replace(".", "/")).with_suffix(".py").exists()]
+        found += [(name, node.lineno, id(node) in top) for name in names if name.split(".")[0] == "ssb_s3"]
+    return found
+
+
+def _floor(module: str) -> int:
+    parts = module.split(".")
+    return FLOORS[parts[1]] if len(parts) > 1 else ROOT_FLOOR
+
+
+def _graph() -> list[tuple[str, str, int, bool]]:
+    return [(_module(path), imported, line, top)
+            for path in sorted(PACKAGE.rglob("*.py")) for imported, line, top in _imports(path)]
+
+
+def test_every_module_has_a_floor() -> None:
+    assert [m for m in {_module(p) for p in PACKAGE.rglob("*.py")} if len(m.split(".")) > 1
+            and m.split(".")[1] not in FLOORS] == []
+
+
+def test_no_module_imports_from_a_floor_above_its_own() -> None:
+    upward = [f"{module} (floor {_floor(module)}) imports {imported} (floor {_floor(imported)}), line {line}"
+              for module, imported, line, _ in _graph() if _floor(imported) > _floor(module)]
+    assert upward == []
+
+
+def test_the_floors_the_issue_names_hold() -> None:
+    """config, errors and schemas never import core; storage never imports ingest; the vocabulary
+    imports nothing of ssb_s3 outside itself; core imports no store."""
+    edges = {(m.split(".")[1] if "." in m else m, i.split(".")[1] if "." in i else i) for m, i, _, _ in _graph()}
+    for low, high in [("config", "core"), ("errors", "core"), ("schemas", "core"), ("storage", "ingest"),
+                      ("core", "storage"), ("core", "commands")]:
+        assert (low, high) not in edges, (low, high)
+    assert {i for m, i in edges if m == "vocabulary"} <= {"vocabulary"}
+
+
+def test_no_import_of_ssb_s3_inside_a_function() -> None:
+    late = [f"{module}:{line} imports {imported}" for module, imported, line, top in _graph() if not top]
+    assert late == []
+
+
+def test_the_test_sees_an_upward_import(tmp_path: Path) -> None:
+    """The checker itself: a core module importing storage, or importing inside a function, is seen."""
+    probe = PACKAGE / "core" / "_probe_upward.py"
+    probe.write_text("from ..storage.store import Store\n\ndef f() -> None:\n    from ..errors import SSBError\n")
+    try:
+        graph = [(m, i, top) for m, i, _, top in _graph() if m == "ssb_s3.core._probe_upward"]
+    finally:
+        probe.unlink()
+    assert ("ssb_s3.core._probe_upward", "ssb_s3.storage.store", True) in graph
+    assert ("ssb_s3.core._probe_upward", "ssb_s3.errors", False) in graph
