@@ -18,7 +18,16 @@ import yaml
 from . import __version__
 from .commands.add import AddRequest, add_image, find_fingerprint
 from .commands.compat import render_report, served_report
-from .commands.listing import parse_filter, render, select, served_rows
+from .commands.listing import (
+    DEFAULT_COLUMNS,
+    parse_columns,
+    parse_filter,
+    parse_format,
+    render,
+    render_columns,
+    select,
+    served_rows,
+)
 from .commands.mirror import MirrorOptions, MirrorReport, mirror_all
 from .commands.mirror import dump as dump_mirror
 from .commands.publish import (
@@ -946,24 +955,38 @@ def _served_store(settings: Settings, base_url: str | None, limits: httpread.Lim
 
 @cli.command("list")
 @click.argument("filters", nargs=-1, metavar="[FILTER]...")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "yaml"]), default="table",
-              show_default=True, help="Output format (table: sizes human-readable; the others: bytes).")
+@click.option("-c", "--columns", default=DEFAULT_COLUMNS, show_default=True,
+              help="Columns, as incus image list: l alias, L aliases, f/F fingerprint, p public, d description, "
+                   "a architecture, s size, u upload date, t type; and N product, v version, o os, r release.")
+@click.option("-f", "--format", "fmt", default="table", show_default=True, metavar="FORMAT[,header|,noheader]",
+              help="table, compact or csv (the columns, as incus prints them), or json or yaml (every field of "
+                   "each image, sizes in bytes).")
 @click.option("--full-fingerprint", is_flag=True, help="Show the whole fingerprint, not its first 12 characters.")
 @SERVED_TREE
 @click.pass_obj
-def list_cmd(settings: Settings, filters: tuple[str, ...], fmt: str, full_fingerprint: bool, base_url: str | None,
-             timeout: float, deadline: float, max_catalog_size: int) -> None:
-    """List the published images as LXD and Incus list them: one row per image.
+def list_cmd(settings: Settings, filters: tuple[str, ...], columns: str, fmt: str, full_fingerprint: bool,
+             base_url: str | None, timeout: float, deadline: float, max_catalog_size: int) -> None:
+    """List the published images as `incus image list REMOTE:` lists them: one row per image.
 
-    Columns: product, version, type, fingerprint, aliases, size, date, arch, os, release.
-    FILTERs (ANDed) are KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX on those columns, e.g.
+    FILTERs (ANDed) are KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX on the fields product,
+    version, type, fingerprint, aliases, size, date, arch, os, release and description, e.g.
     `type=virtual-machine` or `product~^debian`. Needs no tree.yml.
     """
 
-    parsed = [parse_filter(text) for text in filters]  # checked before anything is read
+    try:  # checked before anything is read
+        parsed = [parse_filter(text) for text in filters]
+        chosen, header = parse_format(fmt)
+        letters = parse_columns(columns, full_fingerprint)
+    except ValueError as exc:
+        _fail([f"error: {exc}"])
     limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="list --{}")
     rows = select(served_rows(_served_store(settings, base_url, limits)), parsed)
-    echo(render(rows, fmt, full_fingerprint=full_fingerprint), lines=True)
+    if not rows and filters and chosen in ("table", "compact"):
+        echo(f"no image matches {' '.join(filters)}", lines=True)
+    elif chosen in ("json", "yaml"):
+        echo(render(rows, chosen, full_fingerprint=full_fingerprint), lines=True)
+    else:
+        echo(render_columns(rows, letters, chosen, header), lines=True)
 
 
 @cli.group("hooks")

@@ -11,6 +11,8 @@ published to SeaweedFS and read over HTTPS, like tests/test_e2e_clients.py.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -232,19 +234,46 @@ def test_list_formats(served: dict[str, Any]) -> None:
     rows = listed(served, "--full-fingerprint")
     as_yaml = run_list(served, "--format", "yaml", "--full-fingerprint")
     assert as_yaml.returncode == 0 and yaml.safe_load(as_yaml.stdout) == rows
-    as_csv = run_list(served, "--format", "csv")
-    lines = as_csv.stdout.splitlines()
-    assert lines[0] == "product,version,type,fingerprint,aliases,size,date,arch,os,release"
-    assert len(lines) == len(rows) + 1
-    assert '"busybox/1.36,busybox"' in as_csv.stdout  # aliases comma-separated, quoted as CSV does
-    table = run_list(served, "type=virtual-machine")
+    assert {r["version"]: r["description"] for r in rows if r["product"] == "busybox:1.36:amd64:default"} == {
+        "20260101_1000": "Busybox Busybox 1.36 amd64 (20260101_1000)",
+        "20260102_1000": "Busybox Busybox 1.36 amd64 (20260102_1000)"}  # the clients' os, release_title, arch
+    as_csv = run_list(served, "-f", "csv,header", "-c", "NvtfLsua")
+    records = list(csv.reader(io.StringIO(as_csv.stdout)))
+    assert records[0] == ["PRODUCT", "VERSION", "TYPE", "FINGERPRINT", "ALIASES", "SIZE", "UPLOAD DATE", "ARCHITECTURE"]
+    assert len(records) == len(rows) + 1
+    newest = next(r for r in records if r[:2] == ["busybox:1.36:amd64:default", "20260102_1000"])
+    assert newest[4] == "busybox\nbusybox/1.36\nbusybox/1.36/amd64\nbusybox/amd64"  # ALIASES: one a line, sorted
+    table = run_list(served, "type=virtual-machine", "-f", "compact", "-c", "Nvtfl")
     head, line = table.stdout.splitlines()
-    assert head.split() == ["PRODUCT", "VERSION", "TYPE", "FINGERPRINT", "ALIASES", "SIZE", "DATE", "ARCH", "OS",
-                            "RELEASE"]
+    assert head.split() == ["PRODUCT", "VERSION", "TYPE", "FINGERPRINT", "ALIAS"]
     vm = next(r for r in rows if r["type"] == "virtual-machine")
-    assert line.split()[:5] == ["busybox:1.36:amd64:vm", "20260106_1000", "virtual-machine", vm["fingerprint"][:12],
-                                "busybox/1.36/vm"]
-    assert line.split()[5].endswith("iB") and line.split()[6] == "2026-01-06"
+    assert line.split() == ["busybox:1.36:amd64:vm", "20260106_1000", "VIRTUAL-MACHINE", vm["fingerprint"][:12],
+                            "busybox/1.36/vm", "(1", "more)"]
+
+
+@pytest.mark.parametrize("args", [[], ["-c", "lLfFpdasut"], ["-f", "compact"], ["-f", "csv"], ["-f", "csv,header"],
+                                  ["-f", "table,noheader", "-c", "L,t,s"]],
+                         ids=["default", "every-column", "compact", "csv", "csv-header", "noheader"])
+def test_list_prints_what_incus_prints(served: dict[str, Any], tmp_path: Path, tls_files: TlsFiles,
+                                       args: list[str]) -> None:
+    """Byte for byte the real `incus image list REMOTE:` with the same -c and -f, on this host."""
+    incus = IncusClient(tmp_path / "incusconf", ca_file=tls_files.ca_cert)
+    incus.remote_add("t", served["url"])
+    theirs = incus.run("image", "list", "t:", *args).stdout
+    ours = run_list(served, *args)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs
+
+
+def test_list_says_when_no_image_matches_and_refuses_bad_columns(served: dict[str, Any]) -> None:
+    out = run_list(served, "os=Plan9", "type=container")
+    assert out.returncode == 0 and out.stdout == "no image matches os=Plan9 type=container\n"
+    assert run_list(served, "os=Plan9", "-f", "json").stdout == "[]\n"
+    for args, expected in [(["-c", "lz"], "error: columns 'lz': unknown column 'z' (letters: lLfFpdasutNvor)"),
+                           (["-f", "xml"], "error: format 'xml': expected one of table, compact, csv, json, yaml, "
+                                           "optionally with ,header or ,noheader")]:
+        bad = run_list(served, *args)
+        assert bad.returncode == 1 and bad.stdout == "" and bad.stderr == expected + "\n", bad.stderr
 
 
 @pytest.mark.parametrize("bad, expected", [

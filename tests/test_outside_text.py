@@ -98,7 +98,7 @@ def test_hostile_upstream_text_is_dropped_with_its_reason_and_never_printed_raw(
     assert not (target / "meta/1.0/index-system").exists() or b"\x00" not in (
         target / "meta/1.0/index-system").read_bytes()
 
-    listed = run_cli(None, str(target), "list")
+    listed = run_cli(None, str(target), "list", "-c", "Nl")
     assert listed.returncode == 0 and GOOD in listed.stdout and not raw_unsafe(listed.stdout + listed.stderr)
 
 
@@ -120,10 +120,11 @@ def _hostile_tree(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return root, values
 
 
-@pytest.mark.parametrize("fmt", ["table", "csv", "json", "yaml"])
+@pytest.mark.parametrize("fmt", ["table", "compact", "csv", "json", "yaml"])
 def test_a_foreign_trees_text_is_listed_escaped_in_every_format(tmp_path: Path, fmt: str) -> None:
     root, values = _hostile_tree(tmp_path)
-    out = ssb("-t", str(root), "list", "--format", fmt, cwd=tmp_path)
+    out = ssb("-t", str(root), "list", "--format", fmt + (",header" if fmt == "csv" else ""), "-c", "Ndor",
+              cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert not raw_unsafe(out.stdout + out.stderr), repr(out.stdout)
     if fmt == "json":
@@ -132,9 +133,10 @@ def test_a_foreign_trees_text_is_listed_escaped_in_every_format(tmp_path: Path, 
         row = yaml.safe_load(out.stdout)[0]
     else:
         assert printable(CLIPBOARD) in out.stdout and printable(values["release"]) in out.stdout, out.stdout
-        assert len(out.stdout.splitlines()) == 2  # the header and the one row: no line break of the tree's
+        # the header and the one row (between borders in a table): no line break of the tree's
+        assert len(out.stdout.splitlines()) == (5 if fmt == "table" else 2)
         if fmt == "csv":
-            assert next(csv.DictReader(io.StringIO(out.stdout)))["os"] == printable(CLIPBOARD)
+            assert next(csv.DictReader(io.StringIO(out.stdout)))["OS"] == printable(CLIPBOARD)
         return
     assert (row["os"], row["release"]) == (values["os"], values["release"])  # escaped as JSON/YAML escape: exact
 

@@ -14,6 +14,15 @@ metadata + root pair (or unified tarball) that carries a fingerprint, for LXD or
   (os, release, newest date, highest version name, then squashfs before tar.xz); older versions
   show none. (Go's sort is only stable up to 12 images: a client may break other ties its own way.)
 
+Output is `incus image list`'s (Incus 6.0.4, measured in tests/test_list.py): `-c` picks columns by
+its letters (COLUMNS: l L f F p d a s u t, plus N product, v version, o os, r release), default
+`lfpdatsu`; `-f table|compact|csv|json|yaml`, with `,noheader` / `,header`; rows sorted naturally
+(digit runs as numbers) column by column, empty cells last; the ALIAS column is the shortest alias
+and "(N more)", over the aliases the clients make: ALIAS on a host of the image's arch (this host's,
+as the clients decide) and ALIAS/<arch> always; sizes "%.2fMiB" of meta + root; dates
+"2006/01/02 15:04 UTC"; DESCRIPTION "os release_title arch (label) (version)". json and yaml keep
+this tool's record per image (FIELDS, sizes in bytes), whatever `-c` says.
+
 Filters (ssb_s3/filters, the syntax `mirror` uses too) apply to a row's fields (FIELDS), all ANDed;
 `aliases=X` matches a row having alias X. A bad filter or key is a FilterError (one line).
 Nothing here writes; the index and the catalogs are read bounded (verify, httpread). A tree's
@@ -26,7 +35,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import platform
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,7 +45,6 @@ import yaml
 
 from ..config import CANONICAL_ARCH
 from ..core.catalog import SHORT_FINGERPRINT, version_images
-from ..core.page import human_size
 from ..errors import ProblemsFound
 from ..filters import Filter
 from ..schemas import schema_problems
@@ -47,8 +57,10 @@ from .verify import read_catalog, served_entries
 # Within one version, the clients give an alias to the squashfs image before the tar.xz one
 # (measured with LXD 5.0.2 and Incus 6.0.4: tests/test_list.py); anything else comes after.
 ALIAS_PREFERENCE = (IMAGE_FILES["rootfs.squashfs"].ftype, IMAGE_FILES["rootfs.tar.xz"].ftype)
-FIELDS = ("product", "version", "type", "fingerprint", "aliases", "size", "date", "arch", "os", "release")
-FORMATS = ("table", "csv", "json", "yaml")
+FIELDS = ("product", "version", "type", "fingerprint", "aliases", "size", "date", "arch", "os", "release",
+          "description")
+FORMATS = ("table", "compact", "csv", "json", "yaml")
+DEFAULT_COLUMNS = "lfpdatsu"  # incus image list's default
 
 
 @dataclass
@@ -64,7 +76,10 @@ class ImageRow:
     arch: str
     os: str
     release: str
-    aliases: list[str] = field(default_factory=list)
+    description: str = ""
+    product_arch: str = ""  # the product's arch as written (amd64): the clients' ALIAS/<arch> uses it
+    aliases: list[str] = field(default_factory=list)  # the product's aliases this image has (short forms)
+    client_aliases: list[str] = field(default_factory=list)  # as the clients list them here (with ALIAS/<arch>)
 
     def value(self, key: str) -> str:
         """A field as text, for filters and text output."""
@@ -87,15 +102,24 @@ def catalog_rows(catalog: Mapping[str, Any]) -> list[ImageRow]:
         if arch is None:
             continue
         aliases = [a for a in str(product.get("aliases") or "").split(",") if a]
+        raw_arch, os_name = str(product.get("arch", "")), str(product.get("os", ""))
         for vname, version in sorted(product.get("versions", {}).items()):
             date = version_date(vname)
             if date is None:
                 continue
+            description = _description(product, version, vname)
             for fingerprint, (kind, size, rank) in sorted(_version_images(version.get("items", {})).items()):
-                rows.append((ImageRow(pname, vname, kind, fingerprint, size, date, arch,
-                                      str(product.get("os", "")), str(product.get("release", ""))), aliases, rank))
+                rows.append((ImageRow(pname, vname, kind, fingerprint, size, date, arch, os_name,
+                                      str(product.get("release", "")), description, raw_arch), aliases, rank))
     _assign_aliases(rows)
     return [row for row, _, _ in rows]
+
+
+def _description(product: Mapping[str, Any], version: Mapping[str, Any], name: str) -> str:
+    """The clients' description: "os release_title arch", then " (label)" if any, then " (version)"."""
+    text = f"{product.get('os', '')} {product.get('release_title', '')} {product.get('arch', '')}"
+    label = version.get("label")
+    return f"{text}{f' ({label})' if label else ''} ({name})"
 
 
 def _client_order(entry: tuple[ImageRow, list[str], int]) -> tuple[Any, ...]:
@@ -105,14 +129,23 @@ def _client_order(entry: tuple[ImageRow, list[str], int]) -> tuple[Any, ...]:
     return row.os, row.release, _desc(row.date), _desc(row.version), rank
 
 
-def _assign_aliases(rows: list[tuple[ImageRow, list[str], int]]) -> None:
-    """Per alias, arch and type, the first image in the clients' order gets it (newest first)."""
+def _assign_aliases(rows: list[tuple[ImageRow, list[str], int]], host_arch: str | None = None) -> None:
+    """Per alias, arch and type, the first image in the clients' order gets it (newest first);
+    the clients show the alias itself only on a host of the image's arch, and ALIAS/<arch> (the
+    product's arch as written) on every host, each name to one image per type."""
+    host = host_arch if host_arch is not None else CANONICAL_ARCH.get(platform.machine(), platform.machine())
     taken: set[tuple[str, str, str]] = set()
+    shown: set[tuple[str, str]] = set()
     for row, aliases, _ in sorted(rows, key=_client_order):
         for alias in aliases:
             if (alias, row.arch, row.type) not in taken:
                 taken.add((alias, row.arch, row.type))
                 row.aliases.append(alias)
+            forms = ([alias] if row.arch == host else []) + [f"{alias}/{row.product_arch}"]
+            for name in forms:
+                if (name, row.type) not in shown:
+                    shown.add((name, row.type))
+                    row.client_aliases.append(name)
 
 
 def _desc(text: str) -> tuple[int, ...]:
@@ -151,6 +184,119 @@ def select(rows: Iterable[ImageRow], filters: Sequence[Filter]) -> list[ImageRow
     return [row for row in rows if all(_passes(row, f) for f in filters)]
 
 
+# --- incus image list's columns and formats ---------------------------------------------------
+
+COLUMNS: dict[str, tuple[str, Callable[[ImageRow], str]]] = {
+    "l": ("ALIAS", lambda r: _shortest(r.client_aliases)),
+    "L": ("ALIASES", lambda r: "\n".join(sorted(r.client_aliases))),
+    "f": ("FINGERPRINT", lambda r: r.fingerprint[:SHORT_FINGERPRINT]),
+    "F": ("FINGERPRINT", lambda r: r.fingerprint),
+    "p": ("PUBLIC", lambda r: "yes"),  # a simplestreams remote serves public images only
+    "d": ("DESCRIPTION", lambda r: r.description),
+    "a": ("ARCHITECTURE", lambda r: r.arch),
+    "s": ("SIZE", lambda r: f"{r.size / 1024 / 1024:.2f}MiB"),
+    "u": ("UPLOAD DATE", lambda r: r.date.replace("-", "/") + " 00:00 UTC"),
+    "t": ("TYPE", lambda r: r.type.upper()),
+    # not incus's: this tree's names for the image
+    "N": ("PRODUCT", lambda r: r.product),
+    "v": ("VERSION", lambda r: r.version),
+    "o": ("OS", lambda r: r.os),
+    "r": ("RELEASE", lambda r: r.release),
+}
+
+
+def _shortest(aliases: Sequence[str]) -> str:
+    """The clients' ALIAS cell: the first shortest alias, and how many more there are."""
+    if not aliases:
+        return ""
+    shortest = min(aliases, key=len)  # min keeps the first of equal lengths, as the clients do
+    return f"{shortest} ({len(aliases) - 1} more)" if len(aliases) > 1 else shortest
+
+
+def parse_columns(text: str, full_fingerprint: bool = False) -> list[str]:
+    """`-c` letters (commas allowed, as incus allows them) → column letters; a ValueError names a
+    letter that is not one."""
+    letters = [c for c in text if c != ","]
+    unknown = [c for c in letters if c not in COLUMNS]
+    if unknown or not letters:
+        raise ValueError(f"columns '{text}': {'unknown column ' + repr(unknown[0]) if unknown else 'none given'} "
+                         f"(letters: {''.join(COLUMNS)})")
+    return ["F" if c == "f" and full_fingerprint else c for c in letters]
+
+
+def parse_format(text: str) -> tuple[str, bool | None]:
+    """`-f FORMAT[,header|,noheader]` → (format, header wanted: None for the format's default)."""
+    name, _, option = text.partition(",")
+    if name not in FORMATS or option not in ("", "header", "noheader"):
+        raise ValueError(f"format '{text}': expected one of {', '.join(FORMATS)}, optionally with ,header or "
+                         ",noheader")
+    return name, None if not option else option == "header"
+
+
+def _natural_key(text: str) -> tuple[tuple[int, int, str, int], ...]:
+    """Sort key of a natural order: runs of digits compare as numbers (fewer leading zeros first
+    on a tie) and sort before other characters, which compare by their UTF-8 bytes."""
+    key = []
+    for run in re.finditer(r"[0-9]+|[^0-9]", text):
+        part = run.group()
+        if part.isdigit():
+            digits = part.lstrip("0")
+            key.append((0, len(digits), digits, len(part) - len(digits)))
+        else:
+            key.append((1, 0, part.encode().decode("latin-1"), 0))
+    return tuple(key)
+
+
+def _row_key(cells: Sequence[str]) -> tuple[tuple[int, Any], ...]:
+    """Rows compare cell by cell, left to right; an empty cell sorts after any other."""
+    return tuple((1, ()) if not cell else (0, _natural_key(cell)) for cell in cells)
+
+
+def render_columns(rows: Sequence[ImageRow], columns: Sequence[str], fmt: str, header: bool | None = None) -> str:
+    """The rows as `incus image list -c COLUMNS -f FMT` prints them (table, compact or csv)."""
+    heads = [COLUMNS[c][0] for c in columns]
+    # each line of a cell escaped on its own: ALIASES is one alias a line
+    cells = sorted(([_cell(row, c) for c in columns] for row in rows), key=_row_key)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        if header:  # incus's csv has no header unless asked
+            writer.writerow(heads)
+        writer.writerows(cells)
+        return out.getvalue().rstrip("\n")
+    show_header = header is not False
+    widths = [max([len(h) if show_header else 0, *(len(line) for row in cells for line in row[i].split("\n"))])
+              for i, h in enumerate(heads)]
+
+    def lines(row: Sequence[str], centred: bool = False) -> list[list[str]]:
+        parts = [cell.split("\n") for cell in row]
+        height = max(len(p) for p in parts)
+        return [[(_centre(p[n], w) if centred else p[n].ljust(w)) if n < len(p) else " " * w
+                 for p, w in zip(parts, widths, strict=True)] for n in range(height)]
+
+    if fmt == "compact":
+        body = ([lines(heads, centred=True)] if show_header else []) + [lines(row) for row in cells]
+        return "\n".join("  " + "  ".join(line) + "  " for block in body for line in block)
+    border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out_lines = [border]
+    if show_header:
+        out_lines += ["| " + " | ".join(line) + " |" for line in lines(heads, centred=True)] + [border]
+    for row in cells:
+        out_lines += ["| " + " | ".join(line) + " |" for line in lines(row)] + [border]
+    return "\n".join(out_lines)
+
+
+def _cell(row: ImageRow, column: str) -> str:
+    value = COLUMNS[column][1](row)
+    return "\n".join(printable(line) for line in (sorted(row.client_aliases) if column == "L" else [value]))
+
+
+def _centre(text: str, width: int) -> str:
+    """A header centred as the clients' tables centre it (the odd space on the right)."""
+    left = (width - len(text)) // 2
+    return " " * left + text + " " * (width - len(text) - left)
+
+
 def _record(row: ImageRow, full: bool) -> dict[str, Any]:
     data = {k: v for k, v in asdict(row).items() if k in FIELDS}
     data["fingerprint"] = row.fingerprint if full else row.fingerprint[:SHORT_FINGERPRINT]
@@ -158,10 +304,8 @@ def _record(row: ImageRow, full: bool) -> dict[str, Any]:
 
 
 def render(rows: Sequence[ImageRow], fmt: str, *, full_fingerprint: bool = False) -> str:
-    """The rows as table (sizes human-readable), csv (with a header), json or yaml (sizes in bytes)."""
-    records = [_record(row, full_fingerprint) for row in rows]
-    shown = [{**record, "size": human_size(row.size)} for record, row in zip(records, rows, strict=True)]
-    return render_records(records, FIELDS, fmt, table_records=shown)
+    """The rows as json or yaml records: every field (FIELDS), sizes in bytes."""
+    return render_records([_record(row, full_fingerprint) for row in rows], FIELDS, fmt)
 
 
 class _Dumper(yaml.SafeDumper):
