@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from realparts import IncusClient, LxdClient, TlsFiles, make_image, make_qcow2, need, serve_https_static
 
+from ssb_s3.vocabulary import clients
 from ssb_s3.vocabulary.clients import CLIENTS
 
 BOTH = ("lxd.tar.xz", "incus.tar.xz")
@@ -268,11 +269,21 @@ def test_compat_table_csv_and_client_filter(variety: dict[str, Any], tls_files: 
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["PRODUCT", "VERSION", "LXD-5.0", "INCUS"]
-    row = next(line for line in lines if line.startswith("lxd-only "))
-    assert row.split()[:4] == ["lxd-only", V1, "yes", "(squashfs)"]
-    assert row.rstrip().endswith("no: no incus.tar.xz or incus_combined.tar.gz item (it ignores lxd.tar.xz)")
-    assert any(line.startswith("lxd-5.0: LXD 5.0, rules from canonical/lxd lxd-5.0.2 ") and
-               "measured against lxc 5.0.2" in line for line in lines)
+    at = next(i for i, line in enumerate(lines) if line.startswith("lxd-only "))
+    assert lines[at].split() == ["lxd-only", V1, "yes", "no"]
+    assert lines[at + 1:at + 3] == ["  lxd-5.0: images squashfs",
+                                    "  incus: no incus.tar.xz or incus_combined.tar.gz item (it ignores lxd.tar.xz)"]
+    assert any(line.startswith("lxd-5.0: LXD 5.0, rules from canonical/lxd lxd-5.0.2 ") for line in lines)
+    assert "measured against lxc 5.0.2" in out.stdout
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    full = compat(target=variety["root"])  # every client: a detail the clients share is said once
+    at = full.stdout.splitlines().index(next(line for line in full.stdout.splitlines() if line.startswith("deltas ")
+                                             and V2 in line))
+    details = full.stdout.splitlines()[at + 1:at + 5]
+    assert "  lxd-5.0, lxd, incus: images squashfs, disk-kvm.img" in details or \
+        "  lxd-5.0, lxd, incus: images disk-kvm.img, squashfs" in details, details
+    assert sum("uses squashfs.vcdiff (delta from 20260101_1000)" in line for line in full.stdout.splitlines()) == 1
+    assert max(len(line) for line in full.stdout.splitlines()) <= 100
     csv = compat("--format", "csv", target=variety["root"])
     assert csv.stdout.splitlines()[0] == "product,version,lxd-5.0,lxd,incus,simplestreams"
     assert len(csv.stdout.splitlines()) == len(MEASURED) + 1
@@ -358,3 +369,18 @@ def test_publish_serves_both_clients_from_an_lxd_only_version(tmp_path: Path) ->
     assert out.returncode == 0 and "WARNING" not in out.stderr, out.stderr
     assert out.stdout.strip().endswith("; clients: lxd-5.0, lxd, incus")
     shutil.rmtree(tmp_path / "tree")
+
+
+def test_a_delta_note_names_its_base_once() -> None:
+    """`build-product` keys a delta item delta-<base>: the note does not say the base twice."""
+    def meta(fingerprint: str) -> dict[str, Any]:
+        return {"ftype": "lxd.tar.xz", "path": "p/m", "combined_squashfs_sha256": fingerprint}
+
+    root = {"ftype": "squashfs", "path": "p/r"}
+    product = {"arch": "amd64", "versions": {
+        "20260101_1000": {"items": {"lxd.tar.xz": meta("a" * 64), "root.squashfs": root}},
+        "20260102_1000": {"items": {"lxd.tar.xz": meta("b" * 64), "root.squashfs": root,
+                                    "delta-20260101_1000": {"ftype": "squashfs.vcdiff", "path": "p/d",
+                                                            "delta_base": "20260101_1000"}}}}}
+    cell = clients.cell(clients.CLIENTS["lxd-5.0"], product, "20260102_1000", product["versions"]["20260102_1000"])
+    assert cell.notes == ["uses delta-20260101_1000"]

@@ -2,12 +2,15 @@
 
 Reads index.json and its catalogs as `verify` and `list` do (bounded, nothing written); a catalog
 with wrong JSON types is refused field by field, as `list` refuses it. One row per product
-version; per client a cell (vocabulary/clients.Cell). Output through list's renderer (table, csv,
-json, yaml); json and yaml carry each cell's images, reason and notes.
+version; per client a cell (vocabulary/clients.Cell). csv, json and yaml go through list's
+renderer (json and yaml carry each cell's images, reason and notes); the table shows yes/no per
+client and, under each row, its details wrapped to WIDTH columns, each said once for the clients
+that share it ("lxd-5.0, incus: uses delta-20260101_1000").
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +18,7 @@ from ..errors import ProblemsFound
 from ..schemas import schema_problems
 from ..storage.store import Store
 from ..vocabulary import clients
+from ..vocabulary.text import printable
 from .listing import render_records
 from .verify import read_catalog, served_entries
 
@@ -43,13 +47,42 @@ def render_report(rows: Sequence[clients.Row], names: Sequence[str], fmt: str) -
     if fmt in ("json", "yaml"):
         records: list[dict[str, Any]] = [row.as_dict() for row in rows]
         return render_records(records, ("product", "version", "clients"), fmt)
-    flat = [{"product": row.product, "version": row.version, **{n: row.cells[n].text() for n in names}}
-            for row in rows]
-    text = render_records(flat, ("product", "version", *names), fmt)
-    if fmt == "table":
-        sources = [f"{c.name}: {c.title}, rules from {c.source}"
-                   + (f"; measured against {c.measured_with}" if c.measured_with else
-                      "; no real client here: from the cited source only")
-                   for c in (clients.CLIENTS[n] for n in names)]
-        text += "\n\n" + "\n".join(sources)
-    return text
+    if fmt == "csv":
+        flat = [{"product": row.product, "version": row.version, **{n: row.cells[n].text() for n in names}}
+                for row in rows]
+        return render_records(flat, ("product", "version", *names), fmt)
+    return _table(rows, names)
+
+
+WIDTH = 100  # the table's lines, details included, fit a terminal this wide
+
+
+def _details(row: clients.Row, names: Sequence[str]) -> list[str]:
+    """The row's details, each once, prefixed by the clients it concerns (in column order)."""
+    said: dict[str, list[str]] = {}
+    for name in names:
+        cell = row.cells[name]
+        kinds = ", ".join(dict.fromkeys(i.kind for i in cell.images))
+        found = ([f"images {kinds}"] if kinds else []) + cell.notes if cell.listed else [cell.reason]
+        for text in found:
+            said.setdefault(text, []).append(name)
+    return [f"{', '.join(who)}: {text}" for text, who in said.items()]
+
+
+def _table(rows: Sequence[clients.Row], names: Sequence[str]) -> str:
+    records = [{"product": row.product, "version": row.version,
+                **{n: "yes" if row.cells[n].listed else "no" for n in names}} for row in rows]
+    table = render_records(records, ("product", "version", *names), "table").split("\n")
+    lines = table[:1]
+    for row, line in zip(rows, table[1:], strict=True):
+        lines.append(line)
+        for detail in _details(row, names):
+            lines += textwrap.wrap(printable(detail), WIDTH, initial_indent="  ", subsequent_indent="      ",
+                                   break_on_hyphens=False)
+    lines.append("")
+    for c in (clients.CLIENTS[n] for n in names):
+        source = (f"{c.name}: {c.title}, rules from {c.source}"
+                  + (f"; measured against {c.measured_with}" if c.measured_with else
+                     "; no real client here: from the cited source only"))
+        lines += textwrap.wrap(source, WIDTH, subsequent_indent="    ", break_on_hyphens=False)
+    return "\n".join(lines)

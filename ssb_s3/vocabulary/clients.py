@@ -324,7 +324,7 @@ def _delta_notes(client: Client, product: Mapping[str, Any], items: Mapping[str,
             notes.append(f"{key} is offered as a delta from {source[:12]} ({client.deltas[dftype]} of {base_name}),"
                          f" not from its {root} image {wanted[:12]}: never applied")
         else:
-            notes.append(f"uses {key} (delta from {base_name})")
+            notes.append(f"uses {key}" if base_name in key else f"uses {key} (delta from {base_name})")
     return notes
 
 
