@@ -399,18 +399,25 @@ def validate_cmd(settings: Settings, source: str | None) -> None:
 
 
 def _lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    """A non-negative finite number of seconds; anything else is one line (SSBGroup), not a usage dump."""
+    """A duration as --grace takes it (10m, 1h30m, 600) or a non-negative number of seconds (2.5);
+    anything else is one line (SSBGroup), not a usage dump."""
+    try:
+        return float(parse_duration(value))
+    except ValueError:
+        pass
     try:
         seconds = float(value)
     except ValueError:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds < 0:
-        raise SSBError(f"--lock-timeout '{value}': expected a non-negative finite number of seconds (e.g. 600)")
+        raise SSBError(f"--lock-timeout '{value}': expected a duration (e.g. 10m, 1h30m, 600) or a non-negative "
+                       "number of seconds")
     return seconds
 
 
-LOCK_TIMEOUT = click.option("--lock-timeout", default="600", show_default=True, callback=_lock_timeout,
-                            help="Seconds to wait for another publisher's lease.")
+LOCK_TIMEOUT = click.option("--lock-timeout", default="10m", show_default=True, callback=_lock_timeout,
+                            metavar="DURATION", help="How long to wait for another publisher's lease (e.g. 90s, "
+                                                     "10m, or seconds).")
 GRACE = click.option("--grace", metavar="DURATION",
                      help="Keep files this long after the last catalog naming them was replaced "
                           "(e.g. 90m, 6h, 0; default: tree.yml `grace`, else 6h).")

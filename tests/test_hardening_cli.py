@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from realparts import S3Server, missing, need
 
+from ssb_s3.cli import _lock_timeout
 from ssb_s3.config import StorageConfig, load_config
 from ssb_s3.core.versions import version_name_problem
 from ssb_s3.errors import StoreError
@@ -168,12 +169,16 @@ def test_lock_timeout_must_be_a_finite_non_negative_number(tmp_path: Path, value
     public = tmp_path / "public"
     out = run("-c", str(EXAMPLE / "tree.yml"), "-t", str(public), command, f"--lock-timeout={value}")
     line = one_error_line(out)
-    assert line == f"error: --lock-timeout '{value}': expected a non-negative finite number of seconds (e.g. 600)"
+    assert line == (f"error: --lock-timeout '{value}': expected a duration (e.g. 10m, 1h30m, 600) or a non-negative "
+                    "number of seconds")
     assert not public.exists()
 
 
-def test_lock_timeout_zero_and_fractions_are_fine(tmp_path: Path) -> None:
-    for value in ("0", "0.5"):
+def test_lock_timeout_zero_fractions_and_durations_are_fine(tmp_path: Path) -> None:
+    """--lock-timeout takes durations as --grace does (issue 23 §3), and seconds as before."""
+    assert [_lock_timeout(None, None, v) for v in ("0", "0.5", "600", "90s", "10m", "1h30m")] == [  # type: ignore[arg-type]
+        0, 0.5, 600, 90, 600, 5400]
+    for value in ("0", "0.5", "90s"):
         out = run("-c", str(EXAMPLE / "tree.yml"), "-t", str(tmp_path / "public"), "publish", "--lock-timeout", value)
         assert out.returncode == 0, out.stderr
 

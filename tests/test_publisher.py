@@ -204,6 +204,7 @@ def test_lease_waits_times_out_names_the_holder_and_can_be_forced(tree: Tree, s3
         blocked = tree.cli("publish", "--lock-timeout", "1")
         assert blocked.returncode == 1
         assert "is held: a test holder by ssb-s3-" in blocked.stderr and "force-unlock" in blocked.stderr
+        assert blocked.stderr.count("is held") == 1, blocked.stderr  # one line: no warning before the error
         # a second Lease waits while the first one is renewed, then gets it once released
         waiter = Lease(store, ttl=300, timeout=30, purpose="waiter")
         started = time.monotonic()

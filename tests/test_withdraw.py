@@ -302,12 +302,12 @@ def test_a_held_lease_makes_withdraw_wait_then_refuse(local: Path) -> None:
     before = tree_state(local)
     with Lease(open_store(str(local / "out")), ttl=60, timeout=0, purpose="publish"):
         started = time.monotonic()
-        out = run_local(local, "withdraw", PRODUCT, NEW, "--lock-timeout", "1")
+        out = run_local(local, "withdraw", PRODUCT, NEW, "--lock-timeout", "3s")
         waited = time.monotonic() - started
-    waiting, error = out.stderr.splitlines()  # as publish: the wait, then the refusal
+    waiting, error = out.stderr.splitlines()  # as publish: the wait (once it lasted 2 s), then the refusal
     assert out.returncode == 1 and "lease.json is held: publish by" in waiting and "waiting up to 1s" in waiting
     assert error.startswith("error: ") and "lease.json is held" in error and "force-unlock" in error, error
-    assert waited >= 1
+    assert waited >= 3
     assert tree_state(local) == before
     assert run_local(local, "withdraw", PRODUCT, NEW).returncode == 0  # released: it goes through
 

@@ -48,6 +48,7 @@ from .store import LEASE_KEY, LocalStore, Store
 log = logging.getLogger(__name__)
 
 WAIT_REPORT_EVERY = 10.0  # seconds between "still waiting" lines
+WAIT_REPORT_AFTER = 2.0  # a wait is reported once it lasts this long: a shorter one ends in one line, either way
 
 
 class LeaseError(SSBError):
@@ -221,17 +222,20 @@ class Lease:
 
     def _report_wait(self, holder: LeaseInfo, deadline: float,
                      reported: tuple[str, float] | None) -> tuple[str, float] | None:
-        """Say who holds the lease at once (and again when the holder changes), then every
-        WAIT_REPORT_EVERY seconds how long is left; returns what was last said and when."""
+        """Say who holds the lease once the wait has lasted WAIT_REPORT_AFTER (and again when the
+        holder changes), then every WAIT_REPORT_EVERY seconds how long is left; returns what was last
+        said and when."""
         if holder.owner == "?":
             return reported  # gone or changing hands this instant: the next attempt tells
         now = time.monotonic()
         give_up = max(0.0, deadline - now)
+        if reported is None and now - (deadline - self.timeout) < WAIT_REPORT_AFTER:
+            return None  # not worth a line yet: the lease may come free, or the timeout's error says it all
         if reported is None or reported[0] != holder.owner:
             log.warning("%s is held: %s (expires in %.0fs); waiting up to %.0fs (--lock-timeout)",
                         self.store.describe(LEASE_KEY), holder.describe(), max(0.0, holder.expires - self.clock()),
                         give_up)
-            return holder.owner, now
+            return holder.owner, now if reported else deadline - self.timeout  # the cadence counts from the start
         if now - reported[1] >= WAIT_REPORT_EVERY:
             log.warning("still waiting for the lease held by %s: it expires in %.0fs, giving up in %.0fs",
                         holder.owner, max(0.0, holder.expires - self.clock()), give_up)
