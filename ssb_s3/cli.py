@@ -162,6 +162,11 @@ class _PrintableFormatter(logging.Formatter):
 
 
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+# Commands that write: stopped anywhere, they leave what is served as it was (an upload is
+# invisible until its marker, the catalog is served only once index.json flips), and the same
+# command run again finishes the job (uploads resume, copies are checked and skipped).
+RESUMABLE = frozenset({"publish", "withdraw", "build-product", "build-versions-manifest", "build-images-file",
+                       "build-index", "mirror", "purge", "add", "import", "remove"})
 
 
 def _fail(lines: list[str], code: int = 1) -> NoReturn:
@@ -184,7 +189,8 @@ class SSBGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
-            _fail(["error: interrupted"], INTERRUPTED)
+            resume = "; re-run the same command to resume" if ctx.invoked_subcommand in RESUMABLE else ""
+            _fail([f"error: interrupted{resume}"], INTERRUPTED)
         except Exception as exc:
             verbose = bool(ctx.obj and ctx.obj.verbose)
             if verbose:

@@ -28,6 +28,7 @@ from ssb_s3.config import StorageConfig, load_config
 from ssb_s3.core.versions import version_name_problem
 from ssb_s3.errors import StoreError
 from ssb_s3.schemas import load_schema
+from ssb_s3.storage.lease import Lease
 from ssb_s3.storage.store import open_store
 from ssb_s3.vocabulary.text import printable
 
@@ -337,3 +338,26 @@ print(json.dumps({{"callable": callable(entry.handler), "file": entry.__file__, 
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "is not a bundle built by this script" in refused.stderr
     assert (tmp_path / "mine/keep.txt").read_text() == "x"
+
+
+def test_a_publish_stopped_by_ctrl_c_says_rerun_and_the_rerun_finishes(tmp_path: Path) -> None:
+    """Ctrl-C while publish waits for the lease: one line saying how to resume, exit 130, nothing
+    served; the same command run again publishes."""
+    public = tmp_path / "public"
+    argv = [sys.executable, "-m", "ssb_s3", "-c", str(EXAMPLE / "tree.yml"), "-t", str(public), "publish"]
+    with Lease(open_store(str(public)), ttl=60, timeout=0, purpose="test holder"):
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None
+            assert "is held" in proc.stderr.readline()  # waiting: the wait is reported after 2 s
+            proc.send_signal(signal.SIGINT)
+            _, rest = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130 and rest.splitlines() == ["error: interrupted; re-run the same command to resume"]
+    assert not (public / "streams").exists()
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert (public / "streams/v1/index.json").is_file()
