@@ -2,7 +2,8 @@
 imports at the top of the file.
 
 Floors, lowest first (a newcomer reads them bottom-up):
-0. vocabulary (and the package's own __init__, which holds only __version__): image files, clients, text, problems; imports nothing of ssb_s3 outside itself;
+0. vocabulary: image files, clients, text, problems; imports nothing of ssb_s3 outside itself
+   (the package's own __init__, which holds only __version__, is on this floor too);
 1. errors, schemas, filters, progress: typed errors and the shipped schemas;
 2. config: the frozen config built from tree.yml;
 3. core: the pure plan and its views (no store, no I/O);
