@@ -90,6 +90,9 @@ class Settings:
     profile: str | None
     verbose: int
     quiet: bool = False
+    command: str = ""  # the subcommand run
+    config_defaulted: bool = False  # -c not given (nor SSB_CONFIG): ./tree.yml if there is one
+    target_defaulted: bool = False  # -t not given (nor SSB_TARGET): the current folder
     _tree: TreeConfig | None = None
     _declared: TreeConfig | None = None
     _missing: ConfigError | None = None  # no tree.yml (none given, none in the working folder)
@@ -103,6 +106,9 @@ class Settings:
                 if Path(self.config_path).exists() or self.config_path != "tree.yml":
                     raise
                 self._declared, self._missing = TreeConfig(source_file="(no tree.yml)", products=()), exc
+            else:
+                if self.config_defaulted and self.command in TREE_YML_OPTIONAL and not self.quiet:
+                    echo(f"using ./{self.config_path} (-c FILE to choose another)", err=True)
         return self._declared
 
     def effective(self) -> TreeConfig:
@@ -165,6 +171,8 @@ INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by C
 # Commands that write: stopped anywhere, they leave what is served as it was (an upload is
 # invisible until its marker, the catalog is served only once index.json flips), and the same
 # command run again finishes the job (uploads resume, copies are checked and skipped).
+# Commands that run without a tree.yml: picking up ./tree.yml unasked is said (it changes what they do).
+TREE_YML_OPTIONAL = frozenset({"mirror", "list", "compat", "purge"})
 RESUMABLE = frozenset({"publish", "withdraw", "build-product", "build-versions-manifest", "build-images-file",
                        "build-index", "mirror", "purge", "add", "import", "remove"})
 
@@ -233,7 +241,11 @@ def cli(ctx: click.Context, config_path: str, target: str, apikey: str | None, e
     logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    ctx.obj = Settings(config_path, target, apikey, endpoint_url, region, profile, verbose, quiet)
+    defaulted = click.core.ParameterSource.DEFAULT
+    ctx.obj = Settings(config_path, target, apikey, endpoint_url, region, profile, verbose, quiet,
+                       command=ctx.invoked_subcommand or "",
+                       config_defaulted=ctx.get_parameter_source("config_path") == defaulted,
+                       target_defaulted=ctx.get_parameter_source("target") == defaulted)
 
 
 @cli.command("print")
@@ -310,20 +322,28 @@ def _base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return value.rstrip("/")
 
 
-def _print_purge(plan: PurgePlan, dry_run: bool) -> None:
+def _print_purge(plan: PurgePlan, dry_run: bool, detailed: bool = True) -> None:
+    """What the purge did or will do; not `detailed` (a publish without -v), the folders left for
+    later (within the grace) or kept (never published) are one summary line each."""
     verb = "would delete" if dry_run else "deleted"
     for item in plan.delete_now:
         echo(f"{verb} {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
-    for item in plan.delete_later:
-        echo(f"later {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
-    for item in plan.never_published:
-        echo(f"kept {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
+    for word, items in (("later", plan.delete_later), ("kept", plan.never_published)):
+        if detailed:
+            for item in items:
+                echo(f"{word} {item.folder} ({item.objects} objects, {item.size} bytes): {item.reason}")
+        elif items:
+            what = "left for a later purge (within the grace)" if word == "later" else \
+                "kept (never published by ssb-s3; purge --include-unpublished deletes them)"
+            echo(f"{word}: {len(items)} folder(s), {sum(i.objects for i in items)} objects, "
+                 f"{sum(i.size for i in items)} bytes {what}; -v lists them")
     for key in plan.old_catalogs:
         echo(f"{verb} old catalog {key}")
 
 
-def _print_report(report: PublishReport, quiet: bool = False) -> None:
-    """What changed, then one summary line (stdout); nothing with -q ("Only errors")."""
+def _print_report(report: PublishReport, quiet: bool = False, verbose: int = 0) -> None:
+    """What changed, then one summary line (stdout); nothing with -q ("Only errors"); the purge's
+    folders one by one with -v."""
     if quiet:
         return
     for name, change in report.changes.items():
@@ -335,7 +355,7 @@ def _print_report(report: PublishReport, quiet: bool = False) -> None:
         size = "would be made" if delta["size"] is None else \
             f"{delta['size']} bytes, {100 * delta['size'] / max(1, delta['root_size']):.1f}% of the root"
         echo(f"+ delta {delta['path']} ({size})")
-    _print_purge(report.purge, report.dry_run)
+    _print_purge(report.purge, report.dry_run, detailed=verbose > 0)
     if report.dry_run:
         echo(f"dry run: {len(report.products)} products, {report.versions} versions, "
                    f"{report.bytes_added} bytes added, catalog {report.catalog_key}; nothing written")
@@ -483,6 +503,8 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
     lease that serialises publishers. Files of expired versions are deleted once no catalog
     current within the grace period names them.
     """
+    if settings.target_defaulted and not settings.quiet:
+        echo("publishing to local folder . (-t DIR or -t s3://BUCKET to choose the target)", err=True)
     opts = PublishOptions(
         apikey=settings.apikey, storage=settings.storage, refresh_manifests=refresh_manifests, rehash=rehash,
         dry_run=dry_run, keep_going=keep_going, force=force, skip_purge=skip_purge, grace=_grace(grace),
@@ -499,7 +521,7 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
                 if planned is None:
                     return
                 if not as_json:
-                    _print_report(planned, settings.quiet)
+                    _print_report(planned, settings.quiet, settings.verbose)
                 if planned.problems:
                     _fail(["error: some products were not updated:",
                            *(f"  - {p}" for p in capped([str(p) for p in planned.problems]))])
@@ -519,7 +541,7 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
     if as_json:
         echo(dump_json(report.as_dict()), lines=True)
     else:
-        _print_report(report, settings.quiet)
+        _print_report(report, settings.quiet, settings.verbose)
     if report.problems:
         problems = capped([str(p) for p in report.problems])
         _fail(["error: some products were not updated:", *(f"  - {p}" for p in problems)])
@@ -625,7 +647,7 @@ def add_cmd(settings: Settings, metadata: Path, rootfs: Path | None, product_nam
                    f"recorded ({len(report.ingest.uploaded)} uploaded, {len(report.ingest.skipped)} already there, "
                    f"{report.ingest.bytes_uploaded} bytes)")
     if report.publish is not None:
-        _print_report(report.publish)
+        _print_report(report.publish, settings.quiet, settings.verbose)
 
 
 cli.add_command(add_cmd, "import")
@@ -734,7 +756,7 @@ def mirror_cmd(settings: Settings, source: str, filters: tuple[str, ...], client
     if dry_run:
         _print_mirror(reports, as_json, settings.quiet)
         if reports[0].publish is not None and not as_json:  # with -c tree.yml: its own products' plan
-            _print_report(reports[0].publish, settings.quiet)
+            _print_report(reports[0].publish, settings.quiet, settings.verbose)
         return
     report = reports[0].publish
     assert report is not None
@@ -742,7 +764,7 @@ def mirror_cmd(settings: Settings, source: str, filters: tuple[str, ...], client
         echo(dump_mirror(reports), lines=True)
     else:
         _print_mirror_notes(reports, settings.quiet)
-        _print_report(report, settings.quiet)
+        _print_report(report, settings.quiet, settings.verbose)
     if reports[0].failed:  # the rest was published; these versions were not
         _fail([f"error: {len(reports[0].failed)} version(s) not mirrored, the rest published:",
                *(f"  - {line}" for line in capped(reports[0].failed))])
@@ -815,7 +837,7 @@ def build_product_cmd(settings: Settings, name: str, source_dir: str | None, ima
             report = publish(tree, settings.store(), PublishOptions(
                 apikey=settings.apikey, storage=settings.storage, skip_purge=skip_purge, lock_timeout=lock_timeout,
                 quiet=settings.quiet, local_files=local))
-            _print_report(report, settings.quiet)
+            _print_report(report, settings.quiet, settings.verbose)
     finally:
         if staging is not None and remove:
             cleanup(staging)

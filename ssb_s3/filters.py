@@ -6,6 +6,11 @@ negations `KEY!=VALUE`, `KEY!~REGEX`; every filter must match (AND); a missing k
 A key is letters, digits, `_`, `|` and `-`; spaces around the operator are allowed. A filter is
 checked when parsed (its syntax, its regular expression, and with `keys` its key): a bad one is
 one FilterError naming its text and what was expected. Pure: no I/O.
+
+One vocabulary for both commands: a command may accept other names for its keys (`synonyms`:
+`product` and `product_name` name the same thing in list and mirror), and `arch=` / `arch!=`
+compare architectures as the clients do, so amd64 and x86_64 are one arch whichever way the
+catalog or the filter spells it (a regular expression still reads the text as written).
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import SSBError
+from .vocabulary.clients import CLIENTS
+
+# The clients' arch names, aliases included (LXD 5.0's: the strictest reader), by canonical name.
+_CANONICAL_ARCH = CLIENTS["lxd-5.0"].arches
+ARCH_KEY = "arch"
 
 _SYNTAX = re.compile(r"([\w|-]+) *(!?[=~]) *(.*)$", re.DOTALL)
 EXPECTED = "expected KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX"
@@ -36,13 +46,15 @@ class Filter:
     regex: re.Pattern[str] | None = None
 
     @classmethod
-    def parse(cls, text: str, keys: Collection[str] | None = None) -> Filter:
-        """`keys`: the keys this filter may name (None: any key)."""
+    def parse(cls, text: str, keys: Collection[str] | None = None,
+              synonyms: Mapping[str, str] | None = None) -> Filter:
+        """`keys`: the keys this filter may name (None: any key); `synonyms`: other names of them."""
         found = _SYNTAX.match(text)
         if not found:
             hint = f" (keys: {', '.join(keys)})" if keys else ""
             raise FilterError(f"filter '{text}': {EXPECTED}{hint}")
         key, op, value = found.groups()
+        key = (synonyms or {}).get(key, key)
         if keys is not None and key not in keys:
             raise FilterError(f"filter '{text}': unknown key '{key}' (keys: {', '.join(keys)})")
         regex = None
@@ -58,6 +70,8 @@ class Filter:
         field such as aliases, matched by element)."""
         if self.regex is not None:
             hit = self.regex.search(text) is not None
+        elif self.key == ARCH_KEY:
+            hit = _CANONICAL_ARCH.get(text, text) == _CANONICAL_ARCH.get(self.value, self.value)
         else:
             hit = text == self.value or self.value in members
         return hit != self.op.startswith("!")
@@ -66,5 +80,6 @@ class Filter:
         return self.matches_text(str(fields.get(self.key, "")))
 
 
-def parse_filters(texts: Iterable[str], keys: Collection[str] | None = None) -> tuple[Filter, ...]:
-    return tuple(Filter.parse(text, keys) for text in texts)
+def parse_filters(texts: Iterable[str], keys: Collection[str] | None = None,
+                  synonyms: Mapping[str, str] | None = None) -> tuple[Filter, ...]:
+    return tuple(Filter.parse(text, keys, synonyms) for text in texts)

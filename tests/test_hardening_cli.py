@@ -361,3 +361,24 @@ def test_a_publish_stopped_by_ctrl_c_says_rerun_and_the_rerun_finishes(tmp_path:
     again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert (public / "streams/v1/index.json").is_file()
+
+
+def test_defaults_picked_up_unasked_are_said(tmp_path: Path) -> None:
+    """publish says where it publishes when -t defaults to '.'; list, mirror, purge and compat say
+    they use ./tree.yml when they pick it up unasked (issue 23 §3); given explicitly, nothing is said."""
+    work = tmp_path / "work"
+    shutil.copytree(EXAMPLE, work)
+    env = {k: v for k, v in os.environ.items() if k not in ("SSB_CONFIG", "SSB_TARGET")}
+    published = run("publish", cwd=work, env=env)
+    assert published.returncode == 0, published.stderr
+    assert published.stderr.splitlines()[0] == \
+        "publishing to local folder . (-t DIR or -t s3://BUCKET to choose the target)"
+    assert (work / "streams/v1/index.json").is_file()
+    for command in (["list"], ["purge", "--dry-run"], ["compat"]):
+        out = run(*command, cwd=work, env=env)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.splitlines()[:1] == ["using ./tree.yml (-c FILE to choose another)"], (command, out.stderr)
+        explicit = run("-c", "tree.yml", "-t", ".", *command, cwd=work, env=env)
+        assert explicit.returncode == 0 and "using ./tree.yml" not in explicit.stderr, explicit.stderr
+    again = run("-t", ".", "publish", cwd=work, env=env)
+    assert again.returncode == 0 and "publishing to local folder" not in again.stderr

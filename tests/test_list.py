@@ -225,7 +225,11 @@ def test_list_filters_and_short_fingerprints(served: dict[str, Any]) -> None:
     assert {(r["version"], r["arch"]) for r in seed} == {("20260104_10:00", "x86_64")}
     assert len(seed) == 2  # the squashfs and the tar.xz image of the newest version
     assert [r["aliases"] for r in listed(served, "aliases=busybox")] == [["busybox/1.36", "busybox"]]
-    assert listed(served, "arch=amd64") == []  # the clients' canonical name is x86_64
+    # one arch whichever way it is spelled (the clients' canonical name is x86_64), as mirror's filters
+    assert listed(served, "arch=amd64") == listed(served, "arch=x86_64") == rows
+    assert listed(served, "arch!=amd64") == listed(served, "arch=arm64") == []
+    assert listed(served, "arch~^amd") == []  # a regular expression reads the text as listed
+    assert listed(served, "product_name=busybox:1.36:amd64:vm") == listed(served, "product=busybox:1.36:amd64:vm")
     by_date = listed(served, "date=2026-01-06")
     assert [(r["product"], r["size"] > 0) for r in by_date] == [("busybox:1.36:amd64:vm", True)]
 

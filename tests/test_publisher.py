@@ -95,7 +95,7 @@ def versions(catalog: dict[str, Any], product: str = "busybox:1.36:amd64:default
 
 def test_retention_leaves_catalog_at_once_and_files_after_the_grace(tree: Tree) -> None:
     tree.upload("busybox/amd64", "20260102_0000")
-    out = tree.ok("publish", "--refresh-manifests")
+    out = tree.ok("-v", "publish", "--refresh-manifests")  # -v: the purge's folders one by one
     assert "+ busybox:1.36:amd64:default 20260102_0000" in out
     assert "- busybox:1.36:amd64:default 20260101_0000" in out
     assert "later busybox/amd64/20260101_0000 (2 objects" in out and "grace 21600s" in out
@@ -138,8 +138,10 @@ def test_migrated_versions_never_published_are_kept_unless_asked(s3_server: S3Se
     t = Tree(s3_server, bucket, tmp_path, extra="grace: 0")
     t.upload("busybox/amd64", "20251201_0000")  # left by the old tool: days: 1 expires it at once
     t.upload("busybox/amd64", "20260101_0000")
-    out = t.ok("publish", "--refresh-manifests")
-    assert "kept busybox/amd64/20251201_0000" in out and "never published by ssb-s3" in out
+    out = t.ok("publish", "--refresh-manifests")  # without -v: one summary line
+    kept = [line for line in out.splitlines() if line.startswith("kept")]
+    assert len(kept) == 1 and kept[0].startswith("kept: 1 folder(s), 2 objects, ") and "-v lists them" in kept[0]
+    assert "kept busybox/amd64/20251201_0000" in t.ok("purge", "--dry-run")  # purge names each folder
     assert t.key_set("busybox/amd64/20251201_0000/")
     t.ok("purge", "--include-unpublished")
     assert not t.key_set("busybox/amd64/20251201_0000/")

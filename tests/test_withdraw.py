@@ -143,7 +143,7 @@ def test_withdraw_end_to_end_with_lxc(s3_server: S3Server, bucket: str, tmp_path
     again = run("publish", "--refresh-manifests")
     assert again.returncode == 0, again.stderr
     assert f"+ {PRODUCT} {NEW}" not in again.stdout
-    assert f"later bb/{NEW} (2 objects" in again.stdout
+    assert "later: 1 folder(s), 2 objects, " in again.stdout
     assert json.loads(bucket_state(s3_server, bucket)["bb/ssb.json"]) == record
     listed, _ = lxc_view(lxc)
     assert new_fp not in listed

@@ -172,8 +172,9 @@ def served_rows(store: Store) -> list[ImageRow]:
 
 
 def parse_filter(text: str) -> Filter:
-    """One filter of `list` (ssb_s3/filters), over the row fields (FIELDS)."""
-    return Filter.parse(text, FIELDS)
+    """One filter of `list` (ssb_s3/filters), over the row fields (FIELDS); `product_name` (the
+    name `mirror`'s filters use) is `product`."""
+    return Filter.parse(text, FIELDS, {"product_name": "product"})
 
 
 def _passes(row: ImageRow, f: Filter) -> bool:
