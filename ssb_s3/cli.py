@@ -335,6 +335,8 @@ def build_images_file_cmd(settings: Settings, source: str | None, stdout: bool) 
     The catalog is checked against what the LXD and Incus clients accept before it is written.
     Same manifests give byte-identical output.
     """
+    if not stdout:  # a signed tree stays signed: nothing is read or written without the key
+        refuse_unsigned_over_signed(settings.tree, settings.store())
     tree, catalog = _checked_tree(settings, source)
     if stdout:
         echo(dump_json(catalog), lines=True)
@@ -355,6 +357,8 @@ def build_index_cmd(settings: Settings, source: str | None, stdout: bool) -> Non
     `publish` does this and build-images-file in the safe order; use these two for step-by-step
     pipelines.
     """
+    if not stdout:  # a signed tree stays signed: nothing is read or written without the key
+        refuse_unsigned_over_signed(settings.tree, settings.store())
     tree, catalog = _checked_tree(settings, source)
     view = index_view(seed_content(tree, catalog))
     if stdout:

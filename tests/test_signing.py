@@ -269,7 +269,9 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
     rewrite index.json without its `signed` record, since the guard only ran on a changed catalog),
     then a withdraw without a key: both went through, and index.sjson kept naming the old catalog.
     Now every write path without a key (publish, withdraw and its dry run, build-product, mirror,
-    the hooks) refuses with one line and writes nothing, until index.sjson is deleted on purpose."""
+    the hooks, and the seed's build-index and build-images-file, which used to rewrite index.json
+    and images.json unsigned) refuses with one line and writes nothing, until index.sjson is
+    deleted on purpose."""
     from click.testing import CliRunner
 
     from ssb_s3.cli import cli as ssb_cli
@@ -302,6 +304,8 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
         "withdraw --dry-run": ("withdraw", "p", "20260102_0000", "--dry-run"),
         "build-product": ("build-product", "p", "--from-dir", str(built), "--version", "20260103_0000"),
         "mirror": ("mirror", str(upstream), "--no-verify"),
+        "build-index": ("build-index",),  # the seed's step-by-step commands
+        "build-images-file": ("build-images-file",),
     }
     for what, args in runs.items():  # in-process (fast); the GnuPG home holds the key, but nothing names it
         out = CliRunner(env=env).invoke(ssb_cli, [*tree, *args], catch_exceptions=False)
