@@ -521,9 +521,11 @@ def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, fo
     from .commands.withdraw import summary, withdraw
     from .core.plan import Withdrawal
 
-    report = withdraw(settings.tree, settings.store(), Withdrawal(product, version, reason), PublishOptions(
-        apikey=settings.apikey, storage=settings.storage, dry_run=dry_run, force=force, grace=_grace(grace),
-        lock_timeout=lock_timeout, quiet=settings.quiet))
+    tree = _tree_or_mirrors_only(settings)  # a mirrored product need not be in tree.yml
+    storage = settings.storage_of(tree)
+    report = withdraw(tree, open_store(settings.target, storage), Withdrawal(product, version, reason),
+                      PublishOptions(apikey=settings.apikey, storage=storage, dry_run=dry_run, force=force,
+                                     grace=_grace(grace), lock_timeout=lock_timeout, quiet=settings.quiet))
     if as_json:
         echo(dump_json(report.as_dict()), lines=True)
     elif not settings.quiet:
@@ -625,14 +627,13 @@ def remove_cmd(ctx: click.Context, image: str, version: str, reason: str, force:
 
     Out of the catalog now; its files are deleted after the grace period.
     """
-    from .commands.add import find_fingerprint
+    from .commands.add import find_fingerprint, is_fingerprint
 
     settings: Settings = ctx.obj
     product = image
-    if image not in {p.name for p in settings.tree.products}:
-        if version:
-            raise SSBError(f"no product named {image} (products: {', '.join(p.name for p in settings.tree.products)})")
-        product, version = find_fingerprint(settings.tree, settings.store(), image)
+    tree = _tree_or_mirrors_only(settings)
+    if image not in {p.name for p in tree.products} and not version and is_fingerprint(image):
+        product, version = find_fingerprint(tree, open_store(settings.target, settings.storage_of(tree)), image)
     ctx.invoke(withdraw_cmd, product=product, version=version, reason=reason, force=force, dry_run=dry_run,
                grace=grace, lock_timeout=lock_timeout, as_json=as_json)
 
