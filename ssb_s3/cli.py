@@ -422,7 +422,8 @@ def SERVED_TREE(command: Any) -> Any:
 @cli.command("publish")
 @click.option("--refresh-manifests", is_flag=True,
               help="First bring every product's ssb.json up to date from its folders "
-                   "(for builders that upload with other tools).")
+                   "(for builders that upload with other tools); a `source:` product's is read-only: "
+                   "used as it is, with a warning naming the versions it lacks.")
 @click.option("--rehash", is_flag=True, help="With --refresh-manifests: hash every version again.")
 @click.option("--dry-run", is_flag=True, help="Print the change (+/- versions, bytes, deletions) and write nothing.")
 @click.option("--keep-going", is_flag=True,

@@ -600,3 +600,51 @@ def test_the_pure_plan_of_a_mirrored_withdraw() -> None:
                            PublishOptions(withdraw=Withdrawal("a", OLD)), only={"a"})
     assert refused.refused
     assert f"product a: version {OLD} would still be served" in "\n".join(map(str, refused.problems))
+
+
+def test_refresh_manifests_never_writes_into_a_source(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    """Issue 20, point 16 (the rest): `publish --refresh-manifests` rebuilt a `source:` product's
+    ssb.json and wrote it into the source (a bucket other trees read too). The source is read-only to
+    the tree: its ssb.json is used as it is, the publish says which versions its folders hold that it
+    does not list (and how the source's owner adds them), and the source stays byte-identical."""
+    from test_mirror import run_cli
+
+    client = s3_server.client()
+
+    def upload(version: str) -> None:
+        make_image(tmp_path / "built" / version, kind="squashfs", serial=version, description=f"bb {version}")
+        for path in sorted((tmp_path / "built" / version).iterdir()):
+            client.upload_file(str(path), bucket, f"shared/bb/{version}/{path.name}")
+
+    def shared() -> dict[str, bytes]:
+        return {k: v for k, v in bucket_state(s3_server, bucket).items() if k.startswith("shared/")}
+
+    def served_here() -> list[str]:
+        index = json.loads(client.get_object(Bucket=bucket, Key="tree/streams/v1/index.json")["Body"].read())
+        key = "tree/" + index["index"]["images"]["path"]
+        return sorted(json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())["products"][PRODUCT]
+                      ["versions"])
+
+    upload(OLD)
+    conf = tmp_path / "tree.yml"
+    conf.write_text(f"products:\n  - {{name: '{PRODUCT}', arch: amd64, release: '1.36', os: Busybox, directory: bb, "
+                    f"days: 3, source: 's3://{bucket}/shared'}}\n")
+    tree = (f"s3://{bucket}/tree", "-c", str(conf))
+    owner = run_cli(s3_server, *tree, "build-versions-manifest", "-p", PRODUCT)  # the source's owner: explicit
+    assert owner.returncode == 0, owner.stderr
+    upload(NEW)  # a version the source's ssb.json does not list yet
+    before = shared()
+    out = run_cli(s3_server, *tree, "publish", "--refresh-manifests")
+    assert out.returncode == 0, out.stderr
+    assert shared() == before  # not a byte, no .ssb-s3/ object
+    assert (f"WARNING: product {PRODUCT}: s3://{bucket}/shared/bb/ssb.json not refreshed, a source is read-only "
+            f"to this tree: its folders hold {NEW}, which it does not list (the source's owner adds them with "
+            f"`build-versions-manifest -p {PRODUCT}`)") in out.stderr.splitlines()
+    assert served_here() == [OLD]  # the tree publishes what the source's ssb.json says
+    assert run_cli(s3_server, *tree, "build-versions-manifest", "-p", PRODUCT).returncode == 0
+    after = shared()
+    again = run_cli(s3_server, *tree, "publish", "--refresh-manifests")
+    assert again.returncode == 0, again.stderr
+    assert "not refreshed" not in again.stderr and shared() == after
+    assert served_here() == [OLD, NEW]
+    assert f"tree/bb/{NEW}/rootfs.squashfs" in bucket_state(s3_server, bucket)  # copied into the tree

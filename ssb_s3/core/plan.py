@@ -167,7 +167,8 @@ class Namer(Protocol):
 class ProductRead:
     """What was read for one product. manifest None and error None: it has no ssb.json yet.
     listing: its store's files (None: not listed, e.g. hidden); refreshed: --refresh-manifests
-    rebuilt the manifest, to be written back If-Match `etag` once the publish is known valid."""
+    rebuilt the manifest, to be written back If-Match `etag` once the publish is known valid
+    (never a foreign one: a `source:` is read-only; `behind` says what its ssb.json lacks)."""
 
     location: str  # where its ssb.json was read, as users name it
     names: Namer  # its store (the target, or its `source`)
@@ -177,6 +178,7 @@ class ProductRead:
     refreshed: bool = False
     etag: str = ""
     foreign: bool = False  # its files live in another store than the tree: copied in
+    behind: tuple[str, ...] = ()  # --refresh-manifests of a foreign product: versions its folders hold, unlisted
 
 
 @dataclass(frozen=True)
@@ -332,12 +334,20 @@ def check_products(tree: TreeConfig, snap: Snapshot, recorded: Recorded | None =
             checked.blame(read.error)
             continue
         manifest = read.manifest
+        if read.behind:  # a source is read-only to the tree: --refresh-manifests does not rebuild it
+            checked.warnings.append(
+                f"product {product.name}: {read.location} not refreshed, a source is read-only to this tree: its "
+                f"folders hold {', '.join(capped(list(read.behind)))}, which it does not list (the source's owner "
+                f"adds them with `build-versions-manifest -p {product.name}`)"
+                + ("; not published" if manifest is None else ""))
         if manifest is not None:
             manifest = with_recorded(manifest, checked.recorded.get(product.name, {}))
         if manifest is None:
-            checked.warnings.append(
-                f"product {product.name}: no {read.names.describe(tree.manifest_key(product))} yet "
-                "(run build-versions-manifest or publish --refresh-manifests); not published")
+            if not read.behind:
+                checked.warnings.append(
+                    f"product {product.name}: no {read.names.describe(tree.manifest_key(product))} yet (run "
+                    f"build-versions-manifest{'' if read.foreign else ' or publish --refresh-manifests'}); "
+                    "not published")
             continue
         product_dir = tree.product_dir(product)
         # Before anything reads, lists or copies what the manifest names, whatever its origin.
