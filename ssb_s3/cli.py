@@ -16,7 +16,7 @@ import click
 import yaml
 
 from . import __version__
-from .commands.add import AddRequest, add_image, find_fingerprint
+from .commands.add import AddRequest, add_image, find_fingerprint, is_fingerprint
 from .commands.compat import render_report, served_report
 from .commands.listing import (
     DEFAULT_COLUMNS,
@@ -380,6 +380,8 @@ def build_images_file_cmd(settings: Settings, source: str | None, stdout: bool) 
     The catalog is checked against what the LXD and Incus clients accept before it is written.
     Same manifests give byte-identical output.
     """
+    if not stdout:  # a signed tree stays signed: nothing is read or written without the key
+        refuse_unsigned_over_signed(settings.tree, settings.store())
     tree, catalog = _checked_tree(settings, source)
     if stdout:
         echo(dump_json(catalog), lines=True)
@@ -400,6 +402,8 @@ def build_index_cmd(settings: Settings, source: str | None, stdout: bool) -> Non
     `publish` does this and build-images-file in the safe order; use these two for step-by-step
     pipelines.
     """
+    if not stdout:  # a signed tree stays signed: nothing is read or written without the key
+        refuse_unsigned_over_signed(settings.tree, settings.store())
     tree, catalog = _checked_tree(settings, source)
     view = index_view(seed_content(tree, catalog))
     if stdout:
@@ -470,7 +474,8 @@ def SERVED_TREE(command: Any) -> Any:
 @cli.command("publish")
 @click.option("--refresh-manifests", is_flag=True,
               help="First bring every product's ssb.json up to date from its folders "
-                   "(for builders that upload with other tools).")
+                   "(for builders that upload with other tools); a `source:` product's is read-only: "
+                   "used as it is, with a warning naming the versions it lacks.")
 @click.option("--rehash", is_flag=True, help="With --refresh-manifests: hash every version again.")
 @click.option("--dry-run", is_flag=True, help="Print the change (+/- versions, bytes, deletions) and write nothing.")
 @click.option("--keep-going", is_flag=True,
@@ -569,9 +574,11 @@ def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, fo
     catalog current within the grace period names them, by this run or a later publish or purge.
     """
 
-    report = withdraw(settings.tree, settings.store(), Withdrawal(product, version, reason), PublishOptions(
-        apikey=settings.apikey, storage=settings.storage, dry_run=dry_run, force=force, grace=_grace(grace),
-        lock_timeout=lock_timeout, quiet=settings.quiet))
+    tree = _tree_or_mirrors_only(settings)  # a mirrored product need not be in tree.yml
+    storage = settings.storage_of(tree)
+    report = withdraw(tree, open_store(settings.target, storage), Withdrawal(product, version, reason),
+                      PublishOptions(apikey=settings.apikey, storage=storage, dry_run=dry_run, force=force,
+                                     grace=_grace(grace), lock_timeout=lock_timeout, quiet=settings.quiet))
     if as_json:
         echo(dump_json(report.as_dict()), lines=True)
     elif not settings.quiet:
@@ -673,10 +680,9 @@ def remove_cmd(ctx: click.Context, image: str, version: str, reason: str, force:
 
     settings: Settings = ctx.obj
     product = image
-    if image not in {p.name for p in settings.tree.products}:
-        if version:
-            raise SSBError(f"no product named {image} (products: {', '.join(p.name for p in settings.tree.products)})")
-        product, version = find_fingerprint(settings.tree, settings.store(), image)
+    tree = _tree_or_mirrors_only(settings)
+    if image not in {p.name for p in tree.products} and not version and is_fingerprint(image):
+        product, version = find_fingerprint(tree, open_store(settings.target, settings.storage_of(tree)), image)
     ctx.invoke(withdraw_cmd, product=product, version=version, reason=reason, force=force, dry_run=dry_run,
                grace=grace, lock_timeout=lock_timeout, as_json=as_json)
 

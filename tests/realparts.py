@@ -876,6 +876,24 @@ def make_image(
     return out
 
 
+def source_manifests(conf: Path | None = None, products: list[dict[str, Any]] | None = None) -> None:
+    """Write the ssb.json of every product read from a local `source:` folder (tree.yml `conf`, or
+    its `products` entries), as that folder's owner does with `build-versions-manifest`: the tree's
+    `publish --refresh-manifests` never writes into a source (issue 20 point 16)."""
+    from ssb_s3.config import load_config, parse_config
+    from ssb_s3.errors import SSBError
+    from ssb_s3.storage.store import open_store
+    from ssb_s3.storage.tree import refresh_manifest
+
+    try:
+        tree = load_config(conf) if conf is not None else parse_config({"products": products or []}, "tree.yml")
+    except SSBError:
+        return  # a tree.yml the tool refuses (what such a test checks): nothing to write
+    for product in tree.products:
+        if product.source and "://" not in product.source:
+            refresh_manifest(open_store(product.source), tree, product)
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file."""
     h = hashlib.sha256()

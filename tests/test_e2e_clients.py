@@ -23,6 +23,7 @@ from realparts import (
     TlsFiles,
     make_image,
     serve_https_static,
+    source_manifests,
 )
 
 TREE = """
@@ -225,6 +226,7 @@ def test_local_folder_tree_served_by_static_https(tree: dict[str, Any], tmp_path
     local_conf = tmp_path / "tree.yml"
     local_conf.write_text(conf.read_text().replace("    directory: busybox/", f"    source: {tree['work']}/images\n"
                                                    "    directory: busybox/"))
+    source_manifests(local_conf)  # the source's owner (publish --refresh-manifests never writes there)
     out = subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(local_conf), "-t", str(tmp_path / "public"),
                           "publish", "--refresh-manifests"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

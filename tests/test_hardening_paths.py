@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realparts import S3Server, make_image
+from realparts import S3Server, make_image, source_manifests
 
 from ssb_s3.errors import StoreError
 from ssb_s3.storage.manifest import hash_version, scan_versions
@@ -122,6 +122,8 @@ def site(s3_server: S3Server, bucket: str, tmp_path: Path) -> Site:
     s.upload(bucket, "sample/amd64", V1, "the real sample")
     s.upload(bucket, "busy/amd64", V1, "busy v1")
     s.upload(s.other, "evil/amd64", V1, "evil v1")
+    owner = s.cli("build-versions-manifest", "-p", "evil:1.0:amd64:default")  # its bucket's owner writes its ssb.json
+    assert owner.returncode == 0, owner.stderr
     out = s.cli("publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     assert sorted(s.served()["products"]) == ["busy:1.0:amd64:default", "evil:1.0:amd64:default",
@@ -181,8 +183,15 @@ def test_source_product_cannot_inject_into_another_product(site: Site) -> None:
     assert_victim_untouched(site, entry, victim_keys)
 
     # The issue's second step: a refresh must not find the injected version in the victim's folder.
+    # The source is read-only to the tree (issue 20 point 16): the refresh uses evil's ssb.json as it is,
+    # refuses it again and writes nothing there; its owner's rebuild scans evil's own folder only.
+    theirs = site.keys(site.other)
     out = site.cli("publish", "--refresh-manifests")
-    assert out.returncode == 0, out.stderr  # evil's ssb.json is rebuilt from its own folder
+    assert out.returncode == 1 and "outside the product's folder" in out.stderr, out.stderr
+    assert site.keys(site.other) == theirs
+    assert site.cli("build-versions-manifest", "-p", "evil:1.0:amd64:default").returncode == 0
+    out = site.cli("publish", "--refresh-manifests")
+    assert out.returncode == 0, out.stderr  # evil's ssb.json, rebuilt from its own folder
     assert_victim_untouched(site, entry, victim_keys)
     assert sorted(site.served()["products"]["sample:1.0:amd64:default"]["versions"]) == [V1]
 
@@ -313,6 +322,7 @@ def test_local_source_symlink_outside_is_not_copied(tmp_path: Path) -> None:
     conf = tmp_path / "tree.yml"
     conf.write_text(LOCAL_TREE.format(products=product_yaml("a:1.0:amd64:default", "a", "a",
                                                            f"    source: {source}\n")))
+    source_manifests(conf)  # the source's owner (publish --refresh-manifests never writes there)
     out = run("-c", str(conf), "-t", str(tree), "publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     assert line_with(out.stderr, str(source / "a" / V2 / "rootfs.squashfs"), f"symlink to {target}"), out.stderr

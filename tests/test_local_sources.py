@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from realparts import make_image
+from realparts import make_image, source_manifests
 from test_mirror import PRODUCTS, run_cli, write_upstream
 
 TIMEOUT = 60  # a hang is a failure, not a stuck CI job
@@ -84,6 +84,7 @@ def test_a_fifo_at_a_source_products_ssb_json_is_refused_without_blocking(tmp_pa
 
 def test_a_symlink_out_of_the_folder_at_a_source_products_ssb_json_is_refused(tmp_path: Path) -> None:
     conf, manifest = _own_tree(tmp_path)
+    source_manifests(conf)  # the source's owner (publish --refresh-manifests never writes there)
     target = tmp_path / "target"
     first = run_cli(None, str(target), "-c", str(conf), "publish", "--refresh-manifests", timeout=TIMEOUT)
     assert first.returncode == 0, first.stderr

@@ -32,6 +32,7 @@ from realparts import (
     need,
     serve_https_static,
     sha256_file,
+    source_manifests,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -435,6 +436,8 @@ def own_product(tmp_path: Path) -> str:
     """tree.yml's entry of one product of our own (one version, built in tmp_path/built)."""
     built = tmp_path / "built"
     make_image(built / "own/20260105_0000", kind="squashfs", serial="20260105_0000", description="own")
+    source_manifests(products=[{"name": "own:1.0:amd64:default", "arch": "amd64", "release": "1.0", "os": "Own",
+                                "directory": "own", "source": str(built)}])
     return f"""  - name: own:1.0:amd64:default
     arch: amd64
     release: "1.0"
@@ -807,6 +810,7 @@ products:
   - {{name: "own:2.0:amd64:default", arch: amd64, release: "2.0", os: Own, directory: two, source: {built},
      aliases: [own/2.0]}}
 """)
+    source_manifests(conf)  # the owner of `built` (publish --refresh-manifests never writes into a source)
     source = f"src-{store_bucket}"[:63]
     store_server.create_bucket(source, public_read=True)
     published = run_cli(store_server, f"s3://{source}/up", "-c", str(conf), "publish", "--refresh-manifests")

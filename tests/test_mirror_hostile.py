@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realparts import LxdClient, S3Server, TlsFiles, combined_sha256, make_image, sha256_file
+from realparts import LxdClient, S3Server, TlsFiles, combined_sha256, make_image, sha256_file, source_manifests
 from test_mirror import PRODUCTS, ROOT, make_key, run_cli, save, served, write_upstream
 
 OURS = "sample:1.0:amd64:default"
@@ -68,6 +68,7 @@ products:
     source: {built}
     aliases: [sample, sample/1.0]
 {mirrors}""")
+    source_manifests(conf)
     return conf, version
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
-from realparts import make_image, sha256_file
+from realparts import make_image, sha256_file, source_manifests
 from test_mirror import PRODUCTS, run_cli, run_mirror, save, write_upstream
 
 from ssb_s3.core import lxcindex
@@ -148,6 +148,7 @@ def test_a_source_ssb_json_or_tree_yml_holding_escapes_is_one_clear_line(tmp_pat
     tree = ("products:\n  - name: own:1:amd64:default\n    arch: amd64\n    release: '1'\n    os: {os}\n"
             f"    directory: own\n    source: {source}\n")
     conf.write_text(tree.format(os="Own"))
+    source_manifests(conf)  # the source's owner (publish --refresh-manifests never writes there)
     target = tmp_path / "public"
     assert ssb("-c", str(conf), "-t", str(target), "publish", "--refresh-manifests").returncode == 0
     manifest_path = source / "own/ssb.json"

@@ -159,6 +159,9 @@ def test_source_products_are_copied_from_another_bucket(s3_server: S3Server, buc
     conf = write_tree(tmp_path, s3_server)
     conf.write_text(conf.read_text().replace(
         "    directory: busybox/amd64\n", f"    directory: busybox/amd64\n    source: s3://{builds}/ci\n"))
+    owner = cli(s3_server, "-c", str(conf), "-t", f"s3://{bucket}/tree", "build-versions-manifest", "-p",
+                "busybox:1.36:amd64:default")  # the source's owner: publish --refresh-manifests never writes there
+    assert owner.returncode == 0, owner.stderr
     out = cli(s3_server, "-c", str(conf), "-t", f"s3://{bucket}/tree", "publish", "--refresh-manifests")
     # the tarxz product has no source and no files in the target: its manifest is missing
     assert out.returncode == 0, out.stderr

@@ -196,11 +196,25 @@ def test_signing_config_is_read_from_tree_yml(tmp_path: Path) -> None:
 
 
 def local_tree(tmp_path: Path) -> Path:
-    make_image(tmp_path / "images/p/20260101_0000", kind="squashfs", serial="20260101_0000")
+    tmp_path.mkdir(parents=True, exist_ok=True)
     conf = tmp_path / "tree.yml"
     conf.write_text(f"products:\n  - {{name: p, arch: amd64, release: '1.0', os: Busybox, directory: p, "
                     f"source: {tmp_path / 'images'}}}\n")
+    source_version(tmp_path, "20260101_0000")
     return conf
+
+
+def source_version(tmp_path: Path, serial: str) -> None:
+    """A version in local_tree's `source:` folder, and that folder's ssb.json rebuilt as its owner does
+    (build-versions-manifest): `publish --refresh-manifests` never writes into a source."""
+    from ssb_s3.config import load_config
+    from ssb_s3.storage.store import open_store
+    from ssb_s3.storage.tree import refresh_manifest
+
+    make_image(tmp_path / "images/p" / serial, kind="squashfs", serial=serial)
+    tree = load_config(tmp_path / "tree.yml")
+    product = tree.product("p")
+    refresh_manifest(open_store(product.source), tree, product)
 
 
 def test_sign_key_option_with_gnupghome_signs_an_already_published_tree(key: Key, tmp_path: Path) -> None:
@@ -232,7 +246,7 @@ def test_a_publish_without_the_key_over_a_signed_tree_is_refused(key: Key, tmp_p
     env = {"GNUPGHOME": str(key.home)}
     assert cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
                env=env).returncode == 0
-    make_image(tmp_path / "images/p/20260102_0000", kind="squashfs", serial="20260102_0000")
+    source_version(tmp_path, "20260102_0000")
     before = {p: p.read_bytes() for p in public.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts}
     out = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests")
     assert out.returncode == 1 and "Traceback" not in out.stderr
@@ -244,7 +258,7 @@ def test_a_publish_without_the_key_over_a_signed_tree_is_refused(key: Key, tmp_p
     assert signed.returncode == 0, signed.stderr
     assert cli("-t", str(public), "verify", "--keyring", str(key.keyring)).returncode == 0
     (public / SIGNED_INDEX_KEY).unlink()  # stop signing on purpose
-    make_image(tmp_path / "images/p/20260103_0000", kind="squashfs", serial="20260103_0000")
+    source_version(tmp_path, "20260103_0000")
     unsigned = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests")
     assert unsigned.returncode == 0, unsigned.stderr
     assert "signed" not in json.loads((public / "streams/v1/index.json").read_text())["ssb_s3"]
@@ -269,7 +283,9 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
     rewrite index.json without its `signed` record, since the guard only ran on a changed catalog),
     then a withdraw without a key: both went through, and index.sjson kept naming the old catalog.
     Now every write path without a key (publish, withdraw and its dry run, build-product, mirror,
-    the hooks) refuses with one line and writes nothing, until index.sjson is deleted on purpose."""
+    the hooks, and the seed's build-index and build-images-file, which used to rewrite index.json
+    and images.json unsigned) refuses with one line and writes nothing, until index.sjson is
+    deleted on purpose."""
     from click.testing import CliRunner
 
     from ssb_s3.cli import cli as ssb_cli
@@ -281,7 +297,7 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
 
     conf = local_tree(tmp_path)
     conf.write_text(conf.read_text().replace("directory: p,", "directory: p, days: 2,"))
-    make_image(tmp_path / "images/p/20260102_0000", kind="squashfs", serial="20260102_0000")
+    source_version(tmp_path, "20260102_0000")
     public = tmp_path / "public"
     env = {"GNUPGHOME": str(key.home)}
     tree = ["-c", str(conf), "-t", str(public)]
@@ -302,6 +318,8 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
         "withdraw --dry-run": ("withdraw", "p", "20260102_0000", "--dry-run"),
         "build-product": ("build-product", "p", "--from-dir", str(built), "--version", "20260103_0000"),
         "mirror": ("mirror", str(upstream), "--no-verify"),
+        "build-index": ("build-index",),  # the seed's step-by-step commands
+        "build-images-file": ("build-images-file",),
     }
     for what, args in runs.items():  # in-process (fast); the GnuPG home holds the key, but nothing names it
         out = CliRunner(env=env).invoke(ssb_cli, [*tree, *args], catch_exceptions=False)
@@ -387,7 +405,7 @@ def test_gpg_failing_after_the_plan_writes_nothing(key: Key, tmp_path: Path) -> 
     conf = local_tree(tmp_path)
     public = tmp_path / "public"
     assert cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests").returncode == 0
-    make_image(tmp_path / "images/p/20260102_0000", kind="squashfs", serial="20260102_0000")
+    source_version(tmp_path, "20260102_0000")
     before = {p: p.read_bytes() for p in public.rglob("*") if p.is_file()}
     manifest_before = (tmp_path / "images/p/ssb.json").read_bytes()
     bin_dir = tmp_path / "bin"

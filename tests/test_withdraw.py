@@ -498,3 +498,153 @@ def test_the_trees_own_withdrawals_are_read_from_index_json_and_shape_checked() 
     assert with_recorded(manifest, {NEW: good}) == {"name": "p", "versions": {OLD: {"items": {}}},
                                                     "withdrawn": {NEW: good}}
     assert with_recorded(manifest, {}) is manifest
+
+
+def test_a_mirrored_version_is_withdrawn_and_stays_withdrawn(s3_server: S3Server, bucket: str, tmp_path: Path,
+                                                             tls_files: TlsFiles) -> None:
+    """Issue 20, point 14: a version `mirror` put in the tree could not be withdrawn ("tree.yml: file
+    not found" on a mirror-only tree, "no product named …" with a tree.yml not declaring it). Now it
+    leaves the catalog (the real lxc no longer lists it), the withdrawal is this tree's record
+    (index.json) and wins over the upstream naming it at the next mirror, and its files go only
+    after the grace, as for our own products."""
+    need("lxc")
+    from test_mirror import PRODUCTS, bucket_keys, fingerprints, run_cli, served, write_upstream
+
+    root, target = tmp_path / "up", f"s3://{bucket}"
+    catalog = write_upstream(root, [PRODUCTS[0], PRODUCTS[2]])
+    name, single = PRODUCTS[0][0], PRODUCTS[2][0]  # two versions (the newer with a delta), and one
+    old, new = PRODUCTS[0][4]
+    first = run_cli(s3_server, target, "mirror", str(root))  # no tree.yml: a tree of mirrored products
+    assert first.returncode == 0, first.stderr
+    old_fps, new_fps = (fingerprints(catalog, "lxd.tar.xz", {(name, v)}) for v in (old, new))
+    lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
+    lxc.remote_add("t", s3_server.public_url(bucket))
+    listed, _ = lxc_view(lxc)
+    assert old_fps | new_fps <= listed
+    folder = f"images/busybox/1.36/amd64/default/{old}/"
+    files = {k for k in bucket_keys(s3_server, bucket) if k.startswith(folder)}
+    assert len(files) == 4
+
+    out = run_cli(s3_server, target, "withdraw", name, old, "--reason", "broken upstream build")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].startswith(f"withdrawn {name} {old} (images ")
+    assert f"- {name} {old} leaves the catalog" in out.stdout.splitlines()
+    listed, aliases = lxc_view(lxc)
+    assert not old_fps & listed and new_fps <= listed
+    assert aliases["busybox/1.36"] in new_fps
+    index, served_catalog = served(s3_server, bucket)
+    assert set(served_catalog["products"][name]["versions"]) == {new}
+    assert not [i for i in served_catalog["products"][name]["versions"][new]["items"].values()
+                if i.get("delta_base") == old]  # the delta against it goes with it
+    assert json.loads(index)["ssb_s3"]["withdrawn"][name][old]["reason"] == "broken upstream build"
+    assert files <= bucket_keys(s3_server, bucket)  # within the grace
+
+    # the upstream still names it: the next mirror leaves it out, says why, copies nothing of it
+    again = run_cli(s3_server, target, "mirror", str(root), "--json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert [d for d in report["dropped"] if d["version"] == old] == [{
+        "product": name, "version": old, "item": "", "reason": "withdrawn from this tree at "
+        f"{json.loads(index)['ssb_s3']['withdrawn'][name][old]['withdrawn_at']} (broken upstream build); "
+        "not mirrored again"}]
+    assert not [k for k in report["copied"] if k.startswith(folder)]
+    listed, _ = lxc_view(lxc)
+    assert not old_fps & listed and new_fps <= listed
+    assert files <= bucket_keys(s3_server, bucket)  # still within the grace
+
+    # with a tree.yml that does not declare the mirrored product (it used to say "no product named …")
+    conf = tmp_path / "tree.yml"
+    conf.write_text("products:\n  - {name: 'own:1.0:amd64:default', arch: amd64, release: '1.0', os: Own, "
+                    "directory: own}\n")
+    alone = run_cli(s3_server, target, "-c", str(conf), "withdraw", single, "--force")
+    assert alone.returncode == 0, alone.stderr
+    _, served_catalog = served(s3_server, bucket)
+    assert set(served_catalog["products"]) == {name}
+
+    # past the grace, the next mirror deletes the files; the versions stay out
+    later = run_cli(s3_server, target, "mirror", str(root), "--grace", "0")
+    assert later.returncode == 0, later.stderr
+    keys = bucket_keys(s3_server, bucket)
+    assert not [k for k in keys if k.startswith((folder, "images/busybox/1.35/amd64/default/20260101_0000/"))]
+    _, served_catalog = served(s3_server, bucket)
+    assert set(served_catalog["products"]) == {name}
+    assert set(served_catalog["products"][name]["versions"]) == {new}
+    listed, _ = lxc_view(lxc)
+    assert not old_fps & listed and new_fps <= listed
+
+
+def test_the_pure_plan_of_a_mirrored_withdraw() -> None:
+    """A mirrored product's withdrawal is the tree's record in index.json (its ssb.json is the
+    upstream's, rewritten by every mirror); a version someone added to that ssb.json is not published
+    by it; and a withdrawal that would leave the version served (a mirrored product with a problem
+    keeps its previous entry) refuses instead of saying "withdrawn"."""
+    from dataclasses import replace
+
+    from test_plan import a_tree, manifest, read, served
+
+    from ssb_s3.core.plan import PublishOptions, Withdrawal, plan_publish
+
+    base = a_tree(days=3)
+    tree = replace(base, products=(replace(base.products[0], mirrored=True), base.products[1]))
+    snap = served(tree, {"a": read("a", [OLD, NEW]), "b": read("b", [OLD])})
+    added = "20991231_0000"  # written into its folder and ssb.json by someone else since
+    sneaked = replace(snap.products["a"], manifest=manifest("a", [OLD, NEW, added]),
+                      listing={**(snap.products["a"].listing or {}), f"a/{added}/lxd_combined.tar.gz": 10})
+    plan = plan_publish(tree, replace(snap, products={**snap.products, "a": sneaked}),
+                        PublishOptions(withdraw=Withdrawal("a", OLD, "why")), only={"a"})
+    assert not plan.refused and not plan.manifest_writes
+    assert sorted(plan.catalog["products"]["a"]["versions"]) == [NEW]
+    assert json.loads(plan.index.data)["ssb_s3"]["withdrawn"]["a"][OLD]["reason"] == "why"
+    missing = replace(snap.products["a"], listing={})  # its files gone: its previous entry would be kept
+    refused = plan_publish(tree, replace(snap, products={**snap.products, "a": missing}),
+                           PublishOptions(withdraw=Withdrawal("a", OLD)), only={"a"})
+    assert refused.refused
+    assert f"product a: version {OLD} would still be served" in "\n".join(map(str, refused.problems))
+
+
+def test_refresh_manifests_never_writes_into_a_source(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    """Issue 20, point 16 (the rest): `publish --refresh-manifests` rebuilt a `source:` product's
+    ssb.json and wrote it into the source (a bucket other trees read too). The source is read-only to
+    the tree: its ssb.json is used as it is, the publish says which versions its folders hold that it
+    does not list (and how the source's owner adds them), and the source stays byte-identical."""
+    from test_mirror import run_cli
+
+    client = s3_server.client()
+
+    def upload(version: str) -> None:
+        make_image(tmp_path / "built" / version, kind="squashfs", serial=version, description=f"bb {version}")
+        for path in sorted((tmp_path / "built" / version).iterdir()):
+            client.upload_file(str(path), bucket, f"shared/bb/{version}/{path.name}")
+
+    def shared() -> dict[str, bytes]:
+        return {k: v for k, v in bucket_state(s3_server, bucket).items() if k.startswith("shared/")}
+
+    def served_here() -> list[str]:
+        index = json.loads(client.get_object(Bucket=bucket, Key="tree/streams/v1/index.json")["Body"].read())
+        key = "tree/" + index["index"]["images"]["path"]
+        return sorted(json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())["products"][PRODUCT]
+                      ["versions"])
+
+    upload(OLD)
+    conf = tmp_path / "tree.yml"
+    conf.write_text(f"products:\n  - {{name: '{PRODUCT}', arch: amd64, release: '1.36', os: Busybox, directory: bb, "
+                    f"days: 3, source: 's3://{bucket}/shared'}}\n")
+    tree = (f"s3://{bucket}/tree", "-c", str(conf))
+    owner = run_cli(s3_server, *tree, "build-versions-manifest", "-p", PRODUCT)  # the source's owner: explicit
+    assert owner.returncode == 0, owner.stderr
+    upload(NEW)  # a version the source's ssb.json does not list yet
+    before = shared()
+    out = run_cli(s3_server, *tree, "publish", "--refresh-manifests")
+    assert out.returncode == 0, out.stderr
+    assert shared() == before  # not a byte, no .ssb-s3/ object
+    assert (f"WARNING: product {PRODUCT}: s3://{bucket}/shared/bb/ssb.json not refreshed, a source is read-only "
+            f"to this tree: its folders hold {NEW}, which it does not list (the source's owner adds them with "
+            f"`build-versions-manifest -p {PRODUCT}`)") in out.stderr.splitlines()
+    assert served_here() == [OLD]  # the tree publishes what the source's ssb.json says
+    assert run_cli(s3_server, *tree, "build-versions-manifest", "-p", PRODUCT).returncode == 0
+    after = shared()
+    again = run_cli(s3_server, *tree, "publish", "--refresh-manifests")
+    assert again.returncode == 0, again.stderr
+    assert "not refreshed" not in again.stderr and shared() == after
+    assert served_here() == [OLD, NEW]
+    assert f"tree/bb/{NEW}/rootfs.squashfs" in bucket_state(s3_server, bucket)  # copied into the tree

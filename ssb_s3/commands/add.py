@@ -385,10 +385,15 @@ def add_image(tree: TreeConfig, declared: frozenset[str], store: Store, request:
     return report
 
 
+def is_fingerprint(image: str) -> bool:
+    """Whether `image` reads as an image fingerprint: at least 12 hex digits, as `incus image list` shows them."""
+    return re.fullmatch(f"[0-9a-f]{{{SHORT_FINGERPRINT},64}}", image) is not None
+
+
 def find_fingerprint(tree: TreeConfig, store: Store, image: str) -> tuple[str, str]:
     """`remove FINGERPRINT`: (product, fingerprint) of the one served image whose fingerprint starts
     with `image` (at least 12 hex digits, as `incus image list` shows them)."""
-    if not re.fullmatch(f"[0-9a-f]{{{SHORT_FINGERPRINT},64}}", image):
+    if not is_fingerprint(image):
         raise AddError(f"'{image}' is neither a product ({', '.join(p.name for p in tree.products) or 'none'}) "
                        f"nor an image fingerprint (at least {SHORT_FINGERPRINT} hex digits)")
     catalog = Tree(tree, store).served()[3] or {}

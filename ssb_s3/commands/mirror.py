@@ -9,7 +9,9 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
    A 403 for index.sjson is "unsigned source" (S3 answers 403 for a missing key without
    s3:ListBucket); for anything else it is an error. A plain http:// source without --keyring is
    warned about (one line: what it serves can be altered in transit);
-2. select (ssb_s3.core.mirror, pure): filters, --max, drops with their reasons, translation;
+2. select (ssb_s3.core.mirror, pure): filters, --max, drops with their reasons, translation; a
+   version this tree withdrew (`withdraw`: its record in index.json, core.withdrawal.TREE_RECORD)
+   is dropped with that reason, whatever the upstream says: the tree's record wins;
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
    create-only, verified against the source's size and sha256 while it streams (the object is
@@ -56,6 +58,7 @@ from ..core.catalog import INDEX_KEY, _path_problem
 from ..core.plan import PublishOptions, PublishReport, combined_claims
 from ..core.retention import served_mirrored
 from ..core.signed import SIGNED_INDEX_KEY, clearsigned_content
+from ..core.withdrawal import Recorded, tree_recorded
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
 from ..filters import parse_filters
 from ..progress import Progress
@@ -454,6 +457,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     index, _, _, served_catalog = Tree(tree, target).served()  # written by the tree alone: the record
     served_products: Mapping[str, Any] = (served_catalog or {}).get("products", {})
     mirrored_dirs = _served_mirrored_dirs(tree, index, served_products)
+    withdrawn = tree_recorded(index)  # `withdraw` of a mirrored version: this tree's record, it wins
     known: dict[str, str] = {}  # source_id -> the source of this run it stands for (to name it)
     for run, run_filters in zip(runs, filters, strict=True):
         source = open_source(run.source, storage)
@@ -466,6 +470,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                                     mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases,
                                     reserved=reserved_folders(tree.images_path, tree.page.path),
                                     max_file_size=run.max_file_size)
+            _without_withdrawn(selection, withdrawn)
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
             recorded: dict[str, str] = {}  # path -> sha256, of the files the served catalog names
@@ -533,6 +538,28 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     return reports
 
 
+def _without_withdrawn(selection: core.Selection, withdrawn: Recorded) -> None:
+    """Leave out of the selection the versions this tree withdrew (index.json's own record,
+    core.withdrawal.TREE_RECORD), with a drop naming when and why, and the deltas against them:
+    the upstream naming a version again never brings it back, nor copies its files again."""
+    for name, versions in selection.versions.items():
+        gone = sorted(set(versions) & set(withdrawn.get(name, {})))
+        for version in gone:
+            found = withdrawn[name][version]
+            why = f" ({found['reason']})" if found.get("reason") else ""
+            del versions[version]
+            selection.files.pop((name, version), None)
+            selection.drops.append(core.Drop(name, version, "", f"withdrawn from this tree at "
+                                                                f"{found['withdrawn_at']}{why}; not mirrored again"))
+        for version, entry in versions.items() if gone else ():
+            orphans = {i["path"] for i in entry["items"].values() if i.get("delta_base") in gone}
+            if orphans:
+                versions[version] = {**entry, "items": {k: i for k, i in entry["items"].items()
+                                                        if i["path"] not in orphans}}
+                selection.files[(name, version)] = [f for f in selection.files.get((name, version), [])
+                                                    if f.target not in orphans]
+
+
 def _served_mirrored_dirs(tree: TreeConfig, index: bytes, served: Mapping[str, Any]) -> dict[str, str]:
     """The folders of the products the served catalog holds as mirrored (index.json records them),
     by name: no other product may be laid out in, inside or around them."""
@@ -543,6 +570,23 @@ def _served_mirrored_dirs(tree: TreeConfig, index: bytes, served: Mapping[str, A
         if directory is not None:
             dirs[name] = directory
     return dirs
+
+
+def served_mirrored_product(tree: TreeConfig, index: bytes, served: Mapping[str, Any],
+                            name: str) -> ProductConfig | None:
+    """The tree's config of a mirrored product that tree.yml does not declare, from what the tree
+    alone wrote: index.json records it as mirrored, and its served catalog entry (`served`: the
+    catalog's products) gives its folder and fields; every served version is kept (`days`). None
+    when the served index records no such product (withdraw, and a mirror run's departures, use it)."""
+    entry = served.get(name)
+    if name not in served_mirrored(index) or not isinstance(entry, Mapping):
+        return None
+    directory = _folder(entry, tree.prefix)
+    config = None if directory is None else core._product_config(name, entry, directory, lambda reason: None)
+    if config is None:
+        return None
+    versions = entry.get("versions")
+    return replace(config, mirrored=True, days=max(1, len(versions) if isinstance(versions, Mapping) else 0))
 
 
 def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> dict[str, Any] | None:
@@ -613,9 +657,7 @@ def _left_their_source(tree: TreeConfig, target: Store, index: bytes, served: Ma
         if name not in recorded:
             raise MirrorError(f"{target.describe(INDEX_KEY)}: product {name} is served but is neither in tree.yml "
                               f"({tree.source_file}) nor a mirrored product: pass -c with the tree.yml declaring it")
-        entry = served[name]
-        directory = _folder(entry, tree.prefix)
-        config = None if directory is None else core._product_config(name, entry, directory, lambda reason: None)
+        config = served_mirrored_product(tree, index, served, name)
         manifest = None if config is None else _maybe_manifest(target, tree, config)
         source = _mirrored_from(manifest)
         if source is not None and keeps.get(source) is False:

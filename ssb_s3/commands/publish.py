@@ -198,7 +198,8 @@ def refuse_unsigned_over_signed(tree: TreeConfig, target: Store, sign_key: str |
     signing is stopped on purpose. One HEAD, and only without a key.
 
     Every write path calls it: publish (and so withdraw and the hooks) under the lease, before its
-    first write; build-product before its upload, mirror before its copies (and their publish again)."""
+    first write; build-product before its upload, mirror before its copies (and their publish again),
+    build-index and build-images-file (the seed's step-by-step commands) before they read anything."""
     if Signer.from_config(tree.signing, sign_key) is None and target.head(SIGNED_INDEX_KEY) is not None:
         raise SigningRequired(f"{target.describe(SIGNED_INDEX_KEY)}: this tree publishes signed streams, and this "
                               "run has no signing key: set `signing:` in tree.yml (build-product, withdraw, mirror "

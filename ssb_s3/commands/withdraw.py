@@ -8,7 +8,11 @@ reader sees the old catalog (the version and its files still there) or the new o
 it), never a catalog naming files that are gone. The files stay until no catalog current within
 the grace period names them; then this run's purge, or a later publish's, deletes them. A product
 read from another store (`source:`) is read-only: nothing is written there, the withdrawal is
-recorded in this tree's index.json by the flip itself (ssb_s3.core.withdrawal.TREE_RECORD).
+recorded in this tree's index.json by the flip itself (ssb_s3.core.withdrawal.TREE_RECORD). So is
+the withdrawal of a mirrored version (a product `mirror` put in the tree, which tree.yml need not
+declare: its config comes from the served index and catalog, commands.mirror.served_mirrored_product):
+each mirror run rewrites that ssb.json from the upstream, and the tree's record wins over the
+upstream naming the version again (commands.mirror leaves it out of its selection).
 
 With dry_run nothing is written and no lease is taken. A bad reason, an unknown version or
 fingerprint, an ambiguous prefix and the last version without `force` are one-line
@@ -18,15 +22,18 @@ WithdrawErrors raised before anything is written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import TreeConfig
+from ..core.catalog import INDEX_KEY
 from ..core.plan import PublishOptions, PublishReport, Withdrawal
 from ..core.withdrawal import reason_problem
 from ..errors import WithdrawError
 from ..storage.store import Store
+from ..storage.tree import Tree
 from .listing import ImageRow, catalog_rows
+from .mirror import served_mirrored_product
 from .publish import publish
 
 
@@ -47,7 +54,12 @@ def withdraw(tree: TreeConfig, target: Store, withdrawal: Withdrawal, opts: Publ
     if why:
         raise WithdrawError(f"--reason: {why}")
     if withdrawal.product not in {p.name for p in tree.products}:
-        raise WithdrawError(f"{tree.source_file}: no product named {withdrawal.product}")
+        index, _, _, served = Tree(tree, target).served()
+        mirrored = served_mirrored_product(tree, index, (served or {}).get("products", {}), withdrawal.product)
+        if mirrored is None:
+            raise WithdrawError(f"{tree.source_file}: no product named {withdrawal.product} (nor does "
+                                f"{target.describe(INDEX_KEY)} record a mirrored product of that name)")
+        tree = replace(tree, products=(*tree.products, mirrored))
     opts = PublishOptions(**{**vars(opts), "withdraw": withdrawal})
     return publish(tree, target, opts, only={withdrawal.product})
 

@@ -21,7 +21,8 @@ Decisions made here, and only here:
   and the index in the usual order, and its purge treats the version like an expired one. A
   product read from another store (`source:`) is read-only: its withdrawal is recorded in
   index.json (withdrawal.TREE_RECORD), which every plan applies to its manifest (check_products)
-  and carries on to the next index;
+  and carries on to the next index; so is a mirrored product's; a withdrawal that would leave
+  the version served (a mirrored product keeping its previous entry) refuses the publish;
 - the purge plan (grace, history) and the views to write (ssb_s3.core.views);
 - the .vcdiff deltas the versions it adds want (ssb_s3.core.deltas), made before the flip.
 Every problem is a Problem whose `product` says whom it blames; no message is parsed back.
@@ -49,6 +50,7 @@ from .catalog import (
 )
 from .deltas import DeltaJob, wanted_deltas, without_orphans
 from .lxcindex import lxc_images
+from .mirror import recorded_versions
 from .retention import (
     MIRRORED_KEY,
     SIGNED_KEY,
@@ -165,7 +167,8 @@ class Namer(Protocol):
 class ProductRead:
     """What was read for one product. manifest None and error None: it has no ssb.json yet.
     listing: its store's files (None: not listed, e.g. hidden); refreshed: --refresh-manifests
-    rebuilt the manifest, to be written back If-Match `etag` once the publish is known valid."""
+    rebuilt the manifest, to be written back If-Match `etag` once the publish is known valid
+    (never a foreign one: a `source:` is read-only; `behind` says what its ssb.json lacks)."""
 
     location: str  # where its ssb.json was read, as users name it
     names: Namer  # its store (the target, or its `source`)
@@ -175,6 +178,7 @@ class ProductRead:
     refreshed: bool = False
     etag: str = ""
     foreign: bool = False  # its files live in another store than the tree: copied in
+    behind: tuple[str, ...] = ()  # --refresh-manifests of a foreign product: versions its folders hold, unlisted
 
 
 @dataclass(frozen=True)
@@ -330,12 +334,20 @@ def check_products(tree: TreeConfig, snap: Snapshot, recorded: Recorded | None =
             checked.blame(read.error)
             continue
         manifest = read.manifest
+        if read.behind:  # a source is read-only to the tree: --refresh-manifests does not rebuild it
+            checked.warnings.append(
+                f"product {product.name}: {read.location} not refreshed, a source is read-only to this tree: its "
+                f"folders hold {', '.join(capped(list(read.behind)))}, which it does not list (the source's owner "
+                f"adds them with `build-versions-manifest -p {product.name}`)"
+                + ("; not published" if manifest is None else ""))
         if manifest is not None:
             manifest = with_recorded(manifest, checked.recorded.get(product.name, {}))
         if manifest is None:
-            checked.warnings.append(
-                f"product {product.name}: no {read.names.describe(tree.manifest_key(product))} yet "
-                "(run build-versions-manifest or publish --refresh-manifests); not published")
+            if not read.behind:
+                checked.warnings.append(
+                    f"product {product.name}: no {read.names.describe(tree.manifest_key(product))} yet (run "
+                    f"build-versions-manifest{'' if read.foreign else ' or publish --refresh-manifests'}); "
+                    "not published")
             continue
         product_dir = tree.product_dir(product)
         # Before anything reads, lists or copies what the manifest names, whatever its origin.
@@ -658,6 +670,11 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         data = to_bytes(catalog)
     key = catalog_key(tree, data)
     purge, history = purge_plan(tree, snap, checked, key, catalog, grace_of(tree, opts), only=only)
+    if withdrawn is not None and withdrawn["version"] in catalog["products"].get(
+            withdrawn["product"], {}).get("versions", {}):  # a mirrored product kept its previous entry
+        checked.blame(Problem(None, "", f"product {withdrawn['product']}", (
+            f"version {withdrawn['version']} would still be served (the problems of the product keep its "
+            "previous entry); nothing was withdrawn")))
     changes, added = diff(snap.served, catalog)
     yielding = mirrored_names(tree, snap, opts)
     problems = [p for p in checked.all_problems() if p.product not in yielding]
@@ -700,7 +717,10 @@ def apply_withdrawal(tree: TreeConfig, snap: Snapshot, withdrawal: Withdrawal, f
     written back If-Match the ETag it was read with), what was withdrawn, and the tree's own
     withdrawals. A product read from another store (`source:`) is read-only to this tree: its
     ssb.json stays as read, and the record joins `recorded` (withdrawal.TREE_RECORD), which the
-    flip writes into index.json.
+    flip writes into index.json. So does a mirrored product's (its ssb.json is rewritten from the
+    upstream by every mirror run, which leaves the recorded versions out), whose versions are
+    those its served entry holds (core.mirror.recorded_versions: not one someone added to its
+    ssb.json since).
 
     A version already withdrawn that the served catalog still names (a withdraw that stopped
     before its flip) is withdrawn again without a new record: a re-run converges.
@@ -714,8 +734,12 @@ def apply_withdrawal(tree: TreeConfig, snap: Snapshot, withdrawal: Withdrawal, f
         why = read.error.text if read is not None and read.error is not None else "no ssb.json yet"
         raise WithdrawError(f"product {name}: {why}; nothing to withdraw")
     ours: Mapping[str, Any] = recorded.get(name, {})
-    manifest = with_recorded(read.manifest, ours)
     served: Mapping[str, Any] = (snap.served or {}).get("products", {}).get(name, {})
+    own: Mapping[str, Any] = read.manifest
+    if product.mirrored:  # what the tree mirrored (its served entry), not what someone added to ssb.json since
+        own = {**own, "versions": recorded_versions(own, served)}
+        read = replace(read, manifest=own)
+    manifest = with_recorded(own, ours)
     version = resolve(name, withdrawal.selector, manifest, served)
     withdrawn, listed = withdrawn_of(manifest), manifest["versions"]
     was = withdrawn.get(version)
@@ -728,10 +752,10 @@ def apply_withdrawal(tree: TreeConfig, snap: Snapshot, withdrawal: Withdrawal, f
         raise WithdrawError(f"product {name}: {version} is the last version it would publish; withdrawing it "
                             "takes the product out of the catalog: add --force to do that")
     found = was or record(listed.get(version) or served["versions"][version], withdrawal.reason, snap.now)
-    if read.foreign:  # the source is read-only: this tree's record (a re-run finds it there already)
+    if read.foreign or product.mirrored:  # read-only, or rewritten by each mirror: this tree's record
         recorded = {**recorded, name: {**ours, version: found}}
     elif was is None or version in listed:  # (else: recorded by a run that stopped before its flip)
-        own = read.manifest  # as read: not with this tree's records applied
+        # `own`: as read, not with this tree's records applied
         manifest = {**own, "versions": without_orphans({k: v for k, v in own["versions"].items() if k != version}),
                     WITHDRAWN: {**withdrawn_of(own), version: found}}
         read = replace(read, manifest=manifest, refreshed=True)

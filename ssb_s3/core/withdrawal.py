@@ -32,6 +32,7 @@ from typing import Any
 from ..errors import WithdrawError, capped
 from ..vocabulary.text import text_problem
 from .catalog import fingerprints
+from .deltas import without_orphans
 from .retention import HISTORY_FIELD
 from .versions import VERSION_CHARS
 
@@ -84,10 +85,11 @@ def tree_recorded(index: bytes) -> dict[str, dict[str, Any]]:
 def with_recorded(manifest: Mapping[str, Any], recorded: Mapping[str, Any]) -> Mapping[str, Any]:
     """The manifest as this tree publishes it: the versions the tree withdrew (`recorded`, one
     product's TREE_RECORD) moved to its `withdrawn` section (the manifest itself is not changed,
-    nor ever written back)."""
+    nor ever written back), and the deltas against them left out (core.deltas.without_orphans)."""
     if not recorded:
         return manifest
-    return {**manifest, "versions": {v: e for v, e in manifest["versions"].items() if v not in recorded},
+    return {**manifest, "versions": without_orphans({v: e for v, e in manifest["versions"].items()
+                                                     if v not in recorded}),
             WITHDRAWN: {**withdrawn_of(manifest), **recorded}}
 
 

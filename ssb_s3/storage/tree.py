@@ -11,6 +11,11 @@ signed before anything is written; views are written (concurrently: they are ind
 other) before the flip, streams/v1/index.sjson after every other view (it names the signed catalog),
 the index last and only If-Match the ETag the snapshot read (If-None-Match when there was none);
 ssb.json is only ever written If-Match the ETag it was read with, so no concurrent update is lost.
+A `source:` store (another folder or bucket, which other trees may read too) is read-only to a
+publish: --refresh-manifests uses its ssb.json as it is, and says which versions its folders hold
+that it does not list, and a withdrawal is the tree's record (core.withdrawal.TREE_RECORD). Only
+commands that name it on purpose write there (build-versions-manifest, build-product, the hooks'
+manifest_on_upload), through refresh_manifest / update_manifest.
 """
 
 from __future__ import annotations
@@ -29,14 +34,14 @@ from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_c
 from ..core.retention import History, PurgePlan, shape_problem
 from ..core.signed import SIGNED_INDEX_KEY, is_signed_index, signing_requests
 from ..core.views import View, addressed
-from ..core.withdrawal import tree_recorded
+from ..core.withdrawal import tree_recorded, withdrawn_of
 from ..errors import ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
 from ..gpg import Signer
 from ..progress import Progress
 from ..vocabulary.problems import Problem
 from . import httpread
 from .lease import Lease
-from .manifest import ManifestReport, build_manifest, manifest_bytes, parse_manifest, read_manifest
+from .manifest import ManifestReport, build_manifest, manifest_bytes, parse_manifest, read_manifest, scan_versions
 from .store import Store, open_store
 from .verified import Fingerprints
 
@@ -219,26 +224,32 @@ class Tree:
             return data, etag, "", None
         return data, etag, key, catalog
 
-    def _load(self, product: ProductConfig, refresh: bool) -> tuple[dict[str, Any] | None, str, Problem | None, bool]:
-        """(manifest, its etag, why it could not be read, whether it was rebuilt by --refresh-manifests)."""
+    def _load(self, product: ProductConfig, refresh: bool
+              ) -> tuple[dict[str, Any] | None, str, Problem | None, bool, tuple[str, ...]]:
+        """(manifest, its etag, why it could not be read, whether it was rebuilt by --refresh-manifests,
+        the versions its folders hold that it does not list: a `source:` product, never rebuilt)."""
         store = self.store_of(product)
         try:
             if product.prefix_path:
                 data = fetch_manifest_url(product, self.opts.apikey)
-                return parse_manifest(data, product.manifest_url, product), "", None, False
+                return parse_manifest(data, product.manifest_url, product), "", None, False, ()
             manifest, etag = read_manifest(store, self.config, product)
             if product.name in self.prepared:
                 fresh = dict(self.prepared[product.name])
-                return fresh, etag, None, fresh != manifest
+                return fresh, etag, None, fresh != manifest, ()
+            if refresh and store is not self.target:  # a source is read-only: its ssb.json used as it is
+                complete = scan_versions(store, self.config.product_dir(product))[0]
+                listed = {*(manifest or {}).get("versions", {}), *withdrawn_of(manifest or {})}
+                return manifest, etag, None, False, tuple(sorted(set(complete) - listed))
             if refresh:  # written only once the whole publish is known to be valid
                 fresh, report = build_manifest(store, self.config, product, manifest, rehash=self.opts.rehash)
                 if report.changed and (manifest is not None or fresh["versions"]):
-                    return fresh, etag, None, True
-            return manifest, etag, None, False
+                    return fresh, etag, None, True, ()
+            return manifest, etag, None, False, ()
         except SSBError as exc:
             text = str(exc)
             return None, "", Problem(product.name, "", "" if product.name in text else f"product {product.name}",
-                                     text), False
+                                     text), False, ()
 
     def snapshot(self, now: float, only: set[str] | None = None, *, refresh: bool = False,
                  read_served: bool = True, need_served: bool = False) -> Snapshot:
@@ -265,7 +276,7 @@ class Tree:
             loaded = list(pending)
         listings: dict[str, dict[str, int]] = {}
         products: dict[str, ProductRead] = {}
-        for product, (manifest, manifest_etag, error, refreshed) in zip(selected, loaded, strict=True):
+        for product, (manifest, manifest_etag, error, refreshed, behind) in zip(selected, loaded, strict=True):
             store = self.stores[product.name]
             listing = None
             if manifest is not None and not product.hidden:
@@ -273,7 +284,8 @@ class Tree:
                 listing = listing_of(store, scope, listings)
             products[product.name] = ProductRead(
                 location=self.manifest_location(product), names=store, manifest=manifest, error=error,
-                listing=listing, refreshed=refreshed, etag=manifest_etag, foreign=store is not self.target)
+                listing=listing, refreshed=refreshed, etag=manifest_etag, foreign=store is not self.target,
+                behind=behind)
         if only is None:
             tree_listing = listing_of(self.target, self.config.prefix, listings)
         else:
