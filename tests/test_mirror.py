@@ -432,6 +432,25 @@ def test_bad_filters_and_hostile_catalogs(tmp_path: Path) -> None:
     assert not (tmp_path / "etc").exists() and not (target / "etc").exists()
 
 
+def test_mirror_filters_speak_lists_vocabulary(tmp_path: Path) -> None:
+    """One filter vocabulary (issue 23 §3): a key no product, version or item of the source has is
+    refused in one line, as `list` refuses one; arch=x86_64 finds amd64 products and `product` is
+    `product_name`; filters that match nothing say so."""
+    root = tmp_path / "up"
+    write_upstream(root, PRODUCTS[:2])
+    target = tmp_path / "target"
+    typo = run_mirror(None, str(target), str(root), "arhc=amd64")
+    assert typo.returncode == 1 and len(typo.stderr.splitlines()) == 1, typo.stderr
+    assert typo.stderr.startswith("error: filter 'arhc=amd64': no product, version or item of ") and \
+        "has a key 'arhc' (keys there: " in typo.stderr and "arch, " in typo.stderr
+    assert not (target / "streams").exists()
+    out = run_mirror(None, str(target), str(root), "arch=x86_64", f"product={PRODUCTS[0][0]}", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["products"] == [PRODUCTS[0][0]]
+    empty = run_mirror(None, str(tmp_path / "other"), str(root), "arch=riscv64")
+    assert f"filters arch=riscv64 matched nothing in {root}" in empty.stderr, empty.stderr
+
+
 def own_product(tmp_path: Path) -> str:
     """tree.yml's entry of one product of our own (one version, built in tmp_path/built)."""
     built = tmp_path / "built"

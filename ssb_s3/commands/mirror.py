@@ -60,7 +60,7 @@ from ..core.retention import served_mirrored
 from ..core.signed import SIGNED_INDEX_KEY, clearsigned_content
 from ..core.withdrawal import Recorded, tree_recorded
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
-from ..filters import parse_filters
+from ..filters import Filter, FilterError, parse_filters
 from ..progress import Progress
 from ..storage import httpread
 from ..storage.manifest import read_manifest
@@ -434,7 +434,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         if has_userinfo(o.source):
             raise MirrorError(f"source {without_userinfo(o.source)}: a user or password in the URL would be "
                               "printed (reports, logs): refused; use a URL without them")
-    filters = [parse_filters(o.filters) for o in runs]  # bad filters: nothing is read
+    filters = [parse_filters(o.filters, synonyms=FILTER_SYNONYMS) for o in runs]  # bad filters: nothing is read
     for o in runs:
         if o.verify and o.keyring and not Path(o.keyring).is_file():
             raise MirrorError(f"--keyring {o.keyring}: not a file")
@@ -464,6 +464,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         known[source_id(source.url)] = source.url
         report = MirrorReport(source=source.url)
         catalogs, report.signed = read_source(source, run)
+        unknown_filter_keys(run_filters, catalogs, source.url)
         for catalog in catalogs:
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
                                     prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
@@ -511,6 +512,8 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
                 sources[name] = source.url
                 taken_dirs.add(config.directory)
         keeps[source_id(source.url)] = keeps.get(source_id(source.url), False) or run.keep
+        if run_filters and not report.selected:
+            log.warning("filters %s matched nothing in %s", " ".join(f.text for f in run_filters), source.url)
         reports.append(report)
     unmirror = _left_their_source(tree, target, index, served_products, products, keeps)
     full = replace(tree, products=(*tree.products, *products.values()))
@@ -536,6 +539,34 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     for report in reports:
         report.publish = result
     return reports
+
+
+FILTER_SYNONYMS = {"product": "product_name"}  # list's name of it: one vocabulary for both commands
+
+
+def unknown_filter_keys(filters: Sequence[Filter], catalogs: Sequence[Mapping[str, Any]], source: str) -> None:
+    """A filter naming a key that no product, version or item of the source has (a typo: it would
+    match nothing, or with != everything) is one FilterError, as `list` refuses an unknown key."""
+    if not filters:
+        return
+    keys = {"product_name", "version_name", "item_name"}
+    for catalog in catalogs:
+        keys |= {k for k, v in catalog.items() if not isinstance(v, Mapping)}
+        for product in _mappings(catalog.get("products")):
+            keys |= set(product)
+            for version in _mappings(product.get("versions")):
+                keys |= set(version)
+                for item in _mappings(version.get("items")):
+                    keys |= set(item)
+    for f in filters:
+        if f.key not in keys:
+            shown = sorted(k for k in keys if isinstance(k, str) and k not in ("products", "versions", "items"))
+            raise FilterError(f"filter '{f.text}': no product, version or item of {source} has a key '{f.key}' "
+                              f"(keys there: {', '.join(shown[:40])}{', …' if len(shown) > 40 else ''})")
+
+
+def _mappings(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value.values() if isinstance(v, Mapping)] if isinstance(value, Mapping) else []
 
 
 def _without_withdrawn(selection: core.Selection, withdrawn: Recorded) -> None:
