@@ -158,13 +158,16 @@ class CachePolicy:
 class PageConfig:
     """The catalog web page (tree.yml `page`; `page: false` turns it off). `path` is relative to the
     tree's root, where streams/v1/index.json is; `base_url` is the remote URL shown in the copyable
-    lines (publish --base-url overrides it; '' : the page fills in its own location)."""
+    lines (publish --base-url overrides it; '' : the page fills in its own location); `title` and
+    `description` head the page (outside text: checked as every tree.yml string, escaped by the page)."""
 
     enabled: bool = True
     path: str = "index.html"
     base_url: str = ""
     remote: str = "ssb"  # the remote name in the copyable `lxc remote add` / `incus remote add` lines
     stale_after_days: int = 30
+    title: str = "Images"  # the page's heading and <title>
+    description: str = ""  # one paragraph under the title ('' : none)
 
 
 @dataclass(frozen=True)

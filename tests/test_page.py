@@ -2,10 +2,14 @@
 
 A 20-product tree is uploaded to a SeaweedFS bucket and published by the CLI; Playwright drives
 Debian's chromium over the bucket's HTTPS endpoint: every product is a row, sorting (mouse and
-keyboard) and filtering work, nothing is requested outside the tree, the page reads without JS,
-and the `lxc remote add` / `lxc launch` lines read from the page launch a container with the
-real LXD daemon. The renderer itself: hostile catalog text stays inert, the output is
-deterministic, and 1,000 products render well under a second.
+keyboard) and filtering (rows and panels) work, nothing is requested outside the tree, the page
+reads without JS, lays out at 390 px without horizontal scrolling, follows the dark colour
+scheme and has no serious or critical axe-core violation at 1280 and 390 px; the `lxc remote
+add` / `lxc launch` lines read from the page launch a container with the real LXD daemon, and
+the launch line of an arm64 product names the image the real lxc resolves on any host. The
+renderer itself: hostile catalog text stays inert, the output is deterministic, and 1,000
+products render well under a second. docs/page.png and docs/page-390.png are made here
+(SSB_UPDATE_SCREENSHOT=1).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -22,16 +27,17 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from html import escape
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from realparts import LxdDaemon, S3Server, make_image, missing, need
+from realparts import LxdClient, LxdDaemon, S3Server, TlsFiles, make_image, missing, need
 
 from ssb_s3.config import PageConfig, config_as_dict, config_from_text
 from ssb_s3.core.catalog import SHORT_FINGERPRINT, version_images
-from ssb_s3.core.page import render_page
+from ssb_s3.core.page import human_age, human_size, launch_aliases, render_page
 from ssb_s3.core.versions import version_time
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,6 +88,9 @@ PRODUCTS: list[tuple[str, str, str, str, str, str, tuple[str, ...], tuple[str, .
 LAUNCHED = "busybox:1.36:amd64:default"
 CLIENT_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
 PAGE_CACHE = "public, max-age=120"
+TITLE = "Example images"
+DESCRIPTION = "Nightly LXD and Incus images of Alpine, Debian, Ubuntu and friends, built by the example project."
+DOCS_URL = "https://images.example.org/lxd"  # the base URL of the screenshots in docs/
 
 
 def _directory(name: str) -> str:
@@ -91,7 +100,7 @@ def _directory(name: str) -> str:
 def tree_yml(endpoint: str) -> str:
     lines = [f'storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path}}',
              f'cache_control: {{page: "{PAGE_CACHE}"}}',
-             "page: {remote: ssb, stale_after_days: 30}",
+             f'page: {{remote: ssb, stale_after_days: 30, title: "{TITLE}", description: "{DESCRIPTION}"}}',
              "products:"]
     for name, os_name, release, arch, variant, _, _, aliases, extra in PRODUCTS:
         lines.append(f"  - name: {name}\n    arch: {arch}\n    release: \"{release}\"\n    os: {os_name}\n"
@@ -155,9 +164,11 @@ def browser() -> Iterator[Any]:
 class Visit:
     """One page load in a fresh context, recording every request and console error."""
 
-    def __init__(self, browser: Any, url: str, *, javascript: bool = True, scale: float = 1.0) -> None:
+    def __init__(self, browser: Any, url: str, *, javascript: bool = True, scale: float = 1.0, width: int = 1280,
+                 scheme: str = "light") -> None:
         self.context = browser.new_context(ignore_https_errors=True, java_script_enabled=javascript,
-                                           viewport={"width": 1280, "height": 800}, device_scale_factor=scale)
+                                           viewport={"width": width, "height": 800}, device_scale_factor=scale,
+                                           color_scheme=scheme)
         self.page = self.context.new_page()
         self.requests: list[str] = []
         self.errors: list[str] = []
@@ -167,6 +178,10 @@ class Visit:
         self.page.on("dialog", lambda dialog: (self.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
         if url:
             self.page.goto(url, wait_until="load")
+
+    def open(self, product: str) -> None:
+        """Click a product's row link (by its accessible name: the name may wrap after each ':')."""
+        self.page.locator("#products").get_by_role("link", name=product, exact=True).click()
 
     def names(self, visible_only: bool = True) -> list[str]:
         """Product names in table order (the row header cells)."""
@@ -196,8 +211,8 @@ def visit(browser: Any, served: dict[str, Any]) -> Iterator[Visit]:
     v.close()
 
 
-COL = {"product": 0, "os": 1, "release": 2, "arch": 3, "variant": 4, "type": 5, "clients": 6, "latest": 7,
-       "age": 8, "size": 9}
+COL = {"product": 0, "alias": 1, "os": 2, "release": 3, "arch": 4, "variant": 5, "type": 6, "clients": 7,
+       "latest": 8, "age": 9, "size": 10}
 
 
 def test_page_is_published_with_its_own_cache_class(served: dict[str, Any]) -> None:
@@ -216,12 +231,13 @@ def test_every_product_is_a_row_and_nothing_is_requested_outside_the_tree(visit:
     assert visit.names() == sorted(visit.names()), "rows come sorted by product name"
     assert page.is_visible("#controls"), "the script ran (its CSP hash matches)"
     # every detail panel opens from its row, the launch lines name this server and product
-    page.click(f"#products a:text-is('{LAUNCHED}')")
+    visit.open(LAUNCHED)
     panel = page.locator("details[open]")
     assert panel.locator("summary").text_content() == LAUNCHED
     commands = panel.locator(".cmd code").all_text_contents()
-    assert f"lxc remote add ssb {served['url']} --protocol simplestreams --public" in commands
-    assert "lxc launch ssb:busybox/1.36" in commands and "incus launch ssb:busybox/1.36" in commands
+    assert commands == ["lxc launch ssb:busybox/1.36", "incus launch ssb:busybox/1.36"]
+    assert page.locator("#remote .cmd code").all_text_contents() == [
+        f"{tool} remote add ssb {served['url']} --protocol simplestreams --public" for tool in ("lxc", "incus")]
     page.mouse.wheel(0, 400)
     assert not visit.errors, visit.errors  # no CSP violation, no script error
     outside = [u for u in visit.requests if not u.startswith(served["url"] + "/") and not u.startswith("data:")]
@@ -244,7 +260,7 @@ def test_rows_show_what_the_catalog_says(visit: Visit, served: dict[str, Any]) -
     assert set(visit.column(COL["clients"])) == {"LXD, Incus"}
     # the detail panel: every version with short and full fingerprints, requirements, every file with its size
     entry = catalog["debian:12:amd64:cloud"]
-    visit.page.click("#products a:text-is('debian:12:amd64:cloud')")
+    visit.open("debian:12:amd64:cloud")
     panel = visit.page.locator("details[open]")
     text = panel.inner_text()
     for version in entry["versions"].values():
@@ -323,32 +339,225 @@ def test_readable_without_javascript(browser: Any, served: dict[str, Any]) -> No
         plain.close()
 
 
-def test_screenshot_of_the_20_product_tree(browser: Any, served: dict[str, Any], tmp_path: Path) -> None:
-    """The whole page, one product open, kept as a test artefact (a 1280 px wide layout at 0.7 device
-    pixels per CSS pixel: under 300 KB); SSB_UPDATE_SCREENSHOT=1 also writes docs/page.png, the
-    README's picture."""
-    shot = tmp_path / "page.png"
-    visit = Visit(browser, f"{served['url']}/index.html#p-10", scale=0.7)  # debian:12:amd64:default
+SIZE_TEXT = re.compile(r"^(?:\d+ B|\d+\.\d\d [KMGT]iB)$")
+AGE_TEXT = re.compile(r"^(?:1 (?:minute|hour|day)|(?:0|[2-9]|\d\d+) (?:minutes|hours|days))(?: \(stale\))?$")
+
+
+def test_title_and_description_head_the_page(visit: Visit) -> None:
+    """tree.yml `page: {title, description}` are the page's heading, its <title> and the paragraph under it."""
+    page = visit.page
+    assert page.text_content("h1") == TITLE
+    assert page.title() == f"{TITLE}: {len(PRODUCTS)} products"
+    assert page.text_content("header p.lead") == DESCRIPTION
+
+
+def test_remote_add_lines_are_copy_boxes_at_the_top(browser: Any, served: dict[str, Any]) -> None:
+    """The `lxc` and `incus` `remote add` lines are each in a box of their own with a Copy button, in the
+    first screen, above the table, one line each at 1280 px: no sentence around them, no wrap."""
+    visit = Visit(browser, f"{served['url']}/index.html")
     try:
-        assert visit.page.locator("details[open] summary").text_content() == "debian:12:amd64:default"
-        visit.page.evaluate("window.scrollTo(0, 0)")  # the sticky table header back at the top
-        visit.page.screenshot(path=str(shot), full_page=True)
+        page = visit.page
+        boxes = page.locator("#remote .cmd")
+        assert boxes.count() == 2
+        assert [box.locator("code").text_content() for box in boxes.all()] == [
+            f"{tool} remote add ssb {served['url']} --protocol simplestreams --public" for tool in ("lxc", "incus")]
+        assert all(box.locator("button.copy").is_visible() for box in boxes.all())
+        for box in boxes.all():  # each command is the only text of its box and fits on one line
+            assert box.locator("pre").inner_text() == box.locator("code").text_content()
+            lines = box.locator("code").evaluate(
+                "c => c.getBoundingClientRect().height / parseFloat(getComputedStyle(c).lineHeight)")
+            assert 0.5 < lines < 1.5, lines  # two lines would be about 1.8
+        top, table = page.locator("#remote").bounding_box(), page.locator("#products").bounding_box()
+        assert top is not None and table is not None
+        assert top["y"] + top["height"] <= min(800, table["y"]), (top, table)
     finally:
         visit.close()
-    data = shot.read_bytes()
-    assert data.startswith(b"\x89PNG") and len(data) < 300_000, len(data)
-    print(f"screenshot: {shot} ({len(data)} bytes)")
+
+
+def test_alias_column_shows_the_aliases_a_launch_line_uses(visit: Visit, served: dict[str, Any]) -> None:
+    """The ALIAS column: the product's aliases, as ALIAS/<arch> for a product of another arch than
+    amd64 (how the clients name it on any host); filtering by an alias finds its product."""
+    catalog = served["catalog"]["products"]
+    assert visit.page.locator("#products thead th").nth(COL["alias"]).text_content() == "Alias"
+    shown = dict(zip(visit.names(), visit.column(COL["alias"]), strict=True))
+    assert shown == {name: ", ".join(launch_aliases(entry)) for name, entry in catalog.items()}
+    assert shown["debian:12:amd64:default"] == "debian/12, debian/bookworm"
+    assert shown["debian:12:arm64:default"] == "debian/12/arm64"
+    visit.page.fill("#filter", "bookworm")
+    assert visit.names() == ["debian:12:amd64:default"]
+
+
+def test_sizes_and_ages_read_one_way(visit: Visit) -> None:
+    """Every size on the page in one style (IEC units after a space), every age in its largest whole
+    unit ('1 day', '3 days', never '30 h')."""
+    for summary in visit.page.locator("details summary").all():
+        summary.click()
+    sizes = visit.column(COL["size"]) + visit.page.eval_on_selector_all(
+        "details td.num", "cells => cells.map(c => c.textContent.trim())")
+    assert len(sizes) > len(PRODUCTS) and all(SIZE_TEXT.match(size) for size in sizes), sizes
+    ages = visit.column(COL["age"])
+    assert all(AGE_TEXT.match(age) for age in ages), ages
+    seconds = dict(zip(ages, (int(s) for s in visit.column(COL["age"], "data-sort")), strict=False))
+    for age, value in seconds.items():
+        assert age.split(" (")[0] == human_age(value)
+    assert [human_age(s) for s in (-5, 59, 60, 3599, 3600, 7200, 30 * 3600, 47 * 3600, 3 * 86400 + 5)] == [
+        "0 minutes", "0 minutes", "1 minute", "59 minutes", "1 hour", "2 hours", "1 day", "1 day", "3 days"]
+    assert [human_size(n) for n in (0, 1023, 1024, 12345, 50_000_000, 3 << 30)] == [
+        "0 B", "1023 B", "1.00 KiB", "12.06 KiB", "47.68 MiB", "3.00 GiB"]
+
+
+def test_filter_also_narrows_the_detail_panels(visit: Visit, served: dict[str, Any]) -> None:
+    page = visit.page
+
+    def panels() -> list[str]:
+        return [t.strip() for t in page.locator("details:not([hidden]) > summary").all_text_contents()]
+
+    assert sorted(panels()) == sorted(served["catalog"]["products"])
+    page.fill("#filter", "ubuntu 24.04")
+    assert sorted(panels()) == sorted(visit.names()) == sorted(p[0] for p in PRODUCTS if p[0].startswith("ubuntu:24"))
+    assert page.locator("details:visible").count() == len(visit.names())
+    page.fill("#filter", "no such product")
+    assert panels() == [] and page.locator("details:visible").count() == 0
+    page.fill("#filter", "")
+    assert len(panels()) == len(PRODUCTS)
+
+
+def test_launch_line_of_another_arch_names_the_arch_alias(visit: Visit, served: dict[str, Any], tmp_path: Path,
+                                                          tls_files: TlsFiles) -> None:
+    """An arm64 product's launch line is `lxc launch ssb:debian/12/arm64`: the real lxc resolves that to the
+    arm64 image on this amd64 host, where the plain `debian/12` names the amd64 one."""
+    catalog = served["catalog"]["products"]
+    visit.open("debian:12:arm64:default")
+    lines = visit.page.locator("details[open] .cmd code").all_text_contents()
+    assert lines == ["lxc launch ssb:debian/12/arm64", "incus launch ssb:debian/12/arm64"]
+    visit.open("debian:12:amd64:default")
+    assert "lxc launch ssb:debian/12" in visit.page.locator("details[open] .cmd code").all_text_contents()
+
+    def fingerprint(name: str) -> str:
+        versions = catalog[name]["versions"]
+        return next(iter(version_images(versions[max(versions)]["items"])))
+
+    lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
+    add = visit.page.locator("#remote .cmd code").first.text_content() or ""
+    lxc.run(*shlex.split(add)[1:])
+    assert f"Fingerprint: {fingerprint('debian:12:arm64:default')}" in lxc.image_info(lines[0].split()[-1])
+    assert f"Fingerprint: {fingerprint('debian:12:amd64:default')}" in lxc.image_info("ssb:debian/12")
+
+
+def _open_all(visit: Visit) -> None:
+    visit.page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+
+
+@pytest.mark.parametrize(("width", "scheme"), [(1280, "light"), (390, "light"), (390, "dark")])
+def test_layout_needs_no_horizontal_scroll(browser: Any, served: dict[str, Any], width: int, scheme: str) -> None:
+    """On a 1280 px screen and a 390 px phone, every panel open, nothing is wider than the window (on the
+    phone the tables become cards)."""
+    visit = Visit(browser, f"{served['url']}/index.html", width=width, scheme=scheme)
+    try:
+        _open_all(visit)
+        widths = visit.page.evaluate("[document.documentElement.scrollWidth, document.body.scrollWidth]")
+        assert max(widths) <= width, widths
+        wider = visit.page.eval_on_selector_all(
+            "main *", "els => els.filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)"
+                      ".map(e => e.tagName + '.' + e.className).slice(0, 5)")
+        assert wider == [], wider
+        row = visit.page.locator("#products tbody tr").first.bounding_box()
+        assert row is not None
+        assert row["height"] > 60 if width < 500 else row["height"] < 60, row  # a card on the phone, else a row
+    finally:
+        visit.close()
+
+
+def test_dark_mode_follows_the_colour_scheme(browser: Any, served: dict[str, Any]) -> None:
+    """prefers-color-scheme: dark gives light text on a dark background (contrast: the axe test)."""
+    def luminance(visit: Visit, prop: str) -> float:
+        rgb = visit.page.evaluate(f"getComputedStyle(document.body).{prop}")
+        r, g, b = (int(x) for x in re.findall(r"\d+", rgb)[:3])
+        return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+    for scheme, dark in (("light", False), ("dark", True)):
+        visit = Visit(browser, f"{served['url']}/index.html", scheme=scheme)
+        try:
+            background, text = luminance(visit, "backgroundColor"), luminance(visit, "color")
+            expected = (background < 0.2 and text > 0.8) if dark else (background > 0.9 and text < 0.2)
+            assert expected, (scheme, background, text)
+        finally:
+            visit.close()
+
+
+@pytest.fixture(scope="module")
+def axe() -> Any:
+    """axe-core (the axe-playwright-python wheel bundles axe.min.js; .ci/run installs it with the test extra)."""
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        missing("the pip package axe-playwright-python is not installed")
+        raise AssertionError("unreachable") from None
+    return Axe()
+
+
+def axe_violations(axe: Any, visit: Visit) -> dict[str, list[str]]:
+    """axe-core's violations on the page as it is (every panel open): impact -> 'rule-id (N nodes)'."""
+    _open_all(visit)
+    found: dict[str, list[str]] = {}
+    for violation in axe.run(visit.page).response["violations"]:
+        found.setdefault(violation["impact"], []).append(f"{violation['id']} ({len(violation['nodes'])})")
+    return found
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_no_serious_or_critical_accessibility_violation(browser: Any, served: dict[str, Any], axe: Any,
+                                                         width: int) -> None:
+    """axe-core in the real chromium, light and dark, every panel open: no serious or critical violation."""
+    for scheme in ("light", "dark"):
+        visit = Visit(browser, f"{served['url']}/index.html", width=width, scheme=scheme)
+        try:
+            found = axe_violations(axe, visit)
+            print(f"axe at {width} px, {scheme}: {found or 'no violation'}")
+            assert not found.get("serious") and not found.get("critical"), found
+            assert not visit.errors, visit.errors  # axe ran beside the page's CSP without an error
+        finally:
+            visit.close()
+
+
+def test_screenshots_at_1280_and_390_px(browser: Any, served: dict[str, Any], tmp_path: Path) -> None:
+    """The whole page with one product open, at 1280 and 390 px, rendered from the served catalog as
+    published to https://images.example.org/lxd (a real-looking URL) on 2026-12-01; under 400 KB each
+    and kept as test artefacts. SSB_UPDATE_SCREENSHOT=1 also writes docs/page.png and docs/page-390.png,
+    the README's pictures:
+    SSB_UPDATE_SCREENSHOT=1 python3 -m pytest -q tests/test_page.py -k screenshots"""
+    tree = config_from_text(tree_yml("https://s3.example.org"), "tree.yml").page
+    html = render_page(served["catalog"], tree, now=NOW, base_url=DOCS_URL)
+    (tmp_path / "index.html").write_bytes(html)
+    shots = {}
+    for width, name, scale in ((1280, "page.png", 0.7), (390, "page-390.png", 1.0)):  # 390: the first 2,000 px
+        visit = Visit(browser, f"file://{tmp_path}/index.html#p-10", width=width, scale=scale)  # debian:12:amd64
+        try:
+            assert visit.page.locator("details[open] summary").text_content() == "debian:12:amd64:default"
+            assert DOCS_URL in (visit.page.locator("#remote code").first.text_content() or "")
+            visit.page.evaluate("window.scrollTo(0, 0)")  # the sticky table header back at the top
+            clip = {"x": 0, "y": 0, "width": width, "height": 2000} if width < 1000 else None
+            visit.page.screenshot(path=str(tmp_path / name), full_page=True, clip=clip)
+            assert not visit.errors, visit.errors
+        finally:
+            visit.close()
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) < 400_000, (name, len(data))
+        print(f"screenshot: {tmp_path / name} ({len(data)} bytes)")
+        shots[name] = data
     if os.environ.get("SSB_UPDATE_SCREENSHOT") == "1":
         (REPO / "docs").mkdir(exist_ok=True)
-        (REPO / "docs" / "page.png").write_bytes(data)
+        for name, data in shots.items():
+            (REPO / "docs" / name).write_bytes(data)
 
 
 def test_the_copied_lines_launch_a_container_with_lxd(visit: Visit, served: dict[str, Any],
                                                       lxd_daemon: LxdDaemon) -> None:
     """What a user copies from the page is what works: `lxc remote add` then `lxc launch` (one launch)."""
-    visit.page.click(f"#products a:text-is('{LAUNCHED}')")
+    visit.open(LAUNCHED)
     lines = visit.page.locator("details[open] .cmd code").all_text_contents()
-    add = next(line for line in lines if line.startswith("lxc remote add "))
+    add = visit.page.locator("#remote .cmd code").first.text_content() or ""
+    assert add.startswith("lxc remote add ")
     launch = next(line for line in lines if line.startswith("lxc launch "))
     client = lxd_daemon.client
     remote = shlex.split(add)[3]
@@ -417,12 +626,21 @@ def test_hostile_catalog_text_renders_inert(browser: Any) -> None:
         visit.page.click("#products a >> nth=0")
         assert visit.page.evaluate("document.scripts.length") == 1
         assert visit.page.evaluate("document.images.length") == 0
-        assert visit.page.text_content("#products tbody td") == HOSTILE  # shown as text, run as nothing
+        os_cell = f"#products tbody td:nth-child({COL['os'] + 1})"
+        assert visit.page.text_content(os_cell) == HOSTILE  # shown as text, run as nothing
         panel = visit.page.inner_text("details[open]")
         assert "nesting=</code><script>alert(3)</script>" in panel and '"><img src=x onerror=alert(2)>' in panel
         assert not visit.errors, visit.errors  # no dialog, no script error
     finally:
         visit.close()
+
+
+def test_hostile_title_and_description_render_as_text() -> None:
+    config = PageConfig(title=HOSTILE, description='"><img src=x onerror=alert(4)>')
+    text = render_page(_catalog(1), config, now=NOW).decode()
+    assert text.count("<script") == 1 and "<img" not in text
+    assert f"<h1>{escape(HOSTILE)}</h1>" in text and f"<title>{escape(HOSTILE)}: 1 product</title>" in text
+    assert '<p class="lead">&quot;&gt;&lt;img src=x onerror=alert(4)&gt;</p>' in text
 
 
 def test_odd_types_in_a_kept_entry_do_not_break_the_page() -> None:
@@ -448,7 +666,7 @@ def test_a_product_without_versions_gets_no_row() -> None:
 def test_deltas_are_listed_with_their_sizes() -> None:
     text = render_page(_catalog(1), PageConfig(), now=NOW).decode()
     assert "rootfs.20261129_1000.vcdiff" in text and "squashfs.vcdiff (delta from 20261129_1000)" in text
-    assert 'data-bytes="12345"' in text and "12.06KiB" in text
+    assert 'data-bytes="12345"' in text and "12.06 KiB" in text
 
 
 def test_render_is_deterministic_and_fast() -> None:
@@ -547,7 +765,7 @@ def test_page_path_is_configurable_and_the_url_found_by_the_page(tmp_path: Path,
         visit = Visit(browser, f"{url}/images/list.html")
         try:
             visit.page.click("#products a >> nth=0")
-            lines = visit.page.locator("details[open] .cmd code").all_text_contents()
+            lines = visit.page.locator("#remote .cmd code").all_text_contents()
             assert f"lxc remote add ssb {url} --protocol simplestreams --public" in lines, lines
             assert not visit.errors, visit.errors
         finally:
@@ -562,6 +780,10 @@ def test_page_path_is_configurable_and_the_url_found_by_the_page(tmp_path: Path,
     ("page: {colour: blue}\n", "page.colour", "unknown key"),
     ("page: yes please\n", "page", "boolean"),
     ("cache_control: {page: \"\"}\n", "cache_control.page", ""),
+    ("page: {title: \"Images\\e[31m\"}\n", "page.title", "U+001B (ESC)"),
+    ("page: {title: \"   \"}\n", "page.title", "at most 120 characters"),
+    ("page: {description: \"a\\u202eb\"}\n", "page.description", "bidirectional override"),
+    (f"page: {{description: {'x' * 1001}}}\n", "page.description", "at most 1000 characters"),
 ])
 def test_bad_page_settings_are_one_clear_error(tmp_path: Path, images: Path, extra: str, field: str,
                                                expected: str) -> None:
@@ -581,11 +803,14 @@ def test_config_defaults_and_page_off() -> None:
     tree = config_from_text(PLAIN_TREE, "tree.yml")
     assert tree.page == PageConfig() and tree.page.enabled and tree.cache_control.page == "no-cache"
     assert not config_from_text("page: false\n" + PLAIN_TREE, "tree.yml").page.enabled
+    assert (tree.page.title, tree.page.description) == ("Images", "")
     custom = config_from_text("page: {path: a//b.html, base_url: 'https://x.example/y/', remote: mine, "
-                              "stale_after_days: 7}\n" + PLAIN_TREE, "tree.yml").page
-    assert (custom.path, custom.base_url, custom.remote, custom.stale_after_days) == (
-        "a/b.html", "https://x.example/y", "mine", 7)
-    for text in (PLAIN_TREE, "page: false\n" + PLAIN_TREE):  # `print` gives a tree.yml that reads back the same
+                              "stale_after_days: 7, title: 'My <images>', description: 'Built & signed'}\n"
+                              + PLAIN_TREE, "tree.yml").page
+    assert (custom.path, custom.base_url, custom.remote, custom.stale_after_days, custom.title,
+            custom.description) == ("a/b.html", "https://x.example/y", "mine", 7, "My <images>", "Built & signed")
+    # `print` gives a tree.yml that reads back the same
+    for text in (PLAIN_TREE, "page: false\n" + PLAIN_TREE, "page: {title: T, description: D}\n" + PLAIN_TREE):
         tree = config_from_text(text, "tree.yml")
         assert config_from_text(yaml.safe_dump(config_as_dict(tree)), "tree.yml").page == tree.page
 
@@ -663,10 +888,9 @@ def test_links_from_upstream_folders_resolve_under_the_tree(browser: Any, tmp_pa
 
 def _copied(visit: Visit) -> str:
     """What the Copy button of the first `lxc remote add` line puts on the clipboard."""
-    visit.page.click("#products a >> nth=0")
-    line = visit.page.locator("details[open] .cmd", has_text="lxc remote add").first
+    line = visit.page.locator("#remote .cmd", has_text="lxc remote add").first
     line.locator("button.copy").click()
-    visit.page.wait_for_function("document.querySelector('details[open] .copy').textContent === 'Copied'")
+    visit.page.wait_for_function("document.querySelector('#remote .copy').textContent === 'Copied'")
     return str(visit.page.evaluate("navigator.clipboard.readText()"))
 
 
