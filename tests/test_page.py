@@ -669,7 +669,9 @@ def test_deltas_are_listed_with_their_sizes() -> None:
     assert 'data-bytes="12345"' in text and "12.06 KiB" in text
 
 
-def test_render_is_deterministic_and_fast() -> None:
+def test_render_is_deterministic() -> None:
+    """The same catalog gives the same bytes whatever its order (its speed is a bench row, not a
+    timed assertion: bench/)."""
     catalog = _catalog(1000)
     reordered = {**catalog, "products": dict(reversed(list(catalog["products"].items())))}
     start = time.perf_counter()
@@ -678,7 +680,6 @@ def test_render_is_deterministic_and_fast() -> None:
     assert render_page(reordered, PageConfig(), now=NOW, base_url="https://images.example.org") == first
     assert render_page(catalog, PageConfig(), now=NOW + 86400, base_url="https://images.example.org") != first
     print(f"1,000 products: rendered in {elapsed:.3f}s, {len(first)} bytes")
-    assert elapsed < 1.0, elapsed
     assert first.count(b'<tr data-order="') == 1000
 
 
