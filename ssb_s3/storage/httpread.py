@@ -37,11 +37,12 @@ Used by the `prefix_path` fetch of a product's ssb.json (publish) and by HttpSto
   the hooks) is refused with one line naming it and the setting (BudgetSpent), and the run stops
   (the tool's own lease is the one document not charged); a body being read over http(s) is held
   on it as it arrives (twice its bytes: it and its copy), so documents read at once (16 manifest
-  readers) cannot outgrow it before they are parsed. So the documents
-  of one run (index, catalogs, every ssb.json, however many an upstream names) take at most the
-  budget, parsed, whatever their shape: the per-document size cap alone let a 63 MiB catalog of
-  small containers take 1.7 GB, and five of them a MemoryError. What a publish's snapshot cost is
-  given back once it is dropped (storage.tree: a publish that starts again does not pay twice).
+  readers) cannot outgrow it before they are parsed. So the documents of one run (index, catalogs,
+  every ssb.json, however many an upstream names) take at most the budget, parsed, whatever their
+  shape: the per-document size cap alone let a 63 MiB catalog of small containers take 1.7 GB, and
+  five of them a MemoryError. What a publish's snapshot cost is given back once it is dropped
+  (storage.tree: a publish that starts again does not pay twice). What a run builds from the
+  documents it accepted (a mirror's selection, verify's checks, a publish's plan) is not counted.
 
   parse_cost is an upper bound of json.loads' peak, the bytes themselves included: per byte 1 (the
   bytes) + the width of the decoded text (1 ASCII, 2, 4 with characters past U+FFFF) + that of the
