@@ -240,13 +240,13 @@ def test_the_issues_five_63_mib_catalogs_at_the_default_budget(tmp_path: Path, t
         line = one_error_line(out)  # refused while it arrives: what is left cannot even hold its bytes
         assert line.startswith(f"error: {url}/{paths[2]}: c3.json not read past "), line
         assert line.endswith("(mirror --max-parse-memory)"), line
-        assert out.peak_mb < 1000, out.peak_mb  # two parsed, 5 GB and a MemoryError before
+        assert out.peak_mb < 700, out.peak_mb  # two parsed (about 500 MB); 5 GB and a MemoryError before
 
         name_catalogs(streams, dense_catalog(63 << 20), 5)
         out = _mirror(target, url, tls_files)
         line = one_error_line(out)
         assert line.startswith(f"error: {url}/{paths[0]}: not parsed: "), line
-        assert out.peak_mb < 400, out.peak_mb  # the 63 MiB body, never its 1.7 GB parse
+        assert out.peak_mb < 250, out.peak_mb  # the 63 MiB body (about 160 MB), never its 1.7 GB parse
     assert not target.exists() or not (target / "streams").exists()
     shutil.rmtree(upstream)
 
