@@ -454,6 +454,23 @@ GRACE = click.option("--grace", metavar="DURATION",
 JSON = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON report.")
 
 
+def _new_run(ctx: click.Context, param: click.Parameter, limit: int) -> None:
+    names: list[str] = []
+    at = ctx
+    while at.parent is not None:  # the command as typed after the program's name: "verify", "hooks serve"
+        names.insert(0, at.info_name or "")
+        at = at.parent
+    httpread.new_run(limit, f"{' '.join(names)} --max-parse-memory")
+
+
+PARSE_MEMORY = click.option(
+    "--max-parse-memory", type=click.IntRange(1 << 20, 1 << 44), default=httpread.MAX_PARSE_MEMORY, show_default=True,
+    metavar="BYTES", expose_value=False, callback=_new_run,
+    help="Memory all the JSON documents of this run (index, catalogs, ssb.json; hooks: of each publish) may "
+         "take parsed, estimated from each one's bytes before it is parsed; the document that would pass it "
+         "stops the run.")
+
+
 def SERVED_TREE(command: Any) -> Any:
     """The options of commands that read the tree as clients do (verify, list): --base-url and its bounds."""
     for option in reversed((
@@ -466,6 +483,7 @@ def SERVED_TREE(command: Any) -> Any:
                      help="With --base-url: seconds for one whole request (a file with verify --hashes too)."),
         click.option("--max-catalog-size", type=click.IntRange(1024, 2**40), default=httpread.MAX_DOCUMENT_SIZE,
                      show_default=True, metavar="BYTES", help="With --base-url: largest index.json or catalog read."),
+        PARSE_MEMORY,
     )):
         command = option(command)
     return command
@@ -484,6 +502,7 @@ def SERVED_TREE(command: Any) -> Any:
 @click.option("--skip-purge", is_flag=True, help="Do not delete expired files in this run.")
 @GRACE
 @LOCK_TIMEOUT
+@PARSE_MEMORY
 @click.option("--cloudfront-distribution", metavar="ID",
               help="CloudFront distribution whose index.json and images.json are invalidated after a change.")
 @click.option("--sign-key", metavar="KEYID",
@@ -730,6 +749,7 @@ def _tree_or_mirrors_only(settings: Settings) -> TreeConfig:
 @click.option("--force", is_flag=True, help="Allow emptying a product or the whole tree.")
 @GRACE
 @LOCK_TIMEOUT
+@PARSE_MEMORY
 @JSON
 @click.pass_obj
 def mirror_cmd(settings: Settings, source: str, filters: tuple[str, ...], clients: str, max_versions: int | None,
@@ -1057,6 +1077,7 @@ def _republisher(settings: Settings) -> Any:
               "(default: tree.yml hooks.debounce, else 2s).")
 @click.option("--wait", type=click.IntRange(0, 20), default=20, show_default=True, help="Long-poll seconds.")
 @click.option("--sqs-endpoint-url", envvar="AWS_ENDPOINT_URL_SQS", help="SQS endpoint (LocalStack, moto...).")
+@PARSE_MEMORY
 @click.pass_obj
 def hooks_sqs_cmd(settings: Settings, queue_url: str, debounce: str | None, wait: int,
                   sqs_endpoint_url: str | None) -> None:
@@ -1088,6 +1109,7 @@ def hooks_sqs_cmd(settings: Settings, queue_url: str, debounce: str | None, wait
 @click.option("--max-connections", type=click.IntRange(min=1), default=64, show_default=True,
               help="Open connections at most; over it, the oldest one still sending its request is closed, "
                    "or the new one refused (503) if all are busy publishing.")
+@PARSE_MEMORY
 @click.pass_obj
 def hooks_serve_cmd(settings: Settings, listen: str, token_file: Path | None, debounce: str | None,
                     max_body: int, timeout: float, max_connections: int) -> None:

@@ -33,6 +33,12 @@ class SigningRequired(SSBError):
     before anything is written (ssb_s3.commands.publish.refuse_unsigned_over_signed)."""
 
 
+class BudgetSpent(SSBError):
+    """The run's budget of parsed-document memory cannot pay for the next document
+    (ssb_s3.storage.httpread.ParseBudget): nothing of it was parsed, and the whole run stops (it is
+    no one document's or product's problem, so no caller turns it into one)."""
+
+
 class NotFound(StoreError):
     """The key does not exist in the store."""
 

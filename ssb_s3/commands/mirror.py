@@ -59,7 +59,7 @@ from ..core.plan import PublishOptions, PublishReport, combined_claims
 from ..core.retention import served_mirrored
 from ..core.signed import SIGNED_INDEX_KEY, clearsigned_content
 from ..core.withdrawal import Recorded, tree_recorded
-from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
+from ..errors import BudgetSpent, NotFound, PreconditionFailed, SSBError, StoreError
 from ..filters import Filter, FilterError, parse_filters
 from ..progress import Progress
 from ..storage import httpread
@@ -72,7 +72,7 @@ from .publish import publish, refuse_unsigned_over_signed
 log = logging.getLogger(__name__)
 
 MAX_INDEX_BYTES = 16 << 20  # images.linuxcontainers.org's index is a few KB
-MAX_CATALOG_BYTES = httpread.MAX_DOCUMENT_SIZE  # its catalog is about 10 MB; parsing 64 MiB peaks near 600 MB
+MAX_CATALOG_BYTES = httpread.MAX_DOCUMENT_SIZE  # its catalog is about 10 MB; parsed, all count in the run's budget
 # Bounds of one image file over http(s), named in messages as ssb_s3.commands.mirror.<NAME>
 DEADLINE = 6 * 3600.0  # an image of several GB on a slow link
 TIMEOUT = httpread.TIMEOUT
@@ -164,7 +164,7 @@ def _document(store: Store, key: str, limit: int, opts: MirrorOptions, signed: b
         except ValueError as exc:
             raise MirrorError(f"{where}: {exc}") from None
     try:
-        return httpread.parse_json(data)
+        return httpread.parse_json(data, where)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MirrorError(f"{where}: not valid JSON ({exc})") from None
 
@@ -623,6 +623,8 @@ def served_mirrored_product(tree: TreeConfig, index: bytes, served: Mapping[str,
 def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> dict[str, Any] | None:
     try:
         return read_manifest(target, tree, config)[0]
+    except BudgetSpent:
+        raise  # the run's, not this product's
     except SSBError:
         return None
 

@@ -200,7 +200,7 @@ def served_entries(store: Store, problems: list[str]) -> list[dict[str, Any]]:
     """The image-downloads entries of the served index.json, as clients read it (`verify`, `list`);
     [] with the reason in `problems` when there is none or the index is missing or unusable."""
     try:
-        index = parse_json(store.read(INDEX_KEY))
+        index = parse_json(store.read(INDEX_KEY), store.describe(INDEX_KEY))
     except NotFound:
         problems.append(f"{store.describe(INDEX_KEY)}: missing (nothing is published)")
         return []
@@ -225,7 +225,7 @@ def read_catalog(store: Store, path: str, problems: list[str]) -> Any:
         problems.append(f"{store.describe(INDEX_KEY)}: catalog {why}")
         return None
     try:
-        catalog = parse_json(store.read(path))
+        catalog = parse_json(store.read(path), store.describe(path))
     except NotFound:
         problems.append(f"{store.describe(path)}: named by index.json but missing")
         return None
@@ -406,7 +406,7 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
     report.signatures.append(SIGNED_INDEX_KEY)
     where = store.describe(SIGNED_INDEX_KEY)
     try:
-        index = parse_json(content)
+        index = parse_json(content, where)
     except ValueError as exc:
         problems.append(f"{where}: signed content is not JSON ({exc})")
         return
@@ -415,7 +415,7 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
         problems.extend(index_problems)
         return
     try:
-        unsigned_path = parse_json(store.read(INDEX_KEY))["index"][INDEX_NAME]["path"]
+        unsigned_path = parse_json(store.read(INDEX_KEY), store.describe(INDEX_KEY))["index"][INDEX_NAME]["path"]
     except (ValueError, KeyError, TypeError, StoreError):
         unsigned_path = None  # reported by the unsigned walk already
     for name, entry in sorted(index["index"].items()):
@@ -435,7 +435,7 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
             continue
         report.signatures.append(path)
         try:
-            catalog = parse_json(signed)
+            catalog = parse_json(signed, store.describe(path))
             products = sorted(catalog["products"])
         except (ValueError, KeyError, TypeError) as exc:
             problems.append(f"{store.describe(path)}: signed content is not a catalog ({exc})")
@@ -448,7 +448,7 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
             unsigned = store.read(unsigned_path)
         except StoreError:
             continue  # reported by the unsigned walk
-        if not same_document(signed, unsigned):
+        if not same_document(signed, unsigned, lambda doc: parse_json(doc, store.describe(unsigned_path))):
             problems.append(f"{store.describe(path)}: signs another document than {unsigned_path}")
         detached = unsigned_path + DETACHED_SUFFIX
         if _signed(store, detached, keyring, problems, data=unsigned, required=False) is not None:
@@ -468,7 +468,7 @@ def _check_plain_copy(store: Store, keyring: str, folder: str, report: VerifyRep
     signed = _signed(store, twin, keyring, report.problems, required=False)
     if signed is not None:
         report.signatures.append(twin)
-        if not same_document(signed, data):
+        if not same_document(signed, data, lambda doc: parse_json(doc, store.describe(plain))):
             report.problems.append(f"{store.describe(twin)}: signs another document than {plain}")
     if _signed(store, plain + DETACHED_SUFFIX, keyring, report.problems, data=data, required=False) is not None:
         report.signatures.append(plain + DETACHED_SUFFIX)

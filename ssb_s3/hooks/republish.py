@@ -11,6 +11,8 @@ ETag is never dropped.
 
 Every `handle` logs one JSON line: the products republished, and every failed product with its
 reason (at ERROR, so it shows at the default verbosity); nothing else logs a product's failure.
+Each `handle` is a run of its own for the budget of parsed documents (httpread.new_run): what
+earlier publishes of a long-lived process parsed does not count against the next one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from ..commands.publish import PublishOptions, PublishReport, publish
 from ..config import TreeConfig
 from ..errors import SSBError
+from ..storage import httpread
 from ..storage.store import Store, open_store
 from ..storage.tree import refresh_manifest
 from .events import BucketEvent, route
@@ -96,6 +99,7 @@ class Republisher:
         """One publish for all these events (`lock_timeout`: the longest wait for the tree's lease,
         instead of the options'); logs one JSON line saying what it did."""
         events = list(events)
+        httpread.new_run()  # the documents of earlier publishes no longer count in the parse budget
         theirs = [e for e in events if not self.ours(e)]
         outcome = self._handle(theirs, lock_timeout)
         fields: dict[str, Any] = {"events": len(events), "republished": outcome.products}

@@ -30,6 +30,35 @@ Used by the `prefix_path` fetch of a product's ssb.json (publish) and by HttpSto
   whose line says that the bucket policy must allow s3:GetObject on the key.
 - JSON from outside goes through `parse_json`: a document nested too deeply is a ValueError,
   never a RecursionError.
+- Memory per run: `parse_json` charges every document it parses to the run's ParseBudget (one per
+  process run, `new_run`; the hooks start one per publish), at the cost `parse_cost` estimates from
+  the bytes, BEFORE json.loads runs: a document whose estimate is over what is left of the budget
+  (default MAX_PARSE_MEMORY, `--max-parse-memory` of publish, mirror, verify, list, compat and
+  the hooks) is refused with one line naming it and the setting (BudgetSpent), and the run stops
+  (the tool's own lease is the one document not charged); a body being read over http(s) is held
+  on it as it arrives (twice its bytes: it and its copy), so documents read at once (16 manifest
+  readers) cannot outgrow it before they are parsed. So the documents of one run (index, catalogs,
+  every ssb.json, however many an upstream names) take at most the budget, parsed, whatever their
+  shape: the per-document size cap alone let a 63 MiB catalog of small containers take 1.7 GB, and
+  five of them a MemoryError. What a publish's snapshot cost is given back once it is dropped
+  (storage.tree: a publish that starts again does not pay twice). What a run builds from the
+  documents it accepted (a mirror's selection, verify's checks, a publish's plan) is not counted.
+
+  parse_cost is an upper bound of json.loads' peak, the bytes themselves included: per byte 1 (the
+  bytes) + the width of the decoded text (1 ASCII, 2, 4 with characters past U+FFFF) + that of the
+  strings (doubled when the document holds escapes: such strings are built piecewise), plus
+  PER_CONTAINER per `[` or `{` and PER_SEPARATOR per `,` or `:` (every value, key and container
+  follows one of them), plus PER_DOCUMENT. Measured on CPython 3.11 (tracemalloc peak of
+  json.loads, and the growth of the process's peak RSS, of 32 MB documents), estimate / RSS:
+      a catalog as images.linuxcontainers.org's (3 versions a product, 6 items a version), compact
+      RSS 4.7 x its size, estimate 8.0 x (1.7); indented RSS 4.0 x, estimate 6.8 x (1.7);
+      `[{},{},...]` RSS 26 x, estimate 86 x (3.3);  `[[[...]]]` 500 deep, repeated: 50 x, 78 x (1.6);
+      `{"":{"":...0}}` repeated: 41 x, 53 x (1.3);  `[{"a":0},...]`: 27 x, 47 x (1.7);
+      `{"1":0,"2":0,...}` (every key new): 15 x, 20 x (1.3);  `["ab",...]`: 16 x, 23 x (1.4);
+      `["\u0100",...]`: 21 x, 25 x (1.18);  one long string with a character past U+FFFF: 9 x, 9 x (1.0);
+      `[0,0,...]` (cached small ints): 6 x, 53 x (8.8; cheap shapes are overestimated, never the
+      expensive ones underestimated). The tracemalloc peak is under the estimate for every shape
+      (tests/test_parse_budget.py checks it). Counting takes about 4 ms per MB.
 
 Limits are module constants here; `verify` sets them per run (`--timeout`, `--deadline`,
 `--max-catalog-size`). Proxies (http_proxy, https_proxy) are not used.
@@ -51,7 +80,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import Forbidden, NotFound, StoreError
+from ..errors import BudgetSpent, Forbidden, NotFound, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +88,14 @@ T = TypeVar("T")
 TIMEOUT = 30.0  # seconds without a byte before a read fails
 DEADLINE = 300.0  # seconds for one whole request: connect, redirects, headers and body
 MAX_DOCUMENT_SIZE = 64 * 1024 * 1024  # bytes of an ssb.json, index.json or catalog
+# Estimated memory the JSON documents of one run may take parsed, in all (parse_cost): 1 GiB holds
+# about 130 MB of catalogs as real ones are (images.linuxcontainers.org's is about 10 MB) and keeps
+# a run under about 1.5 GB whatever it is served; a 63 MiB catalog of small containers (5 GB
+# estimated) is refused.
+MAX_PARSE_MEMORY = 1 << 30
+PER_CONTAINER = 150  # bytes estimated for each `[` or `{` (a list or dict, its slot in its parent)
+PER_SEPARATOR = 100  # bytes estimated for each `,` or `:` (a value or key: its object, its slot)
+PER_DOCUMENT = 64 << 10  # and for each document (the parser's own state, the objects' headers)
 MAX_REDIRECTS = 5
 READ_SIZE = 1024 * 1024  # at most this much per read
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -175,14 +212,22 @@ class Response:
         return chunk
 
     def read(self, what: str = "body") -> bytes:
-        """The whole body, refused past `max_size` (before reading when Content-Length says so)."""
+        """The whole body, refused past `max_size` (before reading when Content-Length says so).
+        While it arrives, the body and its copy are held on the run's parse budget (BudgetSpent):
+        documents read at once (the manifest readers) cannot outgrow it before they are parsed."""
         cap = self._limits.max_size
         limit = f"the size limit of {cap} bytes ({self._limits.name('size')}){self.note}"
         if self.length is not None and self.length > cap:
             raise StoreError(f"{shown(self.url)}: {what} declares {self.length} bytes, over {limit}")
         data = bytearray()
-        for chunk in self.chunks(cap + 1):
-            data += chunk
+        budget, held = _run, 0
+        try:
+            for chunk in self.chunks(cap + 1):
+                data += chunk
+                budget.hold(2 * len(chunk), f"{shown(self.url)}: {what}", len(data), self.note)
+                held += 2 * len(chunk)
+        finally:
+            budget.refund(held)  # its parse is charged instead (parse_json), the bytes included
         if len(data) > cap:
             raise StoreError(f"{shown(self.url)}: {what} is over {limit}")
         if self.length is not None and len(data) != self.length:
@@ -407,8 +452,93 @@ def fetch(url: str, *, token: str | None = None, limits: Limits = Limits(), what
         return resp.read(what), resp.headers.get("ETag", "")
 
 
-def parse_json(data: bytes | str) -> Any:
-    """json.loads for documents from outside: nesting too deep is a ValueError, not a RecursionError."""
+_ASTRAL_ESCAPE = re.compile(rb"\\u[dD][89abAB]")  # half of a surrogate pair: a character past U+FFFF
+_ASTRAL_LEADS = tuple(bytes([lead]) for lead in range(0xF0, 0xF5))  # UTF-8 lead bytes of those
+
+
+def parse_cost(data: bytes) -> int:
+    """An upper bound of the memory json.loads(data) takes at its peak, `data` included, counted
+    from the bytes in a few passes of C (module docstring: the formula and how it was measured)."""
+    if data.isascii():
+        text = 1
+        chars = 1 if b"\\u" not in data else 4 if _ASTRAL_ESCAPE.search(data) else 2
+    else:
+        text = 4 if any(lead in data for lead in _ASTRAL_LEADS) or _ASTRAL_ESCAPE.search(data) else 2
+        chars = text
+    if b"\\" in data:
+        chars *= 2
+    containers = data.count(b"[") + data.count(b"{")
+    separators = data.count(b",") + data.count(b":")
+    return len(data) * (1 + text + chars) + PER_CONTAINER * containers + PER_SEPARATOR * separators + PER_DOCUMENT
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+class ParseBudget:
+    """The memory the JSON documents of one run may take parsed, in all (module docstring).
+    `option` tells users where the limit is set. Charged from any thread."""
+
+    def __init__(self, limit: int = MAX_PARSE_MEMORY, option: str = "ssb_s3.storage.httpread.MAX_PARSE_MEMORY") -> None:
+        self.limit, self.option = limit, option
+        self.spent = 0
+        self._lock = threading.Lock()
+
+    def charge(self, data: bytes, where: str) -> None:
+        """Count `data`'s parse cost, or raise BudgetSpent (one line naming `where`) when it is over
+        what is left: before anything is parsed."""
+        cost = parse_cost(data)
+        with self._lock:
+            left = self.limit - self.spent
+            if cost <= left:
+                self.spent += cost
+                return
+        raise BudgetSpent(f"{where}: not parsed: it would take about {_mib(cost)} of memory (estimated from its "
+                          f"{len(data)} bytes), over the {_mib(max(left, 0))} left of the {_mib(self.limit)} "
+                          f"the documents of one run may take ({self.option})")
+
+    def hold(self, size: int, what: str, received: int, note: str = "") -> None:
+        """Hold `size` more bytes of a document being read (given back with `refund`), or raise
+        BudgetSpent: a body is not read on past what is left."""
+        with self._lock:
+            left = self.limit - self.spent
+            if size <= left:
+                self.spent += size
+                return
+        raise BudgetSpent(f"{what} not read past {received} bytes: holding it would take more than the "
+                          f"{_mib(max(left, 0))} left of the {_mib(self.limit)} the documents of one run may take "
+                          f"({self.option}){note}")
+
+    def refund(self, cost: int) -> None:
+        """Give back what documents the run no longer holds cost (a publish's dropped snapshot)."""
+        with self._lock:
+            self.spent = max(0, self.spent - cost)
+
+
+_run = ParseBudget()
+
+
+def run_budget() -> ParseBudget:
+    """The budget of the run under way."""
+    return _run
+
+
+def new_run(limit: int | None = None, option: str | None = None) -> ParseBudget:
+    """Start a run: a new budget (by default with the last one's limit and option); what earlier
+    runs of this process parsed no longer counts (the hooks start one per publish)."""
+    global _run
+    _run = ParseBudget(_run.limit if limit is None else limit, _run.option if option is None else option)
+    return _run
+
+
+def parse_json(data: bytes, where: str, *, charged: bool = True) -> Any:
+    """json.loads for documents from outside, `where` naming the document in messages: charged to
+    the run's budget first (BudgetSpent, nothing parsed; `charged=False` only for the tool's own
+    lease, read back by its renewal thread), and nesting too deep is a ValueError, not a
+    RecursionError."""
+    if charged:
+        _run.charge(data, where)
     try:
         return json.loads(data)
     except RecursionError:

@@ -69,7 +69,7 @@ class LeaseInfo:
     @classmethod
     def parse(cls, data: bytes) -> LeaseInfo | None:
         try:
-            raw: dict[str, Any] = parse_json(data)
+            raw: dict[str, Any] = parse_json(data, LEASE_KEY, charged=False)
             since = None if raw.get("since") is None else float(raw["since"])
             info = cls(str(raw["owner"]), str(raw["host"]), int(raw["pid"]), str(raw.get("purpose", "")),
                        float(raw["expires"]), since)
@@ -284,7 +284,7 @@ class Lease:
         if holder is None or holder.owner != self.owner:
             return f"another job took it over ({holder.describe() if holder else 'unreadable lease'})"
         try:
-            renewal = parse_json(data).get("renewal")
+            renewal = parse_json(data, LEASE_KEY, charged=False).get("renewal")
         except (ValueError, AttributeError):
             renewal = None
         if renewal != self._renewals:

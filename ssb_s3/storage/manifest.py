@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 MAX_UNIX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can show
 UPLOAD_MARKER = ".ssb-upload.json"  # written first and removed last by build-product
 KEEP_METADATA_BYTES = 1 << 20  # metadata tarballs up to this size are checked from memory
-MAX_MANIFEST_BYTES = 64 << 20  # real ones are KBs (about 1 KB a version); parsing 64 MiB peaks near 600 MB
+MAX_MANIFEST_BYTES = 64 << 20  # real ones are KBs (about 1 KB a version); parsed, all count in the run's budget
 MANIFEST_PROBLEMS_LISTED = 20  # schema problems quoted in the one-line error of one ssb.json
 
 
@@ -243,7 +243,7 @@ def parse_manifest(data: bytes, source: str, product: ProductConfig) -> dict[str
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"{source}: {len(data)} bytes, over the limit of {MAX_MANIFEST_BYTES} bytes for ssb.json")
     try:
-        manifest = parse_json(data.decode("utf-8"))
+        manifest = parse_json(data, source)
     except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also JSON nested too deeply
         raise ManifestError(f"{source}: not valid JSON: {exc}") from None
     problems = schema_problems(manifest, "ssb", source, limit=MANIFEST_PROBLEMS_LISTED)

@@ -87,7 +87,7 @@ class Verdict:
     def parse(cls, data: bytes, identity: str) -> Verdict | None:
         """The cached verdict if it is well formed and for this very server; None: probe again."""
         try:
-            raw = parse_json(data)
+            raw = parse_json(data, VERDICT_KEY)
         except ValueError:
             return None
         if not isinstance(raw, dict) or raw.get("version") != VERDICT_VERSION or raw.get("identity") != identity:

@@ -45,7 +45,7 @@ def read_record(store: Store) -> tuple[list[dict[str, Any]], str]:
         return [], ""
     where = store.describe(RECORD_KEY)
     try:
-        document = parse_json(data)
+        document = parse_json(data, where)
     except ValueError as exc:
         raise ConfigError(f"{where}: not JSON ({exc}); the tree's record of added products is damaged") from None
     entries = document.get("products") if isinstance(document, Mapping) else None

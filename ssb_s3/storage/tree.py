@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
@@ -35,7 +36,7 @@ from ..core.retention import History, PurgePlan, shape_problem
 from ..core.signed import SIGNED_INDEX_KEY, is_signed_index, signing_requests
 from ..core.views import View, addressed
 from ..core.withdrawal import tree_recorded, withdrawn_of
-from ..errors import ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
+from ..errors import BudgetSpent, ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
 from ..gpg import Signer
 from ..progress import Progress
 from ..vocabulary.problems import Problem
@@ -145,7 +146,7 @@ def read_catalog(store: Store, key: str) -> dict[str, Any] | None:
         return None
     try:
         raw = store.read(key)
-        catalog = httpread.parse_json(raw)
+        catalog = httpread.parse_json(raw, store.describe(key))
     except NotFound:
         return None
     except ValueError as exc:
@@ -212,7 +213,7 @@ class Tree:
         except NotFound:
             return b"", "", "", None
         try:
-            key = httpread.parse_json(data)["index"][INDEX_NAME]["path"]
+            key = httpread.parse_json(data, self.target.describe(INDEX_KEY))["index"][INDEX_NAME]["path"]
             why = _path_problem(key)
         except (ValueError, KeyError, TypeError):
             why = "not a simplestreams index"
@@ -246,6 +247,8 @@ class Tree:
                 if report.changed and (manifest is not None or fresh["versions"]):
                     return fresh, etag, None, True, ()
             return manifest, etag, None, False, ()
+        except BudgetSpent:
+            raise  # the run's, not this product's: the publish stops
         except SSBError as exc:
             text = str(exc)
             return None, "", Problem(product.name, "", "" if product.name in text else f"product {product.name}",
@@ -259,8 +262,11 @@ class Tree:
         With `only`, nothing of the other products is read or listed: the request count of an
         incremental publish does not grow with the size of the tree. The served index and catalog
         are read while the manifests are being read (but first when `need_served`: a purge with
-        nothing published reads no manifest).
+        nothing published reads no manifest). What its documents cost the run's parse budget is given
+        back once the snapshot is dropped (a publish that starts again reads a new one).
         """
+        budget = httpread.run_budget()
+        spent = budget.spent
         nothing: tuple[bytes, str, str, dict[str, Any] | None] = (b"", "", "", None)
         if need_served:
             index, etag, served_key, served = self.served()
@@ -298,9 +304,11 @@ class Tree:
             names = {e["catalog"] for e in History.from_index(index).entries} - {"", served_key}
             catalogs = {k: c for k in names if (c := read_catalog(self.target, k)) is not None}
             missing = names - set(catalogs)
-        return Snapshot(now=now, index=index, etag=etag, served_key=served_key, served=served, products=products,
+        snap = Snapshot(now=now, index=index, etag=etag, served_key=served_key, served=served, products=products,
                         tree_listing=tree_listing, catalogs=catalogs, catalogs_missing=frozenset(missing),
                         damaged_key=self.damaged_key)
+        weakref.finalize(snap, budget.refund, budget.spent - spent)
+        return snap
 
     # -- committing -----------------------------------------------------------------------------
 
