@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import traceback
@@ -168,6 +169,14 @@ class _PrintableFormatter(logging.Formatter):
 
 
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+BROKEN_PIPE = 141  # 128 + SIGPIPE, what shells report for a writer whose reader went away
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush finds no closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 # Commands that write: stopped anywhere, they leave what is served as it was (an upload is
 # invisible until its marker, the catalog is served only once index.json flips), and the same
 # command run again finishes the job (uploads resume, copies are checked and skipped).
@@ -196,6 +205,9 @@ class SSBGroup(click.Group):
             _fail([f"error: {exc}"])
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except BrokenPipeError:  # `ssb-s3 list | head`: the reader has all it wanted
+            _quiet_stdout()
+            sys.exit(BROKEN_PIPE)
         except KeyboardInterrupt:
             resume = "; re-run the same command to resume" if ctx.invoked_subcommand in RESUMABLE else ""
             _fail([f"error: interrupted{resume}"], INTERRUPTED)

@@ -382,3 +382,16 @@ def test_defaults_picked_up_unasked_are_said(tmp_path: Path) -> None:
         assert explicit.returncode == 0 and "using ./tree.yml" not in explicit.stderr, explicit.stderr
     again = run("-t", ".", "publish", cwd=work, env=env)
     assert again.returncode == 0 and "publishing to local folder" not in again.stderr
+
+
+def test_a_reader_that_goes_away_is_no_error(tmp_path: Path) -> None:
+    """`ssb-s3 list | head`: the reader leaves, the writer stops quietly (141, as shells report a
+    SIGPIPE), never an 'unexpected BrokenPipeError' line."""
+    public = tmp_path / "public"
+    assert run("-c", str(EXAMPLE / "tree.yml"), "-t", str(public), "publish").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-c", str(EXAMPLE / "tree.yml"), "-t", str(public),
+                             "list", "-c", "lLfFpdasutNvor"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before the first line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141 and err == b"", err
