@@ -918,7 +918,8 @@ def force_unlock_cmd(settings: Settings) -> None:
     Only do this when you know the holder is gone: two publishers at once are still safe
     (index.json is flipped conditionally) but waste work.
     """
-    holder = force_unlock(settings.store())
+    # no tree.yml needed: a tree made by `add` or `mirror` alone has a lease too
+    holder = force_unlock(open_store(settings.target, settings.storage_of(settings.declared())))
     echo("no lease was held" if holder is None else f"removed the lease held for {holder.describe()}")
 
 

@@ -395,3 +395,14 @@ def test_a_reader_that_goes_away_is_no_error(tmp_path: Path) -> None:
     proc.stdout.close()  # gone before the first line
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 141 and err == b"", err
+
+
+def test_force_unlock_needs_no_tree_yml(tmp_path: Path) -> None:
+    """A tree made by `add` or `mirror` alone has no tree.yml, and its lease can be removed too."""
+    tree = tmp_path / "tree"
+    with Lease(open_store(str(tree)), ttl=600, timeout=0, purpose="a publisher that died"):
+        assert (tree / ".ssb-s3/lease.json").is_file()
+        out = run("-t", str(tree), "force-unlock", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("removed the lease held for a publisher that died")
+        assert not (tree / ".ssb-s3/lease.json").exists()

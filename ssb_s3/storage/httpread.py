@@ -485,15 +485,22 @@ class ParseBudget:
         self.spent = 0
         self._lock = threading.Lock()
 
+    def _take(self, amount: int) -> int | None:
+        """Spend `amount` if that much is left (None); else nothing is spent and what is left is returned."""
+        with self._lock:
+            left = self.limit - self.spent
+            if amount <= left:
+                self.spent += amount
+                return None
+            return left
+
     def charge(self, data: bytes, where: str) -> None:
         """Count `data`'s parse cost, or raise BudgetSpent (one line naming `where`) when it is over
         what is left: before anything is parsed."""
         cost = parse_cost(data)
-        with self._lock:
-            left = self.limit - self.spent
-            if cost <= left:
-                self.spent += cost
-                return
+        left = self._take(cost)
+        if left is None:
+            return
         raise BudgetSpent(f"{where}: not parsed: it would take about {_mib(cost)} of memory (estimated from its "
                           f"{len(data)} bytes), over the {_mib(max(left, 0))} left of the {_mib(self.limit)} "
                           f"the documents of one run may take ({self.option})")
@@ -501,11 +508,9 @@ class ParseBudget:
     def hold(self, size: int, what: str, received: int, note: str = "") -> None:
         """Hold `size` more bytes of a document being read (given back with `refund`), or raise
         BudgetSpent: a body is not read on past what is left."""
-        with self._lock:
-            left = self.limit - self.spent
-            if size <= left:
-                self.spent += size
-                return
+        left = self._take(size)
+        if left is None:
+            return
         raise BudgetSpent(f"{what} not read past {received} bytes: holding it would take more than the "
                           f"{_mib(max(left, 0))} left of the {_mib(self.limit)} the documents of one run may take "
                           f"({self.option}){note}")
