@@ -6,6 +6,7 @@
   python bench/worker.py catalog-floor ENDPOINT BUCKET ROUNDS
   python bench/worker.py schema PRODUCTS VERSIONS MANIFEST_VERSIONS
   python bench/worker.py catalog PRODUCTS VERSIONS
+  python bench/worker.py selection PRODUCTS
   python bench/worker.py ingest-ours|ingest-boto3 FILE ENDPOINT BUCKET KEY PART_MIB CONCURRENCY
 Prints one JSON object: seconds, peak_mib, requests (by S3 operation, counted with botocore's
 event hooks on every HTTP attempt), plus what the worker measured.
@@ -232,6 +233,33 @@ def catalog(products: int, versions: int) -> dict[str, Any]:
     return {"seconds": best, "check_seconds": check, "bytes": len(data), "input_mib": before}
 
 
+def selection(products: int) -> dict[str, Any]:
+    """Mirror selection (core.mirror.select) of an upstream catalog of `products` products in
+    images.linuxcontainers.org's layout (tests/test_mirror_scale.py's), against json.loads of the same
+    catalog: CPU seconds of this process (time.process_time: other work on the machine counts less
+    than in wall time), the best of 3."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from test_mirror_scale import _catalog
+
+    from ssb_s3.core.mirror import select
+
+    text = json.dumps(_catalog(products))
+    catalog = json.loads(text)
+
+    def timed(run: Any) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.process_time()
+            run()
+            best = min(best, time.process_time() - start)
+        return best
+
+    chosen = select(catalog, [])
+    assert len(chosen.products) == products and not chosen.drops, chosen.drops[:3]
+    return {"select_cpu_s": timed(lambda: select(catalog, [])), "json_loads_cpu_s": timed(lambda: json.loads(text)),
+            "catalog_mib": len(text) / (1 << 20)}
+
+
 def main() -> None:
     command, *args = sys.argv[1:]
     if command == "publish-ours":
@@ -246,6 +274,8 @@ def main() -> None:
         result = schema_check(int(args[0]), int(args[1]), int(args[2]))
     elif command == "catalog":
         result = catalog(int(args[0]), int(args[1]))
+    elif command == "selection":
+        result = selection(int(args[0]))
     elif command in ("ingest-ours", "ingest-boto3"):
         result = ingest(command.removeprefix("ingest-"), *args[:4], int(args[4]), int(args[5]))
     else:

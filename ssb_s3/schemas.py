@@ -172,18 +172,21 @@ def _fast_ssb_version(vname: Any, version: Any) -> bool:
     if not (isinstance(vname, str) and _VERSION.fullmatch(vname)) or not isinstance(version, dict):
         return False
     items = version.get("items")
-    if not isinstance(items, dict) or not items or any(
-            k in version and type(version[k]) is not str for k in ("label", "pubname")):
+    if not isinstance(items, dict) or not items:
         return False
-    for item in items.values():
+    if ("label" in version and type(version["label"]) is not str) or (
+            "pubname" in version and type(version["pubname"]) is not str):
+        return False
+    for item in items.values():  # plain loops, no generators: this runs for every item of every version
         if not (isinstance(item, dict) and type(item.get("ftype")) is str and item["ftype"]
                 and type(item.get("path")) is str and item["path"] and _is_size(item.get("size"))
                 and type(item.get("sha256")) is str and _SHA256.fullmatch(item["sha256"])):
             return False
         if "md5" in item and not (type(item["md5"]) is str and _MD5.fullmatch(item["md5"])):
             return False
-        if any(k in item and not (type(item[k]) is str and _SHA256.fullmatch(item[k])) for k in _COMBINED):
-            return False
+        for key in item.keys() & _COMBINED:  # the live list (imagefiles.register adds to it)
+            if not (type(item[key]) is str and _SHA256.fullmatch(item[key])):
+                return False
         if "delta_base" in item and type(item["delta_base"]) is not str:
             return False
     return True
@@ -228,9 +231,11 @@ def _fast_products(doc: Any) -> bool:
 _FAST_PATHS = {"ssb": _fast_ssb, "products": _fast_products}
 
 
-def schema_problems(instance: Any, name: str, source: str, limit: int | None = None) -> list[str]:
+def schema_problems(instance: Any, name: str, source: str, limit: int | None = None, *,
+                    text: bool = True) -> list[str]:
     """Validate `instance` against schema `name`; return one message per problem, prefixed by source.
-    For the TEXT_CHECKED documents, the first string vocabulary/text refuses is one more problem.
+    For the TEXT_CHECKED documents, the first string vocabulary/text refuses is one more problem (`text`
+    False: the caller found no refused string in a document holding every string of `instance`).
 
     Manifests and catalogs of thousands of products are checked by a hand-written fast path
     that accepts only what the schema accepts; jsonschema runs only to explain a failure.
@@ -239,7 +244,7 @@ def schema_problems(instance: Any, name: str, source: str, limit: int | None = N
     ssb.json, jsonschema sees only the first `limit` failing versions; the others are counted).
     """
     problems = _schema_only(instance, name, source, limit)
-    found = document_problem(instance) if name in TEXT_CHECKED else None
+    found = document_problem(instance) if text and name in TEXT_CHECKED else None
     return problems if found is None else [*problems, f"{source}: {found[0]}: {found[1]}"]
 
 

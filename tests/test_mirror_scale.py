@@ -104,3 +104,23 @@ def test_products_dropped_late_never_scan_the_whole_selection() -> None:
         selection.discard(f"p{i}", "dropped")
     assert not selection.files and not selection.versions and len(selection.drops) == 1000
     assert Watched.walked == 0
+
+
+def test_what_a_catalog_repeats_is_judged_for_every_product() -> None:
+    """Selection answers repeated values once (product fields, the clients' use of a version's items):
+    each product still gets its own drops, and values equal but of another type are judged apart."""
+    catalog = _catalog(4)
+    products = catalog["products"]
+    for name in ("p0:1:amd64:default", "p1:1:amd64:default"):
+        products[name]["variant"] = "bad variant"  # left out, with a drop for each product
+    products["p2:1:amd64:default"]["release"] = 1  # not a word (a number), unlike "1"
+    items = products["p3:1:amd64:default"]["versions"]["20260101_0000"]["items"]
+    del items["lxd.tar.xz"]["combined_squashfs_sha256"]  # the same ftypes as the others, no image for a client
+    selection = select(catalog, [])
+    reasons = {(d.product, d.item): d.reason for d in selection.drops}
+    assert sorted(selection.products) == ["p0:1:amd64:default", "p1:1:amd64:default"], selection.drops
+    assert all(selection.products[n].variant == "" for n in selection.products)
+    assert "variant 'bad variant' left out" in reasons[("p0:1:amd64:default", "")]
+    assert "variant 'bad variant' left out" in reasons[("p1:1:amd64:default", "")]
+    assert "release missing or not a word (got '1')" in reasons[("p2:1:amd64:default", "")]
+    assert any(d.product == "p3:1:amd64:default" for d in selection.drops), selection.drops

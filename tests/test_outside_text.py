@@ -276,3 +276,16 @@ def test_the_public_tree_does_not_name_the_mirror_source(tmp_path: Path) -> None
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["dropped"] == [] and json.loads(again.stdout)["products"] == [OTHER]
     assert json.loads(manifest_path.read_text())["mirror"] == {"source": source_id(str(root))}
+
+
+def test_printable_text_never_holds_a_refused_character() -> None:
+    """text_problem and document_problem answer printable text at once (str.isprintable, a C loop):
+    sound only while every character UNSAFE names is one isprintable refuses; and a refused
+    character among printable ones is still found, with its field."""
+    refused = [chr(c) for c in range(sys.maxunicode + 1) if UNSAFE.match(chr(c))]
+    assert len(refused) == 32 + 33 + 2 + 5 + 4
+    assert not any(c.isprintable() for c in refused)
+    for c in refused:
+        assert text_problem(f"plain {c} text") is not None
+        assert document_problem({"a": ["x", {"b": f"y{c}"}]}) is not None
+    assert document_problem({"k": "é ü ß 日本", "n": 1, "l": [None, True, 1.5]}) is None

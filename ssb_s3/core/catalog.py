@@ -197,8 +197,9 @@ _PLAIN_PATH = re.compile(r"(?!/)(?!.*//)(?!(?:.*/)?\.\.?(?:/|$))[^\s\\\x00-\x1f\
 def _path_problem(path: Any) -> str | None:
     if not isinstance(path, str) or not path:
         return "path is missing"
-    if _PLAIN_PATH.fullmatch(path) and not _URL.match(path):
-        why = text_problem(path)  # NUL, ESC, bidi overrides: vocabulary/text
+    if _PLAIN_PATH.fullmatch(path):  # never a URL then: it has no '//'
+        # _PLAIN_PATH refuses every ASCII character vocabulary/text refuses; the others (bidi overrides...) here
+        why = None if path.isascii() else text_problem(path)
         return None if why is None else f"path '{path[:200]}' {why}"
     if path.startswith("/") or _URL.match(path):
         return f"path '{path}' is absolute; it must be relative to the tree root"

@@ -93,11 +93,15 @@ class LxcImage:
 
 def _lxc_items(items: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
     """(LXC metadata item, LXC root item) of a version's items, either None when absent."""
-    rows = imagefiles.IMAGE_FILES.values()
-    meta_ftypes = {r.ftype for r in rows if r.role == "lxc-meta"}
-    root_ftypes = {r.ftype for r in rows if r.lxc_root}
-    meta = next((i for _, i in sorted(items.items()) if i.get("ftype") in meta_ftypes), None)
-    root = next((i for _, i in sorted(items.items()) if i.get("ftype") in root_ftypes), None)
+    meta: Mapping[str, Any] | None = None
+    root: Mapping[str, Any] | None = None
+    for key in sorted(items):
+        item = items[key]
+        ftype = item.get("ftype")
+        if meta is None and ftype in imagefiles.LXC_META_FTYPES:
+            meta = item
+        if root is None and ftype in imagefiles.LXC_ROOT_FTYPES:
+            root = item
     return meta, root
 
 

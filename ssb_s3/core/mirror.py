@@ -26,6 +26,11 @@ Everything here comes from a server we do not control, so every value is checked
 - a product's folder may not equal, lie inside or contain another product's (tree.yml's, or
   one mirrored already), nor one of the tree's own keys (config.reserved_folders); checked in
   O(depth) per product (Folders), so that selection stays near-linear in the catalog's size;
+- what a catalog repeats is checked once per selection, never less strictly: the product fields
+  but names and aliases (_common_config), which clients can use a version's items (by the items'
+  names, ftypes and fields), vocabulary/text on all of a product's strings at once (each copied part
+  again only when one is refused), the schema on a whole version (each item again only when it
+  fails); bench/run.py --only selection times 100k products (under 10 s was the target);
 - an alias (per canonical arch) belongs to the tree's own product that declares it, then to the
   first upstream product in sort order: an upstream product claiming one held by another is
   dropped whole (it never takes nor blocks an alias of ours);
@@ -47,10 +52,12 @@ Everything here comes from a server we do not control, so every value is checked
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, TypeGuard
 
 from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias, reserved_folders, reserved_problem
 from ..filters import Filter, FilterError
@@ -58,7 +65,7 @@ from ..schemas import schema_problems
 from ..vocabulary import imagefiles
 from ..vocabulary.text import document_problem
 from . import lxcindex
-from .catalog import _images_of_version, _mirrored_items, _path_problem, catalog_product
+from .catalog import _images_of_version, _mirrored_items, _path_problem, catalog_product, no_gc
 from .deltas import without_orphans
 from .versions import version_name_problem
 
@@ -66,9 +73,11 @@ PRODUCT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+~-]*")  # tree.schema.json'
 ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~/-]*")  # tree.schema.json's alias
 VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 PLAIN = re.compile(r"[^\s/\\]+")
+WORD = re.compile(r"\S+")  # \s is what str.isspace calls space
 SHA256 = re.compile(r"[0-9a-f]{64}")
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ITEM_FIELDS = ("ftype", "path", "size", "sha256", "md5", *imagefiles.COMBINED_FIELDS, "delta_base")
+_ITEM_FIELD_SET = frozenset(ITEM_FIELDS)
 VERSION_FIELDS = ("label", "pubname")
 PRODUCT_FIELDS = ("arch", "release", "os", "release_title", "version", "aliases", "variant", "support_eol",
                   "requirements", "lxd_requirements")  # what _product_config copies
@@ -78,13 +87,27 @@ CLIENT_NAMES = {"lxd": "LXD", "incus": "Incus"}
 MAX_TEXT_BYTES = 1024
 
 
+def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """isinstance(value, Mapping), a dict (what JSON gives) answered first: the ABC's own check costs
+    more than most of the checks it guards, and it runs for every object of the catalog."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _too_long(key: str, value: Any) -> str | None:
     """Why an upstream text is refused for its length (None: it is not a text over MAX_TEXT_BYTES)."""
-    size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else 0
+    if not isinstance(value, str) or len(value) <= MAX_TEXT_BYTES // 4:  # at most 4 bytes a character
+        return None
+    size = len(value.encode("utf-8", "surrogatepass"))
     if size <= MAX_TEXT_BYTES:
         return None
     return (f"{key} is {size} bytes, at most {MAX_TEXT_BYTES} are copied (a signed catalog holds it on one "
             "line, and GnuPG cuts lines past 19,993 bytes)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_name(name: str) -> bool:
+    """PLAIN, for the names every version repeats (item names)."""
+    return PLAIN.fullmatch(name) is not None
 
 
 def parse_clients(text: str) -> tuple[str, ...]:
@@ -127,9 +150,9 @@ class Drop:
         return {"product": self.product, "version": self.version, "item": self.item, "reason": self.reason}
 
 
-@dataclass(frozen=True)
-class FileCopy:
-    """One file to copy: source path -> target key, with the size and sha256 it must have."""
+class FileCopy(NamedTuple):
+    """One file to copy: source path -> target key, with the size and sha256 it must have (a
+    NamedTuple: one is made per file of the catalog, at a fraction of a frozen dataclass's cost)."""
 
     product: str
     version: str
@@ -160,28 +183,34 @@ class Selection:
         self.drops.append(Drop(product, "", "", reason))
 
 
-def _product_config(pname: str, product: Mapping[str, Any], directory: str,
-                    drop: Any) -> ProductConfig | None:
-    """Our product for an upstream one; None (with a drop) when a client could not use it."""
-    arch, release, os_name = (product.get(k) for k in ("arch", "release", "os"))
+# The product fields _common_config reads (with product.get's default for each), and their types
+# that make equal values give equal answers (so that one answer serves every product repeating them).
+_CONFIG_FIELDS = ("arch", "release", "os", "release_title", "variant", "version", "support_eol")
+_CONFIG_DEFAULTS = (None, None, None, None, "", None, "")
+_PLAIN_VALUES = frozenset({str, type(None)})
+
+
+def _product_config(pname: str, product: Mapping[str, Any], directory: str, drop: Any,
+                    shared: dict[tuple[Any, ...], Any] | None = None) -> ProductConfig | None:
+    """Our product for an upstream one; None (with a drop) when a client could not use it.
+    `shared`: _common_config's answers so far, by the values of _CONFIG_FIELDS (a cache for one
+    selection: a catalog repeats its arches, releases, os... across products)."""
+    fields = tuple(map(product.get, _CONFIG_FIELDS, _CONFIG_DEFAULTS))
+    if shared is not None and set(map(type, fields)) <= _PLAIN_VALUES:
+        common = shared.get(fields)
+        if common is None:
+            common = shared[fields] = _common_config(fields)
+    else:
+        common = _common_config(fields)
+    too_long, problem, note, values = common
     raw = product.get("aliases")
-    texts = [(k, product.get(k)) for k in ("arch", "release", "os", "release_title", "variant", "version",
-                                            "support_eol")]
-    texts.append(("aliases", raw if isinstance(raw, str) else ""))
+    texts = [("aliases", raw if isinstance(raw, str) else "")]
     for key in ("lxd_requirements", "requirements"):
         found = product.get(key)
-        texts += [(f"{key}.{str(k)[:40]}", f"{k}{v}") for k, v in found.items()] if isinstance(found, Mapping) else []
-    for key, value in texts:
-        why = _too_long(key, value)
-        if why:
-            drop(why)
-            return None
-    for key, value in (("arch", arch), ("release", release), ("os", os_name)):
-        if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-            drop(f"{key} missing or not a word (got {str(value)[:40]!r})")
-            return None
-    if arch not in KNOWN_ARCHES:
-        drop(f"arch '{arch}' is unknown to LXD (the client would hide it)")
+        texts += [(f"{key}.{str(k)[:40]}", f"{k}{v}") for k, v in found.items()] if _is_mapping(found) else []
+    why = too_long or next((why for key, value in texts if (why := _too_long(key, value))), None)
+    if why or problem:
+        drop(why or problem)
         return None
     aliases: list[str] = []
     raw_aliases = product.get("aliases", "")
@@ -193,41 +222,54 @@ def _product_config(pname: str, product: Mapping[str, Any], directory: str,
     requirements: dict[str, str] = {}
     for key in ("lxd_requirements", "requirements"):  # Incus reads one, LXD the other: the catalog writes both
         raw = product.get(key)
-        if isinstance(raw, Mapping):
+        if _is_mapping(raw):
             requirements.update({str(k): str(v) for k, v in raw.items() if isinstance(v, (str, bool, int))})
-    variant = product.get("variant", "")
+    if note:
+        drop(note)
+    return ProductConfig(name=pname, directory=directory, aliases=tuple(dict.fromkeys(aliases)),
+                         requirements=tuple(sorted(requirements.items())), **values)
+
+
+def _common_config(fields: tuple[Any, ...]) -> tuple[str | None, str | None, str | None, dict[str, Any]]:
+    """What _CONFIG_FIELDS' values give, whatever the product: (why one is too long, why the product
+    is refused, what is left out, ProductConfig's fields made of them), the first two checked in
+    that order, before the aliases and requirements are (_product_config)."""
+    arch, release, os_name, title, variant, version, eol = fields
+    too_long = next((why for key, value in zip(_CONFIG_FIELDS, fields, strict=True)
+                     if (why := _too_long(key, value))), None)
+    problem = next((f"{key} missing or not a word (got {str(value)[:40]!r})"
+                    for key, value in (("arch", arch), ("release", release), ("os", os_name))
+                    if not isinstance(value, str) or not WORD.fullmatch(value)), None)
+    if problem is None and arch not in KNOWN_ARCHES:
+        problem = f"arch '{arch}' is unknown to LXD (the client would hide it)"
+    note = None
     if not isinstance(variant, str) or (variant and not VARIANT.fullmatch(variant)):
-        drop(f"variant '{str(variant)[:40]}' left out: expected letters, digits and . _ + - only")
+        note = f"variant '{str(variant)[:40]}' left out: expected letters, digits and . _ + - only"
         variant = ""
-    eol = product.get("support_eol", "")
-    title = product.get("release_title")
-    version = product.get("version")
-    return ProductConfig(
-        name=pname, arch=str(arch), release=str(release), os=str(os_name), directory=directory,
-        release_title=title if isinstance(title, str) and title else str(release),
-        version=version if isinstance(version, str) else "",
-        aliases=tuple(dict.fromkeys(aliases)), variant=variant, requirements=tuple(sorted(requirements.items())),
-        support_eol=eol if isinstance(eol, str) and DATE.fullmatch(eol) else "",
-    )
+    return too_long, problem, note, {
+        "arch": str(arch), "release": str(release), "os": str(os_name),
+        "release_title": title if isinstance(title, str) and title else str(release),
+        "version": version if isinstance(version, str) else "", "variant": variant,
+        "support_eol": eol if isinstance(eol, str) and DATE.fullmatch(eol) else "",
+    }
 
 
-def _directory(pname: str, versions: Mapping[str, Any]) -> str:
+def _directory(pname: str, versions: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """The upstream product folder when every item lies in <folder>/<version>/<file>, else the
-    product name as a folder (':' -> '/')."""
-    folders = set()
-    for vname, version in versions.items():
-        for item in version.get("items", {}).values() if isinstance(version, Mapping) else ():
-            path = item.get("path") if isinstance(item, Mapping) else None
-            parts = path.rsplit("/", 2) if isinstance(path, str) else []
+    product name as a folder (':' -> '/'). `versions`: version -> its checked items."""
+    folders: set[str | None] = set()
+    for vname, items in versions.items():
+        for item in items.values():
+            parts = str(item["path"]).rsplit("/", 2)
             folders.add(parts[0] if len(parts) == 3 and parts[1] == vname else None)
     folder = folders.pop() if len(folders) == 1 else None
-    if folder and _path_problem(folder) is None:
+    if folder:  # a leading part of a checked path (_path_problem) is a plain relative path too
         return folder
     return pname.replace(":", "/")
 
 
 def _item_problem(item: Any) -> str | None:
-    if not isinstance(item, Mapping):
+    if not _is_mapping(item):
         return "not an object"
     if item.get("ftype") not in imagefiles.KNOWN_FTYPES:
         return f"ftype '{str(item.get('ftype'))[:40]}' is unknown to LXD and Incus"
@@ -239,10 +281,9 @@ def _item_problem(item: Any) -> str | None:
     why = _path_problem(item.get("path")) or _too_long("path", item.get("path"))
     if why:
         return why
-    if not PLAIN.fullmatch(item["path"].rsplit("/", 1)[-1]):
-        return "its file name is not plain"
-    for key in imagefiles.COMBINED_FIELDS:
-        if key in item and not (isinstance(item[key], str) and SHA256.fullmatch(item[key])):
+    # its file name is plain (PLAIN) too: _path_problem refuses spaces, '\\' and an empty last part
+    for key in [k for k in imagefiles.COMBINED_FIELDS if k in item]:
+        if not (isinstance(item[key], str) and SHA256.fullmatch(item[key])):
             return f"{key} is not 64 hex digits"
     return None
 
@@ -262,41 +303,63 @@ class Folders:
 
     def add(self, folder: str, owner: str = "") -> None:
         self._owners.setdefault(folder, set()).add(owner)
-        parts = folder.split("/")
-        for depth in range(1, len(parts)):
-            below = self._below.setdefault("/".join(parts[:depth]), [])
-            if len(below) < 2 and folder not in below:
+        for above in _ancestors(folder)[:-1]:
+            below = self._below.get(above)
+            if below is None:
+                self._below[above] = [folder]
+            elif len(below) < 2 and folder not in below:
                 below.append(folder)
 
     def _other(self, folder: str, name: str | None) -> bool:
-        return bool(self._owners.get(folder, set()) - {name})
+        owners = self._owners.get(folder)
+        return owners is not None and (len(owners) > 1 or name not in owners)
 
     def overlap(self, directory: str, name: str | None = None) -> str | None:
         """A folder (not owned by `name` alone) that `directory` equals, lies inside, or contains
         (None: none); the outermost one above it first."""
-        parts = directory.split("/")
-        for depth in range(1, len(parts) + 1):
-            if self._other(above := "/".join(parts[:depth]), name):
+        ancestors = _ancestors(directory)
+        if self._owners.keys().isdisjoint(ancestors) and directory not in self._below:
+            return None  # the common case, answered without a loop
+        for above in ancestors:
+            if self._other(above, name):
                 return above
         return next((f for f in self._below.get(directory, ()) if self._other(f, name)), None)
 
 
-def _prepared_item(pname: str, vname: str, iname: str, item: Mapping[str, Any],
+def _ancestors(folder: str) -> list[str]:
+    """'a/b/c' -> ['a', 'a/b', 'a/b/c'] (made by C code alone: accumulate and str.format)."""
+    return list(itertools.accumulate(folder.split("/"), "{}/{}".format))
+
+
+def _prepared_item(vname: str, iname: str, item: Mapping[str, Any],
                    versions: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The item as our ssb.json will hold it (the copied fields; path set later), or why not:
-    every copied field must be what ssb.schema.json accepts (else the next run could not read it)."""
-    why = _item_problem(item) or (None if PLAIN.fullmatch(iname) else "item name is not plain")
+    """The item as our ssb.json will hold it (the copied fields; path set later), or why not (the
+    schema is checked by _schema_refusals, for the whole version at once)."""
+    why = _item_problem(item) or (None if _plain_name(iname) else "item name is not plain")
     if why:
         return None, why
     base = item.get("delta_base")
     if "delta_base" in item and not (isinstance(base, str) and base in versions and base != vname):
         return None, f"delta_base {str(base)[:40]!r} is not another version of this product"
-    prepared = {k: item[k] for k in ITEM_FIELDS if k in item}
-    problems = schema_problems({"name": pname, "versions": {vname: {"items": {iname: prepared}}}}, "ssb",
-                               "ssb.schema.json", limit=1)
-    if problems:
-        return None, problems[0][:300]
-    return prepared, None
+    if item.keys() <= _ITEM_FIELD_SET:  # nothing else in it (ssb.json is written with sorted keys)
+        return dict(item), None
+    return {k: item[k] for k in ITEM_FIELDS if k in item}, None
+
+
+def _schema_refusals(pname: str, vname: str, prepared: Mapping[str, Mapping[str, Any]],
+                     text: bool) -> dict[str, str]:
+    """Item name -> why ssb.schema.json (with vocabulary/text) refuses it, of a version's prepared items:
+    every copied field must be what it accepts, else the next run could not read it. Each item is
+    judged alone (the schema has no rule across items), but one check of the whole version answers
+    for all of them when none is refused. `text` False: the product's strings were found clean."""
+
+    def problems(items: Mapping[str, Any]) -> list[str]:
+        return schema_problems({"name": pname, "versions": {vname: {"items": items}}}, "ssb", "ssb.schema.json",
+                               limit=1, text=text)
+
+    if not prepared or not problems(prepared):
+        return {}
+    return {iname: found[0][:300] for iname, item in prepared.items() if (found := problems({iname: item}))}
 
 
 def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Sequence[str] = ("LXD", "Incus"),
@@ -320,13 +383,27 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
     `max_file_size`: an item declaring more bytes is dropped (nothing of it is ever copied).
     `selected` is the filters' choice with --max, as sstream-mirror makes it; the versions kept
     are the newest `max_versions` of those that pass every check.
+    The cyclic garbage collector is paused meanwhile (catalog.no_gc: what is built is acyclic, and
+    its passes over the catalog's millions of objects cost a sixth of a 100k-product selection).
     """
+    with no_gc():
+        return _select(catalog, filters, clients=clients, max_versions=max_versions, prefix=prefix,
+                       taken_dirs=taken_dirs, taken_names=taken_names, mirrored_dirs=mirrored_dirs,
+                       taken_aliases=taken_aliases, reserved=reserved, max_file_size=max_file_size)
+
+
+def _select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Sequence[str],
+            max_versions: int | None, prefix: str, taken_dirs: Iterable[str], taken_names: Iterable[str],
+            mirrored_dirs: Mapping[str, str] | None, taken_aliases: dict[tuple[str, str], str] | None,
+            reserved: tuple[str, ...], max_file_size: int | None) -> Selection:
     out = Selection()
     products = catalog.get("products")
     if not isinstance(products, Mapping):
         out.drops.append(Drop("", "", "", "the catalog has no products object"))
         return out
     dirs, names = Folders(taken_dirs), set(taken_names)
+    usable: dict[tuple[Any, ...], str | None] = {}  # _version_items' cache, for this selection
+    shared: dict[tuple[Any, ...], Any] = {}  # _product_config's cache, for this selection
     for mirrored, folder in (mirrored_dirs or {}).items():  # taken for every other name
         dirs.add(folder, mirrored)
     for pname in sorted(products):
@@ -338,10 +415,13 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         if not isinstance(pname, str) or not PRODUCT_NAME.fullmatch(pname) or len(pname) > 200:
             drop("the name is not valid as a product name (letters, digits and . _ : + ~ - only)")
             continue
-        if not isinstance(product, Mapping) or not isinstance(product.get("versions"), Mapping):
+        if not _is_mapping(product) or not _is_mapping(product.get("versions")):
             drop("not an object with versions")
             continue
-        bad_text = document_problem({k: product[k] for k in PRODUCT_FIELDS if k in product})  # vocabulary/text
+        # vocabulary/text on every copied string: one search of all the product's strings answers for all of
+        # them when none is refused (`clean`); else each copied part is checked on its own.
+        clean = document_problem(product) is None
+        bad_text = None if clean else document_problem({k: product[k] for k in PRODUCT_FIELDS if k in product})
         if bad_text:
             drop(f"{bad_text[0]} {bad_text[1]}")
             continue
@@ -349,12 +429,12 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         chosen: dict[str, list[str]] = {}
         for vname in sorted(product["versions"]):
             version = product["versions"][vname]
-            if not isinstance(version, Mapping) or not isinstance(version.get("items"), Mapping):
+            if not _is_mapping(version) or not _is_mapping(version.get("items")):
                 continue
             for iname in sorted(version["items"]):
-                if not isinstance(version["items"][iname], Mapping):
+                if not _is_mapping(version["items"][iname]):
                     continue
-                if all(f.matches(flatten(catalog, pname, vname, iname)) for f in filters):
+                if not filters or all(f.matches(flatten(catalog, pname, vname, iname)) for f in filters):
                     chosen.setdefault(vname, []).append(iname)
         if not chosen:
             continue
@@ -374,18 +454,19 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
             if why:
                 drops.append(Drop(pname, vname, "", f"version name {why}"))
                 continue
-            bad_text = document_problem({k: v for k, v in product["versions"][vname].items() if k in VERSION_FIELDS})
+            bad_text = None if clean else document_problem({k: v for k, v in product["versions"][vname].items()
+                                                            if k in VERSION_FIELDS})
             if bad_text:
                 drops.append(Drop(pname, vname, "", f"{bad_text[0]} {bad_text[1]}"))
                 continue
             items = _version_items(pname, vname, chosen[vname], product["versions"], clients, drops,
-                                   max_file_size)
+                                   max_file_size, text=not clean, usable=usable)
             if items:
                 valid[vname] = items
         out.drops.extend(drops)
         if not valid:
             continue
-        directory = _directory(pname, {v: {"items": items} for v, items in valid.items()})
+        directory = _directory(pname, valid)
         why = reserved_problem(directory, reserved)
         if why:
             drop(why)
@@ -394,7 +475,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
         if other is not None:
             drop(f"its folder {directory} overlaps {other}, the folder of another product")
             continue
-        config = _product_config(pname, product, directory, drop)
+        config = _product_config(pname, product, directory, drop, shared)
         if config is None:
             continue
         owners = {} if taken_aliases is None else taken_aliases
@@ -422,9 +503,12 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
                     del entry[vfield]
                     drop(f"{too_long}; left out", vname)
             kept[vname] = {**entry, "items": items}
-            out.files[(pname, vname)] = sorted(files.values(), key=lambda f: f.target)
+            out.files[(pname, vname)] = [files[target] for target in sorted(files)]
         _drop_orphan_deltas(pname, kept, out)
-        lxc = lxcindex.entry_problems(catalog_product(config, {"versions": kept}))
+        # the index's line is made of the newest version alone (lxcindex.newest_lxc_version)
+        newest = max(kept)
+        lxc = lxcindex.entry_problems(catalog_product(config, {"versions": kept}, [newest])) if _may_give_lxc_line(
+            kept[newest]["items"]) else []
         if lxc:  # the classic LXC index (one ';'-separated line per image) could not hold it: one bad
             out.discard(pname, f"{lxc[0][0]}: {lxc[0][1]}", kept)  # upstream product never stops the others
             continue
@@ -439,16 +523,30 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
 
 def _version_items(pname: str, vname: str, chosen: Sequence[str], versions: Mapping[str, Any],
                    clients: Sequence[str], drops: list[Drop], max_file_size: int | None = None,
+                   text: bool = True, usable: dict[tuple[Any, ...], str | None] | None = None,
                    ) -> dict[str, dict[str, Any]]:
     """The items of one upstream version that pass every check (their paths still the source's);
-    {} when no client of `clients` could use what is left (each refusal added to `drops`)."""
+    {} when no client of `clients` could use what is left (each refusal added to `drops`).
+    `text`: check the copied strings with vocabulary/text (False: the product's were found clean);
+    `usable`: the answers of _unusable_by so far, by the items' image signature (a cache for one
+    selection)."""
+    prepared: dict[str, dict[str, Any]] = {}
+    refused: dict[str, str] = {}
+    for iname in chosen:
+        item, why = _prepared_item(vname, iname, versions[vname]["items"][iname], versions)
+        if item is None:
+            refused[iname] = str(why)
+        else:
+            prepared[iname] = item
+    refused.update(_schema_refusals(pname, vname, prepared, text))
     items: dict[str, dict[str, Any]] = {}
     names: dict[str, tuple[str, int]] = {}
     for iname in chosen:
-        item, why = _prepared_item(pname, vname, iname, versions[vname]["items"][iname], versions)
-        if item is None:
-            drops.append(Drop(pname, vname, iname, str(why)))
+        why = refused.get(iname)
+        if why is not None:
+            drops.append(Drop(pname, vname, iname, why))
             continue
+        item = prepared[iname]
         if max_file_size is not None and item["size"] > max_file_size:
             drops.append(Drop(pname, vname, iname, f"declares {item['size']} bytes, over the max_file_size of "
                                                    f"{max_file_size} bytes (tree.yml mirrors: max_file_size)"))
@@ -470,20 +568,43 @@ def _version_items(pname: str, vname: str, chosen: Sequence[str], versions: Mapp
             del items[iname]
     if not items:
         return {}
+    # Which images a client makes of checked items depends only on their names and ftypes, in order,
+    # and which fields each has (every sha256, path and combined field set is a non-empty string):
+    # asked once per such signature.
+    signature = (tuple(clients), *[(k, i["ftype"], tuple(i)) for k, i in items.items()])
+    cache = {} if usable is None else usable
+    if signature not in cache:
+        cache[signature] = _unusable_by(vname, items, clients)
+    client = cache[signature]
+    if client is not None:
+        drops.append(Drop(pname, vname, "", f"no image that {client} can use in the items selected"))
+        return {}
+    return items
+
+
+def _unusable_by(vname: str, items: Mapping[str, Any], clients: Sequence[str]) -> str | None:
+    """The first client of `clients` that could use no image of a version's checked items (None: each can)."""
     for client in clients:
         if not _images_of_version(vname, _mirrored_items(items), client) and not _lxc_only(items):
-            drops.append(Drop(pname, vname, "", f"no image that {client} can use in the items selected"))
-            return {}
-    return items
+            return client
+    return None
+
+
+def _may_give_lxc_line(items: Mapping[str, Any]) -> bool:
+    """Whether a version's items (with the twins the catalog adds) hold both an LXC metadata and an LXC
+    root item, without which lxcindex.newest_lxc_version finds no image (and entry_problems has nothing
+    to refuse): the catalog entry is built for the check only then."""
+    ftypes = {i["ftype"] for i in items.values()}
+    ftypes.update([want for have, want in imagefiles.MIRRORS if have in ftypes])
+    return not ftypes.isdisjoint(imagefiles.LXC_META_FTYPES) and not ftypes.isdisjoint(imagefiles.LXC_ROOT_FTYPES)
 
 
 def _lxc_only(items: Mapping[str, Any]) -> bool:
     """A classic-LXC version (meta.tar.xz + root.tar.xz, nothing for LXD or Incus): for lxc-create."""
     ftypes = {i["ftype"] for i in items.values()}
     clients = {f for pair in imagefiles.CLIENT_META.values() for f in pair}
-    lxc_meta = {r.ftype for r in imagefiles.IMAGE_FILES.values() if r.role == "lxc-meta"}
-    lxc_roots = {r.ftype for r in imagefiles.IMAGE_FILES.values() if r.lxc_root}
-    return not ftypes & clients and bool(ftypes & lxc_meta) and bool(ftypes & lxc_roots)
+    return not ftypes & clients and bool(ftypes & imagefiles.LXC_META_FTYPES) and bool(
+        ftypes & imagefiles.LXC_ROOT_FTYPES)
 
 
 def _drop_orphan_deltas(pname: str, kept: dict[str, dict[str, Any]], out: Selection) -> None:

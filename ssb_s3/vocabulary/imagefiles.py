@@ -109,6 +109,8 @@ IMAGE_FILES: dict[str, ImageFile] = {
 # Derived from IMAGE_FILES by _derive() (updated in place; see the module docstring).
 KNOWN_FTYPES: set[str] = set()  # every ftype LXD or Incus knows
 META_FTYPES: set[str] = set()  # ftypes of LXD/Incus metadata tarballs (those carrying combined fields)
+LXC_META_FTYPES: set[str] = set()  # ftypes of classic LXC metadata (role lxc-meta)
+LXC_ROOT_FTYPES: set[str] = set()  # ftypes of the roots that pair with LXC metadata (lxc_root)
 ROOT_COMBINED_FIELD: dict[str, str] = {}  # root ftype -> the combined field clients check
 COMBINED_FIELDS: list[str] = []  # every combined field, in table order
 CLIENT_META: dict[str, tuple[str, str]] = {}  # client -> (its metadata ftype, its unified ftype)
@@ -136,6 +138,10 @@ def _derive() -> None:
     rows = list(BUILT_FILES.values())
     META_FTYPES.clear()
     META_FTYPES.update(f for row in rows if row.role == "meta" for f in (row.lxd_ftype, row.incus_ftype))
+    LXC_META_FTYPES.clear()
+    LXC_META_FTYPES.update(row.ftype for row in rows if row.role == "lxc-meta")
+    LXC_ROOT_FTYPES.clear()
+    LXC_ROOT_FTYPES.update(row.ftype for row in rows if row.lxc_root)
     ROOT_COMBINED_FIELD.clear()
     ROOT_COMBINED_FIELD.update({row.ftype: row.combined_fields[0] for row in rows if row.role == "root"})
     COMBINED_FIELDS[:] = _unique(f for row in rows for f in row.combined_fields)
