@@ -89,8 +89,10 @@ def test_the_declared_floors_install_and_publish_to_a_folder_and_to_s3(
     index = s3_server.client().get_object(Bucket=bucket, Key="streams/v1/index.json")["Body"].read()
     assert b"images" in index
     listed = run([str(bin_dir / "ssb-s3"), "-c", str(EXAMPLE), "-t", f"s3://{bucket}",
-                  "--endpoint-url", s3_server.endpoint, "list", "--format", "csv"], env=env, cwd=tmp_path)
-    assert listed.count("sample") >= 3, listed
+                  "--endpoint-url", s3_server.endpoint, "list", "-c", "Nv", "--format", "csv"], env=env, cwd=tmp_path)
+    assert sorted(listed.split()) == ["sample:1.0:amd64:default,20260101_00:00",
+                                      "sample:1.0:amd64:default,20260102_00:00",
+                                      "sample:1.0:arm64:default,20260101_0000"], listed
 
 
 def test_the_sdist_and_wheel_pass_twine_and_the_sdist_runs_its_own_tests(tmp_path: Path) -> None:
