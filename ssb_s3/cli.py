@@ -177,11 +177,11 @@ def _quiet_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+# Commands that run without a tree.yml: picking up ./tree.yml unasked is said (it changes what they do).
+TREE_YML_OPTIONAL = frozenset({"mirror", "list", "compat", "purge"})
 # Commands that write: stopped anywhere, they leave what is served as it was (an upload is
 # invisible until its marker, the catalog is served only once index.json flips), and the same
 # command run again finishes the job (uploads resume, copies are checked and skipped).
-# Commands that run without a tree.yml: picking up ./tree.yml unasked is said (it changes what they do).
-TREE_YML_OPTIONAL = frozenset({"mirror", "list", "compat", "purge"})
 RESUMABLE = frozenset({"publish", "withdraw", "build-product", "build-versions-manifest", "build-images-file",
                        "build-index", "mirror", "purge", "add", "import", "remove"})
 
