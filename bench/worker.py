@@ -39,6 +39,16 @@ from ssb_s3.storage.store import S3Store, open_store
 REQUESTS: Counter[str] = Counter()
 
 
+def best_of_3(run: Any, clock: Any) -> float:
+    """The shortest of three runs of `run`, timed by `clock` (wall or CPU)."""
+    best = float("inf")
+    for _ in range(3):
+        start = clock()
+        run()
+        best = min(best, clock() - start)
+    return best
+
+
 def count_requests(client: Any) -> None:
     def on_send(event_name: str, **_: Any) -> None:
         REQUESTS[event_name.rsplit(".", 1)[-1]] += 1
@@ -177,12 +187,7 @@ def schema_check(products: int, versions: int, manifest_versions: int) -> dict[s
                  "ssb": synthetic_manifests(1, manifest_versions)[1]["p0:1:amd64:default"]}
 
     def timed(check: Any) -> float:
-        best = float("inf")
-        for _ in range(3):
-            started = time.perf_counter()
-            check()
-            best = min(best, time.perf_counter() - started)
-        return best
+        return best_of_3(check, time.perf_counter)
 
     result: dict[str, Any] = {}
     for name, document in documents.items():
@@ -247,12 +252,7 @@ def selection(products: int) -> dict[str, Any]:
     catalog = json.loads(text)
 
     def timed(run: Any) -> float:
-        best = float("inf")
-        for _ in range(3):
-            start = time.process_time()
-            run()
-            best = min(best, time.process_time() - start)
-        return best
+        return best_of_3(run, time.process_time)
 
     chosen = select(catalog, [])
     assert len(chosen.products) == products and not chosen.drops, chosen.drops[:3]
