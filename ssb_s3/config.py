@@ -13,6 +13,7 @@ and `prefix_path` may be '' or null, meaning not set (the seed's local mode sets
 from __future__ import annotations
 
 import decimal
+import functools
 import math
 import os
 import re
@@ -56,8 +57,15 @@ def reserved_folders(images_path: str = "streams/v1", page_path: str = "index.ht
     return tuple(dict.fromkeys(p for p in (*TREE_FOLDERS, images_path.strip("/"), page_path.strip("/")) if p))
 
 
+@functools.cache
+def _first_parts(reserved: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(key.partition("/")[0] for key in reserved)
+
+
 def reserved_problem(directory: str, reserved: tuple[str, ...]) -> str | None:
     """Why a product folder is refused for the tree's own keys (None: it is not)."""
+    if directory.partition("/")[0] not in _first_parts(reserved):
+        return None  # overlapping needs the same first part: the common case, answered at once
     for key in reserved:
         if directory == key or directory.startswith(key + "/") or key.startswith(directory + "/"):
             return (f"the folder '{directory}' overlaps '{key}', one of the tree's own keys (streams/v1/..., "

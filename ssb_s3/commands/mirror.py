@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import gpg
@@ -67,6 +67,7 @@ from ..storage.manifest import read_manifest
 from ..storage.store import HttpStore, Store, open_store
 from ..storage.tree import ARTIFACT_TYPE, Tree
 from ..vocabulary import imagefiles
+from ..vocabulary.text import json_strings_clean
 from .publish import publish, refuse_unsigned_over_signed
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,11 @@ def open_source(source: str, storage: StorageConfig | None, *, files: MirrorConf
 
 
 def _document(store: Store, key: str, limit: int, opts: MirrorOptions, signed: bool) -> Any:
+    return _parsed(_document_bytes(store, key, limit, opts, signed), store.describe(key))
+
+
+def _document_bytes(store: Store, key: str, limit: int, opts: MirrorOptions, signed: bool) -> bytes:
+    """The document's bytes, at most `limit`, its signature verified first when `signed`."""
     data = store.read_limited(key, limit)[0]
     where = store.describe(key)
     if signed:
@@ -163,13 +169,25 @@ def _document(store: Store, key: str, limit: int, opts: MirrorOptions, signed: b
                 from None
         except ValueError as exc:
             raise MirrorError(f"{where}: {exc}") from None
+    return data
+
+
+def _parsed(data: bytes, where: str) -> Any:
     try:
         return httpread.parse_json(data, where)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MirrorError(f"{where}: not valid JSON ({exc})") from None
 
 
-def read_source(store: Store, opts: MirrorOptions) -> tuple[list[dict[str, Any]], bool]:
+class SourceCatalog(NamedTuple):
+    """One catalog of a source, and whether its bytes showed every string of it clean (then
+    core.select checks no string again: vocabulary.text.json_strings_clean)."""
+
+    document: dict[str, Any]
+    text_clean: bool
+
+
+def read_source(store: Store, opts: MirrorOptions) -> tuple[list[SourceCatalog], bool]:
     """The catalogs (products:1.0, image-downloads) the source's index names, and whether they
     were signed. A signed index needs --keyring (or --no-verify); with --keyring an unsigned
     source is refused."""
@@ -203,10 +221,11 @@ def read_source(store: Store, opts: MirrorOptions) -> tuple[list[dict[str, Any]]
             key = key[: -len(".json")] + ".sjson"
         # A signed index: every catalog it names is verified, whatever its name (unverified, --no-verify:
         # a .sjson is read as clearsigned, anything else as it is)
-        catalog = _document(store, key, MAX_CATALOG_BYTES, opts, signed and (opts.verify or key.endswith(".sjson")))
+        data = _document_bytes(store, key, MAX_CATALOG_BYTES, opts, signed and (opts.verify or key.endswith(".sjson")))
+        catalog = _parsed(data, store.describe(key))
         if not isinstance(catalog, Mapping) or catalog.get("format") != "products:1.0":
             raise MirrorError(f"{store.describe(key)}: format: expected products:1.0")
-        catalogs.append(dict(catalog))
+        catalogs.append(SourceCatalog(dict(catalog), json_strings_clean(data)))
     if not catalogs:
         raise MirrorError(f"{store.describe(INDEX_KEY)}: no index entry of datatype image-downloads")
     return catalogs, signed
@@ -464,13 +483,13 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         known[source_id(source.url)] = source.url
         report = MirrorReport(source=source.url)
         catalogs, report.signed = read_source(source, run)
-        unknown_filter_keys(run_filters, catalogs, source.url)
-        for catalog in catalogs:
+        unknown_filter_keys(run_filters, [c.document for c in catalogs], source.url)
+        for catalog, text_clean in catalogs:
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
                                     prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
                                     mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases,
                                     reserved=reserved_folders(tree.images_path, tree.page.path),
-                                    max_file_size=run.max_file_size)
+                                    max_file_size=run.max_file_size, text_clean=text_clean)
             _without_withdrawn(selection, withdrawn)
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
