@@ -67,6 +67,7 @@ from ..storage.manifest import read_manifest
 from ..storage.store import HttpStore, Store, open_store
 from ..storage.tree import ARTIFACT_TYPE, Tree
 from ..vocabulary import imagefiles
+from ..vocabulary.problems import Problem
 from ..vocabulary.text import json_strings_clean
 from .publish import publish, refuse_unsigned_over_signed
 
@@ -117,7 +118,7 @@ class MirrorReport:
     bytes_copied: int = 0
     skipped: list[str] = field(default_factory=list)  # already in the target with the same sha256
     drops: list[core.Drop] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)  # versions left out: a file failed to copy or verify
+    failed: list[Problem] = field(default_factory=list)  # versions left out: a file failed to copy or verify
     publish: PublishReport | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,7 +127,7 @@ class MirrorReport:
             "selected": [list(s) for s in self.selected], "products": self.products, "versions": self.versions,
             "to_copy": self.to_copy, "bytes_to_copy": self.bytes_to_copy, "copied": self.copied,
             "bytes_copied": self.bytes_copied, "skipped": self.skipped,
-            "dropped": [d.as_dict() for d in self.drops], "failed": self.failed,
+            "dropped": [d.as_dict() for d in self.drops], "failed": [str(p) for p in self.failed],
             "publish": None if self.publish is None else self.publish.as_dict(),
         }  # fmt: skip
 
@@ -430,7 +431,7 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
             list(pool.map(one, [c for c in jobs if c.target in metas]))  # their sha256 states first
             list(pool.map(one, [c for c in jobs if c.target not in metas]))
     for (product, version), why in sorted(failed.items()):
-        report.failed.append(f"product {product} version {version}: not mirrored: {why}")
+        report.failed.append(Problem(product, "", f"product {product} version {version}", f"not mirrored: {why}"))
     return set(failed)
 
 
@@ -552,8 +553,8 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     try:
         result = publish(full, target, publish_opts, prepared=prepared)
     except SSBError:
-        for line in (line for report in reports for line in report.failed):
-            log.warning("%s", line)  # (else said by the caller, after what was published)
+        for problem in (problem for report in reports for problem in report.failed):
+            log.warning("%s", problem)  # (else said by the caller, after what was published)
         raise
     for report in reports:
         report.publish = result

@@ -248,7 +248,7 @@ def parse_manifest(data: bytes, source: str, product: ProductConfig) -> dict[str
         raise ManifestError(f"{source}: not valid JSON: {exc}") from None
     problems = schema_problems(manifest, "ssb", source, limit=MANIFEST_PROBLEMS_LISTED)
     if problems:
-        raise ManifestError("; ".join(problems))
+        raise ManifestError("; ".join(map(str, problems)))
     if manifest["name"] != product.name:
         raise ManifestError(
             f"{source}: name: '{manifest['name']}' does not match product '{product.name}' of tree.yml"
