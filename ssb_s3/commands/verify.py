@@ -49,13 +49,18 @@ from ..schemas import schema_problems
 from ..storage.httpread import optional_key, parse_json
 from ..storage.store import CHUNK_SIZE, HttpStore, Store
 from ..vocabulary import clients
-from ..vocabulary.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher, content_kind_problem
+from ..vocabulary.imagefiles import (
+    HEAD_BYTES,
+    META_FTYPES,
+    ROOT_COMBINED_FIELD,
+    MetaRootHasher,
+    content_kind_problem,
+)
 from ..vocabulary.problems import Problem
 
 log = logging.getLogger(__name__)
 
 MAX_LXC_INDEX = 8 << 20  # bytes of one LXC index file (~100 bytes a line)
-SNIFF_BYTES = 64
 
 
 @dataclass
@@ -252,9 +257,9 @@ def read_catalog(store: Store, path: str, problems: list[Problem]) -> Any:
 
 def _head_bytes(store: Store, key: str) -> bytes:
     """The first bytes of an object (the connection is dropped after them)."""
-    stream = store.iter_chunks(key, SNIFF_BYTES)
+    stream = store.iter_chunks(key, HEAD_BYTES)
     try:
-        return next(iter(stream), b"")[:SNIFF_BYTES]
+        return next(iter(stream), b"")[:HEAD_BYTES]
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
