@@ -163,7 +163,8 @@ def incremental_requests(server: S3Server, bucket: str, products: int,
     store.client.meta.events.register("before-send.s3", lambda event_name, **_: counts.update(
         [event_name.rsplit(".", 1)[-1]]))
     keys: list[str] = []
-    store.client.meta.events.register("before-parameter-build.s3.PutObject", lambda params, **_: keys.append(params["Key"]))
+    store.client.meta.events.register("before-parameter-build.s3.PutObject",
+                                      lambda params, **_: keys.append(params["Key"]))
     report = publish(tree, store, PublishOptions(), only={"p0:1:amd64:default"})
     sent = Counter(dict(counts))  # what the publish sent, not the reads below
     if put_keys is not None:

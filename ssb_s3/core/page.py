@@ -40,7 +40,7 @@ Invariants:
   script only filters the rows, copies and, when no base URL was configured, fills in the page's
   own location;
 - one style for each kind of figure: every size is human_size (IEC units after a space), every
-  age human_age (minutes, hours, days, singular for 1);
+  date _when (UTC, to the minute);
 - a launch line names an image the way the clients resolve it on any host: a plain alias names
   the image of the host's own arch only (the clients list ALIAS there, ALIAS/<arch> everywhere),
   so a product of another arch than NATIVE_ARCH is launched by ALIAS/<arch> (the arch as
@@ -229,17 +229,6 @@ def human_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
         value /= 1024
     return f"{size} B"  # pragma: no cover
-
-
-def human_age(seconds: float) -> str:
-    """An age in its largest whole unit: '1 day', '3 days', '5 hours', '1 minute', '0 minutes'
-    (a version dated after the publish counts as 0 minutes)."""
-    seconds = max(0.0, seconds)
-    for length, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= length or unit == "minute":
-            count = int(seconds // length)
-            return f"{count} {unit}{'' if count == 1 else 's'}"
-    return "0 minutes"  # pragma: no cover
 
 
 def _natural(text: str) -> str:
