@@ -135,7 +135,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.5re
 @media (max-width:{NARROW}){{
 main{{padding:.8rem .8rem 2rem}}
 #products thead{{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}}
-#products,#products tbody,#products tr,#products th,#products td{{display:block;width:auto}}
+#products,#products caption,#products tbody,#products tr,#products tbody th,#products td{{display:block;width:auto}}
 #products tbody tr{{border-bottom:1px solid var(--line);padding:.3rem 0}}
 #products tbody th,#products tbody td{{border:0;padding:0 .2rem}}
 #products tbody th[scope]{{padding:.3rem .2rem}}
