@@ -39,7 +39,7 @@ from ssb_s3.config import PageConfig, config_as_dict, config_from_text
 from ssb_s3.core.catalog import SHORT_FINGERPRINT, version_images
 from ssb_s3.core.page import human_size, launch_aliases, render_page, render_product
 from ssb_s3.core.versions import version_time
-from ssb_s3.core.views import Content, page_views, view_keys
+from ssb_s3.core.views import Content, View, page_views, view_keys
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -1113,3 +1113,16 @@ def test_the_copied_remote_add_line_is_shell_safe(browser: Any, tmp_path: Path, 
                 assert not list(tmp_path.rglob("PWNED")) and not visit.errors, visit.errors
             finally:
                 visit.close()
+
+
+def test_many_rewritten_product_pages_are_one_cdn_path() -> None:
+    """CloudFront: a publish that rewrote a few product pages invalidates each; more than
+    MAX_INVALIDATED_PAGES, their folder as one path (`products/*`)."""
+    from ssb_s3.commands.publish import MAX_INVALIDATED_PAGES, invalidated_keys
+
+    def views(pages: int) -> tuple[View, ...]:
+        return (View("index.html", b""), *(View(f"products/p{n}.html", b"", part=True) for n in range(pages)),
+                View("streams/v1/images-x.json", b"", create_only=True))
+
+    assert invalidated_keys(PLAIN_CONFIG, views(2)) == ["index.html", "products/p0.html", "products/p1.html"]
+    assert invalidated_keys(PLAIN_CONFIG, views(MAX_INVALIDATED_PAGES + 1)) == ["index.html", "products/*"]
