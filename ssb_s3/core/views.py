@@ -31,6 +31,7 @@ a link from the index to a missing page.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -81,6 +82,13 @@ class View:
     settings: str = ""
     part: bool = False  # a product page: recorded with the page, not alone; written before the other views
     delete: bool = False  # a product page to delete (no data), after every other view is written
+    # the bytes, rendered when written (`data` is then empty): a full publish of 10,000 products
+    # holds no 10,000 product pages at once
+    lazy: Callable[[], bytes] | None = None
+
+    def body(self) -> bytes:
+        """The bytes to write: `data`, or those `lazy` renders."""
+        return self.data if self.lazy is None else self.lazy()
 
     @property
     def is_index(self) -> bool:
@@ -154,8 +162,8 @@ def page_views(content: Content) -> tuple[View, ...] | None:
         old = before.get(name)
         if old is entry or old == entry:
             continue
-        parts.append(View(key, page.render_product(name, entry, config, base_url=base_url), content_type=HTML_TYPE,
-                          cache="page", part=True))
+        parts.append(View(key, b"", content_type=HTML_TYPE, cache="page", part=True,
+                          lazy=functools.partial(page.render_product, name, entry, config, base_url=base_url)))
     gone = {key for name, entry in served.get("products", {}).items()
             if name not in wanted and (key := page.product_page_key(config, name)) is not None}
     folder = product_pages_folder(config.path) + "/"

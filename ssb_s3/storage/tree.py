@@ -408,10 +408,10 @@ class Tree:
         cache = getattr(self.config.cache_control, view.cache)
         if view.create_only:
             with contextlib.suppress(PreconditionFailed):
-                self.target.write(view.key, view.data, content_type=view.content_type, cache_control=cache,
+                self.target.write(view.key, view.body(), content_type=view.content_type, cache_control=cache,
                                   if_none_match=self.conditional)
         else:
-            self.target.write(view.key, view.data, content_type=view.content_type, cache_control=cache)
+            self.target.write(view.key, view.body(), content_type=view.content_type, cache_control=cache)
 
     def write_view(self, view: View) -> None:
         """One view, unconditionally (build-images-file, build-index: the seed's step-by-step commands)."""
