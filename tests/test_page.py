@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from html import escape
 from pathlib import Path
@@ -37,7 +38,7 @@ from realparts import LxdClient, LxdDaemon, S3Server, TlsFiles, make_image, miss
 
 from ssb_s3.config import PageConfig, config_as_dict, config_from_text
 from ssb_s3.core.catalog import SHORT_FINGERPRINT, version_images
-from ssb_s3.core.page import human_size, launch_aliases, render_page, render_product
+from ssb_s3.core.page import human_size, launch_aliases, product_page_key, render_page, render_product
 from ssb_s3.core.versions import version_time
 from ssb_s3.core.views import Content, View, page_views, view_keys
 
@@ -1126,3 +1127,15 @@ def test_many_rewritten_product_pages_are_one_cdn_path() -> None:
 
     assert invalidated_keys(PLAIN_CONFIG, views(2)) == ["index.html", "products/p0.html", "products/p1.html"]
     assert invalidated_keys(PLAIN_CONFIG, views(MAX_INVALIDATED_PAGES + 1)) == ["index.html", "products/*"]
+
+
+def test_a_product_page_link_names_its_key() -> None:
+    """The index links a product to its page's key: unquoted, ':' kept (no scheme after `./`), '+'
+    percent-encoded (S3 reads a '+' in a path as a space)."""
+    catalog = _catalog(1)
+    name = "c++:1~rc:amd64:default"
+    catalog["products"] = {name: next(iter(catalog["products"].values()))}
+    text = render_page(catalog, PageConfig(), now=NOW).decode()
+    href = re.findall(r"<a href=(\./products/[^>]*)>", text)
+    assert href == ["./products/c%2B%2B:1~rc:amd64:default.html"]
+    assert urllib.parse.unquote(href[0]) == "./" + str(product_page_key(PageConfig(), name))

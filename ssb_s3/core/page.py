@@ -268,9 +268,9 @@ def product_page_key(config: PageConfig, name: str) -> str | None:
 
 
 def _page_href(name: str) -> str:
-    """The link from the index to a product page (has_page: the name needs no escaping, and its ':'
-    after `./` is no scheme)."""
-    return f"./{PAGES_FOLDER}/{name}.html"
+    """The link from the index to a product page (has_page: the name needs no HTML escaping and no
+    quotes; its ':' after `./` is no scheme; '+' percent-encoded, which S3 would read as a space)."""
+    return f"./{PAGES_FOLDER}/{urllib.parse.quote(name, safe=':')}.html"
 
 
 def _command(text: str, base_html: str = "", tail: str = "") -> str:
