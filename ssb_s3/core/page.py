@@ -382,7 +382,7 @@ def render_page(catalog: Mapping[str, Any], config: PageConfig, *, now: float, b
         _head(f"{config.title}: {count}") + _body(base_url, depth)
         + f"<main><header><h1>{e(config.title)}</h1>{description}"
         f'<p class="meta">{e(count)}, published {e(published)}. '
-        f"A latest version older than {config.stale_after_days} days is marked stale (its age as of that time)."
+        f"A product whose latest version is older than {config.stale_after_days} days (as of then) is marked stale."
         "</p></header>\n"
         '<section id="remote" aria-labelledby="remote-title"><h2 id="remote-title">Add this server as a remote</h2>'
         f'{_adds(config, base_url)}<p class="meta">Then launch an image by its alias, like '
