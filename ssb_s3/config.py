@@ -47,14 +47,24 @@ def claim_alias(owners: dict[tuple[str, str], _Claimant], alias: str, arch: str,
 
 
 # The tree's own keys, under its prefix (index and catalogs, the classic LXC index, the lease and
-# probes; with images_path and the page's path: reserved_folders): no product folder may equal,
-# lie inside or contain one (a product there would wedge the tree for every later run).
+# probes; with images_path, the page's path and the folder of the product pages beside it:
+# reserved_folders): no product folder may equal, lie inside or contain one (a product there would
+# wedge the tree for every later run).
 TREE_FOLDERS = ("streams/v1", "meta/1.0", ".ssb-s3")
+PAGES_FOLDER = "products"  # the product pages (core/page), in this folder beside the page
+
+
+def product_pages_folder(page_path: str = "index.html") -> str:
+    """The folder of the product pages: PAGES_FOLDER in the page's own folder (`products` beside
+    `index.html`, `images/products` beside `images/list.html`)."""
+    folder = page_path.strip("/").rpartition("/")[0]
+    return f"{folder}/{PAGES_FOLDER}" if folder else PAGES_FOLDER
 
 
 def reserved_folders(images_path: str = "streams/v1", page_path: str = "index.html") -> tuple[str, ...]:
     """Every key or folder of the tree's own, relative to its prefix."""
-    return tuple(dict.fromkeys(p for p in (*TREE_FOLDERS, images_path.strip("/"), page_path.strip("/")) if p))
+    return tuple(dict.fromkeys(p for p in (*TREE_FOLDERS, images_path.strip("/"), page_path.strip("/"),
+                                           product_pages_folder(page_path)) if p))
 
 
 @functools.cache
@@ -69,7 +79,7 @@ def reserved_problem(directory: str, reserved: tuple[str, ...]) -> str | None:
     for key in reserved:
         if directory == key or directory.startswith(key + "/") or key.startswith(directory + "/"):
             return (f"the folder '{directory}' overlaps '{key}', one of the tree's own keys (streams/v1/..., "
-                    "meta/1.0/..., the page, .ssb-s3): reserved for the tree")
+                    "meta/1.0/..., the page and its product pages, .ssb-s3): reserved for the tree")
     return None
 
 
