@@ -26,6 +26,15 @@ from realparts import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _ssl_cert_file_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests trust their CA through SSL_CERT_FILE (what the lxc and incus clients read too). A
+    machine may set AWS_CA_BUNDLE or REQUESTS_CA_BUNDLE to its own store, and those come first in
+    ssb_s3's order (ssb_s3.storage.transport): each test starts without them, its ssb-s3 runs too."""
+    for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A test CA and a server cert for 127.0.0.1/localhost."""

@@ -36,7 +36,7 @@ from ..core.retention import History, PurgePlan, shape_problem
 from ..core.signed import SIGNED_INDEX_KEY, is_signed_index, signing_requests
 from ..core.views import View, addressed
 from ..core.withdrawal import tree_recorded, withdrawn_of
-from ..errors import BudgetSpent, ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
+from ..errors import BudgetSpent, ManifestError, NotFound, PreconditionFailed, SSBError, StoreError, Unreachable
 from ..gpg import Signer
 from ..progress import Progress
 from ..vocabulary.problems import Problem
@@ -247,7 +247,7 @@ class Tree:
                 if report.changed and (manifest is not None or fresh["versions"]):
                     return fresh, etag, None, True, ()
             return manifest, etag, None, False, ()
-        except BudgetSpent:
+        except (BudgetSpent, Unreachable):
             raise  # the run's, not this product's: the publish stops
         except SSBError as exc:
             text = str(exc)
