@@ -169,6 +169,8 @@ def test_https_reads_go_through_https_proxy_unless_no_proxy_names_the_host(
     dead = f"http://127.0.0.1:{free_port()}"
     proc, took = ssb(*verify, env={**proxied, "HTTPS_PROXY": dead}, cwd=tmp_path)
     one_line(proc, took, "connection refused by the proxy", dead)
+    proc, took = ssb(*publish, env={**proxied, "HTTPS_PROXY": dead}, cwd=tmp_path)
+    one_line(proc, took, "connection refused by the proxy", dead)
 
 
 CASES = {

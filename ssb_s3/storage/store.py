@@ -14,7 +14,9 @@ rule, an endpoint URL that is not http(s)://HOST[:PORT], a likely typo of s3:// 
 cannot serve. No write creates a bucket: the first write to a bucket in a process is preceded by one
 HEAD bucket (some stores create a bucket on the first PUT into it). A local
 folder's objects are its regular files inside it: a symlink leading out of the folder, a FIFO or a
-device is never listed nor read (see LocalStore).
+device is never listed nor read (see LocalStore). The S3 client trusts the CA bundle of
+ssb_s3.storage.transport and does not retry a failure no retry can heal (refused, an untrusted
+certificate, the wrong scheme for the port): that is errors.Unreachable, one line, at once.
 """
 
 from __future__ import annotations
@@ -1143,7 +1145,7 @@ class HttpStore(Store):
 def make_s3_client(storage: StorageConfig) -> Any:
     """A boto3 S3 client honouring tree.yml's storage section and boto3's own env/profile chain,
     trusting the CA bundle of ssb_s3.storage.transport; a failure no retry can heal is not retried
-    (transport.Unreachable at the first attempt)."""
+    (errors.Unreachable at the first attempt)."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError

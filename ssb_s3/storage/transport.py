@@ -20,12 +20,13 @@ Invariants:
   Every socket a request connects or reuses is handed to the request's watcher (`request(watch=)`),
   so httpread's deadline can shut it down whatever step the request is at.
 - A failure no retry can heal is Unreachable, one line naming the URL, the cause and the fix: the
-  connection refused, a host name that does not resolve, a certificate that is not trusted or is
-  for another name, TLS spoken to a plain-http port, plain http spoken to a TLS port (found by one
-  TLS handshake with the same host and port, `speaks_tls`, after a plain-http request was closed
-  without an answer or answered 400). It is not a StoreError: no caller turns it into one file's or
-  product's problem, the run stops at the first one; the S3 client does not retry it
-  (`no_retry_when_unreachable`). Timeouts and connections cut mid-way are not Unreachable (they may heal).
+  connection refused, a host name that does not exist (EAI_NONAME), a certificate that is not
+  trusted or is for another name, TLS spoken to a plain-http port, plain http spoken to a TLS port
+  (found by one TLS handshake with the same host and port, `speaks_tls`, after a plain-http request
+  was closed without an answer or answered 400). It is not a StoreError: no caller turns it into
+  one file's problem, the run stops at the first one (a product's own prefix_path server makes it
+  that product's problem); the S3 client does not retry it (`no_retry_when_unreachable`). Timeouts
+  and connections cut mid-way are not Unreachable (they may heal).
 """
 
 from __future__ import annotations
@@ -323,12 +324,12 @@ def unreachable(url: str, exc: BaseException, proxy: str | None = None) -> Unrea
                                    f"not https: use http:// ({http_url}) or the server's https port")
             return Unreachable(f"{where}: TLS handshake failed ({reason}){via}")
         if isinstance(cause, ConnectionRefusedError):
-            if proxy and isinstance(exc, urllib3.exceptions.ProxyError):
+            if proxy and any("Proxy" in type(c).__name__ for c in _causes(exc)):  # urllib3's, botocore's
                 return Unreachable(f"{where}: connection refused by the proxy {_shown(proxy)}: check HTTPS_PROXY/"
                                    "HTTP_PROXY, or name the host in NO_PROXY")
             return Unreachable(f"{where}: connection refused{via}: nothing listens there; check the host and "
                                "port, and that the server runs")
-        if isinstance(cause, socket.gaierror):
+        if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME:  # not EAI_AGAIN: may heal
             return Unreachable(f"{where}: cannot resolve the host name ({cause.strerror or cause}){via}: "
                                "check the URL")
         if isinstance(cause, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)) \

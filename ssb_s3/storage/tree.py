@@ -68,7 +68,7 @@ def fetch_manifest_url(product: ProductConfig, apikey: str | None, limits: httpr
     url = product.manifest_url
     try:
         return httpread.fetch(url, token=apikey, limits=limits, what="ssb.json")[0]
-    except StoreError as exc:
+    except (StoreError, Unreachable) as exc:  # one product's source: its problem, the others go on
         raise SSBError(f"product {product.name}: {exc}") from None
 
 
