@@ -99,10 +99,21 @@ def clean_env(server: S3Server | None = None, **extra: str) -> dict[str, str]:
 
 
 def ssb(*args: str, env: dict[str, str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "ssb_s3", *args], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=cwd)
-    return proc, time.monotonic() - start
+    return at_once((args, env), cwd=cwd)[0]
+
+
+def at_once(*runs: tuple[tuple[str, ...], dict[str, str]], cwd: Path) -> list[tuple[subprocess.CompletedProcess[str],
+                                                                                   float]]:
+    """Run ssb-s3 once per (arguments, environment), all at the same time (the suite's time): each
+    result with its own wall time."""
+    started = [(args, time.monotonic(), subprocess.Popen([sys.executable, "-m", "ssb_s3", *args], env=env, cwd=cwd,
+                                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+               for args, env in runs]
+    results = []
+    for _args, start, popen in started:
+        out, err = popen.communicate(timeout=300)
+        results.append((subprocess.CompletedProcess(popen.args, popen.returncode, out, err), time.monotonic() - start))
+    return results
 
 
 def one_line(proc: subprocess.CompletedProcess[str], took: float, *expected: str) -> str:
@@ -130,18 +141,15 @@ def test_publish_over_https_trusts_the_ca_bundle_in_the_aws_order(s3_server: S3S
 
     listing = ("-c", str(EXAMPLE), "-t", f"s3://{bucket}", "--endpoint-url", s3_server.https_endpoint, "list",
                "-c", "N", "-f", "csv")
-    proc, _ = ssb(*listing, env=clean_env(s3_server, AWS_CA_BUNDLE=str(tls_files.ca_cert)), cwd=tmp_path)
-    assert proc.returncode == 0 and "sample:1.0:amd64:default" in proc.stdout, proc.stderr
-
-    # The first one set is the one used: AWS_CA_BUNDLE names the system's store, SSL_CERT_FILE is not read.
-    system = "/etc/ssl/certs/ca-certificates.crt"
-    if Path(system).is_file():
-        proc, took = ssb(*listing, env=clean_env(s3_server, AWS_CA_BUNDLE=system, SSL_CERT_FILE=str(tls_files.ca_cert)),
-                         cwd=tmp_path)
-        one_line(proc, took, "not trusted", f"AWS_CA_BUNDLE {system}")
+    # The first one set is the one used: AWS_CA_BUNDLE naming another CA, SSL_CERT_FILE is not read.
     missing = tmp_path / "no-such-ca.pem"
-    proc, took = ssb("--ca-bundle", str(missing), *listing, env=clean_env(s3_server), cwd=tmp_path)
-    one_line(proc, took, f"--ca-bundle '{missing}': no such file")
+    (env_ok, _), (first_wins, took), (no_file, took2) = at_once(
+        (listing, clean_env(s3_server, AWS_CA_BUNDLE=str(tls_files.ca_cert))),
+        (listing, clean_env(s3_server, AWS_CA_BUNDLE=str(tls_files.server_cert), SSL_CERT_FILE=str(tls_files.ca_cert))),
+        (("--ca-bundle", str(missing), *listing), clean_env(s3_server)), cwd=tmp_path)
+    assert env_ok.returncode == 0 and "sample:1.0:amd64:default" in env_ok.stdout, env_ok.stderr
+    one_line(first_wins, took, "not trusted", f"AWS_CA_BUNDLE {tls_files.server_cert}")
+    one_line(no_file, took2, f"--ca-bundle '{missing}': no such file")
 
 
 def test_https_reads_go_through_https_proxy_unless_no_proxy_names_the_host(
@@ -167,10 +175,9 @@ def test_https_reads_go_through_https_proxy_unless_no_proxy_names_the_host(
     assert len(proxy.tunnels) == before  # went direct
 
     dead = f"http://127.0.0.1:{free_port()}"
-    proc, took = ssb(*verify, env={**proxied, "HTTPS_PROXY": dead}, cwd=tmp_path)
-    one_line(proc, took, "connection refused by the proxy", dead)
-    proc, took = ssb(*publish, env={**proxied, "HTTPS_PROXY": dead}, cwd=tmp_path)
-    one_line(proc, took, "connection refused by the proxy", dead)
+    for proc, took in at_once((verify, {**proxied, "HTTPS_PROXY": dead}), (publish, {**proxied, "HTTPS_PROXY": dead}),
+                              cwd=tmp_path):
+        one_line(proc, took, "connection refused by the proxy", dead)
 
 
 CASES = {
@@ -188,9 +195,10 @@ def test_a_failure_no_retry_can_heal_is_one_line_at_once(s3_server: S3Server, bu
                                                          case: str) -> None:
     endpoint_of, expected = CASES[case]
     endpoint = endpoint_of(s3_server, free_port())
-    proc, took = ssb("verify", "--base-url", f"{endpoint}/{bucket}", env=clean_env(), cwd=tmp_path)
-    one_line(proc, took, f"{endpoint}/{bucket}/streams/v1/index.json", *expected)
-    proc, took = ssb("-c", str(EXAMPLE), "-t", f"s3://{bucket}", "--endpoint-url", endpoint, "publish",
-                     env=clean_env(s3_server), cwd=tmp_path)
-    one_line(proc, took, endpoint, *expected)
+    (read, took), (publish, took2) = at_once(
+        (("verify", "--base-url", f"{endpoint}/{bucket}"), clean_env()),
+        (("-c", str(EXAMPLE), "-t", f"s3://{bucket}", "--endpoint-url", endpoint, "publish"), clean_env(s3_server)),
+        cwd=tmp_path)
+    one_line(read, took, f"{endpoint}/{bucket}/streams/v1/index.json", *expected)
+    one_line(publish, took2, endpoint, *expected)
     assert "Contents" not in s3_server.client().list_objects_v2(Bucket=bucket)
