@@ -66,7 +66,7 @@ from .hooks.sqs import SqsConsumer
 from .ingest.builder import BuildRequest, cleanup, gather, resolve_image_file, run_builder
 from .ingest.builder import staging_dir as build_staging_dir
 from .ingest.upload import ingest_version
-from .storage import httpread
+from .storage import httpread, transport
 from .storage.lease import force_unlock
 from .storage.manifest import build_manifest, manifest_bytes, read_manifest
 from .storage.record import with_recorded
@@ -229,13 +229,17 @@ class SSBGroup(click.Group):
 @click.option("--endpoint-url", envvar="SSB_ENDPOINT_URL", show_envvar=True,
               help="S3 endpoint (MinIO, Ceph, SeaweedFS...). Default: AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, "
                    "then tree.yml storage.endpoint_url, then ~/.aws/config (the AWS CLI's order).")
+@click.option("--ca-bundle", metavar="FILE",
+              help="PEM file of the CA certificates to trust over https (S3 endpoint, --base-url, mirror sources, "
+                   "prefix_path). Default: AWS_CA_BUNDLE, then REQUESTS_CA_BUNDLE, then SSL_CERT_FILE, then the "
+                   "system's store. Proxies: HTTPS_PROXY, HTTP_PROXY, NO_PROXY.")
 @click.option("--region", help="S3 region (default: tree.yml storage.region, then the boto3 chain).")
 @click.option("--profile", help="AWS profile for credentials (default: the boto3 credential chain).")
 @click.option("-v", "--verbose", count=True, help="More output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str, target: str, apikey: str | None, endpoint_url: str | None,
-        region: str | None, profile: str | None, verbose: int, quiet: bool) -> None:
+        ca_bundle: str | None, region: str | None, profile: str | None, verbose: int, quiet: bool) -> None:
     """Publish LXD/Incus images to a local folder or S3-compatible storage as a simplestreams tree.
 
     The tree is what `lxc remote add NAME URL --protocol simplestreams --public` and
@@ -252,6 +256,7 @@ def cli(ctx: click.Context, config_path: str, target: str, apikey: str | None, e
     logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    transport.set_ca_bundle(ca_bundle)
     defaulted = click.core.ParameterSource.DEFAULT
     ctx.obj = Settings(config_path, target, apikey, endpoint_url, region, profile, verbose, quiet,
                        command=ctx.invoked_subcommand or "",

@@ -39,6 +39,15 @@ class BudgetSpent(SSBError):
     no one document's or product's problem, so no caller turns it into one)."""
 
 
+class Unreachable(SSBError):
+    """A server cannot be talked to at all, and no retry would change it: the connection refused, a
+    host name that does not resolve, a TLS certificate not trusted or for another name, TLS spoken to
+    a plain-http port or plain http to a TLS port, a CA bundle that is not there
+    (ssb_s3.storage.transport). Its one line names the URL, the cause and the fix. Not a StoreError:
+    no caller turns it into one file's problem, the run stops at the first one; only a product's own
+    prefix_path server (storage.tree.fetch_manifest_url) makes it that product's problem."""
+
+
 class NotFound(StoreError):
     """The key does not exist in the store."""
 

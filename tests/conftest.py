@@ -26,6 +26,18 @@ from realparts import (
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _ssl_cert_file_decides() -> Iterator[None]:
+    """The tests trust their CA through SSL_CERT_FILE (what the lxc and incus clients read too). A
+    machine may set AWS_CA_BUNDLE or REQUESTS_CA_BUNDLE to its own store, and those come first in
+    ssb_s3's order (ssb_s3.storage.transport): the session runs without them (set up before any
+    other fixture, so the environments fixtures copy from os.environ are without them too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
+            patch.delenv(name, raising=False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A test CA and a server cert for 127.0.0.1/localhost."""

@@ -59,7 +59,7 @@ from ..core.plan import PublishOptions, PublishReport, combined_claims
 from ..core.retention import served_mirrored
 from ..core.signed import SIGNED_INDEX_KEY, clearsigned_content
 from ..core.withdrawal import Recorded, tree_recorded
-from ..errors import BudgetSpent, NotFound, PreconditionFailed, SSBError, StoreError
+from ..errors import BudgetSpent, NotFound, PreconditionFailed, SSBError, StoreError, Unreachable
 from ..filters import Filter, FilterError, parse_filters
 from ..progress import Progress
 from ..storage import httpread
@@ -421,6 +421,8 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
                 with lock:
                     report.copied.append(copy.target)
                     report.bytes_copied += copy.size
+            except Unreachable:
+                raise  # the source's server: no other copy from it can succeed
             except SSBError as exc:
                 with lock:
                     failed.setdefault((copy.product, copy.version), str(exc))
@@ -643,7 +645,7 @@ def served_mirrored_product(tree: TreeConfig, index: bytes, served: Mapping[str,
 def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> dict[str, Any] | None:
     try:
         return read_manifest(target, tree, config)[0]
-    except BudgetSpent:
+    except (BudgetSpent, Unreachable):
         raise  # the run's, not this product's
     except SSBError:
         return None

@@ -61,7 +61,14 @@ Used by the `prefix_path` fetch of a product's ssb.json (publish) and by HttpSto
       (tests/test_parse_budget.py checks it). Counting takes about 4 ms per MB.
 
 Limits are module constants here; `verify` sets them per run (`--timeout`, `--deadline`,
-`--max-catalog-size`). Proxies (http_proxy, https_proxy) are not used.
+`--max-catalog-size`).
+
+Transport: each request is sent by urllib3 through ssb_s3.storage.transport (pooled connections, the
+CA bundle in the AWS tools' order, HTTPS_PROXY/HTTP_PROXY/NO_PROXY), which never retries nor follows
+a redirect: the rules above are this module's, on top. A connection goes back to its pool only once
+its body was read to the end (a HEAD has none); any other is closed. A failure no retry can heal
+(refused, a certificate not trusted, the wrong scheme for the port) is errors.Unreachable, one
+line, and not a StoreError: the run stops there instead of trying every other file of the tree.
 """
 
 from __future__ import annotations
@@ -72,7 +79,6 @@ import json
 import logging
 import re
 import socket
-import ssl
 import threading
 import time
 import urllib.parse
@@ -80,7 +86,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import urllib3.exceptions
+
 from ..errors import BudgetSpent, Forbidden, NotFound, StoreError
+from . import transport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -166,12 +175,13 @@ def _warn_plain_http(url: str) -> None:
 class Response:
     """One response whose reads honour the request's deadline and per-read timeout."""
 
-    def __init__(self, url: str, conn: http.client.HTTPConnection, sock: socket.socket,
-                 resp: http.client.HTTPResponse, guard: _Guard, limits: Limits, note: str) -> None:
-        self.url, self.status, self.headers = url, resp.status, resp.headers
+    def __init__(self, url: str, resp: Any, guard: _Guard, limits: Limits, note: str, method: str) -> None:
+        self.url, self.status, self.headers = url, int(resp.status), resp.headers
+        self.reason = str(resp.reason or "")
         self.note = note  # said after errors: how the request was redirected
-        self._conn, self._sock, self._resp, self._guard, self._limits = conn, sock, resp, guard, limits
-        self.length = content_length(url, resp.headers.get_all("Content-Length") or [])
+        self._resp, self._guard, self._limits = resp, guard, limits
+        self._done = method == "HEAD"  # the body read to its end: the connection goes back to the pool
+        self.length = content_length(url, resp.headers.getlist("Content-Length"))
 
     def __enter__(self) -> Response:
         return self
@@ -180,14 +190,17 @@ class Response:
         self.close()
 
     def close(self) -> None:
-        """Drop the connection and end the request's deadline watchdog."""
+        """Give the connection back (to the pool if the body was read to its end, else closed) and
+        end the request's deadline watchdog."""
         self._guard.cancel()
         self.release()
 
     def release(self) -> None:
-        """Drop the connection; the deadline still runs (a redirect continues the request)."""
-        self._resp.close()
-        self._conn.close()
+        """Give the connection back; the deadline still runs (a redirect continues the request)."""
+        with contextlib.suppress(Exception):
+            if not self._done:
+                self._resp.close()  # a body not read to its end: the connection cannot be reused
+            self._resp.release_conn()
 
     def chunks(self, limit: int | None = None, size: int = READ_SIZE) -> Iterator[bytes]:
         """The body in chunks of at most `size`, at most `limit` bytes in all (None: until the end)."""
@@ -199,14 +212,20 @@ class Response:
             if not chunk:
                 if self._guard.expired:  # the watchdog shut the socket: that end is not the body's
                     raise self._guard.error(self.url, self.note)
+                self._done = True
                 return
             if left is not None:
                 left -= len(chunk)
             yield chunk
 
     def _read1(self, size: int, stall: _Stall | None = None) -> bytes:
-        self._sock.settimeout(min(self._limits.timeout, max(self._guard.left(), 0.01)))
-        chunk = self._resp.read1(size)  # (a socket that timed out cannot be read again: no shorter wait)
+        sock = self._guard.sock
+        if sock is not None:
+            sock.settimeout(min(self._limits.timeout, max(self._guard.left(), 0.01)))
+        # What has arrived, at most `size`, from the http.client response urllib3 wraps (its body not
+        # decoded: Accept-Encoding is identity); a socket that timed out cannot be read again.
+        fp = getattr(self._resp, "_fp", None)
+        chunk: bytes = fp.read1(size) if isinstance(fp, http.client.HTTPResponse) else self._resp.read(size)
         if stall is not None:
             stall.count(len(chunk))
         return chunk
@@ -285,6 +304,11 @@ class _Guard:
     def left(self) -> float:
         return self.end - time.monotonic()
 
+    @property
+    def sock(self) -> socket.socket | None:
+        """The socket of the request's current step."""
+        return self._sock
+
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
             self._sock = sock
@@ -314,38 +338,35 @@ class _Guard:
             raise self.error(url, note)
         try:
             return step(*args)
-        except TimeoutError:
+        except (TimeoutError, urllib3.exceptions.TimeoutError) as exc:
             if self.expired or self.left() <= 0:
                 raise self.error(url, note) from None
-            raise StoreError(f"{shown(url)}: no data for {self.limits.timeout:g} s "
+            what = "no connection" if isinstance(exc, urllib3.exceptions.ConnectTimeoutError) else "no data"
+            raise StoreError(f"{shown(url)}: {what} for {self.limits.timeout:g} s "
                              f"(per-read timeout, {self.limits.name('timeout')}){note}") from None
-        except (OSError, ValueError, http.client.HTTPException) as exc:
+        except (OSError, ValueError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
             if self.expired:
                 raise self.error(url, note) from None
-            raise StoreError(f"{shown(url)}: {str(exc) or exc.__class__.__name__}{note}") from None
+            raise StoreError(f"{shown(url)}: {_cause(exc)}{note}") from None
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong, in words: the innermost cause urllib3 wraps (its own text names objects)."""
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        for inner in (*exc.args, exc.__cause__, exc.__context__):
+            if isinstance(inner, BaseException):
+                return _cause(inner)
+    return str(exc) or exc.__class__.__name__
 
 
 def _connect(url: str, method: str, headers: dict[str, str], limits: Limits, guard: _Guard,
              note: str) -> Response:
-    parts = urllib.parse.urlsplit(url)
-    scheme, host, port = origin(url)
     timeout = max(min(limits.timeout, guard.left()), 0.01)
-    conn: http.client.HTTPConnection
-    if scheme == "https":
-        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    resp = guard.run(url, note, transport.request, url, method, headers, timeout, guard.watch)
     try:
-        guard.run(url, note, conn.connect)
-        sock = conn.sock
-        assert sock is not None
-        guard.watch(sock)
-        guard.run(url, note, conn.request, method, target, None, headers)
-        resp = guard.run(url, note, conn.getresponse)
-        return Response(url, conn, sock, resp, guard, limits, note)
+        return Response(url, resp, guard, limits, note, method)
     except BaseException:
-        conn.close()
+        resp.close()
         raise
 
 
@@ -390,7 +411,11 @@ def open_url(url: str, *, method: str = "GET", token: str | None = None, limits:
                 continue
             if resp.status >= 300:
                 resp.release()
-                reason = f"{shown(current)}: HTTP {resp.status} {resp._resp.reason}{note}"
+                if resp.status == 400:
+                    wrong_scheme = transport.plain_http_to_tls(current)  # http:// to a TLS port
+                    if wrong_scheme is not None:
+                        raise wrong_scheme
+                reason = f"{shown(current)}: HTTP {resp.status} {resp.reason}{note}"
                 if resp.status == 404:
                     raise NotFound(reason)
                 if resp.status == 403:

@@ -14,7 +14,9 @@ rule, an endpoint URL that is not http(s)://HOST[:PORT], a likely typo of s3:// 
 cannot serve. No write creates a bucket: the first write to a bucket in a process is preceded by one
 HEAD bucket (some stores create a bucket on the first PUT into it). A local
 folder's objects are its regular files inside it: a symlink leading out of the folder, a FIFO or a
-device is never listed nor read (see LocalStore).
+device is never listed nor read (see LocalStore). The S3 client trusts the CA bundle of
+ssb_s3.storage.transport and does not retry a failure no retry can heal (refused, an untrusted
+certificate, the wrong scheme for the port): that is errors.Unreachable, one line, at once.
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from urllib3.exceptions import HTTPError as WireError  # a body botocore reads outside its retries
+
 from ..config import ENDPOINT_EXPECTED, StorageConfig, endpoint_from_env, endpoint_url_problem
 from ..core.catalog import _path_problem
-from ..errors import NotFound, PreconditionFailed, StoreError, TooLarge
+from ..errors import NotFound, PreconditionFailed, SSBError, StoreError, TooLarge
 from ..schemas import load_schema
+from . import transport
 from .httpread import Limits, Response, open_url, shown
 from .probe import VERDICT_KEY, Verdict
 
@@ -567,7 +572,7 @@ class S3Store(Store):
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _fail(self, action: str, key: str, exc: Exception) -> StoreError:
+    def _fail(self, action: str, key: str, exc: Exception) -> SSBError:
         """`exc` from botocore as one line naming the store (the key, unless it is one of the tool's own
         objects under .ssb-s3/ that a user never named: the lease is named, force-unlock acts on it)
         and, for credentials, what to set."""
@@ -578,6 +583,10 @@ class S3Store(Store):
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return StoreError(f"{self.url}: {action} failed: no S3 credentials found: {CREDENTIALS_FIX}")
         if not hasattr(exc, "response"):
+            endpoint = str(getattr(self.client.meta, "endpoint_url", ""))
+            problem = transport.unreachable(endpoint, exc, transport.proxy_for(endpoint)) if endpoint else None
+            if problem is not None:
+                return problem
             # botocore's own errors (endpoint unreachable...) carry no secrets.
             return StoreError(f"{where}: {action} failed: {exc}")
         code = _client_error_code(exc)
@@ -592,6 +601,10 @@ class S3Store(Store):
         if code in ("AccessDenied", "403"):
             return StoreError(f"{where}: {action} refused ({code}): check the credentials ({CREDENTIALS_FIX}) "
                               "and what they may do in this bucket")
+        if code in ("400", "BadRequest"):  # plain http to a TLS port: Go's servers answer 400
+            wrong_scheme = transport.plain_http_to_tls(str(getattr(self.client.meta, "endpoint_url", "")))
+            if wrong_scheme is not None:
+                return wrong_scheme
         if code in CHECKSUM_REFUSED:
             return StoreError(f"{where}: {action} refused ({code}): the store does not accept "
                               "botocore's request checksums; set storage.checksum_mode: when_required in tree.yml")
@@ -617,7 +630,7 @@ class S3Store(Store):
         except ClientError as exc:
             if _client_error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
                 raise StoreError(f"{self.url}: bucket '{self.bucket}' does not exist") from None
-        except BotoCoreError as exc:
+        except (BotoCoreError, WireError) as exc:
             raise self._fail("check of the bucket", "", exc) from None
         _BUCKETS_SEEN.add(ident)
 
@@ -688,7 +701,7 @@ class S3Store(Store):
             if _client_error_code(exc) not in ("NoSuchKey", "404", "NotFound", "AccessDenied", "403"):
                 raise self._fail("read", VERDICT_KEY, exc) from None
             server = _server_header(getattr(exc, "response", {}) or {})
-        except BotoCoreError as exc:
+        except (BotoCoreError, WireError) as exc:
             raise self._fail("read", VERDICT_KEY, exc) from None
         identity = f"{endpoint} {server}".strip()
         cached = None if again or not 0 < len(data) <= VERDICT_LIMIT else Verdict.parse(data, identity)
@@ -762,7 +775,7 @@ class S3Store(Store):
                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}, IfNoneMatch="*")
             upload_id = ""
             return "ignored"
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, WireError) as exc:
             code = _client_error_code(exc)
             if code in NOT_SUPPORTED:
                 return "unsupported"
@@ -798,7 +811,7 @@ class S3Store(Store):
             self._send("copy_object", Bucket=self.bucket, Key=self._key(dest),
                        CopySource={"Bucket": self.bucket, "Key": self._key(source)})
             return False
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, WireError) as exc:
             err = self._fail("probe (copy)", dest, exc)
             if isinstance(err, PreconditionFailed) or _client_error_code(exc) in NOT_SUPPORTED:
                 return isinstance(err, PreconditionFailed)
@@ -826,7 +839,7 @@ class S3Store(Store):
             resp = self._send("put_object", Bucket=self.bucket, Key=self._key(key), Body=body,
                               ContentType="text/plain", CacheControl="no-store", **condition)
             return "applied", str(resp.get("ETag", ""))
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, WireError) as exc:
             if _client_error_code(exc) in NOT_SUPPORTED:
                 return "unsupported", ""
             err = self._fail("write", key, exc)
@@ -848,7 +861,7 @@ class S3Store(Store):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
                 for obj in page.get("Contents", ()):
                     yield ObjectInfo(obj["Key"][len(root) :], int(obj["Size"]), obj.get("ETag", ""))
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, WireError) as exc:
             raise self._fail("listing", prefix, exc) from None
 
     def head(self, key: str) -> ObjectInfo | None:
@@ -856,7 +869,7 @@ class S3Store(Store):
 
         try:
             resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, WireError) as exc:
             err = self._fail("head", key, exc)
             if isinstance(err, NotFound):
                 return None
@@ -922,7 +935,7 @@ class S3Store(Store):
                 failures += 1
                 if failures >= READ_ATTEMPTS:
                     raise self._fail("read", key, exc) from None
-            except (ClientError, BotoCoreError) as exc:
+            except (ClientError, BotoCoreError, WireError) as exc:
                 raise self._fail("read", key, exc) from None
 
     def write(
@@ -942,7 +955,7 @@ class S3Store(Store):
         try:
             resp = self._send("put_object", Bucket=self.bucket, Key=self._key(key), Body=data,
                               ContentType=content_type, CacheControl=cache_control, **extra)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, WireError) as exc:
             if extra and _client_error_code(exc) in NOT_SUPPORTED:
                 raise StoreError(self._no_conditionals(
                     f"it answered {_client_error_code(exc)} to a conditional PUT of {key}")) from None
@@ -977,7 +990,7 @@ class S3Store(Store):
         try:
             self.client.upload_fileobj(fileobj, self.bucket, self._key(key),
                                        ExtraArgs={"ContentType": content_type, "CacheControl": cache_control})
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, WireError) as exc:
             raise self._fail("upload", key, exc) from None
 
     def ingest_stream(
@@ -1012,7 +1025,7 @@ class S3Store(Store):
                 return
             self._multipart(key, src, feed, content_type, cache_control, part_size, concurrency, progress,
                             conditional)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, WireError) as exc:
             if conditional and _client_error_code(exc) in NOT_SUPPORTED:
                 raise StoreError(self._no_conditionals(
                     f"it answered {_client_error_code(exc)} to a create-only upload of {key}")) from None
@@ -1072,7 +1085,7 @@ class S3Store(Store):
         self._before_write(key)
         try:
             self._send("delete_object", Bucket=self.bucket, Key=self._key(key))
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, WireError) as exc:
             err = self._fail("delete", key, exc)
             if not isinstance(err, NotFound):
                 raise err from None
@@ -1130,7 +1143,9 @@ class HttpStore(Store):
 
 
 def make_s3_client(storage: StorageConfig) -> Any:
-    """A boto3 S3 client honouring tree.yml's storage section and boto3's own env/profile chain."""
+    """A boto3 S3 client honouring tree.yml's storage section and boto3's own env/profile chain,
+    trusting the CA bundle of ssb_s3.storage.transport; a failure no retry can heal is not retried
+    (errors.Unreachable at the first attempt)."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
@@ -1154,7 +1169,9 @@ def make_s3_client(storage: StorageConfig) -> Any:
                    f"{storage.endpoint_set_aside} (the environment comes first, as for the AWS CLI)")
     try:
         session = boto3.session.Session(profile_name=storage.profile, region_name=storage.region)
-        return session.client("s3", endpoint_url=storage.endpoint_url, config=config)
+        client = session.client("s3", endpoint_url=storage.endpoint_url, config=config, verify=transport.s3_verify())
+        client.meta.events.register_first("needs-retry.s3", transport.no_retry_when_unreachable)
+        return client
     except BotoCoreError as exc:
         raise StoreError(f"cannot set up the S3 client: {exc}") from None
     except ValueError as exc:  # botocore's "Invalid endpoint", e.g. from AWS_ENDPOINT_URL

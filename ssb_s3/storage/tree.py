@@ -36,7 +36,7 @@ from ..core.retention import History, PurgePlan, shape_problem
 from ..core.signed import SIGNED_INDEX_KEY, is_signed_index, signing_requests
 from ..core.views import View, addressed
 from ..core.withdrawal import tree_recorded, withdrawn_of
-from ..errors import BudgetSpent, ManifestError, NotFound, PreconditionFailed, SSBError, StoreError
+from ..errors import BudgetSpent, ManifestError, NotFound, PreconditionFailed, SSBError, StoreError, Unreachable
 from ..gpg import Signer
 from ..progress import Progress
 from ..vocabulary.problems import Problem
@@ -69,7 +69,7 @@ def fetch_manifest_url(product: ProductConfig, apikey: str | None, limits: httpr
     url = product.manifest_url
     try:
         return httpread.fetch(url, token=apikey, limits=limits, what="ssb.json")[0]
-    except StoreError as exc:
+    except (StoreError, Unreachable) as exc:  # one product's source: its problem, the others go on
         raise SSBError(f"product {product.name}: {exc}") from None
 
 
@@ -248,7 +248,7 @@ class Tree:
                 if report.changed and (manifest is not None or fresh["versions"]):
                     return fresh, etag, None, True, ()
             return manifest, etag, None, False, ()
-        except BudgetSpent:
+        except (BudgetSpent, Unreachable):
             raise  # the run's, not this product's: the publish stops
         except SSBError as exc:
             text = str(exc)
