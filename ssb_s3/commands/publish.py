@@ -50,7 +50,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import TreeConfig
-from ..core.catalog import INDEX_KEY
 from ..core.deltas import DeltaJob
 from ..core.plan import (  # re-exported: callers and tests import them from here
     Plan,
@@ -62,13 +61,13 @@ from ..core.plan import (  # re-exported: callers and tests import them from her
     plan_purge_only,
 )
 from ..core.retention import PurgePlan
-from ..core.signed import SIGNED_INDEX_KEY
 from ..core.views import View
 from ..errors import PreconditionFailed, ProblemsFound, SigningRequired, SSBError, StoreError
 from ..gpg import Signer
 from ..storage.deltas import DeltaReport, make_deltas
 from ..storage.store import Store
 from ..storage.tree import Tree, fetch_manifest_url
+from ..vocabulary.layout import INDEX_KEY, SIGNED_INDEX_KEY
 from ..vocabulary.problems import Problem
 from .cdn import invalidate_index
 

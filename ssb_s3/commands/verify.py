@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import lxcindex
-from ..core.catalog import INDEX_KEY, INDEX_NAME, contract_problems
+from ..core.catalog import INDEX_NAME, contract_problems
 from ..core.catalog import _path_problem as path_problem
 from ..core.retention import shape_problem
-from ..core.signed import DETACHED_SUFFIX, SIGNED_INDEX_KEY, same_document, signed_key
+from ..core.signed import DETACHED_SUFFIX, same_document
 from ..errors import Forbidden, NotFound, StoreError, TooLarge
 from ..gpg import SignatureError
 from ..gpg import verify as gpg_verify
@@ -50,6 +50,16 @@ from ..storage.httpread import optional_key, parse_json
 from ..storage.store import CHUNK_SIZE, HttpStore, Store
 from ..vocabulary import clients
 from ..vocabulary.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher, content_kind_problem
+from ..vocabulary.layout import (
+    INDEX_KEY,
+    LXC_INDEX_KEYS,
+    PLAIN_CATALOG_NAME,
+    SIGNED_INDEX_KEY,
+    has_signed_twin,
+    in_folder,
+    parent_folder,
+    signed_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +263,7 @@ def check_lxc_index(store: Store, catalogs: list[Any], problems: list[str]) -> i
     expected = any(lxcindex.lxc_images(c) for c in catalogs if shape_problem(c) is None)
     checked: dict[str, str | None] = {}  # file key -> its problem (None: fine), each looked at once
     images = 0
-    for key in lxcindex.index_keys():
+    for key in LXC_INDEX_KEYS:
         try:
             with optional_key():  # trees without LXC images have none
                 data, _ = store.read_limited(key, MAX_LXC_INDEX)
@@ -425,7 +435,7 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
             problems.append(f"{where}: catalog {why}")
             continue
         expected = signed_key(unsigned_path) if name == INDEX_NAME and isinstance(unsigned_path, str) \
-            and unsigned_path.endswith(".json") else None
+            and has_signed_twin(unsigned_path) else None
         if expected is not None and path != expected:
             problems.append(f"{where}: names {path}, expected {expected}, the signed twin of the catalog "
                             f"index.json names ({unsigned_path})")
@@ -453,12 +463,12 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
         detached = unsigned_path + DETACHED_SUFFIX
         if _signed(store, detached, keyring, problems, data=unsigned, required=False) is not None:
             report.signatures.append(detached)
-        _check_plain_copy(store, keyring, unsigned_path.rpartition("/")[0], report)
+        _check_plain_copy(store, keyring, parent_folder(unsigned_path), report)
 
 
 def _check_plain_copy(store: Store, keyring: str, folder: str, report: VerifyReport) -> None:
     """images.sjson (and images.json.asc), when there: signatures of the plain images.json copy."""
-    plain = f"{folder}/images.json" if folder else "images.json"
+    plain = in_folder(folder, PLAIN_CATALOG_NAME)
     try:
         with optional_key():
             data = store.read(plain)
