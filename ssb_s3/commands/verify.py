@@ -41,7 +41,7 @@ from ..core import lxcindex
 from ..core.catalog import INDEX_NAME, contract_problems
 from ..core.catalog import _path_problem as path_problem
 from ..core.retention import shape_problem
-from ..core.signed import DETACHED_SUFFIX, same_document
+from ..core.signed import same_document
 from ..errors import Forbidden, NotFound, StoreError, TooLarge
 from ..gpg import SignatureError
 from ..gpg import verify as gpg_verify
@@ -55,6 +55,7 @@ from ..vocabulary.layout import (
     LXC_INDEX_KEYS,
     PLAIN_CATALOG_NAME,
     SIGNED_INDEX_KEY,
+    detached_signature_key,
     has_signed_twin,
     in_folder,
     parent_folder,
@@ -460,7 +461,7 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
             continue  # reported by the unsigned walk
         if not same_document(signed, unsigned, lambda doc: parse_json(doc, store.describe(unsigned_path))):
             problems.append(f"{store.describe(path)}: signs another document than {unsigned_path}")
-        detached = unsigned_path + DETACHED_SUFFIX
+        detached = detached_signature_key(unsigned_path)
         if _signed(store, detached, keyring, problems, data=unsigned, required=False) is not None:
             report.signatures.append(detached)
         _check_plain_copy(store, keyring, parent_folder(unsigned_path), report)
@@ -480,5 +481,5 @@ def _check_plain_copy(store: Store, keyring: str, folder: str, report: VerifyRep
         report.signatures.append(twin)
         if not same_document(signed, data, lambda doc: parse_json(doc, store.describe(plain))):
             report.problems.append(f"{store.describe(twin)}: signs another document than {plain}")
-    if _signed(store, plain + DETACHED_SUFFIX, keyring, report.problems, data=data, required=False) is not None:
-        report.signatures.append(plain + DETACHED_SUFFIX)
+    if _signed(store, detached_signature_key(plain), keyring, report.problems, data=data, required=False) is not None:
+        report.signatures.append(detached_signature_key(plain))

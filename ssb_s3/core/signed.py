@@ -30,13 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import TreeConfig
-from ..vocabulary.layout import SIGNED_INDEX_KEY, has_signed_twin, signed_key
+from ..vocabulary.layout import SIGNED_INDEX_KEY, detached_signature_key, has_signed_twin, signed_key
 from .catalog import build_index
 from .views import View
 
 CLEARSIGNED_TYPE = "text/plain; charset=utf-8"  # OpenPGP clearsigned text (not JSON until stripped)
 DETACHED_TYPE = "application/pgp-signature"
-DETACHED_SUFFIX = ".asc"
 SIGNED_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
 SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
 
@@ -72,8 +71,8 @@ def signing_requests(tree: TreeConfig, catalog: Mapping[str, Any], catalog_bytes
             requests.append(ToSign(View(signed_key(view.key), texts[view.data], CLEARSIGNED_TYPE, cache=view.cache,
                                         create_only=view.create_only)))
             if detached:
-                requests.append(ToSign(View(view.key + DETACHED_SUFFIX, view.data, DETACHED_TYPE, cache=view.cache,
-                                            create_only=view.create_only), detached=True))
+                requests.append(ToSign(View(detached_signature_key(view.key), view.data, DETACHED_TYPE,
+                                            cache=view.cache, create_only=view.create_only), detached=True))
     return (*requests, *([index] if index else []))
 
 

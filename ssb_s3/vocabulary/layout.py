@@ -36,6 +36,8 @@ Who writes them, and in what order they become visible to a client:
    index.sjson after them (it names the signed catalog), then index.json again recording them;
 4. purge deletes superseded catalogs and expired version folders after the grace.
 The lease, the verdict and the record are the tool's own (INTERNAL_PREFIX): no client reads them.
+A change under any of the tree's own keys (TreeLayout.is_own) is never a reason for the hooks to
+republish: it is the tree's own write.
 
 Reserved for the tree: TREE_FOLDERS (streams/v1, meta/1.0, .ssb-s3), `<images_path>` and `<page>`
 (TreeLayout.reserved). No product folder may equal, lie inside or contain one (reserved_problem):
@@ -84,6 +86,7 @@ CATALOG_STEM = "images"
 CATALOG_DIGEST_LENGTH = 20  # hex digits of the catalog's sha256 in its name
 DOCUMENT_EXTENSION = ".json"
 SIGNED_EXTENSION = ".sjson"  # python-simplestreams' clearsigned twin of a .json document
+DETACHED_SIGNATURE_SUFFIX = ".asc"
 _CATALOG_NAME = re.compile(rf"^{CATALOG_STEM}-([0-9a-f]{{{CATALOG_DIGEST_LENGTH}}})\.json$")
 # A content-addressed view: the catalog, a companion keyed after it (`images-<hash>.json.asc`), or
 # its clearsigned twin (`images-<hash>.sjson`) and that twin's companions.
@@ -117,6 +120,12 @@ def signed_key(key: str) -> str:
     if not dot or f".{ext}" != DOCUMENT_EXTENSION:
         raise ValueError(f"{key}: only a {DOCUMENT_EXTENSION} document has a {SIGNED_EXTENSION} twin")
     return f"{stem}{SIGNED_EXTENSION}"
+
+
+def detached_signature_key(key: str) -> str:
+    """The armored detached signature of the document at `key` (signing.detached): `<key>.asc`, a
+    companion keyed after it, so purge deletes it with its catalog (TreeLayout.catalog_of_view)."""
+    return f"{key}{DETACHED_SIGNATURE_SUFFIX}"
 
 
 def has_signed_twin(key: str) -> bool:
