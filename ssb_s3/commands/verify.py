@@ -60,6 +60,7 @@ from ..vocabulary.layout import (
     in_folder,
     parent_folder,
     signed_key,
+    version_file_key,
 )
 
 log = logging.getLogger(__name__)
@@ -285,7 +286,7 @@ def check_lxc_index(store: Store, catalogs: list[Any], problems: list[str]) -> i
                 problems.append(f"{store.describe(key)}: {image.line()}: {bad_path}")
                 continue
             for name in lxcindex.lxc_files():
-                file_key = f"{image.path}/{name}"
+                file_key = version_file_key(image.path, name)
                 if file_key not in checked:
                     checked[file_key] = _lxc_file_problem(store, file_key, name)
                 if checked[file_key]:
