@@ -493,8 +493,9 @@ def _select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: S
             version = product["versions"][vname]
             files: dict[str, FileCopy] = {}
             items = {}
+            folder = version_dir(product_dir, vname)
             for iname, item in valid[vname].items():
-                target = version_file_key(version_dir(product_dir, vname), item['path'].rsplit('/', 1)[-1])
+                target = version_file_key(folder, item["path"].rsplit("/", 1)[-1])
                 files[target] = FileCopy(pname, vname, item["path"], target, item["size"], item["sha256"])
                 items[iname] = {**item, "path": target}
             entry = {k: version[k] for k in VERSION_FIELDS if isinstance(version.get(k), str)}
