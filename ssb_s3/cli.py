@@ -74,7 +74,6 @@ from .storage.store import HttpStore, S3Store, Store, open_store
 from .storage.tree import Tree, refresh_manifest
 from .vocabulary.clients import CLIENTS
 from .vocabulary.layout import PRODUCT_RECORD_KEY
-from .vocabulary.problems import Problem
 from .vocabulary.text import printable
 
 log = logging.getLogger("ssb_s3")
@@ -566,9 +565,7 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
             report = reports[0].publish
             assert report is not None
             _print_mirror_notes(reports, settings.quiet)
-            failed = [line for r in reports for line in r.failed]
-            if failed:
-                report.problems.extend(Problem(None, "", "", line) for line in failed)
+            report.problems.extend(problem for r in reports for problem in r.failed)  # each blames its product
         else:
             report = publish(settings.tree, settings.store(), opts)
     except PublishRefused as refused:
@@ -806,7 +803,7 @@ def mirror_cmd(settings: Settings, source: str, filters: tuple[str, ...], client
         _print_report(report, settings.quiet, settings.verbose)
     if reports[0].failed:  # the rest was published; these versions were not
         _fail([f"error: {len(reports[0].failed)} version(s) not mirrored, the rest published:",
-               *(f"  - {line}" for line in capped(reports[0].failed))])
+               *(f"  - {line}" for line in capped([str(p) for p in reports[0].failed]))])
 
 
 @cli.command("build-product")
@@ -979,7 +976,7 @@ def verify_cmd(ctx: click.Context, hashes: bool, keyring: str | None, required: 
     for warning in report.warnings:
         log.warning("%s", warning)
     if as_json:
-        echo(dump_json(vars(report)), lines=True)
+        echo(dump_json(report.as_dict()), lines=True)
     if report.problems:
         _fail([f"error: {store.url}: {len(report.problems)} problem(s)", *(f"  - {p}" for p in report.problems)])
     if not as_json:

@@ -38,7 +38,7 @@ from .vocabulary.layout import (
     reserved_folders,
     reserved_problem,
 )
-from .vocabulary.problems import Problem, with_source
+from .vocabulary.problems import Problem
 
 # Architecture names the LXD 5.0 client knows (shared/osarch of lxd 5.0.2, vocabulary/clients), by the
 # canonical name it maps them to. A product with any other arch is silently dropped by the client,
@@ -547,7 +547,7 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source_file}: expected a mapping at the top level")
     data = _seed_weak_types(data)
-    problems = (with_source(schema_problems(data, "tree", source_file), source_file)
+    problems = (schema_problems(data, "tree", source_file)
                 + _product_problems(data.get("products"), source_file, _reserved_of(data))
                 + _storage_problems(data.get("storage"), source_file)
                 + _mirror_problems(data.get("mirrors"), source_file))

@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from .vocabulary.imagefiles import COMBINED_FIELDS
+from .vocabulary.problems import Problem
 from .vocabulary.text import UNSAFE, document_problem
 
 SCHEMA_NAMES = ("tree", "ssb", "products", "index")
@@ -89,29 +90,30 @@ def field_path(parts: Any) -> str:
     return out or "(top level)"
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError) -> list[tuple[str, str]]:
+    """(field, what is wrong) of one jsonschema error: one pair per unknown key of an object."""
     where = field_path(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = list(error.schema.get("properties", {}))
-        msgs = []
+        found = []
         for key in sorted(k for k in error.instance if k not in known):
             near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f" (did you mean '{near[0]}'?)" if near else f" (valid keys: {', '.join(known)})"
             at = f"{where}." if error.absolute_path else ""
-            msgs.append(f"{at}{key}: unknown key{hint}")
-        return "; ".join(msgs)
+            found.append((f"{at}{key}", f"unknown key{hint}"))
+        return found
     if error.validator == "required":
-        return f"{where}: {error.message.replace(' is a required property', '')} is required"
+        return [(where, f"{error.message.replace(' is a required property', '')} is required")]
     if error.validator == "type":
-        return f"{where}: expected {error.validator_value}, got {json.dumps(error.instance)[:60]}"
+        return [(where, f"expected {error.validator_value}, got {json.dumps(error.instance)[:60]}")]
     if error.validator in ("anyOf", "oneOf") and "description" in error.schema:
-        return f"{where}: {json.dumps(error.instance)[:80]} is not valid, expected {error.schema['description']}"
+        return [(where, f"{json.dumps(error.instance)[:80]} is not valid, expected {error.schema['description']}")]
     if error.validator == "pattern":
         expected = error.schema.get("description", f"a string matching {error.validator_value}")
-        return f"{where}: {json.dumps(error.instance)[:80]} is not valid, expected {expected}"
+        return [(where, f"{json.dumps(error.instance)[:80]} is not valid, expected {expected}")]
     if error.validator == "propertyNames":
-        return f"{where}: key {json.dumps(error.instance)[:80]} is not allowed here ({error.message})"
-    return f"{where}: {error.message}"
+        return [(where, f"key {json.dumps(error.instance)[:80]} is not allowed here ({error.message})")]
+    return [(where, error.message)]
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -232,23 +234,25 @@ _FAST_PATHS = {"ssb": _fast_ssb, "products": _fast_products}
 
 
 def schema_problems(instance: Any, name: str, source: str, limit: int | None = None, *,
-                    text: bool = True) -> list[str]:
-    """Validate `instance` against schema `name`; return one message per problem, prefixed by source.
+                    text: bool = True, product: str | None = None) -> list[Problem]:
+    """Validate `instance` against schema `name`: one Problem per problem, located in `source` (the
+    file or key), its field named as users find it (field_path), blaming `product` if given.
     For the TEXT_CHECKED documents, the first string vocabulary/text refuses is one more problem (`text`
     False: the caller found no refused string in a document holding every string of `instance`).
 
     Manifests and catalogs of thousands of products are checked by a hand-written fast path
     that accepts only what the schema accepts; jsonschema runs only to explain a failure.
     With `limit`, only the first `limit` problems (by field path) are described, then one
-    '… and N more' line: time and memory stay bounded however many problems there are (for an
+    '… and N more' problem: time and memory stay bounded however many problems there are (for an
     ssb.json, jsonschema sees only the first `limit` failing versions; the others are counted).
     """
-    problems = _schema_only(instance, name, source, limit)
+    problems = [Problem(product, source, field, what) for field, what in _schema_only(instance, name, limit)]
     found = document_problem(instance) if text and name in TEXT_CHECKED else None
-    return problems if found is None else [*problems, f"{source}: {found[0]}: {found[1]}"]
+    return problems if found is None else [*problems, Problem(product, source, *found)]
 
 
-def _schema_only(instance: Any, name: str, source: str, limit: int | None) -> list[str]:
+def _schema_only(instance: Any, name: str, limit: int | None) -> list[tuple[str, str]]:
+    """(field, what is wrong) of each problem, in field order ('' field: the '… and N more' lines)."""
     fast = _FAST_PATHS.get(name)
     if fast is not None and fast(instance):
         return []
@@ -274,13 +278,13 @@ def _schema_only(instance: Any, name: str, source: str, limit: int | None) -> li
         errors = sorted(found, key=lambda e: list(e.absolute_path))
     else:
         errors = heapq.nsmallest(limit, counted(found), key=lambda e: list(e.absolute_path))
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for error in errors:
         # For anyOf/oneOf-free schemas the best match is the error itself; descend into context anyway.
         leaf = error
         while leaf.context and "description" not in leaf.schema:
             leaf = leaf.context[0]
-        problems.append(f"{source}: {_describe(leaf)}")
+        problems.extend(_describe(leaf))
     if limit is not None and total > limit:
-        problems.append(f"… and {total - limit} more")
-    return problems + ([more] if more else [])
+        problems.append(("", f"… and {total - limit} more"))
+    return problems + ([("", more)] if more else [])

@@ -822,7 +822,9 @@ def test_keep_going_publishes_the_valid_and_keeps_the_invalid_entry(
     assert before.keys() <= after.keys(), "nothing may be deleted"
     changed = {k for k in after if before.get(k) != after[k]}
     index = tree.get_json("streams/v1/index.json")["index"]["images"]["path"]
-    assert changed == {"streams/v1/index.json", "streams/v1/images.json", "index.html", index}, changed
+    # the page's index shows the publish time to the minute: rewritten, maybe with the same bytes
+    assert changed - {"index.html"} == {"streams/v1/index.json", "streams/v1/images.json", f"products/{XZ}.html",
+                                        index}, changed
     assert index not in before, "the catalog is a new content-addressed key"
 
 

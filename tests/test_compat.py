@@ -337,7 +337,11 @@ def test_lxd_only_tree_fails_verify_client_incus(tmp_path: Path) -> None:
         f"  - {catalog}: product a: {INCUS_MISSES.format(n=2, versions=f'{V1}, {V2}')}",
         f"  - {catalog}: product b: {INCUS_MISSES.format(n=1, versions=V1)}",
     ]
-    assert json.loads(out.stdout)["clients"] == ["lxd-5.0", "lxd", "incus"]
+    report = json.loads(out.stdout)
+    assert report["clients"] == ["lxd-5.0", "lxd", "incus"]
+    # each problem blames its product, for a script (as publish --json): no message is parsed for it
+    assert [(d["product"], d["where"]) for d in report["problem_details"]] == [("a", catalog), ("b", catalog)]
+    assert [d["message"] for d in report["problem_details"]] == report["problems"]
     assert before == {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}  # verify writes nothing
     bad = ssb("-t", str(tmp_path), "verify", "--client", "incsu")
     assert bad.returncode == 2 and "'incsu' is not one of 'lxd-5.0', 'lxd', 'incus', 'simplestreams'" in bad.stderr

@@ -145,8 +145,10 @@ def served(store: Any) -> dict[str, Any]:
     return json.loads(store.read(index["index"]["images"]["path"]))  # type: ignore[no-any-return]
 
 
-def incremental_requests(server: S3Server, bucket: str, products: int) -> tuple[Counter[str], dict[str, Any]]:
-    """Publish a tree of `products`, change one product, count the requests of its republish."""
+def incremental_requests(server: S3Server, bucket: str, products: int,
+                         put_keys: list[str] | None = None) -> tuple[Counter[str], dict[str, Any]]:
+    """Publish a tree of `products`, change one product, count the requests of its republish (and
+    record the keys it PUT in `put_keys`)."""
     server.create_bucket(bucket)
     client = server.client()
     with ThreadPoolExecutor(16) as pool:
@@ -160,8 +162,13 @@ def incremental_requests(server: S3Server, bucket: str, products: int) -> tuple[
     counts: Counter[str] = Counter()
     store.client.meta.events.register("before-send.s3", lambda event_name, **_: counts.update(
         [event_name.rsplit(".", 1)[-1]]))
+    keys: list[str] = []
+    store.client.meta.events.register("before-parameter-build.s3.PutObject",
+                                      lambda params, **_: keys.append(params["Key"]))
     report = publish(tree, store, PublishOptions(), only={"p0:1:amd64:default"})
     sent = Counter(dict(counts))  # what the publish sent, not the reads below
+    if put_keys is not None:
+        put_keys.extend(keys)
     assert report.index_written and report.changes == {
         "p0:1:amd64:default": {"added": ["20260102_0000"], "removed": [], "versions": 2}}
     return sent, served(store)
@@ -175,13 +182,31 @@ def test_incremental_publish_request_count_does_not_grow_with_the_tree(
     assert small == large, (small, large)
     # lease create, read back before the flip, and delete; index read, flip (its history rides along)
     # and settle (recording the fixed-name views written after the flip); catalog read and write,
-    # images.json, the page (index.html), that product's ssb.json and one listing of its folder, and
-    # one HEAD of streams/v1/index.sjson (no signing key: is the tree signed?): nothing per product
-    assert large == Counter({"PutObject": 6, "GetObject": 4, "ListObjectsV2": 1, "DeleteObject": 1,
+    # images.json, the page (index.html) and that product's page, that product's ssb.json and one
+    # listing of its folder, and one HEAD of streams/v1/index.sjson (no signing key: is the tree
+    # signed?): nothing per product
+    assert large == Counter({"PutObject": 7, "GetObject": 4, "ListObjectsV2": 1, "DeleteObject": 1,
                              "HeadObject": 1})
     assert len(large_catalog["products"]) == 1000 and len(small_catalog["products"]) == 10
     assert sorted(large_catalog["products"]["p0:1:amd64:default"]["versions"]) == ["20260101_0000", "20260102_0000"]
     print(f"requests of one incremental publish, P=10 and P=1000: {dict(large)} = {sum(large.values())}")
+
+
+def test_incremental_publish_writes_that_products_page_and_the_index(
+        s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24: of the 50 product pages, an incremental publish of one product writes that
+    product's page, then the index (index.html) that links to it, nothing else of the page's."""
+    s3_server.use_credentials(monkeypatch)
+    keys: list[str] = []
+    sent, catalog = incremental_requests(s3_server, "incr-pages", 50, keys)
+    assert len(catalog["products"]) == 50
+    pages = sorted(k for k in keys if k.endswith(".html"))
+    assert pages == ["index.html", "products/p0:1:amd64:default.html"], keys
+    assert [k for k in keys if not k.endswith(".html") and not k.startswith((".ssb-s3/", "streams/v1/"))] == [], keys
+    assert keys.index("products/p0:1:amd64:default.html") < keys.index("index.html")  # the page before its link
+    page = s3_server.client().get_object(Bucket="incr-pages", Key="products/p0:1:amd64:default.html")
+    assert b"20260102_0000" in page["Body"].read()  # the new version is on it
+    assert sent["DeleteObject"] == 1  # the lease: no page deleted
 
 
 # ----------------------------------------------------------------------------------------------

@@ -108,7 +108,10 @@ def test_the_published_keys_keep_their_names() -> None:
     assert imagefiles.delta_filename(row, "20260101_0000") == "20260101_0000.rootfs.squashfs.vcdiff"
     prefixed = TreeLayout("lxd", "catalogs/v2", "web/index.html")
     assert prefixed.catalog_dir == "lxd/catalogs/v2" and prefixed.manifest_key("a") == "lxd/a/ssb.json"
-    assert prefixed.reserved == ("streams/v1", "meta/1.0", ".ssb-s3", "catalogs/v2", "web/index.html")
+    assert prefixed.reserved == ("streams/v1", "meta/1.0", ".ssb-s3", "catalogs/v2", "web/index.html", "web/products")
+    assert layout.product_page_key(prefixed.page_path, "a:b") == "web/products/a:b.html"
+    assert layout.is_product_page_key(prefixed.page_path, "web/products/a:b.html")
+    assert not layout.is_product_page_key(prefixed.page_path, "web/products/a/b.html")
 
 
 def test_each_key_parse_undoes_its_build() -> None:
@@ -144,7 +147,7 @@ def test_hooks_know_the_trees_own_keys_from_its_layout() -> None:
     ], "hooks": {"manifest_on_upload": True}}, "tree.yml")
     events = [BucketEvent("images", f"tree/{key}", True) for key in (
         "streams/extra/amd64/ssb.json", "site/b/20260101_0000/rootfs.squashfs",
-        "catalogs/images-0123456789abcdef0123.json", "site/index.html", "streams/v1/index.json",
+        "catalogs/images-0123456789abcdef0123.json", "site/index.html", "site/products/a.html", "streams/v1/index.json",
         "meta/1.0/index-system", ".ssb-s3/lease.json")]
     changes = route(tree, "s3://images/tree", events)
     assert sorted(changes) == ["a", "b"]

@@ -124,3 +124,59 @@ def test_what_a_catalog_repeats_is_judged_for_every_product() -> None:
     assert "variant 'bad variant' left out" in reasons[("p1:1:amd64:default", "")]
     assert "release missing or not a word (got '1')" in reasons[("p2:1:amd64:default", "")]
     assert any(d.product == "p3:1:amd64:default" for d in selection.drops), selection.drops
+
+
+# Values ssb.schema.json refuses for one item field, each (field, value): the selection must drop each
+# such item itself, since it no longer runs the schema over what it keeps (that cost a tenth of it).
+_BAD_ITEM_FIELDS = [
+    ("ftype", None), ("ftype", ""), ("ftype", 7), ("path", None), ("path", ""), ("path", ["a"]),
+    ("size", -1), ("size", 1 << 53), ("size", 1.5), ("size", True), ("size", "1"), ("sha256", "A" * 64),
+    ("sha256", "a" * 63), ("sha256", 1), ("md5", "a" * 31), ("md5", "G" * 32), ("md5", 5),
+    *[(field, bad) for field in ("combined_sha256", "combined_squashfs_sha256", "combined_rootxz_sha256",
+                                 "combined_disk-kvm-img_sha256") for bad in ("a" * 65, "Z" * 64, None)],
+    ("delta_base", 3), ("delta_base", None),
+]
+
+
+def test_every_item_the_selection_keeps_is_one_the_ssb_schema_accepts() -> None:
+    """What mirror writes into ssb.json must be readable by the next run: each item field given a
+    value the schema refuses is dropped with its reason, and the versions kept pass the schema."""
+    from ssb_s3.schemas import schema_problems
+
+    catalog = _catalog(len(_BAD_ITEM_FIELDS) + 1)
+    names = sorted(catalog["products"], key=lambda n: int(n.split(":")[0][1:]))
+    for name, (field, bad) in zip(names, _BAD_ITEM_FIELDS, strict=False):
+        version = next(iter(catalog["products"][name]["versions"].values()))
+        version["items"]["root.squashfs"][field] = bad
+    selection = select(catalog, [])
+    assert list(selection.products) == [names[-1]], [d for d in selection.drops if d.product == names[-1]]
+    dropped = {d.product: d.reason for d in selection.drops if d.item == "root.squashfs"}
+    for name, (field, bad) in zip(names, _BAD_ITEM_FIELDS, strict=False):
+        assert name in dropped, (field, bad)
+        assert field.split("_")[0] in dropped[name] or field in dropped[name], (field, bad, dropped[name])
+    for name, versions in selection.versions.items():
+        document = {"name": name, "versions": versions}
+        assert schema_problems(document, "ssb", "ssb.schema.json") == []
+
+
+def test_a_catalog_whose_bytes_are_plain_is_judged_clean_and_any_escape_is_checked_string_by_string() -> None:
+    """json_strings_clean speaks for every string only when no escape or non-ASCII byte could hide a
+    control character; then an item name holding ESC (from an escape) is still dropped."""
+    import json
+
+    from ssb_s3.vocabulary.text import document_problem, json_strings_clean
+
+    plain = json.dumps(_catalog(3)).encode()
+    assert json_strings_clean(plain) and document_problem(json.loads(plain)) is None
+    for hostile in (b'{"a": "\\u001b]52;c;x\\u0007"}', b'{"a": "\\u202e"}', '{"a": "\u2028"}'.encode(),
+                    b'{"a": "\x7f"}', b'{"a": "\\n"}', '{"a": "\u00e9"}'.encode()):
+        assert not json_strings_clean(hostile), hostile
+    catalog = _catalog(1)
+    items = next(iter(catalog["products"]["p0:1:amd64:default"]["versions"].values()))["items"]
+    items["lxd\x1b.tar.xz"] = items.pop("lxd.tar.xz")
+    data = json.dumps(catalog).encode()
+    assert not json_strings_clean(data)
+    selection = select(json.loads(data), [], text_clean=json_strings_clean(data))
+    assert not selection.products
+    assert any(d.item == "lxd\x1b.tar.xz" and d.reason.startswith("item name contains U+001B (ESC)")
+               for d in selection.drops), selection.drops

@@ -26,7 +26,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,9 @@ from realparts import LxdClient, LxdDaemon, S3Server, TlsFiles, make_image, miss
 
 from ssb_s3.config import PageConfig, config_as_dict, config_from_text
 from ssb_s3.core.catalog import SHORT_FINGERPRINT, version_images
-from ssb_s3.core.page import human_age, human_size, launch_aliases, render_page
+from ssb_s3.core.page import human_size, launch_aliases, product_page_key, render_page, render_product
 from ssb_s3.core.versions import version_time
+from ssb_s3.core.views import Content, View, page_views, view_keys
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -180,25 +182,25 @@ class Visit:
             self.page.goto(url, wait_until="load")
 
     def open(self, product: str) -> None:
-        """Click a product's row link (by its accessible name: the name may wrap after each ':')."""
+        """Click a product's row link (by its accessible name) and wait for its page."""
         self.page.locator("#products").get_by_role("link", name=product, exact=True).click()
+        self.page.wait_for_function("name => document.querySelector('h1') && "
+                                    "document.querySelector('h1').textContent === name", arg=product)
 
     def names(self, visible_only: bool = True) -> list[str]:
-        """Product names in table order (the row header cells)."""
-        rows = self.page.locator("#products tbody tr" + (":not([hidden])" if visible_only else ""))
-        return [text.strip() for text in rows.locator("th").all_text_contents()]
+        """Product names in table order (the row header cells, not the OS group headers)."""
+        rows = ("#products tbody:not([hidden]) tr:not([hidden]) > th:not([scope])" if visible_only
+                else "#products tbody tr > th:not([scope])")
+        return [text.strip() for text in self.page.locator(rows).all_text_contents()]
 
-    def column(self, index: int, attribute: str = "") -> list[str]:
-        """A column's cells (text, or an attribute) in row order, visible rows only."""
-        return self.page.eval_on_selector_all(
-            "#products tbody tr:not([hidden])",
-            "(rows, [i, a]) => rows.map(r => a ? r.cells[i].getAttribute(a) : r.cells[i].textContent.trim())",
-            [index, attribute])
-
-    def sort_state(self) -> dict[str, str]:
-        return self.page.eval_on_selector_all(
-            "#products thead th[aria-sort]", "ths => Object.fromEntries(ths.map(t => "
-            "[t.textContent.trim(), t.getAttribute('aria-sort')]))")
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """Visible rows: product -> its aliases cell, classes and link (as the browser resolves it)."""
+        found = self.page.eval_on_selector_all(
+            "#products tbody:not([hidden]) tr:not([hidden])", "rows => rows.filter(r => !r.querySelector('[scope]'))"
+            ".map(r => [r.cells[0].textContent.trim(), r.cells[1].textContent.trim(), r.className,"
+            " r.querySelector('a') ? r.querySelector('a').href : null])")
+        return {name: {"alias": alias, "classes": set(classes.split()), "href": href}
+                for name, alias, classes, href in found}
 
     def close(self) -> None:
         self.context.close()
@@ -211,128 +213,131 @@ def visit(browser: Any, served: dict[str, Any]) -> Iterator[Visit]:
     v.close()
 
 
-COL = {"product": 0, "alias": 1, "os": 2, "release": 3, "arch": 4, "variant": 5, "type": 6, "clients": 7,
-       "latest": 8, "age": 9, "size": 10}
+def product_url(served: dict[str, Any], name: str) -> str:
+    return f"{served['url']}/products/{name}.html"
 
 
-def test_page_is_published_with_its_own_cache_class(served: dict[str, Any]) -> None:
+def expected_order(catalog: dict[str, Any]) -> list[str]:
+    """Grouped by OS (case-insensitive), each group by name (numbers compared as numbers)."""
+    def natural(text: str) -> list[Any]:
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text.lower())]
+    return sorted(catalog, key=lambda n: (natural(catalog[n]["os"]), natural(n)))
+
+
+def test_pages_are_published_with_their_own_cache_class(served: dict[str, Any], s3_server: S3Server) -> None:
+    """index.html and one page per product (products/<name>.html), all text/html with the page's cache class;
+    the index is small (no panels: they are the product pages)."""
     assert served["head"]["CacheControl"] == PAGE_CACHE
     assert served["head"]["ContentType"] == "text/html; charset=utf-8"
     assert served["html"].startswith(b"<!DOCTYPE html>")
     size = len(served["html"])
     print(f"index.html for {len(PRODUCTS)} products: {size} bytes")
-    assert size < 200_000
+    assert size < 30_000
+    client = s3_server.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="page-tree", Prefix="products/")["Contents"]]
+    assert sorted(keys) == sorted(f"products/{p[0]}.html" for p in PRODUCTS)
+    head = client.head_object(Bucket="page-tree", Key=f"products/{LAUNCHED}.html")
+    assert (head["CacheControl"], head["ContentType"]) == (PAGE_CACHE, "text/html; charset=utf-8")
 
 
-def test_every_product_is_a_row_and_nothing_is_requested_outside_the_tree(visit: Visit,
-                                                                         served: dict[str, Any]) -> None:
+def test_every_product_is_a_row_linking_to_its_page_and_nothing_is_requested_outside_the_tree(
+        visit: Visit, served: dict[str, Any]) -> None:
     page = visit.page
-    assert sorted(visit.names()) == sorted(served["catalog"]["products"]) and len(visit.names()) == len(PRODUCTS)
-    assert visit.names() == sorted(visit.names()), "rows come sorted by product name"
+    catalog = served["catalog"]["products"]
+    assert visit.names() == expected_order(catalog) and len(visit.names()) == len(PRODUCTS)
     assert page.is_visible("#controls"), "the script ran (its CSP hash matches)"
-    # every detail panel opens from its row, the launch lines name this server and product
+    assert {name: row["href"] for name, row in visit.rows().items()} == {
+        name: product_url(served, name) for name in catalog}
     visit.open(LAUNCHED)
-    panel = page.locator("details[open]")
-    assert panel.locator("summary").text_content() == LAUNCHED
-    commands = panel.locator(".cmd code").all_text_contents()
-    assert commands == ["lxc launch ssb:busybox/1.36", "incus launch ssb:busybox/1.36"]
-    assert page.locator("#remote .cmd code").all_text_contents() == [
-        f"{tool} remote add ssb {served['url']} --protocol simplestreams --public" for tool in ("lxc", "incus")]
+    assert page.url == product_url(served, LAUNCHED)
+    commands = page.locator(".cmd code").all_text_contents()
+    assert commands == [f"{tool} remote add ssb {served['url']} --protocol simplestreams --public"
+                        for tool in ("lxc", "incus")] + ["lxc launch ssb:busybox/1.36", "incus launch ssb:busybox/1.36"]
     page.mouse.wheel(0, 400)
+    page.get_by_role("link", name=TITLE).click()  # back to the index
+    page.wait_for_url(f"{served['url']}/index.html")
     assert not visit.errors, visit.errors  # no CSP violation, no script error
     outside = [u for u in visit.requests if not u.startswith(served["url"] + "/") and not u.startswith("data:")]
     assert visit.requests and not outside, visit.requests
 
 
-def test_rows_show_what_the_catalog_says(visit: Visit, served: dict[str, Any]) -> None:
+def test_rows_and_product_pages_show_what_the_catalog_says(visit: Visit, served: dict[str, Any]) -> None:
     catalog = served["catalog"]["products"]
-    names = visit.names()
-    latest = visit.column(COL["latest"])
-    types = visit.column(COL["type"])
-    ages = visit.column(COL["age"])
-    for name, version, kind, age in zip(names, latest, types, ages, strict=True):
-        entry = catalog[name]
-        assert version == max(entry["versions"])
-        images = version_images(entry["versions"][version]["items"])
-        assert kind == ("VM" if {i.type for i in images.values()} == {"virtual-machine"} else "container")
-        stale = served["published"] - version_time(version).timestamp() > 30 * 86400
-        assert ("(stale)" in age) == stale, (name, age)
-    assert set(visit.column(COL["clients"])) == {"LXD, Incus"}
-    # the detail panel: every version with short and full fingerprints, requirements, every file with its size
+    for name, row in visit.rows().items():
+        latest = max(catalog[name]["versions"])
+        images = version_images(catalog[name]["versions"][latest]["items"])
+        stale = served["published"] - version_time(latest).timestamp() > 30 * 86400
+        assert ("s" in row["classes"]) == stale, (name, row)
+        assert ("v" in row["classes"]) == any(i.type == "virtual-machine" for i in images.values()), (name, row)
+    marks = visit.page.eval_on_selector_all("#products tr.s th, #products tr.v td",
+                                            "cells => cells.map(c => getComputedStyle(c, '::after').content)")
+    assert set(marks) == {'" stale"', '" (VM)"'}, marks  # the marks the style shows
+    # the product page: every version with short and full fingerprints, requirements, every file with its size
     entry = catalog["debian:12:amd64:cloud"]
     visit.open("debian:12:amd64:cloud")
-    panel = visit.page.locator("details[open]")
-    text = panel.inner_text()
+    text = visit.page.inner_text("main")
     for version in entry["versions"].values():
         for fingerprint in version_images(version["items"]):
             assert fingerprint in text and fingerprint[:SHORT_FINGERPRINT] in text
         for item in version["items"].values():
             assert item["path"].rsplit("/", 1)[-1] in text
-    assert "secureboot=false" in text and "debian/12/cloud" in text
-    assert "lxc launch ssb:debian/12/cloud --vm" in panel.locator(".cmd code").all_text_contents()
-    sizes = panel.locator("td[data-bytes]").evaluate_all("cells => cells.map(c => Number(c.dataset.bytes))")
+    assert "secureboot=false" in text and "debian/12/cloud" in text and "VM" in text
+    assert "lxc launch ssb:debian/12/cloud --vm" in visit.page.locator(".cmd code").all_text_contents()
+    sizes = visit.page.locator("td[data-bytes]").evaluate_all("cells => cells.map(c => Number(c.dataset.bytes))")
     assert sorted(sizes) == sorted({i["path"]: i["size"] for v in entry["versions"].values()
                                     for i in v["items"].values()}.values())
 
 
-def test_sorting_by_a_column_reorders_the_rows(visit: Visit) -> None:
+def test_filtering_hides_rows_and_empty_groups(visit: Visit, served: dict[str, Any]) -> None:
     page = visit.page
-    page.click("#products thead button:text-is('Size')")
-    assert visit.sort_state() == {"Size": "ascending"}
-    sizes = [int(s) for s in visit.column(COL["size"], "data-sort")]
-    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
-    page.click("#products thead button:text-is('Size')")
-    assert visit.sort_state() == {"Size": "descending"}
-    assert [int(s) for s in visit.column(COL["size"], "data-sort")] == sorted(sizes, reverse=True)
-    page.click("#products thead button:text-is('OS')")
-    oses = visit.column(COL["os"])
-    assert oses == sorted(oses, key=str.lower) and oses != sorted(oses)  # openSUSE sorts among the others
-    page.click("#products thead button:text-is('Age')")
-    ages = [int(s) for s in visit.column(COL["age"], "data-sort")]
-    assert ages == sorted(ages) and visit.column(COL["age"])[-1].endswith("(stale)")
-
-
-def test_filtering_hides_rows_that_do_not_match(visit: Visit, served: dict[str, Any]) -> None:
-    page = visit.page
+    catalog = served["catalog"]["products"]
     page.fill("#filter", "debian")
     shown = visit.names()
-    assert sorted(shown) == sorted(n for n in served["catalog"]["products"] if n.startswith("debian:"))
+    assert sorted(shown) == sorted(n for n in catalog if n.startswith("debian:"))
     assert page.text_content("#count") == f"{len(shown)} of {len(PRODUCTS)} products shown"
+    assert page.locator("#products tbody:visible").count() == 1  # the other OS groups are hidden
     page.fill("#filter", "ubuntu arm64")
     assert visit.names() == ["ubuntu:24.04:arm64:default"]
     page.fill("#filter", "VM")
     assert sorted(visit.names()) == sorted(p[0] for p in PRODUCTS if p[5] == "vm")
+    page.fill("#filter", "stale")
+    assert sorted(visit.names()) == sorted(n for n in catalog if served["published"] - version_time(
+        max(catalog[n]["versions"])).timestamp() > 30 * 86400) != []
     page.fill("#filter", "no such product")
     assert visit.names() == [] and len(visit.names(visible_only=False)) == len(PRODUCTS)
+    assert page.locator("#products tbody:visible").count() == 0
     page.fill("#filter", "")
     assert len(visit.names()) == len(PRODUCTS)
 
 
-def test_keyboard_tab_to_a_sort_header_and_enter_sorts(visit: Visit) -> None:
+def test_keyboard_tab_to_a_product_and_enter_opens_its_page(visit: Visit) -> None:
     page = visit.page
     page.locator("#filter").focus()  # the last control before the table
-    for _ in range(len(COL) + 2):
-        page.keyboard.press("Tab")
-        if page.evaluate("document.activeElement.textContent") == "Arch":
-            break
-    assert page.evaluate("document.activeElement.tagName") == "BUTTON"
-    assert page.evaluate("document.activeElement.textContent") == "Arch"
+    page.keyboard.press("Tab")
+    first = visit.names()[0]
+    assert page.evaluate("document.activeElement.textContent") == first
     page.keyboard.press("Enter")
-    assert visit.sort_state() == {"Arch": "ascending"}
-    arches = visit.column(COL["arch"])
-    assert arches == sorted(arches) and arches[0] == "amd64" and arches[-1] == "arm64"
-    page.keyboard.press("Enter")
-    assert visit.sort_state() == {"Arch": "descending"}
-    assert visit.column(COL["arch"])[0] == "arm64"
+    page.wait_for_function("name => document.querySelector('h1').textContent === name", arg=first)
 
 
 def test_readable_without_javascript(browser: Any, served: dict[str, Any]) -> None:
+    """Without JS: every product is a row with its link, the list of OSes leads to each group (the filter
+    without JS), and a product page shows its launch lines."""
+    catalog = served["catalog"]["products"]
     plain = Visit(browser, f"{served['url']}/index.html", javascript=False)
     try:
-        assert sorted(plain.names()) == sorted(served["catalog"]["products"])
+        assert plain.names() == expected_order(catalog)
+        assert all(row["href"] == product_url(served, name) for name, row in plain.rows().items())
         assert plain.page.is_visible("#products") and not plain.page.is_visible("#controls")
-        plain.page.click("summary:text-is('debian:13:amd64:default')")  # <details> open without JS
-        assert plain.page.is_visible("details[open] .cmd code")
+        plain.page.locator("#groups").get_by_role("link", name="Debian").click()
+        assert plain.page.evaluate("location.hash") == "#os-debian"
+        group = plain.page.locator("#os-debian > tr > th:not([scope])").all_text_contents()
+        assert sorted(group) == sorted(n for n in catalog if catalog[n]["os"] == "Debian")
+        assert plain.page.evaluate("document.querySelector(':target').id") == "os-debian"
+        assert plain.page.locator("#os-debian > tr").first.is_visible()
+        plain.open("debian:13:amd64:default")
+        assert plain.page.is_visible(".cmd code") and "lxc launch ssb:debian/13" in plain.page.locator(
+            ".cmd code").all_text_contents()
         outside = [u for u in plain.requests if not u.startswith(served["url"] + "/")]
         assert not outside, outside
     finally:
@@ -340,46 +345,51 @@ def test_readable_without_javascript(browser: Any, served: dict[str, Any]) -> No
 
 
 SIZE_TEXT = re.compile(r"^(?:\d+ B|\d+\.\d\d [KMGT]iB)$")
-AGE_TEXT = re.compile(r"^(?:1 (?:minute|hour|day)|(?:0|[2-9]|\d\d+) (?:minutes|hours|days))(?: \(stale\))?$")
 
 
-def test_title_and_description_head_the_page(visit: Visit) -> None:
-    """tree.yml `page: {title, description}` are the page's heading, its <title> and the paragraph under it."""
+def test_title_and_description_head_the_pages(visit: Visit) -> None:
+    """tree.yml `page: {title, description}` are the index's heading, its <title> and the paragraph under it;
+    a product page's <title> names the product and the site, and links back to the index."""
     page = visit.page
     assert page.text_content("h1") == TITLE
     assert page.title() == f"{TITLE}: {len(PRODUCTS)} products"
     assert page.text_content("header p.lead") == DESCRIPTION
+    visit.open(LAUNCHED)
+    assert page.title() == f"{LAUNCHED}: {TITLE}"
+    assert page.get_by_role("link", name=TITLE).get_attribute("href") == "../index.html"
 
 
 def test_remote_add_lines_are_copy_boxes_at_the_top(browser: Any, served: dict[str, Any]) -> None:
     """The `lxc` and `incus` `remote add` lines are each in a box of their own with a Copy button, in the
-    first screen, above the table, one line each at 1280 px: no sentence around them, no wrap."""
-    visit = Visit(browser, f"{served['url']}/index.html")
-    try:
-        page = visit.page
-        boxes = page.locator("#remote .cmd")
-        assert boxes.count() == 2
-        assert [box.locator("code").text_content() for box in boxes.all()] == [
-            f"{tool} remote add ssb {served['url']} --protocol simplestreams --public" for tool in ("lxc", "incus")]
-        assert all(box.locator("button.copy").is_visible() for box in boxes.all())
-        for box in boxes.all():  # each command is the only text of its box and fits on one line
-            assert box.locator("pre").inner_text() == box.locator("code").text_content()
-            lines = box.locator("code").evaluate(
-                "c => c.getBoundingClientRect().height / parseFloat(getComputedStyle(c).lineHeight)")
-            assert 0.5 < lines < 1.5, lines  # two lines would be about 1.8
-        top, table = page.locator("#remote").bounding_box(), page.locator("#products").bounding_box()
-        assert top is not None and table is not None
-        assert top["y"] + top["height"] <= min(800, table["y"]), (top, table)
-    finally:
-        visit.close()
+    first screen, above the table, one line each at 1280 px: no sentence around them, no wrap; a
+    product page has them too, above its launch lines."""
+    for url in (f"{served['url']}/index.html", product_url(served, LAUNCHED)):
+        visit = Visit(browser, url)
+        try:
+            page = visit.page
+            boxes = page.locator("#remote .cmd")
+            assert [box.locator("code").text_content() for box in boxes.all()][:2] == [
+                f"{tool} remote add ssb {served['url']} --protocol simplestreams --public" for tool in ("lxc", "incus")]
+            assert all(box.locator("button.copy").is_visible() for box in boxes.all())
+            for box in boxes.all():  # each command is the only text of its box and fits on one line
+                assert box.locator("pre").inner_text() == box.locator("code").text_content()
+                lines = box.locator("code").evaluate(
+                    "c => c.getBoundingClientRect().height / parseFloat(getComputedStyle(c).lineHeight)")
+                assert 0.5 < lines < 1.5, lines  # two lines would be about 1.8
+            top = page.locator("#remote").bounding_box()
+            assert top is not None and top["y"] + top["height"] <= 800, top
+            table = page.locator("table").first.bounding_box()
+            assert table is not None and top["y"] + top["height"] <= table["y"], (top, table)
+        finally:
+            visit.close()
 
 
 def test_alias_column_shows_the_aliases_a_launch_line_uses(visit: Visit, served: dict[str, Any]) -> None:
     """The ALIAS column: the product's aliases, as ALIAS/<arch> for a product of another arch than
     amd64 (how the clients name it on any host); filtering by an alias finds its product."""
     catalog = served["catalog"]["products"]
-    assert visit.page.locator("#products thead th").nth(COL["alias"]).text_content() == "Alias"
-    shown = dict(zip(visit.names(), visit.column(COL["alias"]), strict=True))
+    assert visit.page.locator("#products thead th").nth(1).text_content() == "Alias"
+    shown = {name: row["alias"] for name, row in visit.rows().items()}
     assert shown == {name: ", ".join(launch_aliases(entry)) for name, entry in catalog.items()}
     assert shown["debian:12:amd64:default"] == "debian/12, debian/bookworm"
     assert shown["debian:12:arm64:default"] == "debian/12/arm64"
@@ -387,39 +397,17 @@ def test_alias_column_shows_the_aliases_a_launch_line_uses(visit: Visit, served:
     assert visit.names() == ["debian:12:amd64:default"]
 
 
-def test_sizes_and_ages_read_one_way(visit: Visit) -> None:
-    """Every size on the page in one style (IEC units after a space), every age in its largest whole
-    unit ('1 day', '3 days', never '30 h')."""
-    for summary in visit.page.locator("details summary").all():
-        summary.click()
-    sizes = visit.column(COL["size"]) + visit.page.eval_on_selector_all(
-        "details td.num", "cells => cells.map(c => c.textContent.trim())")
-    assert len(sizes) > len(PRODUCTS) and all(SIZE_TEXT.match(size) for size in sizes), sizes
-    ages = visit.column(COL["age"])
-    assert all(AGE_TEXT.match(age) for age in ages), ages
-    seconds = dict(zip(ages, (int(s) for s in visit.column(COL["age"], "data-sort")), strict=False))
-    for age, value in seconds.items():
-        assert age.split(" (")[0] == human_age(value)
-    assert [human_age(s) for s in (-5, 59, 60, 3599, 3600, 7200, 30 * 3600, 47 * 3600, 3 * 86400 + 5)] == [
-        "0 minutes", "0 minutes", "1 minute", "59 minutes", "1 hour", "2 hours", "1 day", "1 day", "3 days"]
+def test_sizes_read_one_way(browser: Any, served: dict[str, Any]) -> None:
+    """Every size on a product page in one style (IEC units after a space)."""
+    visit = Visit(browser, product_url(served, "busybox:1.36:amd64:default"))
+    try:
+        sizes = visit.page.eval_on_selector_all("td.num", "cells => cells.map(c => c.textContent.trim())")
+        sizes.append(visit.page.locator("dt:text-is('Size') + dd").text_content())
+        assert len(sizes) > 3 and all(SIZE_TEXT.match(size) for size in sizes), sizes
+    finally:
+        visit.close()
     assert [human_size(n) for n in (0, 1023, 1024, 12345, 50_000_000, 3 << 30)] == [
         "0 B", "1023 B", "1.00 KiB", "12.06 KiB", "47.68 MiB", "3.00 GiB"]
-
-
-def test_filter_also_narrows_the_detail_panels(visit: Visit, served: dict[str, Any]) -> None:
-    page = visit.page
-
-    def panels() -> list[str]:
-        return [t.strip() for t in page.locator("details:not([hidden]) > summary").all_text_contents()]
-
-    assert sorted(panels()) == sorted(served["catalog"]["products"])
-    page.fill("#filter", "ubuntu 24.04")
-    assert sorted(panels()) == sorted(visit.names()) == sorted(p[0] for p in PRODUCTS if p[0].startswith("ubuntu:24"))
-    assert page.locator("details:visible").count() == len(visit.names())
-    page.fill("#filter", "no such product")
-    assert panels() == [] and page.locator("details:visible").count() == 0
-    page.fill("#filter", "")
-    assert len(panels()) == len(PRODUCTS)
 
 
 def test_launch_line_of_another_arch_names_the_arch_alias(visit: Visit, served: dict[str, Any], tmp_path: Path,
@@ -427,43 +415,45 @@ def test_launch_line_of_another_arch_names_the_arch_alias(visit: Visit, served: 
     """An arm64 product's launch line is `lxc launch ssb:debian/12/arm64`: the real lxc resolves that to the
     arm64 image on this amd64 host, where the plain `debian/12` names the amd64 one."""
     catalog = served["catalog"]["products"]
+    add = visit.page.locator("#remote .cmd code").first.text_content() or ""
     visit.open("debian:12:arm64:default")
-    lines = visit.page.locator("details[open] .cmd code").all_text_contents()
+    lines = visit.page.locator(".cmd code").all_text_contents()[2:]
     assert lines == ["lxc launch ssb:debian/12/arm64", "incus launch ssb:debian/12/arm64"]
-    visit.open("debian:12:amd64:default")
-    assert "lxc launch ssb:debian/12" in visit.page.locator("details[open] .cmd code").all_text_contents()
+    visit.page.goto(product_url(served, "debian:12:amd64:default"))
+    assert "lxc launch ssb:debian/12" in visit.page.locator(".cmd code").all_text_contents()
 
     def fingerprint(name: str) -> str:
         versions = catalog[name]["versions"]
         return next(iter(version_images(versions[max(versions)]["items"])))
 
     lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
-    add = visit.page.locator("#remote .cmd code").first.text_content() or ""
     lxc.run(*shlex.split(add)[1:])
     assert f"Fingerprint: {fingerprint('debian:12:arm64:default')}" in lxc.image_info(lines[0].split()[-1])
     assert f"Fingerprint: {fingerprint('debian:12:amd64:default')}" in lxc.image_info("ssb:debian/12")
 
 
-def _open_all(visit: Visit) -> None:
-    visit.page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+PAGES = ("index.html", "products/debian:12:amd64:cloud.html")  # the index and a product page with every table
 
 
+@pytest.mark.parametrize("path", PAGES)
 @pytest.mark.parametrize(("width", "scheme"), [(1280, "light"), (390, "light"), (390, "dark")])
-def test_layout_needs_no_horizontal_scroll(browser: Any, served: dict[str, Any], width: int, scheme: str) -> None:
-    """On a 1280 px screen and a 390 px phone, every panel open, nothing is wider than the window (on the
-    phone the tables become cards)."""
-    visit = Visit(browser, f"{served['url']}/index.html", width=width, scheme=scheme)
+def test_layout_needs_no_horizontal_scroll(browser: Any, served: dict[str, Any], width: int, scheme: str,
+                                           path: str) -> None:
+    """On a 1280 px screen and a 390 px phone, nothing is wider than the window (on the phone an index row is
+    its name above its aliases, and a product page's tables become cards)."""
+    visit = Visit(browser, f"{served['url']}/{path}", width=width, scheme=scheme)
     try:
-        _open_all(visit)
         widths = visit.page.evaluate("[document.documentElement.scrollWidth, document.body.scrollWidth]")
         assert max(widths) <= width, widths
         wider = visit.page.eval_on_selector_all(
             "main *", "els => els.filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)"
                       ".map(e => e.tagName + '.' + e.className).slice(0, 5)")
         assert wider == [], wider
-        row = visit.page.locator("#products tbody tr").first.bounding_box()
-        assert row is not None
-        assert row["height"] > 60 if width < 500 else row["height"] < 60, row  # a card on the phone, else a row
+        cells = "#products tbody tr:not(:first-child) > *" if path == "index.html" else ".files tbody tr:first-child td"
+        first, second = (visit.page.locator(cells).nth(i).bounding_box() for i in (0, 1))
+        assert first is not None and second is not None
+        stacked = second["y"] >= first["y"] + first["height"] - 1
+        assert stacked == (width < 500), (first, second)  # a card on the phone, else a row
     finally:
         visit.close()
 
@@ -475,14 +465,15 @@ def test_dark_mode_follows_the_colour_scheme(browser: Any, served: dict[str, Any
         r, g, b = (int(x) for x in re.findall(r"\d+", rgb)[:3])
         return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
 
-    for scheme, dark in (("light", False), ("dark", True)):
-        visit = Visit(browser, f"{served['url']}/index.html", scheme=scheme)
-        try:
-            background, text = luminance(visit, "backgroundColor"), luminance(visit, "color")
-            expected = (background < 0.2 and text > 0.8) if dark else (background > 0.9 and text < 0.2)
-            assert expected, (scheme, background, text)
-        finally:
-            visit.close()
+    for path in PAGES:
+        for scheme, dark in (("light", False), ("dark", True)):
+            visit = Visit(browser, f"{served['url']}/{path}", scheme=scheme)
+            try:
+                background, text = luminance(visit, "backgroundColor"), luminance(visit, "color")
+                expected = (background < 0.2 and text > 0.8) if dark else (background > 0.9 and text < 0.2)
+                assert expected, (path, scheme, background, text)
+            finally:
+                visit.close()
 
 
 @pytest.fixture(scope="module")
@@ -497,8 +488,7 @@ def axe() -> Any:
 
 
 def axe_violations(axe: Any, visit: Visit) -> dict[str, list[str]]:
-    """axe-core's violations on the page as it is (every panel open): impact -> 'rule-id (N nodes)'."""
-    _open_all(visit)
+    """axe-core's violations on the page as it is: impact -> 'rule-id (N nodes)'."""
     found: dict[str, list[str]] = {}
     for violation in axe.run(visit.page).response["violations"]:
         found.setdefault(violation["impact"], []).append(f"{violation['id']} ({len(violation['nodes'])})")
@@ -508,34 +498,42 @@ def axe_violations(axe: Any, visit: Visit) -> dict[str, list[str]]:
 @pytest.mark.parametrize("width", [1280, 390])
 def test_no_serious_or_critical_accessibility_violation(browser: Any, served: dict[str, Any], axe: Any,
                                                          width: int) -> None:
-    """axe-core in the real chromium, light and dark, every panel open: no serious or critical violation."""
-    for scheme in ("light", "dark"):
-        visit = Visit(browser, f"{served['url']}/index.html", width=width, scheme=scheme)
-        try:
-            found = axe_violations(axe, visit)
-            print(f"axe at {width} px, {scheme}: {found or 'no violation'}")
-            assert not found.get("serious") and not found.get("critical"), found
-            assert not visit.errors, visit.errors  # axe ran beside the page's CSP without an error
-        finally:
-            visit.close()
+    """axe-core in the real chromium, on the index and a product page, light and dark: no serious or
+    critical violation."""
+    for path in PAGES:
+        for scheme in ("light", "dark"):
+            visit = Visit(browser, f"{served['url']}/{path}", width=width, scheme=scheme)
+            try:
+                found = axe_violations(axe, visit)
+                print(f"axe on {path} at {width} px, {scheme}: {found or 'no violation'}")
+                assert not found.get("serious") and not found.get("critical"), (path, found)
+                assert not visit.errors, visit.errors  # axe ran beside the page's CSP without an error
+            finally:
+                visit.close()
+
+
+SCREENSHOTS = (  # file, page, width, scale
+    ("page.png", "index.html", 1280, 0.7), ("page-390.png", "index.html", 390, 1.0),
+    ("page-product.png", "products/debian:12:amd64:default.html", 1280, 0.7))
 
 
 def test_screenshots_at_1280_and_390_px(browser: Any, served: dict[str, Any], tmp_path: Path) -> None:
-    """The whole page with one product open, at 1280 and 390 px, rendered from the served catalog as
+    """The index at 1280 and 390 px and a product page at 1280 px, rendered from the served catalog as
     published to https://images.example.org/lxd (a real-looking URL) on 2026-12-01; under 400 KB each
-    and kept as test artefacts. SSB_UPDATE_SCREENSHOT=1 also writes docs/page.png and docs/page-390.png,
-    the README's pictures:
+    and kept as test artefacts. SSB_UPDATE_SCREENSHOT=1 also writes docs/page.png, docs/page-390.png
+    and docs/page-product.png, the README's pictures:
     SSB_UPDATE_SCREENSHOT=1 python3 -m pytest -q tests/test_page.py -k screenshots"""
-    tree = config_from_text(tree_yml("https://s3.example.org"), "tree.yml").page
-    html = render_page(served["catalog"], tree, now=NOW, base_url=DOCS_URL)
-    (tmp_path / "index.html").write_bytes(html)
+    config = config_from_text(tree_yml("https://s3.example.org"), "tree.yml").page
+    tree = tmp_path / "tree"
+    (tree / "products").mkdir(parents=True)
+    (tree / "index.html").write_bytes(render_page(served["catalog"], config, now=NOW, base_url=DOCS_URL))
+    for name, entry in served["catalog"]["products"].items():
+        (tree / f"products/{name}.html").write_bytes(render_product(name, entry, config, base_url=DOCS_URL))
     shots = {}
-    for width, name, scale in ((1280, "page.png", 0.7), (390, "page-390.png", 1.0)):  # 390: the first 2,000 px
-        visit = Visit(browser, f"file://{tmp_path}/index.html#p-10", width=width, scale=scale)  # debian:12:amd64
+    for name, path, width, scale in SCREENSHOTS:  # 390: the first 2,000 px
+        visit = Visit(browser, f"file://{tree}/{path}", width=width, scale=scale)
         try:
-            assert visit.page.locator("details[open] summary").text_content() == "debian:12:amd64:default"
             assert DOCS_URL in (visit.page.locator("#remote code").first.text_content() or "")
-            visit.page.evaluate("window.scrollTo(0, 0)")  # the sticky table header back at the top
             clip = {"x": 0, "y": 0, "width": width, "height": 2000} if width < 1000 else None
             visit.page.screenshot(path=str(tmp_path / name), full_page=True, clip=clip)
             assert not visit.errors, visit.errors
@@ -553,10 +551,10 @@ def test_screenshots_at_1280_and_390_px(browser: Any, served: dict[str, Any], tm
 
 def test_the_copied_lines_launch_a_container_with_lxd(visit: Visit, served: dict[str, Any],
                                                       lxd_daemon: LxdDaemon) -> None:
-    """What a user copies from the page is what works: `lxc remote add` then `lxc launch` (one launch)."""
-    visit.open(LAUNCHED)
-    lines = visit.page.locator("details[open] .cmd code").all_text_contents()
+    """What a user copies from the pages is what works: `lxc remote add` then `lxc launch` (one launch)."""
     add = visit.page.locator("#remote .cmd code").first.text_content() or ""
+    visit.open(LAUNCHED)
+    lines = visit.page.locator(".cmd code").all_text_contents()
     assert add.startswith("lxc remote add ")
     launch = next(line for line in lines if line.startswith("lxc launch "))
     client = lxd_daemon.client
@@ -615,21 +613,33 @@ def _catalog(count: int, *, hostile: bool = False) -> dict[str, Any]:
 NOW = 1_796_083_200.0  # 2026-12-01 00:00 UTC
 
 
+def _pages(catalog: dict[str, Any], config: PageConfig | None = None, base_url: str = "") -> dict[str, bytes]:
+    """Every product page of `catalog`, by product."""
+    config = config or PageConfig()
+    return {name: render_product(name, entry, config, base_url=base_url)
+            for name, entry in catalog["products"].items() if entry["versions"]}
+
+
 def test_hostile_catalog_text_renders_inert(browser: Any) -> None:
-    html = render_page(_catalog(2, hostile=True), PageConfig(), now=NOW, base_url="https://x.example/a")
-    text = html.decode()
-    assert text.count("<script") == 1 and "<img" not in text
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&quot;&gt;&lt;img src=x" in text
+    catalog = _catalog(2, hostile=True)
+    html = render_page(catalog, PageConfig(), now=NOW, base_url="https://x.example/a")
+    product = _pages(catalog, base_url="https://x.example/a")[sorted(catalog["products"])[0]]
+    for page in (html, product):
+        text = page.decode()
+        assert text.count("<script") == 1 and "<img" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html.decode()  # the OS
+    assert "&quot;&gt;&lt;img src=x" in product.decode()
     visit = Visit(browser, "")
     try:
-        visit.page.set_content(text, wait_until="load")
-        visit.page.click("#products a >> nth=0")
+        visit.page.set_content(html.decode(), wait_until="load")
         assert visit.page.evaluate("document.scripts.length") == 1
         assert visit.page.evaluate("document.images.length") == 0
-        os_cell = f"#products tbody td:nth-child({COL['os'] + 1})"
-        assert visit.page.text_content(os_cell) == HOSTILE  # shown as text, run as nothing
-        panel = visit.page.inner_text("details[open]")
-        assert "nesting=</code><script>alert(3)</script>" in panel and '"><img src=x onerror=alert(2)>' in panel
+        assert visit.page.text_content("#products tbody th[scope]") == HOSTILE  # shown as text, run as nothing
+        visit.page.set_content(product.decode(), wait_until="load")
+        assert visit.page.evaluate("document.scripts.length") == 1
+        assert visit.page.evaluate("document.images.length") == 0
+        text = visit.page.inner_text("main")
+        assert "nesting=</code><script>alert(3)</script>" in text and '"><img src=x onerror=alert(2)>' in text
         assert not visit.errors, visit.errors  # no dialog, no script error
     finally:
         visit.close()
@@ -637,13 +647,16 @@ def test_hostile_catalog_text_renders_inert(browser: Any) -> None:
 
 def test_hostile_title_and_description_render_as_text() -> None:
     config = PageConfig(title=HOSTILE, description='"><img src=x onerror=alert(4)>')
-    text = render_page(_catalog(1), config, now=NOW).decode()
+    catalog = _catalog(1)
+    text = render_page(catalog, config, now=NOW).decode()
     assert text.count("<script") == 1 and "<img" not in text
     assert f"<h1>{escape(HOSTILE)}</h1>" in text and f"<title>{escape(HOSTILE)}: 1 product</title>" in text
     assert '<p class="lead">&quot;&gt;&lt;img src=x onerror=alert(4)&gt;</p>' in text
+    product = next(iter(_pages(catalog, config).values())).decode()
+    assert product.count("<script") == 1 and f">{escape(HOSTILE)}</a>" in product
 
 
-def test_odd_types_in_a_kept_entry_do_not_break_the_page() -> None:
+def test_odd_types_in_a_kept_entry_do_not_break_the_pages() -> None:
     """An entry an incremental publish keeps from the served catalog is not re-checked: odd types
     render as nothing rather than stopping the publish."""
     catalog = _catalog(1)
@@ -652,26 +665,30 @@ def test_odd_types_in_a_kept_entry_do_not_break_the_page() -> None:
     for version in entry["versions"].values():
         version["items"]["root.squashfs"]["size"] = "big"
     text = render_page(catalog, PageConfig(), now=NOW).decode()
-    assert text.count('<tr data-order="') == 1 and "<dt>Requirements</dt><dd>none</dd>" in text
+    assert text.count("<tr><th><a href=") == 1
+    assert "<dt>Requirements</dt><dd>none</dd>" in next(iter(_pages(catalog).values())).decode()
 
 
-def test_a_product_without_versions_gets_no_row() -> None:
+def test_a_product_without_versions_gets_no_row_and_no_page() -> None:
     catalog = _catalog(2)
     empty = sorted(catalog["products"])[0]
     catalog["products"][empty]["versions"] = {}
     text = render_page(catalog, PageConfig(), now=NOW).decode()
-    assert text.count('<tr data-order="') == 1 and f">{empty}</a>" not in text
+    assert text.count("<tr><th><a href=") == 1 and f">{empty}</a>" not in text
+    views = page_views(Content(PLAIN_CONFIG, catalog, b"", "k", {}, now=NOW))
+    assert views is not None and [v.key for v in views if v.part] == [f"products/{sorted(catalog['products'])[1]}.html"]
 
 
 def test_deltas_are_listed_with_their_sizes() -> None:
-    text = render_page(_catalog(1), PageConfig(), now=NOW).decode()
+    text = next(iter(_pages(_catalog(1)).values())).decode()
     assert "rootfs.20261129_1000.vcdiff" in text and "squashfs.vcdiff (delta from 20261129_1000)" in text
     assert 'data-bytes="12345"' in text and "12.06 KiB" in text
 
 
 def test_render_is_deterministic() -> None:
-    """The same catalog gives the same bytes whatever its order (its speed is a bench row, not a
-    timed assertion: bench/)."""
+    """The same catalog gives the same bytes whatever its order; a product page does not depend on the
+    time, so it is rewritten only when its entry or the settings change (its speed is a bench row,
+    not a timed assertion: bench/)."""
     catalog = _catalog(1000)
     reordered = {**catalog, "products": dict(reversed(list(catalog["products"].items())))}
     start = time.perf_counter()
@@ -679,8 +696,77 @@ def test_render_is_deterministic() -> None:
     elapsed = time.perf_counter() - start
     assert render_page(reordered, PageConfig(), now=NOW, base_url="https://images.example.org") == first
     assert render_page(catalog, PageConfig(), now=NOW + 86400, base_url="https://images.example.org") != first
-    print(f"1,000 products: rendered in {elapsed:.3f}s, {len(first)} bytes")
-    assert first.count(b'<tr data-order="') == 1000
+    print(f"1,000 products: index rendered in {elapsed:.3f}s, {len(first)} bytes")
+    assert first.count(b"<tr><th><a href=") == 1000
+    pages = _pages(catalog)
+    assert _pages(reordered) == pages and len(pages) == 1000
+
+
+def _bench_catalog(count: int, name: Callable[[int], str], aliases: Callable[[int], str]) -> dict[str, Any]:
+    """`count` products of one version each, a year old (stale: the longest rows)."""
+    def item(n: int, ftype: str) -> dict[str, Any]:
+        return {"ftype": ftype, "path": f"p/{n}/20251201_0000/{ftype}", "size": 1000, "sha256": f"{n:064x}",
+                **({"combined_squashfs_sha256": f"{n + 1:064x}"} if ftype == "lxd.tar.xz" else {})}
+    return {"products": {name(n): {
+        "aliases": aliases(n), "arch": "amd64", "os": f"OS{n % 40}", "release": "1", "variant": "default",
+        "versions": {"20251201_0000": {"items": {"lxd.tar.xz": item(n, "lxd.tar.xz"),
+                                                 "root.squashfs": item(n, "squashfs")}}}} for n in range(count)}}
+
+
+def test_the_index_stays_small_at_10000_products() -> None:
+    """Issue 24: index.html is under 1 MB at 10,000 products named as the bench names them
+    (p1234:1:amd64:default, alias p1234), every one stale; the detail is on the product pages."""
+    catalog = _bench_catalog(10_000, lambda n: f"p{n}:1:amd64:default", lambda n: f"p{n}")
+    html = render_page(catalog, PageConfig(), now=NOW, base_url="https://images.example.org")
+    print(f"index.html at 10,000 products: {len(html):,} bytes")
+    assert len(html) < 1_000_000
+    assert html.count(b"<tr class=s><th><a href=./products/p") == 10_000
+    longer = _bench_catalog(10_000, lambda n: f"debian{n}:12:amd64:cloud", lambda n: f"debian{n}/12/cloud")
+    print(f"... with names like debian1234:12:amd64:cloud: "
+          f"{len(render_page(longer, PageConfig(), now=NOW)):,} bytes")
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "-a", "x" * 201, "a b", "https://evil.example/x"])
+def test_a_name_that_is_no_product_name_gets_no_page_and_no_link(name: str) -> None:
+    catalog = _catalog(1)
+    catalog["products"] = {name: next(iter(catalog["products"].values()))}
+    text = render_page(catalog, PageConfig(), now=NOW).decode()
+    assert "<a href=./products" not in text and f"<tr><th>{escape(name)}<td>" in text
+    views = page_views(Content(PLAIN_CONFIG, catalog, b"", "k", {}, now=NOW))
+    assert views is not None and [v.key for v in views] == ["index.html"]
+
+
+def test_only_the_pages_of_changed_products_are_rendered_and_departed_ones_deleted() -> None:
+    """views.page_views against the served catalog: a product whose entry is unchanged gets no page
+    written; a new or changed one does; one the catalog no longer lists has its page deleted; without
+    the served index's record of the page with these settings (a crash after the flip, new settings,
+    an older version), every page is written, and a full publish's listing finds stray pages."""
+    served = _catalog(4)
+    names = sorted(served["products"])
+    catalog = {**served, "products": {**served["products"]}}
+    del catalog["products"][names[0]]  # departed
+    catalog["products"][names[1]] = {**served["products"][names[1]], "aliases": "changed"}
+    catalog["products"]["new:1:amd64:default"] = served["products"][names[2]]
+
+    def parts(recorded: bool, listing: dict[str, int] | None = None) -> tuple[list[str], list[str]]:
+        first = page_views(Content(PLAIN_CONFIG, served, b"", "k", {}, now=NOW))
+        assert first is not None
+        index = next(v for v in first if not v.part)
+        views = page_views(Content(PLAIN_CONFIG, catalog, b"", "k", {}, now=NOW, served=served, listing=listing,
+                                   served_views=frozenset([index.recorded] if recorded else [])))
+        assert views is not None and views[-1 - sum(v.delete for v in views)].key == "index.html"
+        return ([v.key for v in views if v.part and not v.delete], [v.key for v in views if v.delete])
+
+    assert parts(True) == (["products/new:1:amd64:default.html", f"products/{names[1]}.html"],
+                           [f"products/{names[0]}.html"])
+    everything = sorted(f"products/{n}.html" for n in catalog["products"])
+    assert parts(False) == (everything, [f"products/{names[0]}.html"])
+    stray = {"products/ghost:1.html": 5, "products/sub/x.html": 5, f"products/{names[3]}.html": 5, "p/x.html": 5}
+    assert parts(True, stray)[1] == ["products/ghost:1.html", f"products/{names[0]}.html"]
+    views = page_views(Content(PLAIN_CONFIG, catalog, b"", "k", {}, now=NOW))
+    assert views is not None and view_keys(views) == [next(v for v in views if v.key == "index.html").recorded]
+
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -695,6 +781,9 @@ products:
     directory: busybox/amd64
     aliases: [busybox/1.36]
 """
+
+
+PLAIN_CONFIG = config_from_text(PLAIN_TREE, "tree.yml")
 
 
 @pytest.fixture(scope="module")
@@ -731,7 +820,7 @@ def test_a_view_missing_from_the_served_tree_is_written_without_a_catalog_change
     conf.write_text(PLAIN_TREE)  # the page back on (the default); nothing else changed
     on = ssb("-c", str(conf), "-t", str(target), "publish")
     assert on.returncode == 0, on.stderr
-    assert (target / "index.html").is_file()
+    assert (target / "index.html").is_file() and (target / "products/busybox:1.36:amd64:default.html").is_file()
     assert sorted(p.name for p in (target / "streams/v1").glob("images-*.json")) == catalog_before  # same catalog
     index = json.loads((target / "streams/v1/index.json").read_text())
     assert [v for v in index["ssb_s3"]["views"] if v.startswith("index.html#")]  # recorded with its settings
@@ -739,13 +828,16 @@ def test_a_view_missing_from_the_served_tree_is_written_without_a_catalog_change
     moved = ssb("-c", str(conf), "-t", str(target), "publish", "--base-url", url)  # a new URL, same catalog
     assert moved.returncode == 0, moved.stderr
     assert f'<span class="base-url">{url}</span>' in (target / "index.html").read_text()
+    assert f'<span class="base-url">{url}</span>' in (target / "products/busybox:1.36:amd64:default.html").read_text()
 
     # an index.json written by a version that recorded no views: the views are written once
     del index["ssb_s3"]["views"]
     (target / "streams/v1/index.json").write_text(json.dumps(index))
     (target / "index.html").unlink()
+    (target / "products/busybox:1.36:amd64:default.html").unlink()
     again = ssb("-c", str(conf), "-t", str(target), "publish")
     assert again.returncode == 0 and (target / "index.html").is_file(), again.stderr
+    assert (target / "products/busybox:1.36:amd64:default.html").is_file()  # the product pages with it
     stamp = {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts}
     quiet = ssb("-c", str(conf), "-t", str(target), "publish")
     assert quiet.returncode == 0, quiet.stderr
@@ -757,20 +849,99 @@ def test_page_path_is_configurable_and_the_url_found_by_the_page(tmp_path: Path,
     need("openssl")
     out, target = publish_local(tmp_path, images, "page: {path: images/list.html}\n")
     assert out.returncode == 0, out.stderr
-    assert not (target / "index.html").exists()
+    assert not (target / "index.html").exists() and not (target / "products").exists()
     html = (target / "images/list.html").read_text()
-    assert "https://SERVER/PATH" in html and 'href="../busybox/amd64/20261130_1000/rootfs.squashfs"' in html
+    product = (target / "images/products/busybox:1.36:amd64:default.html").read_text()  # beside the page
+    assert "https://SERVER/PATH" in html and "https://SERVER/PATH" in product
+    assert 'href="../../busybox/amd64/20261130_1000/rootfs.squashfs"' in product
     from realparts import make_test_ca, serve_https_static
 
     with serve_https_static(target, make_test_ca(tmp_path / "tls")) as url:
         visit = Visit(browser, f"{url}/images/list.html")
         try:
-            visit.page.click("#products a >> nth=0")
-            lines = visit.page.locator("#remote .cmd code").all_text_contents()
-            assert f"lxc remote add ssb {url} --protocol simplestreams --public" in lines, lines
+            for expected in (f"{url}/images/list.html", f"{url}/images/products/busybox:1.36:amd64:default.html"):
+                assert visit.page.url == expected
+                lines = visit.page.locator("#remote .cmd code").all_text_contents()
+                assert f"lxc remote add ssb {url} --protocol simplestreams --public" in lines, lines
+                if expected.endswith("list.html"):
+                    visit.open("busybox:1.36:amd64:default")
+            with visit.page.expect_download() as download:
+                visit.page.get_by_role("link", name="rootfs.squashfs").click()
+            assert download.value.url == f"{url}/busybox/amd64/20261130_1000/rootfs.squashfs"
             assert not visit.errors, visit.errors
         finally:
             visit.close()
+
+
+TWO_PRODUCTS = PLAIN_TREE + """\
+  - name: busybox:1.36:amd64:other
+    arch: amd64
+    release: "1.36"
+    os: Busybox
+    directory: busybox/other
+    aliases: [busybox/other]
+"""
+
+
+def _stamps(target: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (target / "products").iterdir()}
+
+
+def test_product_pages_follow_the_catalog(tmp_path: Path, images: Path) -> None:
+    """Issue 24: a publish rewrites the page of the product whose entry changed (and the index), not the
+    others; a product that leaves the catalog loses its page; after a run that stopped before recording
+    its views (index.json without the record), the next publish writes every page again and a full
+    publish deletes a page no catalog lists."""
+    two = tmp_path / "images"
+    shutil.copytree(images, two)
+    make_image(two / "busybox/other/20261130_1000", kind="squashfs", serial="20261130_1000", description="other")
+    target = tmp_path / "tree"
+    shutil.copytree(two, target)
+    conf = tmp_path / "tree.yml"
+    conf.write_text(TWO_PRODUCTS)
+    out = ssb("-c", str(conf), "-t", str(target), "publish", "--refresh-manifests")
+    assert out.returncode == 0, out.stderr
+    assert sorted(_stamps(target)) == ["busybox:1.36:amd64:default.html", "busybox:1.36:amd64:other.html"]
+    before, index = _stamps(target), (target / "index.html").stat().st_mtime_ns
+    conf.write_text(TWO_PRODUCTS.replace("[busybox/other]", "[busybox/renamed]"))
+    out = ssb("-c", str(conf), "-t", str(target), "publish")
+    assert out.returncode == 0, out.stderr
+    after = _stamps(target)
+    assert after["busybox:1.36:amd64:default.html"] == before["busybox:1.36:amd64:default.html"]
+    assert after["busybox:1.36:amd64:other.html"] != before["busybox:1.36:amd64:other.html"]
+    assert "busybox/renamed" in (target / "products/busybox:1.36:amd64:other.html").read_text()
+    assert (target / "index.html").stat().st_mtime_ns != index and "busybox/renamed" in (
+        target / "index.html").read_text()
+    # a run that stopped after its flip: no record of the views; and a stray page
+    index_json = target / "streams/v1/index.json"
+    record = json.loads(index_json.read_text())
+    del record["ssb_s3"]["views"]
+    index_json.write_text(json.dumps(record))
+    (target / "products/ghost:1:amd64:default.html").write_text("left by a crash")
+    before = _stamps(target)
+    out = ssb("-c", str(conf), "-t", str(target), "publish")
+    assert out.returncode == 0, out.stderr
+    after = _stamps(target)
+    assert sorted(after) == ["busybox:1.36:amd64:default.html", "busybox:1.36:amd64:other.html"]
+    assert all(after[name] != before[name] for name in after)
+    # the product leaves tree.yml: its page goes, the index no longer links to it
+    conf.write_text(PLAIN_TREE)
+    out = ssb("-c", str(conf), "-t", str(target), "publish")
+    assert out.returncode == 0, out.stderr
+    assert sorted(_stamps(target)) == ["busybox:1.36:amd64:default.html"]
+    assert "other" not in (target / "index.html").read_text()
+
+
+def test_a_product_folder_over_the_product_pages_is_refused(tmp_path: Path, images: Path) -> None:
+    out, target = publish_local(tmp_path, images, "")
+    assert out.returncode == 0, out.stderr
+    conf = tmp_path / "tree.yml"
+    conf.write_text(PLAIN_TREE.replace("directory: busybox/amd64", "directory: products/busybox"))
+    bad = ssb("-c", str(conf), "-t", str(target), "publish")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    lines = [line for line in bad.stderr.splitlines() if "overlaps" in line]
+    assert len(lines) == 1 and "products[0].directory: the folder 'products/busybox' overlaps 'products', one " \
+        "of the tree's own keys" in lines[0], bad.stderr
 
 
 @pytest.mark.parametrize(("extra", "field", "expected"), [
@@ -852,36 +1023,46 @@ def _hostile_folder_catalog() -> dict[str, Any]:
 
 
 def _file_links(visit: Visit) -> list[str]:
-    """Every link of the page but the in-page ones, resolved by the browser (a.href)."""
-    for summary in visit.page.locator("details summary").all():
-        summary.click()
-    return visit.page.eval_on_selector_all("a[href]:not([href^='#'])", "links => links.map(a => a.href)")
+    """Every link of the page but the in-page ones and the link back to the index, resolved by the
+    browser (a.href)."""
+    return visit.page.eval_on_selector_all("main a[href]:not([href^='#']):not(header a)",
+                                           "links => links.map(a => a.href)")
 
 
 def test_links_from_upstream_folders_resolve_under_the_tree(browser: Any, tmp_path: Path) -> None:
-    """Over http:// and file://, every file link (a folder named `javascript:alert(1)`, `https:evil.example`,
-    ...) resolves to a file under the page's own tree; a path with a `..` segment gets no link."""
+    """Over http:// and file://, every link of the index (to the product pages) and every file link of a
+    product page (a folder named `javascript:alert(1)`, `https:evil.example`, ...) resolves to a file
+    under the page's own tree; a path with a `..` segment gets no link."""
     tree = tmp_path / "tree"
-    tree.mkdir()
-    html = render_page(_hostile_folder_catalog(), PageConfig(), now=NOW, base_url="https://x.example/a")
+    (tree / "products").mkdir(parents=True)
+    catalog = _hostile_folder_catalog()
+    html = render_page(catalog, PageConfig(), now=NOW, base_url="https://x.example/a")
     (tree / "index.html").write_bytes(html)
+    pages = _pages(catalog, base_url="https://x.example/a")
+    for name, data in pages.items():
+        (tree / f"products/{name}.html").write_bytes(data)
+        assert b'href="javascript' not in data and b'href="https:' not in data
     (tree / "javascript:alert(1)/20261130_1000").mkdir(parents=True)
     (tree / "javascript:alert(1)/20261130_1000/lxd.tar.xz").write_bytes(b"\xfd7zXZ\x00")
-    assert b'href="javascript' not in html and b'href="https:' not in html
+    assert b"href=javascript" not in html and b"href=https:" not in html
     with serve_http_static(tmp_path) as url:
-        for page_url, under in ((f"{url}/tree/index.html", f"{url}/tree/"),
-                                (f"file://{tree}/index.html", f"file://{tree}/")):
-            visit = Visit(browser, page_url)
+        for root in (f"{url}/tree/", f"file://{tree}/"):
+            visit = Visit(browser, f"{root}index.html")
             try:
-                links = _file_links(visit)
+                assert sorted(_file_links(visit)) == sorted(f"{root}products/{name}.html" for name in pages)
+                links = []
+                for name in sorted(pages):
+                    visit.page.goto(f"{root}products/{name}.html")
+                    links += _file_links(visit)
                 assert len(links) == 3 * 5, links  # 3 linked products (not `..`), 5 files each
-                assert all(link.startswith(under) for link in links), links
+                assert all(link.startswith(root) for link in links), links
                 for folder in ("javascript%3Aalert%281%29/", "https%3Aevil.example/", "a%20b/%252e%252e%3Bx/"):
-                    assert any(link.startswith(under + folder) for link in links), (folder, links)
-                if page_url.startswith("http"):  # a click fetches the file from the tree: no script runs
+                    assert any(link.startswith(root + folder) for link in links), (folder, links)
+                if root.startswith("http"):  # a click fetches the file from the tree: no script runs
+                    visit.page.goto(f"{root}products/{sorted(pages)[0]}.html")  # its folder: javascript:...
                     with visit.page.expect_download() as download:
-                        visit.page.locator("a[href^='./javascript']").first.click()
-                    assert download.value.url == f"{under}javascript%3Aalert%281%29/20261130_1000/lxd.tar.xz"
+                        visit.page.locator("a[href^='../javascript']").first.click()
+                    assert download.value.url == f"{root}javascript%3Aalert%281%29/20261130_1000/lxd.tar.xz"
                 assert not visit.errors, visit.errors
             finally:
                 visit.close()
@@ -915,14 +1096,16 @@ def test_the_copied_remote_add_line_is_shell_safe(browser: Any, tmp_path: Path, 
     plain = publish_local(tmp_path / "plain", images)[1]
     shutil.copytree(plain, served / HOSTILE_FOLDER)
     with serve_http_static(served) as url:
-        for folder, base in (("configured", HOSTILE_BASE), (HOSTILE_FOLDER, None)):
-            page_url = f"{url}/{folder}/index.html"
+        for folder, base, path in (("configured", HOSTILE_BASE, "index.html"), (HOSTILE_FOLDER, None, "index.html"),
+                                   (HOSTILE_FOLDER, None, "products/busybox:1.36:amd64:default.html")):
+            page_url = f"{url}/{folder}/{path}"
             visit = Visit(browser, "")
             try:
                 visit.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
                 visit.page.goto(page_url, wait_until="load")
                 copied = _copied(visit)
-                shown = visit.page.evaluate("new URL('./', location.href).href").rstrip("/")
+                root = "../" if "/" in path else "./"  # the tree's root, from the page
+                shown = visit.page.evaluate("p => new URL(p, location.href).href", root).rstrip("/")
                 expected = base or shown
                 assert "'" in expected and "$" in expected and (base or expected.endswith(HOSTILE_FOLDER))
                 assert shlex.split(copied) == ["lxc", "remote", "add", "ssb", expected, "--protocol", "simplestreams",
@@ -931,3 +1114,28 @@ def test_the_copied_remote_add_line_is_shell_safe(browser: Any, tmp_path: Path, 
                 assert not list(tmp_path.rglob("PWNED")) and not visit.errors, visit.errors
             finally:
                 visit.close()
+
+
+def test_many_rewritten_product_pages_are_one_cdn_path() -> None:
+    """CloudFront: a publish that rewrote a few product pages invalidates each; more than
+    MAX_INVALIDATED_PAGES, their folder as one path (`products/*`)."""
+    from ssb_s3.commands.publish import MAX_INVALIDATED_PAGES, invalidated_keys
+
+    def views(pages: int) -> tuple[View, ...]:
+        return (View("index.html", b""), *(View(f"products/p{n}.html", b"", part=True) for n in range(pages)),
+                View("streams/v1/images-x.json", b"", create_only=True))
+
+    assert invalidated_keys(PLAIN_CONFIG, views(2)) == ["index.html", "products/p0.html", "products/p1.html"]
+    assert invalidated_keys(PLAIN_CONFIG, views(MAX_INVALIDATED_PAGES + 1)) == ["index.html", "products/*"]
+
+
+def test_a_product_page_link_names_its_key() -> None:
+    """The index links a product to its page's key: unquoted, ':' kept (no scheme after `./`), '+'
+    percent-encoded (S3 reads a '+' in a path as a space)."""
+    catalog = _catalog(1)
+    name = "c++:1~rc:amd64:default"
+    catalog["products"] = {name: next(iter(catalog["products"].values()))}
+    text = render_page(catalog, PageConfig(), now=NOW).decode()
+    href = re.findall(r"<a href=(\./products/[^>]*)>", text)
+    assert href == ["./products/c%2B%2B:1~rc:amd64:default.html"]
+    assert urllib.parse.unquote(href[0]) == "./" + str(product_page_key(PageConfig(), name))

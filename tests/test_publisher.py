@@ -293,6 +293,7 @@ def test_cloudfront_invalidation_after_a_change(tree: Tree, moto_server: str) ->
     assert [i["Id"] for i in invalidations] == [report["cloudfront_invalidation"]]
     paths = cf.get_invalidation(DistributionId=dist, Id=report["cloudfront_invalidation"])[
         "Invalidation"]["InvalidationBatch"]["Paths"]["Items"]
-    assert sorted(paths) == ["/index.html", "/streams/v1/images.json", "/streams/v1/index.json"]
+    assert sorted(paths) == ["/index.html", "/products/busybox:1.36:amd64:default.html", "/streams/v1/images.json",
+                             "/streams/v1/index.json"]  # the page of the product that changed
     failed = tree.cli("publish", "--refresh-manifests", "--cloudfront-distribution", "NOPE", env=env)
     assert failed.returncode == 0  # nothing changed, so no invalidation is attempted

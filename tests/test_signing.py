@@ -396,7 +396,7 @@ def test_signed_catalog_before_the_flip_fixed_names_and_index_sjson_after_it(
     assert set(keys[:flip]) == {report.catalog_key, signed_key(report.catalog_key), report.catalog_key + ".asc"}
     assert keys[-2:] == [SIGNED_INDEX_KEY, "streams/v1/index.json"]
     assert set(keys[flip + 1:-2]) == {"streams/v1/images.json", "streams/v1/images.sjson",
-                                      "streams/v1/images.json.asc", "index.html"}  # the page is not signed
+                                      "streams/v1/images.json.asc", "index.html", "products/p.html"}  # not signed
     recorded = json.loads((tmp_path / "public" / "streams/v1/index.json").read_bytes())
     assert "index.html" in json.dumps(recorded)  # the settled index records the fixed-name views
 

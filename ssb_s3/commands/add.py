@@ -46,7 +46,7 @@ from ..storage.manifest import read_manifest
 from ..storage.record import read_record, record_product
 from ..storage.store import CHUNK_SIZE, Store
 from ..storage.tree import Tree
-from ..vocabulary.imagefiles import VersionHasher, file_for, sniff, upload_order
+from ..vocabulary.imagefiles import HEAD_BYTES, VersionHasher, file_for, sniff, upload_order
 from ..vocabulary.layout import PRODUCT_RECORD_KEY
 from .publish import publish
 
@@ -113,7 +113,7 @@ def _head(path: Path, label: str) -> bytes:
         raise AddError(f"{label} {path}: no such file")
     try:
         with path.open("rb") as fh:
-            head = fh.read(64)
+            head = fh.read(HEAD_BYTES)
     except OSError as exc:
         raise AddError(f"{label} {path}: cannot read it: {exc.strerror or exc}") from None
     if not head:

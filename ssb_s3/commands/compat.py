@@ -18,6 +18,7 @@ from ..errors import ProblemsFound
 from ..schemas import schema_problems
 from ..storage.store import Store
 from ..vocabulary import clients
+from ..vocabulary.problems import Problem
 from ..vocabulary.text import printable
 from .listing import render_records
 from .verify import read_catalog, served_entries
@@ -26,7 +27,7 @@ from .verify import read_catalog, served_entries
 def served_report(store: Store, chosen: Sequence[str] = ()) -> tuple[list[clients.Row], list[str]]:
     """The report rows of every served catalog, for `chosen` clients (default all), and their names."""
     names = [name for name in clients.CLIENTS if not chosen or name in chosen]
-    problems: list[str] = []
+    problems: list[Problem] = []
     rows: list[clients.Row] = []
     for entry in served_entries(store, problems):
         catalog = read_catalog(store, entry["path"], problems)

@@ -51,6 +51,7 @@ from ..schemas import schema_problems
 from ..storage.store import Store
 from ..vocabulary.clients import version_date
 from ..vocabulary.imagefiles import IMAGE_FILES
+from ..vocabulary.problems import Problem
 from ..vocabulary.text import UNSAFE, printable
 from .verify import read_catalog, served_entries
 
@@ -155,7 +156,7 @@ def _desc(text: str) -> tuple[int, ...]:
 
 def served_rows(store: Store) -> list[ImageRow]:
     """Rows of every catalog the served index.json names; a tree clients cannot read is an error."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     rows: list[ImageRow] = []
     for entry in served_entries(store, problems):
         catalog = read_catalog(store, entry["path"], problems)

@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import gpg
@@ -68,6 +68,8 @@ from ..storage.store import HttpStore, Store, open_store
 from ..storage.tree import ARTIFACT_TYPE, Tree
 from ..vocabulary import imagefiles
 from ..vocabulary.layout import INDEX_KEY, SIGNED_INDEX_KEY, has_signed_twin, is_signed_key, signed_key
+from ..vocabulary.problems import Problem
+from ..vocabulary.text import json_strings_clean
 from .publish import publish, refuse_unsigned_over_signed
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,7 @@ class MirrorReport:
     bytes_copied: int = 0
     skipped: list[str] = field(default_factory=list)  # already in the target with the same sha256
     drops: list[core.Drop] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)  # versions left out: a file failed to copy or verify
+    failed: list[Problem] = field(default_factory=list)  # versions left out: a file failed to copy or verify
     publish: PublishReport | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,7 +128,7 @@ class MirrorReport:
             "selected": [list(s) for s in self.selected], "products": self.products, "versions": self.versions,
             "to_copy": self.to_copy, "bytes_to_copy": self.bytes_to_copy, "copied": self.copied,
             "bytes_copied": self.bytes_copied, "skipped": self.skipped,
-            "dropped": [d.as_dict() for d in self.drops], "failed": self.failed,
+            "dropped": [d.as_dict() for d in self.drops], "failed": [str(p) for p in self.failed],
             "publish": None if self.publish is None else self.publish.as_dict(),
         }  # fmt: skip
 
@@ -150,6 +152,11 @@ def open_source(source: str, storage: StorageConfig | None, *, files: MirrorConf
 
 
 def _document(store: Store, key: str, limit: int, opts: MirrorOptions, signed: bool) -> Any:
+    return _parsed(_document_bytes(store, key, limit, opts, signed), store.describe(key))
+
+
+def _document_bytes(store: Store, key: str, limit: int, opts: MirrorOptions, signed: bool) -> bytes:
+    """The document's bytes, at most `limit`, its signature verified first when `signed`."""
     data = store.read_limited(key, limit)[0]
     where = store.describe(key)
     if signed:
@@ -164,13 +171,25 @@ def _document(store: Store, key: str, limit: int, opts: MirrorOptions, signed: b
                 from None
         except ValueError as exc:
             raise MirrorError(f"{where}: {exc}") from None
+    return data
+
+
+def _parsed(data: bytes, where: str) -> Any:
     try:
         return httpread.parse_json(data, where)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MirrorError(f"{where}: not valid JSON ({exc})") from None
 
 
-def read_source(store: Store, opts: MirrorOptions) -> tuple[list[dict[str, Any]], bool]:
+class SourceCatalog(NamedTuple):
+    """One catalog of a source, and whether its bytes showed every string of it clean (then
+    core.select checks no string again: vocabulary.text.json_strings_clean)."""
+
+    document: dict[str, Any]
+    text_clean: bool
+
+
+def read_source(store: Store, opts: MirrorOptions) -> tuple[list[SourceCatalog], bool]:
     """The catalogs (products:1.0, image-downloads) the source's index names, and whether they
     were signed. A signed index needs --keyring (or --no-verify); with --keyring an unsigned
     source is refused."""
@@ -204,10 +223,11 @@ def read_source(store: Store, opts: MirrorOptions) -> tuple[list[dict[str, Any]]
             key = signed_key(key)
         # A signed index: every catalog it names is verified, whatever its name (unverified, --no-verify:
         # a .sjson is read as clearsigned, anything else as it is)
-        catalog = _document(store, key, MAX_CATALOG_BYTES, opts, signed and (opts.verify or is_signed_key(key)))
+        data = _document_bytes(store, key, MAX_CATALOG_BYTES, opts, signed and (opts.verify or is_signed_key(key)))
+        catalog = _parsed(data, store.describe(key))
         if not isinstance(catalog, Mapping) or catalog.get("format") != "products:1.0":
             raise MirrorError(f"{store.describe(key)}: format: expected products:1.0")
-        catalogs.append(dict(catalog))
+        catalogs.append(SourceCatalog(dict(catalog), json_strings_clean(data)))
     if not catalogs:
         raise MirrorError(f"{store.describe(INDEX_KEY)}: no index entry of datatype image-downloads")
     return catalogs, signed
@@ -412,7 +432,7 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
             list(pool.map(one, [c for c in jobs if c.target in metas]))  # their sha256 states first
             list(pool.map(one, [c for c in jobs if c.target not in metas]))
     for (product, version), why in sorted(failed.items()):
-        report.failed.append(f"product {product} version {version}: not mirrored: {why}")
+        report.failed.append(Problem(product, "", f"product {product} version {version}", f"not mirrored: {why}"))
     return set(failed)
 
 
@@ -465,13 +485,13 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         known[source_id(source.url)] = source.url
         report = MirrorReport(source=source.url)
         catalogs, report.signed = read_source(source, run)
-        unknown_filter_keys(run_filters, catalogs, source.url)
-        for catalog in catalogs:
+        unknown_filter_keys(run_filters, [c.document for c in catalogs], source.url)
+        for catalog, text_clean in catalogs:
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
                                     prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
                                     mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases,
                                     reserved=tree.layout.reserved,
-                                    max_file_size=run.max_file_size)
+                                    max_file_size=run.max_file_size, text_clean=text_clean)
             _without_withdrawn(selection, withdrawn)
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
@@ -534,8 +554,8 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     try:
         result = publish(full, target, publish_opts, prepared=prepared)
     except SSBError:
-        for line in (line for report in reports for line in report.failed):
-            log.warning("%s", line)  # (else said by the caller, after what was published)
+        for problem in (problem for report in reports for problem in report.failed):
+            log.warning("%s", problem)  # (else said by the caller, after what was published)
         raise
     for report in reports:
         report.publish = result

@@ -28,11 +28,14 @@ broken tree.
 6. confirm the lease is still ours (read back), then flip streams/v1/index.json, conditionally on
    the ETag read in step 1 (on a conflict, start again, a bounded number of times); the same write
    records when the previous catalog stopped being current;
-7. only now the fixed-name views (the plain images.json copy, the LXC index, the web page
-   index.html unless `page: false`, images.sjson, .asc), streams/v1/index.sjson after them; then
-   index.json again (If-Match the flip's ETag) recording them: a crash before that leaves an index
-   whose record misses them, and the next publish writes them (views.flip_index). So a failed flip
-   leaves every fixed-name file as it was: none ever shows a catalog index.json does not serve;
+7. only now the fixed-name views: first the pages of the products whose catalog entry changed
+   (core/page, views.page_views), then the plain images.json copy, the LXC index, the web page
+   index.html that links to those pages (unless `page: false`), images.sjson, .asc, then the
+   deletion of the pages of the products the catalog no longer lists, streams/v1/index.sjson
+   after them; then index.json again (If-Match the flip's ETag) recording them: a crash before that
+   leaves an index whose record misses them, and the next publish writes them (views.flip_index),
+   every product page included. So a failed flip leaves every fixed-name file as it was: none
+   ever shows a catalog index.json does not serve, and the index never links to a missing page;
 8. purge what no catalog current within the grace period names.
 Every write goes through the target store, which checks the lease first (Store.guard): a lease whose
 renewal failed stops the job before its next write.
@@ -77,6 +80,19 @@ __all__ = ["PublishOptions", "PublishRefused", "PublishReport", "check_tree", "d
 log = logging.getLogger(__name__)
 
 MAX_INDEX_ATTEMPTS = 5
+
+
+MAX_INVALIDATED_PAGES = 10  # more product pages rewritten than this: their folder is invalidated with one path
+
+
+def invalidated_keys(tree: TreeConfig, views: tuple[View, ...]) -> list[str]:
+    """The fixed keys a publish rewrote or deleted, for the CDN: the product pages one by one, or
+    their whole folder (`products/*`, one invalidation path) when there are many."""
+    keys = [view.key for view in views if not view.create_only]
+    pages = {view.key for view in views if view.part}
+    if len(pages) <= MAX_INVALIDATED_PAGES:
+        return keys
+    return [*(key for key in keys if key not in pages), f"{tree.layout.product_pages_folder}/*"]
 
 
 class PublishRefused(ProblemsFound):
@@ -166,7 +182,7 @@ def publish(
                 lease.check()
                 owner.purge(plan.purge)
             if report.index_written and opts.cloudfront_distribution:
-                rewritten = [view.key for view in (*plan.views, *signed) if not view.create_only]
+                rewritten = invalidated_keys(tree, (*plan.views, *signed))
                 report.invalidation = invalidate_index(opts.cloudfront_distribution, rewritten, target, opts.storage)
             log.info(
                 "published %d products, %d versions: %s -> %s%s", len(report.products), report.versions,

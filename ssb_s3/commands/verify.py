@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import lxcindex
-from ..core.catalog import INDEX_NAME, contract_problems
+from ..core.catalog import INDEX_NAME, contract_problems_by_product
 from ..core.catalog import _path_problem as path_problem
 from ..core.retention import shape_problem
 from ..core.signed import same_document
@@ -49,7 +49,13 @@ from ..schemas import schema_problems
 from ..storage.httpread import optional_key, parse_json
 from ..storage.store import CHUNK_SIZE, HttpStore, Store
 from ..vocabulary import clients
-from ..vocabulary.imagefiles import META_FTYPES, ROOT_COMBINED_FIELD, MetaRootHasher, content_kind_problem
+from ..vocabulary.imagefiles import (
+    HEAD_BYTES,
+    META_FTYPES,
+    ROOT_COMBINED_FIELD,
+    MetaRootHasher,
+    content_kind_problem,
+)
 from ..vocabulary.layout import (
     INDEX_KEY,
     LXC_INDEX_KEYS,
@@ -62,11 +68,11 @@ from ..vocabulary.layout import (
     signed_key,
     version_file_key,
 )
+from ..vocabulary.problems import Problem
 
 log = logging.getLogger(__name__)
 
 MAX_LXC_INDEX = 8 << 20  # bytes of one LXC index file (~100 bytes a line)
-SNIFF_BYTES = 64
 
 
 @dataclass
@@ -81,9 +87,15 @@ class VerifyReport:
     hashed_bytes: int = 0
     clients: list[str] = field(default_factory=list)  # checked: served by the tree or required
     lxc_images: int = 0  # lines of the classic LXC index
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)  # signed files that verified (verify --keyring)
     warnings: list[str] = field(default_factory=list)  # what clients the tree does not serve will not list
+
+    def as_dict(self) -> dict[str, Any]:
+        """verify --json: each problem as its line (`problems`) and as its parts (`problem_details`:
+        product, where, field, text), as publish --json gives them."""
+        return {**vars(self), "problems": [str(p) for p in self.problems],
+                "problem_details": [p.as_dict() for p in self.problems]}
 
 
 def _sizes(store: Store, paths: set[str]) -> tuple[dict[str, int], dict[str, str]]:
@@ -156,7 +168,14 @@ class _Hasher:
         return {"": self.digests[path], **{m: self.core.combined[(m, path)] for m in metas}}
 
 
-def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problems: list[str]) -> None:
+def _check_hashes(hasher: _Hasher, path: str, pname: str, vname: str, items: Mapping[str, Any],
+                  problems: list[Problem]) -> None:
+    """Each item's bytes against its sha256 and size, each root against its metas' combined hash:
+    problems blame product `pname` of catalog `path`."""
+
+    def problem(key: str, text: str) -> None:
+        problems.append(Problem(pname, path, f"product {pname} version {vname} item {key}", text))
+
     metas = {key: item for key, item in items.items() if item["ftype"] in META_FTYPES}
     meta_paths = sorted({item["path"] for item in metas.values()})
     for item in items.values():
@@ -167,7 +186,7 @@ def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problem
         """False (and a problem) when the body read was not the declared size: its hash says nothing."""
         wrong = hasher.wrong_size.get(item["path"])
         if wrong:
-            problems.append(f"{where} item {key}: {item['path']}: read {wrong}, catalog says {item.get('size')}")
+            problem(key, f"{item['path']}: read {wrong}, catalog says {item.get('size')}")
         return not wrong
 
     for key, root in sorted(items.items()):
@@ -180,21 +199,19 @@ def _check_hashes(hasher: _Hasher, where: str, items: Mapping[str, Any], problem
         if not sized(key, root):
             continue
         if digests[""] != root.get("sha256"):
-            problems.append(
-                f"{where} item {key}: {root['path']} sha256 is {digests['']}, catalog says {root.get('sha256')}"
-            )
+            problem(key, f"{root['path']} sha256 is {digests['']}, catalog says {root.get('sha256')}")
         for meta_key, meta in sorted(metas.items()):
             if meta["path"] in hasher.wrong_size:
                 continue
             if meta.get(field_name) and meta[field_name] != digests[meta["path"]]:
-                problems.append(f"{where} item {meta_key}: {field_name} is {meta[field_name]}, but "
-                                f"sha256({meta['path']} ‖ {root['path']}) is {digests[meta['path']]}")
+                problem(meta_key, f"{field_name} is {meta[field_name]}, but "
+                                  f"sha256({meta['path']} ‖ {root['path']}) is {digests[meta['path']]}")
     for key, item in sorted(items.items()):
         if item["ftype"] in ROOT_COMBINED_FIELD:
             continue
         digest = hasher.digests[item["path"]] if item["path"] in hasher.digests else hasher.meta(item["path"])
         if sized(key, item) and digest != item.get("sha256"):
-            problems.append(f"{where} item {key}: {item['path']} sha256 is {digest}, catalog says {item.get('sha256')}")
+            problem(key, f"{item['path']} sha256 is {digest}, catalog says {item.get('sha256')}")
 
 
 def _reason(store: Store, key: str, exc: Exception) -> str:
@@ -203,18 +220,18 @@ def _reason(store: Store, key: str, exc: Exception) -> str:
     return text[len(where) + 2:] if text.startswith(f"{where}: ") else text
 
 
-def _unreadable(store: Store, key: str, exc: Exception) -> str:
+def _unreadable(store: Store, key: str, exc: Exception) -> Problem:
     """One line naming the file once: store errors already start with it."""
-    return f"{store.describe(key)}: unreadable: {_reason(store, key, exc)}"
+    return Problem(None, store.describe(key), "", f"unreadable: {_reason(store, key, exc)}")
 
 
-def served_entries(store: Store, problems: list[str]) -> list[dict[str, Any]]:
+def served_entries(store: Store, problems: list[Problem]) -> list[dict[str, Any]]:
     """The image-downloads entries of the served index.json, as clients read it (`verify`, `list`);
     [] with the reason in `problems` when there is none or the index is missing or unusable."""
     try:
         index = parse_json(store.read(INDEX_KEY), store.describe(INDEX_KEY))
     except NotFound:
-        problems.append(f"{store.describe(INDEX_KEY)}: missing (nothing is published)")
+        problems.append(Problem(None, store.describe(INDEX_KEY), "", "missing (nothing is published)"))
         return []
     except (ValueError, StoreError) as exc:
         problems.append(_unreadable(store, INDEX_KEY, exc))
@@ -225,42 +242,43 @@ def served_entries(store: Store, problems: list[str]) -> list[dict[str, Any]]:
         return []
     entries = [e for e in index["index"].values() if e["datatype"] == "image-downloads" and e["products"]]
     if not entries:
-        problems.append(f"{store.describe(INDEX_KEY)}: no image-downloads entry with products: clients list nothing")
+        problems.append(Problem(None, store.describe(INDEX_KEY), "",
+                                "no image-downloads entry with products: clients list nothing"))
     return entries
 
 
-def read_catalog(store: Store, path: str, problems: list[str]) -> Any:
+def read_catalog(store: Store, path: str, problems: list[Problem]) -> Any:
     """The parsed catalog an index entry names, or None with the reason in `problems`. A path that
     is not a plain relative path is never requested ('../../etc/passwd' stays on this side)."""
     why = path_problem(path)
     if why:
-        problems.append(f"{store.describe(INDEX_KEY)}: catalog {why}")
+        problems.append(Problem(None, store.describe(INDEX_KEY), "", f"catalog {why}"))
         return None
     try:
         catalog = parse_json(store.read(path), store.describe(path))
     except NotFound:
-        problems.append(f"{store.describe(path)}: named by index.json but missing")
+        problems.append(Problem(None, store.describe(path), "", "named by index.json but missing"))
         return None
     except (ValueError, StoreError) as exc:
         problems.append(_unreadable(store, path, exc))
         return None
     if catalog is None:
-        problems.append(f"{store.describe(path)}: null, expected a products:1.0 catalog")
+        problems.append(Problem(None, store.describe(path), "", "null, expected a products:1.0 catalog"))
     return catalog
 
 
 def _head_bytes(store: Store, key: str) -> bytes:
     """The first bytes of an object (the connection is dropped after them)."""
-    stream = store.iter_chunks(key, SNIFF_BYTES)
+    stream = store.iter_chunks(key, HEAD_BYTES)
     try:
-        return next(iter(stream), b"")[:SNIFF_BYTES]
+        return next(iter(stream), b"")[:HEAD_BYTES]
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
             close()
 
 
-def check_lxc_index(store: Store, catalogs: list[Any], problems: list[str]) -> int:
+def check_lxc_index(store: Store, catalogs: list[Any], problems: list[Problem]) -> int:
     """Check the served LXC index files and the files their lines name; the number of images listed."""
     expected = any(lxcindex.lxc_images(c) for c in catalogs if shape_problem(c) is None)
     checked: dict[str, str | None] = {}  # file key -> its problem (None: fine), each looked at once
@@ -271,26 +289,27 @@ def check_lxc_index(store: Store, catalogs: list[Any], problems: list[str]) -> i
                 data, _ = store.read_limited(key, MAX_LXC_INDEX)
         except NotFound:
             if expected:
-                problems.append(f"{store.describe(key)}: missing, but the catalog has LXC images "
-                                "(lxc-create -t download cannot find them)")
+                problems.append(Problem(None, store.describe(key), "", "missing, but the catalog has LXC images "
+                                        "(lxc-create -t download cannot find them)"))
             continue
         except (TooLarge, StoreError) as exc:
             problems.append(_unreadable(store, key, exc))
             continue
         found, why = lxcindex.parse_index(data)
-        problems.extend(f"{store.describe(key)}: {text}" for text in why)
+        problems.extend(Problem(None, store.describe(key), "", text) for text in why)
         images = max(images, len(found))
         for image in found:
             bad_path = path_problem(image.path)
             if bad_path:
-                problems.append(f"{store.describe(key)}: {image.line()}: {bad_path}")
+                problems.append(Problem(None, store.describe(key), "", f"{image.line()}: {bad_path}"))
                 continue
             for name in lxcindex.lxc_files():
                 file_key = version_file_key(image.path, name)
                 if file_key not in checked:
                     checked[file_key] = _lxc_file_problem(store, file_key, name)
                 if checked[file_key]:
-                    problems.append(f"{store.describe(file_key)}: named by {key} but {checked[file_key]}")
+                    problems.append(Problem(None, store.describe(file_key), "",
+                                            f"named by {key} but {checked[file_key]}"))
     return images
 
 
@@ -327,7 +346,8 @@ def client_check(catalog: Any, source: str, required: Sequence[str], report: Ver
                                "require it with --client)")
     for name in checked:
         for product, missing in clients.unlisted_by_product(rows, name).items():
-            report.problems.append(f"{source}: {clients.product_line(product, name, missing, totals[product])}")
+            report.problems.append(Problem(product, source, "", clients.product_line(product, name, missing,
+                                                                                   totals[product])))
 
 
 def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
@@ -346,13 +366,15 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
         if catalog is None:
             continue
         catalogs.append(catalog)
-        contract = contract_problems(catalog, store.describe(path), image_clients=())  # client_check does it
+        by_product = contract_problems_by_product(catalog, store.describe(path), image_clients=())  # client_check
+        contract = [p for found in by_product.values() for p in found]  # checks the clients
         problems.extend(contract)
         if contract and not (isinstance(catalog, dict) and isinstance(catalog.get("products"), dict)):
             continue
         client_check(catalog, store.describe(path), require, report)
         if sorted(entry["products"]) != sorted(catalog["products"]):
-            problems.append(f"{store.describe(INDEX_KEY)}: products listed for {path} differ from the catalog's")
+            problems.append(Problem(None, store.describe(INDEX_KEY), "",
+                                    f"products listed for {path} differ from the catalog's"))
         items = {
             item["path"]: item
             for product in catalog["products"].values()
@@ -363,13 +385,13 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
         sizes, refused = _sizes(store, set(items))
         for item_path, item in sorted(items.items()):
             if item_path in refused:
-                problems.append(f"{store.describe(item_path)}: named by {path} but {refused[item_path]}")
+                problems.append(Problem(None, store.describe(item_path), "",
+                                        f"named by {path} but {refused[item_path]}"))
             elif item_path not in sizes:
-                problems.append(f"{store.describe(item_path)}: named by {path} but missing")
+                problems.append(Problem(None, store.describe(item_path), "", f"named by {path} but missing"))
             elif sizes[item_path] != item.get("size"):
-                problems.append(
-                    f"{store.describe(item_path)}: {sizes[item_path]} bytes, {path} says {item.get('size')}"
-                )
+                problems.append(Problem(None, store.describe(item_path), "",
+                                        f"{sizes[item_path]} bytes, {path} says {item.get('size')}"))
         report.files += len(items)
         report.bytes += sum(sizes.values())
         report.products += len(catalog["products"])
@@ -377,14 +399,14 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
             for vname, version in sorted(product.get("versions", {}).items()):
                 report.versions += 1
                 if hashes and all(i["path"] in sizes for i in version["items"].values()):
-                    _check_hashes(hasher, f"{path}: product {pname} version {vname}", version["items"], problems)
+                    _check_hashes(hasher, path, pname, vname, version["items"], problems)
     report.lxc_images = check_lxc_index(store, catalogs, problems)
     if keyring is not None:
         verify_signatures(store, keyring, report)
     return report
 
 
-def _signed(store: Store, key: str, keyring: str, problems: list[str], *, data: bytes | None = None,
+def _signed(store: Store, key: str, keyring: str, problems: list[Problem], *, data: bytes | None = None,
             required: bool = True) -> bytes | None:
     """The content a signed file signs, once gpgv checked it against `keyring` (None: a problem,
     or an optional file that is absent). `data`: check the detached signature `key` over it."""
@@ -393,7 +415,7 @@ def _signed(store: Store, key: str, keyring: str, problems: list[str], *, data: 
             raw = store.read(key)
     except NotFound:
         if required:
-            problems.append(f"{store.describe(key)}: missing, expected a signed file")
+            problems.append(Problem(None, store.describe(key), "", "missing, expected a signed file"))
         return None
     except StoreError as exc:
         problems.append(_unreadable(store, key, exc))
@@ -401,7 +423,7 @@ def _signed(store: Store, key: str, keyring: str, problems: list[str], *, data: 
     try:
         verified = gpg_verify(raw, keyring) if data is None else gpg_verify(data, keyring, signature=raw)
     except SignatureError as exc:
-        problems.append(f"{store.describe(key)}: {exc}")
+        problems.append(Problem(None, store.describe(key), "", str(exc)))
         return None
     return verified.content if data is None else data
 
@@ -420,7 +442,7 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
     try:
         index = parse_json(content, where)
     except ValueError as exc:
-        problems.append(f"{where}: signed content is not JSON ({exc})")
+        problems.append(Problem(None, where, "", f"signed content is not JSON ({exc})"))
         return
     index_problems = schema_problems(index, "index", where)
     if index_problems:
@@ -434,13 +456,13 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
         path = entry["path"]
         why = path_problem(path)
         if why:
-            problems.append(f"{where}: catalog {why}")
+            problems.append(Problem(None, where, "", f"catalog {why}"))
             continue
         expected = signed_key(unsigned_path) if name == INDEX_NAME and isinstance(unsigned_path, str) \
             and has_signed_twin(unsigned_path) else None
         if expected is not None and path != expected:
-            problems.append(f"{where}: names {path}, expected {expected}, the signed twin of the catalog "
-                            f"index.json names ({unsigned_path})")
+            problems.append(Problem(None, where, "", f"names {path}, expected {expected}, the signed twin of the "
+                                                     f"catalog index.json names ({unsigned_path})"))
             continue
         signed = _signed(store, path, keyring, problems)
         if signed is None:
@@ -450,10 +472,10 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
             catalog = parse_json(signed, store.describe(path))
             products = sorted(catalog["products"])
         except (ValueError, KeyError, TypeError) as exc:
-            problems.append(f"{store.describe(path)}: signed content is not a catalog ({exc})")
+            problems.append(Problem(None, store.describe(path), "", f"signed content is not a catalog ({exc})"))
             continue
         if products != sorted(entry["products"]):
-            problems.append(f"{where}: products listed for {path} differ from the signed catalog's")
+            problems.append(Problem(None, where, "", f"products listed for {path} differ from the signed catalog's"))
         if expected is None:
             continue
         try:
@@ -461,7 +483,7 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
         except StoreError:
             continue  # reported by the unsigned walk
         if not same_document(signed, unsigned, lambda doc: parse_json(doc, store.describe(unsigned_path))):
-            problems.append(f"{store.describe(path)}: signs another document than {unsigned_path}")
+            problems.append(Problem(None, store.describe(path), "", f"signs another document than {unsigned_path}"))
         detached = detached_signature_key(unsigned_path)
         if _signed(store, detached, keyring, problems, data=unsigned, required=False) is not None:
             report.signatures.append(detached)
@@ -481,6 +503,6 @@ def _check_plain_copy(store: Store, keyring: str, folder: str, report: VerifyRep
     if signed is not None:
         report.signatures.append(twin)
         if not same_document(signed, data, lambda doc: parse_json(doc, store.describe(plain))):
-            report.problems.append(f"{store.describe(twin)}: signs another document than {plain}")
+            report.problems.append(Problem(None, store.describe(twin), "", f"signs another document than {plain}"))
     if _signed(store, detached_signature_key(plain), keyring, report.problems, data=data, required=False) is not None:
         report.signatures.append(detached_signature_key(plain))

@@ -21,7 +21,7 @@ from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
 from ..vocabulary import clients, imagefiles
 from ..vocabulary.layout import catalog_digest, catalog_digest_of
-from ..vocabulary.problems import Problem, with_source
+from ..vocabulary.problems import Problem
 from ..vocabulary.text import text_problem
 from . import lxcindex
 from .deltas import delta_problems, published_items
@@ -289,15 +289,15 @@ def contract_problems_by_product(
     found: dict[str | None, list[Problem]] = {}
     products: Mapping[str, Any] = catalog.get("products", {})
     if not isinstance(products, Mapping):
-        return {None: with_source(schema_problems(catalog, "products", source), source)}
+        return {None: schema_problems(catalog, "products", source)}
     checked = {n: p for n, p in products.items() if focus is None or n in focus}
     for name in sorted(checked) if schema_problems({**catalog, "products": checked}, "products", source) else ():
-        typed = schema_problems({**catalog, "products": {name: products[name]}}, "products", source)
+        typed = schema_problems({**catalog, "products": {name: products[name]}}, "products", source, product=name)
         if typed:
-            found[name] = with_source(typed, source, name)  # wrong JSON types: one of them breaks the whole remote
+            found[name] = typed  # wrong JSON types: one of them breaks the whole remote
     top = schema_problems({**catalog, "products": {}}, "products", source)
     if top:
-        found[None] = with_source(top, source)
+        found[None] = top
     if found:
         return found
     if not products:

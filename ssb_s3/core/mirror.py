@@ -22,15 +22,17 @@ Everything here comes from a server we do not control, so every value is checked
   one bad upstream product, version or item never stops the publish of the rest;
 - every copied item field must be what ssb.schema.json accepts (md5, combined_* hashes,
   delta_base: the name of another version of the product), else the item is dropped: what is
-  written must read back on the next run;
+  written must read back on the next run (_item_problem holds the schema's item rules;
+  tests/test_mirror_scale.py checks every field against the schema itself);
 - a product's folder may not equal, lie inside or contain another product's (tree.yml's, or
   one mirrored already), nor one of the tree's own keys (layout.reserved_folders); checked in
   O(depth) per product (Folders), so that selection stays near-linear in the catalog's size;
 - what a catalog repeats is checked once per selection, never less strictly: the product fields
   but names and aliases (_common_config), which clients can use a version's items (by the items'
   names, ftypes and fields), vocabulary/text on all of a product's strings at once (each copied part
-  again only when one is refused), the schema on a whole version (each item again only when it
-  fails); bench/run.py --only selection times 100k products (under 10 s was the target);
+  again only when one is refused; not at all when the catalog's bytes show every string clean:
+  vocabulary.text.json_strings_clean); bench/run.py --only selection times 100k products (the
+  target: under 10 s on the 2-core machine);
 - an alias (per canonical arch) belongs to the tree's own product that declares it, then to the
   first upstream product in sort order: an upstream product claiming one held by another is
   dropped whole (it never takes nor blocks an alias of ours);
@@ -61,10 +63,9 @@ from typing import Any, NamedTuple, TypeGuard
 
 from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias
 from ..filters import Filter, FilterError
-from ..schemas import schema_problems
 from ..vocabulary import imagefiles
 from ..vocabulary.layout import reserved_folders, reserved_problem, under_prefix, version_dir, version_file_key
-from ..vocabulary.text import document_problem
+from ..vocabulary.text import document_problem, text_problem
 from . import lxcindex
 from .catalog import _images_of_version, _mirrored_items, _path_problem, catalog_product, no_gc
 from .deltas import without_orphans
@@ -76,6 +77,7 @@ VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 PLAIN = re.compile(r"[^\s/\\]+")
 WORD = re.compile(r"\S+")  # \s is what str.isspace calls space
 SHA256 = re.compile(r"[0-9a-f]{64}")
+MD5 = re.compile(r"[0-9a-f]{32}")
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ITEM_FIELDS = ("ftype", "path", "size", "sha256", "md5", *imagefiles.COMBINED_FIELDS, "delta_base")
 _ITEM_FIELD_SET = frozenset(ITEM_FIELDS)
@@ -88,10 +90,14 @@ CLIENT_NAMES = {"lxd": "LXD", "incus": "Incus"}
 MAX_TEXT_BYTES = 1024
 
 
+_NEVER_MAPPINGS = frozenset({str, int, float, bool, type(None), list})
+
+
 def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
-    """isinstance(value, Mapping), a dict (what JSON gives) answered first: the ABC's own check costs
-    more than most of the checks it guards, and it runs for every object of the catalog."""
-    return type(value) is dict or isinstance(value, Mapping)
+    """isinstance(value, Mapping), what JSON gives answered first: the ABC's own check costs more
+    than most of the checks it guards, and it runs for every object of the catalog."""
+    kind = type(value)
+    return kind is dict or (kind not in _NEVER_MAPPINGS and isinstance(value, Mapping))
 
 
 def _too_long(key: str, value: Any) -> str | None:
@@ -203,7 +209,7 @@ def _product_config(pname: str, product: Mapping[str, Any], directory: str, drop
             common = shared[fields] = _common_config(fields)
     else:
         common = _common_config(fields)
-    too_long, problem, note, values = common
+    too_long, problem, note, template = common
     raw = product.get("aliases")
     texts = [("aliases", raw if isinstance(raw, str) else "")]
     for key in ("lxd_requirements", "requirements"):
@@ -227,14 +233,24 @@ def _product_config(pname: str, product: Mapping[str, Any], directory: str, drop
             requirements.update({str(k): str(v) for k, v in raw.items() if isinstance(v, (str, bool, int))})
     if note:
         drop(note)
-    return ProductConfig(name=pname, directory=directory, aliases=tuple(dict.fromkeys(aliases)),
-                         requirements=tuple(sorted(requirements.items())), **values)
+    return _config_like(template, name=pname, directory=directory, aliases=tuple(dict.fromkeys(aliases)),
+                        requirements=tuple(sorted(requirements.items())))
 
 
-def _common_config(fields: tuple[Any, ...]) -> tuple[str | None, str | None, str | None, dict[str, Any]]:
+def _config_like(template: ProductConfig, **changes: Any) -> ProductConfig:
+    """dataclasses.replace(template, **changes) at a seventh of its cost (a selection makes one per
+    upstream product): the template was built by ProductConfig's own __init__ (it has no
+    __post_init__), and the changes are fields already checked by _product_config."""
+    config: ProductConfig = object.__new__(ProductConfig)
+    config.__dict__.update(template.__dict__, **changes)
+    return config
+
+
+def _common_config(fields: tuple[Any, ...]) -> tuple[str | None, str | None, str | None, ProductConfig]:
     """What _CONFIG_FIELDS' values give, whatever the product: (why one is too long, why the product
-    is refused, what is left out, ProductConfig's fields made of them), the first two checked in
-    that order, before the aliases and requirements are (_product_config)."""
+    is refused, what is left out, a ProductConfig of them with no name, folder, aliases nor
+    requirements: _config_like adds the product's), the first two checked in that order, before the
+    aliases and requirements are (_product_config)."""
     arch, release, os_name, title, variant, version, eol = fields
     too_long = next((why for key, value in zip(_CONFIG_FIELDS, fields, strict=True)
                      if (why := _too_long(key, value))), None)
@@ -247,12 +263,12 @@ def _common_config(fields: tuple[Any, ...]) -> tuple[str | None, str | None, str
     if not isinstance(variant, str) or (variant and not VARIANT.fullmatch(variant)):
         note = f"variant '{str(variant)[:40]}' left out: expected letters, digits and . _ + - only"
         variant = ""
-    return too_long, problem, note, {
-        "arch": str(arch), "release": str(release), "os": str(os_name),
-        "release_title": title if isinstance(title, str) and title else str(release),
-        "version": version if isinstance(version, str) else "", "variant": variant,
-        "support_eol": eol if isinstance(eol, str) and DATE.fullmatch(eol) else "",
-    }
+    template = ProductConfig(
+        name="", directory="", arch=str(arch), release=str(release), os=str(os_name),
+        release_title=title if isinstance(title, str) and title else str(release),
+        version=version if isinstance(version, str) else "", variant=variant,
+        support_eol=eol if isinstance(eol, str) and DATE.fullmatch(eol) else "")
+    return too_long, problem, note, template
 
 
 def _directory(pname: str, versions: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
@@ -270,22 +286,30 @@ def _directory(pname: str, versions: Mapping[str, Mapping[str, Mapping[str, Any]
 
 
 def _item_problem(item: Any) -> str | None:
-    if not _is_mapping(item):
+    """Why an upstream item is refused (None: every field ssb.schema.json's item knows is what it
+    accepts, so that the ssb.json written holds nothing the next run would refuse: the same rules as
+    schemas._fast_ssb_version, pinned by tests/test_mirror.py's test against the schema)."""
+    if not (type(item) is dict or isinstance(item, Mapping)):
         return "not an object"
     if item.get("ftype") not in imagefiles.KNOWN_FTYPES:
         return f"ftype '{str(item.get('ftype'))[:40]}' is unknown to LXD and Incus"
-    if not isinstance(item.get("sha256"), str) or not SHA256.fullmatch(item["sha256"]):
+    sha256 = item.get("sha256")
+    if type(sha256) is not str or not SHA256.fullmatch(sha256):
         return "sha256 missing or not 64 hex digits (it could not be verified)"
     size = item.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 1 << 53:
+    if type(size) is not int or not 0 <= size < 1 << 53:
         return "size missing or not a number of bytes"
     why = _path_problem(item.get("path")) or _too_long("path", item.get("path"))
     if why:
         return why
     # its file name is plain (PLAIN) too: _path_problem refuses spaces, '\\' and an empty last part
-    for key in [k for k in imagefiles.COMBINED_FIELDS if k in item]:
-        if not (isinstance(item[key], str) and SHA256.fullmatch(item[key])):
-            return f"{key} is not 64 hex digits"
+    if len(item) > 4:  # more than ftype, path, size and sha256
+        for key in [k for k in imagefiles.COMBINED_FIELDS if k in item]:
+            if not (type(item[key]) is str and SHA256.fullmatch(item[key])):
+                return f"{key} is not 64 hex digits"
+        md5 = item.get("md5")
+        if md5 is not None and not (type(md5) is str and MD5.fullmatch(md5)):
+            return "md5 is not 32 hex digits"
     return None
 
 
@@ -302,9 +326,10 @@ class Folders:
         for folder in folders:
             self.add(folder, owner)
 
-    def add(self, folder: str, owner: str = "") -> None:
+    def add(self, folder: str, owner: str = "", ancestors: list[str] | None = None) -> None:
+        """`ancestors`: _ancestors(folder), when the caller has it already."""
         self._owners.setdefault(folder, set()).add(owner)
-        for above in _ancestors(folder)[:-1]:
+        for above in (_ancestors(folder) if ancestors is None else ancestors)[:-1]:
             below = self._below.get(above)
             if below is None:
                 self._below[above] = [folder]
@@ -315,10 +340,12 @@ class Folders:
         owners = self._owners.get(folder)
         return owners is not None and (len(owners) > 1 or name not in owners)
 
-    def overlap(self, directory: str, name: str | None = None) -> str | None:
+    def overlap(self, directory: str, name: str | None = None, ancestors: list[str] | None = None) -> str | None:
         """A folder (not owned by `name` alone) that `directory` equals, lies inside, or contains
-        (None: none); the outermost one above it first."""
-        ancestors = _ancestors(directory)
+        (None: none); the outermost one above it first. `ancestors`: _ancestors(directory), when the
+        caller has it already."""
+        if ancestors is None:
+            ancestors = _ancestors(directory)
         if self._owners.keys().isdisjoint(ancestors) and directory not in self._below:
             return None  # the common case, answered without a loop
         for above in ancestors:
@@ -332,42 +359,32 @@ def _ancestors(folder: str) -> list[str]:
     return list(itertools.accumulate(folder.split("/"), "{}/{}".format))
 
 
-def _prepared_item(vname: str, iname: str, item: Mapping[str, Any],
-                   versions: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The item as our ssb.json will hold it (the copied fields; path set later), or why not (the
-    schema is checked by _schema_refusals, for the whole version at once)."""
+def _prepared_item(vname: str, iname: str, item: Mapping[str, Any], versions: Mapping[str, Any],
+                   text: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """The item as our ssb.json will hold it (the copied fields; path set later), or why not.
+    `text`: check its name with vocabulary/text (False: the product's strings were found clean; its
+    other strings are hex digits, a known ftype, a version name or a path _path_problem checked)."""
     why = _item_problem(item) or (None if _plain_name(iname) else "item name is not plain")
+    if why is None and text:
+        why = text_problem(iname)
+        why = None if why is None else f"item name {why}"
     if why:
         return None, why
-    base = item.get("delta_base")
-    if "delta_base" in item and not (isinstance(base, str) and base in versions and base != vname):
-        return None, f"delta_base {str(base)[:40]!r} is not another version of this product"
+    if "delta_base" in item:
+        base = item["delta_base"]
+        if not (type(base) is str and base in versions and base != vname):
+            return None, f"delta_base {str(base)[:40]!r} is not another version of this product"
     if item.keys() <= _ITEM_FIELD_SET:  # nothing else in it (ssb.json is written with sorted keys)
         return dict(item), None
     return {k: item[k] for k in ITEM_FIELDS if k in item}, None
-
-
-def _schema_refusals(pname: str, vname: str, prepared: Mapping[str, Mapping[str, Any]],
-                     text: bool) -> dict[str, str]:
-    """Item name -> why ssb.schema.json (with vocabulary/text) refuses it, of a version's prepared items:
-    every copied field must be what it accepts, else the next run could not read it. Each item is
-    judged alone (the schema has no rule across items), but one check of the whole version answers
-    for all of them when none is refused. `text` False: the product's strings were found clean."""
-
-    def problems(items: Mapping[str, Any]) -> list[str]:
-        return schema_problems({"name": pname, "versions": {vname: {"items": items}}}, "ssb", "ssb.schema.json",
-                               limit=1, text=text)
-
-    if not prepared or not problems(prepared):
-        return {}
-    return {iname: found[0][:300] for iname, item in prepared.items() if (found := problems({iname: item}))}
 
 
 def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Sequence[str] = ("LXD", "Incus"),
            max_versions: int | None = None, prefix: str = "", taken_dirs: Iterable[str] = (),
            taken_names: Iterable[str] = (), mirrored_dirs: Mapping[str, str] | None = None,
            taken_aliases: dict[tuple[str, str], str] | None = None,
-           reserved: tuple[str, ...] = reserved_folders(), max_file_size: int | None = None) -> Selection:
+           reserved: tuple[str, ...] = reserved_folders(), max_file_size: int | None = None,
+           text_clean: bool = False) -> Selection:
     """What to mirror from an upstream products:1.0 catalog (see the module docstring).
 
     `prefix`: the target tree's prefix (items go to <prefix>/<directory>/<version>/<file>);
@@ -382,6 +399,8 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
     product selected are added to it (the first upstream product in sort order keeps an alias, as
     LXD's own rule).
     `max_file_size`: an item declaring more bytes is dropped (nothing of it is ever copied).
+    `text_clean`: every string of the catalog is known clean (vocabulary.text.json_strings_clean of
+    the bytes it was parsed from); else each product's strings are checked.
     `selected` is the filters' choice with --max, as sstream-mirror makes it; the versions kept
     are the newest `max_versions` of those that pass every check.
     The cyclic garbage collector is paused meanwhile (catalog.no_gc: what is built is acyclic, and
@@ -390,13 +409,14 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
     with no_gc():
         return _select(catalog, filters, clients=clients, max_versions=max_versions, prefix=prefix,
                        taken_dirs=taken_dirs, taken_names=taken_names, mirrored_dirs=mirrored_dirs,
-                       taken_aliases=taken_aliases, reserved=reserved, max_file_size=max_file_size)
+                       taken_aliases=taken_aliases, reserved=reserved, max_file_size=max_file_size,
+                       text_clean=text_clean)
 
 
 def _select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Sequence[str],
             max_versions: int | None, prefix: str, taken_dirs: Iterable[str], taken_names: Iterable[str],
             mirrored_dirs: Mapping[str, str] | None, taken_aliases: dict[tuple[str, str], str] | None,
-            reserved: tuple[str, ...], max_file_size: int | None) -> Selection:
+            reserved: tuple[str, ...], max_file_size: int | None, text_clean: bool) -> Selection:
     out = Selection()
     products = catalog.get("products")
     if not isinstance(products, Mapping):
@@ -421,7 +441,7 @@ def _select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: S
             continue
         # vocabulary/text on every copied string: one search of all the product's strings answers for all of
         # them when none is refused (`clean`); else each copied part is checked on its own.
-        clean = document_problem(product) is None
+        clean = text_clean or document_problem(product) is None
         bad_text = None if clean else document_problem({k: product[k] for k in PRODUCT_FIELDS if k in product})
         if bad_text:
             drop(f"{bad_text[0]} {bad_text[1]}")
@@ -472,7 +492,8 @@ def _select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: S
         if why:
             drop(why)
             continue
-        other = dirs.overlap(directory, pname)
+        ancestors = _ancestors(directory)
+        other = dirs.overlap(directory, pname, ancestors)
         if other is not None:
             drop(f"its folder {directory} overlaps {other}, the folder of another product")
             continue
@@ -516,7 +537,7 @@ def _select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: S
             continue
         for alias in config.aliases:
             claim_alias(owners, alias, config.arch, pname)
-        dirs.add(directory)
+        dirs.add(directory, "", ancestors)
         names.add(pname)
         out.products[pname] = config
         out.versions[pname] = kept
@@ -535,12 +556,11 @@ def _version_items(pname: str, vname: str, chosen: Sequence[str], versions: Mapp
     prepared: dict[str, dict[str, Any]] = {}
     refused: dict[str, str] = {}
     for iname in chosen:
-        item, why = _prepared_item(vname, iname, versions[vname]["items"][iname], versions)
+        item, why = _prepared_item(vname, iname, versions[vname]["items"][iname], versions, text)
         if item is None:
             refused[iname] = str(why)
         else:
             prepared[iname] = item
-    refused.update(_schema_refusals(pname, vname, prepared, text))
     items: dict[str, dict[str, Any]] = {}
     names: dict[str, tuple[str, int]] = {}
     for iname in chosen:

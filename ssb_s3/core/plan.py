@@ -694,7 +694,9 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
               if read.refreshed and read.manifest is not None and name not in checked.problems]
     signing = bool(opts.sign_key or tree.signing.key)
     content = Content(tree, catalog, data, key, index_extra(tree, catalog, history, signing, recorded), now=snap.now,
-                      base_url=opts.base_url or tree.page.base_url, lxc_served=bool(lxc_images(snap.served or {})))
+                      base_url=opts.base_url or tree.page.base_url, lxc_served=bool(lxc_images(snap.served or {})),
+                      served=snap.served, served_views=served_views(snap.index) or frozenset(),
+                      listing=snap.tree_listing if only is None else None)
     views = render(content)
     if key == snap.damaged_key:  # what is under our own key is not what the key names: replace it
         views = tuple(replace(view, create_only=False) if view.key == key else view for view in views)

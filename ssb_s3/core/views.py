@@ -4,7 +4,8 @@ A view is (key, bytes, content type, cache class): the cache class names the tre
 `cache_control` entry it is served with. Today's views: the content-addressed catalog, the plain
 images.json copy, the classic LXC index (meta/1.0/index-system, index-user and their `.N` copies:
 core/lxcindex), the catalog web page (index.html, ssb_s3.core.page; none with `page: false`)
-and index.json. The commit (ssb_s3.storage.tree) writes the content-addressed views (`addressed`)
+with its product pages, and index.json.
+The commit (ssb_s3.storage.tree) writes the content-addressed views (`addressed`)
 before it flips the index, so whatever the index names is already there, and the fixed-name views
 after the flip, so none of them ever shows a catalog the index does not serve; then it writes the
 index again, recording them (`flip_index`). Adding a view (an HTML page, an
@@ -17,17 +18,27 @@ companion keyed `<catalog key><suffix>` (e.g. `images-<hash>.json.asc`) or its c
 `images-<hash>.sjson` (written by the signing step, ssb_s3.core.signed, not by a renderer): a
 companion is purged with its catalog, once no catalog within the grace names it
 (retention.superseded_views, TreeLayout.catalog_of_view).
+
+The product pages (page_views) are `part`s of the page: index.json records the page alone (its key
+and settings, which hold the pages' layout), and that record, written only once every fixed-name
+view is written, says that every product page of the served catalog is in place. So a publish
+renders and writes only the pages of the products whose catalog entry differs from the served
+one (all of them when the record is missing or its settings differ), and `delete`s the pages of
+the products the catalog no longer lists; the commit writes the parts before the index page that
+links to them and deletes only after it (storage.tree.write_fixed_views): a reader never follows
+a link from the index to a missing page.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import TreeConfig
-from ..vocabulary.layout import INDEX_KEY, LXC_INDEX_KEYS
+from ..vocabulary.layout import INDEX_KEY, LXC_INDEX_KEYS, is_product_page_key
 from . import lxcindex, page
 from .catalog import build_index, to_bytes
 from .retention import VIEWS_KEY
@@ -51,6 +62,11 @@ class Content:
     now: float = 0.0
     base_url: str = ""
     lxc_served: bool = False  # the served catalog has an LXC image: its LXC index must be rewritten
+    served: Mapping[str, Any] | None = None  # the catalog served now (None: none usable)
+    served_views: frozenset[str] = frozenset()  # the views the served index.json records (VIEWS_KEY)
+    # the tree's files (a full publish's listing, keys from the store's root), where product pages
+    # no catalog lists are found (left by a run that stopped after its flip); None: not listed
+    listing: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,15 @@ class View:
     # what else than the catalog the bytes depend on (settings), recorded with the key in
     # index.json: a change of them rewrites the views although the catalog did not change
     settings: str = ""
+    part: bool = False  # a product page: recorded with the page, not alone; written before the other views
+    delete: bool = False  # a product page to delete (no data), after every other view is written
+    # the bytes, rendered when written (`data` is then empty): a full publish of 10,000 products
+    # holds no 10,000 product pages at once
+    lazy: Callable[[], bytes] | None = None
+
+    def body(self) -> bytes:
+        """The bytes to write: `data`, or those `lazy` renders."""
+        return self.data if self.lazy is None else self.lazy()
 
     @property
     def is_index(self) -> bool:
@@ -76,7 +101,8 @@ class View:
         return f"{self.key}#{self.settings}" if self.settings else self.key
 
 
-Renderer = Callable[[Content], View | None]  # None: nothing to write for this content (a view turned off)
+# None: nothing to write for this content (a view turned off); a tuple: several views (the page and its parts)
+Renderer = Callable[[Content], View | tuple[View, ...] | None]
 
 
 def catalog_view(content: Content) -> View:
@@ -112,15 +138,39 @@ def index_view(content: Content) -> View:
     return View(INDEX_KEY, to_bytes(index), cache="index")
 
 
-def page_view(content: Content) -> View | None:
-    """The catalog web page at tree.yml page.path (index.html), unless `page: false`."""
+def page_views(content: Content) -> tuple[View, ...] | None:
+    """The catalog web page at tree.yml page.path (index.html), unless `page: false`, with the pages
+    of the products whose entry differs from the served catalog's (every product's when the served
+    index.json does not record this page with these settings), and the deletions of the pages of
+    the products it no longer lists (a product without versions has none)."""
     config = content.tree.page
     if not config.enabled:
         return None
     base_url = content.base_url or config.base_url
     html = page.render_page(content.catalog, config, now=content.now, base_url=base_url)
-    settings = hashlib.sha256(repr((config, base_url)).encode()).hexdigest()[:12]
-    return View(content.tree.layout.page_key, html, content_type=HTML_TYPE, cache="page", settings=settings)
+    settings = hashlib.sha256(repr((config, base_url, page.LAYOUT)).encode()).hexdigest()[:12]
+    index = View(content.tree.layout.page_key, html, content_type=HTML_TYPE, cache="page", settings=settings)
+    served = content.served or {}
+    in_place = index.recorded in content.served_views  # every page of the served catalog is there
+    before: Mapping[str, Any] = served.get("products", {}) if in_place else {}
+    wanted: dict[str, str] = {}  # product -> its page's key
+    parts = []
+    for name, entry in content.catalog.get("products", {}).items():
+        key = page.product_page_key(config, name)
+        if key is None or not entry.get("versions"):
+            continue
+        wanted[name] = key
+        old = before.get(name)
+        if old is entry or old == entry:
+            continue
+        parts.append(View(key, b"", content_type=HTML_TYPE, cache="page", part=True,
+                          lazy=functools.partial(page.render_product, name, entry, config, base_url=base_url)))
+    gone = {key for name, entry in served.get("products", {}).items()
+            if name not in wanted and (key := page.product_page_key(config, name)) is not None}
+    gone.update(key for key in content.listing or () if is_product_page_key(config.path, key)
+                and key not in wanted.values())
+    deletes = [View(key, b"", content_type=HTML_TYPE, cache="page", part=True, delete=True) for key in sorted(gone)]
+    return (*sorted(parts, key=lambda v: v.key), index, *deletes)
 
 
 def seed_content(tree: TreeConfig, catalog: Mapping[str, Any]) -> Content:
@@ -129,7 +179,7 @@ def seed_content(tree: TreeConfig, catalog: Mapping[str, Any]) -> Content:
     return Content(tree, catalog, to_bytes(catalog), tree.layout.plain_catalog_key, {})
 
 
-VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, *LXC_INDEX_VIEWS, page_view, index_view)
+VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, *LXC_INDEX_VIEWS, page_views, index_view)
 
 
 class ViewError(ValueError):
@@ -142,8 +192,11 @@ def render(content: Content, views: tuple[Renderer, ...] | None = None) -> tuple
     next publish sees a view missing from the served tree (a new kind, or one turned on) with no
     request, and writes the views although the catalog did not change."""
     renderers = VIEWS if views is None else views
-    rendered = tuple(view for renderer in renderers if renderer is not index_view
-                     if (view := renderer(content)) is not None)
+    rendered: tuple[View, ...] = ()
+    for renderer in renderers:
+        if renderer is not index_view:
+            made = renderer(content)
+            rendered += (made,) if isinstance(made, View) else made or ()
     for view in rendered:
         if view.create_only and not view.key.startswith(content.catalog_key):
             raise ViewError(f"content-addressed view {view.key} must be keyed after its catalog "
@@ -171,5 +224,5 @@ def flip_index(content: Content, rendered: tuple[View, ...]) -> View:
 
 
 def view_keys(views: tuple[View, ...]) -> list[str]:
-    """The views other than index.json, as index.json records them (View.recorded)."""
-    return sorted(view.recorded for view in views if not view.is_index)
+    """The views other than index.json and the product pages, as index.json records them (View.recorded)."""
+    return sorted(view.recorded for view in views if not view.is_index and not view.part)

@@ -35,6 +35,7 @@ from ..schemas import schema_problems
 from ..vocabulary.imagefiles import (
     BUILT_FILES,
     DELTA_FTYPES,
+    HEAD_BYTES,
     IMAGE_FILES,
     VersionHasher,
     is_complete,
@@ -61,7 +62,7 @@ def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]
 
     A file is read up to its listed size plus one byte at most (one chunk past it for files of
     CHUNK_SIZE or more): a file that grew, or that is no file at all, is reported as changed,
-    never read on. `heads`, if given, gets each file's first 64 bytes, or all of it for a
+    never read on. `heads`, if given, gets each file's first HEAD_BYTES, or all of it for a
     metadata tarball of at most KEEP_METADATA_BYTES (for the artifact checks, without reading it
     again).
     """
@@ -76,7 +77,7 @@ def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]
         try:
             for chunk in chunks:
                 feed(chunk)
-                head += chunk[: 64 - len(head)]
+                head += chunk[: HEAD_BYTES - len(head)]
                 tail = (tail + chunk)[-2:]
                 if keep and hasher.sizes[name] <= KEEP_METADATA_BYTES:
                     kept.append(chunk)
@@ -248,7 +249,7 @@ def parse_manifest(data: bytes, source: str, product: ProductConfig) -> dict[str
         raise ManifestError(f"{source}: not valid JSON: {exc}") from None
     problems = schema_problems(manifest, "ssb", source, limit=MANIFEST_PROBLEMS_LISTED)
     if problems:
-        raise ManifestError("; ".join(problems))
+        raise ManifestError("; ".join(map(str, problems)))
     if manifest["name"] != product.name:
         raise ManifestError(
             f"{source}: name: '{manifest['name']}' does not match product '{product.name}' of tree.yml"

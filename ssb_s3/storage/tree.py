@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_TYPE = "application/octet-stream"
 MANIFEST_READERS = 16  # manifests are small: many reads in flight hide the latency per request
+VIEW_WRITERS = 16  # views written at once (a full publish may write thousands of product pages)
 MANIFEST_LIMITS = httpread.Limits()  # prefix_path fetches: the module constants of ssb_s3.storage.httpread
 
 
@@ -377,30 +378,41 @@ class Tree:
         self._write_all([*views, *(view for view in signed if addressed(view, plan.catalog_key))])
 
     def write_fixed_views(self, plan: Plan, signed: tuple[View, ...] = ()) -> None:
-        """After the flip: the fixed-name views (images.json, the LXC index, the page, the signed plain
-        copy), concurrently, then streams/v1/index.sjson, which names the signed catalog. A failed flip
-        never reaches here, so none of them ever shows a catalog that index.json does not serve."""
+        """After the flip: the product pages to write, then the other fixed-name views (images.json,
+        the LXC index, the page that links to those product pages, the signed plain copy),
+        concurrently, then the product pages to delete (the page no longer links to them), then
+        streams/v1/index.sjson, which names the signed catalog. A failed flip never reaches here, so
+        none of them ever shows a catalog that index.json does not serve."""
         fixed = [view for view in plan.views if not view.is_index and not addressed(view, plan.catalog_key)]
-        self._write_all([*(fixed if plan.catalog_changed else []),
+        if not plan.catalog_changed:
+            fixed = []
+        self._write_all([view for view in fixed if view.part and not view.delete])
+        self._write_all([*(view for view in fixed if not view.part),
                          *(view for view in signed if not addressed(view, plan.catalog_key)
                            and not is_signed_index(view))])
+        self._write_all([view for view in fixed if view.delete])
         for view in signed:
             if is_signed_index(view):
                 self._write_one(view)
 
     def _write_all(self, views: list[View]) -> None:
-        with ThreadPoolExecutor(max_workers=max(1, len(views)), thread_name_prefix="ssb-view") as pool:
+        if not views:
+            return
+        with ThreadPoolExecutor(max_workers=min(VIEW_WRITERS, len(views)), thread_name_prefix="ssb-view") as pool:
             for done in [pool.submit(self._write_one, view) for view in views]:
                 done.result()
 
     def _write_one(self, view: View) -> None:
+        if view.delete:
+            self.target.delete(view.key)
+            return
         cache = getattr(self.config.cache_control, view.cache)
         if view.create_only:
             with contextlib.suppress(PreconditionFailed):
-                self.target.write(view.key, view.data, content_type=view.content_type, cache_control=cache,
+                self.target.write(view.key, view.body(), content_type=view.content_type, cache_control=cache,
                                   if_none_match=self.conditional)
         else:
-            self.target.write(view.key, view.data, content_type=view.content_type, cache_control=cache)
+            self.target.write(view.key, view.body(), content_type=view.content_type, cache_control=cache)
 
     def write_view(self, view: View) -> None:
         """One view, unconditionally (build-images-file, build-index: the seed's step-by-step commands)."""

@@ -290,6 +290,11 @@ def upload_order(names: Iterable[str]) -> list[str]:
 
 # --- content ----------------------------------------------------------------------------------
 
+# The first bytes of a file that sniff and truncation_problem read (the squashfs superblock's
+# bytes_used ends at 48): every reader of a file's head reads this many.
+HEAD_BYTES = 64
+
+
 def sniff(head: bytes) -> str:
     """The content kind of a file from its first bytes (a MAGIC key), or 'unknown'."""
     for kind, magics in MAGIC.items():
@@ -308,7 +313,7 @@ def content_kind_problem(name: str, head: bytes) -> str | None:
 
 
 def truncation_problem(name: str, size: int, head: bytes, tail: bytes) -> str | None:
-    """Why no client could use this file, from its first 64 and last 2 bytes (None: looks whole)."""
+    """Why no client could use this file, from its first HEAD_BYTES and last 2 bytes (None: looks whole)."""
     if size == 0:
         return "is empty (0 bytes)"
     kind = sniff(head)

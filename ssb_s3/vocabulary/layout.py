@@ -19,6 +19,7 @@ reads the package's source and fails on a literal of this module's outside it). 
                                                `<base version>.<root file>.vcdiff` (delta_file_name)
     <prefix>/<directory>/<version>/.ssb-upload.json  UPLOAD_MARKER_NAME: build-product's marker
     <page>                                     page_key: the catalog web page (index.html)
+    <page folder>/products/<name>.html         product_page_key: one page per product (PAGES_FOLDER)
     meta/1.0/index-system, index-user (+ .7)   LXC_INDEX_KEYS: the classic LXC index
     .ssb-s3/lease.json                         LEASE_KEY: held while a job writes
     .ssb-s3/store.json                         STORE_VERDICT_KEY: the store's probed conditional writes
@@ -32,16 +33,17 @@ Who writes them, and in what order they become visible to a client:
    names them yet;
 2. publish: the content-addressed catalog and its twins and companions (create-only), then
    index.json is flipped to name it (If-Match): from this write on, clients see the new catalog;
-3. after the flip, the fixed-name views (images.json and its twins, the LXC index, the page),
+3. after the flip, the fixed-name views (images.json and its twins, the LXC index, the product
+   pages, then the page that links to them; departed products' pages deleted after it),
    index.sjson after them (it names the signed catalog), then index.json again recording them;
 4. purge deletes superseded catalogs and expired version folders after the grace.
 The lease, the verdict and the record are the tool's own (INTERNAL_PREFIX): no client reads them.
 A change under any of the tree's own keys (TreeLayout.is_own) is never a reason for the hooks to
 republish: it is the tree's own write.
 
-Reserved for the tree: TREE_FOLDERS (streams/v1, meta/1.0, .ssb-s3), `<images_path>` and `<page>`
-(TreeLayout.reserved). No product folder may equal, lie inside or contain one (reserved_problem):
-a product there would wedge the tree for every later run.
+Reserved for the tree: TREE_FOLDERS (streams/v1, meta/1.0, .ssb-s3), `<images_path>`, `<page>` and
+the product pages' folder beside it (TreeLayout.reserved). No product folder may equal, lie inside
+or contain one (reserved_problem): a product there would wedge the tree for every later run.
 """
 
 from __future__ import annotations
@@ -74,8 +76,11 @@ PRODUCT_RECORD_KEY = f"{INTERNAL_PREFIX}products.json"
 LEGACY_LOCK_NAME = "write.lock"  # in INTERNAL_FOLDER: the lock file of earlier versions, still never listed
 LEGACY_LOCK_KEY = f"{INTERNAL_PREFIX}{LEGACY_LOCK_NAME}"
 
-# The tree's own folders, whatever tree.yml says (TreeLayout.reserved adds images_path and the page).
+# The tree's own folders, whatever tree.yml says (TreeLayout.reserved adds images_path, the page and
+# the folder of the product pages beside it).
 TREE_FOLDERS = (STREAMS_FOLDER, LXC_INDEX_FOLDER, INTERNAL_FOLDER)
+PAGES_FOLDER = "products"  # the product pages (core/page), in this folder beside the page
+PAGE_EXTENSION = ".html"
 
 # --- names inside a folder ----------------------------------------------------------------------
 
@@ -195,17 +200,44 @@ def delta_base_of(name: str, root_delta_name: str) -> str | None:
 
 # --- the reserved keys --------------------------------------------------------------------------
 
+def product_pages_folder(page_path: str = DEFAULT_PAGE_PATH) -> str:
+    """The folder of the product pages: PAGES_FOLDER in the page's own folder (`products` beside
+    `index.html`, `images/products` beside `images/list.html`)."""
+    folder = page_path.strip("/").rpartition("/")[0]
+    return f"{folder}/{PAGES_FOLDER}" if folder else PAGES_FOLDER
+
+
+def product_page_key(page_path: str, name: str) -> str:
+    """The key of the page of product `name` (a name that may have a page: core/page.has_page)."""
+    return f"{product_pages_folder(page_path)}/{name}{PAGE_EXTENSION}"
+
+
+def is_product_page_key(page_path: str, key: str) -> bool:
+    """True for a key right inside the folder of the product pages that names a page."""
+    folder = f"{product_pages_folder(page_path)}/"
+    return key.startswith(folder) and key.endswith(PAGE_EXTENSION) and "/" not in key[len(folder):]
+
+
 def reserved_folders(images_path: str = DEFAULT_IMAGES_PATH, page_path: str = DEFAULT_PAGE_PATH) -> tuple[str, ...]:
     """Every key or folder of the tree's own, relative to its prefix."""
-    return tuple(dict.fromkeys(p for p in (*TREE_FOLDERS, images_path.strip("/"), page_path.strip("/")) if p))
+    return tuple(dict.fromkeys(p for p in (*TREE_FOLDERS, images_path.strip("/"), page_path.strip("/"),
+                                           product_pages_folder(page_path)) if p))
+
+
+@functools.cache
+def _first_parts(reserved: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(key.partition("/")[0] for key in reserved)
 
 
 def reserved_problem(directory: str, reserved: tuple[str, ...]) -> str | None:
     """Why a product folder is refused for the tree's own keys (None: it is not)."""
+    if directory.partition("/")[0] not in _first_parts(reserved):
+        return None  # overlapping needs the same first part: the common case, answered at once
     for key in reserved:
         if directory == key or directory.startswith(key + "/") or key.startswith(directory + "/"):
             return (f"the folder '{directory}' overlaps '{key}', one of the tree's own keys ({STREAMS_FOLDER}/..., "
-                    f"{LXC_INDEX_FOLDER}/..., the page, {INTERNAL_FOLDER}): reserved for the tree")
+                    f"{LXC_INDEX_FOLDER}/..., the page and its product pages, {INTERNAL_FOLDER}): "
+                    "reserved for the tree")
     return None
 
 
@@ -252,6 +284,11 @@ class TreeLayout:
     def page_key(self) -> str:
         return self.page_path
 
+    @property
+    def product_pages_folder(self) -> str:
+        """The folder of the product pages, beside the page (product_pages_folder)."""
+        return product_pages_folder(self.page_path)
+
     def catalog_of_view(self, key: str) -> str | None:
         """The catalog key a content-addressed view belongs to (a catalog belongs to itself), or None."""
         folder, _, name = key.rpartition("/")
@@ -266,5 +303,5 @@ class TreeLayout:
     def is_own(self, key: str) -> bool:
         """True for a key the tree writes itself (index, catalogs, views, the tool's objects), relative
         to the store's root: a change there is never a product's."""
-        own = (*TREE_FOLDERS, *([self.catalog_dir] if self.images_path.strip("/") else []))
+        own = (*TREE_FOLDERS, *([self.catalog_dir] if self.images_path.strip("/") else []), self.product_pages_folder)
         return key.startswith(tuple(f"{folder}/" for folder in own)) or key == self.page_key

@@ -41,13 +41,6 @@ def as_problem(problem: Problem | str, product: str | None = None) -> Problem:
     return problem if isinstance(problem, Problem) else Problem(product, "", "", problem)
 
 
-def with_source(messages: Iterable[str], source: str, product: str | None = None) -> list[Problem]:
-    """Messages that start with '<source>: ' (schema_problems' format) as Problems located there."""
-    prefix = f"{source}: "
-    return [Problem(product, source, "", m[len(prefix):]) if m.startswith(prefix) else Problem(product, "", "", m)
-            for m in messages]
-
-
 def blamed(problems: Iterable[Problem]) -> list[str]:
     """The products some problem blames, sorted."""
     return sorted({p.product for p in problems if p.product is not None})

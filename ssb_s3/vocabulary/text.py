@@ -91,6 +91,14 @@ def document_problem(value: Any, path: str = "") -> tuple[str, str] | None:
     return None
 
 
+def json_strings_clean(data: bytes) -> bool:
+    """True when no string of the JSON document `data` can hold a character this module refuses:
+    its bytes are printable ASCII and it has no escape (json.loads refuses raw C0 controls inside a
+    string, and an escape could spell any character). Checks a catalog's every string in one pass
+    over its bytes; a document where this is False is checked string by string (document_problem)."""
+    return data.isascii() and b"\\" not in data and b"\x7f" not in data
+
+
 _SCALARS = frozenset({int, float, bool, type(None)})  # JSON's and YAML's plain values: nothing under them
 
 
