@@ -1067,7 +1067,7 @@ def hooks_group() -> None:
 
     (On AWS Lambda use the handler ssb_s3.hooks.aws_lambda.handler.) Only the products an event
     concerns are read and republished; the tree's own keys (streams/v1, meta/1.0, .ssb-s3, the
-    catalog folder, the page) are ignored.
+    catalog folder, the page and its product pages) are ignored.
     """
 
 
