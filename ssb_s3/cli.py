@@ -73,6 +73,7 @@ from .storage.record import with_recorded
 from .storage.store import HttpStore, S3Store, Store, open_store
 from .storage.tree import Tree, refresh_manifest
 from .vocabulary.clients import CLIENTS
+from .vocabulary.layout import PRODUCT_RECORD_KEY
 from .vocabulary.text import printable
 
 log = logging.getLogger("ssb_s3")
@@ -671,7 +672,7 @@ def add_cmd(settings: Settings, metadata: Path, rootfs: Path | None, product_nam
         return
     for note in report.notes:
         click.echo(note)
-    where = "the tree's record (.ssb-s3/products.json)" if report.recorded or report.new_product else ""
+    where = f"the tree's record ({PRODUCT_RECORD_KEY})" if report.recorded or report.new_product else ""
     if report.new_product:
         click.echo(f"{report.product}: new product in {report.folder}, aliases {', '.join(report.aliases) or 'none'}"
                    + (f"; {'would be ' if dry_run else ''}recorded in {where}" if where else ""))
@@ -1070,7 +1071,8 @@ def hooks_group() -> None:
     """Republish on bucket events: an SQS consumer and a MinIO webhook receiver.
 
     (On AWS Lambda use the handler ssb_s3.hooks.aws_lambda.handler.) Only the products an event
-    concerns are read and republished; the tree's own writes under streams/ are ignored.
+    concerns are read and republished; the tree's own keys (streams/v1, meta/1.0, .ssb-s3, the
+    catalog folder, the page and its product pages) are ignored.
     """
 
 

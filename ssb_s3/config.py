@@ -30,6 +30,14 @@ from .errors import ConfigError, ProblemsFound
 from .filters import Filter, FilterError
 from .schemas import load_schema, schema_problems
 from .vocabulary.clients import CLIENTS
+from .vocabulary.layout import (
+    DEFAULT_IMAGES_PATH,
+    DEFAULT_PAGE_PATH,
+    TreeLayout,
+    manifest_in,
+    reserved_folders,
+    reserved_problem,
+)
 from .vocabulary.problems import Problem
 
 # Architecture names the LXD 5.0 client knows (shared/osarch of lxd 5.0.2, vocabulary/clients), by the
@@ -44,43 +52,6 @@ def claim_alias(owners: dict[tuple[str, str], _Claimant], alias: str, arch: str,
     """The one alias-collision rule: a client shows one image per alias and canonical arch. Record
     `claimant` for (alias, arch) unless someone claimed it first; return the owner."""
     return owners.setdefault((alias, CANONICAL_ARCH.get(arch, arch)), claimant)
-
-
-# The tree's own keys, under its prefix (index and catalogs, the classic LXC index, the lease and
-# probes; with images_path, the page's path and the folder of the product pages beside it:
-# reserved_folders): no product folder may equal, lie inside or contain one (a product there would
-# wedge the tree for every later run).
-TREE_FOLDERS = ("streams/v1", "meta/1.0", ".ssb-s3")
-PAGES_FOLDER = "products"  # the product pages (core/page), in this folder beside the page
-
-
-def product_pages_folder(page_path: str = "index.html") -> str:
-    """The folder of the product pages: PAGES_FOLDER in the page's own folder (`products` beside
-    `index.html`, `images/products` beside `images/list.html`)."""
-    folder = page_path.strip("/").rpartition("/")[0]
-    return f"{folder}/{PAGES_FOLDER}" if folder else PAGES_FOLDER
-
-
-def reserved_folders(images_path: str = "streams/v1", page_path: str = "index.html") -> tuple[str, ...]:
-    """Every key or folder of the tree's own, relative to its prefix."""
-    return tuple(dict.fromkeys(p for p in (*TREE_FOLDERS, images_path.strip("/"), page_path.strip("/"),
-                                           product_pages_folder(page_path)) if p))
-
-
-@functools.cache
-def _first_parts(reserved: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(key.partition("/")[0] for key in reserved)
-
-
-def reserved_problem(directory: str, reserved: tuple[str, ...]) -> str | None:
-    """Why a product folder is refused for the tree's own keys (None: it is not)."""
-    if directory.partition("/")[0] not in _first_parts(reserved):
-        return None  # overlapping needs the same first part: the common case, answered at once
-    for key in reserved:
-        if directory == key or directory.startswith(key + "/") or key.startswith(directory + "/"):
-            return (f"the folder '{directory}' overlaps '{key}', one of the tree's own keys (streams/v1/..., "
-                    "meta/1.0/..., the page and its product pages, .ssb-s3): reserved for the tree")
-    return None
 
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -180,7 +151,7 @@ class PageConfig:
     `description` head the page (outside text: checked as every tree.yml string, escaped by the page)."""
 
     enabled: bool = True
-    path: str = "index.html"
+    path: str = DEFAULT_PAGE_PATH
     base_url: str = ""
     remote: str = "ssb"  # the remote name in the copyable `lxc remote add` / `incus remote add` lines
     stale_after_days: int = 30
@@ -236,7 +207,7 @@ class ProductConfig:
     @property
     def manifest_url(self) -> str:
         """Where a `prefix_path` product's ssb.json is fetched (the seed's layout)."""
-        return f"{self.prefix_path}/{self.directory}/ssb.json"
+        return manifest_in(f"{self.prefix_path}/{self.directory}")
 
 
 @dataclass(frozen=True)
@@ -264,7 +235,7 @@ class TreeConfig:
     source_file: str
     products: tuple[ProductConfig, ...]
     prefix: str = ""
-    images_path: str = "streams/v1"
+    images_path: str = DEFAULT_IMAGES_PATH
     datatype: str = "image-downloads"
     format: str = "products:1.0"
     content_id: str = "images"
@@ -287,19 +258,24 @@ class TreeConfig:
         names = ", ".join(p.name for p in self.products)
         raise ConfigError(f"{self.source_file}: no product named '{name}' (products: {names})")
 
+    @functools.cached_property
+    def layout(self) -> TreeLayout:
+        """The tree's keys (ssb_s3.vocabulary.layout)."""
+        return TreeLayout(self.prefix, self.images_path, self.page.path)
+
     def under_prefix(self, path: str) -> str:
         """Join a tree-relative path under the configured prefix."""
-        return f"{self.prefix}/{path}" if self.prefix else path
+        return self.layout.under_prefix(path)
 
     def product_dir(self, product: ProductConfig) -> str:
-        return self.under_prefix(product.directory.strip("/"))
+        return self.layout.product_dir(product.directory)
 
     def manifest_key(self, product: ProductConfig) -> str:
-        return f"{self.product_dir(product)}/ssb.json"
+        return self.layout.manifest_key(product.directory)
 
     @property
     def catalog_dir(self) -> str:
-        return self.under_prefix(self.images_path.strip("/"))
+        return self.layout.catalog_dir
 
 
 MAX_YAML_ALIASES = 100  # real tree.yml and metadata.yaml files use none or a few
@@ -626,7 +602,7 @@ def parse_config(data: Any, source_file: str) -> TreeConfig:
         source_file=source_file,
         products=tuple(products),
         prefix=_clean_relative(data.get("prefix", "/")),
-        images_path=_clean_relative(data.get("images_path", "streams/v1")),
+        images_path=_clean_relative(data.get("images_path", DEFAULT_IMAGES_PATH)),
         datatype=data.get("datatype", "image-downloads"),
         format=data.get("format", "products:1.0"),
         content_id=data.get("content_id", "images"),
@@ -676,17 +652,17 @@ def base_url_problem(url: str) -> str | None:
 
 def _reserved_of(data: Mapping[str, Any]) -> tuple[str, ...]:
     """reserved_folders of a tree.yml as read (before its own checks: wrong types give the defaults)."""
-    images_path, page = data.get("images_path", "streams/v1"), data.get("page", True)
-    page_path = page.get("path", "index.html") if isinstance(page, Mapping) else "index.html"
-    return reserved_folders(_clean_relative(images_path) if isinstance(images_path, str) else "streams/v1",
-                            _clean_relative(page_path) if isinstance(page_path, str) else "index.html")
+    images_path, page = data.get("images_path", DEFAULT_IMAGES_PATH), data.get("page", True)
+    page_path = page.get("path", DEFAULT_PAGE_PATH) if isinstance(page, Mapping) else DEFAULT_PAGE_PATH
+    return reserved_folders(_clean_relative(images_path) if isinstance(images_path, str) else DEFAULT_IMAGES_PATH,
+                            _clean_relative(page_path) if isinstance(page_path, str) else DEFAULT_PAGE_PATH)
 
 
 def _page(raw: bool | Mapping[str, Any]) -> PageConfig:
     """tree.yml `page`: false (off), true (the defaults) or a mapping of PageConfig's fields."""
     if isinstance(raw, bool):
         return PageConfig(enabled=raw)
-    return PageConfig(**{**raw, "path": _clean_relative(raw.get("path", "index.html")),
+    return PageConfig(**{**raw, "path": _clean_relative(raw.get("path", DEFAULT_PAGE_PATH)),
                          "base_url": raw.get("base_url", "").rstrip("/")})
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ssb_s3.config import parse_config
-from ssb_s3.core.catalog import build_catalog, build_index, catalog_key, contract_problems, to_bytes
+from ssb_s3.core.catalog import build_catalog, build_index, contract_problems, to_bytes
 from ssb_s3.errors import ProblemsFound
 
 
@@ -59,8 +59,8 @@ def test_same_inputs_give_identical_bytes_and_key() -> None:
     tree = tree_with(aliases=["p"])
     a = to_bytes(build_catalog(tree, {"p:1:amd64:default": manifest()}))
     b = to_bytes(build_catalog(tree, {"p:1:amd64:default": json.loads(json.dumps(manifest()))}))
-    assert a == b and catalog_key(tree, a) == catalog_key(tree, b)
-    assert catalog_key(tree, a).startswith("streams/v1/images-")
+    assert a == b and tree.layout.catalog_key(a) == tree.layout.catalog_key(b)
+    assert tree.layout.catalog_key(a).startswith("streams/v1/images-")
 
 
 def test_seed_expiry_seconds_become_a_date_and_hidden_products_are_left_out() -> None:

@@ -25,10 +25,11 @@ from realparts import S3Server, make_image
 from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.commands.verify import verify
 from ssb_s3.config import ProductConfig, StorageConfig, TreeConfig, parse_config
-from ssb_s3.core.catalog import INDEX_KEY, INDEX_NAME
+from ssb_s3.core.catalog import INDEX_NAME
 from ssb_s3.errors import NotFound, SSBError
 from ssb_s3.storage.store import ObjectInfo, S3Store, Store, open_store
 from ssb_s3.storage.tree import refresh_manifest
+from ssb_s3.vocabulary.layout import INDEX_KEY
 
 ROUNDS = int(os.environ.get("SSB_CONCURRENCY_ROUNDS", "25"))
 # The second store (Ceph RGW) runs the same race shorter: what it adds is its own conditional forms

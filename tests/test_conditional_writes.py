@@ -33,8 +33,9 @@ from ssb_s3.config import StorageConfig, load_config
 from ssb_s3.errors import PreconditionFailed
 from ssb_s3.ingest.upload import ingest_version
 from ssb_s3.storage.lease import LEASE_KEY, Lease
-from ssb_s3.storage.probe import VERDICT_KEY
-from ssb_s3.storage.store import PROBE_PREFIX, S3Store, open_store
+from ssb_s3.storage.store import S3Store, open_store
+from ssb_s3.vocabulary.layout import PROBE_KEY_PREFIX as PROBE_PREFIX
+from ssb_s3.vocabulary.layout import STORE_VERDICT_KEY as VERDICT_KEY
 
 CONDITIONAL = ("if-match", "if-none-match")
 PRODUCT = "busybox:1.36:amd64:default"

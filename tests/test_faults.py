@@ -40,9 +40,9 @@ from realparts import S3Server, make_image
 from ssb_s3.commands.publish import PublishOptions, PublishReport, publish
 from ssb_s3.commands.verify import verify
 from ssb_s3.config import ProductConfig, StorageConfig, TreeConfig, parse_config
-from ssb_s3.core.catalog import INDEX_KEY
 from ssb_s3.errors import ProblemsFound, SSBError
 from ssb_s3.storage.store import S3Store, Store, open_store
+from ssb_s3.vocabulary.layout import INDEX_KEY
 
 # A response cut inside its headers can cut the Date header: botocore's date parser then warns.
 pytestmark = pytest.mark.filterwarnings("ignore:tzname .* identified but not understood")

@@ -25,10 +25,11 @@ import pytest
 from realparts import LxdClient, S3Server, TlsFiles, make_image, need
 
 from ssb_s3.config import parse_config
-from ssb_s3.core.catalog import catalog_key, to_bytes
-from ssb_s3.core.retention import History, catalog_of_view, superseded_views
-from ssb_s3.core.signed import SIGNED_INDEX_KEY, ToSign, signed_key, signing_requests
+from ssb_s3.core.catalog import to_bytes
+from ssb_s3.core.retention import History, superseded_views
+from ssb_s3.core.signed import ToSign, signing_requests
 from ssb_s3.core.views import Content, View, render
+from ssb_s3.vocabulary.layout import SIGNED_INDEX_KEY, signed_key
 
 UID = "ssb-s3 test signer <signer@example.org>"
 EXPIRED_UID = "ssb-s3 expired signer <expired@example.org>"
@@ -111,7 +112,7 @@ def test_signing_requests_name_the_signed_catalog_and_come_index_last() -> None:
     catalog = {"content_id": "images", "format": "products:1.0", "datatype": "image-downloads",
                "updated": "Thu, 01 Jan 2026 00:00:00 +0000", "products": {"p": {"versions": {}}}}
     data = to_bytes(catalog)
-    key = catalog_key(PURE_TREE, data)
+    key = PURE_TREE.layout.catalog_key(data)
     views = render(Content(PURE_TREE, catalog, data, key, {"catalogs": []}))
     requests = signing_requests(PURE_TREE, catalog, data, key, views, detached=True)
     keys = [r.view.key for r in requests]
@@ -147,7 +148,7 @@ def test_a_multi_megabyte_catalog_is_signed_whole(key: Key) -> None:
                    for i in range(20000)}}
     data = to_bytes(catalog)
     assert len(data) > 3_000_000 and data.count(b"\n") == 1
-    ckey = catalog_key(PURE_TREE, data)
+    ckey = PURE_TREE.layout.catalog_key(data)
     views = render(Content(PURE_TREE, catalog, data, ckey, {}))
     signer = Signer(key.fingerprint, str(key.home), detached=True)
     started = time.monotonic()
@@ -167,9 +168,9 @@ def test_a_multi_megabyte_catalog_is_signed_whole(key: Key) -> None:
 def test_a_superseded_catalogs_signed_twin_is_purged_with_it() -> None:
     old, new = "streams/v1/images-00000000000000000001.json", "streams/v1/images-00000000000000000002.json"
     assert signed_key(old) == "streams/v1/images-00000000000000000001.sjson"
-    assert catalog_of_view(PURE_TREE, signed_key(old)) == old
-    assert catalog_of_view(PURE_TREE, signed_key(old) + ".asc") == old
-    assert catalog_of_view(PURE_TREE, "streams/v1/images.sjson") is None  # the plain copy is overwritten
+    assert PURE_TREE.layout.catalog_of_view(signed_key(old)) == old
+    assert PURE_TREE.layout.catalog_of_view(signed_key(old) + ".asc") == old
+    assert PURE_TREE.layout.catalog_of_view("streams/v1/images.sjson") is None  # the plain copy is overwritten
     history = History([{"catalog": old, "since": 0, "until": 100}, {"catalog": new, "since": 100, "until": None}])
     listing = [old, signed_key(old), old + ".asc", new, signed_key(new), "streams/v1/images.sjson",
                SIGNED_INDEX_KEY]

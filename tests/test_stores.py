@@ -301,7 +301,8 @@ def test_the_tools_own_objects_nested_too_deeply_are_read_as_damaged_never_a_tra
     from ssb_s3.errors import ConfigError
     from ssb_s3.storage.lease import LeaseInfo
     from ssb_s3.storage.probe import Verdict
-    from ssb_s3.storage.record import RECORD_KEY, read_record
+    from ssb_s3.storage.record import read_record
+    from ssb_s3.vocabulary.layout import PRODUCT_RECORD_KEY as RECORD_KEY
 
     deep = b"[" * 100_000
     assert Verdict.parse(deep, "identity") is None

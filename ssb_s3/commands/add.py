@@ -43,10 +43,11 @@ from ..errors import ProblemsFound
 from ..ingest.upload import IngestResult, ingest_version
 from ..storage.artifacts import ArtifactError, tarball_metadata
 from ..storage.manifest import read_manifest
-from ..storage.record import RECORD_KEY, read_record, record_product
+from ..storage.record import read_record, record_product
 from ..storage.store import CHUNK_SIZE, Store
 from ..storage.tree import Tree
 from ..vocabulary.imagefiles import HEAD_BYTES, VersionHasher, file_for, sniff, upload_order
+from ..vocabulary.layout import PRODUCT_RECORD_KEY
 from .publish import publish
 
 FINGERPRINT_NAME = re.compile(r"^(?:meta-)?([0-9a-f]{64})\.")  # what `incus/lxc image export` write
@@ -264,10 +265,11 @@ def _product(tree: TreeConfig, declared: frozenset[str], recorded: Mapping[str, 
     folder = adding.folder_of(name)
     if name in served.folders:
         raise AddError(f"--product-name {name}: the tree serves a product of that name that neither "
-                       f"{tree.source_file} nor {RECORD_KEY} declares (a mirrored one); give another --product-name")
+                       f"{tree.source_file} nor {PRODUCT_RECORD_KEY} declares (a mirrored one); "
+                       "give another --product-name")
     clash = adding.overlap(folder, {**served.folders, **{p.name: p.directory for p in tree.products}})
     if clash is not None:
-        owner = tree.source_file if clash in declared else RECORD_KEY if clash in recorded else "mirrored"
+        owner = tree.source_file if clash in declared else PRODUCT_RECORD_KEY if clash in recorded else "mirrored"
         raise AddError(f"--product-name {name}: its folder {folder} collides with the folder of product {clash} "
                        f"({owner}); give another --product-name")
     aliases = [adding.default_alias(facts, where)] if request.default_alias else []
@@ -293,7 +295,7 @@ def served_others(tree: TreeConfig, store: Store) -> Served:
     mirrored = served_mirrored(index)
     known = {p.name for p in tree.products}
     served = Served()
-    prefix = f"{tree.prefix}/" if tree.prefix else ""
+    prefix = tree.under_prefix("")
     for name, product in sorted(catalog.get("products", {}).items()):
         if not isinstance(product, Mapping):
             continue

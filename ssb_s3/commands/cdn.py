@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..config import StorageConfig
-from ..core.catalog import INDEX_KEY
 from ..errors import StoreError
 from ..storage.store import S3Store, Store
+from ..vocabulary.layout import INDEX_KEY
 
 
 def invalidation_paths(keys: Iterable[str], target: Store) -> list[str]:

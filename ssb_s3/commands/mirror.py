@@ -52,12 +52,12 @@ from typing import Any, BinaryIO, NamedTuple, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import gpg
-from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig, claim_alias, reserved_folders
+from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig, claim_alias
 from ..core import mirror as core
-from ..core.catalog import INDEX_KEY, _path_problem
+from ..core.catalog import _path_problem
 from ..core.plan import PublishOptions, PublishReport, combined_claims
 from ..core.retention import served_mirrored
-from ..core.signed import SIGNED_INDEX_KEY, clearsigned_content
+from ..core.signed import clearsigned_content
 from ..core.withdrawal import Recorded, tree_recorded
 from ..errors import BudgetSpent, NotFound, PreconditionFailed, SSBError, StoreError, Unreachable
 from ..filters import Filter, FilterError, parse_filters
@@ -67,6 +67,7 @@ from ..storage.manifest import read_manifest
 from ..storage.store import HttpStore, Store, open_store
 from ..storage.tree import ARTIFACT_TYPE, Tree
 from ..vocabulary import imagefiles
+from ..vocabulary.layout import INDEX_KEY, SIGNED_INDEX_KEY, has_signed_twin, is_signed_key, signed_key
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import json_strings_clean
 from .publish import publish, refuse_unsigned_over_signed
@@ -218,11 +219,11 @@ def read_source(store: Store, opts: MirrorOptions) -> tuple[list[SourceCatalog],
         if why:
             raise MirrorError(f"{store.describe(INDEX_KEY)}: index.{name}.path: {why}")
         key = str(path)
-        if signed and key.endswith(".json"):
-            key = key[: -len(".json")] + ".sjson"
+        if signed and has_signed_twin(key):
+            key = signed_key(key)
         # A signed index: every catalog it names is verified, whatever its name (unverified, --no-verify:
         # a .sjson is read as clearsigned, anything else as it is)
-        data = _document_bytes(store, key, MAX_CATALOG_BYTES, opts, signed and (opts.verify or key.endswith(".sjson")))
+        data = _document_bytes(store, key, MAX_CATALOG_BYTES, opts, signed and (opts.verify or is_signed_key(key)))
         catalog = _parsed(data, store.describe(key))
         if not isinstance(catalog, Mapping) or catalog.get("format") != "products:1.0":
             raise MirrorError(f"{store.describe(key)}: format: expected products:1.0")
@@ -491,7 +492,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
                                     prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
                                     mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases,
-                                    reserved=reserved_folders(tree.images_path, tree.page.path),
+                                    reserved=tree.layout.reserved,
                                     max_file_size=run.max_file_size, text_clean=text_clean)
             _without_withdrawn(selection, withdrawn)
             report.selected.extend(selection.selected)

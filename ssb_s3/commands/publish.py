@@ -52,8 +52,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..config import TreeConfig, product_pages_folder
-from ..core.catalog import INDEX_KEY
+from ..config import TreeConfig
 from ..core.deltas import DeltaJob
 from ..core.plan import (  # re-exported: callers and tests import them from here
     Plan,
@@ -65,13 +64,13 @@ from ..core.plan import (  # re-exported: callers and tests import them from her
     plan_purge_only,
 )
 from ..core.retention import PurgePlan
-from ..core.signed import SIGNED_INDEX_KEY
 from ..core.views import View
 from ..errors import PreconditionFailed, ProblemsFound, SigningRequired, SSBError, StoreError
 from ..gpg import Signer
 from ..storage.deltas import DeltaReport, make_deltas
 from ..storage.store import Store
 from ..storage.tree import Tree, fetch_manifest_url
+from ..vocabulary.layout import INDEX_KEY, SIGNED_INDEX_KEY
 from ..vocabulary.problems import Problem
 from .cdn import invalidate_index
 
@@ -93,7 +92,7 @@ def invalidated_keys(tree: TreeConfig, views: tuple[View, ...]) -> list[str]:
     pages = {view.key for view in views if view.part}
     if len(pages) <= MAX_INVALIDATED_PAGES:
         return keys
-    return [*(key for key in keys if key not in pages), f"{product_pages_folder(tree.page.path)}/*"]
+    return [*(key for key in keys if key not in pages), f"{tree.layout.product_pages_folder}/*"]
 
 
 class PublishRefused(ProblemsFound):

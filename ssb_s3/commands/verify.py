@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import lxcindex
-from ..core.catalog import INDEX_KEY, INDEX_NAME, contract_problems_by_product
+from ..core.catalog import INDEX_NAME, contract_problems_by_product
 from ..core.catalog import _path_problem as path_problem
 from ..core.retention import shape_problem
-from ..core.signed import DETACHED_SUFFIX, SIGNED_INDEX_KEY, same_document, signed_key
+from ..core.signed import same_document
 from ..errors import Forbidden, NotFound, StoreError, TooLarge
 from ..gpg import SignatureError
 from ..gpg import verify as gpg_verify
@@ -55,6 +55,18 @@ from ..vocabulary.imagefiles import (
     ROOT_COMBINED_FIELD,
     MetaRootHasher,
     content_kind_problem,
+)
+from ..vocabulary.layout import (
+    INDEX_KEY,
+    LXC_INDEX_KEYS,
+    PLAIN_CATALOG_NAME,
+    SIGNED_INDEX_KEY,
+    detached_signature_key,
+    has_signed_twin,
+    in_folder,
+    parent_folder,
+    signed_key,
+    version_file_key,
 )
 from ..vocabulary.problems import Problem
 
@@ -271,7 +283,7 @@ def check_lxc_index(store: Store, catalogs: list[Any], problems: list[Problem]) 
     expected = any(lxcindex.lxc_images(c) for c in catalogs if shape_problem(c) is None)
     checked: dict[str, str | None] = {}  # file key -> its problem (None: fine), each looked at once
     images = 0
-    for key in lxcindex.index_keys():
+    for key in LXC_INDEX_KEYS:
         try:
             with optional_key():  # trees without LXC images have none
                 data, _ = store.read_limited(key, MAX_LXC_INDEX)
@@ -292,7 +304,7 @@ def check_lxc_index(store: Store, catalogs: list[Any], problems: list[Problem]) 
                 problems.append(Problem(None, store.describe(key), "", f"{image.line()}: {bad_path}"))
                 continue
             for name in lxcindex.lxc_files():
-                file_key = f"{image.path}/{name}"
+                file_key = version_file_key(image.path, name)
                 if file_key not in checked:
                     checked[file_key] = _lxc_file_problem(store, file_key, name)
                 if checked[file_key]:
@@ -447,7 +459,7 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
             problems.append(Problem(None, where, "", f"catalog {why}"))
             continue
         expected = signed_key(unsigned_path) if name == INDEX_NAME and isinstance(unsigned_path, str) \
-            and unsigned_path.endswith(".json") else None
+            and has_signed_twin(unsigned_path) else None
         if expected is not None and path != expected:
             problems.append(Problem(None, where, "", f"names {path}, expected {expected}, the signed twin of the "
                                                      f"catalog index.json names ({unsigned_path})"))
@@ -472,15 +484,15 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
             continue  # reported by the unsigned walk
         if not same_document(signed, unsigned, lambda doc: parse_json(doc, store.describe(unsigned_path))):
             problems.append(Problem(None, store.describe(path), "", f"signs another document than {unsigned_path}"))
-        detached = unsigned_path + DETACHED_SUFFIX
+        detached = detached_signature_key(unsigned_path)
         if _signed(store, detached, keyring, problems, data=unsigned, required=False) is not None:
             report.signatures.append(detached)
-        _check_plain_copy(store, keyring, unsigned_path.rpartition("/")[0], report)
+        _check_plain_copy(store, keyring, parent_folder(unsigned_path), report)
 
 
 def _check_plain_copy(store: Store, keyring: str, folder: str, report: VerifyReport) -> None:
     """images.sjson (and images.json.asc), when there: signatures of the plain images.json copy."""
-    plain = f"{folder}/images.json" if folder else "images.json"
+    plain = in_folder(folder, PLAIN_CATALOG_NAME)
     try:
         with optional_key():
             data = store.read(plain)
@@ -492,5 +504,5 @@ def _check_plain_copy(store: Store, keyring: str, folder: str, report: VerifyRep
         report.signatures.append(twin)
         if not same_document(signed, data, lambda doc: parse_json(doc, store.describe(plain))):
             report.problems.append(Problem(None, store.describe(twin), "", f"signs another document than {plain}"))
-    if _signed(store, plain + DETACHED_SUFFIX, keyring, report.problems, data=data, required=False) is not None:
-        report.signatures.append(plain + DETACHED_SUFFIX)
+    if _signed(store, detached_signature_key(plain), keyring, report.problems, data=data, required=False) is not None:
+        report.signatures.append(detached_signature_key(plain))

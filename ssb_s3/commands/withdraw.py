@@ -26,12 +26,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import TreeConfig
-from ..core.catalog import INDEX_KEY
 from ..core.plan import PublishOptions, PublishReport, Withdrawal
 from ..core.withdrawal import reason_problem
 from ..errors import WithdrawError
 from ..storage.store import Store
 from ..storage.tree import Tree
+from ..vocabulary.layout import INDEX_KEY
 from .listing import ImageRow, catalog_rows
 from .mirror import served_mirrored_product
 from .publish import publish

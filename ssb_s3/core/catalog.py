@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,13 +20,13 @@ from typing import Any, NamedTuple
 from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
 from ..vocabulary import clients, imagefiles
+from ..vocabulary.layout import catalog_digest, catalog_digest_of
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import text_problem
 from . import lxcindex
 from .deltas import delta_problems, published_items
 from .versions import version_name_problem, version_time
 
-INDEX_KEY = "streams/v1/index.json"
 INDEX_NAME = "images"
 
 # From the one table of image files (imagefiles): which metadata and unified ftype each client
@@ -145,26 +144,13 @@ def to_bytes(document: Mapping[str, Any]) -> bytes:
     return (json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
-def catalog_key(tree: TreeConfig, data: bytes) -> str:
-    """Content-addressed key: a new catalog never overwrites one that a cached index names."""
-    return f"{tree.catalog_dir}/images-{hashlib.sha256(data).hexdigest()[:20]}.json"
-
-
-_ADDRESSED = re.compile(r"/images-([0-9a-f]{20})\.json$")
-
-
 def addressed_content_problem(key: str, data: bytes) -> str | None:
     """Why the bytes at a content-addressed catalog key are not the catalog that key names, if
     they are not (a catalog of another name is not checked)."""
-    named = _ADDRESSED.search("/" + key)
-    if named and hashlib.sha256(data).hexdigest()[:20] != named[1]:
+    named = catalog_digest(key)
+    if named and catalog_digest_of(data) != named:
         return "its content does not match its content-addressed name (changed after it was written)"
     return None
-
-
-def plain_catalog_key(tree: TreeConfig) -> str:
-    """The seed's fixed name, kept as a plain copy for readers that open it directly."""
-    return f"{tree.catalog_dir}/images.json"
 
 
 def build_index(

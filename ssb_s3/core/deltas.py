@@ -40,6 +40,7 @@ from ..vocabulary.imagefiles import (
     delta_filename,
     delta_item_key,
 )
+from ..vocabulary.layout import parent_folder, version_file_key
 from ..vocabulary.problems import Problem
 
 
@@ -61,7 +62,7 @@ class DeltaJob:
     @property
     def key(self) -> str:
         """Where the delta file goes: the new version's folder."""
-        return f"{self.new.rpartition('/')[0]}/{delta_filename(self.row, self.base_version)}"
+        return version_file_key(parent_folder(self.new), delta_filename(self.row, self.base_version))
 
     @property
     def item_key(self) -> str:

@@ -36,11 +36,9 @@ from typing import Any
 
 from ..config import CANONICAL_ARCH
 from ..vocabulary import imagefiles
+from ..vocabulary.layout import version_file_key
 from ..vocabulary.text import text_problem
 
-INDEX_DIR = "meta/1.0"
-MODES = ("system", "user")
-COMPAT_LEVELS = (7,)  # LXC 5.0.2 asks `.7` first; every client falls back to the plain name
 DEFAULT_VARIANT = "default"  # lxc-download's --variant default
 
 # LXC's architecture names (lxc-ci's image matrix), by the canonical name of config.ARCH_ALIASES.
@@ -55,12 +53,6 @@ LXC_ARCH: dict[str, str] = {
 }
 LXC_ARCHES = tuple(LXC_ARCH.values())
 FIELDS = ("dist", "release", "arch", "variant", "build_id", "path")
-
-
-def index_keys() -> tuple[str, ...]:
-    """Every key of the LXC index: per mode, the plain name and its `.N` compatibility copies."""
-    return tuple(f"{INDEX_DIR}/index-{mode}{suffix}"
-                 for mode in MODES for suffix in ("", *(f".{n}" for n in COMPAT_LEVELS)))
 
 
 def lxc_arch(arch: str) -> str | None:
@@ -143,7 +135,7 @@ def entry_problems(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
     meta_name, root_name = lxc_files()
     folder = str(meta.get("path", "")).rpartition("/")[0]
     for item, name in ((meta, meta_name), (root, root_name)):
-        if item.get("path") != f"{folder}/{name}" or not folder:
+        if item.get("path") != version_file_key(folder, name) or not folder:
             problems.append((f"version {vname}", f"LXC image files must be {meta_name} and {root_name} in one "
                                                   f"folder (lxc-create fetches <path>/{name}); got "
                                                   f"{meta.get('path')!r} and {root.get('path')!r}"))

@@ -25,7 +25,7 @@ Everything here comes from a server we do not control, so every value is checked
   written must read back on the next run (_item_problem holds the schema's item rules;
   tests/test_mirror_scale.py checks every field against the schema itself);
 - a product's folder may not equal, lie inside or contain another product's (tree.yml's, or
-  one mirrored already), nor one of the tree's own keys (config.reserved_folders); checked in
+  one mirrored already), nor one of the tree's own keys (layout.reserved_folders); checked in
   O(depth) per product (Folders), so that selection stays near-linear in the catalog's size;
 - what a catalog repeats is checked once per selection, never less strictly: the product fields
   but names and aliases (_common_config), which clients can use a version's items (by the items'
@@ -61,9 +61,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeGuard
 
-from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias, reserved_folders, reserved_problem
+from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias
 from ..filters import Filter, FilterError
 from ..vocabulary import imagefiles
+from ..vocabulary.layout import reserved_folders, reserved_problem, under_prefix, version_dir, version_file_key
 from ..vocabulary.text import document_problem, text_problem
 from . import lxcindex
 from .catalog import _images_of_version, _mirrored_items, _path_problem, catalog_product, no_gc
@@ -390,7 +391,7 @@ def select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: Se
     `taken_dirs`/`taken_names`: folders and names of the tree's own products (and of products
     mirrored already), never reused: a folder equal to, inside or around one of them is refused;
     `mirrored_dirs`: the folders of products served as mirrored, by name (taken for every other name).
-    `reserved`: the tree's own keys (config.reserved_folders): a product whose folder overlaps one
+    `reserved`: the tree's own keys (layout.reserved_folders): a product whose folder overlaps one
     is dropped.
     `taken_aliases`: (alias, canonical arch) -> the product that has it (config.claim_alias), the
     tree's own products first; an upstream product claiming one that another product holds is
@@ -507,14 +508,15 @@ def _select(catalog: Mapping[str, Any], filters: Sequence[Filter], *, clients: S
             drop(f"alias '{alias}' for arch {config.arch} is already claimed by product {owner}: "
                  "the upstream product is left out")
             continue
-        product_dir = f"{prefix}/{directory}" if prefix else directory
+        product_dir = under_prefix(prefix, directory)
         kept: dict[str, dict[str, Any]] = {}
         for vname in sorted(valid):
             version = product["versions"][vname]
             files: dict[str, FileCopy] = {}
             items = {}
+            folder = version_dir(product_dir, vname)
             for iname, item in valid[vname].items():
-                target = f"{product_dir}/{vname}/{item['path'].rsplit('/', 1)[-1]}"
+                target = version_file_key(folder, item["path"].rsplit("/", 1)[-1])
                 files[target] = FileCopy(pname, vname, item["path"], target, item["size"], item["sha256"])
                 items[iname] = {**item, "path": target}
             entry = {k: version[k] for k in VERSION_FIELDS if isinstance(version.get(k), str)}

@@ -10,7 +10,7 @@ version is stale or is a VM. The index is re-rendered at every publish that chan
 and stays small (under 1 MB at 10,000 products): everything else is on the product pages.
 
 A product page (PAGES_FOLDER next to the index, `products/<name>.html`: a key of the tree's own,
-config.reserved_folders) holds the product's facts, the remote add and launch lines, its versions
+layout.reserved_folders) holds the product's facts, the remote add and launch lines, its versions
 with short and full fingerprints, and its files with their sizes and hashes (deltas too). It is a
 pure function of the product's catalog entry and the page settings (never of the time: dates, no
 ages), so a publish writes only the pages of the products whose entry changed (views.page_views).
@@ -62,8 +62,10 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
-from ..config import CANONICAL_ARCH, PAGES_FOLDER, PageConfig, product_pages_folder
+from ..config import CANONICAL_ARCH, PageConfig
 from ..vocabulary.imagefiles import DELTA_FTYPES
+from ..vocabulary.layout import PAGES_FOLDER, product_pages_folder
+from ..vocabulary.layout import product_page_key as layout_page_key
 from .catalog import SHORT_FINGERPRINT, VM_ROOT_FTYPE, item_size, version_images
 from .mirror import PRODUCT_NAME
 from .versions import version_time
@@ -263,8 +265,8 @@ def has_page(name: str) -> bool:
 
 
 def product_page_key(config: PageConfig, name: str) -> str | None:
-    """The key of a product's page (config.product_pages_folder), None for a name that gets none."""
-    return f"{product_pages_folder(config.path)}/{name}.html" if has_page(name) else None
+    """The key of a product's page (layout.product_page_key), None for a name that gets none."""
+    return layout_page_key(config.path, name) if has_page(name) else None
 
 
 def _page_href(name: str) -> str:

@@ -37,11 +37,11 @@ from typing import Any, Protocol
 from ..config import StorageConfig, TreeConfig
 from ..errors import MAX_LISTED, StoreError, WithdrawError, capped
 from ..vocabulary.imagefiles import DELTA_FTYPES, IMAGE_FILES, META_FTYPES
+from ..vocabulary.layout import version_dir
 from ..vocabulary.problems import Problem, blamed
 from .catalog import (
     _path_problem,
     assemble_catalog,
-    catalog_key,
     catalog_product,
     contract_problems_by_product,
     fingerprints,
@@ -258,7 +258,7 @@ class Plan:
 
 def version_folder(product_dir: str, version: str) -> str:
     """The folder every item of `version` must lie in, with its trailing '/'."""
-    return f"{product_dir}/{version}/"
+    return version_dir(product_dir, version) + "/"
 
 
 def item_path_problem(path: Any, folder: str) -> str | None:
@@ -668,7 +668,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
     with no_gc():
         catalog, kept_previous = assemble(tree, checked, snap, opts, only)
         data = to_bytes(catalog)
-    key = catalog_key(tree, data)
+    key = tree.layout.catalog_key(data)
     purge, history = purge_plan(tree, snap, checked, key, catalog, grace_of(tree, opts), only=only)
     if withdrawn is not None and withdrawn["version"] in catalog["products"].get(
             withdrawn["product"], {}).get("versions", {}):  # a mirrored product kept its previous entry

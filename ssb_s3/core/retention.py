@@ -16,28 +16,17 @@ grace exceeds their cache max-age).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from ..config import TreeConfig
+from ..vocabulary.layout import version_dir
 from .catalog import _path_problem
 from .versions import version_time
 
 HISTORY_FIELD = "ssb_s3"  # in index.json
-CATALOG_NAME = re.compile(r"^images-[0-9a-f]{20}\.json$")
-# A content-addressed view: the catalog, a companion keyed after it (`images-<hash>.json.asc`), or
-# its clearsigned twin (`images-<hash>.sjson`, ssb_s3.core.signed) and that twin's companions.
-CATALOG_VIEW_NAME = re.compile(r"^(images-[0-9a-f]{20})\.s?json(?:\.[A-Za-z0-9]+)*$")
-
-
-def catalog_of_view(tree: TreeConfig, key: str) -> str | None:
-    """The catalog key a content-addressed view belongs to (a catalog belongs to itself), or None."""
-    folder, _, name = key.rpartition("/")
-    match = CATALOG_VIEW_NAME.match(name)
-    return f"{folder}/{match.group(1)}.json" if match and folder == tree.catalog_dir else None
 
 
 def select_versions(
@@ -272,7 +261,7 @@ def plan_purge(
             for version in entry.get("versions", {}):
                 candidates.setdefault(version, f"only named by the old catalog {key}")
         for version in sorted(set(candidates) - set(kept.get(product.name, ()))):
-            folder = f"{tree.product_dir(product)}/{version}"
+            folder = version_dir(tree.product_dir(product), version)
             paths = {k for k in listing if k.startswith(folder + "/")}
             if not paths:
                 continue
@@ -326,9 +315,9 @@ def superseded_views(tree: TreeConfig, history: History, protected: set[str], li
     stopped before its flip, or whose history entry was dropped)."""
     known = {e["catalog"] for e in history.entries}
     stale = {e["catalog"] for e in history.entries
-             if e["catalog"] not in protected and catalog_of_view(tree, e["catalog"]) == e["catalog"]}
+             if e["catalog"] not in protected and tree.layout.catalog_of_view(e["catalog"]) == e["catalog"]}
     found = {key for key in listing
-             if (owner := catalog_of_view(tree, key)) is not None and owner not in protected
+             if (owner := tree.layout.catalog_of_view(key)) is not None and owner not in protected
              and (owner in stale or owner not in known)}
     return sorted(stale | found)
 

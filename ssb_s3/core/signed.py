@@ -9,7 +9,7 @@ before the index flip. Nothing here runs a program or touches a store.
 The signed files, following python-simplestreams' naming (a `.json` document's clearsigned twin is
 its `.sjson`):
 - `<catalog dir>/images-<hash>.sjson`: the content-addressed catalog, clearsigned (create-only,
-  purged with its catalog: ssb_s3.core.retention.catalog_of_view knows this name);
+  purged with its catalog: vocabulary.layout.TreeLayout.catalog_of_view knows this name);
 - `<catalog dir>/images.sjson`: the plain images.json copy, clearsigned;
 - `streams/v1/index.sjson`: the index, clearsigned, naming the *signed* catalog
   (`images-<hash>.sjson`), so a reader that verifies the index verifies the catalog too; it does
@@ -30,23 +30,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import TreeConfig
+from ..vocabulary.layout import SIGNED_INDEX_KEY, detached_signature_key, has_signed_twin, signed_key
 from .catalog import build_index
 from .views import View
 
-SIGNED_INDEX_KEY = "streams/v1/index.sjson"
 CLEARSIGNED_TYPE = "text/plain; charset=utf-8"  # OpenPGP clearsigned text (not JSON until stripped)
 DETACHED_TYPE = "application/pgp-signature"
-DETACHED_SUFFIX = ".asc"
 SIGNED_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
 SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
-
-
-def signed_key(key: str) -> str:
-    """The clearsigned twin of a `.json` key: `images-<hash>.json` → `images-<hash>.sjson`."""
-    stem, dot, ext = key.rpartition(".")
-    if not dot or ext != "json":
-        raise ValueError(f"{key}: only a .json document has a .sjson twin")
-    return f"{stem}.sjson"
 
 
 @dataclass(frozen=True)
@@ -74,14 +65,14 @@ def signing_requests(tree: TreeConfig, catalog: Mapping[str, Any], catalog_bytes
         if view.is_index:
             signed_index = build_index(tree, catalog, signed_key(catalog_key))
             index = ToSign(View(SIGNED_INDEX_KEY, signed_text(signed_index), CLEARSIGNED_TYPE, cache=view.cache))
-        elif view.content_type.startswith("application/json") and view.key.endswith(".json"):
+        elif view.content_type.startswith("application/json") and has_signed_twin(view.key):
             if view.data not in texts:
                 texts[view.data] = signed_text(json.loads(view.data))
             requests.append(ToSign(View(signed_key(view.key), texts[view.data], CLEARSIGNED_TYPE, cache=view.cache,
                                         create_only=view.create_only)))
             if detached:
-                requests.append(ToSign(View(view.key + DETACHED_SUFFIX, view.data, DETACHED_TYPE, cache=view.cache,
-                                            create_only=view.create_only), detached=True))
+                requests.append(ToSign(View(detached_signature_key(view.key), view.data, DETACHED_TYPE,
+                                            cache=view.cache, create_only=view.create_only), detached=True))
     return (*requests, *([index] if index else []))
 
 

@@ -17,7 +17,7 @@ content-addressed view (`create_only`) is never overwritten. It is the catalog i
 companion keyed `<catalog key><suffix>` (e.g. `images-<hash>.json.asc`) or its clearsigned twin
 `images-<hash>.sjson` (written by the signing step, ssb_s3.core.signed, not by a renderer): a
 companion is purged with its catalog, once no catalog within the grace names it
-(retention.superseded_views, retention.catalog_of_view).
+(retention.superseded_views, TreeLayout.catalog_of_view).
 
 The product pages (page_views) are `part`s of the page: index.json records the page alone (its key
 and settings, which hold the pages' layout), and that record, written only once every fixed-name
@@ -37,9 +37,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..config import TreeConfig, product_pages_folder
+from ..config import TreeConfig
+from ..vocabulary.layout import INDEX_KEY, LXC_INDEX_KEYS, is_product_page_key
 from . import lxcindex, page
-from .catalog import INDEX_KEY, build_index, plain_catalog_key, to_bytes
+from .catalog import build_index, to_bytes
 from .retention import VIEWS_KEY
 
 JSON_TYPE = "application/json"
@@ -111,11 +112,11 @@ def catalog_view(content: Content) -> View:
 
 def images_json_view(content: Content) -> View:
     """The seed's fixed name, a plain copy for readers that open it directly."""
-    return View(plain_catalog_key(content.tree), content.catalog_bytes, cache="images_json")
+    return View(content.tree.layout.plain_catalog_key, content.catalog_bytes, cache="images_json")
 
 
 def lxc_index_renderer(key: str) -> Renderer:
-    """The classic LXC index under `key` (one of lxcindex.index_keys(): every key holds the same
+    """The classic LXC index under `key` (one of layout.LXC_INDEX_KEYS: every key holds the same
     lines). A fixed key, overwritten at each publish that changes the catalog, so that it never
     names a version the catalog does not (core/lxcindex): written when the catalog has an LXC image
     or the served one had (then possibly with no line); a tree that never had one gets no file."""
@@ -128,7 +129,7 @@ def lxc_index_renderer(key: str) -> Renderer:
     return lxc_index_view
 
 
-LXC_INDEX_VIEWS: tuple[Renderer, ...] = tuple(lxc_index_renderer(key) for key in lxcindex.index_keys())
+LXC_INDEX_VIEWS: tuple[Renderer, ...] = tuple(lxc_index_renderer(key) for key in LXC_INDEX_KEYS)
 
 
 def index_view(content: Content) -> View:
@@ -148,7 +149,7 @@ def page_views(content: Content) -> tuple[View, ...] | None:
     base_url = content.base_url or config.base_url
     html = page.render_page(content.catalog, config, now=content.now, base_url=base_url)
     settings = hashlib.sha256(repr((config, base_url, page.LAYOUT)).encode()).hexdigest()[:12]
-    index = View(config.path, html, content_type=HTML_TYPE, cache="page", settings=settings)
+    index = View(content.tree.layout.page_key, html, content_type=HTML_TYPE, cache="page", settings=settings)
     served = content.served or {}
     in_place = index.recorded in content.served_views  # every page of the served catalog is there
     before: Mapping[str, Any] = served.get("products", {}) if in_place else {}
@@ -166,9 +167,8 @@ def page_views(content: Content) -> tuple[View, ...] | None:
                           lazy=functools.partial(page.render_product, name, entry, config, base_url=base_url)))
     gone = {key for name, entry in served.get("products", {}).items()
             if name not in wanted and (key := page.product_page_key(config, name)) is not None}
-    folder = product_pages_folder(config.path) + "/"
-    gone.update(key for key in content.listing or () if key.startswith(folder) and key.endswith(".html")
-                and "/" not in key[len(folder):] and key not in wanted.values())
+    gone.update(key for key in content.listing or () if is_product_page_key(config.path, key)
+                and key not in wanted.values())
     deletes = [View(key, b"", content_type=HTML_TYPE, cache="page", part=True, delete=True) for key in sorted(gone)]
     return (*sorted(parts, key=lambda v: v.key), index, *deletes)
 
@@ -176,7 +176,7 @@ def page_views(content: Content) -> tuple[View, ...] | None:
 def seed_content(tree: TreeConfig, catalog: Mapping[str, Any]) -> Content:
     """build-images-file / build-index (the seed's step-by-step commands): the index names the plain
     images.json, without history."""
-    return Content(tree, catalog, to_bytes(catalog), plain_catalog_key(tree), {})
+    return Content(tree, catalog, to_bytes(catalog), tree.layout.plain_catalog_key, {})
 
 
 VIEWS: tuple[Renderer, ...] = (catalog_view, images_json_view, *LXC_INDEX_VIEWS, page_views, index_view)

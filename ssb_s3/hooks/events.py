@@ -20,10 +20,8 @@ from urllib.parse import unquote_plus
 
 from ..config import ProductConfig, TreeConfig
 from ..errors import SSBError
-from ..storage.manifest import UPLOAD_MARKER
 from ..vocabulary.imagefiles import BUILT_FILES as ARTIFACTS
-
-OWN_PREFIXES = ("streams/", ".ssb-s3/")  # the tree's own writes: never a reason to publish
+from ..vocabulary.layout import UPLOAD_MARKER_NAME, manifest_in, version_file_of
 
 
 class EventError(SSBError):
@@ -168,16 +166,16 @@ def route(tree: TreeConfig, target_url: str, events: Iterable[BucketEvent]) -> d
     changes: dict[str, ProductChange] = {}
     for event in events:
         relative = event.key.removeprefix(f"{target_prefix}/") if target_prefix else event.key
-        if event.bucket == target_bucket and relative.startswith(OWN_PREFIXES):
+        if event.bucket == target_bucket and tree.layout.is_own(relative):  # never a reason to publish
             continue
         for bucket, folder, product in places:
             if event.bucket != bucket or not event.key.startswith(folder):
                 continue
-            rest = event.key[len(folder):]
+            in_version = version_file_of(folder.rstrip("/"), event.key)
             previous = changes.get(product.name, ProductChange(product.name, False, False))
-            if rest == "ssb.json":
+            if event.key == manifest_in(folder.rstrip("/")):
                 changes[product.name] = ProductChange(product.name, True, previous.artifacts)
-            elif rest.count("/") == 1 and (rest.split("/")[1] in ARTIFACTS or rest.endswith("/" + UPLOAD_MARKER)):
+            elif in_version is not None and in_version[1] in {*ARTIFACTS, UPLOAD_MARKER_NAME}:
                 changes[product.name] = ProductChange(product.name, previous.manifest, True)
             break
     return changes

@@ -43,11 +43,12 @@ from ..core.withdrawal import withdrawn_of
 from ..errors import NotFound, PreconditionFailed
 from ..progress import Progress
 from ..storage.artifacts import ArtifactError, inspect_artifacts
-from ..storage.manifest import UPLOAD_MARKER, read_manifest
+from ..storage.manifest import read_manifest
 from ..storage.store import CHUNK_SIZE, Store
 from ..storage.tree import update_manifest
 from ..vocabulary.imagefiles import BUILT_FILES as ARTIFACTS
 from ..vocabulary.imagefiles import VersionHasher, upload_order
+from ..vocabulary.layout import UPLOAD_MARKER_NAME, upload_marker_key, version_dir, version_file_key, version_file_of
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,8 @@ def reserve_version(
     if version is None:
         # An interrupted build of the same files resumes, wherever its marker is.
         for obj in store.list(f"{product_dir}/"):
-            parts = obj.key[len(product_dir) + 1:].split("/")
-            if len(parts) == 2 and parts[1] == UPLOAD_MARKER:
+            parts = version_file_of(product_dir, obj.key)
+            if parts is not None and parts[1] == UPLOAD_MARKER_NAME:
                 marker, etag = _read_marker(store, obj.key)
                 if marker is not None and _same_files(marker, product, files):
                     log.info("%s: resuming the interrupted upload of version %s", product.name, parts[0])
@@ -122,9 +123,9 @@ def reserve_version(
         problem = version_name_problem(name)
         if problem:
             raise ArtifactError(f"version name '{name}' {problem} (see --version-format)")
-        key = f"{product_dir}/{name}/{UPLOAD_MARKER}"
+        key = upload_marker_key(version_dir(product_dir, name))
         marker = _marker(product, files)
-        if not any(True for _ in store.list(f"{product_dir}/{name}/")):
+        if not any(True for _ in store.list(version_dir(product_dir, name) + "/")):
             try:
                 etag = store.write(key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
                                    if_none_match=conditional)
@@ -181,16 +182,16 @@ def _refuse_duplicate(store: Store, tree: TreeConfig, product: ProductConfig, ve
         *((name, entry, "withdrawn version") for name, entry in sorted(withdrawn.items())),
     ):
         if other != version and new & fingerprints(entry.get("items", {})):
-            _remove_upload(store, f"{tree.product_dir(product)}/{version}", result, marker_key)
+            _remove_upload(store, version_dir(tree.product_dir(product), version), result, marker_key)
             raise ArtifactError(
                 f"{product.name}: the new build is identical to {what} {other} (same fingerprint); "
                 "nothing recorded, its upload was removed"
             )
 
 
-def _remove_upload(store: Store, version_dir: str, result: IngestResult, marker_key: str) -> None:
+def _remove_upload(store: Store, folder: str, result: IngestResult, marker_key: str) -> None:
     for filename in result.uploaded:
-        store.delete(f"{version_dir}/{filename}")
+        store.delete(version_file_key(folder, filename))
     store.delete(marker_key)
 
 
@@ -222,14 +223,14 @@ def ingest_version(
     )
     conditional = tree.storage.conditional_writes
     product_dir = tree.product_dir(product)
-    version_dir = f"{product_dir}/{name}"
-    marker_key = f"{version_dir}/{UPLOAD_MARKER}"
+    folder = version_dir(product_dir, name)
+    marker_key = upload_marker_key(folder)
     result = IngestResult(product.name, name, {}, resumed=resumed)
     hasher = VersionHasher()
     total = sum(path.stat().st_size for path in files.values())
     with Progress(total, f"{product.name} {name}", files=len(files), quiet=quiet) as progress:
         for filename in upload_order(files):
-            path, key = files[filename], f"{version_dir}/{filename}"
+            path, key = files[filename], version_file_key(folder, filename)
             feed = hasher.start(filename)
             there = store.head(key)
             if there is None:
@@ -265,10 +266,10 @@ def ingest_version(
             marker.setdefault("files", {}).setdefault(filename, {})["sha256"] = hasher.digests[filename]
             marker_etag = store.write(marker_key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
                                       if_match=(marker_etag or None) if conditional else None)
-    result.items = hasher.items(version_dir)
+    result.items = hasher.items(folder)
     refused = check(result.items) if check is not None else None
     if refused:
-        _remove_upload(store, version_dir, result, marker_key)
+        _remove_upload(store, folder, result, marker_key)
         raise ArtifactError(f"{refused}; nothing recorded, its upload was removed")
     _refuse_duplicate(store, tree, product, name, result, marker_key)
     add_version_to_manifest(store, tree, product, name, result.items)

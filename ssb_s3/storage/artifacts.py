@@ -42,6 +42,7 @@ import yaml
 from ..config import CANONICAL_ARCH, ProductConfig, load_yaml, yaml_problem
 from ..errors import SSBError
 from ..vocabulary.imagefiles import BUILT_FILES, IMAGE_FILES, completeness_rule, content_kind_problem, is_complete
+from ..vocabulary.layout import version_file_key
 from .store import ObjectInfo, Store
 
 
@@ -286,7 +287,7 @@ def check_stored_version(store: Store, version_dir: str, files: Mapping[str, Obj
     naming the stored file. `heads`: each file's first bytes, or all of them, as read while
     hashing it (manifest.hash_version); a tarball not held whole is read from the store again."""
     for name in sorted(files):
-        key = f"{version_dir}/{name}"
+        key = version_file_key(version_dir, name)
         where, head = store.describe(key), heads.get(name, b"")
         why = content_kind_problem(name, head)
         if why:

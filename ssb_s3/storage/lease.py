@@ -42,8 +42,9 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
+from ..vocabulary.layout import LEASE_KEY
 from .httpread import parse_json
-from .store import LEASE_KEY, LocalStore, Store
+from .store import LocalStore, Store
 
 log = logging.getLogger(__name__)
 

@@ -43,6 +43,7 @@ from ..vocabulary.imagefiles import (
     truncation_problem,
     upload_order,
 )
+from ..vocabulary.layout import UPLOAD_MARKER_NAME, version_dir, version_file_key, version_file_of
 from .artifacts import check_stored_version
 from .httpread import parse_json
 from .store import CHUNK_SIZE, ObjectInfo, Store
@@ -50,7 +51,6 @@ from .store import CHUNK_SIZE, ObjectInfo, Store
 log = logging.getLogger(__name__)
 
 MAX_UNIX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can show
-UPLOAD_MARKER = ".ssb-upload.json"  # written first and removed last by build-product
 KEEP_METADATA_BYTES = 1 << 20  # metadata tarballs up to this size are checked from memory
 MAX_MANIFEST_BYTES = 64 << 20  # real ones are KBs (about 1 KB a version); parsed, all count in the run's budget
 MANIFEST_PROBLEMS_LISTED = 20  # schema problems quoted in the one-line error of one ssb.json
@@ -73,7 +73,7 @@ def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]
         listed = files[name].size
         keep = IMAGE_FILES[name].is_metadata and listed <= KEEP_METADATA_BYTES
         kept: list[bytes] = []
-        chunks = store.iter_chunks(f"{version_dir}/{name}", max(1, min(CHUNK_SIZE, listed + 1)))
+        chunks = store.iter_chunks(version_file_key(version_dir, name), max(1, min(CHUNK_SIZE, listed + 1)))
         try:
             for chunk in chunks:
                 feed(chunk)
@@ -93,12 +93,12 @@ def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]
         if hasher.sizes[name] != listed:
             read = f"more than {listed}" if hasher.sizes[name] > listed else str(hasher.sizes[name])
             raise StoreError(
-                f"{store.describe(f'{version_dir}/{name}')}: size changed while hashing "
+                f"{store.describe(version_file_key(version_dir, name))}: size changed while hashing "
                 f"({listed} listed, {read} read); is an upload still running?"
             )
         why = truncation_problem(name, hasher.sizes[name], head, tail)
         if why:
-            raise ManifestError(f"{store.describe(f'{version_dir}/{name}')}: {why}; not published")
+            raise ManifestError(f"{store.describe(version_file_key(version_dir, name))}: {why}; not published")
     return hasher.items(version_dir)
 
 
@@ -120,7 +120,7 @@ def _reusable(existing: Mapping[str, Any] | None, version_dir: str, files: Mappi
         return False
     items = {k: i for k, i in existing.get("items", {}).items() if i.get("ftype") not in DELTA_FTYPES}
     recorded = {str(i.get("path", "")): i.get("size") for i in items.values()}
-    wanted = {f"{version_dir}/{name}": info.size for name, info in files.items()}
+    wanted = {version_file_key(version_dir, name): info.size for name, info in files.items()}
     return recorded == wanted and all(
         IMAGE_FILES[name].item_key in items for name in files
     )
@@ -148,8 +148,8 @@ def scan_versions(
     uploading: set[str] = set()
     base = f"{product_dir}/"
     for obj in store.list(base):
-        parts = obj.key[len(base) :].split("/")
-        if len(parts) != 2:
+        parts = version_file_of(product_dir, obj.key)
+        if parts is None:
             continue  # ssb.json itself, or deeper files that are not artifacts
         version, filename = parts
         if version.startswith("."):
@@ -158,7 +158,7 @@ def scan_versions(
         if problem:
             skipped[version] = f"folder name {problem}"
             continue
-        if filename == UPLOAD_MARKER:
+        if filename == UPLOAD_MARKER_NAME:
             uploading.add(version)
         if filename in BUILT_FILES:
             versions.setdefault(version, {})[filename] = obj
@@ -204,9 +204,9 @@ def build_manifest(
     versions: dict[str, Any] = {}
     for version in sorted(complete):
         files = complete[version]
-        version_dir = f"{product_dir}/{version}"
+        folder = version_dir(product_dir, version)
         deltas = kept_deltas(old_versions.get(version), found_deltas.get(version, {}))
-        if not rehash and _reusable(old_versions.get(version), version_dir, files):
+        if not rehash and _reusable(old_versions.get(version), folder, files):
             old = old_versions[version]
             versions[version] = old if len(deltas) == len(old["items"]) - len(files) else {
                 **old, "items": {k: i for k, i in old["items"].items()
@@ -215,8 +215,8 @@ def build_manifest(
             continue
         log.info("%s: hashing version %s (%d files)", product.name, version, len(files))
         heads: dict[str, bytes] = {}
-        versions[version] = {"items": {**hash_version(store, version_dir, files, heads), **deltas}}
-        check_stored_version(store, version_dir, files, heads, product)  # what build-product checks
+        versions[version] = {"items": {**hash_version(store, folder, files, heads), **deltas}}
+        check_stored_version(store, folder, files, heads, product)  # what build-product checks
         report.hashed.append(version)
     report.removed = sorted(set(old_versions) - set(versions))
     for version in report.removed:

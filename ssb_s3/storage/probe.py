@@ -35,9 +35,9 @@ import json
 import time
 from dataclasses import asdict, dataclass, fields
 
+from ..vocabulary.layout import STORE_VERDICT_KEY
 from .httpread import parse_json
 
-VERDICT_KEY = ".ssb-s3/store.json"
 VERDICT_VERSION = 1
 
 CREATE_FORMS = ("honoured", "ignored", "unsupported")
@@ -87,7 +87,7 @@ class Verdict:
     def parse(cls, data: bytes, identity: str) -> Verdict | None:
         """The cached verdict if it is well formed and for this very server; None: probe again."""
         try:
-            raw = parse_json(data, VERDICT_KEY)
+            raw = parse_json(data, STORE_VERDICT_KEY)
         except ValueError:
             return None
         if not isinstance(raw, dict) or raw.get("version") != VERDICT_VERSION or raw.get("identity") != identity:

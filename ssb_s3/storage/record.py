@@ -26,13 +26,13 @@ from typing import Any
 
 from ..config import ProductConfig, TreeConfig, parse_config
 from ..errors import ConfigError, NotFound, PreconditionFailed, ProblemsFound, StoreError
+from ..vocabulary.layout import PRODUCT_RECORD_KEY
 from .httpread import parse_json
 from .store import Store
 from .tree import conditions
 
 log = logging.getLogger(__name__)
 
-RECORD_KEY = ".ssb-s3/products.json"
 MAX_RECORD_BYTES = 1 << 20
 ATTEMPTS = 10
 
@@ -40,10 +40,10 @@ ATTEMPTS = 10
 def read_record(store: Store) -> tuple[list[dict[str, Any]], str]:
     """The recorded product entries and the record's ETag ('' when there is no record)."""
     try:
-        data, etag = store.read_limited(RECORD_KEY, MAX_RECORD_BYTES)
+        data, etag = store.read_limited(PRODUCT_RECORD_KEY, MAX_RECORD_BYTES)
     except NotFound:
         return [], ""
-    where = store.describe(RECORD_KEY)
+    where = store.describe(PRODUCT_RECORD_KEY)
     try:
         document = parse_json(data, where)
     except ValueError as exc:
@@ -60,7 +60,7 @@ def recorded_products(store: Store, entries: list[dict[str, Any]] | None = None)
         entries = read_record(store)[0]
     if not entries:
         return ()
-    where = store.describe(RECORD_KEY)
+    where = store.describe(PRODUCT_RECORD_KEY)
     try:
         return parse_config({"products": entries}, where).products
     except ProblemsFound as exc:
@@ -84,8 +84,8 @@ def with_recorded(tree: TreeConfig, store: Store) -> TreeConfig:
             continue
         clash = next((n for n, d in declared.items() if _overlaps(product.directory, d)), None)
         if clash is not None:
-            log.warning("%s: product %s left out: its folder %s is product %s's (%s)", store.describe(RECORD_KEY),
-                        product.name, product.directory, clash, tree.source_file)
+            log.warning("%s: product %s left out: its folder %s is product %s's (%s)",
+                        store.describe(PRODUCT_RECORD_KEY), product.name, product.directory, clash, tree.source_file)
             continue
         extra.append(product)
     return replace(tree, products=(*tree.products, *extra)) if extra else tree
@@ -107,8 +107,8 @@ def record_product(store: Store, entry: Mapping[str, Any], *, conditional: bool,
         data = json.dumps({"products": sorted(kept, key=lambda e: str(e.get("name")))}, indent=2,
                           sort_keys=True).encode()
         try:
-            store.write(RECORD_KEY, data, cache_control="no-store", **conditions(conditional, etag))
+            store.write(PRODUCT_RECORD_KEY, data, cache_control="no-store", **conditions(conditional, etag))
             return True
         except PreconditionFailed:
-            log.info("%s changed meanwhile (another add), again", store.describe(RECORD_KEY))
-    raise StoreError(f"{store.describe(RECORD_KEY)}: changed by someone else {ATTEMPTS} times in a row")
+            log.info("%s changed meanwhile (another add), again", store.describe(PRODUCT_RECORD_KEY))
+    raise StoreError(f"{store.describe(PRODUCT_RECORD_KEY)}: changed by someone else {ATTEMPTS} times in a row")

@@ -48,18 +48,16 @@ from ..config import ENDPOINT_EXPECTED, StorageConfig, endpoint_from_env, endpoi
 from ..core.catalog import _path_problem
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError, TooLarge
 from ..schemas import load_schema
+from ..vocabulary.layout import INTERNAL_PREFIX, LEASE_KEY, LEGACY_LOCK_KEY, PROBE_KEY_PREFIX, STORE_VERDICT_KEY
 from . import transport
 from .httpread import Limits, Response, open_url, shown
-from .probe import VERDICT_KEY, Verdict
+from .probe import Verdict
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8 * 1024 * 1024
 READ_ATTEMPTS = 5  # a body cut mid-way: botocore's own retries end once the headers arrived
 TEMP_MARK = ".ssb-tmp-"
-INTERNAL_PREFIX = ".ssb-s3/"  # the tool's own objects: the lease, the store's verdict, the product record
-LEASE_KEY = INTERNAL_PREFIX + "lease.json"  # ssb_s3.storage.lease
-LOCK_NAME = "write.lock"  # in .ssb-s3/: the lock file of earlier versions, still never listed
 JSON_TYPE = "application/json"
 
 
@@ -322,7 +320,7 @@ class LocalStore(Store):
             rel_dir = os.path.relpath(dirpath, self.root)
             rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
             for name in filenames:
-                if TEMP_MARK in name or (name == LOCK_NAME and rel_dir == ".ssb-s3/"):
+                if TEMP_MARK in name or rel_dir + name == LEGACY_LOCK_KEY:
                     continue
                 key = rel_dir + name
                 if not key.startswith(prefix):
@@ -510,7 +508,6 @@ NOT_SUPPORTED = ("NotImplemented", "501", "NotSupported")  # a store refusing a 
 # What a store answers when it refuses botocore's aws-chunked trailing checksums (Ceph RGW 16.2 over
 # HTTPS: 411 MissingContentLength); the client is then rebuilt with checksum_mode when_required.
 CHECKSUM_REFUSED = ("MissingContentLength", "411", "XAmzContentSHA256Mismatch", "InvalidDigest", "BadDigest")
-PROBE_PREFIX = ".ssb-s3/probe-"
 PROBE_BODY = b"ssb-s3: probe of conditional writes, deleted at once; safe to delete\n"
 STALE_ETAG = '"00000000000000000000000000000000"'  # no object has this etag (the md5 of nothing differs)
 VERDICT_LIMIT = 64 * 1024  # .ssb-s3/store.json is a few hundred bytes: anything bigger is not ours
@@ -675,7 +672,7 @@ class S3Store(Store):
                     _VERDICTS[ident] = found
             if found.checksums == "when_required":
                 self._require_checksums_only_when_required("this store refuses botocore's request checksums "
-                                                           f"(recorded in {self.describe(VERDICT_KEY)})")
+                                                           f"(recorded in {self.describe(STORE_VERDICT_KEY)})")
             self._verdict = found
         return self._verdict
 
@@ -693,16 +690,16 @@ class S3Store(Store):
 
         data, recorded = b"", None  # what .ssb-s3/store.json holds, and its ETag (None: not there)
         try:
-            resp = self._send("get_object", Bucket=self.bucket, Key=self._key(VERDICT_KEY))
+            resp = self._send("get_object", Bucket=self.bucket, Key=self._key(STORE_VERDICT_KEY))
             server, recorded = _server_header(resp), str(resp.get("ETag", ""))
             with contextlib.closing(resp["Body"]):
                 data = resp["Body"].read(VERDICT_LIMIT + 1)
         except ClientError as exc:
             if _client_error_code(exc) not in ("NoSuchKey", "404", "NotFound", "AccessDenied", "403"):
-                raise self._fail("read", VERDICT_KEY, exc) from None
+                raise self._fail("read", STORE_VERDICT_KEY, exc) from None
             server = _server_header(getattr(exc, "response", {}) or {})
         except (BotoCoreError, WireError) as exc:
-            raise self._fail("read", VERDICT_KEY, exc) from None
+            raise self._fail("read", STORE_VERDICT_KEY, exc) from None
         identity = f"{endpoint} {server}".strip()
         cached = None if again or not 0 < len(data) <= VERDICT_LIMIT else Verdict.parse(data, identity)
         return cached or self._probed(identity, recorded)
@@ -713,7 +710,7 @@ class S3Store(Store):
         replace-if-match form when it has one (a bucket policy may require conditional writes), over
         the ETag `recorded` of the verdict found there (None: nothing there). Failing to record is a
         warning: the next run probes again."""
-        key = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
+        key = f"{PROBE_KEY_PREFIX}{secrets.token_hex(8)}"
         copy_key = f"{key}-copy"
         try:
             applied, etag = self._probe_put(key, IfNoneMatch="*")
@@ -740,8 +737,8 @@ class S3Store(Store):
         if verdict.conditional_ok:
             condition = {"IfNoneMatch": "*"} if recorded is None else {"IfMatch": verdict.if_match(recorded)}
         try:
-            if self._probe_put(VERDICT_KEY, body=verdict.to_bytes(), **condition)[0] != "applied":
-                raise StoreError(f"{self.describe(VERDICT_KEY)}: written meanwhile by another run")
+            if self._probe_put(STORE_VERDICT_KEY, body=verdict.to_bytes(), **condition)[0] != "applied":
+                raise StoreError(f"{self.describe(STORE_VERDICT_KEY)}: written meanwhile by another run")
         except StoreError as exc:
             log.warning("could not record the store's verdict (probed again next run): %s", exc)
         log.info("%s: conditional requests: %s", self.url, ", ".join(f"{op}: {v}" for op, v in verdict.table()))

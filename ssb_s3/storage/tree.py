@@ -29,16 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from ..config import ProductConfig, TreeConfig
-from ..core.catalog import INDEX_KEY, INDEX_NAME, _path_problem, addressed_content_problem
+from ..core.catalog import INDEX_NAME, _path_problem, addressed_content_problem
 from ..core.deltas import without_orphans
 from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
 from ..core.retention import History, PurgePlan, shape_problem
-from ..core.signed import SIGNED_INDEX_KEY, is_signed_index, signing_requests
+from ..core.signed import is_signed_index, signing_requests
 from ..core.views import View, addressed
 from ..core.withdrawal import tree_recorded, withdrawn_of
 from ..errors import BudgetSpent, ManifestError, NotFound, PreconditionFailed, SSBError, StoreError, Unreachable
 from ..gpg import Signer
 from ..progress import Progress
+from ..vocabulary.layout import INDEX_KEY, MANIFEST_NAME, SIGNED_INDEX_KEY
 from ..vocabulary.problems import Problem
 from . import httpread
 from .lease import Lease
@@ -68,7 +69,7 @@ def fetch_manifest_url(product: ProductConfig, apikey: str | None, limits: httpr
     """
     url = product.manifest_url
     try:
-        return httpread.fetch(url, token=apikey, limits=limits, what="ssb.json")[0]
+        return httpread.fetch(url, token=apikey, limits=limits, what=MANIFEST_NAME)[0]
     except (StoreError, Unreachable) as exc:  # one product's source: its problem, the others go on
         raise SSBError(f"product {product.name}: {exc}") from None
 
@@ -472,7 +473,7 @@ class Tree:
     def _departed(self, name: str, folder: str) -> ProductConfig:
         """A mirrored product that left the catalog (retention.departed_mirrored), enough to name its
         ssb.json in `folder`, beside the version folders purged."""
-        directory = folder[len(self.config.under_prefix("")):]
+        directory = self.config.layout.directory_of(folder)
         return ProductConfig(name=name, arch="", release="", os="", directory=directory, release_title="")
 
     def lease(self, timeout: float, purpose: str) -> Lease:

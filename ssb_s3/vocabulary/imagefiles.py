@@ -34,6 +34,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from . import layout
+from .layout import version_file_key
+
 Role = Literal["meta", "lxc-meta", "root", "unified", "delta"]
 ROLES: tuple[Role, ...] = ("meta", "lxc-meta", "root", "unified", "delta")
 METADATA_ROLES = frozenset({"meta", "lxc-meta"})  # small tarballs whose metadata.yaml or config is checked
@@ -263,7 +266,7 @@ def file_for(role: Role, client: str) -> str:
 
 def delta_filename(row: ImageFile, base: str) -> str:
     """The file name of a delta of `row` against version `base`, e.g. 20260101_0000.rootfs.squashfs.vcdiff."""
-    return f"{base}.{row.filename}"
+    return layout.delta_file_name(row.filename, base)
 
 
 def delta_item_key(row: ImageFile, base: str) -> str:
@@ -274,8 +277,8 @@ def delta_item_key(row: ImageFile, base: str) -> str:
 def parse_delta_filename(name: str) -> tuple[ImageFile, str] | None:
     """(delta row, base version) of a delta file name, or None for any other name."""
     for row in DELTA_FTYPES.values():
-        base = name[: -len(row.filename) - 1]
-        if name.endswith(f".{row.filename}") and base:
+        base = layout.delta_base_of(name, row.filename)
+        if base:
             return row, base
     return None
 
@@ -405,7 +408,7 @@ class VersionHasher(MetaRootHasher):
         items: dict[str, dict[str, Any]] = {}
         for name in upload_order(self.digests):
             row = IMAGE_FILES[name]
-            items[row.item_key] = {"ftype": row.ftype, "path": f"{version_dir}/{name}",
+            items[row.item_key] = {"ftype": row.ftype, "path": version_file_key(version_dir, name),
                                    "size": self.sizes[name], "sha256": self.digests[name]}
         for (meta, root), digest in self.combined.items():
             for fieldname in IMAGE_FILES[root].combined_fields:
