@@ -942,6 +942,12 @@ def test_a_product_folder_over_the_product_pages_is_refused(tmp_path: Path, imag
     lines = [line for line in bad.stderr.splitlines() if "overlaps" in line]
     assert len(lines) == 1 and "products[0].directory: the folder 'products/busybox' overlaps 'products', one " \
         "of the tree's own keys" in lines[0], bad.stderr
+    assert "tree.yml's page.path moves the page and its product pages' folder" in lines[0]  # the way out
+    moved = tmp_path / "moved.yml"
+    moved.write_text(conf.read_text() + "page: {path: site/index.html}\n")
+    from ssb_s3.config import load_config
+
+    assert load_config(moved).layout.product_pages_folder == "site/products"  # products/ is the tree's again
 
 
 @pytest.mark.parametrize(("extra", "field", "expected"), [

@@ -237,7 +237,7 @@ def reserved_problem(directory: str, reserved: tuple[str, ...]) -> str | None:
         if directory == key or directory.startswith(key + "/") or key.startswith(directory + "/"):
             return (f"the folder '{directory}' overlaps '{key}', one of the tree's own keys ({STREAMS_FOLDER}/..., "
                     f"{LXC_INDEX_FOLDER}/..., the page and its product pages, {INTERNAL_FOLDER}): "
-                    "reserved for the tree")
+                    "reserved for the tree (tree.yml's page.path moves the page and its product pages' folder)")
     return None
 
 
