@@ -54,6 +54,7 @@ READ_ATTEMPTS = 5  # a body cut mid-way: botocore's own retries end once the hea
 TEMP_MARK = ".ssb-tmp-"
 INTERNAL_PREFIX = ".ssb-s3/"  # the tool's own objects: the lease, the store's verdict, the product record
 LEASE_KEY = INTERNAL_PREFIX + "lease.json"  # ssb_s3.storage.lease
+PAST_KEY = INTERNAL_PREFIX + "history.json"  # what the purge needs from the older catalogs (ssb_s3.core.past)
 LOCK_NAME = "write.lock"  # in .ssb-s3/: the lock file of earlier versions, still never listed
 JSON_TYPE = "application/json"
 
