@@ -191,8 +191,8 @@ def scenario_incremental(server: S3Server, work: Path, sizes: list[int], version
     """2. One product changed: same request count at every tree size, much faster than a full publish,
     and close to the floor of a single-catalog design (one GET and two PUTs of the served catalog's bytes).
 
-    Each event starts from a fresh full publish (so every one reads the same history: the old catalogs an
-    incremental publish reads grow with the publishes within the grace period) and adds a version to p0,
+    Each event starts from a fresh full publish (so every one has the same history: one older catalog
+    within the grace; scenario 9 has more) and adds a version to p0,
     which expires its oldest. Best of 3 events, then a 4th under cProfile (not timed) at the largest size.
     """
     counts = {}

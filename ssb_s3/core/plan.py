@@ -23,7 +23,8 @@ Decisions made here, and only here:
   index.json (withdrawal.TREE_RECORD), which every plan applies to its manifest (check_products)
   and carries on to the next index; so is a mirrored product's; a withdrawal that would leave
   the version served (a mirrored product keeping its previous entry) refuses the publish;
-- the purge plan (grace, history) and the views to write (ssb_s3.core.views);
+- the purge plan (grace, history), the views to write (ssb_s3.core.views) and the record of the
+  older catalogs written with them (ssb_s3.core.past);
 - the .vcdiff deltas the versions it adds want (ssb_s3.core.deltas), made before the flip.
 Every problem is a Problem whose `product` says whom it blames; no message is parsed back.
 """

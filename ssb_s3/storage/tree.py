@@ -1,16 +1,18 @@
 """The tree's keys and its served state: the I/O half of the core (ssb_s3.core.plan is the pure half).
 
-The only code that reads index.json and the catalogs it names, reads the products' ssb.json for a
-publish and does the read-modify-write of ssb.json, writes the views (ssb_s3.core.views) and flips the
-index. It is the only place where `storage.conditional_writes` becomes If-Match / If-None-Match
-(the lease and build-product's create-only writes have their own, in lease.py and ingest.py):
-with `conditional_writes: false`, no request sent from here carries a conditional header.
+The only code that reads index.json and the catalogs it names (or, for an incremental publish, the
+record of the older ones, ssb_s3.core.past), reads the products' ssb.json for a publish and does the
+read-modify-write of ssb.json, writes the views (ssb_s3.core.views) and flips the index. It is the
+only place where `storage.conditional_writes` becomes If-Match / If-None-Match (the lease and
+build-product's create-only writes have their own, in lease.py and ingest.py): with
+`conditional_writes: false`, no request sent from here carries a conditional header.
 
 Invariants: a snapshot is read before anything is written; signed views (ssb_s3.core.signed) are
 signed before anything is written; views are written (concurrently: they are independent of each
-other) before the flip, streams/v1/index.sjson after every other view (it names the signed catalog),
-the index last and only If-Match the ETag the snapshot read (If-None-Match when there was none);
-ssb.json is only ever written If-Match the ETag it was read with, so no concurrent update is lost.
+other, and so is the record of the older catalogs) before the flip, streams/v1/index.sjson after
+every other view (it names the signed catalog), the index last and only If-Match the ETag the
+snapshot read (If-None-Match when there was none); ssb.json is only ever written If-Match the ETag
+it was read with, so no concurrent update is lost.
 A `source:` store (another folder or bucket, which other trees may read too) is read-only to a
 publish: --refresh-manifests uses its ssb.json as it is, and says which versions its folders hold
 that it does not list, and a withdrawal is the tree's record (core.withdrawal.TREE_RECORD). Only
