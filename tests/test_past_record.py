@@ -104,3 +104,29 @@ def test_a_record_for_another_catalog_or_damaged_is_not_used(
     store.write(PAST_KEY, b"[" * 100_000, cache_control="no-store")  # nested too deeply: read the catalogs
     report = publish(tree, store, PublishOptions(dry_run=True), only={"p0:1:amd64:default"})
     assert [i.version for i in report.purge.delete_later] == ["20260101_0000"]
+
+
+def test_the_chain_gives_each_older_catalog_as_it_was_and_drops_what_the_history_left() -> None:
+    """Pure: a record carried along 6 publishes, each changing one product, then one that drops the two
+    oldest catalogs: every catalog it offers is rebuilt exactly (the changed products' entries)."""
+    from ssb_s3.core.past import Past, carry, partial_catalogs
+
+    def catalog(step: int) -> dict[str, Any]:
+        return {"products": {f"p{i}": {"versions": {f"v{v}": {"items": {"a": {"path": f"p{i}/v{v}/a"}}}
+                                                    for v in range(step if i == step % 3 else 2)}}
+                             for i in range(3)}}
+
+    catalogs = {f"c{n}": catalog(n) for n in range(8)}
+    past: Past | None = None
+    for n in range(1, 8):  # c{n} replaces c{n-1}; the history keeps every earlier one, then only c4..
+        keep = [f"c{k}" for k in range(n) if n < 7 or k >= 4]
+        past = carry(f"c{n}", catalogs[f"c{n}"], keep, f"c{n - 1}", catalogs[f"c{n - 1}"], {},
+                     [f"c{k}" for k in range(n, -1, -1)], past if n > 1 else Past("c0", ()))
+        assert past is not None and past.catalogs == set(keep)
+        past = Past.from_document(json.loads(past.to_bytes()))  # as the next publish reads it
+        assert past is not None
+    assert past.catalogs == {"c4", "c5", "c6"} and [s.catalog for s in past.steps] == ["c6", "c5", "c4"]
+    rebuilt = partial_catalogs(past, catalogs["c7"], {"p0", "p1", "p2"})
+    for key, partial in rebuilt.items():
+        want = {name: sorted(v) for name, e in catalogs[key]["products"].items() for v in [e["versions"]]}
+        assert {name: sorted(e["versions"]) for name, e in partial["products"].items()} == want, key

@@ -87,8 +87,8 @@ def test_a_later_run_reads_the_verdict_and_sends_no_probe(
     report = publish(tree, store, PublishOptions(), only={PRODUCT})
     assert report.index_written
     assert probes(sent) == [], probes(sent)
-    # the verdict costs one GET (its record), and nothing else under .ssb-s3/ but the lease
-    internal = Counter(r for r in sent if r[1].startswith(".ssb-s3/") and r[1] != ".ssb-s3/lease.json")
+    # the verdict costs one GET (its record), no probe and no write of it
+    internal = Counter(r for r in sent if r[1] == VERDICT_KEY or r[1].startswith(PROBE_PREFIX))
     assert internal == Counter({("GetObject", VERDICT_KEY): 1}), internal
     assert recorded(store_server, store_bucket) == verdict  # not written again
     assert sorted(served(store)["products"][PRODUCT]["versions"]) == ["20260101_0000", "20260102_0000"]

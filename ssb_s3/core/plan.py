@@ -711,21 +711,21 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
         catalog_changed=key != snap.served_key or served_views(snap.index) != frozenset(view_keys(views)),
         deltas=[] if refused else deltas_wanted(tree, snap, catalog), flip_index=flip_index(content, views),
-        past=past_record(snap, key, history, purge, opts),
+        past=past_record(snap, key, catalog, history, purge, opts),
     )
 
 
-def past_record(snap: Snapshot, current_key: str, history: History, purge: PurgePlan, opts: PublishOptions
-                ) -> Past | None:
+def past_record(snap: Snapshot, current_key: str, current: Mapping[str, Any], history: History, purge: PurgePlan,
+                opts: PublishOptions) -> Past | None:
     """The record of the older catalogs (core.past) to write with the catalog `current_key`: those
     the next history names but the catalogs this run's purge deletes; None when one of them is
     neither in memory (read, or served) nor in the record read."""
     deleted = set() if opts.skip_purge else set(purge.old_catalogs)
     keep = {e["catalog"] for e in history.entries} - deleted - {current_key, ""}
-    whole: dict[str, Mapping[str, Any]] = {} if snap.catalogs_partial else dict(snap.catalogs)
-    if snap.served is not None and snap.served_key:
-        whole[snap.served_key] = snap.served
-    return carry(current_key, keep, whole, snap.past)
+    newest_first = [e["catalog"] for e in sorted(history.entries, reverse=True, key=lambda e: (
+        e["until"] is None, e["until"] or 0.0))]
+    return carry(current_key, current, keep, snap.served_key, snap.served,
+                 {} if snap.catalogs_partial else snap.catalogs, newest_first, snap.past)
 
 
 # ----------------------------------------------------------------------------------------------

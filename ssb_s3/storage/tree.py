@@ -312,7 +312,7 @@ class Tree:
         if read_served and (withdrawing or needs_old_catalogs(self.config, products, now, only, tree_recorded(index))):
             names = {e["catalog"] for e in History.from_index(index).entries} - {"", served_key}
             if only is not None and past is not None and not withdrawing:
-                catalogs = {k: c for k, c in partial_catalogs(past, only, tree_listing).items() if k in names}
+                catalogs = {k: c for k, c in partial_catalogs(past, served or {}, only).items() if k in names}
                 partial = True
             else:
                 catalogs = {k: c for k in names if (c := read_catalog(self.target, k)) is not None}
