@@ -7,6 +7,7 @@
   python bench/worker.py schema PRODUCTS VERSIONS MANIFEST_VERSIONS
   python bench/worker.py catalog PRODUCTS VERSIONS
   python bench/worker.py selection PRODUCTS
+  python bench/worker.py page PRODUCTS VERSIONS
   python bench/worker.py ingest-ours|ingest-boto3 FILE ENDPOINT BUCKET KEY PART_MIB CONCURRENCY
 Prints one JSON object: seconds, peak_mib, requests (by S3 operation, counted with botocore's
 event hooks on every HTTP attempt), plus what the worker measured.
@@ -238,6 +239,21 @@ def catalog(products: int, versions: int) -> dict[str, Any]:
     return {"seconds": best, "check_seconds": check, "bytes": len(data), "input_mib": before}
 
 
+def page(products: int, versions: int) -> dict[str, Any]:
+    """The catalog page (index.html) of a synthetic catalog of P x V, against json.dumps of the same
+    catalog: wall seconds, the best of 3 each."""
+    from ssb_s3.core.page import render_page
+
+    tree, manifests = synthetic_manifests(products, versions)
+    document = json.loads(to_bytes(build_catalog(tree, manifests)))
+    now = time.time()
+    html = render_page(document, tree.page, now=now)
+    text = json.dumps(document)
+    return {"render_seconds": best_of_3(lambda: render_page(document, tree.page, now=now), time.perf_counter),
+            "json_dumps_seconds": best_of_3(lambda: json.dumps(document), time.perf_counter),
+            "page_bytes": len(html), "catalog_bytes": len(text)}
+
+
 def selection(products: int) -> dict[str, Any]:
     """Mirror selection (core.mirror.select) of an upstream catalog of `products` products in
     images.linuxcontainers.org's layout (tests/test_mirror_scale.py's), against json.loads of the same
@@ -276,6 +292,8 @@ def main() -> None:
         result = schema_check(int(args[0]), int(args[1]), int(args[2]))
     elif command == "catalog":
         result = catalog(int(args[0]), int(args[1]))
+    elif command == "page":
+        result = page(int(args[0]), int(args[1]))
     elif command == "selection":
         result = selection(int(args[0]))
     elif command in ("ingest-ours", "ingest-boto3"):

@@ -305,7 +305,7 @@ def test_the_tools_own_objects_nested_too_deeply_are_read_as_damaged_never_a_tra
     from ssb_s3.vocabulary.layout import PRODUCT_RECORD_KEY as RECORD_KEY
 
     deep = b"[" * 100_000
-    assert Verdict.parse(deep, "identity") is None
+    assert Verdict.parse(deep, "identity", "settings") is None
     assert LeaseInfo.parse(deep) is None
     store = open_store(str(tmp_path))
     store.write(RECORD_KEY, deep)

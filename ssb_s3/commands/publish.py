@@ -180,7 +180,7 @@ def publish(
             report.index_written = owner.settle(snap, plan, flipped) or flipped is not None
             if not opts.skip_purge:
                 lease.check()
-                owner.purge(plan.purge)
+                owner.purge(plan.purge, past_written=plan.catalog_changed and plan.past is not None)
             if report.index_written and opts.cloudfront_distribution:
                 rewritten = invalidated_keys(tree, (*plan.views, *signed))
                 report.invalidation = invalidate_index(opts.cloudfront_distribution, rewritten, target, opts.storage)

@@ -23,7 +23,8 @@ Decisions made here, and only here:
   index.json (withdrawal.TREE_RECORD), which every plan applies to its manifest (check_products)
   and carries on to the next index; so is a mirrored product's; a withdrawal that would leave
   the version served (a mirrored product keeping its previous entry) refuses the publish;
-- the purge plan (grace, history) and the views to write (ssb_s3.core.views);
+- the purge plan (grace, history), the views to write (ssb_s3.core.views) and the record of the
+  older catalogs written with them (ssb_s3.core.past);
 - the .vcdiff deltas the versions it adds want (ssb_s3.core.deltas), made before the flip.
 Every problem is a Problem whose `product` says whom it blames; no message is parsed back.
 """
@@ -51,6 +52,7 @@ from .catalog import (
 from .deltas import DeltaJob, wanted_deltas, without_orphans
 from .lxcindex import lxc_images
 from .mirror import recorded_versions
+from .past import Past, carry
 from .retention import (
     MIRRORED_KEY,
     SIGNED_KEY,
@@ -194,6 +196,10 @@ class Snapshot:
     tree_listing: Mapping[str, int] = field(default_factory=dict)  # the tree's files the purge looks at
     catalogs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # older catalogs found
     catalogs_missing: frozenset[str] = frozenset()  # older catalogs the history names, found gone
+    # the record of the older catalogs (core.past) written for the served catalog, if any; and
+    # whether `catalogs` was rebuilt from it (partial catalogs) rather than read
+    past: Past | None = None
+    catalogs_partial: bool = False
     damaged_key: str = ""  # the catalog index.json names, found unusable (damaged after it was written)
 
 
@@ -239,6 +245,7 @@ class Plan:
     catalog_changed: bool  # the views differ from what is served: write them
     deltas: list[DeltaJob] = field(default_factory=list)  # to make before the flip (core.deltas)
     flip_index: View | None = None  # index.json as the flip writes it (views.flip_index); None: `index`
+    past: Past | None = None  # the record of the older catalogs (core.past) to write with the catalog
 
     @property
     def index(self) -> View:
@@ -706,7 +713,21 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
         problems=problems, warnings=checked.warnings, report=report, refused=refused,
         catalog_changed=key != snap.served_key or served_views(snap.index) != frozenset(view_keys(views)),
         deltas=[] if refused else deltas_wanted(tree, snap, catalog), flip_index=flip_index(content, views),
+        past=past_record(snap, key, catalog, history, purge, opts),
     )
+
+
+def past_record(snap: Snapshot, current_key: str, current: Mapping[str, Any], history: History, purge: PurgePlan,
+                opts: PublishOptions) -> Past | None:
+    """The record of the older catalogs (core.past) to write with the catalog `current_key`: those
+    the next history names but the catalogs this run's purge deletes; None when one of them is
+    neither in memory (read, or served) nor in the record read."""
+    deleted = set() if opts.skip_purge else set(purge.old_catalogs)
+    keep = {e["catalog"] for e in history.entries} - deleted - {current_key, ""}
+    newest_first = [e["catalog"] for e in sorted(history.entries, reverse=True, key=lambda e: (
+        e["until"] is None, e["until"] or 0.0))]
+    return carry(current_key, current, keep, snap.served_key, snap.served,
+                 {} if snap.catalogs_partial else snap.catalogs, newest_first, snap.past)
 
 
 # ----------------------------------------------------------------------------------------------

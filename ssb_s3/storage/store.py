@@ -40,7 +40,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NoReturn, cast
 
 from urllib3.exceptions import HTTPError as WireError  # a body botocore reads outside its retries
 
@@ -51,7 +51,7 @@ from ..schemas import load_schema
 from ..vocabulary.layout import INTERNAL_PREFIX, LEASE_KEY, LEGACY_LOCK_KEY, PROBE_KEY_PREFIX, STORE_VERDICT_KEY
 from . import transport
 from .httpread import Limits, Response, open_url, shown
-from .probe import Verdict
+from .probe import Verdict, probe_settings
 
 log = logging.getLogger(__name__)
 
@@ -515,7 +515,10 @@ CONDITIONAL_FIX = ("so concurrent publishers are not protected; set storage.cond
                    "to run a single publisher at a time")
 CREDENTIALS_FIX = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or --profile, storage.profile) "
                    "naming a profile of ~/.aws/credentials")
-_VERDICTS: dict[tuple[str, str, str], Verdict] = {}  # (endpoint, bucket, prefix) -> its verdict, this process
+# (endpoint, bucket, prefix, settings) -> its verdict, this process; and those of them read from the record
+# (not probed by this process): a conditional write failing as such a verdict did not predict probes again
+_VERDICTS: dict[tuple[str, str, str, str], Verdict] = {}
+_RECORDED: set[tuple[str, str, str, str]] = set()
 _PROBE_LOCK = threading.Lock()
 _BUCKETS_SEEN: set[tuple[str, str]] = set()  # (endpoint, bucket) found by HEAD bucket, this process
 
@@ -527,7 +530,9 @@ def _client_error_code(exc: Exception) -> str:
     return code or str(status or "")
 
 
-RGW_REQUEST_ID = re.compile(r"tx[0-9a-f]{21}-[0-9a-f]{8,}-")  # Ceph RGW's x-amz-request-id shape
+# Ceph RGW's x-amz-request-id: tx<21 hex>-<time, hex>-<instance, hex>-<zone group>; the instance id changes
+# with each radosgw process (and between the radosgw behind one endpoint), the zone group does not.
+RGW_REQUEST_ID = re.compile(r"tx[0-9a-f]{21}-[0-9a-f]{8,}-[0-9a-f]+-([A-Za-z0-9_.-]{1,64})$")
 
 
 def _server_header(response: Mapping[str, Any]) -> str:
@@ -536,9 +541,9 @@ def _server_header(response: Mapping[str, Any]) -> str:
     its request ids and x-rgw-* headers."""
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}
     server = str(headers.get("server", ""))[:200]
-    if not server and (any(str(name).startswith("x-rgw-") for name in headers)
-                       or RGW_REQUEST_ID.match(str(headers.get("x-amz-request-id", "")))):
-        server = "Ceph RGW"
+    rgw = RGW_REQUEST_ID.match(str(headers.get("x-amz-request-id", "")))
+    if not server and (rgw or any(str(name).startswith("x-rgw-") for name in headers)):
+        server = f"Ceph RGW {rgw.group(1)}" if rgw else "Ceph RGW"
     return server
 
 
@@ -660,16 +665,28 @@ class S3Store(Store):
 
     # -- the probe -------------------------------------------------------------------------------
 
+    def _ident(self) -> tuple[str, str, str, str]:
+        """What this process's copy of the verdict is keyed by: endpoint, bucket, prefix and settings."""
+        return (str(getattr(self.client.meta, "endpoint_url", "")), self.bucket, self.prefix, self._settings)
+
+    @property
+    def _settings(self) -> str:
+        """probe_settings() of this store: the checksum mode configured (not the one fallen back to)."""
+        return probe_settings("when_supported" if self._required_checksums is not None else "when_required")
+
     def verdict(self) -> Verdict:
         """What this store does with each conditional request (ssb_s3.storage.probe): this process's
-        copy, else the one cached in the bucket for this very server, else probed now (and cached)."""
+        copy, else the one cached in the bucket for this very server and settings, else probed now
+        (and cached)."""
         if self._verdict is None:
-            ident = (str(getattr(self.client.meta, "endpoint_url", "")), self.bucket, self.prefix)
+            ident = self._ident()
             with _PROBE_LOCK:
                 found = _VERDICTS.get(ident)
                 if found is None:
-                    found = self._cached_or_probed(ident[0])
+                    found, recorded = self._cached_or_probed(ident[0])
                     _VERDICTS[ident] = found
+                    if recorded:
+                        _RECORDED.add(ident)
             if found.checksums == "when_required":
                 self._require_checksums_only_when_required("this store refuses botocore's request checksums "
                                                            f"(recorded in {self.describe(STORE_VERDICT_KEY)})")
@@ -678,14 +695,31 @@ class S3Store(Store):
 
     def probe(self) -> Verdict:
         """Probe now, whatever is cached, and cache the result (`ssb-s3 store-check`)."""
-        ident = (str(getattr(self.client.meta, "endpoint_url", "")), self.bucket, self.prefix)
+        ident = self._ident()
         with _PROBE_LOCK:
-            found = self._cached_or_probed(ident[0], again=True)
+            found = self._cached_or_probed(ident[0], again=True)[0]
             _VERDICTS[ident] = found
+            _RECORDED.discard(ident)
         self._verdict = found
         return found
 
-    def _cached_or_probed(self, endpoint: str, *, again: bool = False) -> Verdict:
+    def _unpredicted(self, key: str, code: str) -> bool:
+        """A conditional write failed (`code`: 412 or 501) where the verdict, read from the record and
+        not probed by this process, said the form it was sent in is honoured: probe again (once per
+        process, ssb_s3.storage.probe: a forged or outdated record). True when the new verdict sends
+        that write in another form (send it again), False when the failure stands."""
+        ident = self._ident()
+        with _PROBE_LOCK:
+            if ident not in _RECORDED:
+                return False
+            _RECORDED.discard(ident)
+        before = self.verdict()
+        log.warning("%s: a conditional write of %s failed (%s) as the recorded verdict (%s) did not predict: "
+                    "probing the store again", self.url, key, code, self.describe(STORE_VERDICT_KEY))
+        return self.probe().forms() != before.forms()
+
+    def _cached_or_probed(self, endpoint: str, *, again: bool = False) -> tuple[Verdict, bool]:
+        """The verdict, and whether it came from the record (True) or was probed now (False)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         data, recorded = b"", None  # what .ssb-s3/store.json holds, and its ETag (None: not there)
@@ -701,8 +735,8 @@ class S3Store(Store):
         except (BotoCoreError, WireError) as exc:
             raise self._fail("read", STORE_VERDICT_KEY, exc) from None
         identity = f"{endpoint} {server}".strip()
-        cached = None if again or not 0 < len(data) <= VERDICT_LIMIT else Verdict.parse(data, identity)
-        return cached or self._probed(identity, recorded)
+        cached = None if again or not 0 < len(data) <= VERDICT_LIMIT else Verdict.parse(data, identity, self._settings)
+        return (cached, True) if cached else (self._probed(identity, recorded), False)
 
     def _probed(self, identity: str, recorded: str | None = None) -> Verdict:
         """Probe each operation on one throw-away key (module docstring of ssb_s3.storage.probe),
@@ -732,7 +766,7 @@ class S3Store(Store):
                     self.delete(leftover)
         verdict = Verdict(identity=identity, create=create, replace=replace, multipart_create=multipart,
                           copy_create=copy, checksums="when_required" if self._required_checksums is not None
-                          and self._checksums_required else "as-configured")
+                          and self._checksums_required else "as-configured", settings=self._settings)
         condition: dict[str, str] = {}
         if verdict.conditional_ok:
             condition = {"IfNoneMatch": "*"} if recorded is None else {"IfMatch": verdict.if_match(recorded)}
@@ -948,20 +982,32 @@ class S3Store(Store):
         from botocore.exceptions import BotoCoreError, ClientError
 
         self._before_write(key)
-        extra = self._conditions(key, if_match=if_match, if_none_match=if_none_match)
-        try:
-            resp = self._send("put_object", Bucket=self.bucket, Key=self._key(key), Body=data,
-                              ContentType=content_type, CacheControl=cache_control, **extra)
-        except (ClientError, BotoCoreError, WireError) as exc:
-            if extra and _client_error_code(exc) in NOT_SUPPORTED:
-                raise StoreError(self._no_conditionals(
-                    f"it answered {_client_error_code(exc)} to a conditional PUT of {key}")) from None
-            err = self._fail("write", key, exc)
-            if if_match is not None and isinstance(err, NotFound):
-                # AWS answers 404 for IfMatch on a missing key; SeaweedFS and RGW 412. Same meaning.
-                err = PreconditionFailed(f"{self.describe(key)}: disappeared since it was read")
-            raise err from None
+        for attempt in (1, 2):  # a second only when a recorded verdict was wrong (_unpredicted)
+            extra = self._conditions(key, if_match=if_match, if_none_match=if_none_match)
+            try:
+                resp = self._send("put_object", Bucket=self.bucket, Key=self._key(key), Body=data,
+                                  ContentType=content_type, CacheControl=cache_control, **extra)
+                break
+            except (ClientError, BotoCoreError, WireError) as exc:
+                code = _client_error_code(exc)
+                # A 501, or a 412 to If-Match (the ETag's form), may be a recorded verdict's mistake; a 412
+                # to If-None-Match never is (a store that does not honour it answers 501 or writes).
+                unpredicted = extra and (code in NOT_SUPPORTED or (if_match is not None and isinstance(
+                    self._fail("write", key, exc), PreconditionFailed)))
+                if attempt == 2 or not unpredicted or not self._unpredicted(key, code):
+                    self._write_failed(key, exc, conditional=bool(extra), if_match=if_match)
         return self._after_write(key, str(resp.get("ETag", "")))
+
+    def _write_failed(self, key: str, exc: Exception, *, conditional: bool, if_match: str | None) -> NoReturn:
+        """Raise the one-line error of a failed PUT."""
+        if conditional and _client_error_code(exc) in NOT_SUPPORTED:
+            raise StoreError(self._no_conditionals(
+                f"it answered {_client_error_code(exc)} to a conditional PUT of {key}")) from None
+        err = self._fail("write", key, exc)
+        if if_match is not None and isinstance(err, NotFound):
+            # AWS answers 404 for IfMatch on a missing key; SeaweedFS and RGW 412. Same meaning.
+            err = PreconditionFailed(f"{self.describe(key)}: disappeared since it was read")
+        raise err from None
 
     def _conditions(self, key: str, *, if_match: str | None, if_none_match: bool) -> dict[str, str]:
         """The conditional headers of a PUT, in the form the store's verdict says it honours; a store

@@ -1,16 +1,18 @@
 """The tree's keys and its served state: the I/O half of the core (ssb_s3.core.plan is the pure half).
 
-The only code that reads index.json and the catalogs it names, reads the products' ssb.json for a
-publish and does the read-modify-write of ssb.json, writes the views (ssb_s3.core.views) and flips the
-index. It is the only place where `storage.conditional_writes` becomes If-Match / If-None-Match
-(the lease and build-product's create-only writes have their own, in lease.py and ingest.py):
-with `conditional_writes: false`, no request sent from here carries a conditional header.
+The only code that reads index.json and the catalogs it names (or, for an incremental publish, the
+record of the older ones, ssb_s3.core.past), reads the products' ssb.json for a publish and does the
+read-modify-write of ssb.json, writes the views (ssb_s3.core.views) and flips the index. It is the
+only place where `storage.conditional_writes` becomes If-Match / If-None-Match (the lease and
+build-product's create-only writes have their own, in lease.py and ingest.py): with
+`conditional_writes: false`, no request sent from here carries a conditional header.
 
 Invariants: a snapshot is read before anything is written; signed views (ssb_s3.core.signed) are
 signed before anything is written; views are written (concurrently: they are independent of each
-other) before the flip, streams/v1/index.sjson after every other view (it names the signed catalog),
-the index last and only If-Match the ETag the snapshot read (If-None-Match when there was none);
-ssb.json is only ever written If-Match the ETag it was read with, so no concurrent update is lost.
+other, and so is the record of the older catalogs) before the flip, streams/v1/index.sjson after
+every other view (it names the signed catalog), the index last and only If-Match the ETag the
+snapshot read (If-None-Match when there was none); ssb.json is only ever written If-Match the ETag
+it was read with, so no concurrent update is lost.
 A `source:` store (another folder or bucket, which other trees may read too) is read-only to a
 publish: --refresh-manifests uses its ssb.json as it is, and says which versions its folders hold
 that it does not list, and a withdrawal is the tree's record (core.withdrawal.TREE_RECORD). Only
@@ -31,6 +33,7 @@ from typing import Any, cast
 from ..config import ProductConfig, TreeConfig
 from ..core.catalog import INDEX_NAME, _path_problem, addressed_content_problem
 from ..core.deltas import without_orphans
+from ..core.past import MAX_PAST_BYTES, Past, partial_catalogs
 from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
 from ..core.retention import History, PurgePlan, shape_problem
 from ..core.signed import is_signed_index, signing_requests
@@ -39,7 +42,7 @@ from ..core.withdrawal import tree_recorded, withdrawn_of
 from ..errors import BudgetSpent, ManifestError, NotFound, PreconditionFailed, SSBError, StoreError, Unreachable
 from ..gpg import Signer
 from ..progress import Progress
-from ..vocabulary.layout import INDEX_KEY, MANIFEST_NAME, SIGNED_INDEX_KEY
+from ..vocabulary.layout import INDEX_KEY, MANIFEST_NAME, PAST_KEY, SIGNED_INDEX_KEY
 from ..vocabulary.problems import Problem
 from . import httpread
 from .lease import Lease
@@ -278,10 +281,15 @@ class Tree:
         for product in selected:
             self.stores[product.name] = self.store_of(product)
         with ThreadPoolExecutor(max_workers=MANIFEST_READERS, thread_name_prefix="ssb-read") as pool:
+            # an incremental publish reads the record of the older catalogs (core.past), not them
+            reading_past = pool.submit(self.past) if only is not None and read_served else None
             pending = pool.map(lambda p: self._load(p, refresh), selected)  # the manifests are read meanwhile
             if not need_served:
                 index, etag, served_key, served = self.served() if read_served else nothing
             loaded = list(pending)
+            past = reading_past.result() if reading_past is not None else None
+        if past is not None and (not served_key or past.served != served_key):
+            past = None  # written for another catalog (a publish that stopped before its flip): not used
         listings: dict[str, dict[str, int]] = {}
         products: dict[str, ProductRead] = {}
         for product, (manifest, manifest_etag, error, refreshed, behind) in zip(selected, loaded, strict=True):
@@ -302,15 +310,32 @@ class Tree:
         catalogs: dict[str, dict[str, Any]] = {}
         missing: set[str] = set()
         withdrawing = self.opts.withdraw is not None  # its purge plan names the withdrawn version's files
+        partial = False
         if read_served and (withdrawing or needs_old_catalogs(self.config, products, now, only, tree_recorded(index))):
             names = {e["catalog"] for e in History.from_index(index).entries} - {"", served_key}
-            catalogs = {k: c for k in names if (c := read_catalog(self.target, k)) is not None}
+            if only is not None and past is not None and not withdrawing:
+                catalogs = {k: c for k, c in partial_catalogs(past, served or {}, only).items() if k in names}
+                partial = True
+            else:
+                catalogs = {k: c for k in names if (c := read_catalog(self.target, k)) is not None}
             missing = names - set(catalogs)
         snap = Snapshot(now=now, index=index, etag=etag, served_key=served_key, served=served, products=products,
                         tree_listing=tree_listing, catalogs=catalogs, catalogs_missing=frozenset(missing),
-                        damaged_key=self.damaged_key)
+                        damaged_key=self.damaged_key, past=past, catalogs_partial=partial)
         weakref.finalize(snap, budget.refund, budget.spent - spent)
         return snap
+
+    def past(self) -> Past | None:
+        """The record of the older catalogs (core.past), or None when there is none or it cannot be
+        used (then the catalogs are read: never an error of its own)."""
+        try:
+            data, _ = self.target.read_limited(PAST_KEY, MAX_PAST_BYTES)
+            return Past.from_document(httpread.parse_json(data, self.target.describe(PAST_KEY)))
+        except NotFound:
+            return None
+        except (ValueError, StoreError) as exc:
+            log.info("%s: not used (%s); the older catalogs are read instead", self.target.describe(PAST_KEY), exc)
+            return None
 
     # -- committing -----------------------------------------------------------------------------
 
@@ -375,7 +400,8 @@ class Tree:
         another publisher or a crashed run is fine). Written concurrently: they are independent of
         each other and the catalog is several MB; the flip comes only after every one succeeded."""
         views = [view for view in plan.views if addressed(view, plan.catalog_key)] if plan.catalog_changed else []
-        self._write_all([*views, *(view for view in signed if addressed(view, plan.catalog_key))])
+        past = [plan.past] if plan.catalog_changed and plan.past is not None else []
+        self._write_all([*views, *(view for view in signed if addressed(view, plan.catalog_key))], past)
 
     def write_fixed_views(self, plan: Plan, signed: tuple[View, ...] = ()) -> None:
         """After the flip: the product pages to write, then the other fixed-name views (images.json,
@@ -395,12 +421,26 @@ class Tree:
             if is_signed_index(view):
                 self._write_one(view)
 
-    def _write_all(self, views: list[View]) -> None:
-        if not views:
+    def _write_all(self, views: list[View], past: list[Past] | None = None) -> None:
+        """`views`, and with them the record of the older catalogs (`past`, core.past)."""
+        jobs = len(views) + len(past or ())
+        if not jobs:
             return
-        with ThreadPoolExecutor(max_workers=min(VIEW_WRITERS, len(views)), thread_name_prefix="ssb-view") as pool:
-            for done in [pool.submit(self._write_one, view) for view in views]:
+        with ThreadPoolExecutor(max_workers=min(VIEW_WRITERS, jobs), thread_name_prefix="ssb-view") as pool:
+            writes = [pool.submit(self._write_one, view) for view in views]
+            writes += [pool.submit(self._write_past, record) for record in past or ()]
+            for done in writes:
                 done.result()
+
+    def _write_past(self, past: Past) -> None:
+        """The record of the older catalogs, before the flip: if the flip fails it names a catalog that
+        is not served and is not used. Failing to write it is a warning (the next publish reads the
+        catalogs): the old record names the catalog being replaced."""
+        try:
+            self.target.write(PAST_KEY, past.to_bytes(), cache_control="no-store")
+        except StoreError as exc:
+            log.warning("%s: not written (%s); the next publish reads the older catalogs", self.target.describe(
+                PAST_KEY), exc)
 
     def _write_one(self, view: View) -> None:
         if view.delete:
@@ -452,8 +492,10 @@ class Tree:
                 raise
             return now  # our write was applied, its response lost: the retry met it
 
-    def purge(self, plan: PurgePlan) -> None:
-        """Delete in an order that converges after a crash: files, then the manifest entry, then catalogs."""
+    def purge(self, plan: PurgePlan, *, past_written: bool = False) -> None:
+        """Delete in an order that converges after a crash: files, then the manifest entry, then catalogs
+        (before them, the record of the older catalogs, unless this run wrote one without them:
+        `past_written`)."""
         target = self.target
         by_product: dict[tuple[str, str], set[str]] = {}  # (product, its folder) -> versions purged
         for item in plan.delete_now:
@@ -467,7 +509,9 @@ class Tree:
             if (self.stores.get(name) is target or name not in declared) and not product.prefix_path:
                 update_manifest(target, self.config, product, _without(versions), what="purging",
                                 conditional=self.conditional)
-        for key in plan.old_catalogs:  # already left out of the history the index now holds
+        if plan.old_catalogs and not past_written:
+            target.delete(PAST_KEY)  # it may list them: read the catalogs next time (core.past)
+        for key in plan.old_catalogs:  # found gone by the next publish, which forgets them
             target.delete(key)
 
     def _departed(self, name: str, folder: str) -> ProductConfig:

@@ -25,6 +25,7 @@ reads the package's source and fails on a literal of this module's outside it). 
     .ssb-s3/store.json                         STORE_VERDICT_KEY: the store's probed conditional writes
     .ssb-s3/probe-<random>                     PROBE_KEY_PREFIX: a probe's throw-away key
     .ssb-s3/products.json                      PRODUCT_RECORD_KEY: the products `add` created
+    .ssb-s3/history.json                       PAST_KEY: what the purge needs of the older catalogs (core.past)
     .ssb-s3/write.lock                         LEGACY_LOCK_KEY: earlier versions' lock, never listed
 
 Who writes them, and in what order they become visible to a client:
@@ -37,7 +38,9 @@ Who writes them, and in what order they become visible to a client:
    pages, then the page that links to them; departed products' pages deleted after it),
    index.sjson after them (it names the signed catalog), then index.json again recording them;
 4. purge deletes superseded catalogs and expired version folders after the grace.
-The lease, the verdict and the record are the tool's own (INTERNAL_PREFIX): no client reads them.
+The record of the older catalogs (PAST_KEY) is written with the views after the flip, and deleted
+before a purge that deletes a catalog it names.
+The lease, the verdict and the records are the tool's own (INTERNAL_PREFIX): no client reads them.
 A change under any of the tree's own keys (TreeLayout.is_own) is never a reason for the hooks to
 republish: it is the tree's own write.
 
@@ -73,6 +76,7 @@ LEASE_KEY = f"{INTERNAL_PREFIX}lease.json"
 STORE_VERDICT_KEY = f"{INTERNAL_PREFIX}store.json"
 PROBE_KEY_PREFIX = f"{INTERNAL_PREFIX}probe-"
 PRODUCT_RECORD_KEY = f"{INTERNAL_PREFIX}products.json"
+PAST_KEY = f"{INTERNAL_PREFIX}history.json"  # written with each catalog, after the flip (core.past)
 LEGACY_LOCK_NAME = "write.lock"  # in INTERNAL_FOLDER: the lock file of earlier versions, still never listed
 LEGACY_LOCK_KEY = f"{INTERNAL_PREFIX}{LEGACY_LOCK_NAME}"
 
