@@ -169,8 +169,12 @@ def test_a_catalog_whose_bytes_are_plain_is_judged_clean_and_any_escape_is_check
     plain = json.dumps(_catalog(3)).encode()
     assert json_strings_clean(plain) and document_problem(json.loads(plain)) is None
     for hostile in (b'{"a": "\\u001b]52;c;x\\u0007"}', b'{"a": "\\u202e"}', '{"a": "\u2028"}'.encode(),
-                    b'{"a": "\x7f"}', b'{"a": "\\n"}', '{"a": "\u00e9"}'.encode()):
+                    b'{"a": "\x7f"}', b'{"a": "\\n"}', '{"a": "\u00e9"}'.encode(),
+                    '{"a": "\u2028\u202e"}'.encode("utf-16-le"), '{"a": "\u2028"}'.encode("utf-32-be")):
         assert not json_strings_clean(hostile), hostile
+    for wide in ('{"a": "\u2028\u202e"}'.encode("utf-16-le"), '{"a": "\u2028"}'.encode("utf-32-be")):
+        # every byte ASCII, no escape, no DEL: json.loads reads it as UTF-16/32, holding U+2028 and U+202E
+        assert wide.isascii() and b"\\" not in wide and document_problem(json.loads(wide)) is not None
     catalog = _catalog(1)
     items = next(iter(catalog["products"]["p0:1:amd64:default"]["versions"].values()))["items"]
     items["lxd\x1b.tar.xz"] = items.pop("lxd.tar.xz")

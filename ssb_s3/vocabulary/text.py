@@ -93,10 +93,12 @@ def document_problem(value: Any, path: str = "") -> tuple[str, str] | None:
 
 def json_strings_clean(data: bytes) -> bool:
     """True when no string of the JSON document `data` can hold a character this module refuses:
-    its bytes are printable ASCII and it has no escape (json.loads refuses raw C0 controls inside a
-    string, and an escape could spell any character). Checks a catalog's every string in one pass
-    over its bytes; a document where this is False is checked string by string (document_problem)."""
-    return data.isascii() and b"\\" not in data and b"\x7f" not in data
+    its bytes are ASCII with no NUL (so json.loads reads them as UTF-8: UTF-16 and UTF-32, which it
+    detects by their NUL bytes, could spell U+2028 or U+202E in two ASCII bytes), no DEL and no
+    escape (an escape could spell any character), and json.loads refuses raw C0 controls inside a
+    string. Checks a catalog's every string in one pass over its bytes; a document where this is
+    False is checked string by string (document_problem)."""
+    return data.isascii() and b"\\" not in data and b"\x7f" not in data and b"\x00" not in data
 
 
 _SCALARS = frozenset({int, float, bool, type(None)})  # JSON's and YAML's plain values: nothing under them
