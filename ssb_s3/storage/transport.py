@@ -135,28 +135,27 @@ def _watched(sock: Any) -> None:
         watch(sock)
 
 
-class _HTTPConnection(urllib3.connection.HTTPConnection):
-    """Hands each socket it connects or reuses to the request's watcher."""
+class _Watching:
+    """Hands each socket a connection connects or reuses to the request's watcher (mixed into
+    urllib3's two connection classes, before them)."""
+
+    sock: Any
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]  # urllib3's connection, next in the MRO
         _watched(self.sock)
 
     def putrequest(self, *args: Any, **kwargs: Any) -> None:
         _watched(self.sock)
-        super().putrequest(*args, **kwargs)
+        super().putrequest(*args, **kwargs)  # type: ignore[misc]
 
 
-class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    """Hands each socket it connects or reuses to the request's watcher."""
+class _HTTPConnection(_Watching, urllib3.connection.HTTPConnection):
+    pass
 
-    def connect(self) -> None:
-        super().connect()
-        _watched(self.sock)
 
-    def putrequest(self, *args: Any, **kwargs: Any) -> None:
-        _watched(self.sock)
-        super().putrequest(*args, **kwargs)
+class _HTTPSConnection(_Watching, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
