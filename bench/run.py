@@ -125,16 +125,20 @@ def total_requests(result: dict[str, Any]) -> int:
     return sum(result["requests"].values())
 
 
+def filled_tree(server: S3Server, bucket: str, conf: Path, products: int, versions: int) -> tuple[Path, dict[str, str]]:
+    """A new bucket of P x V uploaded versions, its tree.yml at `conf`, and the environment to reach it."""
+    server.create_bucket(bucket)
+    fill_tree(server, bucket, products, versions)
+    conf.write_text(tree_yml(server, products, versions))
+    return conf, s3_env(server)
+
+
 def scenario_full_publish(server: S3Server, work: Path, sizes: list[int], versions: int) -> dict[int, float]:
     """1. Full publish of P x V: time, memory, requests by operation, vs the unavoidable requests."""
     full_seconds = {}
     for products in sizes:
         bucket = f"bench-full-{products}"
-        server.create_bucket(bucket)
-        fill_tree(server, bucket, products, versions)
-        conf = work / f"tree-{products}.yml"
-        conf.write_text(tree_yml(server, products, versions))
-        env = s3_env(server)
+        conf, env = filled_tree(server, bucket, work / f"tree-{products}.yml", products, versions)
         ours, base = [], []
         for _ in range(2):  # alternate, best of two: the server's caches warm up for both
             reset_published(server, bucket)
@@ -230,11 +234,7 @@ def scenario_history(server: S3Server, work: Path, products: int, versions: int,
     first), against the same floor (1 GET + 2 PUTs of the catalog). Each of 3 rounds starts from a
     fresh full publish; the median of the 3 events, and its requests."""
     bucket = f"bench-history-{products}"
-    server.create_bucket(bucket)
-    fill_tree(server, bucket, products, versions)
-    conf = work / f"tree-history-{products}.yml"
-    conf.write_text(tree_yml(server, products, versions))
-    env = s3_env(server)
+    conf, env = filled_tree(server, bucket, work / f"tree-history-{products}.yml", products, versions)
     results = []
     for round_ in range(3):
         reset_published(server, bucket)
