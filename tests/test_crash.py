@@ -3,7 +3,8 @@
 The publish under test adds a version and, with retention and grace 0, purges the oldest one and
 the replaced catalog in the same run, so every kind of write is a crash point. After each stop
 the served tree must pass `verify --hashes`, and a re-run must converge to the tree an
-uninterrupted publish gives.
+uninterrupted publish gives. On SeaweedFS it stops after every write; on Ceph RGW after each
+conditional write and every other write (`crash_points`).
 """
 
 from __future__ import annotations
@@ -86,8 +87,24 @@ def run_crashing(conf: Path, target: str, crash_after: int, env: dict[str, str])
                           env=env, capture_output=True, text=True, timeout=120)
 
 
+# The writes whose request forms differ between stores (conditional writes: the flip, ssb.json, the
+# lease): on a store other than SeaweedFS, a crash after each of these, and after every other write
+# (the create-only uploads, views and deletes send the same requests on every store), keeps the
+# test's two-store half within CI's budget; SeaweedFS stops after every single write.
+CONDITIONAL_WRITES = ("write streams/v1/index.json", "write busybox/amd64/ssb.json", "write .ssb-s3/lease.json")
+
+
+def crash_points(writes: list[str], kind: str) -> list[int]:
+    """The 1-based crash points to try: every write on SeaweedFS; elsewhere the conditional writes and
+    every other write (always the last)."""
+    every = range(1, len(writes) + 1)
+    if kind == "seaweedfs":
+        return list(every)
+    return [n for n in every if n % 2 or n == len(writes) or writes[n - 1] in CONDITIONAL_WRITES]
+
+
 def test_crash_after_every_write_keeps_tree_valid_and_converges(
-    before_publish: tuple[Path, str, Store, dict[str, bytes]],
+    before_publish: tuple[Path, str, Store, dict[str, bytes]], store_server: S3Server,
 ) -> None:
     conf, target, store, initial = before_publish
     tree = load_config(conf)
@@ -103,9 +120,10 @@ def test_crash_after_every_write_keeps_tree_valid_and_converges(
     assert writes[-1] == "delete .ssb-s3/lease.json"
     assert "write streams/v1/index.json" in writes and "write busybox/amd64/ssb.json" in writes
     assert len(writes) >= 9
-    print(f"{len(writes)} crash points: {writes}")
+    points = crash_points(writes, store_server.kind)
+    print(f"{len(writes)} writes, crash after {points}: {writes}")
 
-    for crash_after in range(1, len(writes) + 1):
+    for crash_after in points:
         restore(store, initial)
         stopped = run_crashing(conf, target, crash_after, env)
         assert stopped.returncode == 99, (crash_after, stopped.stderr)
