@@ -19,7 +19,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -141,6 +141,14 @@ class CachePolicy:
     # meta/1.0/index-* (classic LXC): fixed keys overwritten at each publish, like images.json; a
     # stale copy names versions that stay downloadable for the grace, which must exceed this max-age
     lxc_index: str = "public, max-age=60"
+
+    def of(self, cache_class: str, default: str) -> str:
+        """The Cache-Control of a class: tree.yml's (or its default above) for the classes tree.yml
+        names, `default` (the view's own, core.views.View.cache_default) for any other."""
+        return str(getattr(self, cache_class)) if cache_class in _CACHE_CLASSES else default
+
+
+_CACHE_CLASSES = frozenset(f.name for f in fields(CachePolicy))
 
 
 @dataclass(frozen=True)

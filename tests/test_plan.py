@@ -5,9 +5,11 @@ tree's keys owned by one module, and the views written before the index flip."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +326,38 @@ def test_a_registered_view_with_a_fixed_name_is_written_after_the_flip_and_recor
     assert (tmp_path / "target/streams/v1/products.txt").read_text() == \
         "sample:1.0:amd64:default\nsample:1.0:arm64:default"
     assert "streams/v1/products.txt" in (tmp_path / "target/streams/v1/index.json").read_text()
+
+
+def test_a_new_view_brings_its_own_cache_control_and_signing_policy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding a view touches its module only: a cache class tree.yml does not name is served with the
+    view's own default, and `signed` alone decides whether a signed tree gives it a clearsigned twin."""
+    from ssb_s3.commands.publish import publish
+    from ssb_s3.core import views
+    from ssb_s3.core.signed import signing_requests
+
+    def aliases_json(content: views.Content) -> views.View:  # made up: a class and a policy of its own
+        body = json.dumps(sorted(content.catalog["products"])).encode()
+        return views.View("streams/v1/aliases.json", body, cache="aliases", cache_default="public, max-age=7",
+                          signed=True)
+
+    monkeypatch.setattr(views, "VIEWS", (*views.VIEWS, aliases_json))
+    tree, store = local_tree(tmp_path)
+    writes = record_writes(monkeypatch)
+    report = publish(tree, store)
+    assert report.published
+    cache = {key: kwargs.get("cache_control") for key, kwargs in writes}
+    assert cache["streams/v1/aliases.json"] == "public, max-age=7"
+    assert cache["streams/v1/index.json"] == tree.cache_control.index == "no-cache"  # a class tree.yml names
+    catalog = json.loads((tmp_path / "target" / report.catalog_key).read_bytes())
+    rendered = views.render(views.Content(tree, catalog, (tmp_path / "target" / report.catalog_key).read_bytes(),
+                                          report.catalog_key, {}))
+    signed = [request.view.key for request in signing_requests(tree, catalog, rendered[0].data, report.catalog_key,
+                                                                rendered)]
+    assert "streams/v1/aliases.sjson" in signed and "streams/v1/images.sjson" in signed
+    unsigned = [replace(view, signed=False) if view.key == "streams/v1/aliases.json" else view for view in rendered]
+    assert "streams/v1/aliases.sjson" not in [request.view.key for request in signing_requests(
+        tree, catalog, rendered[0].data, report.catalog_key, unsigned)]
 
 
 def test_no_conditional_header_anywhere_with_conditional_writes_false(tmp_path: Path,

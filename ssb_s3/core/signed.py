@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import TreeConfig
-from ..vocabulary.layout import SIGNED_INDEX_KEY, detached_signature_key, has_signed_twin, signed_key
+from ..vocabulary.layout import SIGNED_INDEX_KEY, detached_signature_key, signed_key
 from .catalog import build_index
 from .views import View
 
@@ -53,7 +53,7 @@ def signing_requests(tree: TreeConfig, catalog: Mapping[str, Any], catalog_bytes
                      views: Iterable[View], *, detached: bool = False) -> tuple[ToSign, ...]:
     """The signed twins of the rendered views, in write order (the signed index last).
 
-    Only the index and the `.json` JSON views (the catalog, its plain copy) are signed.
+    The index and the views that ask for it (`View.signed`: the catalog, its plain copy) are signed.
     `catalog_bytes`: the catalog's canonical bytes, which the catalog views hold (not parsed again).
     """
     requests: list[ToSign] = []
@@ -65,7 +65,7 @@ def signing_requests(tree: TreeConfig, catalog: Mapping[str, Any], catalog_bytes
         if view.is_index:
             signed_index = build_index(tree, catalog, signed_key(catalog_key))
             index = ToSign(View(SIGNED_INDEX_KEY, signed_text(signed_index), CLEARSIGNED_TYPE, cache=view.cache))
-        elif view.content_type.startswith("application/json") and has_signed_twin(view.key):
+        elif view.signed:
             if view.data not in texts:
                 texts[view.data] = signed_text(json.loads(view.data))
             requests.append(ToSign(View(signed_key(view.key), texts[view.data], CLEARSIGNED_TYPE, cache=view.cache,

@@ -9,7 +9,9 @@ The commit (ssb_s3.storage.tree) writes the content-addressed views (`addressed`
 before it flips the index, so whatever the index names is already there, and the fixed-name views
 after the flip, so none of them ever shows a catalog the index does not serve; then it writes the
 index again, recording them (`flip_index`). Adding a view (an HTML page, an
-LXC index, a signature) is one renderer here (or in its own module) and one line in VIEWS.
+LXC index, a signature) is one renderer here (or in its own module) and one line in VIEWS; the
+view carries its own policies (`View.cache_default` for a cache class tree.yml does not name,
+`View.signed` for a clearsigned twin), so nothing else changes.
 
 Invariants: a renderer is a pure function of its Content (same content, same bytes; the time it
 may show is the plan's, never the clock); a renderer returning None writes nothing; a
@@ -71,12 +73,17 @@ class Content:
 
 @dataclass(frozen=True)
 class View:
-    """One published file. cache: the `cache_control` entry of tree.yml it is served with."""
+    """One published file, with its own policies: `cache` names the tree.yml `cache_control` class it
+    is served with (`cache_default` when tree.yml has no such class: a new view brings its own), and
+    `signed` says whether a signed tree gives it a clearsigned twin (and, with signing.detached, a
+    detached signature: core.signed)."""
 
     key: str
     data: bytes
     content_type: str = JSON_TYPE
     cache: str = "catalog"
+    cache_default: str = "no-cache"
+    signed: bool = False
     create_only: bool = False  # content-addressed: same key, same bytes; never overwritten
     # what else than the catalog the bytes depend on (settings), recorded with the key in
     # index.json: a change of them rewrites the views although the catalog did not change
@@ -107,12 +114,12 @@ Renderer = Callable[[Content], View | tuple[View, ...] | None]
 
 def catalog_view(content: Content) -> View:
     """The catalog under its content-addressed key: a new one never overwrites one a cached index names."""
-    return View(content.catalog_key, content.catalog_bytes, cache="catalog", create_only=True)
+    return View(content.catalog_key, content.catalog_bytes, cache="catalog", create_only=True, signed=True)
 
 
 def images_json_view(content: Content) -> View:
     """The seed's fixed name, a plain copy for readers that open it directly."""
-    return View(content.tree.layout.plain_catalog_key, content.catalog_bytes, cache="images_json")
+    return View(content.tree.layout.plain_catalog_key, content.catalog_bytes, cache="images_json", signed=True)
 
 
 def lxc_index_renderer(key: str) -> Renderer:

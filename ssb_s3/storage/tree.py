@@ -442,11 +442,15 @@ class Tree:
             log.warning("%s: not written (%s); the next publish reads the older catalogs", self.target.describe(
                 PAST_KEY), exc)
 
+    def _cache(self, view: View) -> str:
+        """The Cache-Control a view is written with: tree.yml's for its class, else its own default."""
+        return self.config.cache_control.of(view.cache, view.cache_default)
+
     def _write_one(self, view: View) -> None:
         if view.delete:
             self.target.delete(view.key)
             return
-        cache = getattr(self.config.cache_control, view.cache)
+        cache = self._cache(view)
         if view.create_only:
             with contextlib.suppress(PreconditionFailed):
                 self.target.write(view.key, view.body(), content_type=view.content_type, cache_control=cache,
@@ -457,7 +461,7 @@ class Tree:
     def write_view(self, view: View) -> None:
         """One view, unconditionally (build-images-file, build-index: the seed's step-by-step commands)."""
         self.target.write(view.key, view.data, content_type=view.content_type,
-                          cache_control=getattr(self.config.cache_control, view.cache))
+                          cache_control=self._cache(view))
 
     def flip(self, snap: Snapshot, plan: Plan) -> str | None:
         """Point index.json at the plan's catalog (Plan.flipped_index), If-Match the ETag the snapshot
@@ -484,7 +488,7 @@ class Tree:
             return None
         try:
             return self.target.write(view.key, view.data, content_type=view.content_type,
-                                     cache_control=getattr(self.config.cache_control, view.cache),
+                                     cache_control=self._cache(view),
                                      **conditions(self.conditional, etag))
         except PreconditionFailed:
             data, now = self.target.read_with_etag(view.key)
