@@ -225,7 +225,7 @@ def _identical(manifest: Mapping[str, Any] | None, files: Mapping[str, Path], ve
     sizes = sorted(p.stat().st_size for p in files.values())
     candidates = [name for name, entry in sorted(versions.items())
                   if name == version or sorted(int(i.get("size", -1)) for i in entry.get("items", {}).values()
-                                               if i.get("ftype") not in DELTA_FTYPES) == sizes]
+                                               if str(i.get("ftype", "")) not in DELTA_FTYPES) == sizes]
     if not candidates:
         return None
     local, _ = _local_fingerprints(files)

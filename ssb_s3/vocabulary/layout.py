@@ -363,28 +363,39 @@ class TreeLayout:
         """The tree's own keys and folders, relative to the prefix (reserved_folders)."""
         return reserved_folders(self.images_path, self.page_path)
 
+    @functools.cached_property
+    def _folders(self) -> tuple[str, str]:
+        """(product pages folder, catalog folder), for kind_of."""
+        return self.product_pages_folder, self.catalog_dir
+
+    @functools.cached_property
+    def _fixed_kinds(self) -> dict[str, KeyKind]:
+        """kind_of's answer for each of the tree's keys with a fixed name."""
+        plain = self.plain_catalog_key
+        plain_kind = KeyKind("plain-catalog", plain)
+        return {
+            INDEX_KEY: KeyKind("index"), SIGNED_INDEX_KEY: KeyKind("signed-index"),
+            **{key: KeyKind("lxc-index") for key in LXC_INDEX_KEYS},
+            self.page_key: KeyKind("page"),
+            **{key: plain_kind for key in (plain, signed_key(plain), detached_signature_key(plain),
+                                            detached_signature_key(signed_key(plain)))},
+        }
+
     def kind_of(self, key: str, product_dirs: Iterable[str] = ()) -> KeyKind:
         """What `key` (relative to the store's root) is: one of the tree's own keys, else a key of
         the deepest of `product_dirs` (product folders, TreeConfig.product_dir) holding it
         (product_key_kind), else 'other'."""
-        if key == INDEX_KEY:
-            return KeyKind("index")
-        if key == SIGNED_INDEX_KEY:
-            return KeyKind("signed-index")
+        fixed = self._fixed_kinds.get(key)
+        if fixed is not None:
+            return fixed
         if key.startswith(INTERNAL_PREFIX):
             return KeyKind("internal")
-        if key in LXC_INDEX_KEYS:
-            return KeyKind("lxc-index")
-        if key == self.page_key:
-            return KeyKind("page")
-        if is_product_page_key(self.page_path, key):
+        folder, _, name = key.rpartition("/")
+        pages_folder, catalog_dir = self._folders
+        if folder == pages_folder and name.endswith(PAGE_EXTENSION):
             return KeyKind("product-page")
-        plain = self.plain_catalog_key
-        if key == plain or key in (signed_key(plain), detached_signature_key(plain),
-                                   detached_signature_key(signed_key(plain))):
-            return KeyKind("plain-catalog", plain)
-        catalog = self.catalog_of_view(key)
-        if catalog is not None:
+        if folder == catalog_dir and (match := _CATALOG_VIEW_NAME.match(name)):
+            catalog = f"{folder}/{match.group(1)}{DOCUMENT_EXTENSION}"
             return KeyKind("catalog" if catalog == key else "catalog-companion", catalog)
         for product_dir in sorted(product_dirs, key=len, reverse=True):
             found = product_key_kind(product_dir, key)
