@@ -1,4 +1,10 @@
-"""JSON schemas shipped in the package, and validation that reports every problem by field path."""
+"""JSON schemas shipped in the package, and validation that reports every problem by field path.
+
+The shipped JSON holds everything but the combined fields (sha256(meta ‖ root) on a metadata item):
+`load_schema` adds one property per combined field of the image-file table (imagefiles.COMBINED_FIELDS)
+where COMBINED_FIELD_SCHEMAS says, so a new root's field is typed with no edit here. A schema is loaded
+once per state of the table (tests register made-up kinds).
+"""
 
 from __future__ import annotations
 
@@ -25,17 +31,41 @@ SCHEMA_NAMES = ("tree", "ssb", "products", "index")
 TEXT_CHECKED = ("ssb", "tree")
 
 
-@cache
+# schema -> (the path of the item properties that get the combined fields, each one's schema)
+COMBINED_FIELD_SCHEMAS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "ssb": (("$defs", "item", "properties"), {"$ref": "#/$defs/sha256"}),
+    "products": (("properties", "products", "additionalProperties", "properties", "versions",
+                  "additionalProperties", "properties", "items", "additionalProperties", "properties"),
+                 {"type": "string"}),
+}
+
+
 def load_schema(name: str) -> dict[str, Any]:
-    """Return the named schema (tree, ssb, products, index) from the package data."""
+    """Return the named schema (tree, ssb, products, index) from the package data, with the
+    combined fields of the image-file table (module docstring). Shared: do not change it."""
+    return _load_schema(name, tuple(COMBINED_FIELDS))
+
+
+@cache
+def _load_schema(name: str, combined: tuple[str, ...]) -> dict[str, Any]:
     text = resources.files("ssb_s3").joinpath("schemas").joinpath(f"{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
+    if name in COMBINED_FIELD_SCHEMAS:
+        path, field_schema = COMBINED_FIELD_SCHEMAS[name]
+        properties = schema
+        for step in path:
+            properties = properties[step]
+        properties.update({field: dict(field_schema) for field in combined})
     return schema
 
 
-@cache
 def _validator(name: str) -> Draft202012Validator:
-    return _StrictValidator(load_schema(name))
+    return _validator_for(name, tuple(COMBINED_FIELDS))
+
+
+@cache
+def _validator_for(name: str, combined: tuple[str, ...]) -> Draft202012Validator:
+    return _StrictValidator(_load_schema(name, combined))
 
 
 def ecma_regex(pattern: str) -> str:
@@ -186,7 +216,7 @@ def _fast_ssb_version(vname: Any, version: Any) -> bool:
             return False
         if "md5" in item and not (type(item["md5"]) is str and _MD5.fullmatch(item["md5"])):
             return False
-        for key in item.keys() & _COMBINED:  # the live list (imagefiles.register adds to it)
+        for key in item.keys() & _COMBINED:  # a view of the current table (imagefiles.register)
             if not (type(item[key]) is str and _SHA256.fullmatch(item[key])):
                 return False
         if "delta_base" in item and type(item["delta_base"]) is not str:

@@ -193,8 +193,9 @@ def test_bad_files_are_one_line_each(tmp_path: Path) -> None:
     text.write_text("hello\n")
     cases = [
         ((str(a_meta), str(gz)), "ROOTFS " + str(gz) + ": content is a tarball compressed with gzip; a root file must "
-                                 "be squashfs, qcow2 or an xz-compressed tarball (rootfs.tar.xz)"),
-        ((str(a_meta), str(text)), "content is unknown; a root file must be squashfs, qcow2"),
+                                 "be one of: squashfs (rootfs.squashfs), xz tarball (rootfs.tar.xz), "
+                                 "qcow2 (disk.qcow2)"),
+        ((str(a_meta), str(text)), "content is unknown; a root file must be one of: squashfs (rootfs.squashfs)"),
         ((str(tmp_path / "missing.tar.xz"),), "METADATA " + str(tmp_path / "missing.tar.xz") + ": no such file"),
         ((str(a_meta),), "holds metadata.yaml but no rootfs/ nor rootfs.img: not a unified tarball"),
         ((str(a_meta), str(a_root), "--product-name", "bad name"), "--product-name: 'bad name' is not a valid product"),

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ssb_s3.config import parse_config
-from ssb_s3.core.catalog import build_catalog, build_index, contract_problems, to_bytes
+from ssb_s3.core.catalog import build_catalog, build_index, contract_problems, index_catalog_path, to_bytes
 from ssb_s3.errors import ProblemsFound
 
 
@@ -162,3 +162,18 @@ def test_contract_refuses_what_clients_drop_or_choke_on(mutate: Any, expected: s
 def test_empty_catalog_is_refused() -> None:
     catalog = build_catalog(tree_with(), {})
     assert "nothing for clients to list" in contract_problems(catalog)[0]
+
+
+@pytest.mark.parametrize(("index", "expected"), [
+    ({"index": {"images": {"path": "streams/v1/images-0123.json"}}}, ("streams/v1/images-0123.json", None)),
+    ({"index": {"images": {"path": "../../etc/passwd"}}}, ("../../etc/passwd", "must be a plain relative path")),
+    ({"index": {"images": {"path": "https://elsewhere/x.json"}}}, ("https://elsewhere/x.json", "is absolute")),
+    ({"index": {"images": {"path": 7}}}, ("", "path is missing")),
+    ({"index": {"other": {}}}, ("", "not a simplestreams index")),
+    ([], ("", "not a simplestreams index")),
+])
+def test_the_catalog_path_of_index_json_is_read_in_one_place(index: Any, expected: tuple[str, str | None]) -> None:
+    """storage.tree (publish) and verify read index.json's catalog path through index_catalog_path."""
+    path, why = index_catalog_path(index)
+    assert path == expected[0]
+    assert (why is None) if expected[1] is None else (why is not None and expected[1] in why), why

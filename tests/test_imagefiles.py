@@ -8,6 +8,7 @@ it and removes it afterwards. The CLI runs in-process (click's CliRunner), so th
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -15,29 +16,37 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from realparts import make_image
+from test_layout import PACKAGE, _prose
 
 from ssb_s3.cli import cli
 from ssb_s3.config import claim_alias, config_from_text
-from ssb_s3.core.catalog import build_catalog, contract_problems
+from ssb_s3.core.catalog import build_catalog, contract_problems, version_images
 from ssb_s3.errors import ProblemsFound
-from ssb_s3.schemas import load_schema
+from ssb_s3.schemas import load_schema, schema_problems
 from ssb_s3.vocabulary import clients, imagefiles
 from ssb_s3.vocabulary.imagefiles import (
+    ALIAS_PREFERENCE,
     CLIENT_META,
     CLIENTS,
     COMBINED_FIELDS,
+    FOOTERS,
+    HEAD_BYTES,
     IMAGE_FILES,
     KNOWN_FTYPES,
     MAGIC,
     META_FTYPES,
     MIRRORS,
     ROOT_COMBINED_FIELD,
+    ROOT_FOR_CONTENT,
+    SIZE_FIELDS,
+    TAIL_BYTES,
+    VM_FTYPES,
     ImageFile,
     MetaRootHasher,
     VersionHasher,
@@ -270,12 +279,13 @@ def test_a_third_delta_row_leaves_every_module_importable(tmp_path: Path) -> Non
     table itself accepts, made the CLI fail to import."""
     script = (
         "from ssb_s3.vocabulary import imagefiles as f\n"
+        "deltas = len(f.DELTA_FTYPES)\n"
         "root = f.ImageFile('rootfs.madeup', 'root.madeup', 'madeup', 'madeup', 'madeup', 'root', ('madeupfs',),"
         " ('combined_madeup_sha256',), read_by=('incus',))\n"
         "f.register(root, {'madeupfs': (b'MADEUPFS',)})\n"
         "f.register(f.ImageFile('rootfs.madeup.vcdiff', 'delta-madeup', 'madeup.vcdiff', 'madeup.vcdiff',"
         " 'madeup.vcdiff', 'delta', ('vcdiff',), delta_of='rootfs.madeup'))\n"
-        "assert len(f.DELTA_FTYPES) == 3\n"
+        "assert len(f.DELTA_FTYPES) == deltas + 1 >= 3\n"
         "import ssb_s3.cli\n"
         "from ssb_s3.vocabulary import clients\n"
         "print(sorted(clients.CLIENTS['incus'].deltas), clients.table_problems())\n"
@@ -308,3 +318,121 @@ def test_tree_yml_and_the_catalog_share_one_alias_rule() -> None:
     assert contract_problems(catalog) == []
     catalog["products"]["other:1.0"]["arch"] = "x86_64"
     assert any("alias 'madeup' for arch x86_64 is already claimed" in p for p in contract_problems(catalog))
+
+
+# --- one frozen Vocabulary, its columns, and what is generated from it -------------------------
+
+def test_the_vocabulary_is_one_frozen_value_and_register_replaces_it() -> None:
+    """Nothing can change a Vocabulary nor write through the names the package imports; register
+    gives a new value, which every imported view then shows."""
+    before = imagefiles.VOCABULARY
+    with pytest.raises(FrozenInstanceError):
+        before.known_ftypes = frozenset()  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        before.delta_ftypes["x"] = MADEUP  # type: ignore[index]
+    assert not any(hasattr(view, name) for view in (KNOWN_FTYPES, IMAGE_FILES, COMBINED_FIELDS)
+                   for name in ("add", "clear", "update", "append", "pop"))
+    with imagefiles.registered(MADEUP, MADEUP_MAGIC):
+        assert imagefiles.VOCABULARY is not before and "rootfs.madeup" not in before.rows
+        assert "madeup" in KNOWN_FTYPES and COMBINED_FIELDS[-1] == "combined_madeup_sha256"
+    assert "madeup" not in KNOWN_FTYPES and imagefiles.VOCABULARY.rows == before.rows
+
+
+def test_the_columns_clients_list_and_add_read() -> None:
+    """What catalog, list, add and the client table once spelled themselves is the table's."""
+    assert set(VM_FTYPES) == {"disk-kvm.img"}
+    assert list(ALIAS_PREFERENCE) == ["squashfs", "root.tar.xz"]
+    assert {k: r.filename for k, r in ROOT_FOR_CONTENT.items()} == {
+        "squashfs": "rootfs.squashfs", "xz": "rootfs.tar.xz", "qcow2": "disk.qcow2"}
+    assert {c.name: c.deltas for c in clients.IMAGE_CLIENTS} == {
+        "lxd-5.0": {"squashfs.vcdiff": "combined_squashfs_sha256"},
+        "lxd": {"squashfs.vcdiff": "combined_squashfs_sha256",
+                "disk-kvm.img.vcdiff": "combined_disk-kvm-img_sha256"},
+        "incus": {"squashfs.vcdiff": "combined_squashfs_sha256",
+                  "disk-kvm.img.vcdiff": "combined_squashfs_sha256"},
+    }
+    assert max(len(m) for m in MAGIC.values()) <= HEAD_BYTES
+    assert all(f.offset + f.length <= HEAD_BYTES for f in SIZE_FIELDS.values())
+    assert all(len(f) <= TAIL_BYTES for f in FOOTERS.values())
+
+
+@pytest.mark.parametrize(("broken", "why"), [
+    (replace(MADEUP, content=("squashfs",)), "root content kind 'squashfs' is used twice"),
+    (replace(MADEUP, role="unified", combined_fields=(), read_by=(), vm=True, lxd_ftype="x.tar.gz",
+             incus_ftype="x.tar.gz", ftype="x.tar.gz"), "only a root has combined fields, a VM flag"),
+    (replace(MADEUP, base_field_for=(("incus", "combined_squashfs_sha256"),)), "only a delta has base_field_for"),
+    (ImageFile("rootfs.madeup.delta", "delta-madeup", "squashfs.vcdiff2", "squashfs.vcdiff2", "squashfs.vcdiff2",
+               "delta", ("vcdiff",), delta_of="rootfs.squashfs"), "a delta's file name ends in .vcdiff"),
+])
+def test_register_refuses_columns_out_of_place(broken: ImageFile, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        imagefiles.register(broken, MADEUP_MAGIC)
+
+
+def test_a_vm_root_and_its_alias_rank_come_from_its_row() -> None:
+    """A made-up root marked vm is listed as a virtual-machine (catalog, list, page), and one with an
+    alias rank before squashfs gets the version's alias first."""
+    items = {"lxd.tar.xz": {"ftype": "lxd.tar.xz", "path": "p/v/lxd.tar.xz", "size": 1, "sha256": "0" * 64,
+                            "combined_madeup_sha256": "1" * 64, "combined_squashfs_sha256": "2" * 64},
+             "root.madeup": {"ftype": "madeup", "path": "p/v/rootfs.madeup", "size": 2, "sha256": "3" * 64},
+             "root.squashfs": {"ftype": "squashfs", "path": "p/v/rootfs.squashfs", "size": 2, "sha256": "4" * 64}}
+    with imagefiles.registered(MADEUP, MADEUP_MAGIC):
+        assert version_images(items)["1" * 64].type == "container"
+        assert list(ALIAS_PREFERENCE) == ["squashfs", "root.tar.xz"]
+    with imagefiles.registered(replace(MADEUP, vm=True, alias_rank=-1), MADEUP_MAGIC):
+        assert version_images(items)["1" * 64].type == "virtual-machine"
+        assert clients.is_vm_root("madeup") and list(ALIAS_PREFERENCE) == ["madeup", "squashfs", "root.tar.xz"]
+    assert not clients.is_vm_root("madeup")
+
+
+def test_the_schemas_combined_fields_are_generated_from_the_table() -> None:
+    """The shipped JSON names no combined field; the loaded schemas type exactly the table's, and
+    still refuse what they refused: a combined field that is no sha256 (ssb.json), or no string (catalog)."""
+    shipped = PACKAGE / "schemas"
+    assert [p.name for p in sorted(shipped.glob("*.json")) if "combined_" in p.read_text()] == []
+    ssb_item = load_schema("ssb")["$defs"]["item"]["properties"]
+    assert {k: v for k, v in ssb_item.items() if k.startswith("combined_")} == {
+        f: {"$ref": "#/$defs/sha256"} for f in COMBINED_FIELDS}
+    products_item = load_schema("products")["properties"]["products"]["additionalProperties"]["properties"][
+        "versions"]["additionalProperties"]["properties"]["items"]["additionalProperties"]["properties"]
+    assert {k: v for k, v in products_item.items() if k.startswith("combined_")} == {
+        f: {"type": "string"} for f in COMBINED_FIELDS}
+
+    def ssb(item_extra: dict[str, object]) -> dict[str, object]:
+        item = {"ftype": "lxd.tar.xz", "path": "p/v/lxd.tar.xz", "size": 1, "sha256": "0" * 64, **item_extra}
+        return {"name": "p", "versions": {VERSION: {"items": {"lxd.tar.xz": item}}}}
+
+    def catalog(item_extra: dict[str, object]) -> dict[str, object]:
+        item = {"ftype": "lxd.tar.xz", "path": "p/v/lxd.tar.xz", "size": 1, **item_extra}
+        return {"content_id": "x", "datatype": "image-downloads", "format": "products:1.0", "products": {"p": {
+            "aliases": "", "arch": "amd64", "os": "o", "release": "r", "release_title": "t",
+            "versions": {VERSION: {"items": {"lxd.tar.xz": item}}}}}}
+
+    for field in COMBINED_FIELDS:
+        assert schema_problems(ssb({field: "1" * 64}), "ssb", "ssb.json") == []
+        refused = schema_problems(ssb({field: "not a sha256"}), "ssb", "ssb.json")
+        assert [p.field for p in refused] == [f"versions.{VERSION}.items.lxd.tar.xz.{field}"], refused
+        assert schema_problems(catalog({field: "x"}), "products", "images.json") == []
+        assert [p.field for p in schema_problems(catalog({field: 1}), "products", "images.json")] == [
+            f"products.p.versions.{VERSION}.items.lxd.tar.xz.{field}"]
+    assert schema_problems(ssb({"combined_madeup_sha256": "no"}), "ssb", "ssb.json") == []  # not a field yet
+    with imagefiles.registered(MADEUP, MADEUP_MAGIC):
+        assert "combined_madeup_sha256" in load_schema("ssb")["$defs"]["item"]["properties"]
+        assert len(schema_problems(ssb({"combined_madeup_sha256": "no"}), "ssb", "ssb.json")) == 1
+
+
+def test_no_image_file_name_outside_the_vocabulary() -> None:
+    """Code names an image file, ftype, item key or combined field only through the table (docstrings,
+    comments and help texts may; vocabulary/imagefiles.py holds the table)."""
+    names = {n for r in IMAGE_FILES.values()
+             for n in (r.filename, r.item_key, r.ftype, r.lxd_ftype, r.incus_ftype, *r.combined_fields)} - {"delta"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "vocabulary" / "imagefiles.py":
+            continue
+        tree = ast.parse(path.read_text())
+        prose = _prose(tree)
+        found += [(str(path.relative_to(PACKAGE)), node.lineno, node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose
+                  and any(name in node.value for name in names)]
+    assert found == []

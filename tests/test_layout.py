@@ -154,3 +154,46 @@ def test_hooks_know_the_trees_own_keys_from_its_layout() -> None:
     assert changes["a"].manifest and not changes["a"].artifacts
     assert changes["b"].artifacts and not changes["b"].manifest
     assert all(tree.layout.is_own(e.key.removeprefix("tree/")) for e in events[2:])
+
+
+def test_kind_of_names_every_key_of_the_tree() -> None:
+    """One answer to "what is this key": the hooks, the manifest scan and the purge ask it."""
+    tree = TreeLayout("lxd", "catalogs", "web/index.html")
+    catalog = tree.catalog_key(b"catalog")
+    product = tree.product_dir("busybox/amd64")
+    version = layout.version_dir(product, "20260101_0000")
+    delta = imagefiles.delta_filename(imagefiles.IMAGE_FILES["rootfs.squashfs.vcdiff"], "20251231_0000")
+    expected = {
+        layout.INDEX_KEY: ("index", ""), layout.SIGNED_INDEX_KEY: ("signed-index", ""),
+        catalog: ("catalog", catalog), layout.signed_key(catalog): ("catalog-companion", catalog),
+        layout.detached_signature_key(catalog): ("catalog-companion", catalog),
+        tree.plain_catalog_key: ("plain-catalog", tree.plain_catalog_key),
+        layout.signed_key(tree.plain_catalog_key): ("plain-catalog", tree.plain_catalog_key),
+        tree.manifest_key("busybox/amd64"): ("manifest", product),
+        layout.version_file_key(version, "rootfs.squashfs"): ("version-file", product),
+        layout.upload_marker_key(version): ("upload-marker", product),
+        layout.version_file_key(version, delta): ("delta", product),
+        layout.version_file_key(version, "sub/file"): ("other", product),
+        layout.LEASE_KEY: ("internal", ""), layout.PAST_KEY: ("internal", ""),
+        layout.LXC_INDEX_KEYS[1]: ("lxc-index", ""),
+        tree.page_key: ("page", ""), layout.product_page_key(tree.page_path, "a:b"): ("product-page", ""),
+        "lxd/elsewhere/file": ("other", ""),
+    }
+    found = {key: (kind.kind, kind.owner) for key in expected for kind in [tree.kind_of(key, [product, "lxd/busybox"])]}
+    assert found == expected
+    assert tree.kind_of(layout.version_file_key(version, delta), [product]).version == "20260101_0000"
+    assert tree.kind_of(tree.manifest_key("busybox/amd64")).kind == "other"  # no product folders given
+    assert {k for k, _ in expected.values()} == set(layout.KeyKindName.__args__)  # type: ignore[attr-defined]
+
+
+def test_the_page_links_to_its_product_pages_through_the_layout() -> None:
+    """The page's link to a product page, and the product page's link back, come from the layout:
+    a moved page (page.path) moves both."""
+    assert layout.product_page_link("a:b") == "./products/a:b.html"
+    for page_path in ("index.html", "web/list.html"):
+        folder = page_path.rpartition("/")[0]
+        product_page = layout.product_page_key(page_path, "a")
+        assert layout.in_folder(folder, layout.product_page_link("a").removeprefix("./")) == product_page
+        back = layout.page_link_from_product_page(page_path)
+        assert layout.in_folder(layout.parent_folder(layout.parent_folder(product_page)),
+                                back.removeprefix("../")) == page_path

@@ -46,7 +46,17 @@ from ..storage.manifest import read_manifest
 from ..storage.record import read_record, record_product
 from ..storage.store import CHUNK_SIZE, Store
 from ..storage.tree import Tree
-from ..vocabulary.imagefiles import HEAD_BYTES, VersionHasher, file_for, sniff, upload_order
+from ..vocabulary.imagefiles import (
+    DELTA_FTYPES,
+    HEAD_BYTES,
+    IMAGE_FILES,
+    ROOT_FOR_CONTENT,
+    TARBALL_KINDS,
+    VersionHasher,
+    file_for,
+    sniff,
+    upload_order,
+)
 from ..vocabulary.layout import PRODUCT_RECORD_KEY
 from .publish import publish
 
@@ -132,17 +142,17 @@ def _is_tar(path: Path) -> bool:
 
 
 def _root_name(path: Path, head: bytes) -> str:
+    """The file name of the root row (imagefiles.ROOT_FOR_CONTENT) whose content this file holds; a
+    compressed root (a tarball kind) must be a tarball."""
     kind = sniff(head)
-    if kind == "squashfs":
-        return "rootfs.squashfs"
-    if kind == "qcow2":
-        return "disk.qcow2"
-    if kind == "xz" and _is_tar(path):
-        return "rootfs.tar.xz"
-    what = "an xz stream that is not a tarball" if kind == "xz" else \
-        ("a tarball compressed with " + kind if kind in ("gzip", "bzip2", "zstd") and _is_tar(path) else kind)
-    raise AddError(f"ROOTFS {path}: content is {what}; a root file must be squashfs, qcow2 or an xz-compressed "
-                   "tarball (rootfs.tar.xz)")
+    row = ROOT_FOR_CONTENT.get(kind)
+    if row is not None and (kind not in TARBALL_KINDS or _is_tar(path)):
+        return row.filename
+    what = f"a {kind} stream that is not a tarball" if row is not None else \
+        (f"a tarball compressed with {kind}" if kind in TARBALL_KINDS and _is_tar(path) else kind)
+    accepted = ", ".join(f"{k}{' tarball' if k in TARBALL_KINDS else ''} ({r.filename})"
+                         for k, r in ROOT_FOR_CONTENT.items())
+    raise AddError(f"ROOTFS {path}: content is {what}; a root file must be one of: {accepted}")
 
 
 def recognise(request: AddRequest) -> Recognised:
@@ -150,9 +160,10 @@ def recognise(request: AddRequest) -> Recognised:
     meta_path, root_path = request.metadata, request.rootfs
     head = _head(meta_path, "METADATA")
     root_head = _head(root_path, "ROOTFS") if root_path is not None else b""
-    if root_path is not None and sniff(head) in ("squashfs", "qcow2") and sniff(root_head) not in ("squashfs", "qcow2"):
+    root_only = set(ROOT_FOR_CONTENT) - set(TARBALL_KINDS)  # what no metadata tarball holds
+    if root_path is not None and sniff(head) in root_only and sniff(root_head) not in root_only:
         meta_path, root_path, head, root_head = root_path, meta_path, root_head, head  # given the other way round
-    if sniff(head) not in ("xz", "gzip", "bzip2", "zstd"):
+    if sniff(head) not in TARBALL_KINDS:
         raise AddError(f"METADATA {meta_path}: content is {sniff(head)}, expected a tarball holding metadata.yaml")
     try:
         meta, seen = tarball_metadata(meta_path, unified=root_path is None)
@@ -174,15 +185,17 @@ def recognise(request: AddRequest) -> Recognised:
     else:
         root = _root_name(root_path, root_head)
         if meta is None:
-            if root != "rootfs.tar.xz":
-                raise AddError(f"ROOTFS {root_path}: a classic LXC image's root must be an xz tarball (rootfs.tar.xz)")
-            if sniff(head) != "xz":
-                raise AddError(f"METADATA {meta_path}: a classic LXC metadata tarball must be xz-compressed "
-                               "(meta.tar.xz)")
-            files = {"meta.tar.xz": meta_path, root: root_path}
+            lxc_meta = IMAGE_FILES[file_for("lxc-meta", "LXD")]
+            if not IMAGE_FILES[root].lxc_root:
+                roots = " or ".join(r.filename for r in IMAGE_FILES.values() if r.lxc_root)
+                raise AddError(f"ROOTFS {root_path}: a classic LXC image's root must be {roots}")
+            if sniff(head) not in lxc_meta.content:
+                raise AddError(f"METADATA {meta_path}: a classic LXC metadata tarball must be "
+                               f"{' or '.join(lxc_meta.content)}-compressed ({lxc_meta.filename})")
+            files = {lxc_meta.filename: meta_path, root: root_path}
         else:
-            files = {"lxd.tar.xz": meta_path, root: root_path}
-            vm = root == "disk.qcow2"
+            files = {file_for("meta", "LXD"): meta_path, root: root_path}
+            vm = IMAGE_FILES[root].vm
     if meta_path.resolve() == (root_path.resolve() if root_path else None):
         raise AddError(f"METADATA and ROOTFS are the same file {meta_path}")
     named = [m.group(1) for p in (meta_path, root_path) if p is not None for m in [FINGERPRINT_NAME.match(p.name)] if m]
@@ -212,7 +225,7 @@ def _identical(manifest: Mapping[str, Any] | None, files: Mapping[str, Path], ve
     sizes = sorted(p.stat().st_size for p in files.values())
     candidates = [name for name, entry in sorted(versions.items())
                   if name == version or sorted(int(i.get("size", -1)) for i in entry.get("items", {}).values()
-                                               if not str(i.get("ftype", "")).endswith(".vcdiff")) == sizes]
+                                               if str(i.get("ftype", "")) not in DELTA_FTYPES) == sizes]
     if not candidates:
         return None
     local, _ = _local_fingerprints(files)

@@ -50,14 +50,11 @@ from ..filters import Filter
 from ..schemas import schema_problems
 from ..storage.store import Store
 from ..vocabulary.clients import version_date
-from ..vocabulary.imagefiles import IMAGE_FILES
+from ..vocabulary.imagefiles import ALIAS_PREFERENCE
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import UNSAFE, printable
 from .verify import read_catalog, served_entries
 
-# Within one version, the clients give an alias to the squashfs image before the tar.xz one
-# (measured with LXD 5.0.2 and Incus 6.0.4: tests/test_list.py); anything else comes after.
-ALIAS_PREFERENCE = (IMAGE_FILES["rootfs.squashfs"].ftype, IMAGE_FILES["rootfs.tar.xz"].ftype)
 FIELDS = ("product", "version", "type", "fingerprint", "aliases", "size", "date", "arch", "os", "release",
           "description")
 FORMATS = ("table", "compact", "csv", "json", "yaml")
@@ -125,7 +122,7 @@ def _description(product: Mapping[str, Any], version: Mapping[str, Any], name: s
 
 def _client_order(entry: tuple[ImageRow, list[str], int]) -> tuple[Any, ...]:
     """The order in which the clients hand out aliases: os, release, newest date, highest version
-    name, then squashfs before tar.xz (ALIAS_PREFERENCE)."""
+    name, then the root the clients prefer (imagefiles.ALIAS_PREFERENCE: squashfs before tar.xz)."""
     row, _, rank = entry
     return row.os, row.release, _desc(row.date), _desc(row.version), rank
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import lxcindex
-from ..core.catalog import INDEX_NAME, contract_problems_by_product
+from ..core.catalog import INDEX_NAME, contract_problems_by_product, index_catalog_path
 from ..core.catalog import _path_problem as path_problem
 from ..core.retention import shape_problem
 from ..core.signed import same_document
@@ -449,16 +449,17 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
         problems.extend(index_problems)
         return
     try:
-        unsigned_path = parse_json(store.read(INDEX_KEY), store.describe(INDEX_KEY))["index"][INDEX_NAME]["path"]
-    except (ValueError, KeyError, TypeError, StoreError):
-        unsigned_path = None  # reported by the unsigned walk already
+        named, unusable = index_catalog_path(parse_json(store.read(INDEX_KEY), store.describe(INDEX_KEY)))
+        unsigned_path = "" if unusable else named  # reported by the unsigned walk already
+    except (ValueError, StoreError):
+        unsigned_path = ""
     for name, entry in sorted(index["index"].items()):
         path = entry["path"]
         why = path_problem(path)
         if why:
             problems.append(Problem(None, where, "", f"catalog {why}"))
             continue
-        expected = signed_key(unsigned_path) if name == INDEX_NAME and isinstance(unsigned_path, str) \
+        expected = signed_key(unsigned_path) if name == INDEX_NAME and unsigned_path \
             and has_signed_twin(unsigned_path) else None
         if expected is not None and path != expected:
             problems.append(Problem(None, where, "", f"names {path}, expected {expected}, the signed twin of the "

@@ -30,11 +30,14 @@ from .versions import version_name_problem, version_time
 INDEX_NAME = "images"
 
 # From the one table of image files (imagefiles): which metadata and unified ftype each client
-# reads (CLIENT_META), the combined field of each root ftype, every ftype the clients know, and the
-# mirrors (items published for one client are mirrored for the other: same object, other ftype).
+# reads (CLIENT_META), the combined field of each root ftype, every ftype the clients know, the
+# metadata and unified ftypes of either client, and the mirrors (items published for one client
+# are mirrored for the other: same object, other ftype).
 CLIENT_META = imagefiles.CLIENT_META
 ROOT_COMBINED_FIELD = imagefiles.ROOT_COMBINED_FIELD
 KNOWN_FTYPES = imagefiles.KNOWN_FTYPES
+META_FTYPES = imagefiles.META_FTYPES
+UNIFIED_FTYPES = imagefiles.UNIFIED_FTYPES
 MIRRORS = imagefiles.MIRRORS
 
 
@@ -176,6 +179,18 @@ def build_index(
     }
 
 
+def index_catalog_path(index: Any) -> tuple[str, str | None]:
+    """(the catalog path index.json (parsed) names in its INDEX_NAME entry, why it cannot be used;
+    None: it can). The one reader of that path: a path that is not a plain relative key (a URL,
+    '../../etc/passwd') is never requested."""
+    try:
+        path = index["index"][INDEX_NAME]["path"]
+    except (KeyError, TypeError, IndexError):
+        return "", "not a simplestreams index"
+    why = _path_problem(path)
+    return (path if isinstance(path, str) else ""), why
+
+
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 _PLAIN_PATH = re.compile(r"(?!/)(?!.*//)(?!(?:.*/)?\.\.?(?:/|$))[^\s\\\x00-\x1f\x7f-\x9f]+(?<!/)")
 
@@ -205,7 +220,6 @@ def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list
             for image in clients.images(clients.BY_FAMILY[client], items)]
 
 
-VM_ROOT_FTYPE = imagefiles.IMAGE_FILES["disk.qcow2"].ftype  # the root that makes an image a virtual machine
 SHORT_FINGERPRINT = 12  # what `lxc image list` shows
 
 
@@ -236,7 +250,7 @@ def version_images(items: Mapping[str, Any]) -> dict[str, ClientImage]:
                 continue
             parts = [items[k] for k in keys.split("+")]
             root = str(parts[-1].get("ftype"))
-            found[fingerprint] = ClientImage("virtual-machine" if root == VM_ROOT_FTYPE else "container",
+            found[fingerprint] = ClientImage("virtual-machine" if clients.is_vm_root(root) else "container",
                                              sum(item_size(p) for p in parts), root, (client,))
     return found
 
@@ -360,7 +374,7 @@ def contract_problems_by_product(
                 if not re.fullmatch(r"[0-9a-f]{64}", str(item.get("sha256", ""))):
                     blame(pname, f"{vwhere} item {key}", "sha256 missing or not 64 hex digits")
             for key, item in sorted(items.items()):
-                if item["ftype"] not in ("lxd.tar.xz", "incus.tar.xz"):
+                if item["ftype"] not in META_FTYPES:
                     continue
                 for root_key, root in sorted(items.items()):
                     field = ROOT_COMBINED_FIELD.get(root["ftype"])
@@ -369,8 +383,7 @@ def contract_problems_by_product(
                               f"{field} missing for {root_key} (the image would be dropped)")
             for problem in delta_problems(pname, source, vname, product["versions"]):
                 blame(pname, problem.field, problem.text)
-            is_lxc_only = not any(i["ftype"] in ("lxd.tar.xz", "incus.tar.xz", "lxd_combined.tar.gz",
-                                                 "incus_combined.tar.gz") for i in items.values())
+            is_lxc_only = not any(i["ftype"] in META_FTYPES or i["ftype"] in UNIFIED_FTYPES for i in items.values())
             for client, seen in fingerprints.items():
                 images = _images_of_version(vname, items, client)
                 if not images and not is_lxc_only and client in required:

@@ -85,18 +85,28 @@ def _roots(items: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {by_ftype[i["ftype"]]: i for i in items.values() if i.get("ftype") in by_ftype}
 
 
-def misreading_client(row: ImageFile, items: Mapping[str, Any], base_items: Mapping[str, Any]) -> str:
+@dataclass(frozen=True)
+class Misreading:
+    """A client that would take another root's fingerprint as a delta's base: its title, the
+    metadata field it reads, and the root ftype that field belongs to."""
+
+    client: str
+    field: str
+    root: str
+
+
+def misreading_client(row: ImageFile, items: Mapping[str, Any], base_items: Mapping[str, Any]) -> Misreading | None:
     """The client (vocabulary/clients: the field each reads a delta's base fingerprint from) that would
     take another root's fingerprint as this delta's base, because the version or its base has
-    that other root (Incus reads combined_squashfs_sha256 for a VM delta); '' if none would."""
+    that other root (Incus reads combined_squashfs_sha256 for a VM delta); None if none would."""
     right = ROOT_COMBINED_FIELD[BUILT_FILES[row.delta_of].ftype]
-    present = {ROOT_COMBINED_FIELD.get(str(i.get("ftype")))
+    present = {ROOT_COMBINED_FIELD.get(str(i.get("ftype"))): str(i.get("ftype"))
                for i in (*items.values(), *base_items.values()) if isinstance(i, Mapping)}
     for client in IMAGE_CLIENTS:
         read = client.deltas.get(row.ftype)
         if read and read != right and read in present:
-            return client.title
-    return ""
+            return Misreading(client.title, read, present[read])
+    return None
 
 
 def wanted_deltas(product: str, entry: Mapping[str, Any], served: Iterable[str], count: int) -> list[DeltaJob]:
@@ -169,8 +179,9 @@ def delta_problems(product: str, source: str, vname: str, versions: Mapping[str,
             problems.append(Problem(product, source, where, (
                 f"{row.ftype} needs a {BUILT_FILES[row.delta_of].ftype} root in version {vname} "
                 f"and in its delta_base {base}")))
-        elif client := misreading_client(row, items, versions[base]["items"]):
+        elif misread := misreading_client(row, items, versions[base]["items"]):
             problems.append(Problem(product, source, where, (
-                f"{row.ftype} where version {vname} or {base} has a squashfs: {client} would apply it to the "
-                "squashfs image (it takes combined_squashfs_sha256 as the base); publish no VM delta here")))
+                f"{row.ftype} where version {vname} or {base} has a {misread.root}: {misread.client} would apply "
+                f"it to the {misread.root} image (it takes {misread.field} as the base); publish no "
+                f"{row.ftype} delta here")))
     return problems

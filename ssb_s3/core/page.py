@@ -63,10 +63,11 @@ from html import escape
 from typing import Any
 
 from ..config import CANONICAL_ARCH, PageConfig
+from ..vocabulary.clients import is_vm_root
 from ..vocabulary.imagefiles import DELTA_FTYPES
-from ..vocabulary.layout import PAGES_FOLDER, product_pages_folder
+from ..vocabulary.layout import page_link_from_product_page, product_page_link, product_pages_folder
 from ..vocabulary.layout import product_page_key as layout_page_key
-from .catalog import SHORT_FINGERPRINT, VM_ROOT_FTYPE, item_size, version_images
+from .catalog import SHORT_FINGERPRINT, item_size, version_images
 from .mirror import PRODUCT_NAME
 from .versions import version_time
 
@@ -272,7 +273,7 @@ def product_page_key(config: PageConfig, name: str) -> str | None:
 def _page_href(name: str) -> str:
     """The link from the index to a product page (has_page: the name needs no HTML escaping and no
     quotes; its ':' after `./` is no scheme; '+' percent-encoded, which S3 would read as a space)."""
-    return f"./{PAGES_FOLDER}/{urllib.parse.quote(name, safe=':')}.html"
+    return product_page_link(urllib.parse.quote(name, safe=":"))
 
 
 def _command(text: str, base_html: str = "", tail: str = "") -> str:
@@ -347,7 +348,7 @@ def _row(name: str, entry: Mapping[str, Any], *, now: float, stale_after: float)
     latest = max(versions)
     items = versions[latest]["items"]
     # a VM image needs a VM root: most versions have none, and need no walk of the image table
-    vm = any(i.get("ftype") == VM_ROOT_FTYPE for i in items.values()) and any(
+    vm = any(is_vm_root(str(i.get("ftype"))) for i in items.values()) and any(
         i.type == "virtual-machine" for i in version_images(items).values())
     marks = " ".join(mark for mark, on in (("s", now - version_time(latest).timestamp() > stale_after),
                                            ("v", vm)) if on)
@@ -472,10 +473,10 @@ def render_product(name: str, entry: Mapping[str, Any], config: PageConfig, *, b
         if not images[vname]:
             version_rows.append(f'<tr><td>{e(vname)}</td><td>{e(_when(version_time(vname)))}</td>'
                                 '<td colspan="4">no LXD or Incus image</td></tr>')
-    index = config.path.rsplit("/", 1)[-1]
+    back = page_link_from_product_page(config.path)
     html = (
         _head(f"{name}: {config.title}") + _body(base_url, depth)
-        + f'<main><header><p class="meta"><a href="../{e(urllib.parse.quote(index))}">{e(config.title)}</a>'
+        + f'<main><header><p class="meta"><a href="{e(urllib.parse.quote(back))}">{e(config.title)}</a>'
         f" / product</p><h1>{e(name)}</h1></header>\n"
         '<section id="remote" aria-labelledby="remote-title"><h2 id="remote-title">Add this server as a remote, '
         f"then launch it</h2>{_adds(config, base_url)}{use}</section>\n"

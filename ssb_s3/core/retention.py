@@ -315,10 +315,10 @@ def superseded_views(tree: TreeConfig, history: History, protected: set[str], li
     stopped before its flip, or whose history entry was dropped)."""
     known = {e["catalog"] for e in history.entries}
     stale = {e["catalog"] for e in history.entries
-             if e["catalog"] not in protected and tree.layout.catalog_of_view(e["catalog"]) == e["catalog"]}
+             if e["catalog"] not in protected and tree.layout.kind_of(e["catalog"]).kind == "catalog"}
     found = {key for key in listing
-             if (owner := tree.layout.catalog_of_view(key)) is not None and owner not in protected
-             and (owner in stale or owner not in known)}
+             if (kind := tree.layout.kind_of(key)).kind in ("catalog", "catalog-companion")
+             and kind.owner not in protected and (kind.owner in stale or kind.owner not in known)}
     return sorted(stale | found)
 
 

@@ -21,7 +21,7 @@ from urllib.parse import unquote_plus
 from ..config import ProductConfig, TreeConfig
 from ..errors import SSBError
 from ..vocabulary.imagefiles import BUILT_FILES as ARTIFACTS
-from ..vocabulary.layout import UPLOAD_MARKER_NAME, manifest_in, version_file_of
+from ..vocabulary.layout import product_key_kind
 
 
 class EventError(SSBError):
@@ -171,11 +171,12 @@ def route(tree: TreeConfig, target_url: str, events: Iterable[BucketEvent]) -> d
         for bucket, folder, product in places:
             if event.bucket != bucket or not event.key.startswith(folder):
                 continue
-            in_version = version_file_of(folder.rstrip("/"), event.key)
+            kind = product_key_kind(folder.rstrip("/"), event.key)
             previous = changes.get(product.name, ProductChange(product.name, False, False))
-            if event.key == manifest_in(folder.rstrip("/")):
+            if kind is not None and kind.kind == "manifest":
                 changes[product.name] = ProductChange(product.name, True, previous.artifacts)
-            elif in_version is not None and in_version[1] in {*ARTIFACTS, UPLOAD_MARKER_NAME}:
+            elif kind is not None and (kind.kind == "upload-marker"
+                                       or (kind.kind == "version-file" and kind.name in ARTIFACTS)):
                 changes[product.name] = ProductChange(product.name, previous.manifest, True)
             break
     return changes

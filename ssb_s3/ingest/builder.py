@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import SSBError
 from ..storage.artifacts import ArtifactError
-from ..vocabulary.imagefiles import file_for
+from ..vocabulary.imagefiles import BUILT_FILES, file_for
 from .upload import collect_artifacts
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ class BuildRequest:
 def builder_commands(request: BuildRequest, staging: Path) -> list[tuple[str, list[str], Path]]:
     """(kind, argv, output folder) for every distrobuilder run the request needs."""
     if request.vm and request.unified:
-        raise BuildError("--vm and --unified cannot be combined: a VM image is split (metadata + disk.qcow2)")
+        vm_roots = " or ".join(r.filename for r in BUILT_FILES.values() if r.vm)
+        raise BuildError(f"--vm and --unified cannot be combined: a VM image is split (metadata + {vm_roots})")
     if not request.lxd and (request.vm or request.unified or request.incus):
         raise BuildError("--vm, --unified and --incus need the LXD/Incus image: drop --skip-lxd")
     if not request.lxd and not request.lxc:

@@ -37,13 +37,14 @@ from ..vocabulary.imagefiles import (
     DELTA_FTYPES,
     HEAD_BYTES,
     IMAGE_FILES,
+    TAIL_BYTES,
     VersionHasher,
     is_complete,
     parse_delta_filename,
     truncation_problem,
     upload_order,
 )
-from ..vocabulary.layout import UPLOAD_MARKER_NAME, version_dir, version_file_key, version_file_of
+from ..vocabulary.layout import product_key_kind, version_dir, version_file_key
 from .artifacts import check_stored_version
 from .httpread import parse_json
 from .store import CHUNK_SIZE, ObjectInfo, Store
@@ -78,7 +79,7 @@ def hash_version(store: Store, version_dir: str, files: Mapping[str, ObjectInfo]
             for chunk in chunks:
                 feed(chunk)
                 head += chunk[: HEAD_BYTES - len(head)]
-                tail = (tail + chunk)[-2:]
+                tail = (tail + chunk)[-TAIL_BYTES:]
                 if keep and hasher.sizes[name] <= KEEP_METADATA_BYTES:
                     kept.append(chunk)
                 if hasher.sizes[name] > listed:
@@ -148,22 +149,22 @@ def scan_versions(
     uploading: set[str] = set()
     base = f"{product_dir}/"
     for obj in store.list(base):
-        parts = version_file_of(product_dir, obj.key)
-        if parts is None:
+        kind = product_key_kind(product_dir, obj.key)
+        if kind is None or not kind.version:
             continue  # ssb.json itself, or deeper files that are not artifacts
-        version, filename = parts
+        version, filename = kind.version, kind.name
         if version.startswith("."):
             continue  # upload in progress (.VERSION), published only once renamed
         problem = version_name_problem(version)
         if problem:
             skipped[version] = f"folder name {problem}"
             continue
-        if filename == UPLOAD_MARKER_NAME:
+        if kind.kind == "upload-marker":
             uploading.add(version)
         if filename in BUILT_FILES:
             versions.setdefault(version, {})[filename] = obj
         else:
-            if deltas is not None and parse_delta_filename(filename):
+            if deltas is not None and kind.kind == "delta" and parse_delta_filename(filename):
                 deltas.setdefault(version, {})[filename] = obj
             versions.setdefault(version, {})
     complete = {}

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from ..config import ProductConfig, TreeConfig
-from ..core.catalog import INDEX_NAME, _path_problem, addressed_content_problem
+from ..core.catalog import _path_problem, addressed_content_problem, index_catalog_path
 from ..core.deltas import without_orphans
 from ..core.past import MAX_PAST_BYTES, Past, partial_catalogs
 from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
@@ -218,10 +218,9 @@ class Tree:
         except NotFound:
             return b"", "", "", None
         try:
-            key = httpread.parse_json(data, self.target.describe(INDEX_KEY))["index"][INDEX_NAME]["path"]
-            why = _path_problem(key)
-        except (ValueError, KeyError, TypeError):
-            why = "not a simplestreams index"
+            key, why = index_catalog_path(httpread.parse_json(data, self.target.describe(INDEX_KEY)))
+        except ValueError:
+            key, why = "", "not a simplestreams index"
         catalog = None if why else read_catalog(self.target, key)
         if catalog is None:
             log.warning("%s: unreadable (%s), it will be replaced", self.target.describe(INDEX_KEY),

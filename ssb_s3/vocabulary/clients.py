@@ -36,9 +36,10 @@ What the image clients (LXD, Incus) do with a product, as read in ToLXD:
 
 The imagefiles table stays the vocabulary of files we build (names, ftypes, combined fields);
 this table derives the metadata and unified ftypes and the combined fields from it and adds what
-only clients know (disk1.img and uefi1.img roots, arches, deltas, requirements); which clients
-pair a root we build is the table's `read_by` column, so a new root is listed by no client until
-its row says so (`table_problems` checks the two agree). config's
+only clients know (disk1.img and uefi1.img roots, arches, requirements); which clients pair a root
+we build, and which use a delta (and read its base from which field), are the table's `read_by`
+and `base_field_for` columns, so a new root is listed by no client, and a new delta used by none,
+until its row says so (`table_problems` checks the two agree). config's
 CANONICAL_ARCH is LXD 5.0's arch map from here. Pure: no I/O.
 """
 
@@ -95,12 +96,13 @@ _CLIENT_ONLY_ROOTS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "disk1.img": ("combined_disk1-img_sha256",),
     "uefi1.img": ("combined_uefi1-img_sha256",),
 })
-VM_ROOTS = frozenset({"disk-kvm.img", "disk1.img", "uefi1.img"})  # image type virtual-machine
+_CLIENT_ONLY_VM_ROOTS = frozenset({"disk1.img", "uefi1.img"})  # their images are virtual machines
 
 
-def delta_ftype(root_ftype: str) -> str:
-    """The ftype of a delta of `root_ftype`, as the clients derive it (`<root>.vcdiff`)."""
-    return root_ftype + imagefiles.DELTA_SUFFIX
+def is_vm_root(ftype: str) -> bool:
+    """True for a root ftype whose image the clients list as a virtual-machine (the imagefiles
+    table's `vm` roots, and the client-only VM roots); any other root makes a container."""
+    return ftype in imagefiles.VM_FTYPES or ftype in _CLIENT_ONLY_VM_ROOTS
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,6 @@ class Client:
     arches: Mapping[str, str] = field(default_factory=dict)
     other_roots: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # roots it knows that we never build
     requirements: tuple[str, ...] = ()  # product fields read for requirements.*, first present wins
-    deltas: Mapping[str, str] = field(default_factory=dict)  # delta ftype -> meta field of the base fingerprint
     measured_with: str = ""  # the real client the tests compare with ("": the table only)
 
     @property
@@ -134,21 +135,27 @@ class Client:
                 if row.role == "root" and self.name in row.read_by}
         return {**ours, **self.other_roots}
 
+    @property
+    def deltas(self) -> dict[str, str]:
+        """Delta ftype -> the metadata field it reads the base fingerprint from, for the deltas it
+        uses: the imagefiles delta rows whose `read_by` names it (the field: their `base_field_for`
+        for it, else their root's first combined field)."""
+        found = {}
+        for row in imagefiles.DELTA_FTYPES.values():
+            if self.name in row.read_by:
+                root = imagefiles.IMAGE_FILES[row.delta_of]
+                found[row.ftype] = dict(row.base_field_for).get(self.name, root.combined_fields[0])
+        return found
 
-_SQUASHFS_DELTA, _VM_DELTA = delta_ftype("squashfs"), delta_ftype("disk-kvm.img")
-_SQUASHFS_FIELD = "combined_squashfs_sha256"
-_VM_FIELD = "combined_disk-kvm-img_sha256"
 
 CLIENTS: dict[str, Client] = {c.name: c for c in (
     Client("lxd-5.0", "LXD 5.0", "canonical/lxd lxd-5.0.2 shared/simplestreams/products.go, shared/osarch",
-           "LXD", _arch_map(_OSARCH_50), _CLIENT_ONLY_ROOTS, ("lxd_requirements",), {_SQUASHFS_DELTA: _SQUASHFS_FIELD},
-           "lxc 5.0.2 (Debian 12)"),
+           "LXD", _arch_map(_OSARCH_50), _CLIENT_ONLY_ROOTS, ("lxd_requirements",), "lxc 5.0.2 (Debian 12)"),
     Client("lxd", "current LXD", "canonical/lxd main shared/simplestreams/products.go, shared/osarch",
-           "LXD", _arch_map(_OSARCH_LXD_MAIN), _CLIENT_ONLY_ROOTS, ("lxd_requirements", "requirements"),
-           {_SQUASHFS_DELTA: _SQUASHFS_FIELD, _VM_DELTA: _VM_FIELD}),
+           "LXD", _arch_map(_OSARCH_LXD_MAIN), _CLIENT_ONLY_ROOTS, ("lxd_requirements", "requirements")),
     Client("incus", "Incus 6.0", "lxc/incus v6.0.4 shared/simplestreams/products.go, shared/osarch",
            "Incus", _arch_map(_OSARCH_INCUS_60), _CLIENT_ONLY_ROOTS, ("requirements",),
-           {_SQUASHFS_DELTA: _SQUASHFS_FIELD, _VM_DELTA: _SQUASHFS_FIELD}, "incus 6.0.4 (bookworm-backports)"),
+           "incus 6.0.4 (bookworm-backports)"),
     Client("simplestreams", "python-simplestreams",
            "python-simplestreams simplestreams/mirrors/__init__.py (sync_products), filters.py", None,
            measured_with="sstream-query (python-simplestreams 0.1.0)"),
@@ -202,7 +209,7 @@ class Image:
 
     @property
     def type(self) -> str:
-        return "virtual-machine" if self.kind in VM_ROOTS else "container"
+        return "virtual-machine" if is_vm_root(self.kind) else "container"
 
 
 def images(client: Client, items: Mapping[str, Any]) -> list[Image]:
@@ -273,7 +280,7 @@ def _no_image_reason(client: Client, items: Mapping[str, Any]) -> str:
     ftypes = [str(i.get("ftype")) for i in items.values()]
     own = [f for f in ftypes if f in (client.meta_ftype, client.unified_ftype)]
     if not own:
-        other = sorted({f for f in ftypes if f in imagefiles.META_FTYPES or f.endswith("_combined.tar.gz")})
+        other = sorted({f for f in ftypes if f in imagefiles.META_FTYPES or f in imagefiles.UNIFIED_FTYPES})
         ignored = f" (it ignores {', '.join(other)})" if other else ""
         return f"no {client.meta_ftype} or {client.unified_ftype} item{ignored}"
     metas = [i for i in items.values() if i.get("ftype") == client.meta_ftype]

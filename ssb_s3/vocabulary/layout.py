@@ -54,7 +54,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 # --- fixed keys, the same in every tree ---------------------------------------------------------
 
@@ -190,6 +192,9 @@ def parent_folder(key: str) -> str:
     return key.rpartition("/")[0]
 
 
+DELTA_FILE_SUFFIX = ".vcdiff"  # every delta file's name ends with it (imagefiles checks its delta rows)
+
+
 def delta_file_name(root_delta_name: str, base: str) -> str:
     """The file name of a delta against version `base`: `<base>.<root file>.vcdiff`, where
     `root_delta_name` is the delta row's own name (e.g. rootfs.squashfs.vcdiff)."""
@@ -200,6 +205,47 @@ def delta_base_of(name: str, root_delta_name: str) -> str | None:
     """The base version of the delta file `name` of the row named `root_delta_name`, or None."""
     base = name[: -len(root_delta_name) - 1]
     return base if name.endswith(f".{root_delta_name}") and base else None
+
+
+# --- what a key is ------------------------------------------------------------------------------
+
+KeyKindName = Literal["index", "signed-index", "catalog", "catalog-companion", "plain-catalog", "manifest",
+                      "version-file", "upload-marker", "delta", "internal", "lxc-index", "page", "product-page",
+                      "other"]
+
+
+@dataclass(frozen=True)
+class KeyKind:
+    """What a key of the tree is (TreeLayout.kind_of, product_key_kind): `kind`; `owner`: the product
+    folder of a product's key, the catalog key of a catalog or its companion ('' otherwise);
+    `version` and `name`: the version folder and file name of a key inside one."""
+
+    kind: KeyKindName
+    owner: str = ""
+    version: str = ""
+    name: str = ""
+
+
+OTHER = KeyKind("other")
+
+
+def product_key_kind(product_dir: str, key: str) -> KeyKind | None:
+    """What `key` is in the product folder `product_dir` (its manifest, a file right inside one of
+    its version folders: the upload marker, a delta, any other file; 'other': deeper, or right in
+    the folder); None: not inside the folder."""
+    if key == manifest_in(product_dir):
+        return KeyKind("manifest", product_dir)
+    if not key.startswith(f"{product_dir}/"):
+        return None
+    parts = version_file_of(product_dir, key)
+    if parts is None:
+        return KeyKind("other", product_dir)
+    version, name = parts
+    if name == UPLOAD_MARKER_NAME:
+        return KeyKind("upload-marker", product_dir, version, name)
+    if name.endswith(DELTA_FILE_SUFFIX) and "." in name.removesuffix(DELTA_FILE_SUFFIX):
+        return KeyKind("delta", product_dir, version, name)
+    return KeyKind("version-file", product_dir, version, name)
 
 
 # --- the reserved keys --------------------------------------------------------------------------
@@ -214,6 +260,19 @@ def product_pages_folder(page_path: str = DEFAULT_PAGE_PATH) -> str:
 def product_page_key(page_path: str, name: str) -> str:
     """The key of the page of product `name` (a name that may have a page: core/page.has_page)."""
     return f"{product_pages_folder(page_path)}/{name}{PAGE_EXTENSION}"
+
+
+def product_page_link(name: str) -> str:
+    """The relative link from the page to the page of product `name` (the folder of the product
+    pages is beside the page): `./products/<name>.html`; `name` as it goes into the link (the
+    page percent-encodes it)."""
+    return f"./{PAGES_FOLDER}/{name}{PAGE_EXTENSION}"
+
+
+def page_link_from_product_page(page_path: str) -> str:
+    """The relative link from a product page back to the page: `../<the page's file name>`, as
+    it goes into the link before percent-encoding (the page's own name)."""
+    return f"../{page_path.rsplit('/', 1)[-1]}"
 
 
 def is_product_page_key(page_path: str, key: str) -> bool:
@@ -303,6 +362,46 @@ class TreeLayout:
     def reserved(self) -> tuple[str, ...]:
         """The tree's own keys and folders, relative to the prefix (reserved_folders)."""
         return reserved_folders(self.images_path, self.page_path)
+
+    @functools.cached_property
+    def _folders(self) -> tuple[str, str]:
+        """(product pages folder, catalog folder), for kind_of."""
+        return self.product_pages_folder, self.catalog_dir
+
+    @functools.cached_property
+    def _fixed_kinds(self) -> dict[str, KeyKind]:
+        """kind_of's answer for each of the tree's keys with a fixed name."""
+        plain = self.plain_catalog_key
+        plain_kind = KeyKind("plain-catalog", plain)
+        return {
+            INDEX_KEY: KeyKind("index"), SIGNED_INDEX_KEY: KeyKind("signed-index"),
+            **{key: KeyKind("lxc-index") for key in LXC_INDEX_KEYS},
+            self.page_key: KeyKind("page"),
+            **{key: plain_kind for key in (plain, signed_key(plain), detached_signature_key(plain),
+                                            detached_signature_key(signed_key(plain)))},
+        }
+
+    def kind_of(self, key: str, product_dirs: Iterable[str] = ()) -> KeyKind:
+        """What `key` (relative to the store's root) is: one of the tree's own keys, else a key of
+        the deepest of `product_dirs` (product folders, TreeConfig.product_dir) holding it
+        (product_key_kind), else 'other'."""
+        fixed = self._fixed_kinds.get(key)
+        if fixed is not None:
+            return fixed
+        if key.startswith(INTERNAL_PREFIX):
+            return KeyKind("internal")
+        folder, _, name = key.rpartition("/")
+        pages_folder, catalog_dir = self._folders
+        if folder == pages_folder and name.endswith(PAGE_EXTENSION):
+            return KeyKind("product-page")
+        if folder == catalog_dir and (match := _CATALOG_VIEW_NAME.match(name)):
+            catalog = f"{folder}/{match.group(1)}{DOCUMENT_EXTENSION}"
+            return KeyKind("catalog" if catalog == key else "catalog-companion", catalog)
+        for product_dir in sorted(product_dirs, key=len, reverse=True):
+            found = product_key_kind(product_dir, key)
+            if found is not None:
+                return found
+        return OTHER
 
     def is_own(self, key: str) -> bool:
         """True for a key the tree writes itself (index, catalogs, views, the tool's objects), relative
