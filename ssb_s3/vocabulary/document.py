@@ -208,17 +208,11 @@ class Catalog:
 
 
 def _raw(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else _EMPTY
+    return value if type(value) is dict or isinstance(value, Mapping) else _EMPTY  # (dict first: the fast case)
 
 
 def _pairs(mapping: Mapping[str, Any], ordered: bool) -> Any:
     return sorted(mapping.items()) if ordered else mapping.items()
-
-
-def _products(catalog: Catalog | Mapping[str, Any]) -> Mapping[str, Any]:
-    if isinstance(catalog, Catalog):
-        return catalog.products
-    return _raw(catalog.get("products"))
 
 
 RawPlace = tuple[str, Mapping[str, Any], str, Mapping[str, Any]]
@@ -231,17 +225,16 @@ def walk_versions(catalog: Catalog, *, ordered: bool = False) -> Iterator[tuple[
 def walk_versions(catalog: Mapping[str, Any], *, ordered: bool = False) -> Iterator[RawPlace]: ...
 def walk_versions(catalog: Catalog | Mapping[str, Any], *, ordered: bool = False) -> Iterator[Any]:
     """(product name, product, version name, version) for every version of `catalog`."""
-    typed = isinstance(catalog, Catalog)
-    for pname, product in _pairs(_products(catalog), ordered):
-        if typed:
-            versions: Mapping[str, Any] = product.versions
-        elif isinstance(product, Mapping):
-            versions = _raw(product.get("versions"))
-        else:
-            continue
-        for vname, version in _pairs(versions, ordered):
-            if typed or isinstance(version, Mapping):
+    if isinstance(catalog, Catalog):
+        for pname, product in _pairs(catalog.products, ordered):
+            for vname, version in _pairs(product.versions, ordered):
                 yield pname, product, vname, version
+        return
+    for pname, product in _pairs(_raw(catalog.get("products")), ordered):  # the same walk, shape unchecked
+        if type(product) is dict or isinstance(product, Mapping):
+            for vname, version in _pairs(_raw(product.get("versions")), ordered):
+                if type(version) is dict or isinstance(version, Mapping):
+                    yield pname, product, vname, version
 
 
 @overload
@@ -250,12 +243,21 @@ def walk(catalog: Catalog, *, ordered: bool = False) -> Iterator[tuple[str, Prod
 def walk(catalog: Mapping[str, Any], *, ordered: bool = False) -> Iterator[RawItemPlace]: ...
 def walk(catalog: Catalog | Mapping[str, Any], *, ordered: bool = False) -> Iterator[Any]:
     """(product name, product, version name, version, item name, item) for every item of `catalog`."""
-    typed = isinstance(catalog, Catalog)
-    for pname, product, vname, version in walk_versions(catalog, ordered=ordered):
-        items: Mapping[str, Any] = version.items if isinstance(version, Version) else _raw(version.get("items"))
-        for iname, item in _pairs(items, ordered):
-            if typed or isinstance(item, Mapping):
-                yield pname, product, vname, version, iname, item
+    if isinstance(catalog, Catalog):
+        for pname, product in _pairs(catalog.products, ordered):
+            for vname, version in _pairs(product.versions, ordered):
+                for iname, item in _pairs(version.items, ordered):
+                    yield pname, product, vname, version, iname, item
+        return
+    for pname, product in _pairs(_raw(catalog.get("products")), ordered):  # the same walk, shape unchecked
+        if type(product) is not dict and not isinstance(product, Mapping):
+            continue
+        for vname, version in _pairs(_raw(product.get("versions")), ordered):
+            if type(version) is not dict and not isinstance(version, Mapping):
+                continue
+            for iname, item in _pairs(_raw(version.get("items")), ordered):
+                if type(item) is dict or isinstance(item, Mapping):
+                    yield pname, product, vname, version, iname, item
 
 
 @overload
@@ -263,5 +265,17 @@ def items_of(catalog: Catalog) -> Iterator[Item]: ...
 @overload
 def items_of(catalog: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]: ...
 def items_of(catalog: Catalog | Mapping[str, Any]) -> Iterator[Any]:
-    """Every item of `catalog` (typed Items or raw mappings), in the catalog's order."""
-    return (place[5] for place in walk(catalog))
+    """Every item of `catalog` (typed Items or raw mappings), in the catalog's order (walk's rule
+    for the raw form; no tuples built: a publish walks every item of the catalog with it)."""
+    if isinstance(catalog, Catalog):
+        for product in catalog.products.values():
+            for version in product.versions.values():
+                yield from version.items.values()
+        return
+    for product in _raw(catalog.get("products")).values():
+        if type(product) is dict or isinstance(product, Mapping):
+            for version in _raw(product.get("versions")).values():
+                if type(version) is dict or isinstance(version, Mapping):
+                    for item in _raw(version.get("items")).values():
+                        if type(item) is dict or isinstance(item, Mapping):
+                            yield item
