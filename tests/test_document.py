@@ -162,3 +162,12 @@ def test_a_raw_walk_skips_what_is_not_a_mapping() -> None:
     assert [(p, v, i) for p, _, v, _, i, _ in walk(broken)] == [("c", "w", "j")]
     assert [(p, v) for p, _, v, _ in walk_versions(broken)] == [("c", "w")]
     assert list(walk({})) == [] and list(walk({"products": None})) == []
+
+
+def test_the_publish_path_walks_the_raw_catalog() -> None:
+    # issue 24: an incremental publish at 10,000 products must not pay a typed parse of the served
+    # catalog; the plan, the views and the tree read it as raw mappings, walked with `walk`/`items_of`
+    package = ROOT / "ssb_s3"
+    hot = ["core/plan.py", "core/catalog.py", "core/views.py", "core/page.py", "core/retention.py",
+           "core/lxcindex.py", "storage/tree.py", "commands/publish.py"]
+    assert [path for path in hot if "from_json" in (package / path).read_text()] == []
