@@ -161,6 +161,7 @@ def test_a_raw_walk_skips_what_is_not_a_mapping() -> None:
         "i": 1, "j": {"path": "c/w/j"}}}}}, "d": {}}}
     assert [(p, v, i) for p, _, v, _, i, _ in walk(broken)] == [("c", "w", "j")]
     assert [(p, v) for p, _, v, _ in walk_versions(broken)] == [("c", "w")]
+    assert list(items_of(broken)) == [1, {"path": "c/w/j"}]  # the fast path: the caller checked the items
     assert list(walk({})) == [] and list(walk({"products": None})) == []
 
 

@@ -377,7 +377,7 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
             problems.append(Problem(None, store.describe(INDEX_KEY), "",
                                     f"products listed for {path} differ from the catalog's"))
         items = {item["path"]: item for item in items_of(catalog)
-                 if path_problem(item.get("path")) is None}  # others: in `contract`
+                 if isinstance(item, dict) and path_problem(item.get("path")) is None}  # others: in `contract`
         sizes, refused = _sizes(store, set(items))
         for item_path, item in sorted(items.items()):
             if item_path in refused:
