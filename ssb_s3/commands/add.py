@@ -46,6 +46,7 @@ from ..storage.manifest import read_manifest
 from ..storage.record import read_record, record_product
 from ..storage.store import CHUNK_SIZE, Store
 from ..storage.tree import Tree
+from ..vocabulary.document import walk_versions
 from ..vocabulary.imagefiles import (
     DELTA_FTYPES,
     HEAD_BYTES,
@@ -412,8 +413,7 @@ def find_fingerprint(tree: TreeConfig, store: Store, image: str) -> tuple[str, s
         raise AddError(f"'{image}' is neither a product ({', '.join(p.name for p in tree.products) or 'none'}) "
                        f"nor an image fingerprint (at least {SHORT_FINGERPRINT} hex digits)")
     catalog = Tree(tree, store).served()[3] or {}
-    found = sorted({(name, fp) for name, product in catalog.get("products", {}).items()
-                    for entry in product.get("versions", {}).values()
+    found = sorted({(name, fp) for name, _, _, entry in walk_versions(catalog)
                     for fp in fingerprints(entry.get("items", {})) if fp.startswith(image)})
     if not found:
         raise AddError(f"{store.describe('')}: no served image has the fingerprint {image}")

@@ -50,6 +50,7 @@ from ..filters import Filter
 from ..schemas import schema_problems
 from ..storage.store import Store
 from ..vocabulary.clients import version_date
+from ..vocabulary.document import walk_versions
 from ..vocabulary.imagefiles import ALIAS_PREFERENCE
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import UNSAFE, printable
@@ -95,20 +96,17 @@ def _version_images(items: Mapping[str, Any]) -> dict[str, tuple[str, int, int]]
 def catalog_rows(catalog: Mapping[str, Any]) -> list[ImageRow]:
     """Every image the clients list from one catalog, aliases assigned as they assign them."""
     rows: list[tuple[ImageRow, list[str], int]] = []  # each image, its product's aliases, its alias rank
-    for pname, product in sorted(catalog.get("products", {}).items()):
+    for pname, product, vname, version in walk_versions(catalog, ordered=True):
         arch = CANONICAL_ARCH.get(str(product.get("arch", "")))
-        if arch is None:
+        date = version_date(vname)
+        if arch is None or date is None:
             continue
         aliases = [a for a in str(product.get("aliases") or "").split(",") if a]
         raw_arch, os_name = str(product.get("arch", "")), str(product.get("os", ""))
-        for vname, version in sorted(product.get("versions", {}).items()):
-            date = version_date(vname)
-            if date is None:
-                continue
-            description = _description(product, version, vname)
-            for fingerprint, (kind, size, rank) in sorted(_version_images(version.get("items", {})).items()):
-                rows.append((ImageRow(pname, vname, kind, fingerprint, size, date, arch, os_name,
-                                      str(product.get("release", "")), description, raw_arch), aliases, rank))
+        description = _description(product, version, vname)
+        for fingerprint, (kind, size, rank) in sorted(_version_images(version.get("items", {})).items()):
+            rows.append((ImageRow(pname, vname, kind, fingerprint, size, date, arch, os_name,
+                                  str(product.get("release", "")), description, raw_arch), aliases, rank))
     _assign_aliases(rows)
     return [row for row, _, _ in rows]
 

@@ -49,6 +49,7 @@ from ..schemas import schema_problems
 from ..storage.httpread import optional_key, parse_json
 from ..storage.store import CHUNK_SIZE, HttpStore, Store
 from ..vocabulary import clients
+from ..vocabulary.document import items_of, walk_versions
 from ..vocabulary.imagefiles import (
     HEAD_BYTES,
     META_FTYPES,
@@ -332,8 +333,8 @@ def client_check(catalog: Any, source: str, required: Sequence[str], report: Ver
         return  # reported by the contract check; nothing to walk
     checked = [c for c in clients.CLIENTS if c in set(clients.served_clients(catalog)) | set(required)]
     report.clients = sorted(set(report.clients) | set(checked), key=list(clients.CLIENTS).index)
-    rows = [r for r in clients.report(catalog)
-            if clients.item_families(catalog["products"][r.product]["versions"][r.version]["items"])]
+    families = {(p, v): clients.item_families(version["items"]) for p, _, v, version in walk_versions(catalog)}
+    rows = [r for r in clients.report(catalog) if families[r.product, r.version]]
     totals: dict[str, int] = {}
     for row in rows:
         totals[row.product] = totals.get(row.product, 0) + 1
@@ -375,13 +376,8 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
         if sorted(entry["products"]) != sorted(catalog["products"]):
             problems.append(Problem(None, store.describe(INDEX_KEY), "",
                                     f"products listed for {path} differ from the catalog's"))
-        items = {
-            item["path"]: item
-            for product in catalog["products"].values()
-            for version in product.get("versions", {}).values()
-            for item in version.get("items", {}).values()
-            if isinstance(item, dict) and path_problem(item.get("path")) is None  # others: in `contract`
-        }
+        items = {item["path"]: item for item in items_of(catalog)
+                 if isinstance(item, dict) and path_problem(item.get("path")) is None}  # others: in `contract`
         sizes, refused = _sizes(store, set(items))
         for item_path, item in sorted(items.items()):
             if item_path in refused:
@@ -395,11 +391,10 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
         report.files += len(items)
         report.bytes += sum(sizes.values())
         report.products += len(catalog["products"])
-        for pname, product in sorted(catalog["products"].items()):
-            for vname, version in sorted(product.get("versions", {}).items()):
-                report.versions += 1
-                if hashes and all(i["path"] in sizes for i in version["items"].values()):
-                    _check_hashes(hasher, path, pname, vname, version["items"], problems)
+        for pname, _, vname, version in walk_versions(catalog, ordered=True):
+            report.versions += 1
+            if hashes and all(i["path"] in sizes for i in version["items"].values()):
+                _check_hashes(hasher, path, pname, vname, version["items"], problems)
     report.lxc_images = check_lxc_index(store, catalogs, problems)
     if keyring is not None:
         verify_signatures(store, keyring, report)

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
 from ..vocabulary import clients, imagefiles
+from ..vocabulary.document import items_of
 from ..vocabulary.layout import catalog_digest, catalog_digest_of
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import text_problem
@@ -262,15 +263,13 @@ def candidate_fingerprints(products: Mapping[str, Any]) -> set[str]:
     meta = {meta for meta, _ in CLIENT_META.values()}
     fields = clients.fingerprint_fields()
     found: set[str] = set()
-    for product in products.values():
-        for version in product["versions"].values():
-            for item in version["items"].values():
-                ftype = item.get("ftype")
-                if ftype in meta:
-                    for field in item.keys() & fields:
-                        found.add(item[field])
-                elif ftype in unified:
-                    found.add(item.get("sha256"))
+    for item in items_of({"products": products}):
+        ftype = item.get("ftype")
+        if ftype in meta:
+            for field in item.keys() & fields:
+                found.add(item[field])
+        elif ftype in unified:
+            found.add(item.get("sha256", ""))
     found.difference_update(("", None))
     return found
 

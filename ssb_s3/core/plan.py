@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from ..config import StorageConfig, TreeConfig
 from ..errors import MAX_LISTED, StoreError, WithdrawError, capped
+from ..vocabulary.document import items_of
 from ..vocabulary.imagefiles import DELTA_FTYPES, IMAGE_FILES, META_FTYPES
 from ..vocabulary.layout import version_dir
 from ..vocabulary.problems import Problem, blamed
@@ -536,12 +537,7 @@ def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[dict[st
         if before != after:
             changes[name] = {"added": sorted(after - before), "removed": sorted(before - after),
                              "versions": len(after)}
-    sizes = {
-        item["path"]: item["size"]
-        for product in changed.values()
-        for version in product["versions"].values()
-        for item in version["items"].values()
-    }
+    sizes = {item["path"]: item["size"] for item in items_of({"products": changed})}
     old_paths = catalog_paths(old or {}) if sizes else set()
     return changes, sum(size for path, size in sizes.items() if path not in old_paths)
 

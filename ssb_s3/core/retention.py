@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..config import TreeConfig
+from ..vocabulary.document import items_of
 from ..vocabulary.layout import version_dir
 from .catalog import _path_problem
 from .versions import version_time
@@ -138,12 +139,7 @@ def served_views(index: bytes) -> frozenset[str] | None:
 
 def catalog_paths(catalog: Mapping[str, Any]) -> set[str]:
     """Every file path a catalog names."""
-    return {
-        item["path"]
-        for product in catalog.get("products", {}).values()
-        for version in product.get("versions", {}).values()
-        for item in version.get("items", {}).values()
-    }
+    return {item["path"] for item in items_of(catalog)}
 
 
 def shape_problem(catalog: Any) -> str | None:

@@ -52,6 +52,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import imagefiles
+from .document import walk_versions
 
 # --- architectures (shared/osarch/architectures.go: architectureNames + architectureAliases) ---
 
@@ -239,9 +240,8 @@ def item_families(items: Mapping[str, Any]) -> set[str]:
 def families(catalog: Mapping[str, Any]) -> set[str]:
     """The imagefiles clients (LXD, Incus) for which the catalog carries metadata or unified items."""
     found: set[str] = set()
-    for product in _mapping(catalog.get("products")).values():
-        for version in _mapping(_mapping(product).get("versions")).values():
-            found |= item_families(_mapping(_mapping(version).get("items")))
+    for _, _, _, version in walk_versions(catalog):
+        found |= item_families(_mapping(version.get("items")))
     return found
 
 
@@ -368,11 +368,8 @@ class Row:
 def report(catalog: Mapping[str, Any], clients: Sequence[Client] = tuple(CLIENTS.values())) -> list[Row]:
     """For every version of every product of a catalog (checked against the products schema by
     the caller), whether each client lists it."""
-    rows = []
-    for pname, product in sorted(_mapping(catalog.get("products")).items()):
-        for vname, version in sorted(_mapping(product.get("versions")).items()):
-            rows.append(Row(pname, vname, {c.name: cell(c, product, vname, version) for c in clients}))
-    return rows
+    return [Row(pname, vname, {c.name: cell(c, product, vname, version) for c in clients})
+            for pname, product, vname, version in walk_versions(catalog, ordered=True)]
 
 
 def unlisted_by_product(rows: Sequence[Row], client: str) -> dict[str, list[tuple[str, str]]]:
