@@ -1,12 +1,15 @@
-"""The `ssb-s3` (alias `simplestreams-builder`) command line: thin wrappers over library calls."""
+"""The `ssb-s3` (alias `simplestreams-builder`) command line: options in, one call per command, report out.
+
+Each command parses its options (durations, filters, the listen address...), calls one function of
+ssb_s3.commands (ssb_s3.hooks.run for the hooks) and prints what it returns; the orchestration of a
+command lives there, not here. Every SSBError becomes one line and exit 1 (SSBGroup).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import signal
 import sys
 import traceback
 from dataclasses import dataclass, replace
@@ -17,32 +20,24 @@ import click
 import yaml
 
 from . import __version__
-from .commands.add import AddRequest, add_image, find_fingerprint, is_fingerprint
+from .commands.add import AddRequest, add_image
 from .commands.compat import render_report, served_report
-from .commands.listing import (
-    DEFAULT_COLUMNS,
-    parse_columns,
-    parse_filter,
-    parse_format,
-    render,
-    render_columns,
-    select,
-    served_rows,
-)
+from .commands.listing import DEFAULT_COLUMNS, list_images, list_request
 from .commands.mirror import MirrorOptions, MirrorReport, mirror_all
 from .commands.mirror import dump as dump_mirror
 from .commands.publish import (
     PublishOptions,
     PublishRefused,
     PublishReport,
-    check_tree,
     dump_json,
     publish,
     purge,
     refuse_unsigned_over_signed,
 )
+from .commands.steps import StepOutput, build_images_file, build_index, build_versions_manifest, validate
+from .commands.storecheck import store_check
 from .commands.verify import verify
-from .commands.withdraw import summary, withdraw
+from .commands.withdraw import remove, summary, withdraw
 from .config import (
     StorageConfig,
     TreeConfig,
@@ -57,21 +52,17 @@ from .core.mirror import parse_clients
 from .core.plan import Withdrawal
 from .core.retention import PurgePlan
 from .core.versions import version_name_problem
-from .core.views import images_json_view, index_view, seed_content
 from .errors import ConfigError, ProblemsFound, SSBError, StoreError, capped
 from .filters import FilterError
-from .hooks.republish import Coalescer, Republisher
-from .hooks.server import HookServer, parse_listen
-from .hooks.sqs import SqsConsumer
+from .hooks.run import consume_sqs, serve_webhook, webhook_token
+from .hooks.server import parse_listen
 from .ingest.builder import BuildRequest, cleanup, gather, resolve_image_file, run_builder
 from .ingest.builder import staging_dir as build_staging_dir
 from .ingest.upload import ingest_version
 from .storage import httpread, transport
 from .storage.lease import force_unlock
-from .storage.manifest import build_manifest, manifest_bytes, read_manifest
 from .storage.record import with_recorded
-from .storage.store import HttpStore, S3Store, Store, open_store
-from .storage.tree import Tree, refresh_manifest
+from .storage.store import HttpStore, Store, open_store
 from .vocabulary.clients import CLIENTS
 from .vocabulary.layout import PRODUCT_RECORD_KEY
 from .vocabulary.text import printable
@@ -292,31 +283,17 @@ def build_versions_manifest_cmd(settings: Settings, name: str, source: str | Non
     """
     tree = settings.tree
     product = tree.product(name)
-    store = settings.store(source or product.source or None)
-    if stdout:
-        existing, _ = read_manifest(store, tree, product)
-        manifest, _ = build_manifest(store, tree, product, existing, rehash=rehash)
-        echo(manifest_bytes(manifest).decode(), nl=False, lines=True)
+    report = build_versions_manifest(tree, settings.store(source or product.source or None), product,
+                                     rehash=rehash, stdout=stdout)
+    if isinstance(report, str):
+        echo(report, nl=False, lines=True)
         return
-    report = refresh_manifest(store, tree, product, rehash=rehash)
     echo(
         f"{product.name}: {len(report.hashed)} hashed, {len(report.reused)} unchanged, "
         f"{len(report.removed)} removed, {len(report.skipped)} left out"
         + ("" if report.changed else " (ssb.json already up to date)"),
         err=True,
     )
-
-
-def _checked_tree(settings: Settings, source: str | None,
-                  refused: str = "refused, nothing was written") -> tuple[TreeConfig, dict[str, Any]]:
-    tree = settings.tree
-    opts = PublishOptions(apikey=settings.apikey, storage=settings.storage)
-    catalog, problems, warnings = check_tree(tree, settings.store(source), opts)
-    for warning in warnings:
-        log.warning("%s", warning)
-    if problems:
-        raise ProblemsFound(refused, problems)
-    return tree, catalog
 
 
 def _grace(value: str | None, option: str = "--grace") -> int | None:
@@ -397,16 +374,9 @@ def build_images_file_cmd(settings: Settings, source: str | None, stdout: bool) 
     The catalog is checked against what the LXD and Incus clients accept before it is written.
     Same manifests give byte-identical output.
     """
-    if not stdout:  # a signed tree stays signed: nothing is read or written without the key
-        refuse_unsigned_over_signed(settings.tree, settings.store())
-    tree, catalog = _checked_tree(settings, source)
-    if stdout:
-        echo(dump_json(catalog), lines=True)
-        return
-    target = settings.store()
-    view = images_json_view(seed_content(tree, catalog))
-    Tree(tree, target).write_view(view)
-    echo(f"wrote {target.describe(view.key)}", err=True)
+    out = build_images_file(settings.tree, settings.store(), settings.store(source), _check_options(settings),
+                            stdout=stdout)
+    _print_step(out)
 
 
 @cli.command("build-index")
@@ -419,16 +389,21 @@ def build_index_cmd(settings: Settings, source: str | None, stdout: bool) -> Non
     `publish` does this and build-images-file in the safe order; use these two for step-by-step
     pipelines.
     """
-    if not stdout:  # a signed tree stays signed: nothing is read or written without the key
-        refuse_unsigned_over_signed(settings.tree, settings.store())
-    tree, catalog = _checked_tree(settings, source)
-    view = index_view(seed_content(tree, catalog))
-    if stdout:
-        echo(dump_json(json.loads(view.data)), lines=True)
-        return
-    target = settings.store()
-    Tree(tree, target).write_view(view)
-    echo(f"wrote {target.describe(view.key)}", err=True)
+    out = build_index(settings.tree, settings.store(), settings.store(source), _check_options(settings),
+                      stdout=stdout)
+    _print_step(out)
+
+
+def _check_options(settings: Settings) -> PublishOptions:
+    """What the seed's step-by-step commands read with: the apikey of prefix_path products, the storage."""
+    return PublishOptions(apikey=settings.apikey, storage=settings.storage)
+
+
+def _print_step(out: StepOutput) -> None:
+    if out.text is not None:
+        echo(out.text, lines=True)
+    else:
+        echo(f"wrote {out.written}", err=True)
 
 
 @cli.command("validate")
@@ -439,10 +414,8 @@ def validate_cmd(settings: Settings, source: str | None) -> None:
 
     Exits 1 if there is any problem. Nothing is written.
     """
-    tree, catalog = _checked_tree(settings, source, refused="not valid, publish would refuse this tree")
-    versions = sum(len(p["versions"]) for p in catalog["products"].values())
-    echo(f"OK: {len(catalog['products'])} products, {versions} versions, "
-               f"{len(tree.products)} in tree.yml")
+    found = validate(settings.tree, settings.store(source), _check_options(settings))
+    echo(f"OK: {found.products} products, {found.versions} versions, {found.declared} in tree.yml")
 
 
 def _lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -613,9 +586,14 @@ def withdraw_cmd(settings: Settings, product: str, version: str, reason: str, fo
     report = withdraw(tree, open_store(settings.target, storage), Withdrawal(product, version, reason),
                       PublishOptions(apikey=settings.apikey, storage=storage, dry_run=dry_run, force=force,
                                      grace=_grace(grace), lock_timeout=lock_timeout, quiet=settings.quiet))
+    _print_withdrawal(report, as_json, settings.quiet)
+
+
+def _print_withdrawal(report: PublishReport, as_json: bool, quiet: bool) -> None:
+    """What withdraw and remove did: the JSON report, or the alias moves and one summary line."""
     if as_json:
         echo(dump_json(report.as_dict()), lines=True)
-    elif not settings.quiet:
+    elif not quiet:
         for line in summary(report):
             echo(line)
         if report.dry_run:
@@ -703,8 +681,8 @@ cli.add_command(add_cmd, "import")
 @GRACE
 @LOCK_TIMEOUT
 @JSON
-@click.pass_context
-def remove_cmd(ctx: click.Context, image: str, version: str, reason: str, force: bool, dry_run: bool,
+@click.pass_obj
+def remove_cmd(settings: Settings, image: str, version: str, reason: str, force: bool, dry_run: bool,
                grace: str | None, lock_timeout: float, as_json: bool) -> None:
     """Withdraw an image (incus-simplestreams' name for `withdraw`): PRODUCT [VERSION], or the
     fingerprint of an image (at least its first 12 hex digits), whatever its product.
@@ -712,13 +690,12 @@ def remove_cmd(ctx: click.Context, image: str, version: str, reason: str, force:
     Out of the catalog now; its files are deleted after the grace period.
     """
 
-    settings: Settings = ctx.obj
-    product = image
     tree = _tree_or_mirrors_only(settings)
-    if image not in {p.name for p in tree.products} and not version and is_fingerprint(image):
-        product, version = find_fingerprint(tree, open_store(settings.target, settings.storage_of(tree)), image)
-    ctx.invoke(withdraw_cmd, product=product, version=version, reason=reason, force=force, dry_run=dry_run,
-               grace=grace, lock_timeout=lock_timeout, as_json=as_json)
+    storage = settings.storage_of(tree)
+    report = remove(tree, open_store(settings.target, storage), image, version, reason,
+                    PublishOptions(apikey=settings.apikey, storage=storage, dry_run=dry_run, force=force,
+                                   grace=_grace(grace), lock_timeout=lock_timeout, quiet=settings.quiet))
+    _print_withdrawal(report, as_json, settings.quiet)
 
 
 def _print_mirror_notes(reports: list[MirrorReport], quiet: bool) -> None:
@@ -936,10 +913,7 @@ def store_check_cmd(settings: Settings, as_json: bool) -> None:
     probes again (after a server upgrade, say) and records the new verdict. See the README's table.
     """
     store = _served_store(settings, None, httpread.Limits())
-    if not isinstance(store, S3Store):
-        raise SSBError(f"{store.describe('')}: not an S3 store; a local folder honours every conditional "
-                       "write by construction")
-    verdict = store.probe()
+    verdict = store_check(store)
     if as_json:
         echo(dump_json({"store": store.url, "identity": verdict.identity, "usable": verdict.conditional_ok,
                         "operations": dict(verdict.table())}), lines=True)
@@ -1051,19 +1025,11 @@ def list_cmd(settings: Settings, filters: tuple[str, ...], columns: str, fmt: st
     """
 
     try:  # checked before anything is read
-        parsed = [parse_filter(text) for text in filters]
-        chosen, header = parse_format(fmt)
-        letters = parse_columns(columns, full_fingerprint)
+        request = list_request(filters, columns, fmt, full_fingerprint)
     except ValueError as exc:
         _fail([f"error: {exc}"])
     limits = httpread.Limits(timeout=timeout, deadline=deadline, max_size=max_catalog_size, option="list --{}")
-    rows = select(served_rows(_served_store(settings, base_url, limits)), parsed)
-    if not rows and filters and chosen in ("table", "compact"):
-        echo(f"no image matches {' '.join(filters)}", lines=True)
-    elif chosen in ("json", "yaml"):
-        echo(render(rows, chosen, full_fingerprint=full_fingerprint), lines=True)
-    else:
-        echo(render_columns(rows, letters, chosen, header), lines=True)
+    echo(list_images(_served_store(settings, base_url, limits), request), lines=True)
 
 
 @cli.group("hooks")
@@ -1076,16 +1042,15 @@ def hooks_group() -> None:
     """
 
 
-def _republisher(settings: Settings) -> Any:
-    """The Republisher of a hooks command; its JSON lines (each publish, each failure with its
-    reason, each request or batch) show at the default verbosity (-q: failures only)."""
-
+def _hooks_tree(settings: Settings) -> tuple[TreeConfig, Store, PublishOptions]:
+    """The tree a hooks command republishes (-t must be s3://), its store and options; the hooks'
+    JSON lines (each publish, each failure with its reason, each request or batch) show at the
+    default verbosity (-q: failures only)."""
     if not settings.quiet:
         logging.getLogger("ssb_s3.hooks").setLevel(min(logging.INFO, logging.getLogger().level))
     if not settings.target.startswith("s3://"):
         raise SSBError(f"--target-dir {settings.target}: hooks need the tree's s3://BUCKET[/PREFIX]")
-    opts = PublishOptions(apikey=settings.apikey, storage=settings.storage)
-    return Republisher(settings.tree, settings.target, settings.store(), opts)
+    return settings.tree, settings.store(), PublishOptions(apikey=settings.apikey, storage=settings.storage)
 
 
 @hooks_group.command("sqs")
@@ -1102,16 +1067,10 @@ def hooks_sqs_cmd(settings: Settings, queue_url: str, debounce: str | None, wait
 
     Stops cleanly on SIGTERM after the current batch.
     """
-    import boto3
-
-
     seconds = _grace(debounce, "--debounce")  # checked before anything else
-    republisher = _republisher(settings)
-    storage = settings.storage
-    session = boto3.session.Session(profile_name=storage.profile, region_name=storage.region)
-    client = session.client("sqs", endpoint_url=sqs_endpoint_url)
-    seconds = settings.tree.hooks.debounce if seconds is None else seconds
-    SqsConsumer(republisher, queue_url, client, debounce=float(seconds or 0), wait=wait).run()
+    tree, store, opts = _hooks_tree(settings)
+    consume_sqs(tree, settings.target, store, opts, queue_url=queue_url, sqs_endpoint_url=sqs_endpoint_url,
+                debounce=seconds, wait=wait)
 
 
 @hooks_group.command("serve")
@@ -1135,48 +1094,16 @@ def hooks_serve_cmd(settings: Settings, listen: str, token_file: Path | None, de
     Needs a token of 16+ characters from SSB_HOOK_TOKEN or --token-file (never on the command
     line); answers 200 only once the event is published.
     """
-    import os
-
-
     seconds = _grace(debounce, "--debounce")  # checked before anything else
-    token = _read_token(token_file) if token_file else os.environ.get("SSB_HOOK_TOKEN", "")
-    if len(token) < 16:
-        raise SSBError("a token of at least 16 characters is required: set SSB_HOOK_TOKEN or --token-file "
-                       "(the same value as MinIO's notify_webhook auth_token)")
+    token = webhook_token(token_file)
     try:
         address = parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
-    seconds = settings.tree.hooks.debounce if seconds is None else seconds
-    coalescer = Coalescer(_republisher(settings), float(seconds or 0))
-    try:
-        server = HookServer(address, token, coalescer, max_body, timeout, max_connections)
-    except OSError as exc:
-        coalescer.close()
-        raise SSBError(f"cannot listen on {listen}: {exc.strerror}") from None
-    echo(f"listening on http://{address[0]}:{server.server_address[1]}/", err=True)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        echo("stopping", err=True)
-    finally:
-        server.server_close()
-        coalescer.close()
-
-
-def _read_token(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise SSBError(f"--token-file {path}: cannot read it: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise SSBError(f"--token-file {path}: not UTF-8 text") from None
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM: leave serve_forever like Ctrl-C does, then close cleanly."""
-    raise KeyboardInterrupt
+    tree, store, opts = _hooks_tree(settings)
+    serve_webhook(tree, settings.target, store, opts, listen=listen, address=address, token=token, debounce=seconds,
+                  max_body=max_body, timeout=timeout, max_connections=max_connections,
+                  say=lambda line: echo(line, err=True))
 
 
 def _config_exists(settings: Settings) -> bool:

@@ -8,11 +8,12 @@ of pytest itself is the largest child it ever had).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from helpers import SSB, ssb_env
 
 
 @dataclass
@@ -46,8 +47,8 @@ print(json.dumps({"rc": proc.returncode, "out": proc.stdout.decode(errors="repla
 def measured(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
              timeout: float = 120) -> Run:
     """`python -m ssb_s3 ARGS` in a child of its own, with its wall time and peak RSS."""
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(timeout), sys.executable, "-m", "ssb_s3", *args],
-                         capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd,
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(timeout), *SSB, *args],
+                         capture_output=True, text=True, env=ssb_env(env), cwd=cwd,
                          timeout=timeout + 60)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)

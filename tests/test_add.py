@@ -16,14 +16,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from helpers import invoke, tree_product, write_tree_yml
 from realparts import make_image
-
-from ssb_s3.cli import cli
 
 
 def ssb(tree: Path, *args: str, cwd: Path | None = None) -> Result:
-    return CliRunner().invoke(cli, ["-t", str(tree), *args], catch_exceptions=False)
+    return invoke("-t", str(tree), *args)
 
 
 def listed(tree: Path) -> list[dict[str, object]]:
@@ -119,8 +118,7 @@ def test_unified_tarball_and_a_tree_yml_whose_products_win(tmp_path: Path) -> No
     tree = tmp_path / "tree"
     [unified] = make_image(tmp_path / "u", kind="unified", serial="20260101_1000", variant="uni")
     conf = tmp_path / "tree.yml"
-    conf.write_text("products:\n  - {name: 'declared:1', arch: amd64, release: '1.0', os: Busybox, "
-                    "directory: busybox/declared, aliases: [declared]}\n")
+    write_tree_yml(conf, tree_product("declared:1", release="1.0", directory="busybox/declared", aliases=["declared"]))
     # an undeclared product goes to the tree's record, and says so
     result = ssb(tree, "add", str(unified))
     assert result.exit_code == 0, result.output

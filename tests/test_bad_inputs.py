@@ -24,12 +24,12 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
 from realparts import S3Server, make_image
 
@@ -93,8 +93,7 @@ def cli_env(server: S3Server) -> dict[str, str]:
 
 
 def run_cli(server: S3Server, conf: Path, bucket: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", f"s3://{bucket}", *args],
-                          env=cli_env(server), capture_output=True, text=True, timeout=300)
+    return helpers.ssb("-c", str(conf), "-t", f"s3://{bucket}", *args, env=cli_env(server), clean=True)
 
 
 def list_keys(server: S3Server, bucket: str) -> list[str]:

@@ -9,12 +9,12 @@ import os
 import pty
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SSB, s3_storage, ssb, tree_product, write_tree_yml
 from realparts import LxdDaemon, S3Server, make_image
 
 from ssb_s3.ingest.builder import BuildRequest, builder_commands
@@ -22,30 +22,12 @@ from ssb_s3.ingest.builder import BuildRequest, builder_commands
 HERE = Path(__file__).resolve().parent
 FAKE = HERE / "fake-bin" / "distrobuilder"
 
-TREE = """
-storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path, checksum_mode: when_required}}
-grace: 0
-products:
-  - name: busybox:1.36:amd64:default
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64/default
-    days: 5
-    aliases: [busybox/1.36]
-  - name: busybox:1.36:amd64:vm
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64/vm
-    aliases: [busybox/1.36/vm]
-  - name: busybox:1.36:arm64:default
-    arch: arm64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/arm64/default
-    aliases: [busybox/1.36]
-"""
+PRODUCTS = (
+    tree_product(days=5, aliases=["busybox/1.36"]),
+    tree_product("busybox:1.36:amd64:vm", directory="busybox/amd64/vm", aliases=["busybox/1.36/vm"]),
+    tree_product("busybox:1.36:arm64:default", arch="arm64", directory="busybox/arm64/default",
+                 aliases=["busybox/1.36"]),
+)
 
 IMAGE = """image:
   distribution: Busybox
@@ -81,7 +63,7 @@ class Builder:
     def __init__(self, server: S3Server, bucket: str, tmp: Path) -> None:
         self.server, self.bucket, self.tmp = server, bucket, tmp
         self.conf = tmp / "tree.yml"
-        self.conf.write_text(TREE.format(endpoint=server.endpoint))
+        write_tree_yml(self.conf, *PRODUCTS, storage=s3_storage(server, checksum_mode="when_required"), grace=0)
         self.log = tmp / "distrobuilder.log"
         self.client = server.client()
 
@@ -94,12 +76,11 @@ class Builder:
         return {**os.environ, "AWS_ACCESS_KEY_ID": self.server.access_key,
                 "AWS_SECRET_ACCESS_KEY": self.server.secret_key, "FAKE_DISTROBUILDER_LOG": str(self.log)}
 
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "ssb_s3", "-c", str(self.conf), "-t", f"s3://{self.bucket}", *args]
+    def args(self, *args: str) -> list[str]:
+        return ["-c", str(self.conf), "-t", f"s3://{self.bucket}", *args]
 
     def cli(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args), env={**self.env(), **(extra_env or {})}, capture_output=True,
-                              text=True, timeout=300)
+        return ssb(*self.args(*args), env={**self.env(), **(extra_env or {})})
 
     def build(self, product: str, image: Path, *args: str) -> subprocess.CompletedProcess[str]:
         return self.cli("build-product", product, "-i", str(image), "--builder", str(FAKE), *args)
@@ -244,7 +225,7 @@ def test_interrupted_upload_is_invisible_and_resumes(builder: Builder, tmp_path:
         fh.write(os.urandom(400 * 1024 * 1024))
     args = ("build-product", "busybox:1.36:amd64:default", "--from-dir", str(out_dir), "--part-size", "5",
             "--concurrency", "1", "--no-publish")
-    proc = subprocess.Popen(builder.argv("-v", *args), env=builder.env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*SSB, *builder.args("-v", *args)], env=builder.env(), stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     for line in proc.stderr:  # the first progress line of the big file: partly uploaded; kill -9 now
         if "MiB/s" in line and " 0%" not in line:
@@ -283,7 +264,7 @@ def test_progress_on_a_terminal_plain_lines_otherwise_nothing_with_q(builder: Bu
     plain = builder.cli(*built("20260106_0002"), extra_env=every_chunk)
     assert "100% " in plain.stderr and "MiB/s" in plain.stderr and "\r" not in plain.stderr
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(builder.argv(*built("20260106_0003")), env=builder.env(),
+    proc = subprocess.Popen([*SSB, *builder.args(*built("20260106_0003"))], env=builder.env(),
                             stdout=subprocess.DEVNULL, stderr=follower)
     os.close(follower)
     seen = b""

@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 import pytest
+from helpers import tree_config, tree_product
 
-from ssb_s3.config import parse_config
 from ssb_s3.core.catalog import build_catalog, build_index, contract_problems, index_catalog_path, to_bytes
 from ssb_s3.errors import ProblemsFound
 
@@ -19,8 +19,7 @@ def h(text: str) -> str:
 
 
 def tree_with(**product: Any) -> Any:
-    base = {"name": "p:1:amd64:default", "arch": "amd64", "release": "1", "os": "P", "directory": "p"}
-    return parse_config({"products": [{**base, **product}]}, "tree.yml")
+    return tree_config(tree_product("p:1:amd64:default", release="1", os="P", directory="p", **product))
 
 
 def manifest(version: str = "20260101_10:00", *, tag: str = "a") -> dict[str, Any]:
@@ -82,10 +81,8 @@ def test_index_names_catalog_and_products() -> None:
 
 
 def two_products(**second: Any) -> dict[str, Any]:
-    tree = parse_config({"products": [
-        {"name": "a", "arch": "amd64", "release": "1", "os": "A", "directory": "a", "aliases": ["x"]},
-        {"name": "b", "arch": "x86_64", "release": "1", "os": "B", "directory": "b", **second},
-    ]}, "tree.yml")
+    tree = tree_config(tree_product("a", release="1", os="A", directory="a", aliases=["x"]),
+                       tree_product("b", arch="x86_64", release="1", os="B", directory="b", **second))
     mb = manifest(tag="b")
     mb["name"] = "b"
     return build_catalog(tree, {"a": {**manifest(), "name": "a"}, "b": mb})
@@ -104,20 +101,16 @@ def test_alias_collision_across_arch_spellings() -> None:
 
 
 def test_same_alias_other_arch_is_fine() -> None:
-    tree = parse_config({"products": [
-        {"name": "a", "arch": "amd64", "release": "1", "os": "A", "directory": "a", "aliases": ["x"]},
-        {"name": "b", "arch": "arm64", "release": "1", "os": "B", "directory": "b", "aliases": ["x"]},
-    ]}, "tree.yml")
+    tree = tree_config(tree_product("a", release="1", os="A", directory="a", aliases=["x"]),
+                       tree_product("b", arch="arm64", release="1", os="B", directory="b", aliases=["x"]))
     mb = manifest(tag="b")
     catalog = build_catalog(tree, {"a": manifest(), "b": mb})
     assert contract_problems(catalog) == []
 
 
 def test_duplicate_fingerprint_across_products() -> None:
-    tree = parse_config({"products": [
-        {"name": "a", "arch": "amd64", "release": "1", "os": "A", "directory": "a"},
-        {"name": "b", "arch": "amd64", "release": "1", "os": "B", "directory": "b"},
-    ]}, "tree.yml")
+    tree = tree_config(tree_product("a", release="1", os="A", directory="a"),
+                       tree_product("b", release="1", os="B", directory="b"))
     catalog = build_catalog(tree, {"a": manifest(), "b": manifest()})
     problems = contract_problems(catalog)
     assert any("fingerprint" in p and "More than one match" in p and "LXD" in p for p in problems)

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import ssb
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "local"
-
-
-def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=120)
 
 
 def served_files(root: Path) -> dict[Path, bytes]:
@@ -27,12 +20,12 @@ def served_files(root: Path) -> dict[Path, bytes]:
 
 
 def test_every_command_has_help() -> None:
-    top = run("--help")
+    top = ssb("--help")
     assert top.returncode == 0
     for command in ("print", "build-versions-manifest", "build-images-file", "build-index",
                     "validate", "publish"):
         assert command in top.stdout
-        sub = run(command, "--help")
+        sub = ssb(command, "--help")
         assert sub.returncode == 0 and "Usage:" in sub.stdout, sub.stderr
     for option in ("--config", "--target-dir", "--apikey", "--endpoint-url", "--region", "--profile",
                    "SSB_CONFIG", "SSB_TARGET"):
@@ -48,7 +41,7 @@ def test_simplestreams_builder_alias_is_installed() -> None:
 
 def test_quickstart_publishes_the_example_tree(tmp_path: Path) -> None:
     """The README's first command, into a temporary folder."""
-    out = run("-c", str(EXAMPLE / "tree.yml"), "-t", str(tmp_path / "public"), "publish")
+    out = ssb("-c", str(EXAMPLE / "tree.yml"), "-t", str(tmp_path / "public"), "publish")
     assert out.returncode == 0, out.stderr
     assert "published: 2 products, 3 versions" in out.stdout
     index = json.loads((tmp_path / "public/streams/v1/index.json").read_text())
@@ -59,27 +52,27 @@ def test_quickstart_publishes_the_example_tree(tmp_path: Path) -> None:
         for version in product["versions"].values():
             for item in version["items"].values():
                 assert (tmp_path / "public" / item["path"]).stat().st_size == item["size"]
-    again = run("-c", str(EXAMPLE / "tree.yml"), "-t", str(tmp_path / "public"), "publish")
+    again = ssb("-c", str(EXAMPLE / "tree.yml"), "-t", str(tmp_path / "public"), "publish")
     assert again.returncode == 0 and again.stdout.startswith("unchanged"), again.stdout
 
 
 def test_print_and_validate_with_env_vars(tmp_path: Path) -> None:
     env = {"SSB_CONFIG": str(EXAMPLE / "tree.yml"), "SSB_TARGET": str(tmp_path)}
-    printed = run("print", env=env)
+    printed = ssb("print", env=env)
     assert printed.returncode == 0 and "name: sample:1.0:amd64:default" in printed.stdout
     assert "days: 2" in printed.stdout and "images_path: streams/v1" in printed.stdout
-    ok = run("validate", env=env)
+    ok = ssb("validate", env=env)
     assert ok.returncode == 0 and ok.stdout.startswith("OK: 2 products, 3 versions"), ok.stderr
 
 
 def test_stdout_variants_write_nothing(tmp_path: Path) -> None:
     base = ("-c", str(EXAMPLE / "tree.yml"), "-t", str(tmp_path))
-    catalog = run(*base, "build-images-file", "--stdout")
+    catalog = ssb(*base, "build-images-file", "--stdout")
     assert catalog.returncode == 0, catalog.stderr
     assert json.loads(catalog.stdout)["products"]["sample:1.0:arm64:default"]["aliases"] == "sample/1.0,sample"
-    index = run(*base, "build-index", "--stdout")
+    index = ssb(*base, "build-index", "--stdout")
     assert json.loads(index.stdout)["index"]["images"]["path"] == "streams/v1/images.json"
-    manifest = run(*base, "build-versions-manifest", "-p", "sample:1.0:amd64:default", "--stdout")
+    manifest = ssb(*base, "build-versions-manifest", "-p", "sample:1.0:amd64:default", "--stdout")
     assert sorted(json.loads(manifest.stdout)["versions"]) == ["20260101_00:00", "20260102_00:00"]
     assert list(tmp_path.iterdir()) == []
 
@@ -91,9 +84,9 @@ def test_step_by_step_commands_write_seed_layout(tmp_path: Path) -> None:
     conf.write_text((EXAMPLE / "tree.yml").read_text().replace("    source: images\n", ""))
     base = ("-c", str(conf), "-t", str(tree))
     (tree / "sample/amd64/ssb.json").unlink()
-    assert run(*base, "build-versions-manifest", "-p", "sample:1.0:amd64:default").returncode == 0
-    assert run(*base, "build-images-file").returncode == 0
-    assert run(*base, "build-index").returncode == 0
+    assert ssb(*base, "build-versions-manifest", "-p", "sample:1.0:amd64:default").returncode == 0
+    assert ssb(*base, "build-images-file").returncode == 0
+    assert ssb(*base, "build-index").returncode == 0
     index = json.loads((tree / "streams/v1/index.json").read_text())
     assert index["index"]["images"]["path"] == "streams/v1/images.json"
     assert (tree / "streams/v1/images.json").exists()
@@ -102,7 +95,7 @@ def test_step_by_step_commands_write_seed_layout(tmp_path: Path) -> None:
 def test_bad_config_is_one_clear_error_and_nothing_written(tmp_path: Path) -> None:
     conf = tmp_path / "tree.yml"
     conf.write_text("products:\n  - {name: a, arch: amd64, release: '1', os: A, directory: a, alias: [x]}\n")
-    out = run("-c", str(conf), "-t", str(tmp_path / "out"), "publish")
+    out = ssb("-c", str(conf), "-t", str(tmp_path / "out"), "publish")
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     assert f"{conf}: products[0].alias: unknown key (did you mean 'aliases'?)" in out.stderr
@@ -110,15 +103,15 @@ def test_bad_config_is_one_clear_error_and_nothing_written(tmp_path: Path) -> No
 
 
 def test_missing_config_and_unknown_product(tmp_path: Path) -> None:
-    out = run("-c", str(tmp_path / "none.yml"), "validate")
+    out = ssb("-c", str(tmp_path / "none.yml"), "validate")
     assert out.returncode == 1 and "none.yml: file not found" in out.stderr
-    out = run("-c", str(EXAMPLE / "tree.yml"), "-t", str(tmp_path), "build-versions-manifest", "-p", "nope")
+    out = ssb("-c", str(EXAMPLE / "tree.yml"), "-t", str(tmp_path), "build-versions-manifest", "-p", "nope")
     assert out.returncode == 1 and "no product named 'nope'" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("target", ["s3://", "ftp://host/x"])
 def test_bad_target_url(tmp_path: Path, target: str) -> None:
-    out = run("-c", str(EXAMPLE / "tree.yml"), "-t", target, "publish")
+    out = ssb("-c", str(EXAMPLE / "tree.yml"), "-t", target, "publish")
     assert out.returncode == 1 and "expected" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -132,10 +125,10 @@ def test_validate_lists_every_problem(tmp_path: Path) -> None:
     manifest["versions"]["20260101_0000"]["items"]["lxd_combined.tar.gz"]["path"] = "/etc/passwd"
     (tree / "sample/arm64/ssb.json").write_text(json.dumps(manifest))
     before = served_files(tree)
-    out = run("-c", str(conf), "-t", str(tree), "validate")
+    out = ssb("-c", str(conf), "-t", str(tree), "validate")
     assert out.returncode == 1
     assert "rootfs.tar.xz is 9 bytes, ssb.json says" in out.stderr
     assert "'/etc/passwd' is absolute" in out.stderr
-    published = run("-c", str(conf), "-t", str(tree), "publish")
+    published = ssb("-c", str(conf), "-t", str(tree), "publish")
     assert published.returncode == 1 and "publish refused, nothing was written" in published.stderr
     assert served_files(tree) == before

@@ -16,12 +16,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ssb
 from realparts import IncusClient, LxdClient, TlsFiles, make_image, make_qcow2, need, serve_https_static
 
 from ssb_s3.vocabulary import clients
@@ -31,11 +31,6 @@ BOTH = ("lxd.tar.xz", "incus.tar.xz")
 ROOT_FILES = {"rootfs.squashfs": "squashfs", "rootfs.tar.xz": "root.tar.xz", "disk.qcow2": "disk-kvm.img"}
 COMBINED = {"squashfs": ("combined_squashfs_sha256",), "root.tar.xz": ("combined_rootxz_sha256", "combined_sha256"),
             "disk-kvm.img": ("combined_disk-kvm-img_sha256",)}
-
-
-def ssb(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], capture_output=True, text=True, timeout=300,
-                          env=env)
 
 
 def sha(path: Path) -> str:

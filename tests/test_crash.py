@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import s3_storage, tree_product, write_tree_yml
 from realparts import S3Server, make_image
 
 from ssb_s3.commands.publish import PublishOptions, publish
@@ -25,19 +26,7 @@ from ssb_s3.storage.store import Store, open_store
 from ssb_s3.storage.tree import refresh_manifest
 
 HERE = Path(__file__).resolve().parent
-TREE = """
-storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path, checksum_mode: when_required}}
-grace: "0"
-lease_ttl: 2s
-products:
-  - name: busybox:1.36:amd64:default
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64
-    days: 2
-    aliases: [busybox]
-"""
+PRODUCT = tree_product(directory="busybox/amd64", days=2, aliases=["busybox"])
 
 
 def snapshot(store: Store) -> dict[str, bytes]:
@@ -67,7 +56,8 @@ def before_publish(store_server: S3Server, store_bucket: str, tmp_path: Path, mo
     """v1 and v2 published; v3 uploaded and in ssb.json, not yet published."""
     store_server.use_credentials(monkeypatch)
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(endpoint=store_server.endpoint))
+    write_tree_yml(conf, PRODUCT, storage=s3_storage(store_server, checksum_mode="when_required"), grace="0",
+                   lease_ttl="2s")
     tree = load_config(conf)
     target = f"s3://{store_bucket}"
     store = open_store(target, tree.storage)

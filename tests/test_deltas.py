@@ -9,13 +9,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ssb, tree_product, write_tree_yml
 from realparts import IncusDaemon, LxdDaemon, TlsFiles, make_image, need, serve_https_static
 
 from ssb_s3.core.catalog import contract_problems
@@ -24,19 +24,6 @@ from ssb_s3.vocabulary.imagefiles import BUILT_FILES, DELTA_FOR_ROOT, IMAGE_FILE
 
 PRODUCT = "busybox:1.36:amd64:default"
 DIR = "busybox/amd64/default"
-TREE = """
-grace: 0
-{extra}
-products:
-  - name: {product}
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: {dir}
-    days: {days}
-    aliases: [busybox/1.36]
-{product_extra}
-"""
 V1, V2, V3, V4 = "20260101_0000", "20260102_0000", "20260103_0000", "20260104_0000"
 
 
@@ -47,16 +34,16 @@ def sha(data: bytes) -> str:
 class Tree:
     """A tree in a local folder, built and published with the CLI."""
 
-    def __init__(self, tmp: Path, *, days: int = 3, extra: str = "deltas: 1", product_extra: str = "") -> None:
+    def __init__(self, tmp: Path, *, days: int = 3, product_extra: dict[str, Any] | None = None,
+                 **top: Any) -> None:
+        """`top`: tree.yml's top-level keys besides `grace: 0` (default `deltas: 1`); `product_extra`: the product's."""
         self.tmp, self.root = tmp, tmp / "www"
         self.root.mkdir(parents=True)
-        self.conf = tmp / "tree.yml"
-        self.conf.write_text(TREE.format(extra=extra, product=PRODUCT, dir=DIR, days=days,
-                                         product_extra=product_extra))
+        product = tree_product(PRODUCT, directory=DIR, days=days, aliases=["busybox/1.36"], **(product_extra or {}))
+        self.conf = write_tree_yml(tmp / "tree.yml", product, grace=0, **{"deltas": 1, **top})
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(self.conf), "-t", str(self.root), *args],
-                              capture_output=True, text=True, timeout=300, env=os.environ)
+        return ssb("-c", str(self.conf), "-t", str(self.root), *args)
 
     def image(self, serial: str, kind: str = "squashfs") -> Path:
         out = self.tmp / f"img-{serial}"
@@ -175,7 +162,7 @@ def test_contract_refuses_a_delta_base_not_in_the_catalog_and_a_vm_delta_beside_
 # --- made, checked and published by the CLI --------------------------------------------------------
 
 def test_build_product_publishes_a_checked_delta_with_its_version(tmp_path: Path, xdelta3: str) -> None:
-    tree = Tree(tmp_path, extra="deltas: 2")
+    tree = Tree(tmp_path, deltas=2)
     assert tree.build(V1).returncode == 0
     assert deltas_of(tree.versions()[V1]) == {}
     out = tree.build(V2)
@@ -305,7 +292,7 @@ def test_a_corrupted_delta_is_refused_by_the_check_and_never_published(tmp_path:
     fake = tmp_path / "xdelta3-corrupting"
     fake.write_text(CORRUPTING[corruption].format(real=xdelta3))
     fake.chmod(0o755)
-    tree = Tree(tmp_path, extra=f"deltas: 1\nxdelta3: {fake}")
+    tree = Tree(tmp_path, xdelta3=str(fake))
     assert tree.build(V1).returncode == 0
     out = tree.build(V2)
     assert out.returncode == 0, out.stderr  # the version is published, without the delta
@@ -318,24 +305,24 @@ def test_a_corrupted_delta_is_refused_by_the_check_and_never_published(tmp_path:
 
 def test_without_xdelta3_or_when_not_worth_it_deltas_are_skipped_with_a_warning(tmp_path: Path,
                                                                                  xdelta3: str) -> None:
-    tree = Tree(tmp_path, extra="deltas: 1\nxdelta3: /nonexistent/xdelta3")
+    tree = Tree(tmp_path, xdelta3="/nonexistent/xdelta3")
     assert tree.build(V1).returncode == 0
     out = tree.build(V2)
     assert out.returncode == 0, out.stderr
     assert "delta skipped: /nonexistent/xdelta3 not found" in out.stderr
     assert deltas_of(tree.versions()[V2]) == {}
-    small = Tree(tmp_path / "ratio", extra="deltas: 1\ndelta_max_ratio: 0.0001")
+    small = Tree(tmp_path / "ratio", delta_max_ratio=0.0001)
     assert small.build(V1).returncode == 0
     out = small.build(V2)
     assert out.returncode == 0 and "not under 0.0001 of the full file" in out.stderr
     assert deltas_of(small.versions()[V2]) == {}
-    off = Tree(tmp_path / "off", extra="deltas: 1", product_extra="    deltas: 0")
+    off = Tree(tmp_path / "off", product_extra={"deltas": 0})
     assert off.build(V1).returncode == 0 and off.build(V2).returncode == 0
     assert deltas_of(off.versions()[V2]) == {} and "delta" not in off.build(V3).stderr
 
 
 def test_a_bad_deltas_key_is_one_line_naming_the_field(tmp_path: Path) -> None:
-    tree = Tree(tmp_path, extra="deltas: -1")
+    tree = Tree(tmp_path, deltas=-1)
     out = tree.cli("publish")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "tree.yml" in out.stderr and "deltas" in out.stderr
@@ -347,7 +334,7 @@ def _refresh_through_delta(daemon: LxdDaemon | IncusDaemon, tmp_path: Path, tls_
     """Publish v1, copy it with --auto-update, publish v2 with its delta, `image refresh`: the
     daemon downloads the delta, not v2's root, and ends up with v2's fingerprint; it launches."""
     need("xdelta3")
-    tree = Tree(tmp_path, extra="deltas: 1")
+    tree = Tree(tmp_path)
     assert tree.build(V1).returncode == 0
     log: list[str] = []
     client = daemon.client
@@ -415,7 +402,7 @@ def test_deltas_are_made_before_the_lease_and_skipped_early_when_not_worth_it(tm
                                                                               xdelta3: str) -> None:
     calls = tmp_path / "calls"
     fake = tmp_path / "xdelta3-recording"
-    tree = Tree(tmp_path / "t", extra=f"deltas: 1\ndelta_max_ratio: 0.5\nxdelta3: {fake}")
+    tree = Tree(tmp_path / "t", delta_max_ratio=0.5, xdelta3=str(fake))
     fake.write_text(RECORDING.format(lease=tree.root / ".ssb-s3/lease.json", calls=calls, real=xdelta3))
     fake.chmod(0o755)
     size = 2 << 20

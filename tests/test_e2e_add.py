@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import helpers
 from realparts import IncusDaemon, LxdDaemon, S3Server, make_image
 
 BUCKET = "e2e-add"
@@ -28,13 +27,10 @@ PREFIX = "tree"
 
 
 def ssb(server: S3Server, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSB_", "AWS_"))}
-    env.update(AWS_ACCESS_KEY_ID=server.access_key, AWS_SECRET_ACCESS_KEY=server.secret_key,
-               AWS_EC2_METADATA_DISABLED="true", PYTHONPATH=os.pathsep.join(sys.path))
-    out = subprocess.run([sys.executable, "-m", "ssb_s3", "-t", f"s3://{BUCKET}/{PREFIX}", "--endpoint-url",
-                          server.endpoint, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out
+    env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    return helpers.ssb("-t", f"s3://{BUCKET}/{PREFIX}", "--endpoint-url", server.endpoint, *args, env=env,
+                       clean=True, cwd=cwd, check=True)
 
 
 def listed(daemon: IncusDaemon | LxdDaemon, url: str) -> dict[str, list[str]]:

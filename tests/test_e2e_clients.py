@@ -7,14 +7,12 @@ broken trees, silently dropping what it cannot parse, so listing alone proves no
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import s3_storage, ssb, tree_product, write_tree_yml
 from realparts import (
     IncusClient,
     LxdClient,
@@ -26,50 +24,17 @@ from realparts import (
     source_manifests,
 )
 
-TREE = """
-storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path}}
-products:
-  - name: busybox:1.36:amd64:default
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    release_title: "Busybox 1.36"
-    directory: busybox/amd64/default
-    days: 2
-    aliases: [busybox/1.36, busybox]
-    variant: default
-    support_eol: 2030-06-30
-  - name: busybox:1.36:amd64:tarxz
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64/tarxz
-    aliases: [busybox/1.36/tarxz]
-    variant: tarxz
-    requirements: {{privileged: "false"}}
-  - name: busybox:1.36:x86_64:seed
-    arch: x86_64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/x86_64/seed
-    days: 2
-    aliases: [busybox/1.36/seed]
-    variant: seed
-  - name: busybox:1.36:amd64:unified
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64/unified
-    aliases: [busybox/1.36/unified]
-    variant: unified
-  - name: busybox:1.36:amd64:vm
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64/vm
-    aliases: [busybox/1.36/vm]
-    variant: vm
-"""
+PRODUCTS = (
+    tree_product(release_title="Busybox 1.36", days=2, aliases=["busybox/1.36", "busybox"], variant="default",
+                 support_eol="2030-06-30"),
+    tree_product("busybox:1.36:amd64:tarxz", directory="busybox/amd64/tarxz", aliases=["busybox/1.36/tarxz"],
+                 variant="tarxz", requirements={"privileged": "false"}),
+    tree_product("busybox:1.36:x86_64:seed", arch="x86_64", directory="busybox/x86_64/seed", days=2,
+                 aliases=["busybox/1.36/seed"], variant="seed"),
+    tree_product("busybox:1.36:amd64:unified", directory="busybox/amd64/unified", aliases=["busybox/1.36/unified"],
+                 variant="unified"),
+    tree_product("busybox:1.36:amd64:vm", directory="busybox/amd64/vm", aliases=["busybox/1.36/vm"], variant="vm"),
+)
 
 IMAGES = [  # directory, kind, serials
     ("busybox/amd64/default", "squashfs", ("20260101_1000", "20260102_1000")),
@@ -88,9 +53,8 @@ def build_images(root: Path) -> None:
 
 
 def publish(server: S3Server, conf: Path, target: str) -> None:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
-    out = subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", target, "publish",
-                          "--refresh-manifests"], env=env, capture_output=True, text=True, timeout=300)
+    env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
+    out = ssb("-c", str(conf), "-t", target, "publish", "--refresh-manifests", env=env)
     assert out.returncode == 0, out.stderr
 
 
@@ -103,7 +67,7 @@ def tree(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Itera
     s3_server.create_bucket(bucket, public_read=True)
     s3_server.upload_folder(bucket, work / "images")
     conf = work / "tree.yml"
-    conf.write_text(TREE.format(endpoint=s3_server.endpoint))
+    write_tree_yml(conf, *PRODUCTS, storage=s3_storage(s3_server))
     publish(s3_server, conf, f"s3://{bucket}")
     base = s3_server.public_url(bucket)
     index = json.loads(s3_server.anonymous_get(f"{base}/streams/v1/index.json"))
@@ -227,8 +191,7 @@ def test_local_folder_tree_served_by_static_https(tree: dict[str, Any], tmp_path
     local_conf.write_text(conf.read_text().replace("    directory: busybox/", f"    source: {tree['work']}/images\n"
                                                    "    directory: busybox/"))
     source_manifests(local_conf)  # the source's owner (publish --refresh-manifests never writes there)
-    out = subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(local_conf), "-t", str(tmp_path / "public"),
-                          "publish", "--refresh-manifests"], capture_output=True, text=True, timeout=300)
+    out = ssb("-c", str(local_conf), "-t", str(tmp_path / "public"), "publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
     with serve_https_static(tmp_path / "public", tls_files) as url:

@@ -14,22 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import s3_storage, tree_product, write_tree_yml
 from realparts import IncusDaemon, LxdDaemon, S3Server, daemon_workdir, make_image, run_lxd_daemon
 from test_e2e_clients import expected_images, publish
 
-TREE = """
-storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path}}
-products:
-  - name: busybox:1.36:amd64:both
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    release_title: "Busybox 1.36"
-    directory: busybox/amd64/both
-    days: 2
-    aliases: [busybox/both]
-    variant: both
-"""
+PRODUCT = tree_product("busybox:1.36:amd64:both", release_title="Busybox 1.36", directory="busybox/amd64/both",
+                       days=2, aliases=["busybox/both"], variant="both")
 DIRECTORY = "busybox/amd64/both"
 SERIALS = ("20260201_1000", "20260202_1000")  # each version carries a squashfs and a tar.xz root
 ALIAS = "busybox/both"
@@ -46,7 +36,7 @@ def tree(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Itera
     s3_server.create_bucket(bucket, public_read=True)
     s3_server.upload_folder(bucket, work / "images")
     conf = work / "tree.yml"
-    conf.write_text(TREE.format(endpoint=s3_server.endpoint))
+    write_tree_yml(conf, PRODUCT, storage=s3_storage(s3_server))
     publish(s3_server, conf, f"s3://{bucket}")
     base = s3_server.public_url(bucket)
     index = json.loads(s3_server.anonymous_get(f"{base}/streams/v1/index.json"))

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import SSB, ssb
 from realparts import S3Server, missing, need
 
 from ssb_s3.cli import _lock_timeout
@@ -36,12 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "local"
 AMD64 = "sample:1.0:amd64:default"
 PREFIX_RULE = load_schema("tree")["properties"]["prefix"]["description"]
-
-
-def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], cwd=cwd, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def one_error_line(out: subprocess.CompletedProcess[str], code: int = 1) -> str:
@@ -75,7 +70,7 @@ def bucket_keys(server: S3Server, bucket: str) -> list[str]:
 @pytest.mark.parametrize("url", ["notaurl", "ftp://host:9000", "http://host:99999", "http://", "http://h st"])
 def test_endpoint_url_that_is_not_a_url_is_one_line(tmp_path: Path, url: str) -> None:
     for args in (("-c", str(EXAMPLE / "tree.yml"), "-t", "s3://images"), ("-t", "s3://images")):
-        line = one_error_line(run(*args, "--endpoint-url", url, "verify" if len(args) == 2 else "validate",
+        line = one_error_line(ssb(*args, "--endpoint-url", url, "verify" if len(args) == 2 else "validate",
                                   cwd=tmp_path))
         assert line == f"error: --endpoint-url '{url}': expected http(s)://HOST[:PORT]"
 
@@ -83,14 +78,14 @@ def test_endpoint_url_that_is_not_a_url_is_one_line(tmp_path: Path, url: str) ->
 def test_endpoint_url_in_tree_yml_names_the_file_and_field(tmp_path: Path) -> None:
     conf = tmp_path / "tree.yml"
     conf.write_text((EXAMPLE / "tree.yml").read_text().replace("prefix: /\n", "storage:\n  endpoint_url: http://\n"))
-    out = run("-c", str(conf), "-t", "s3://images", "validate")
+    out = ssb("-c", str(conf), "-t", "s3://images", "validate")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert f"  - {conf}: storage.endpoint_url: 'http://' is not valid, expected http(s)://HOST[:PORT]" in (
         out.stderr.splitlines()), out.stderr
 
 
 def test_endpoint_url_from_the_environment_or_a_library_caller_is_one_line(tmp_path: Path) -> None:
-    out = run("-c", str(EXAMPLE / "tree.yml"), "-t", "s3://images", "validate", env={"AWS_ENDPOINT_URL": "notaurl"})
+    out = ssb("-c", str(EXAMPLE / "tree.yml"), "-t", "s3://images", "validate", env={"AWS_ENDPOINT_URL": "notaurl"})
     assert one_error_line(out) == ("error: cannot set up the S3 client: Invalid endpoint: notaurl: "
                                    "expected http(s)://HOST[:PORT]")
     with pytest.raises(StoreError, match=r"^S3 endpoint URL 'notaurl': expected http\(s\)://HOST\[:PORT\]$"):
@@ -99,17 +94,17 @@ def test_endpoint_url_from_the_environment_or_a_library_caller_is_one_line(tmp_p
 
 @pytest.mark.parametrize("name", ["Bad_Bucket!", "x" * 256, "bad bucket", "caf\u00e9"])
 def test_invalid_bucket_name_is_one_line_with_the_rule(tmp_path: Path, name: str) -> None:
-    line = one_error_line(run("-c", str(EXAMPLE / "tree.yml"), "-t", f"s3://{name}", "validate"))
+    line = one_error_line(ssb("-c", str(EXAMPLE / "tree.yml"), "-t", f"s3://{name}", "validate"))
     assert f"the bucket name '{name}' is not valid" in line
     assert "expected 1-255 ASCII letters, digits, dots, hyphens or underscores" in line
     assert "regex" not in line
-    line = one_error_line(run("verify", "--base-url", f"s3://{name}", cwd=tmp_path))
+    line = one_error_line(ssb("verify", "--base-url", f"s3://{name}", cwd=tmp_path))
     assert line.startswith(f"error: --base-url 's3://{name}': the bucket name"), line
 
 
 @pytest.mark.parametrize("url", ["ftp://x", "file:///srv/images", "s4://bucket"])
 def test_verify_base_url_says_what_it_accepts(tmp_path: Path, url: str) -> None:
-    line = one_error_line(run("verify", "--base-url", url, cwd=tmp_path))
+    line = one_error_line(ssb("verify", "--base-url", url, cwd=tmp_path))
     assert line == (f"error: --base-url '{url}': unsupported URL; expected an http(s):// URL (read-only), "
                     "s3://BUCKET[/PREFIX] or a local folder")
 
@@ -130,7 +125,7 @@ def test_version_folder_with_bad_characters_names_them(tmp_path: Path, name: str
     shutil.copytree(images / "sample/amd64/20260102_00:00", images / "sample/amd64" / name)
     conf = tmp_path / "tree.yml"
     shutil.copy(EXAMPLE / "tree.yml", conf)
-    out = run("-c", str(conf), "build-versions-manifest", "-p", AMD64, "--stdout")
+    out = ssb("-c", str(conf), "build-versions-manifest", "-p", AMD64, "--stdout")
     assert out.returncode == 0, out.stderr
     assert name not in json.loads(out.stdout)["versions"]
     expected = (f"WARNING: {AMD64}: version {printable(name)} left out: folder name contains {shown}, not allowed in a "
@@ -154,7 +149,7 @@ def test_build_product_version_with_a_space_names_it(tmp_path: Path) -> None:
     conf = tmp_path / "tree.yml"
     shutil.copy(EXAMPLE / "tree.yml", conf)
     shutil.copytree(EXAMPLE / "images", tmp_path / "images")
-    line = one_error_line(run("-c", str(conf), "build-product", AMD64, "--version", "20260105_0000 x",
+    line = one_error_line(ssb("-c", str(conf), "build-product", AMD64, "--version", "20260105_0000 x",
                               "--from-dir", str(EXAMPLE / "images/sample/amd64/20260102_00:00"), "--no-publish"))
     assert "version name '20260105_0000 x' contains ' ' (space), not allowed in a version name" in line
     assert not (tmp_path / "images/sample/amd64/20260105_0000 x").exists()
@@ -168,7 +163,7 @@ def test_build_product_version_with_a_space_names_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", ["publish", "purge"])
 def test_lock_timeout_must_be_a_finite_non_negative_number(tmp_path: Path, value: str, command: str) -> None:
     public = tmp_path / "public"
-    out = run("-c", str(EXAMPLE / "tree.yml"), "-t", str(public), command, f"--lock-timeout={value}")
+    out = ssb("-c", str(EXAMPLE / "tree.yml"), "-t", str(public), command, f"--lock-timeout={value}")
     line = one_error_line(out)
     assert line == (f"error: --lock-timeout '{value}': expected a duration (e.g. 10m, 1h30m, 600) or a non-negative "
                     "number of seconds")
@@ -180,7 +175,7 @@ def test_lock_timeout_zero_fractions_and_durations_are_fine(tmp_path: Path) -> N
     assert [_lock_timeout(None, None, v) for v in ("0", "0.5", "600", "90s", "10m", "1h30m")] == [  # type: ignore[arg-type]
         0, 0.5, 600, 90, 600, 5400]
     for value in ("0", "0.5", "90s"):
-        out = run("-c", str(EXAMPLE / "tree.yml"), "-t", str(tmp_path / "public"), "publish", "--lock-timeout", value)
+        out = ssb("-c", str(EXAMPLE / "tree.yml"), "-t", str(tmp_path / "public"), "publish", "--lock-timeout", value)
         assert out.returncode == 0, out.stderr
 
 
@@ -190,16 +185,16 @@ def test_print_output_saved_elsewhere_names_the_same_source(tmp_path: Path) -> N
     (tmp_path / "b").mkdir()
     shutil.copy(EXAMPLE / "tree.yml", tmp_path / "a/tree.yml")
     shutil.copytree(EXAMPLE / "images", tmp_path / "a/images")
-    out = run("-c", "a/tree.yml", "print", cwd=tmp_path)
+    out = ssb("-c", "a/tree.yml", "print", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     saved = tmp_path / "b/tree.yml"
     saved.write_text(out.stdout)
     original, copy = load_config(tmp_path / "a/tree.yml"), load_config(saved)
     assert [p.source for p in copy.products] == [str(tmp_path / "a/images")] * 2
     assert [Path(p.source).resolve() for p in copy.products] == [Path(p.source).resolve() for p in original.products]
-    again = run("-c", str(saved), "print", cwd=tmp_path / "b")  # stable, from anywhere
+    again = ssb("-c", str(saved), "print", cwd=tmp_path / "b")  # stable, from anywhere
     assert again.returncode == 0 and again.stdout == out.stdout, again.stderr
-    published = run("-c", str(saved), "-t", str(tmp_path / "public"), "publish", cwd=tmp_path / "b")
+    published = ssb("-c", str(saved), "-t", str(tmp_path / "public"), "publish", cwd=tmp_path / "b")
     assert published.returncode == 0, published.stderr
     assert "published: 2 products, 3 versions" in published.stdout
 
@@ -207,15 +202,15 @@ def test_print_output_saved_elsewhere_names_the_same_source(tmp_path: Path) -> N
 def test_target_prefix_follows_the_tree_yml_prefix_rule(s3_env: S3Server, bucket: str, tmp_path: Path) -> None:
     conf = s3_tree(tmp_path / "tree.yml", s3_env)
     for prefix in ("pre with space", "a/../b", "./x", "a\\b"):
-        out = run("-c", str(conf), "-t", f"s3://{bucket}/{prefix}", "publish")
+        out = ssb("-c", str(conf), "-t", f"s3://{bucket}/{prefix}", "publish")
         line = one_error_line(out)
         assert line == f"error: 's3://{bucket}/{prefix}': the prefix '{prefix}' is not valid: expected {PREFIX_RULE}"
     assert bucket_keys(s3_env, bucket) == []
     # the same rule, worded the same, for tree.yml's own `prefix`
     bad = s3_tree(tmp_path / "bad.yml", s3_env, prefix="pre with space")
-    out = run("-c", str(bad), "-t", f"s3://{bucket}", "validate")
+    out = ssb("-c", str(bad), "-t", f"s3://{bucket}", "validate")
     assert out.returncode == 1 and f'prefix: "pre with space" is not valid, expected {PREFIX_RULE}' in out.stderr
-    good = run("-c", str(conf), "-t", f"s3://{bucket}/images/v1", "publish")
+    good = ssb("-c", str(conf), "-t", f"s3://{bucket}/images/v1", "publish")
     assert good.returncode == 0, good.stderr
     assert "images/v1/streams/v1/index.json" in bucket_keys(s3_env, bucket)
 
@@ -226,7 +221,7 @@ def test_sigint_exits_130_with_one_line(tmp_path: Path) -> None:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         server.settimeout(60)
-        proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "verify", "--base-url",
+        proc = subprocess.Popen([*SSB, "verify", "--base-url",
                                  f"http://127.0.0.1:{server.getsockname()[1]}"],
                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -252,13 +247,13 @@ def test_validate_lists_problems_without_claiming_it_wrote_nothing(tmp_path: Pat
     shutil.copy(EXAMPLE / "tree.yml", conf)
     shutil.copytree(EXAMPLE / "images", tmp_path / "images")
     (tmp_path / "images/sample/amd64/20260102_00:00/rootfs.tar.xz").unlink()
-    out = run("-c", str(conf), "-t", str(tmp_path / "public"), "validate")
+    out = ssb("-c", str(conf), "-t", str(tmp_path / "public"), "validate")
     assert out.returncode == 1
     lines = out.stderr.splitlines()
     assert lines[0] == "error: not valid, publish would refuse this tree: 1 problem(s)", out.stderr
     assert len(lines) == 2 and lines[1].startswith("  - ") and "rootfs.tar.xz" in lines[1], out.stderr
     assert "nothing was written" not in out.stderr and "refused," not in out.stderr
-    index = run("-c", str(conf), "-t", str(tmp_path / "public"), "build-index")  # writes: keeps its wording
+    index = ssb("-c", str(conf), "-t", str(tmp_path / "public"), "build-index")  # writes: keeps its wording
     assert index.returncode == 1 and "error: refused, nothing was written: 1 problem(s)" in index.stderr
     assert not (tmp_path / "public").exists()
 
@@ -344,7 +339,7 @@ def test_a_publish_stopped_by_ctrl_c_says_rerun_and_the_rerun_finishes(tmp_path:
     """Ctrl-C while publish waits for the lease: one line saying how to resume, exit 130, nothing
     served; the same command run again publishes."""
     public = tmp_path / "public"
-    argv = [sys.executable, "-m", "ssb_s3", "-c", str(EXAMPLE / "tree.yml"), "-t", str(public), "publish"]
+    argv = [*SSB, "-c", str(EXAMPLE / "tree.yml"), "-t", str(public), "publish"]
     with Lease(open_store(str(public)), ttl=60, timeout=0, purpose="test holder"):
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -369,18 +364,18 @@ def test_defaults_picked_up_unasked_are_said(tmp_path: Path) -> None:
     work = tmp_path / "work"
     shutil.copytree(EXAMPLE, work)
     env = {k: v for k, v in os.environ.items() if k not in ("SSB_CONFIG", "SSB_TARGET")}
-    published = run("publish", cwd=work, env=env)
+    published = ssb("publish", cwd=work, env=env)
     assert published.returncode == 0, published.stderr
     assert published.stderr.splitlines()[0] == \
         "publishing to local folder . (-t DIR or -t s3://BUCKET to choose the target)"
     assert (work / "streams/v1/index.json").is_file()
     for command in (["list"], ["purge", "--dry-run"], ["compat"]):
-        out = run(*command, cwd=work, env=env)
+        out = ssb(*command, cwd=work, env=env)
         assert out.returncode == 0, out.stderr
         assert out.stderr.splitlines()[:1] == ["using ./tree.yml (-c FILE to choose another)"], (command, out.stderr)
-        explicit = run("-c", "tree.yml", "-t", ".", *command, cwd=work, env=env)
+        explicit = ssb("-c", "tree.yml", "-t", ".", *command, cwd=work, env=env)
         assert explicit.returncode == 0 and "using ./tree.yml" not in explicit.stderr, explicit.stderr
-    again = run("-t", ".", "publish", cwd=work, env=env)
+    again = ssb("-t", ".", "publish", cwd=work, env=env)
     assert again.returncode == 0 and "publishing to local folder" not in again.stderr
 
 
@@ -388,8 +383,8 @@ def test_a_reader_that_goes_away_is_no_error(tmp_path: Path) -> None:
     """`ssb-s3 list | head`: the reader leaves, the writer stops quietly (141, as shells report a
     SIGPIPE), never an 'unexpected BrokenPipeError' line."""
     public = tmp_path / "public"
-    assert run("-c", str(EXAMPLE / "tree.yml"), "-t", str(public), "publish").returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-c", str(EXAMPLE / "tree.yml"), "-t", str(public),
+    assert ssb("-c", str(EXAMPLE / "tree.yml"), "-t", str(public), "publish").returncode == 0
+    proc = subprocess.Popen([*SSB, "-c", str(EXAMPLE / "tree.yml"), "-t", str(public),
                              "list", "-c", "lLfFpdasutNvor"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # gone before the first line
@@ -402,7 +397,7 @@ def test_force_unlock_needs_no_tree_yml(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     with Lease(open_store(str(tree)), ttl=600, timeout=0, purpose="a publisher that died"):
         assert (tree / ".ssb-s3/lease.json").is_file()
-        out = run("-t", str(tree), "force-unlock", cwd=tmp_path)
+        out = ssb("-t", str(tree), "force-unlock", cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         assert out.stdout.startswith("removed the lease held for a publisher that died")
         assert not (tree / ".ssb-s3/lease.json").exists()

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import s3_storage, tree_product, write_tree_yml
 from measure import Run, measured
 from realparts import S3Server, make_image
 
@@ -31,18 +32,7 @@ HERE = Path(__file__).resolve().parent
 PRODUCT = "busybox:1.36:amd64:default"
 PRODUCT_DIR = "busybox/amd64/default"
 VERSION = "20260101_0000"
-TREE = """
-{storage}grace: 0
-products:
-  - name: busybox:1.36:amd64:default
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64/default
-    aliases: [busybox/1.36]
-"""
-S3_STORAGE = ("storage: {{endpoint_url: \"{endpoint}\", region: us-east-1, addressing_style: path, "
-              "checksum_mode: when_required}}\n")
+TREE_PRODUCT = tree_product(PRODUCT, aliases=["busybox/1.36"])
 
 
 def one_error_line(run: Run) -> str:
@@ -175,7 +165,7 @@ def test_tree_yml_size_is_capped_for_files_and_s3_text(tmp_path: Path) -> None:
 def build_from_dir(tmp_path: Path, lxd_tar_xz: bytes) -> tuple[Run, Path]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(storage=""))
+    write_tree_yml(conf, TREE_PRODUCT, grace=0)
     target = tmp_path / "tree"
     target.mkdir(exist_ok=True)
     out = built(tmp_path / "built", lxd_tar_xz)
@@ -283,7 +273,7 @@ def test_build_and_refresh_refuse_the_same_tarball_s3(s3_server: S3Server, bucke
                                                       bad: str) -> None:
     tarball, expected = BAD_TARBALLS[bad]
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(storage=S3_STORAGE.format(endpoint=s3_server.endpoint)))
+    write_tree_yml(conf, TREE_PRODUCT, storage=s3_storage(s3_server, checksum_mode="when_required"), grace=0)
     env = s3_server.credentials
     out = built(tmp_path / "built", tarball())
     build = measured("-c", str(conf), "-t", f"s3://{bucket}", "build-product", PRODUCT, "--from-dir", str(out),
@@ -307,7 +297,7 @@ def test_build_and_refresh_refuse_the_same_tarball_s3(s3_server: S3Server, bucke
 
 def test_refresh_accepts_what_build_product_accepts(tmp_path: Path) -> None:
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(storage=""))
+    write_tree_yml(conf, TREE_PRODUCT, grace=0)
     target = tmp_path / "tree"
     for kind, version in (("squashfs", "20260101_0000"), ("unified", "20260102_0000")):
         make_image(target / PRODUCT_DIR / version, kind=kind, serial=version)
@@ -329,7 +319,7 @@ def bad_hash_manifest(versions: int) -> bytes:
 
 def test_many_bad_versions_give_a_bounded_report(tmp_path: Path) -> None:
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(storage=""))
+    write_tree_yml(conf, TREE_PRODUCT, grace=0)
     target = tmp_path / "tree"
     (target / PRODUCT_DIR).mkdir(parents=True)
     (target / PRODUCT_DIR / "ssb.json").write_bytes(bad_hash_manifest(20_000))
@@ -342,7 +332,7 @@ def test_many_bad_versions_give_a_bounded_report(tmp_path: Path) -> None:
 
 def test_ssb_json_over_the_cap_is_one_line(tmp_path: Path) -> None:
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(storage=""))
+    write_tree_yml(conf, TREE_PRODUCT, grace=0)
     target = tmp_path / "tree"
     (target / PRODUCT_DIR).mkdir(parents=True)
     manifest = target / PRODUCT_DIR / "ssb.json"

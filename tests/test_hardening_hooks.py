@@ -18,7 +18,6 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -30,6 +29,7 @@ from typing import Any
 
 import boto3
 import pytest
+from helpers import SSB, ssb
 from realparts import S3Server, free_port, wait_for_url
 from test_hooks import TOKEN, minio_body, put_version, recorded, s3_storage, served, tree_doc
 
@@ -160,7 +160,7 @@ def serve(server: S3Server, bucket: str, tmp_path: Path, *args: str, debounce: s
     env = {**os.environ, **server.credentials, "SSB_HOOK_TOKEN": TOKEN}
     log = tmp_path / "server.log"
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", *verbosity, "-c", str(conf), "-t", f"s3://{bucket}",
+        proc = subprocess.Popen([*SSB, *verbosity, "-c", str(conf), "-t", f"s3://{bucket}",
                                  "hooks", "serve", "--listen", f"127.0.0.1:{port}", "--debounce", debounce, *args],
                                 env=env, stderr=fh, stdout=fh)
     url = f"http://127.0.0.1:{port}"
@@ -392,7 +392,7 @@ def test_sqs_consumer_leaves_malformed_messages_and_keeps_running(moto_server: s
                                                        addressing_style="path"))
     log = tmp_path / "consumer.log"
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-v", "-c", str(conf), "-t", f"s3://{bucket}",
+        proc = subprocess.Popen([*SSB, "-v", "-c", str(conf), "-t", f"s3://{bucket}",
                                  "hooks", "sqs", "--queue-url", queue, "--wait", "1",
                                  "--sqs-endpoint-url", moto_server], env=env, stderr=fh, stdout=fh)
 
@@ -446,8 +446,7 @@ def test_bad_hooks_arguments_say_which(tmp_path: Path, args: list[str], code: in
                                               "directory": "p"}]}))
     env = {**os.environ, "SSB_HOOK_TOKEN": TOKEN, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
            "AWS_DEFAULT_REGION": "us-east-1"}
-    out = subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", "s3://bucket", *args], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = ssb("-c", str(conf), "-t", "s3://bucket", *args, env=env, timeout=60)
     assert out.returncode == code, out.stderr
     assert expected in out.stderr, out.stderr
     assert "--grace" not in out.stderr and "unexpected" not in out.stderr and "Traceback" not in out.stderr
@@ -495,10 +494,8 @@ def test_webhook_on_a_busy_port_says_address_in_use(s3_server: S3Server, bucket:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        out = subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", f"s3://{bucket}", "hooks",
-                              "serve", "--listen", f"127.0.0.1:{port}"],
-                             env={**os.environ, **s3_server.credentials, "SSB_HOOK_TOKEN": TOKEN},
-                             capture_output=True, text=True, timeout=60)
+        out = ssb("-c", str(conf), "-t", f"s3://{bucket}", "hooks", "serve", "--listen", f"127.0.0.1:{port}",
+                  env={**s3_server.credentials, "SSB_HOOK_TOKEN": TOKEN}, timeout=60)
     assert out.returncode == 1, out.stderr
     assert out.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use", out.stderr
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SSB, ssb
 from realparts import S3Server, make_image
 from test_faults import FaultPlan, Rule, check_failure, env, open_s3, proxy_for  # noqa: F401 (env: fixture)
 
@@ -60,8 +61,7 @@ def cli_env(server: S3Server | None = None, **extra: str) -> dict[str, str]:
 
 def run(*args: str, environ: dict[str, str] | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], env=environ or cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return ssb(*args, env=environ or cli_env(), clean=True, timeout=timeout)
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Timed:
 
 def run_timed(*args: str, environ: dict[str, str], timeout: float = 120) -> Timed:
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", *args], env=environ, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*SSB, *args], env=environ, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None and proc.stdout is not None
     lines: list[tuple[float, str]] = []

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ssb
 from realparts import S3Server, make_image, source_manifests
 
 from ssb_s3.errors import StoreError
@@ -35,11 +35,6 @@ from ssb_s3.storage.store import CHUNK_SIZE, LocalStore, ObjectInfo
 V1, V2, EVIL = "20260101_00:00", "20260102_00:00", "20991231_00:00"
 LEASE = ".ssb-s3/lease.json"
 TIMEOUT = 120  # a publish of these tiny trees takes a few seconds; a hang is killed
-
-
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def line_with(text: str, *parts: str) -> str | None:
@@ -103,7 +98,7 @@ class Site:
         return self.tmp / bucket
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run("-c", str(self.conf), "-t", f"s3://{self.bucket}", *args, env=self.env)
+        return ssb("-c", str(self.conf), "-t", f"s3://{self.bucket}", *args, env=self.env)
 
     def keys(self, bucket: str, prefix: str = "") -> dict[str, str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -226,7 +221,7 @@ def local(tmp_path: Path) -> Iterator[Path]:
     conf = tmp_path / "tree.yml"
     conf.write_text(LOCAL_TREE.format(products="".join(
         product_yaml(f"{name}:1.0:amd64:default", name, name) for name in "abc")))
-    out = run("-c", str(conf), "-t", str(root), "publish", "--refresh-manifests")
+    out = ssb("-c", str(conf), "-t", str(root), "publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     yield root
 
@@ -256,18 +251,18 @@ def test_local_dotdot_item_path_is_a_located_problem_of_its_product(local: Path,
 
     before = files_of(local)
     for args in (("validate",), ("publish",), ("publish", "--dry-run")):
-        out = run("-c", conf, "-t", str(local), *args)
+        out = ssb("-c", conf, "-t", str(local), *args)
         check(out, out.stderr)
         assert files_of(local) == before
 
-    out = run("-c", conf, "-t", str(local), "publish", "--dry-run", "--json", "--keep-going")
+    out = ssb("-c", conf, "-t", str(local), "publish", "--dry-run", "--json", "--keep-going")
     report = json.loads(out.stdout)
     check(out, "\n".join(report["problems"]))
     assert report["failed_products"] == ["a:1.0:amd64:default", "b:1.0:amd64:default"]
     assert report["changes"]["c:1.0:amd64:default"]["added"] == [V2]
     assert files_of(local) == before
 
-    out = run("-c", conf, "-t", str(local), "publish", "--keep-going")
+    out = ssb("-c", conf, "-t", str(local), "publish", "--keep-going")
     check(out, out.stderr)
     served = local_served(local)["products"]
     assert sorted(served["c:1.0:amd64:default"]["versions"]) == [V1, V2]
@@ -297,7 +292,7 @@ def test_local_tree_symlink_outside_is_not_published(local: Path, tmp_path: Path
     target = Path(os.path.realpath(plant_symlinked_version(local, "a", V2, tmp_path)))
     link = local / "a" / V2 / "rootfs.squashfs"
 
-    out = run("-c", conf, "-t", str(local), "publish", "--refresh-manifests")
+    out = ssb("-c", conf, "-t", str(local), "publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     assert line_with(out.stderr, str(link), f"symlink to {target}", "outside"), out.stderr
     assert sorted(local_served(local)["products"]["a:1.0:amd64:default"]["versions"]) == [V1]
@@ -307,7 +302,7 @@ def test_local_tree_symlink_outside_is_not_published(local: Path, tmp_path: Path
     shutil.copytree(target.parent, whole / "a" / V2)
     edit_manifest(local, "a", lambda m: m["versions"].update({V2: {"items": items_of(whole, "a", V2)}}))
     before = files_of(local)
-    out = run("-c", conf, "-t", str(local), "publish")
+    out = ssb("-c", conf, "-t", str(local), "publish")
     assert out.returncode == 1, out.stderr
     assert line_with(out.stderr, f"version {V2} item root.squashfs", str(link), f"symlink to {target}",
                      "outside the folder"), out.stderr
@@ -323,7 +318,7 @@ def test_local_source_symlink_outside_is_not_copied(tmp_path: Path) -> None:
     conf.write_text(LOCAL_TREE.format(products=product_yaml("a:1.0:amd64:default", "a", "a",
                                                            f"    source: {source}\n")))
     source_manifests(conf)  # the source's owner (publish --refresh-manifests never writes there)
-    out = run("-c", str(conf), "-t", str(tree), "publish", "--refresh-manifests")
+    out = ssb("-c", str(conf), "-t", str(tree), "publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     assert line_with(out.stderr, str(source / "a" / V2 / "rootfs.squashfs"), f"symlink to {target}"), out.stderr
     assert sorted(local_served(tree)["products"]["a:1.0:amd64:default"]["versions"]) == [V1]
@@ -332,7 +327,7 @@ def test_local_source_symlink_outside_is_not_copied(tmp_path: Path) -> None:
     whole = tmp_path / "whole"
     shutil.copytree(target.parent, whole / "a" / V2)
     edit_manifest(source, "a", lambda m: m["versions"].update({V2: {"items": items_of(whole, "a", V2)}}))
-    out = run("-c", str(conf), "-t", str(tree), "publish")
+    out = ssb("-c", str(conf), "-t", str(tree), "publish")
     assert out.returncode == 1, out.stderr
     assert line_with(out.stderr, f"version {V2} item root.squashfs", f"symlink to {target}", "outside"), out.stderr
     assert not (tree / "a" / V2).exists()
@@ -347,7 +342,7 @@ def test_symlink_inside_the_folder_is_followed(tmp_path: Path) -> None:
         (root / "a" / V1 / name).symlink_to(f"../../pool/{name}")
     conf = tmp_path / "tree.yml"
     conf.write_text(LOCAL_TREE.format(products=product_yaml("a:1.0:amd64:default", "a", "a")))
-    out = run("-c", str(conf), "-t", str(root), "publish", "--refresh-manifests")
+    out = ssb("-c", str(conf), "-t", str(root), "publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     assert sorted(local_served(root)["products"]["a:1.0:amd64:default"]["versions"]) == [V1]
 
@@ -365,7 +360,7 @@ def test_fifo_and_dev_zero_do_not_hang_refresh(local: Path, tmp_path: Path) -> N
     make_image(local / "c" / V2, kind="squashfs", serial=V2, description="c v2")
 
     start = time.monotonic()
-    out = run("-c", conf, "-t", str(local), "publish", "--refresh-manifests", timeout=60)
+    out = ssb("-c", conf, "-t", str(local), "publish", "--refresh-manifests", timeout=60)
     elapsed = time.monotonic() - start
     assert out.returncode == 0, out.stderr
     assert elapsed < 30, f"took {elapsed:.1f}s"

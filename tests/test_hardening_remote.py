@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import s3_storage, tree_product, write_tree_yml
 from measure import Run, measured
 from realparts import S3Server, TlsFiles, make_image
 
@@ -27,17 +28,6 @@ from ssb_s3.storage import httpread
 
 TOKEN = "s3cr3t-t0ken-never-elsewhere"
 PRODUCT = "busybox:1.36:amd64:default"
-TREE = """
-{storage}
-products:
-  - name: busybox:1.36:amd64:default
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64
-    aliases: [busybox]
-{prefix_path}
-"""
 
 Route = Callable[["Hostile"], None]
 
@@ -158,17 +148,17 @@ class Target:
         self.conf = tmp / "tree.yml"
         self.local = tmp / "tree"
         self.env: dict[str, str] = {}
-        self.storage = ""
+        self.storage: dict[str, Any] = {}
         if server is not None:
             self.env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
-            self.storage = (f"storage: {{endpoint_url: \"{server.endpoint}\", region: us-east-1, "
-                            "addressing_style: path, checksum_mode: when_required}")
+            self.storage = {"storage": s3_storage(server, checksum_mode="when_required")}
         self.url = f"s3://{bucket}" if server is not None else str(self.local)
         self.write_tree()
 
     def write_tree(self, prefix_path: str = "") -> None:
-        line = f"    prefix_path: {prefix_path}" if prefix_path else ""
-        self.conf.write_text(TREE.format(storage=self.storage, prefix_path=line))
+        product = tree_product(PRODUCT, directory="busybox/amd64", aliases=["busybox"],
+                               **({"prefix_path": prefix_path} if prefix_path else {}))
+        write_tree_yml(self.conf, product, **self.storage)
 
     def add_version(self, serial: str = "20260101_0000") -> None:
         folder = self.tmp / "images" / serial

@@ -11,7 +11,6 @@ import lzma
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.error
@@ -23,6 +22,7 @@ from typing import Any
 
 import boto3
 import pytest
+from helpers import SSB, ssb
 from realparts import S3Server, free_port, wait_for_url
 
 from ssb_s3.commands.publish import PublishOptions, publish
@@ -292,7 +292,7 @@ def webhook(s3_server: S3Server, bucket: str, tmp_path: Path) -> Any:
     env = {**os.environ, **s3_server.credentials, "SSB_HOOK_TOKEN": TOKEN}
     log = tmp_path / "server.log"
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-v", "-c", str(conf), "-t", f"s3://{bucket}",
+        proc = subprocess.Popen([*SSB, "-v", "-c", str(conf), "-t", f"s3://{bucket}",
                                  "hooks", "serve", "--listen", f"127.0.0.1:{port}", "--max-body", "65536"],
                                 env=env, stderr=fh, stdout=fh)
     url = f"http://127.0.0.1:{port}"
@@ -306,7 +306,7 @@ def test_webhook_refuses_to_start_without_a_token(s3_server: S3Server, bucket: s
     conf = tmp_path / "tree.yml"
     conf.write_text(json.dumps(tree_doc(s3_server, 1)))
     env = {k: v for k, v in os.environ.items() if k != "SSB_HOOK_TOKEN"}
-    out = subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", f"s3://{bucket}", "hooks", "serve",
+    out = subprocess.run([*SSB, "-c", str(conf), "-t", f"s3://{bucket}", "hooks", "serve",
                           "--listen", f"127.0.0.1:{free_port()}"], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 1 and "a token of at least 16 characters is required" in out.stderr
@@ -374,7 +374,7 @@ def test_sqs_consumer_follows_uploads_and_deletes(moto_server: str, tmp_path: Pa
            "AWS_DEFAULT_REGION": "us-east-1"}
     log = tmp_path / "consumer.log"
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", f"s3://{bucket}",
+        proc = subprocess.Popen([*SSB, "-c", str(conf), "-t", f"s3://{bucket}",
                                  "hooks", "sqs", "--queue-url", queue, "--wait", "1",
                                  "--sqs-endpoint-url", moto_server], env=env, stderr=fh, stdout=fh)
     store = open_store(f"s3://{bucket}", StorageConfig(endpoint_url=moto_server, region="us-east-1",
@@ -438,9 +438,7 @@ def test_lambda_without_a_tree_yml_republishes_a_product_that_add_recorded(
     aws_lambda._cache.clear()
     files = {p.name: p for p in make_image(tmp_path / "img", kind="squashfs", serial="20260101_1000",
                                            description="added")}
-    added = subprocess.run([sys.executable, "-m", "ssb_s3", "-t", f"s3://{bucket}", "add", str(files["lxd.tar.xz"]),
-                            str(files["rootfs.squashfs"]), "--json"], capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    added = ssb("-t", f"s3://{bucket}", "add", str(files["lxd.tar.xz"]), str(files["rootfs.squashfs"]), "--json")
     assert added.returncode == 0, added.stderr
     record = json.loads(s3_server.client().get_object(Bucket=bucket, Key=".ssb-s3/products.json")["Body"].read())
     (product,) = record["products"]

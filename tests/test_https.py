@@ -15,13 +15,13 @@ import select
 import socket
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import SSB
 from realparts import S3Server, TlsFiles, free_port
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "local" / "tree.yml"
@@ -106,7 +106,7 @@ def at_once(*runs: tuple[tuple[str, ...], dict[str, str]], cwd: Path) -> list[tu
                                                                                    float]]:
     """Run ssb-s3 once per (arguments, environment), all at the same time (the suite's time): each
     result with its own wall time."""
-    started = [(args, time.monotonic(), subprocess.Popen([sys.executable, "-m", "ssb_s3", *args], env=env, cwd=cwd,
+    started = [(args, time.monotonic(), subprocess.Popen([*SSB, *args], env=env, cwd=cwd,
                                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
                for args, env in runs]
     results = []

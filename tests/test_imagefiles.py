@@ -20,11 +20,11 @@ from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from helpers import invoke
 from realparts import make_image
 from test_layout import PACKAGE, _prose
 
-from ssb_s3.cli import cli
 from ssb_s3.config import claim_alias, config_from_text
 from ssb_s3.core.catalog import build_catalog, contract_problems, version_images
 from ssb_s3.errors import ProblemsFound
@@ -196,7 +196,7 @@ def test_one_hasher_gives_sha256_of_meta_then_root(size: int) -> None:
 # --- a made-up kind through scan → catalog → verify ----------------------------------------------
 
 def run(tree: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["-c", str(tree / "tree.yml"), "-t", str(tree), *args], catch_exceptions=False)
+    return invoke("-c", str(tree / "tree.yml"), "-t", str(tree), *args)
 
 
 @pytest.fixture

@@ -5,7 +5,10 @@ Floors, lowest first (a newcomer reads them bottom-up):
 0. vocabulary: image files, clients, text, problems; imports nothing of ssb_s3 outside itself
    (the package's own __init__, which holds only __version__, is on this floor too);
 1. errors, schemas, filters, progress: typed errors and the shipped schemas;
-2. config: the frozen config built from tree.yml;
+2. config: the frozen config built from tree.yml; inside it, rooms of their own (SUBFLOORS): model
+   and coerce import nothing of config, load and show build on them, and only the package's
+   __init__ gathers them (no room imports `ssb_s3.config` itself, so none depends on the order
+   the __init__ imports them in);
 3. core: the pure plan and its views (no store, no I/O);
 4. storage, gpg: stores, the tree's reads and writes, signing;
 5. ingest: building and uploading versions;
@@ -36,6 +39,10 @@ FLOORS: dict[str, int] = {
     "cli": 8, "__main__": 8,
 }
 ROOT_FLOOR = 0  # ssb_s3/__init__.py holds only __version__
+# Floors inside a package split into rooms: package -> {module: floor}; the package's __init__ is above them all.
+SUBFLOORS: dict[str, dict[str, int]] = {
+    "config": {"model": 0, "coerce": 0, "load": 1, "show": 1},
+}
 
 
 def _module(path: Path) -> str:
@@ -100,6 +107,46 @@ def test_the_floors_the_issue_names_hold() -> None:
 def test_no_import_of_ssb_s3_inside_a_function() -> None:
     late = [f"{module}:{line} imports {imported}" for module, imported, line, top in _graph() if not top]
     assert late == []
+
+
+def _subfloor(module: str) -> tuple[str, int] | None:
+    """(package, floor) of a room of a SUBFLOORS package; its __init__ is one floor above every room."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[1] not in SUBFLOORS:
+        return None
+    rooms = SUBFLOORS[parts[1]]
+    return parts[1], rooms[parts[2]] if len(parts) > 2 else max(rooms.values()) + 1
+
+
+def test_every_room_has_a_floor() -> None:
+    for package, rooms in SUBFLOORS.items():
+        found = {p.stem for p in (PACKAGE / package).glob("*.py") if p.stem != "__init__"}
+        assert found == set(rooms), package
+
+
+def _room_violations(graph: list[tuple[str, str, int, bool]]) -> list[str]:
+    """Edges from a room to a room of the same package on its own floor or above (the package's
+    __init__ counts as above every room)."""
+    found = []
+    for module, imported, line, _ in graph:
+        low, high = _subfloor(module), _subfloor(imported)
+        if (low and high and low[0] == high[0] and len(module.split(".")) > 2 and module != imported
+                and high[1] >= low[1]):
+            found.append(f"{module} imports {imported}, line {line}")
+    return found
+
+
+def test_no_room_imports_a_room_on_its_floor_or_above() -> None:
+    """Inside config: model and coerce import no other room, load and show only those below, and no
+    room imports the package's __init__ (which imports them all)."""
+    assert _room_violations(_graph()) == []
+
+
+def test_the_test_sees_a_room_importing_upward() -> None:
+    edges = [("ssb_s3.config.model", "ssb_s3.config.load", 1, True), ("ssb_s3.config.load", "ssb_s3.config", 2, True),
+             ("ssb_s3.config.coerce", "ssb_s3.config.model", 3, True), ("ssb_s3.config", "ssb_s3.config.load", 4, True),
+             ("ssb_s3.config.load", "ssb_s3.config.model", 5, True)]
+    assert [v.rsplit(" ", 1)[1] for v in _room_violations(edges)] == ["1", "2", "3"]
 
 
 def test_the_test_sees_an_upward_import(tmp_path: Path) -> None:

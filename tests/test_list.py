@@ -16,24 +16,19 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import test_e2e_clients as e2e
 import yaml
+from helpers import ssb
 from realparts import IncusClient, LxdClient, S3Server, TlsFiles, combined_sha256, make_image
 
 DATA = Path(__file__).parent / "data"
 SEED_EXAMPLE = DATA / "seed-tree.example.yml"
 BASE = "sabayon-base:current:amd64:default"
 BUILDER = "sabayon-builder:current:amd64:default"
-
-
-def ssb(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=cwd)
 
 
 def local_mode(tmp_path: Path, *, extra: str = "") -> Path:
@@ -317,8 +312,6 @@ def test_list_names_every_mistyped_field_of_a_served_catalog(tmp_path: Path) -> 
     """A catalog with wrong JSON types (tampered, or another tool's) is refused field by field, as
     verify does, never walked into an unexpected AttributeError."""
     import json
-    import subprocess
-    import sys
 
     (tmp_path / "streams/v1").mkdir(parents=True)
     (tmp_path / "streams/v1/index.json").write_text(json.dumps({"format": "index:1.0", "index": {"images": {
@@ -326,8 +319,7 @@ def test_list_names_every_mistyped_field_of_a_served_catalog(tmp_path: Path) -> 
     (tmp_path / "streams/v1/c.json").write_text(json.dumps({"products": {"p": {"arch": "amd64", "aliases": 3,
         "versions": {"20260101": {"items": {"a": {"ftype": "lxd.tar.xz", "path": "p/20260101/lxd.tar.xz",
                                                   "size": "x", "combined_squashfs_sha256": 5}, "b": 7}}}}}}))
-    out = subprocess.run([sys.executable, "-m", "ssb_s3", "-t", str(tmp_path), "list"], capture_output=True,
-                         text=True, timeout=60, cwd=tmp_path)
+    out = ssb("-t", str(tmp_path), "list", timeout=60, cwd=tmp_path)
     assert out.returncode == 1 and "Traceback" not in out.stderr and "unexpected" not in out.stderr, out.stderr
     for field in ("products.p.aliases: expected string", "items.a.size: expected integer",
                   "items.b: expected object"):

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import tree_product, write_tree_yml
 from realparts import make_image, source_manifests
 from test_mirror import PRODUCTS, run_cli, write_upstream
 
@@ -62,14 +63,8 @@ def _own_tree(tmp_path: Path) -> tuple[Path, Path]:
     built = tmp_path / "built"
     make_image(built / "own/20260105_0000", kind="squashfs", serial="20260105_0000", description="own")
     conf = tmp_path / "tree.yml"
-    conf.write_text(f"""products:
-  - name: own:1.0:amd64:default
-    arch: amd64
-    release: "1.0"
-    os: Own
-    directory: own
-    source: {built}
-""")
+    write_tree_yml(conf, tree_product("own:1.0:amd64:default", release="1.0", os="Own", directory="own",
+                                      source=str(built)))
     return conf, built / "own/ssb.json"
 
 

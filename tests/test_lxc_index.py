@@ -7,13 +7,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import s3_storage, ssb, tree_product, write_tree_yml
 from realparts import IncusClient, LxdClient, S3Server, TlsFiles, make_image, missing, need
 from test_e2e_clients import expected_images
 
@@ -27,36 +27,13 @@ FAKE = HERE / "fake-bin" / "distrobuilder"
 TEMPLATE = Path("/usr/share/lxc/templates/lxc-download")
 LXC_KEYS = ["meta/1.0/index-system", "meta/1.0/index-system.7", "meta/1.0/index-user", "meta/1.0/index-user.7"]
 
-TREE = """
-grace: {grace}
-products:
-  - name: busybox:1.36:amd64:default
-    arch: x86_64
-    release: "1.36"
-    os: busybox
-    directory: busybox/amd64/default
-    days: {days}
-    aliases: [busybox/1.36]
-  - name: busybox:1.36:arm64:cloud
-    arch: arm64
-    release: "1.36"
-    os: busybox
-    variant: cloud
-    directory: busybox/arm64/cloud
-    aliases: [busybox/1.36/cloud]
-  - name: busybox:1.36:amd64:lxd-only
-    arch: amd64
-    release: "1.36"
-    os: busybox
-    variant: lxd-only
-    directory: busybox/amd64/lxd-only
-    aliases: [busybox/1.36/lxd-only]
-"""
-
-
-def ssb(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], capture_output=True, text=True, timeout=300,
-                          cwd=cwd, env={**os.environ, **(env or {})})
+PRODUCTS = (
+    tree_product(arch="x86_64", os="busybox", days=1, aliases=["busybox/1.36"]),
+    tree_product("busybox:1.36:arm64:cloud", arch="arm64", os="busybox", variant="cloud",
+                 directory="busybox/arm64/cloud", aliases=["busybox/1.36/cloud"]),
+    tree_product("busybox:1.36:amd64:lxd-only", os="busybox", variant="lxd-only", directory="busybox/amd64/lxd-only",
+                 aliases=["busybox/1.36/lxd-only"]),
+)
 
 
 def both_kinds(dest: Path, *, arch: str, serial: str, variant: str = "default") -> None:
@@ -76,7 +53,7 @@ def local_tree(tmp_path: Path) -> dict[str, Any]:
     make_image(root / "busybox/amd64/lxd-only/20260101_0000", kind="squashfs", arch="x86_64",
                serial="20260101_0000", os_name="busybox", release="1.36", description="lxd only")
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(grace="6h", days=1))
+    write_tree_yml(conf, *PRODUCTS, grace="6h")
     return {"root": root, "conf": conf}
 
 
@@ -127,7 +104,7 @@ def test_index_has_one_line_per_product_whose_newest_version_has_an_lxc_image() 
 
 def test_view_is_registered_under_every_key_the_clients_ask_for(tmp_path: Path) -> None:
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(grace="6h", days=1) + "cache_control: {lxc_index: 'public, max-age=30'}\n")
+    write_tree_yml(conf, *PRODUCTS, grace="6h", cache_control={"lxc_index": "public, max-age=30"})
     tree = load_config(conf)
     catalog = catalog_of({"a": entry()})
     views = {v.key: v for v in render(Content(tree, catalog, to_bytes(catalog), "streams/v1/images-x.json", {}))}
@@ -220,7 +197,7 @@ def test_publish_writes_the_index_and_verify_checks_every_line(local_tree: dict[
 def test_no_index_without_lxc_images_and_an_emptied_one_after_the_last(tmp_path: Path) -> None:
     root = tmp_path / "tree"
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(grace="0", days=1))
+    write_tree_yml(conf, *PRODUCTS, grace=0)
     tree = {"root": root, "conf": conf}
     make_image(root / "busybox/amd64/lxd-only/20260101_0000", kind="squashfs", arch="x86_64",
                serial="20260101_0000", os_name="busybox", release="1.36")
@@ -307,7 +284,7 @@ def test_a_version_the_served_index_names_is_kept_for_the_grace(local_tree: dict
 
 def test_from_dir_takes_the_lxc_image_and_refuses_a_meta_tarball_lxc_cannot_unpack(tmp_path: Path) -> None:
     conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(grace="0", days=1))
+    write_tree_yml(conf, *PRODUCTS, grace=0)
     root = tmp_path / "tree"
     built = tmp_path / "built"
     make_image(built, kind="lxc", arch="x86_64", serial="20260101_0000", os_name="busybox", release="1.36")
@@ -331,8 +308,6 @@ def test_from_dir_takes_the_lxc_image_and_refuses_a_meta_tarball_lxc_cannot_unpa
 # End to end: build-product into SeaweedFS, served over HTTPS, read by the real lxc-create
 
 
-E2E_STORAGE = 'storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path}}\n'
-
 IMAGE_YAML = """image:
   distribution: busybox
   release: "1.36"
@@ -351,7 +326,7 @@ def served(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dic
     bucket = "lxc-e2e"
     s3_server.create_bucket(bucket, public_read=True)
     conf = work / "tree.yml"
-    conf.write_text(E2E_STORAGE.format(endpoint=s3_server.endpoint) + TREE.format(grace="6h", days=1))
+    write_tree_yml(conf, *PRODUCTS, storage=s3_storage(s3_server), grace="6h")
     image = work / "image.yaml"
     image.write_text(IMAGE_YAML)
     out = ssb("-c", str(conf), "-t", f"s3://{bucket}/tree", "build-product", "busybox:1.36:amd64:default", "-i",

@@ -13,18 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import tree_config, tree_product
 
-from ssb_s3.config import parse_config
 from ssb_s3.errors import ManifestError
 from ssb_s3.storage.manifest import build_manifest, read_manifest
 from ssb_s3.storage.store import CHUNK_SIZE, LocalStore
 from ssb_s3.storage.tree import refresh_manifest
 
-TREE = parse_config(
-    {"products": [{"name": "p:1:amd64:default", "arch": "amd64", "release": "1", "os": "P",
-                   "directory": "p/amd64"}]},
-    "tree.yml",
-)
+TREE = tree_config(tree_product("p:1:amd64:default", release="1", os="P", directory="p/amd64"))
 PRODUCT = TREE.products[0]
 
 

@@ -13,7 +13,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SSB, ssb
 from realparts import (
     IncusClient,
     LxdClient,
@@ -151,14 +151,13 @@ def run_mirror(server: S3Server | None, target: str, *args: str, ca: Path | None
 def run_cli(server: S3Server | None, target: str, *args: str, ca: Path | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`ssb-s3 -t TARGET ARGS...` without a tree.yml (a tree of mirrored products only)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env: dict[str, str] = {}
     if server is not None:
         env.update({"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
                     "AWS_ENDPOINT_URL": server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"})
     if ca is not None:
         env["SSL_CERT_FILE"] = str(ca)
-    return subprocess.run([sys.executable, "-m", "ssb_s3", "-t", target, *args], env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd="/")  # no tree.yml there
+    return ssb("-t", target, *args, env=env, timeout=timeout, cwd="/")  # no tree.yml there
 
 
 def served(server: S3Server, bucket: str) -> tuple[bytes, dict[str, Any]]:
@@ -357,7 +356,7 @@ def test_kill_9_mid_copy_keeps_the_served_tree_and_the_rerun_copies_only_the_res
         env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": s3_server.access_key,
                "AWS_SECRET_ACCESS_KEY": s3_server.secret_key, "AWS_ENDPOINT_URL": s3_server.endpoint,
                "AWS_DEFAULT_REGION": "us-east-1", "SSL_CERT_FILE": str(tls_files.ca_cert), "SSB_PROGRESS_INTERVAL": "0"}
-        proc = subprocess.Popen([sys.executable, "-m", "ssb_s3", "-t", f"s3://{bucket}", "mirror", url,
+        proc = subprocess.Popen([*SSB, "-t", f"s3://{bucket}", "mirror", url,
                                  "--copies", "1"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 text=True, cwd=tmp_path)
         assert proc.stderr is not None
@@ -482,11 +481,9 @@ mirrors:
     max: 1
 """)
     target = tmp_path / "public"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", str(target), *args], env=env,
-                              capture_output=True, text=True, timeout=300)
+        return ssb("-c", str(conf), "-t", str(target), *args)
 
     printed = cli("print")
     assert printed.returncode == 0, printed.stderr
@@ -715,11 +712,9 @@ mirrors:
 """
     conf.write_text(text.replace("{filter}", "'arch=amd64'"))
     target = tmp_path / "public"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def publish() -> set[str]:
-        out = subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", str(target), "publish"],
-                             env=env, capture_output=True, text=True, timeout=300)
+        out = ssb("-c", str(conf), "-t", str(target), "publish")
         assert out.returncode == 0, out.stderr
         return set(json.loads((target / "streams/v1/images.json").read_text())["products"]) - {"own:1.0:amd64:default"}
 

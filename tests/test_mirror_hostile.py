@@ -5,17 +5,16 @@ our images, and each upstream product, version or item left out is named with it
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ssb
 from realparts import LxdClient, S3Server, TlsFiles, combined_sha256, make_image, sha256_file, source_manifests
-from test_mirror import PRODUCTS, ROOT, make_key, run_cli, save, served, write_upstream
+from test_mirror import PRODUCTS, make_key, run_cli, save, served, write_upstream
 
 OURS = "sample:1.0:amd64:default"
 
@@ -243,9 +242,7 @@ def test_a_false_fingerprint_of_a_file_already_in_the_target_is_refused(pristine
 
 def _cli(conf: Path, target: Path, *args: str, env: dict[str, str] | None = None
          ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(conf), "-t", str(target), *args],
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, capture_output=True, text=True,
-                          timeout=300)
+    return ssb("-c", str(conf), "-t", str(target), *args, env=env)
 
 
 def _add_lxc_image(root: Path, version: dict[str, Any], folder: str, scratch: Path) -> None:

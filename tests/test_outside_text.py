@@ -19,7 +19,6 @@ import functools
 import http.server
 import io
 import json
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import ssb
 from realparts import make_image, sha256_file, source_manifests
 from test_mirror import PRODUCTS, run_cli, run_mirror, save, write_upstream
 
@@ -44,11 +44,6 @@ GOOD, OTHER = PRODUCTS[0][0], PRODUCTS[2][0]  # busybox:1.36:amd64:default (two 
 def raw_unsafe(text: str) -> set[str]:
     """The characters vocabulary/text refuses that appear raw in output (line breaks between lines aside)."""
     return {c for c in UNSAFE.findall(text) if c != "\n"}
-
-
-def ssb(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], capture_output=True, text=True, timeout=300,
-                          cwd=cwd)
 
 
 def lxc_product(root: Path, release: str) -> dict[str, Any]:

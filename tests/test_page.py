@@ -23,7 +23,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -34,6 +33,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import ssb
 from realparts import LxdClient, LxdDaemon, S3Server, TlsFiles, make_image, missing, need
 
 from ssb_s3.config import PageConfig, config_as_dict, config_from_text
@@ -109,11 +109,6 @@ def tree_yml(endpoint: str) -> str:
                      f"    directory: {_directory(name)}\n    days: 3\n    variant: {variant}\n"
                      f"    aliases: [{', '.join(aliases)}]\n{extra}".rstrip("\n"))
     return "\n".join(lines) + "\n"
-
-
-def ssb(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], capture_output=True, text=True, timeout=300,
-                          env=env)
 
 
 @pytest.fixture(scope="module")

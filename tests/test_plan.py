@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ssb
 
 from ssb_s3.config import parse_config
 from ssb_s3.core.catalog import contract_problems_by_product
@@ -25,14 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CATALOG_SHA256 = "fffccd244b8775cd601c9a75042711caea2a8b6f9ab6d8d10a83b2d61db54108"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
-
-
 def test_example_tree_publishes_the_same_catalog_bytes(tmp_path: Path) -> None:
-    out = run_cli("-q", "-c", str(ROOT / "examples/local/tree.yml"), "-t", str(tmp_path), "publish")
+    out = ssb("-q", "-c", str(ROOT / "examples/local/tree.yml"), "-t", str(tmp_path), "publish")
     assert out.returncode == 0, out.stderr
     catalog = tmp_path / "streams/v1/images-fffccd244b8775cd601c.json"
     assert hashlib.sha256(catalog.read_bytes()).hexdigest() == EXAMPLE_CATALOG_SHA256
@@ -410,7 +405,7 @@ def test_json_report_gives_each_problem_its_product_where_and_field(tmp_path: Pa
 
     local_tree(tmp_path)
     (tmp_path / "target/sample/arm64/20260101_0000/lxd_combined.tar.gz").unlink()
-    out = run_cli("-q", "-c", str(tmp_path / "tree.yml"), "-t", str(tmp_path / "target"), "publish", "--json")
+    out = ssb("-q", "-c", str(tmp_path / "tree.yml"), "-t", str(tmp_path / "target"), "publish", "--json")
     assert out.returncode == 1
     report = json.loads(out.stdout)
     assert report["published"] is False and report["failed_products"] == ["sample:1.0:arm64:default"]

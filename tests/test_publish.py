@@ -7,45 +7,25 @@ import json
 import os
 import ssl
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import s3_storage, ssb, tree_product, write_tree_yml
 from realparts import S3Server, TlsFiles, combined_sha256, make_image, need, sha256_file
 
-PRODUCTS = """
-storage:
-  endpoint_url: {endpoint}
-  region: us-east-1
-  addressing_style: path
-  checksum_mode: when_required
-products:
-  - name: busybox:1.36:amd64:default
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64
-    days: 3
-    aliases: [busybox/1.36, busybox]
-    support_eol: 2030-01-01
-  - name: busybox:1.36:amd64:tarxz
-    arch: x86_64
-    release: "1.36"
-    os: Busybox
-    variant: tarxz
-    directory: busybox/tarxz
-    aliases: [busybox/1.36/tarxz]
-"""
+PRODUCTS = (
+    tree_product(directory="busybox/amd64", days=3, aliases=["busybox/1.36", "busybox"], support_eol="2030-01-01"),
+    tree_product("busybox:1.36:amd64:tarxz", arch="x86_64", variant="tarxz", directory="busybox/tarxz",
+                 aliases=["busybox/1.36/tarxz"]),
+)
 
 
 def cli(server: S3Server, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "AWS_ACCESS_KEY_ID": server.access_key,
-            "AWS_SECRET_ACCESS_KEY": server.secret_key, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], env=full, capture_output=True,
-                          text=True, timeout=300)
+    return ssb(*args, env={"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
+                           **(env or {})})
 
 
 def upload_dir(server: S3Server, bucket: str, local: Path, prefix: str) -> None:
@@ -74,10 +54,8 @@ def built(tmp_path: Path) -> Path:
     return images
 
 
-def write_tree(tmp_path: Path, server: S3Server, extra: str = "") -> Path:
-    conf = tmp_path / "tree.yml"
-    conf.write_text(PRODUCTS.format(endpoint=server.endpoint) + extra)
-    return conf
+def write_tree(tmp_path: Path, server: S3Server) -> Path:
+    return write_tree_yml(tmp_path / "tree.yml", *PRODUCTS, storage=s3_storage(server, checksum_mode="when_required"))
 
 
 def read_published(server: S3Server, bucket: str) -> tuple[dict[str, Any], dict[str, Any], str]:

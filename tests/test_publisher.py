@@ -4,9 +4,7 @@ reports, keep-going, refusals, the lease, verify, cache classes and CloudFront (
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,40 +12,25 @@ from typing import Any
 
 import boto3
 import pytest
+from helpers import s3_storage, ssb, tree_product, write_tree_yml
 from realparts import S3Server, TlsFiles, make_image
 
 from ssb_s3.config import StorageConfig
 from ssb_s3.storage.lease import LEASE_KEY, Lease
 from ssb_s3.storage.store import open_store
 
-TREE = """
-storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path, checksum_mode: when_required}}
-{extra}
-products:
-  - name: busybox:1.36:amd64:default
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64
-    days: 1
-    aliases: [busybox]
-  - name: busybox:1.36:amd64:tarxz
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    variant: tarxz
-    directory: busybox/tarxz
-    aliases: [busybox/tarxz]
-"""
+PRODUCTS = (tree_product(directory="busybox/amd64", days=1, aliases=["busybox"]),
+            tree_product("busybox:1.36:amd64:tarxz", variant="tarxz", directory="busybox/tarxz",
+                         aliases=["busybox/tarxz"]))
 
 
 class Tree:
     """A bucket with its tree.yml, a builder that uploads versions, and the CLI."""
 
-    def __init__(self, server: S3Server, bucket: str, tmp: Path, extra: str = "") -> None:
+    def __init__(self, server: S3Server, bucket: str, tmp: Path, **top: Any) -> None:
         self.server, self.bucket, self.tmp = server, bucket, tmp
-        self.conf = tmp / "tree.yml"
-        self.conf.write_text(TREE.format(endpoint=server.endpoint, extra=extra))
+        self.conf = write_tree_yml(tmp / "tree.yml", *PRODUCTS,
+                                   storage=s3_storage(server, checksum_mode="when_required"), **top)
         self.client = server.client()
 
     def upload(self, directory: str, serial: str, kind: str = "squashfs") -> None:
@@ -56,10 +39,9 @@ class Tree:
             self.client.upload_file(str(path), self.bucket, f"{directory}/{serial}/{path.name}")
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        full = {**os.environ, "AWS_ACCESS_KEY_ID": self.server.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.server.secret_key, **(env or {})}
-        return subprocess.run([sys.executable, "-m", "ssb_s3", "-c", str(self.conf), "-t", f"s3://{self.bucket}",
-                               *args], env=full, capture_output=True, text=True, timeout=300)
+        return ssb("-c", str(self.conf), "-t", f"s3://{self.bucket}", *args,
+                   env={"AWS_ACCESS_KEY_ID": self.server.access_key, "AWS_SECRET_ACCESS_KEY": self.server.secret_key,
+                        **(env or {})})
 
     def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
         out = self.cli(*args, env=env)
@@ -121,7 +103,7 @@ def test_retention_leaves_catalog_at_once_and_files_after_the_grace(tree: Tree) 
 
 
 def test_grace_from_tree_yml_and_unknown_keys_untouched(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
-    t = Tree(s3_server, bucket, tmp_path, extra="grace: 0")
+    t = Tree(s3_server, bucket, tmp_path, grace=0)
     t.client.put_object(Bucket=bucket, Key="busybox/amd64/notes.txt", Body=b"mine")
     t.client.put_object(Bucket=bucket, Key="unrelated/file.bin", Body=b"x")
     for serial in ("20260101_0000", "20260102_0000", "20260103_0000"):
@@ -135,7 +117,7 @@ def test_grace_from_tree_yml_and_unknown_keys_untouched(s3_server: S3Server, buc
 
 def test_migrated_versions_never_published_are_kept_unless_asked(s3_server: S3Server, bucket: str,
                                                                  tmp_path: Path) -> None:
-    t = Tree(s3_server, bucket, tmp_path, extra="grace: 0")
+    t = Tree(s3_server, bucket, tmp_path, grace=0)
     t.upload("busybox/amd64", "20251201_0000")  # left by the old tool: days: 1 expires it at once
     t.upload("busybox/amd64", "20260101_0000")
     out = t.ok("publish", "--refresh-manifests")  # without -v: one summary line
@@ -251,7 +233,7 @@ def test_verify_from_the_store_and_over_https(tree: Tree, tls_files: TlsFiles) -
 
 
 def test_cache_control_classes_are_configurable(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
-    t = Tree(s3_server, bucket, tmp_path, extra='cache_control: {index: "public, max-age=30", manifest: "max-age=5"}')
+    t = Tree(s3_server, bucket, tmp_path, cache_control={"index": "public, max-age=30", "manifest": "max-age=5"})
     t.upload("busybox/amd64", "20260101_0000")
     t.ok("publish", "--refresh-manifests")
     head = t.client.head_object

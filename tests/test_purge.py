@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from ssb_s3.config import parse_config
+from helpers import tree_config, tree_product
+
 from ssb_s3.core.retention import History, plan_purge, select_versions
 
 DAY = 86400
@@ -33,8 +34,7 @@ def test_history_closes_the_previous_catalog_and_protects_within_grace() -> None
     assert history.protected("c2", NOW, grace=40) == {"c2"}
 
 
-TREE = parse_config({"products": [{"name": "p", "arch": "amd64", "release": "1", "os": "P", "directory": "p",
-                                   "days": 1}]}, "tree.yml")
+TREE = tree_config(tree_product("p", release="1", os="P", directory="p", days=1))
 
 
 def catalog(*versions: str) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import invoke, s3_storage, ssb, tree_product, write_tree_yml
 from realparts import LxdClient, S3Server, TlsFiles, make_image, need
 
 from ssb_s3.config import parse_config
@@ -34,24 +34,8 @@ from ssb_s3.vocabulary.layout import SIGNED_INDEX_KEY, signed_key
 UID = "ssb-s3 test signer <signer@example.org>"
 EXPIRED_UID = "ssb-s3 expired signer <expired@example.org>"
 
-TREE = """
-storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path}}
-grace: 0
-signing: {{key: "{key}", gnupghome: "{home}", detached: true}}
-products:
-  - name: busybox:1.36:amd64:default
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: busybox/amd64/default
-    aliases: [busybox/1.36]
-  - name: busybox:1.36:amd64:tarxz
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    variant: tarxz
-    directory: busybox/amd64/tarxz
-"""
+PRODUCTS = (tree_product(aliases=["busybox/1.36"]),
+            tree_product("busybox:1.36:amd64:tarxz", variant="tarxz", directory="busybox/amd64/tarxz"))
 
 
 @dataclass(frozen=True)
@@ -93,11 +77,6 @@ def key() -> Iterator[Key]:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, timeout=30,
                        check=False)
         shutil.rmtree(home, ignore_errors=True)
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=300)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -187,7 +166,7 @@ def test_signing_config_is_read_from_tree_yml(tmp_path: Path) -> None:
     conf = tmp_path / "bad.yml"
     conf.write_text("signing: {gnupghome: /x}\nproducts: [{name: p, arch: amd64, release: '1', os: P, "
                     "directory: p}]\n")
-    out = cli("-c", str(conf), "print")
+    out = ssb("-c", str(conf), "print")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "signing" in out.stderr and "key" in out.stderr
 
@@ -221,20 +200,20 @@ def source_version(tmp_path: Path, serial: str) -> None:
 def test_sign_key_option_with_gnupghome_signs_an_already_published_tree(key: Key, tmp_path: Path) -> None:
     conf = local_tree(tmp_path)
     public = tmp_path / "public"
-    assert cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests").returncode == 0
+    assert ssb("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests").returncode == 0
     assert not (public / SIGNED_INDEX_KEY).exists()
     index_before = (public / "streams/v1/index.json").read_bytes()
     env = {"GNUPGHOME": str(key.home)}
-    out = cli("-c", str(conf), "-t", str(public), "publish", "--sign-key", key.fingerprint, "--json", env=env)
+    out = ssb("-c", str(conf), "-t", str(public), "publish", "--sign-key", key.fingerprint, "--json", env=env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert SIGNED_INDEX_KEY in report["signed"]  # the catalog unchanged: its key stays, index.json records "signed"
     index_after = json.loads((public / "streams/v1/index.json").read_bytes())
     assert index_after["index"] == json.loads(index_before)["index"] and index_after["ssb_s3"]["signed"] is True
-    ok = cli("-t", str(public), "verify", "--keyring", str(key.keyring))
+    ok = ssb("-t", str(public), "verify", "--keyring", str(key.keyring))
     assert ok.returncode == 0, ok.stderr
     assert "3 signatures verified" in ok.stdout  # index.sjson, images-<hash>.sjson, images.sjson (no .asc)
-    again = cli("-c", str(conf), "-t", str(public), "publish", "--sign-key", key.fingerprint, "--json", env=env)
+    again = ssb("-c", str(conf), "-t", str(public), "publish", "--sign-key", key.fingerprint, "--json", env=env)
     assert json.loads(again.stdout)["signed"] == []  # nothing changed: gpg is not even run for the tree
 
 
@@ -245,22 +224,22 @@ def test_a_publish_without_the_key_over_a_signed_tree_is_refused(key: Key, tmp_p
     conf = local_tree(tmp_path)
     public = tmp_path / "public"
     env = {"GNUPGHOME": str(key.home)}
-    assert cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
+    assert ssb("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
                env=env).returncode == 0
     source_version(tmp_path, "20260102_0000")
     before = {p: p.read_bytes() for p in public.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts}
-    out = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests")
+    out = ssb("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "this tree publishes signed streams, and this run has no signing key" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert {p: p.read_bytes() for p in public.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts} == before
-    signed = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key",
+    signed = ssb("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key",
                  key.fingerprint, env=env)
     assert signed.returncode == 0, signed.stderr
-    assert cli("-t", str(public), "verify", "--keyring", str(key.keyring)).returncode == 0
+    assert ssb("-t", str(public), "verify", "--keyring", str(key.keyring)).returncode == 0
     (public / SIGNED_INDEX_KEY).unlink()  # stop signing on purpose
     source_version(tmp_path, "20260103_0000")
-    unsigned = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests")
+    unsigned = ssb("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests")
     assert unsigned.returncode == 0, unsigned.stderr
     assert "signed" not in json.loads((public / "streams/v1/index.json").read_text())["ssb_s3"]
 
@@ -287,9 +266,7 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
     the hooks, and the seed's build-index and build-images-file, which used to rewrite index.json
     and images.json unsigned) refuses with one line and writes nothing, until index.sjson is
     deleted on purpose."""
-    from click.testing import CliRunner
 
-    from ssb_s3.cli import cli as ssb_cli
     from ssb_s3.config import load_config
     from ssb_s3.core.plan import PublishOptions
     from ssb_s3.hooks.events import BucketEvent
@@ -302,11 +279,11 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
     public = tmp_path / "public"
     env = {"GNUPGHOME": str(key.home)}
     tree = ["-c", str(conf), "-t", str(public)]
-    assert cli(*tree, "publish", "--refresh-manifests", "--sign-key", key.fingerprint, env=env).returncode == 0
+    assert ssb(*tree, "publish", "--refresh-manifests", "--sign-key", key.fingerprint, env=env).returncode == 0
     listed = local_sstream_query(public, key)
     assert {line.split()[1] for line in listed} == {"20260101_0000", "20260102_0000"}
     upstream = tmp_path / "upstream"  # an unsigned tree to mirror from
-    assert cli("-c", str(local_tree(tmp_path / "up")), "-t", str(upstream), "publish",
+    assert ssb("-c", str(local_tree(tmp_path / "up")), "-t", str(upstream), "publish",
                "--refresh-manifests").returncode == 0
     built = tmp_path / "built"
     make_image(built, kind="squashfs", serial="20260103_0000")
@@ -323,7 +300,7 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
         "build-images-file": ("build-images-file",),
     }
     for what, args in runs.items():  # in-process (fast); the GnuPG home holds the key, but nothing names it
-        out = CliRunner(env=env).invoke(ssb_cli, [*tree, *args], catch_exceptions=False)
+        out = invoke(*tree, *args, env=env)
         assert out.exit_code == 1, (what, out.stdout, out.stderr)
         assert out.stderr.strip().splitlines() == [
             f"error: {public / SIGNED_INDEX_KEY}: this tree publishes signed streams, and this run has no signing "
@@ -335,14 +312,14 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
     outcome = hooks.handle([BucketEvent("tree", "p/ssb.json", True)])
     assert "this tree publishes signed streams" in outcome.failed["p"] and outcome.products == []
     assert served_files(public) == before
-    ok = cli("-t", str(public), "verify", "--keyring", str(key.keyring))
+    ok = ssb("-t", str(public), "verify", "--keyring", str(key.keyring))
     assert ok.returncode == 0, ok.stderr
     assert local_sstream_query(public, key) == listed
     # with the key (withdraw reads tree.yml's `signing:`), the withdrawal reaches the signed streams too
     conf.write_text(conf.read_text() + f"signing: {{key: {key.fingerprint}}}\n")
-    done = cli(*tree, "withdraw", "p", "20260102_0000", env=env)
+    done = ssb(*tree, "withdraw", "p", "20260102_0000", env=env)
     assert done.returncode == 0, done.stderr
-    assert cli("-t", str(public), "verify", "--keyring", str(key.keyring)).returncode == 0
+    assert ssb("-t", str(public), "verify", "--keyring", str(key.keyring)).returncode == 0
     assert {line.split()[1] for line in local_sstream_query(public, key)} == {"20260101_0000"}
 
 
@@ -354,7 +331,7 @@ def test_an_index_sjson_naming_the_unsigned_catalog_is_reported(key: Key, tmp_pa
 
     conf = local_tree(tmp_path)
     public = tmp_path / "public"
-    out = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
+    out = ssb("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
               env={"GNUPGHOME": str(key.home)})
     assert out.returncode == 0, out.stderr
     unsigned = json.loads((public / "streams/v1/index.json").read_text())["index"]["images"]["path"]
@@ -362,7 +339,7 @@ def test_an_index_sjson_naming_the_unsigned_catalog_is_reported(key: Key, tmp_pa
     wrong = build_index(parse_config({"products": [{"name": "p", "arch": "amd64", "release": "1", "os": "P",
                                                     "directory": "p"}]}, "tree.yml"), catalog, unsigned)
     (public / SIGNED_INDEX_KEY).write_bytes(Signer(key.fingerprint, str(key.home)).sign_bytes(to_bytes(wrong)))
-    bad = cli("-t", str(public), "verify", "--keyring", str(key.keyring))
+    bad = ssb("-t", str(public), "verify", "--keyring", str(key.keyring))
     assert bad.returncode == 1
     assert (f"index.sjson: names {unsigned}, expected {signed_key(unsigned)}, the signed twin of the catalog "
             f"index.json names ({unsigned})") in bad.stderr
@@ -405,7 +382,7 @@ def test_gpg_failing_after_the_plan_writes_nothing(key: Key, tmp_path: Path) -> 
     """The key check passes, signing the tree then fails: not even the refreshed ssb.json is written."""
     conf = local_tree(tmp_path)
     public = tmp_path / "public"
-    assert cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests").returncode == 0
+    assert ssb("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests").returncode == 0
     source_version(tmp_path, "20260102_0000")
     before = {p: p.read_bytes() for p in public.rglob("*") if p.is_file()}
     manifest_before = (tmp_path / "images/p/ssb.json").read_bytes()
@@ -415,7 +392,7 @@ def test_gpg_failing_after_the_plan_writes_nothing(key: Key, tmp_path: Path) -> 
                                  f"exec {shutil.which('gpg')} \"$@\"; }}\n"
                                  "echo 'gpg: signing failed: Operation cancelled' >&2\nexit 2\n")
     (bin_dir / "gpg").chmod(0o755)
-    out = cli("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
+    out = ssb("-c", str(conf), "-t", str(public), "publish", "--refresh-manifests", "--sign-key", key.fingerprint,
               env={"GNUPGHOME": str(key.home), "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [
@@ -444,7 +421,7 @@ class Published:
                 **extra}
 
     def publish(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return cli("-c", str(self.conf), "-t", f"s3://{self.bucket}", "publish", "--refresh-manifests", *args,
+        return ssb("-c", str(self.conf), "-t", f"s3://{self.bucket}", "publish", "--refresh-manifests", *args,
                    env={**self.env(), **(env or {})})
 
     def snapshot(self) -> dict[str, bytes]:
@@ -473,7 +450,8 @@ def published(s3_server: S3Server, key: Key, tmp_path_factory: pytest.TempPathFa
     bucket = "signed-streams"
     s3_server.create_bucket(bucket, public_read=True)
     conf = work / "tree.yml"
-    conf.write_text(TREE.format(endpoint=s3_server.endpoint, key=key.fingerprint, home=key.home))
+    write_tree_yml(conf, *PRODUCTS, storage=s3_storage(s3_server), grace=0,
+                   signing={"key": key.fingerprint, "gnupghome": str(key.home), "detached": True})
     tree = Published(s3_server, bucket, s3_server.public_url(bucket), conf, work, {})
     tree.upload_version("busybox/amd64/default", "squashfs", "20260101_1000")
     tree.upload_version("busybox/amd64/tarxz", "tarxz", "20260101_1100")
@@ -521,14 +499,14 @@ def test_sstream_query_verifies_and_lists_the_images(published: Published, key: 
 
 
 def test_ssb_verify_keyring_checks_every_signature(published: Published, key: Key) -> None:
-    out = cli("verify", "--base-url", published.url, "--keyring", str(key.keyring),
+    out = ssb("verify", "--base-url", published.url, "--keyring", str(key.keyring),
               env={"SSL_CERT_FILE": str(published.server.ca_file)})
     assert out.returncode == 0, out.stderr
     # index.sjson, images-<hash>.sjson, images-<hash>.json.asc, images.sjson, images.json.asc
     assert "5 signatures verified" in out.stdout
     other = key.home / "other.gpg"
     other.write_bytes(b"")
-    wrong = cli("verify", "--base-url", published.url, "--keyring", str(other),
+    wrong = ssb("verify", "--base-url", published.url, "--keyring", str(other),
                 env={"SSL_CERT_FILE": str(published.server.ca_file)})
     assert wrong.returncode == 1
     assert f"streams/v1/index.sjson: signed by key {key.fingerprint[-16:]}, which is not in the keyring" in wrong.stderr
@@ -544,7 +522,7 @@ def test_a_flipped_byte_fails_sstream_query_and_verify(published: Published, key
         assert query.returncode != 0
         # python-simplestreams reports it as gpgv's failure (a CalledProcessError traceback: its way)
         assert f"['gpgv', '--keyring={key.keyring}', '-']' returned non-zero exit status 1" in query.stderr
-        out = cli("verify", "--base-url", published.url, "--keyring", str(key.keyring),
+        out = ssb("verify", "--base-url", published.url, "--keyring", str(key.keyring),
                   env={"SSL_CERT_FILE": str(published.server.ca_file)})
         assert out.returncode == 1
         assert f"{twin}: BAD signature: the signed content was changed" in out.stderr
@@ -621,6 +599,6 @@ def test_an_old_catalogs_signed_files_are_purged_after_the_grace(published: Publ
     assert not {first, signed_key(first), first + ".asc"} & keys
     assert {second, signed_key(second), second + ".asc", SIGNED_INDEX_KEY} <= keys
     assert re.search(rf'"path":"{re.escape(signed_key(second))}"', published.get(SIGNED_INDEX_KEY).decode())
-    ok = cli("verify", "--base-url", published.url, "--keyring", str(key.keyring),
+    ok = ssb("verify", "--base-url", published.url, "--keyring", str(key.keyring),
              env={"SSL_CERT_FILE": str(published.server.ca_file)})
     assert ok.returncode == 0, ok.stderr

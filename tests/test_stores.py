@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import s3_storage, write_tree_yml
 from realparts import IncusClient, LxdClient, S3Server, TlsFiles, make_image
+from test_e2e_clients import PRODUCTS as E2E_PRODUCTS
 from test_e2e_clients import build_images, check_aliases, check_listing
 from test_e2e_clients import publish as publish_with_cli
-from test_publisher import TREE, Tree
+from test_publisher import PRODUCTS, Tree
 
 from ssb_s3.commands import publish as publish_module
 from ssb_s3.commands.publish import PublishOptions, publish
@@ -81,7 +83,7 @@ def test_the_probe_finds_what_each_store_does(store_server: S3Server, store_buck
 
 
 def test_build_publish_again_and_withdraw(store_server: S3Server, store_bucket: str, tmp_path: Path) -> None:
-    t = Tree(store_server, store_bucket, tmp_path, extra="grace: 1h")
+    t = Tree(store_server, store_bucket, tmp_path, grace="1h")
     first = t.cli("build-product", PRODUCT, "--from-dir", str(built(tmp_path, "20260101_0000", pad_mib=9)),
                   "--version", "20260101_0000")
     assert first.returncode == 0, first.stderr
@@ -187,7 +189,7 @@ def test_a_lease_taken_over_stops_the_job_before_its_next_write(
         store_server: S3Server, store_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """lease_ttl 3s, and the job's planning outlasts it while another job takes the lease over: the
     renewal fails (412), and the publish stops before its first write with one line."""
-    t = Tree(store_server, store_bucket, tmp_path, extra="lease_ttl: 3s")
+    t = Tree(store_server, store_bucket, tmp_path, lease_ttl="3s")
     t.upload("busybox/amd64", "20260101_0000")
     t.ok("publish", "--refresh-manifests")
     before = t.snapshot()
@@ -218,8 +220,7 @@ def test_https_with_the_default_checksum_mode(store_server: S3Server, store_buck
     answers 411 MissingContentLength. The store then gets checksums only when required, with a warning
     naming storage.checksum_mode, and every command works."""
     t = Tree(store_server, store_bucket, tmp_path)
-    default_checksums = TREE.replace(", checksum_mode: when_required", "")
-    t.conf.write_text(default_checksums.format(endpoint=store_server.https_endpoint, extra=""))
+    write_tree_yml(t.conf, *PRODUCTS, storage=s3_storage(store_server.https_endpoint))  # default checksum_mode
     env = {"AWS_CA_BUNDLE": str(store_server.ca_file)}
     out = t.cli("build-product", PRODUCT, "--from-dir", str(built(tmp_path, "20260101_0000", pad_mib=9)),
                 "--version", "20260101_0000", env=env)
@@ -241,9 +242,7 @@ def test_lxc_and_incus_read_a_tree_served_from_rgw(rgw_server: S3Server, tmp_pat
     rgw_server.create_bucket(bucket, public_read=True)
     rgw_server.upload_folder(bucket, tmp_path / "images")
     conf = tmp_path / "tree.yml"
-    from test_e2e_clients import TREE as E2E_TREE
-
-    conf.write_text(E2E_TREE.format(endpoint=rgw_server.endpoint))
+    write_tree_yml(conf, *E2E_PRODUCTS, storage=s3_storage(rgw_server))
     publish_with_cli(rgw_server, conf, f"s3://{bucket}")
     base = rgw_server.public_url(bucket)
     index = json.loads(rgw_server.anonymous_get(f"{base}/streams/v1/index.json"))

@@ -8,14 +8,13 @@ Run through the command line against a real SeaweedFS (fixtures `s3_server`, `bu
 from __future__ import annotations
 
 import io
-import os
 import secrets
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from helpers import ssb, tree_product, write_tree_yml
 from realparts import S3Server, make_image
 
 from ssb_s3.config import StorageConfig
@@ -28,11 +27,9 @@ EXAMPLE = ROOT / "examples" / "local" / "tree.yml"
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """ssb-s3 in a clean AWS environment (no AWS_* from the caller, no ~/.aws) plus `env`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SSB_"))}
-    base.update({"AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-creds",
-                 "AWS_EC2_METADATA_DISABLED": "true"})
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], env={**base, **(env or {})}, cwd=cwd or "/",
-                          capture_output=True, text=True, timeout=120)
+    base = {"AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-creds",
+            "AWS_EC2_METADATA_DISABLED": "true"}
+    return ssb(*args, env={**base, **(env or {})}, clean=True, cwd=cwd or "/", timeout=120)
 
 
 def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
@@ -105,11 +102,7 @@ def test_a_folder_named_like_s3_is_still_reachable_as_a_relative_path(tmp_path: 
 # -- S3 ----------------------------------------------------------------------------------------
 
 
-BUSYBOX_TREE = """
-storage: {{addressing_style: path, checksum_mode: when_required, conditional_writes: {conditional}}}
-products:
-  - {{name: "busybox:1.36:amd64:default", arch: amd64, release: "1.36", os: Busybox, directory: busybox/amd64}}
-"""
+BUSYBOX = tree_product(directory="busybox/amd64")
 
 
 @pytest.mark.parametrize("conditional", [True, False], ids=["conditional", "unconditional"])
@@ -118,7 +111,8 @@ def test_a_bucket_that_does_not_exist_is_said_so_and_not_created(s3_server: S3Se
                                                                   conditional: bool, command: str) -> None:
     """SeaweedFS creates a bucket on the first PUT into it: a typo'd bucket name must fail first."""
     tree = tmp_path / "tree.yml"
-    tree.write_text(BUSYBOX_TREE.format(conditional=str(conditional).lower()))
+    write_tree_yml(tree, BUSYBOX, storage={"addressing_style": "path", "checksum_mode": "when_required",
+                                           "conditional_writes": conditional})
     args = {"build-product": ["build-product", "busybox:1.36:amd64:default", "--from-dir", str(tmp_path / "built")],
             }.get(command, [command])
     make_image(tmp_path / "built", kind="squashfs")

@@ -15,12 +15,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import s3_storage, ssb, tree_product, write_tree_yml
 from realparts import LxdClient, S3Server, TlsFiles, make_image, need
 
 from ssb_s3.storage.lease import Lease
@@ -28,29 +28,8 @@ from ssb_s3.storage.store import open_store
 
 OLD, NEW = "20260101_1000", "20260102_1000"
 PRODUCT, OTHER = "bb:1.36:amd64:default", "other:1.36:amd64:default"
-TREE = """
-{storage}
-grace: 1h
-products:
-  - name: {product}
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: bb
-    days: 3
-    aliases: [bb]
-  - name: {other}
-    arch: amd64
-    release: "1.36"
-    os: Other
-    directory: other
-    aliases: [other]
-"""
-
-
-def ssb(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ssb_s3", *args], capture_output=True, text=True, timeout=300,
-                          env=env)
+PRODUCTS = (tree_product(PRODUCT, directory="bb", days=3, aliases=["bb"]),
+            tree_product(OTHER, os="Other", directory="other", aliases=["other"]))
 
 
 def build(root: Path) -> None:
@@ -89,9 +68,7 @@ def test_withdraw_end_to_end_with_lxc(s3_server: S3Server, bucket: str, tmp_path
     for path in sorted((tmp_path / "images").rglob("*")):
         if path.is_file():
             client.upload_file(str(path), bucket, path.relative_to(tmp_path / "images").as_posix())
-    storage = f'storage: {{endpoint_url: "{s3_server.endpoint}", region: us-east-1, addressing_style: path}}'
-    conf = tmp_path / "tree.yml"
-    conf.write_text(TREE.format(storage=storage, product=PRODUCT, other=OTHER))
+    conf = write_tree_yml(tmp_path / "tree.yml", *PRODUCTS, storage=s3_storage(s3_server), grace="1h")
     env = {**os.environ, **s3_server.credentials}
     base = ("-c", str(conf), "-t", f"s3://{bucket}")
 
@@ -170,7 +147,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local tree published by the CLI: bb with two versions, other with one."""
     root = tmp_path_factory.mktemp("withdraw")
     build(root / "out")
-    (root / "tree.yml").write_text(TREE.format(storage="", product=PRODUCT, other=OTHER))
+    write_tree_yml(root / "tree.yml", *PRODUCTS, grace="1h")
     out = ssb("-c", str(root / "tree.yml"), "-t", str(root / "out"), "publish", "--refresh-manifests")
     assert out.returncode == 0, out.stderr
     return root
@@ -459,8 +436,8 @@ def test_withdraw_never_writes_into_a_shared_source(tmp_path: Path) -> None:
     roots = {name: tmp_path / name for name in ("a", "b")}
     for root in roots.values():
         root.mkdir()
-        (root / "tree.yml").write_text(f"grace: 1h\nproducts:\n  - {{name: '{PRODUCT}', arch: amd64, release: "
-                                       f"'1.36', os: Busybox, directory: bb, days: 3, source: '{source}'}}\n")
+        write_tree_yml(root / "tree.yml", tree_product(PRODUCT, directory="bb", days=3, source=str(source)),
+                       grace="1h")
     made = ssb("-c", str(roots["a"] / "tree.yml"), "build-versions-manifest", "-p", PRODUCT)  # the source's owner
     assert made.returncode == 0, made.stderr
     for root in roots.values():
@@ -554,8 +531,7 @@ def test_a_mirrored_version_is_withdrawn_and_stays_withdrawn(s3_server: S3Server
 
     # with a tree.yml that does not declare the mirrored product (it used to say "no product named …")
     conf = tmp_path / "tree.yml"
-    conf.write_text("products:\n  - {name: 'own:1.0:amd64:default', arch: amd64, release: '1.0', os: Own, "
-                    "directory: own}\n")
+    write_tree_yml(conf, tree_product("own:1.0:amd64:default", release="1.0", os="Own", directory="own"))
     alone = run_cli(s3_server, target, "-c", str(conf), "withdraw", single, "--force")
     assert alone.returncode == 0, alone.stderr
     _, served_catalog = served(s3_server, bucket)
@@ -627,8 +603,7 @@ def test_refresh_manifests_never_writes_into_a_source(s3_server: S3Server, bucke
 
     upload(OLD)
     conf = tmp_path / "tree.yml"
-    conf.write_text(f"products:\n  - {{name: '{PRODUCT}', arch: amd64, release: '1.36', os: Busybox, directory: bb, "
-                    f"days: 3, source: 's3://{bucket}/shared'}}\n")
+    write_tree_yml(conf, tree_product(PRODUCT, directory="bb", days=3, source=f"s3://{bucket}/shared"))
     tree = (f"s3://{bucket}/tree", "-c", str(conf))
     owner = run_cli(s3_server, *tree, "build-versions-manifest", "-p", PRODUCT)  # the source's owner: explicit
     assert owner.returncode == 0, owner.stderr

@@ -345,3 +345,33 @@ def render_records(records: Sequence[Mapping[str, Any]], fields: Sequence[str], 
     widths = [max(len(line[i]) for line in table) for i in range(len(fields))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
                      for line in table)
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """`list`'s options, parsed before anything is read (list_request)."""
+
+    filters: tuple[str, ...]  # as typed, for the "no image matches" line
+    parsed: tuple[Filter, ...]
+    columns: tuple[str, ...]  # the column letters
+    fmt: str
+    header: bool | None
+    full_fingerprint: bool
+
+
+def list_request(filters: Sequence[str], columns: str, fmt: str, full_fingerprint: bool) -> ListRequest:
+    """`list`'s FILTERs, -c and -f checked; ValueError (a FilterError among them) names the bad one."""
+    parsed = tuple(parse_filter(text) for text in filters)
+    chosen, header = parse_format(fmt)
+    return ListRequest(tuple(filters), parsed, tuple(parse_columns(columns, full_fingerprint)), chosen, header,
+                       full_fingerprint)
+
+
+def list_images(store: Store, request: ListRequest) -> str:
+    """The images of the tree served by `store` that pass the request's filters, rendered as asked."""
+    rows = select(served_rows(store), request.parsed)
+    if not rows and request.filters and request.fmt in ("table", "compact"):
+        return f"no image matches {' '.join(request.filters)}"
+    if request.fmt in ("json", "yaml"):
+        return render(rows, request.fmt, full_fingerprint=request.full_fingerprint)
+    return render_columns(rows, request.columns, request.fmt, request.header)

@@ -32,6 +32,7 @@ from ..errors import WithdrawError
 from ..storage.store import Store
 from ..storage.tree import Tree
 from ..vocabulary.layout import INDEX_KEY
+from .add import find_fingerprint, is_fingerprint
 from .listing import ImageRow, catalog_rows
 from .mirror import served_mirrored_product
 from .publish import publish
@@ -62,6 +63,16 @@ def withdraw(tree: TreeConfig, target: Store, withdrawal: Withdrawal, opts: Publ
         tree = replace(tree, products=(*tree.products, mirrored))
     opts = PublishOptions(**{**vars(opts), "withdraw": withdrawal})
     return publish(tree, target, opts, only={withdrawal.product})
+
+
+def remove(tree: TreeConfig, target: Store, image: str, version: str, reason: str,
+           opts: PublishOptions) -> PublishReport:
+    """incus-simplestreams' `remove`: withdraw PRODUCT [VERSION], or the image of a fingerprint (at
+    least its first 12 hex digits) whatever its product."""
+    product = image
+    if image not in {p.name for p in tree.products} and not version and is_fingerprint(image):
+        product, version = find_fingerprint(tree, target, image)
+    return withdraw(tree, target, Withdrawal(product, version, reason), opts)
 
 
 def _holders(rows: list[ImageRow], product: str) -> dict[tuple[str, str, str], str]:
