@@ -17,8 +17,8 @@ import pytest
 from realparts import S3Server, TlsFiles, make_image
 
 from ssb_s3.config import StorageConfig
+from ssb_s3.storage.backends import open_store
 from ssb_s3.storage.lease import LEASE_KEY, Lease
-from ssb_s3.storage.store import open_store
 
 TREE = """
 storage: {{endpoint_url: "{endpoint}", region: us-east-1, addressing_style: path, checksum_mode: when_required}}

@@ -48,7 +48,7 @@ from ..core.catalog import SHORT_FINGERPRINT, version_images
 from ..errors import ProblemsFound
 from ..filters import Filter
 from ..schemas import schema_problems
-from ..storage.store import Store
+from ..storage.store import ReadableStore
 from ..vocabulary.clients import version_date
 from ..vocabulary.imagefiles import IMAGE_FILES
 from ..vocabulary.problems import Problem
@@ -154,7 +154,7 @@ def _desc(text: str) -> tuple[int, ...]:
     return (*(-ord(c) for c in text), 1)
 
 
-def served_rows(store: Store) -> list[ImageRow]:
+def served_rows(store: ReadableStore) -> list[ImageRow]:
     """Rows of every catalog the served index.json names; a tree clients cannot read is an error."""
     problems: list[Problem] = []
     rows: list[ImageRow] = []
