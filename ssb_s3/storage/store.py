@@ -174,6 +174,11 @@ class Store(ReadableStore):
         it is read (a verifying reader at a sha256 mismatch): then nothing is created. Constant memory:
         at most `concurrency` + 1 parts at a time. With conditional writes off the key is checked with
         a HEAD just before the object is committed, so a concurrent creator in between is not detected."""
+        if isinstance(data, Path):
+            with data.open("rb") as src:
+                return self.put_new(key, cast(BinaryIO, src), size=data.stat().st_size, content_type=content_type,
+                                    cache_control=cache_control, feed=feed, digest=digest, progress=progress,
+                                    part_size=part_size, concurrency=concurrency)
         self._before_write(key)
         if isinstance(data, bytes):
             if feed is not None:
@@ -183,11 +188,6 @@ class Store(ReadableStore):
             return self._after_write(key, self._write(key, data, content_type=content_type,
                                                       cache_control=cache_control,
                                                       expect=Expect() if self.conditional_writes else None))
-        if isinstance(data, Path):
-            with data.open("rb") as src:
-                return self.put_new(key, cast(BinaryIO, src), size=data.stat().st_size, content_type=content_type,
-                                    cache_control=cache_control, feed=feed, digest=digest, progress=progress,
-                                    part_size=part_size, concurrency=concurrency)
         if size is None:
             raise ValueError("put_new of a stream needs its size")
         self._ingest(key, data, size, feed=feed or (lambda chunk: None), digest=digest or (lambda: ""),
