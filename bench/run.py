@@ -352,7 +352,7 @@ def scenario_verify(work: Path, size: int) -> None:
     from ssb_s3.commands.publish import PublishOptions, publish
     from ssb_s3.commands.verify import verify
     from ssb_s3.config import parse_config
-    from ssb_s3.storage.store import LocalStore
+    from ssb_s3.storage.backends.local import LocalStore
     from ssb_s3.storage.tree import refresh_manifest
 
     root = work / "verify-tree"
@@ -410,8 +410,8 @@ def scenario_delta(server: S3Server, work: Path, size: int) -> None:
     from ssb_s3.commands.publish import PublishOptions, publish
     from ssb_s3.config import parse_config
     from ssb_s3.core.plan import plan_publish
+    from ssb_s3.storage.backends import open_store
     from ssb_s3.storage.deltas import make_deltas
-    from ssb_s3.storage.store import open_store
     from ssb_s3.storage.tree import Tree, refresh_manifest
 
     bucket = "bench-delta"

@@ -35,7 +35,8 @@ from botocore.config import Config
 from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.config import load_config, parse_config
 from ssb_s3.core.catalog import build_catalog, contract_problems, no_gc, to_bytes
-from ssb_s3.storage.store import S3Store, open_store
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.backends.s3 import S3Store
 
 REQUESTS: Counter[str] = Counter()
 
@@ -72,7 +73,7 @@ def ingest(mode: str, file: str, endpoint: str, bucket: str, key: str, part_mib:
     from boto3.s3.transfer import TransferConfig
 
     from ssb_s3.config import StorageConfig
-    from ssb_s3.storage.store import make_s3_client
+    from ssb_s3.storage.backends.s3 import make_s3_client
     from ssb_s3.vocabulary.imagefiles import VersionHasher
 
     path, part = Path(file), part_mib * 1024 * 1024
@@ -91,9 +92,9 @@ def ingest(mode: str, file: str, endpoint: str, bucket: str, key: str, part_mib:
         meta(b"metadata")
         hasher.finish("lxd.tar.xz")
         feed = hasher.start("rootfs.squashfs")
-        store.ingest_file(key, path, feed=feed, digest=lambda: hasher.digest("rootfs.squashfs"),
-                          content_type="application/octet-stream", cache_control="no-cache",
-                          part_size=part, concurrency=concurrency)
+        store.put_new(key, path, feed=feed, digest=lambda: hasher.digest("rootfs.squashfs"),
+                      content_type="application/octet-stream", cache_control="no-cache",
+                      part_size=part, concurrency=concurrency)
         hasher.finish("rootfs.squashfs")
     return {"seconds": time.perf_counter() - started, "bytes": path.stat().st_size}
 

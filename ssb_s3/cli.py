@@ -60,9 +60,11 @@ from .ingest.builder import BuildRequest, cleanup, gather, resolve_image_file, r
 from .ingest.builder import staging_dir as build_staging_dir
 from .ingest.upload import ingest_version
 from .storage import httpread, transport
+from .storage.backends import open_readable, open_store
+from .storage.backends.http import HttpStore
 from .storage.lease import force_unlock
 from .storage.record import with_recorded
-from .storage.store import HttpStore, Store, open_store
+from .storage.store import ReadableStore, Store
 from .vocabulary.clients import CLIENTS
 from .vocabulary.layout import PRODUCT_RECORD_KEY
 from .vocabulary.text import printable
@@ -988,12 +990,12 @@ def compat_cmd(settings: Settings, chosen: tuple[str, ...], fmt: str, base_url: 
     echo(render_report(rows, names, fmt), lines=True)
 
 
-def _served_store(settings: Settings, base_url: str | None, limits: httpread.Limits) -> Store:
+def _served_store(settings: Settings, base_url: str | None, limits: httpread.Limits) -> ReadableStore:
     """The tree as clients read it: --base-url (http(s), bounded by `limits`) or --target-dir,
     with or without a tree.yml (its storage settings when there is one)."""
     if base_url:
         try:
-            store = open_store(base_url)
+            store = open_readable(base_url)
         except StoreError as exc:
             raise StoreError(f"--base-url {exc}") from None
         if isinstance(store, HttpStore):
@@ -1001,7 +1003,7 @@ def _served_store(settings: Settings, base_url: str | None, limits: httpread.Lim
         return store
     storage = settings.storage if _config_exists(settings) else StorageConfig(
         endpoint_url=settings.endpoint, region=settings.region, profile=settings.profile)
-    return open_store(settings.target, storage)
+    return open_readable(settings.target, storage)
 
 
 @cli.command("list")

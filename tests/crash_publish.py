@@ -13,12 +13,14 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.config import load_config
+from ssb_s3.storage.backends import open_store
 from ssb_s3.storage.lease import LEASE_KEY
-from ssb_s3.storage.store import ObjectInfo, Store, open_store
+from ssb_s3.storage.store import ObjectInfo, Store
 
 CRASH_EXIT = 99
 
@@ -29,6 +31,7 @@ class CrashingStore(Store):
     def __init__(self, inner: Store, crash_after: int) -> None:
         self.inner = inner
         self.url = inner.url
+        self.conditional_writes = inner.conditional_writes
         self.crash_after = crash_after
         self.writes: list[str] = []
         self._lock = threading.Lock()
@@ -43,6 +46,9 @@ class CrashingStore(Store):
     def describe(self, key: str) -> str:
         return self.inner.describe(key)
 
+    def ensure_conditional_writes(self) -> None:
+        self.inner.ensure_conditional_writes()
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         return self.inner.list(prefix)
 
@@ -55,23 +61,26 @@ class CrashingStore(Store):
     def iter_chunks(self, key: str, chunk_size: int = 8 << 20) -> Iterator[bytes]:
         return self.inner.iter_chunks(key, chunk_size)
 
-    def write(self, key: str, data: bytes, **kwargs: Any) -> str:
-        etag = self.inner.write(key, data, **kwargs)
-        if not (key == LEASE_KEY and kwargs.get("if_match")):  # renewals are timing-dependent
-            self._count(f"write {key}")
+    def put(self, key: str, data: bytes | BinaryIO, **kwargs: Any) -> str:
+        etag = self.inner.put(key, data, **kwargs)
+        self._count(f"write {key}" if isinstance(data, bytes) else f"upload {key}")
         return etag
 
-    def upload(self, key: str, fileobj: BinaryIO, *, content_type: str, cache_control: str) -> None:
-        self.inner.upload(key, fileobj, content_type=content_type, cache_control=cache_control)
-        self._count(f"upload {key}")
+    def replace(self, key: str, data: bytes, etag: str, **kwargs: Any) -> str:
+        new = self.inner.replace(key, data, etag, **kwargs)
+        if not (key == LEASE_KEY and etag):  # renewals are timing-dependent
+            self._count(f"write {key}")
+        return new
 
-    def ingest_file(self, key: str, path: Any, **kwargs: Any) -> None:
-        self.inner.ingest_file(key, path, **kwargs)
-        self._count(f"ingest {key}")
+    def put_new(self, key: str, data: bytes | Path | BinaryIO, **kwargs: Any) -> str:
+        etag = self.inner.put_new(key, data, **kwargs)
+        self._count(f"write {key}" if isinstance(data, bytes) else f"ingest {key}")
+        return etag
 
-    def ingest_stream(self, key: str, src: BinaryIO, size: int, **kwargs: Any) -> None:
-        self.inner.ingest_stream(key, src, size, **kwargs)
-        self._count(f"ingest {key}")
+    def _write(self, key: str, data: bytes, **kwargs: Any) -> str:
+        raise AssertionError("every write goes through put, replace or put_new")
+
+    _upload = _ingest = _write
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)

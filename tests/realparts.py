@@ -882,7 +882,7 @@ def source_manifests(conf: Path | None = None, products: list[dict[str, Any]] | 
     `publish --refresh-manifests` never writes into a source (issue 20 point 16)."""
     from ssb_s3.config import load_config, parse_config
     from ssb_s3.errors import SSBError
-    from ssb_s3.storage.store import open_store
+    from ssb_s3.storage.backends import open_store
     from ssb_s3.storage.tree import refresh_manifest
 
     try:

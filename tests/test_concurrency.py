@@ -27,7 +27,9 @@ from ssb_s3.commands.verify import verify
 from ssb_s3.config import ProductConfig, StorageConfig, TreeConfig, parse_config
 from ssb_s3.core.catalog import INDEX_NAME
 from ssb_s3.errors import NotFound, SSBError
-from ssb_s3.storage.store import ObjectInfo, S3Store, Store, open_store
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.backends.s3 import S3Store
+from ssb_s3.storage.store import ObjectInfo, Store
 from ssb_s3.storage.tree import refresh_manifest
 from ssb_s3.vocabulary.layout import INDEX_KEY
 
@@ -78,7 +80,7 @@ def add_version(store: Store, tree: TreeConfig, product: ProductConfig, version:
                        description=f"{product.name} {version}")
     for path in files:
         with path.open("rb") as fh:
-            store.upload(f"{tree.product_dir(product)}/{version}/{path.name}", fh,
+            store.put(f"{tree.product_dir(product)}/{version}/{path.name}", fh,
                          content_type="application/octet-stream", cache_control=tree.cache_control.artifacts)
         path.unlink()
     refresh_manifest(store, tree, product)
@@ -325,14 +327,14 @@ def test_the_reader_notices_a_broken_tree(s3_server: S3Server, bucket: str, tmp_
     items = catalog["products"][tree.products[0].name]["versions"]["20260101_0000"]["items"]
     gone, resized = sorted({i["path"] for i in items.values()})
     store.delete(gone)
-    store.write(resized, b"short", content_type="application/octet-stream")
+    store.put(resized, b"short", content_type="application/octet-stream")
     reader.poll()
     assert any(gone in b for b in reader.broken) and any(resized in b for b in reader.broken), reader.broken
 
     del catalog["products"][tree.products[1].name]
-    store.write("streams/v1/images-rewritten.json", json.dumps(catalog).encode())
+    store.put("streams/v1/images-rewritten.json", json.dumps(catalog).encode())
     index["index"][INDEX_NAME]["path"] = "streams/v1/images-rewritten.json"
-    store.write(INDEX_KEY, json.dumps(index).encode())
+    store.put(INDEX_KEY, json.dumps(index).encode())
     reader.broken.clear()
     reader.poll()
     assert any("lost versions" in b for b in reader.broken), reader.broken

@@ -32,8 +32,9 @@ from ssb_s3.commands.publish import publish
 from ssb_s3.config import StorageConfig, load_config
 from ssb_s3.errors import PreconditionFailed
 from ssb_s3.ingest.upload import ingest_version
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.backends.s3 import S3Store
 from ssb_s3.storage.lease import LEASE_KEY, Lease
-from ssb_s3.storage.store import S3Store, open_store
 from ssb_s3.vocabulary.layout import PROBE_KEY_PREFIX as PROBE_PREFIX
 from ssb_s3.vocabulary.layout import STORE_VERDICT_KEY as VERDICT_KEY
 
@@ -220,18 +221,20 @@ def test_publish_without_conditional_writes_sends_none_for_the_lease(
 def test_create_only_upload_without_conditional_writes_checks_with_head(
         liar: HeaderProxy, plain_server: S3Server, plain_bucket: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, mib: int) -> None:
-    """ingest_file(conditional=False): no If-None-Match, a HEAD instead; an existing key is kept."""
+    """put_new with storage.conditional_writes: false: no If-None-Match, a HEAD instead; an existing key is
+    kept."""
     plain_server.use_credentials(monkeypatch)
     store = open_store(f"s3://{plain_bucket}", StorageConfig(
-        endpoint_url=liar.url, region="us-east-1", addressing_style="path", checksum_mode="when_required"))
+        endpoint_url=liar.url, region="us-east-1", addressing_style="path", checksum_mode="when_required",
+        conditional_writes=False))
     first, second = tmp_path / "first", tmp_path / "second"
     first.write_bytes(os.urandom(mib * 1024 * 1024 + 100))
     second.write_bytes(os.urandom(mib * 1024 * 1024 + 100))
     args: dict[str, Any] = {"feed": lambda chunk: None, "digest": lambda: "0" * 64, "content_type": "text/plain",
-                            "cache_control": "no-cache", "part_size": 5 * 1024 * 1024, "conditional": False}
-    store.ingest_file("v/file", first, **args)
+                            "cache_control": "no-cache", "part_size": 5 * 1024 * 1024}
+    store.put_new("v/file", first, **args)
     with pytest.raises(PreconditionFailed, match="already exists"):
-        store.ingest_file("v/file", second, **args)
+        store.put_new("v/file", second, **args)
     client = plain_server.client()
     assert client.get_object(Bucket=plain_bucket, Key="v/file")["Body"].read() == first.read_bytes()
     assert client.list_multipart_uploads(Bucket=plain_bucket).get("Uploads", []) == []  # aborted
@@ -296,7 +299,7 @@ def test_probe_passes_on_the_real_server_once(s3_server: S3Server, bucket: str, 
     # another process (the next run): one GET of the cached verdict, no probe
     out = subprocess.run(
         [sys.executable, "-c", "import sys; from ssb_s3.config import load_config; "
-         "from ssb_s3.storage.store import open_store; tree = load_config(sys.argv[1]); "
+         "from ssb_s3.storage.backends import open_store; tree = load_config(sys.argv[1]); "
          "store = open_store(sys.argv[2], tree.storage); store.ensure_conditional_writes(); "
          "print(store.verdict().replace)", str(t.conf), f"s3://{bucket}"],
         capture_output=True, text=True, env={**os.environ, **s3_server.credentials}, timeout=60)

@@ -22,7 +22,8 @@ from realparts import S3Server, make_image
 from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.commands.verify import verify
 from ssb_s3.config import load_config
-from ssb_s3.storage.store import Store, open_store
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.store import Store
 from ssb_s3.storage.tree import refresh_manifest
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +48,7 @@ def restore(store: Store, state: dict[str, bytes]) -> None:
         if obj.key not in state:
             store.delete(obj.key)
     for key, data in state.items():
-        store.write(key, data)
+        store.put(key, data)
 
 
 @pytest.fixture

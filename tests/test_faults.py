@@ -41,7 +41,9 @@ from ssb_s3.commands.publish import PublishOptions, PublishReport, publish
 from ssb_s3.commands.verify import verify
 from ssb_s3.config import ProductConfig, StorageConfig, TreeConfig, parse_config
 from ssb_s3.errors import ProblemsFound, SSBError
-from ssb_s3.storage.store import S3Store, Store, open_store
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.backends.s3 import S3Store
+from ssb_s3.storage.store import Store
 from ssb_s3.vocabulary.layout import INDEX_KEY
 
 # A response cut inside its headers can cut the Date header: botocore's date parser then warns.
@@ -328,7 +330,7 @@ class Bench:
             folder = self.workdir / product.directory / version
             for path in make_image(folder, kind=kind, serial=version, description=f"{product.name} {version}"):
                 with path.open("rb") as fh:
-                    self.clean.upload(f"{self.tree.product_dir(product)}/{version}/{path.name}", fh,
+                    self.clean.put(f"{self.tree.product_dir(product)}/{version}/{path.name}", fh,
                                       content_type="application/octet-stream", cache_control="no-cache")
         self.versions.append(version)
 

@@ -29,8 +29,8 @@ from ssb_s3.config import StorageConfig, load_config
 from ssb_s3.core.versions import version_name_problem
 from ssb_s3.errors import StoreError
 from ssb_s3.schemas import load_schema
+from ssb_s3.storage.backends import open_store
 from ssb_s3.storage.lease import Lease
-from ssb_s3.storage.store import open_store
 from ssb_s3.vocabulary.text import printable
 
 REPO = Path(__file__).resolve().parent.parent
@@ -310,7 +310,7 @@ bundle = {str(bundle)!r}
 sys.path.insert(0, bundle)
 import ssb_s3.hooks.aws_lambda as entry
 from ssb_s3.config import StorageConfig
-from ssb_s3.storage.store import make_s3_client
+from ssb_s3.storage.backends.s3 import make_s3_client
 make_s3_client(StorageConfig(region="us-east-1"))
 outside = sorted({{m.__name__.partition(".")[0] for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and not m.__file__.startswith(bundle)

@@ -37,8 +37,8 @@ from ssb_s3.config import StorageConfig, parse_config
 from ssb_s3.hooks import aws_lambda
 from ssb_s3.hooks.events import BucketEvent, EventError, parse_events
 from ssb_s3.hooks.republish import Republisher
+from ssb_s3.storage.backends import open_store
 from ssb_s3.storage.lease import Lease
-from ssb_s3.storage.store import open_store
 
 VERSION = "20260101_0000"
 DEEP_TEXT = "[" * 5000 + "]" * 5000  # RecursionError in json.loads before the fix

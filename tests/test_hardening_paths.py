@@ -29,8 +29,9 @@ from helpers import ssb
 from realparts import S3Server, make_image, source_manifests
 
 from ssb_s3.errors import StoreError
+from ssb_s3.storage.backends.local import LocalStore
 from ssb_s3.storage.manifest import hash_version, scan_versions
-from ssb_s3.storage.store import CHUNK_SIZE, LocalStore, ObjectInfo
+from ssb_s3.storage.store import CHUNK_SIZE, ObjectInfo
 
 V1, V2, EVIL = "20260101_00:00", "20260102_00:00", "20991231_00:00"
 LEASE = ".ssb-s3/lease.json"

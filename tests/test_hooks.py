@@ -29,7 +29,8 @@ from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.config import StorageConfig, parse_config
 from ssb_s3.hooks import aws_lambda
 from ssb_s3.hooks.events import BucketEvent, EventError, parse_events, route
-from ssb_s3.storage.store import S3Store, open_store
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.backends.s3 import S3Store
 
 EVENTS = Path(__file__).resolve().parent / "data" / "events"
 

@@ -16,8 +16,9 @@ import pytest
 from helpers import tree_config, tree_product
 
 from ssb_s3.errors import ManifestError
+from ssb_s3.storage.backends.local import LocalStore
 from ssb_s3.storage.manifest import build_manifest, read_manifest
-from ssb_s3.storage.store import CHUNK_SIZE, LocalStore
+from ssb_s3.storage.store import CHUNK_SIZE
 from ssb_s3.storage.tree import refresh_manifest
 
 TREE = tree_config(tree_product("p:1:amd64:default", release="1", os="P", directory="p/amd64"))

@@ -256,7 +256,7 @@ def test_a_publish_that_reads_its_snapshot_again_pays_only_for_those_it_holds(
     """A publish reads a new snapshot when it starts again (another publisher, deltas made): the
     documents of the one it dropped no longer count, those of the one it still holds do."""
     from ssb_s3.config import load_config
-    from ssb_s3.storage.store import open_store
+    from ssb_s3.storage.backends import open_store
     from ssb_s3.storage.tree import Tree
 
     target, _ = served
@@ -284,7 +284,7 @@ def test_each_publish_of_the_hooks_is_a_run_of_its_own(served: tuple[Target, dic
     not count against the next one; the limit the command line set stays."""
     from ssb_s3.config import load_config
     from ssb_s3.hooks.republish import Republisher
-    from ssb_s3.storage.store import open_store
+    from ssb_s3.storage.backends import open_store
 
     target, _ = served
     republisher = Republisher(load_config(target.conf), "s3://tree", open_store(str(target.local)))

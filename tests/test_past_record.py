@@ -16,7 +16,8 @@ from test_hooks import put_version, tree_doc
 
 from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.config import TreeConfig, parse_config
-from ssb_s3.storage.store import S3Store, open_store
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.backends.s3 import S3Store
 from ssb_s3.vocabulary.layout import PAST_KEY
 
 
@@ -84,7 +85,7 @@ def test_the_record_decides_as_the_catalogs_do(s3_server: S3Server, monkeypatch:
             # (the served catalog is closed at each run's own time: the release time moves with it)
             plan = json.dumps(report.purge.as_dict())
             plans.append(json.loads(re.sub(r"until [0-9-]+ [0-9:]+ UTC", "until T", plan)))
-            store.write(PAST_KEY, record, cache_control="no-store")
+            store.put(PAST_KEY, record, cache_control="no-store")
     assert plans[0] == plans[1] and plans[2] == plans[3], plans
     assert [i["version"] for i in plans[0]["delete_later"]] == ["20260101_0000"]
     assert [i["version"] for i in plans[2]["delete_now"]] == ["20260101_0000"]
@@ -99,10 +100,10 @@ def test_a_record_for_another_catalog_or_damaged_is_not_used(
     good = json.loads(store.read(PAST_KEY))
     for bad in ({**good, "served": "streams/v1/images-00000000000000000000.json"}, {**good, "names": []},
                 {**good, "names": {"p0:1:amd64:default": {"20260101_0000": {"x": [99]}}}}):
-        store.write(PAST_KEY, json.dumps(bad).encode(), cache_control="no-store")
+        store.put(PAST_KEY, json.dumps(bad).encode(), cache_control="no-store")
         report = publish(tree, store, PublishOptions(dry_run=True), only={"p0:1:amd64:default"})
         assert [i.version for i in report.purge.delete_later] == ["20260101_0000"], bad
-    store.write(PAST_KEY, b"[" * 100_000, cache_control="no-store")  # nested too deeply: read the catalogs
+    store.put(PAST_KEY, b"[" * 100_000, cache_control="no-store")  # nested too deeply: read the catalogs
     report = publish(tree, store, PublishOptions(dry_run=True), only={"p0:1:amd64:default"})
     assert [i.version for i in report.purge.delete_later] == ["20260101_0000"]
 

@@ -272,7 +272,7 @@ def local_tree(tmp_path: Path, conditional: bool = True) -> tuple[Any, Any]:
     import yaml
 
     from ssb_s3.config import load_config
-    from ssb_s3.storage.store import open_store
+    from ssb_s3.storage.backends import open_store
 
     target = tmp_path / "target"
     shutil.copytree(ROOT / "examples/local/images", target)
@@ -281,20 +281,21 @@ def local_tree(tmp_path: Path, conditional: bool = True) -> tuple[Any, Any]:
         product.pop("source", None)
     raw["storage"] = {"conditional_writes": conditional}
     (tmp_path / "tree.yml").write_text(yaml.safe_dump(raw))
-    return load_config(tmp_path / "tree.yml"), open_store(str(target))
+    tree = load_config(tmp_path / "tree.yml")
+    return tree, open_store(str(target), tree.storage)
 
 
 def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    from ssb_s3.storage.store import LocalStore
+    from ssb_s3.storage.backends.local import LocalStore
 
     writes: list[tuple[str, dict[str, Any]]] = []
-    original = LocalStore.write
+    original = LocalStore._write
 
     def write(self: LocalStore, key: str, data: bytes, **kwargs: Any) -> str:
         writes.append((key, kwargs))
         return original(self, key, data, **kwargs)
 
-    monkeypatch.setattr(LocalStore, "write", write)
+    monkeypatch.setattr(LocalStore, "_write", write)
     return writes
 
 
@@ -374,8 +375,7 @@ def test_no_conditional_header_anywhere_with_conditional_writes_false(tmp_path: 
     refresh_manifest(store, tree, tree.products[0])
     keys = {key for key, _ in writes}
     assert {"sample/amd64/ssb.json", "sample/arm64/ssb.json", "streams/v1/index.json"} <= keys
-    conditional = [(key, kw) for key, kw in writes if key != LEASE_KEY
-                   and (kw.get("if_match") or kw.get("if_none_match"))]
+    conditional = [(key, kw) for key, kw in writes if key != LEASE_KEY and kw.get("expect") is not None]
     assert conditional == []
 
 

@@ -16,8 +16,8 @@ from helpers import s3_storage, ssb, tree_product, write_tree_yml
 from realparts import S3Server, TlsFiles, make_image
 
 from ssb_s3.config import StorageConfig
+from ssb_s3.storage.backends import open_store
 from ssb_s3.storage.lease import LEASE_KEY, Lease
-from ssb_s3.storage.store import open_store
 
 PRODUCTS = (tree_product(directory="busybox/amd64", days=1, aliases=["busybox"]),
             tree_product("busybox:1.36:amd64:tarxz", variant="tarxz", directory="busybox/tarxz",

@@ -188,7 +188,7 @@ def source_version(tmp_path: Path, serial: str) -> None:
     """A version in local_tree's `source:` folder, and that folder's ssb.json rebuilt as its owner does
     (build-versions-manifest): `publish --refresh-manifests` never writes into a source."""
     from ssb_s3.config import load_config
-    from ssb_s3.storage.store import open_store
+    from ssb_s3.storage.backends import open_store
     from ssb_s3.storage.tree import refresh_manifest
 
     make_image(tmp_path / "images/p" / serial, kind="squashfs", serial=serial)
@@ -271,7 +271,7 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
     from ssb_s3.core.plan import PublishOptions
     from ssb_s3.hooks.events import BucketEvent
     from ssb_s3.hooks.republish import Republisher
-    from ssb_s3.storage.store import open_store
+    from ssb_s3.storage.backends import open_store
 
     conf = local_tree(tmp_path)
     conf.write_text(conf.read_text().replace("directory: p,", "directory: p, days: 2,"))
@@ -353,20 +353,20 @@ def test_signed_catalog_before_the_flip_fixed_names_and_index_sjson_after_it(
     from ssb_s3.commands.publish import publish
     from ssb_s3.config import load_config
     from ssb_s3.core.plan import PublishOptions
-    from ssb_s3.storage.store import open_store
+    from ssb_s3.storage.backends import open_store
 
     conf = local_tree(tmp_path)
     conf.write_text(conf.read_text() + "signing: {key: " + key.fingerprint + ", detached: true}\n")
     monkeypatch.setenv("GNUPGHOME", str(key.home))  # no gnupghome in tree.yml: GNUPGHOME is honoured
     store = open_store(str(tmp_path / "public"))
     written: list[str] = []
-    real_write = store.write
+    real_write = store._write
 
     def recording(key: str, data: bytes, **kwargs: Any) -> str:
         written.append(key)
         return real_write(key, data, **kwargs)
 
-    monkeypatch.setattr(store, "write", recording)
+    monkeypatch.setattr(store, "_write", recording)
     report = publish(load_config(conf), store, PublishOptions(refresh_manifests=True, quiet=True))
     keys = [k for k in written if not k.startswith((".", "p/"))]  # not the lease, not ssb.json
     flip = keys.index("streams/v1/index.json")

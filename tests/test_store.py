@@ -13,7 +13,10 @@ from realparts import S3Server
 
 from ssb_s3.config import StorageConfig
 from ssb_s3.errors import NotFound, PreconditionFailed, StoreError, Unreachable
-from ssb_s3.storage.store import LocalStore, S3Store, Store, make_s3_client, open_store
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.backends.local import LocalStore
+from ssb_s3.storage.backends.s3 import S3Store, make_s3_client
+from ssb_s3.storage.store import Store
 
 
 def s3_storage(server: S3Server) -> StorageConfig:
@@ -32,9 +35,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def test_write_read_list_head_delete(store: Store) -> None:
-    store.write("a/b/one.json", b'{"x":1}')
-    store.write("a/two.bin", b"\x00" * 10, content_type="application/octet-stream")
-    store.write("z.json", b"{}")
+    store.put("a/b/one.json", b'{"x":1}')
+    store.put("a/two.bin", b"\x00" * 10, content_type="application/octet-stream")
+    store.put("z.json", b"{}")
     assert store.read("a/b/one.json") == b'{"x":1}'
     assert [(o.key, o.size) for o in store.list("a/")] == [("a/b/one.json", 7), ("a/two.bin", 10)]
     assert [o.key for o in store.list()] == ["a/b/one.json", "a/two.bin", "z.json"]
@@ -52,20 +55,20 @@ def test_write_read_list_head_delete(store: Store) -> None:
 
 
 def test_conditional_writes(store: Store) -> None:
-    etag = store.write("index.json", b"1", if_none_match=True)
+    etag = store.put_new("index.json", b"1")
     with pytest.raises(PreconditionFailed):
-        store.write("index.json", b"2", if_none_match=True)
-    newer = store.write("index.json", b"2", if_match=etag)
+        store.put_new("index.json", b"2")
+    newer = store.replace("index.json", b"2", etag)
     with pytest.raises(PreconditionFailed):
-        store.write("index.json", b"3", if_match=etag)  # stale etag: someone else won
+        store.replace("index.json", b"3", etag)  # stale etag: someone else won
     assert store.read_with_etag("index.json") == (b"2", newer)
     with pytest.raises(PreconditionFailed):
-        store.write("never-written.json", b"x", if_match=newer)
+        store.replace("never-written.json", b"x", newer)
 
 
 def test_upload_streams_a_large_object(store: Store, tmp_path: Path) -> None:
     data = os.urandom(9 * 1024 * 1024)  # over the 8 MiB multipart threshold on S3
-    store.upload("big/rootfs.squashfs", io.BytesIO(data), content_type="application/octet-stream",
+    store.put("big/rootfs.squashfs", io.BytesIO(data), content_type="application/octet-stream",
                  cache_control="public, max-age=31536000, immutable")
     assert b"".join(store.iter_chunks("big/rootfs.squashfs")) == data
     with store.open_reader("big/rootfs.squashfs") as reader:
@@ -74,20 +77,20 @@ def test_upload_streams_a_large_object(store: Store, tmp_path: Path) -> None:
 
 def test_local_writes_are_atomic_renames(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    store.write("streams/v1/index.json", b"old")
+    store.put("streams/v1/index.json", b"old")
     path = tmp_path / "streams/v1/index.json"
     inode = path.stat().st_ino
-    store.write("streams/v1/index.json", b"new")
+    store.put("streams/v1/index.json", b"new")
     assert path.read_bytes() == b"new"
     assert path.stat().st_ino != inode  # replaced by rename, never truncated in place
     assert sorted(p.name for p in path.parent.iterdir()) == ["index.json"]
     with pytest.raises(StoreError, match="not a plain relative path"):
-        store.write("../escape.json", b"x")
+        store.put("../escape.json", b"x")
 
 
 def test_s3_json_headers(s3_env: S3Server, bucket: str) -> None:
     store = open_store(f"s3://{bucket}", s3_storage(s3_env))
-    store.write("streams/v1/index.json", b"{}", cache_control="no-cache")
+    store.put("streams/v1/index.json", b"{}", cache_control="no-cache")
     head = s3_env.client().head_object(Bucket=bucket, Key="streams/v1/index.json")
     assert head["ContentType"] == "application/json"
     assert head["CacheControl"] == "no-cache"
@@ -101,7 +104,7 @@ def test_s3_errors_are_clear_and_hold_no_secret(s3_server: S3Server, bucket: str
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-123")
     store = open_store(f"s3://{bucket}", s3_storage(s3_server))
     with pytest.raises(StoreError) as info:
-        store.write("x.json", b"{}")
+        store.put("x.json", b"{}")
     assert "check the credentials" in str(info.value)
     assert "wrong-secret-value-123" not in str(info.value)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)

@@ -20,8 +20,9 @@ from test_hooks import put_version, served, tree_doc
 
 from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.config import TreeConfig, parse_config
-from ssb_s3.storage import store as store_module
-from ssb_s3.storage.store import S3Store, open_store
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.backends import s3 as store_module
+from ssb_s3.storage.backends.s3 import S3Store
 from ssb_s3.vocabulary.layout import PROBE_KEY_PREFIX, STORE_VERDICT_KEY
 
 PRODUCT = "p0:1:amd64:default"

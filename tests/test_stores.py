@@ -30,8 +30,9 @@ from ssb_s3.commands import publish as publish_module
 from ssb_s3.commands.publish import PublishOptions, publish
 from ssb_s3.config import StorageConfig, load_config
 from ssb_s3.errors import PreconditionFailed
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.backends.s3 import S3Store
 from ssb_s3.storage.lease import LEASE_KEY, LeaseError
-from ssb_s3.storage.store import S3Store, open_store
 from ssb_s3.storage.tree import Tree as TreeOwner
 
 PRODUCT = "busybox:1.36:amd64:default"
@@ -167,16 +168,16 @@ def test_a_large_create_only_upload_never_overwrites(store_server: S3Server, sto
     racer.write_bytes(b"created by someone else while the upload ran")
     args: dict[str, Any] = {"digest": lambda: "0" * 64, "content_type": "application/octet-stream",
                             "cache_control": "no-cache", "part_size": 5 * MIB}
-    store.ingest_file("v/one", first, feed=lambda chunk: None, **args)
+    store.put_new("v/one", first, feed=lambda chunk: None, **args)
     with pytest.raises(PreconditionFailed):
-        store.ingest_file("v/one", second, feed=lambda chunk: None, **args)
+        store.put_new("v/one", second, feed=lambda chunk: None, **args)
     assert get_object(store_server, store_bucket, "v/one") == first.read_bytes()
 
     def race(chunk: bytes) -> None:  # another writer creates the key while the parts go up
         store_server.client().put_object(Bucket=store_bucket, Key="v/two", Body=racer.read_bytes())
 
     with pytest.raises(PreconditionFailed):
-        store.ingest_file("v/two", second, feed=race, **args)
+        store.put_new("v/two", second, feed=race, **args)
     assert get_object(store_server, store_bucket, "v/two") == racer.read_bytes()
     assert store_server.client().list_multipart_uploads(Bucket=store_bucket).get("Uploads", []) == []
 
@@ -266,21 +267,21 @@ def test_a_renewal_error_or_a_stalled_renewal_stops_the_job(tmp_path: Path, monk
     from ssb_s3.storage.lease import Lease
 
     store = open_store(str(tmp_path / "tree"))
-    real_write = store.write
+    real_replace = store.replace
     failing = {"now": False}
 
-    def write(key: str, data: bytes, **kwargs: Any) -> str:
+    def replace(key: str, data: bytes, etag: str, **kwargs: Any) -> str:
         if key == LEASE_KEY and failing["now"]:
             raise StoreError(f"{key}: write failed: timeout")
-        return real_write(key, data, **kwargs)
+        return real_replace(key, data, etag, **kwargs)
 
-    monkeypatch.setattr(store, "write", write)
+    monkeypatch.setattr(store, "replace", replace)
     with Lease(store, ttl=1, timeout=5):
-        store.write("a", b"written while the lease holds")
+        store.put("a", b"written while the lease holds")
         failing["now"] = True
         time.sleep(0.8)  # the renewal (every ttl/3) fails
         with pytest.raises(LeaseError, match=r"lease lost while working \(its renewal failed: .*timeout"):
-            store.write("b", b"never written")
+            store.put("b", b"never written")
     assert not (tmp_path / "tree" / "b").exists() and (tmp_path / "tree" / "a").exists()
 
     stalled = Lease(store, ttl=1, timeout=5)
@@ -289,7 +290,7 @@ def test_a_renewal_error_or_a_stalled_renewal_stops_the_job(tmp_path: Path, monk
         stalled._stop.set()  # the renewal thread stops renewing (a stalled process)
         time.sleep(1.2)
         with pytest.raises(LeaseError, match=r"not renewed for 1s, its whole TTL"):
-            store.write("c", b"never written")
+            store.put("c", b"never written")
     assert not (tmp_path / "tree" / "c").exists()
 
 
@@ -307,6 +308,6 @@ def test_the_tools_own_objects_nested_too_deeply_are_read_as_damaged_never_a_tra
     assert Verdict.parse(deep, "identity", "settings") is None
     assert LeaseInfo.parse(deep) is None
     store = open_store(str(tmp_path))
-    store.write(RECORD_KEY, deep)
+    store.put(RECORD_KEY, deep)
     with pytest.raises(ConfigError, match="nested too deeply"):
         read_record(store)

@@ -19,7 +19,8 @@ from realparts import S3Server, make_image
 
 from ssb_s3.config import StorageConfig
 from ssb_s3.errors import StoreError
-from ssb_s3.storage.store import LocalStore, open_store
+from ssb_s3.storage.backends import open_store
+from ssb_s3.storage.backends.local import LocalStore
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "local" / "tree.yml"
@@ -74,7 +75,7 @@ def test_conditional_writes_to_one_folder_are_serialised_whatever_path_names_it(
     done = threading.Event()
 
     def write() -> None:
-        writer.write("streams/v1/index.json", b"{}", if_none_match=True)
+        writer.put_new("streams/v1/index.json", b"{}")
         done.set()
 
     with holder._write_lock():  # another publisher is between its check and its rename
@@ -134,9 +135,9 @@ def test_no_write_creates_a_bucket_that_does_not_exist(s3_server: S3Server, monk
                             conditional_writes=conditional)
     store = open_store(f"s3://{name}", storage)
     with pytest.raises(StoreError, match=f"^s3://{name}: bucket '{name}' does not exist$"):
-        store.write("streams/v1/index.json", b"{}")
+        store.put("streams/v1/index.json", b"{}")
     with pytest.raises(StoreError, match="does not exist"):
-        store.upload("sample/amd64/1/lxd.tar.xz", io.BytesIO(b"x"), content_type="application/x-xz",
+        store.put("sample/amd64/1/lxd.tar.xz", io.BytesIO(b"x"), content_type="application/x-xz",
                      cache_control="no-cache")
     assert not bucket_exists(s3_server, name), "a write created the bucket"
 

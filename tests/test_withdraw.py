@@ -23,8 +23,8 @@ import pytest
 from helpers import s3_storage, ssb, tree_product, write_tree_yml
 from realparts import LxdClient, S3Server, TlsFiles, make_image, need
 
+from ssb_s3.storage.backends import open_store
 from ssb_s3.storage.lease import Lease
-from ssb_s3.storage.store import open_store
 
 OLD, NEW = "20260101_1000", "20260102_1000"
 PRODUCT, OTHER = "bb:1.36:amd64:default", "other:1.36:amd64:default"

@@ -394,7 +394,7 @@ def add_image(tree: TreeConfig, declared: frozenset[str], store: Store, request:
                                        check=same_image)
         report.version = report.ingest.version
     if entry is not None:
-        report.recorded = record_product(store, entry, conditional=tree.storage.conditional_writes)
+        report.recorded = record_product(store, entry)
     local = tuple((f"{full.product_dir(product)}/{report.version}/{name}", str(path))
                   for name, path in image.files.items()) if report.ingest else ()
     report.publish = publish(full, store, replace(opts, local_files=local), only={product.name})

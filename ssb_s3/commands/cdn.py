@@ -13,7 +13,8 @@ from typing import Any
 
 from ..config import StorageConfig
 from ..errors import StoreError
-from ..storage.store import S3Store, Store
+from ..storage.backends.s3 import S3Store
+from ..storage.store import Store
 from ..vocabulary.layout import INDEX_KEY
 
 

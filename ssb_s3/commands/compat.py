@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ProblemsFound
 from ..schemas import schema_problems
-from ..storage.store import Store
+from ..storage.store import ReadableStore
 from ..vocabulary import clients
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import printable
@@ -24,7 +24,7 @@ from .listing import render_records
 from .verify import read_catalog, served_entries
 
 
-def served_report(store: Store, chosen: Sequence[str] = ()) -> tuple[list[clients.Row], list[str]]:
+def served_report(store: ReadableStore, chosen: Sequence[str] = ()) -> tuple[list[clients.Row], list[str]]:
     """The report rows of every served catalog, for `chosen` clients (default all), and their names."""
     names = [name for name in clients.CLIENTS if not chosen or name in chosen]
     problems: list[Problem] = []

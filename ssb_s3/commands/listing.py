@@ -48,7 +48,7 @@ from ..core.catalog import SHORT_FINGERPRINT, version_images
 from ..errors import ProblemsFound
 from ..filters import Filter
 from ..schemas import schema_problems
-from ..storage.store import Store
+from ..storage.store import ReadableStore
 from ..vocabulary.clients import version_date
 from ..vocabulary.document import walk_versions
 from ..vocabulary.imagefiles import ALIAS_PREFERENCE
@@ -149,7 +149,7 @@ def _desc(text: str) -> tuple[int, ...]:
     return (*(-ord(c) for c in text), 1)
 
 
-def served_rows(store: Store) -> list[ImageRow]:
+def served_rows(store: ReadableStore) -> list[ImageRow]:
     """Rows of every catalog the served index.json names; a tree clients cannot read is an error."""
     problems: list[Problem] = []
     rows: list[ImageRow] = []
@@ -367,7 +367,7 @@ def list_request(filters: Sequence[str], columns: str, fmt: str, full_fingerprin
                        full_fingerprint)
 
 
-def list_images(store: Store, request: ListRequest) -> str:
+def list_images(store: ReadableStore, request: ListRequest) -> str:
     """The images of the tree served by `store` that pass the request's filters, rendered as asked."""
     rows = select(served_rows(store), request.parsed)
     if not rows and request.filters and request.fmt in ("table", "compact"):

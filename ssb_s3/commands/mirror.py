@@ -63,8 +63,10 @@ from ..errors import BudgetSpent, NotFound, PreconditionFailed, SSBError, StoreE
 from ..filters import Filter, FilterError, parse_filters
 from ..progress import Progress
 from ..storage import httpread
+from ..storage.backends import open_readable
+from ..storage.backends.http import HttpStore
 from ..storage.manifest import read_manifest
-from ..storage.store import HttpStore, Store, open_store
+from ..storage.store import ReadableStore, Store
 from ..storage.tree import ARTIFACT_TYPE, Tree
 from ..vocabulary import imagefiles
 from ..vocabulary.layout import INDEX_KEY, SIGNED_INDEX_KEY, has_signed_twin, is_signed_key, signed_key
@@ -137,7 +139,7 @@ class MirrorReport:
 # Reading the source
 
 
-def open_source(source: str, storage: StorageConfig | None, *, files: MirrorConfig | None = None) -> Store:
+def open_source(source: str, storage: StorageConfig | None, *, files: MirrorConfig | None = None) -> ReadableStore:
     """The source as a read-only store: https URL (bounded, redirects kept on its origin; documents
     within httpread's DEADLINE, each image file (`files`: the run's settings) within this module's
     DEADLINE and the run's stall rule), a local folder, or an s3:// tree."""
@@ -148,14 +150,14 @@ def open_source(source: str, storage: StorageConfig | None, *, files: MirrorConf
                                                      stall_bytes=files.stall_bytes,
                                                      stall_seconds=files.stall_seconds))
         return HttpStore(source, httpread.Limits(max_size=MAX_CATALOG_BYTES, same_origin=True))
-    return open_store(source, storage)
+    return open_readable(source, storage)
 
 
-def _document(store: Store, key: str, limit: int, opts: MirrorOptions, signed: bool) -> Any:
+def _document(store: ReadableStore, key: str, limit: int, opts: MirrorOptions, signed: bool) -> Any:
     return _parsed(_document_bytes(store, key, limit, opts, signed), store.describe(key))
 
 
-def _document_bytes(store: Store, key: str, limit: int, opts: MirrorOptions, signed: bool) -> bytes:
+def _document_bytes(store: ReadableStore, key: str, limit: int, opts: MirrorOptions, signed: bool) -> bytes:
     """The document's bytes, at most `limit`, its signature verified first when `signed`."""
     data = store.read_limited(key, limit)[0]
     where = store.describe(key)
@@ -189,7 +191,7 @@ class SourceCatalog(NamedTuple):
     text_clean: bool
 
 
-def read_source(store: Store, opts: MirrorOptions) -> tuple[list[SourceCatalog], bool]:
+def read_source(store: ReadableStore, opts: MirrorOptions) -> tuple[list[SourceCatalog], bool]:
     """The catalogs (products:1.0, image-downloads) the source's index names, and whether they
     were signed. A signed index needs --keyring (or --no-verify); with --keyring an unsigned
     source is refused."""
@@ -233,7 +235,7 @@ def read_source(store: Store, opts: MirrorOptions) -> tuple[list[SourceCatalog],
     return catalogs, signed
 
 
-def _read_index(store: Store, opts: MirrorOptions, *, signed: bool) -> Any:
+def _read_index(store: ReadableStore, opts: MirrorOptions, *, signed: bool) -> Any:
     """index.sjson (signed) or index.json; NotFound when it is not there. An unsigned source has
     no index.sjson: a 403 for it is absent (httpread.optional_key); index.json is required."""
     if not signed:
@@ -361,7 +363,7 @@ def _hashed_again(target: Store, copy: core.FileCopy, combined: Sequence[Combine
     return reader.hasher()
 
 
-def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.Selection,
+def copy_files(source: ReadableStore, target: Store, tree: TreeConfig, selection: core.Selection,
                recorded: Mapping[str, str], report: MirrorReport, *, copiers: int, quiet: bool,
                recorded_combined: frozenset[tuple[str, str, str]] = frozenset()) -> set[tuple[str, str]]:
     """Copy what the target lacks (module docstring, step 3); the (product, version) pairs that failed.
@@ -409,10 +411,9 @@ def copy_files(source: Store, target: Store, tree: TreeConfig, selection: core.S
                 stream = cast(BinaryIO, io.BufferedReader(reader, httpread.READ_SIZE))
                 log.info("copying %s -> %s", where, target.describe(copy.target))
                 try:
-                    target.ingest_stream(copy.target, stream, copy.size, feed=lambda chunk: None,
-                                         digest=lambda: copy.sha256, content_type=ARTIFACT_TYPE, concurrency=2,
-                                         cache_control=tree.cache_control.artifacts,
-                                         conditional=tree.storage.conditional_writes)
+                    target.put_new(copy.target, stream, size=copy.size, digest=lambda: copy.sha256,
+                                   content_type=ARTIFACT_TYPE, concurrency=2,
+                                   cache_control=tree.cache_control.artifacts)
                     if copy.target in metas:
                         meta_state[copy.target] = reader.hasher()
                 except PreconditionFailed:  # another run created it meanwhile: the same file, or refused

@@ -9,11 +9,12 @@ tree is read-only.
 from __future__ import annotations
 
 from ..errors import SSBError
+from ..storage.backends.s3 import S3Store
 from ..storage.probe import Verdict
-from ..storage.store import S3Store, Store
+from ..storage.store import ReadableStore
 
 
-def store_check(store: Store) -> Verdict:
+def store_check(store: ReadableStore) -> Verdict:
     """Probe `store` now and cache the verdict; SSBError for a store that is not S3."""
     if not isinstance(store, S3Store):
         raise SSBError(f"{store.describe('')}: not an S3 store; a local folder honours every conditional "

@@ -46,8 +46,9 @@ from ..errors import Forbidden, NotFound, StoreError, TooLarge
 from ..gpg import SignatureError
 from ..gpg import verify as gpg_verify
 from ..schemas import schema_problems
+from ..storage.backends.http import HttpStore
 from ..storage.httpread import optional_key, parse_json
-from ..storage.store import CHUNK_SIZE, HttpStore, Store
+from ..storage.store import CHUNK_SIZE, ReadableStore
 from ..vocabulary import clients
 from ..vocabulary.document import items_of, walk_versions
 from ..vocabulary.imagefiles import (
@@ -99,7 +100,7 @@ class VerifyReport:
                 "problem_details": [p.as_dict() for p in self.problems]}
 
 
-def _sizes(store: Store, paths: set[str]) -> tuple[dict[str, int], dict[str, str]]:
+def _sizes(store: ReadableStore, paths: set[str]) -> tuple[dict[str, int], dict[str, str]]:
     """(size of each path found, why each path refused over http(s) is not readable)."""
     if isinstance(store, HttpStore):
         found, refused = {}, {}
@@ -119,7 +120,7 @@ class _Hasher:
     """Reads each file once, bounded by its declared size, into the one meta ‖ root hasher
     (imagefiles.MetaRootHasher, keyed by path): metadata hashes are kept to extend into fingerprints."""
 
-    def __init__(self, store: Store, report: VerifyReport) -> None:
+    def __init__(self, store: ReadableStore, report: VerifyReport) -> None:
         self.store, self.report = store, report
         self.core = MetaRootHasher()
         self.digests = self.core.digests
@@ -215,18 +216,18 @@ def _check_hashes(hasher: _Hasher, path: str, pname: str, vname: str, items: Map
             problem(key, f"{item['path']} sha256 is {digest}, catalog says {item.get('sha256')}")
 
 
-def _reason(store: Store, key: str, exc: Exception) -> str:
+def _reason(store: ReadableStore, key: str, exc: Exception) -> str:
     """What a store error says after the file it names (store errors start with it)."""
     where, text = store.describe(key), str(exc)
     return text[len(where) + 2:] if text.startswith(f"{where}: ") else text
 
 
-def _unreadable(store: Store, key: str, exc: Exception) -> Problem:
+def _unreadable(store: ReadableStore, key: str, exc: Exception) -> Problem:
     """One line naming the file once: store errors already start with it."""
     return Problem(None, store.describe(key), "", f"unreadable: {_reason(store, key, exc)}")
 
 
-def served_entries(store: Store, problems: list[Problem]) -> list[dict[str, Any]]:
+def served_entries(store: ReadableStore, problems: list[Problem]) -> list[dict[str, Any]]:
     """The image-downloads entries of the served index.json, as clients read it (`verify`, `list`);
     [] with the reason in `problems` when there is none or the index is missing or unusable."""
     try:
@@ -248,7 +249,7 @@ def served_entries(store: Store, problems: list[Problem]) -> list[dict[str, Any]
     return entries
 
 
-def read_catalog(store: Store, path: str, problems: list[Problem]) -> Any:
+def read_catalog(store: ReadableStore, path: str, problems: list[Problem]) -> Any:
     """The parsed catalog an index entry names, or None with the reason in `problems`. A path that
     is not a plain relative path is never requested ('../../etc/passwd' stays on this side)."""
     why = path_problem(path)
@@ -268,7 +269,7 @@ def read_catalog(store: Store, path: str, problems: list[Problem]) -> Any:
     return catalog
 
 
-def _head_bytes(store: Store, key: str) -> bytes:
+def _head_bytes(store: ReadableStore, key: str) -> bytes:
     """The first bytes of an object (the connection is dropped after them)."""
     stream = store.iter_chunks(key, HEAD_BYTES)
     try:
@@ -279,7 +280,7 @@ def _head_bytes(store: Store, key: str) -> bytes:
             close()
 
 
-def check_lxc_index(store: Store, catalogs: list[Any], problems: list[Problem]) -> int:
+def check_lxc_index(store: ReadableStore, catalogs: list[Any], problems: list[Problem]) -> int:
     """Check the served LXC index files and the files their lines name; the number of images listed."""
     expected = any(lxcindex.lxc_images(c) for c in catalogs if shape_problem(c) is None)
     checked: dict[str, str | None] = {}  # file key -> its problem (None: fine), each looked at once
@@ -314,7 +315,7 @@ def check_lxc_index(store: Store, catalogs: list[Any], problems: list[Problem]) 
     return images
 
 
-def _lxc_file_problem(store: Store, key: str, name: str) -> str | None:
+def _lxc_file_problem(store: ReadableStore, key: str, name: str) -> str | None:
     try:
         if store.head(key) is None:
             return "missing"
@@ -351,7 +352,7 @@ def client_check(catalog: Any, source: str, required: Sequence[str], report: Ver
                                                                                    totals[product])))
 
 
-def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
+def verify(store: ReadableStore, *, hashes: bool = False, keyring: str | None = None,
            require: Sequence[str] = ()) -> VerifyReport:
     """Check the tree served from `store`; every problem lands in the report. The image clients
     every version must give an image to are those the tree serves plus `require` (vocabulary/clients).
@@ -401,7 +402,7 @@ def verify(store: Store, *, hashes: bool = False, keyring: str | None = None,
     return report
 
 
-def _signed(store: Store, key: str, keyring: str, problems: list[Problem], *, data: bytes | None = None,
+def _signed(store: ReadableStore, key: str, keyring: str, problems: list[Problem], *, data: bytes | None = None,
             required: bool = True) -> bytes | None:
     """The content a signed file signs, once gpgv checked it against `keyring` (None: a problem,
     or an optional file that is absent). `data`: check the detached signature `key` over it."""
@@ -423,7 +424,7 @@ def _signed(store: Store, key: str, keyring: str, problems: list[Problem], *, da
     return verified.content if data is None else data
 
 
-def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
+def verify_signatures(store: ReadableStore, keyring: str, report: VerifyReport) -> None:
     """As sstream-query --keyring reads a tree: index.sjson verified with gpgv against `keyring`
     only, then each catalog it names; on top, what each signs must be what the unsigned twin holds
     (index.sjson names the signed twin of the catalog index.json names, and that twin signs the
@@ -486,7 +487,7 @@ def verify_signatures(store: Store, keyring: str, report: VerifyReport) -> None:
         _check_plain_copy(store, keyring, parent_folder(unsigned_path), report)
 
 
-def _check_plain_copy(store: Store, keyring: str, folder: str, report: VerifyReport) -> None:
+def _check_plain_copy(store: ReadableStore, keyring: str, folder: str, report: VerifyReport) -> None:
     """images.sjson (and images.json.asc), when there: signatures of the plain images.json copy."""
     plain = in_folder(folder, PLAIN_CATALOG_NAME)
     try:

@@ -26,8 +26,8 @@ from typing import Any
 
 from ..config import MAX_TREE_BYTES, TreeConfig, config_from_text, load_config
 from ..errors import SSBError
+from ..storage.backends import open_store
 from ..storage.record import with_recorded
-from ..storage.store import open_store
 from .events import BucketEvent, EventError, parse_events
 from .republish import Republisher, log_json
 

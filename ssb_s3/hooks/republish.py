@@ -31,7 +31,8 @@ from ..commands.publish import PublishOptions, PublishReport, publish
 from ..config import TreeConfig
 from ..errors import SSBError
 from ..storage import httpread
-from ..storage.store import Store, open_store
+from ..storage.backends import open_store
+from ..storage.store import Store
 from ..storage.tree import refresh_manifest
 from .events import BucketEvent, route
 

@@ -102,9 +102,7 @@ def reserve_version(
     version: str | None, version_format: str, now: datetime,
 ) -> tuple[str, str, dict[str, Any], bool]:
     """Pick and reserve the version folder: (version, marker etag, marker, resumed)."""
-    conditional = tree.storage.conditional_writes
-    if conditional:
-        store.ensure_conditional_writes()
+    store.ensure_conditional_writes()
     product_dir = tree.product_dir(product)
     if version is None:
         # An interrupted build of the same files resumes, wherever its marker is.
@@ -127,8 +125,7 @@ def reserve_version(
         marker = _marker(product, files)
         if not any(True for _ in store.list(version_dir(product_dir, name) + "/")):
             try:
-                etag = store.write(key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
-                                   if_none_match=conditional)
+                etag = store.put_new(key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store")
                 return name, etag, marker, False
             except PreconditionFailed:
                 pass  # another build took this name a moment ago
@@ -158,8 +155,7 @@ def add_version_to_manifest(
         _refuse_withdrawn_name(manifest, product, version)
         return {**manifest, "versions": {**manifest["versions"], version: {"items": items}}}
 
-    update_manifest(store, tree, product, added, what=f"adding {version}",
-                    conditional=tree.storage.conditional_writes)
+    update_manifest(store, tree, product, added, what=f"adding {version}")
 
 
 def _refuse_withdrawn_name(manifest: Mapping[str, Any], product: ProductConfig, version: str) -> None:
@@ -221,7 +217,6 @@ def ingest_version(
         store, tree, product, files, version=version, version_format=version_format,
         now=now or datetime.now(timezone.utc),
     )
-    conditional = tree.storage.conditional_writes
     product_dir = tree.product_dir(product)
     folder = version_dir(product_dir, name)
     marker_key = upload_marker_key(folder)
@@ -235,10 +230,9 @@ def ingest_version(
             there = store.head(key)
             if there is None:
                 try:
-                    store.ingest_file(key, path, feed=feed, digest=functools.partial(hasher.digest, filename),
-                                      content_type=ARTIFACT_TYPE, cache_control=tree.cache_control.artifacts,
-                                      part_size=part_size, concurrency=concurrency, progress=progress,
-                                      conditional=conditional)
+                    store.put_new(key, path, feed=feed, digest=functools.partial(hasher.digest, filename),
+                                  content_type=ARTIFACT_TYPE, cache_control=tree.cache_control.artifacts,
+                                  part_size=part_size, concurrency=concurrency, progress=progress)
                     hasher.finish(filename)
                     result.uploaded.append(filename)
                     result.bytes_uploaded += hasher.sizes[filename]
@@ -264,8 +258,8 @@ def ingest_version(
                 result.skipped.append(filename)
             progress.file_done()
             marker.setdefault("files", {}).setdefault(filename, {})["sha256"] = hasher.digests[filename]
-            marker_etag = store.write(marker_key, json.dumps(marker, sort_keys=True).encode(), cache_control="no-store",
-                                      if_match=(marker_etag or None) if conditional else None)
+            marker_etag = store.replace(marker_key, json.dumps(marker, sort_keys=True).encode(), marker_etag,
+                                        cache_control="no-store")
     result.items = hasher.items(folder)
     refused = check(result.items) if check is not None else None
     if refused:

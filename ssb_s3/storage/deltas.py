@@ -283,9 +283,8 @@ class DeltaMaker:
         """Write the delta create-only; one already there is taken if it is this very delta."""
         digest = hashlib.sha256()
         try:
-            self.store.ingest_file(job.key, path, feed=digest.update, digest=digest.hexdigest,
-                                   content_type=ARTIFACT_TYPE, cache_control=self.tree.cache_control.artifacts,
-                                   conditional=self.tree.storage.conditional_writes)
+            self.store.put_new(job.key, path, feed=digest.update, digest=digest.hexdigest,
+                               content_type=ARTIFACT_TYPE, cache_control=self.tree.cache_control.artifacts)
         except PreconditionFailed:
             there = hashlib.sha256()
             for chunk in self._chunks(job.key, path.stat().st_size):

@@ -43,8 +43,9 @@ from typing import Any
 
 from ..errors import NotFound, PreconditionFailed, SSBError, StoreError
 from ..vocabulary.layout import LEASE_KEY
+from .backends.local import LocalStore
 from .httpread import parse_json
-from .store import LocalStore, Store
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +116,13 @@ class Lease:
         ttl: float,
         timeout: float,
         purpose: str = "publish",
-        conditional: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.ttl = ttl
         self.timeout = timeout
         self.purpose = purpose
-        self.conditional = conditional
+        self.conditional = store.conditional_writes  # storage.conditional_writes (ssb_s3.storage.store)
         self.clock = clock
         self.owner = f"ssb-s3-{uuid.uuid4().hex[:12]}"
         self.local = isinstance(store, LocalStore)
@@ -162,7 +162,7 @@ class Lease:
         try:
             if not self.conditional:
                 return self._take_unconditionally()
-            self.etag = self.store.write(LEASE_KEY, self._body(), cache_control="no-store", if_none_match=True)
+            self.etag = self.store.put_new(LEASE_KEY, self._body(), cache_control="no-store")
             return None
         except PreconditionFailed:
             pass
@@ -177,7 +177,7 @@ class Lease:
         if holder is not None and not self._stale(holder):
             return holder
         try:
-            self.etag = self.store.write(LEASE_KEY, self._body(), cache_control="no-store", if_match=etag)
+            self.etag = self.store.replace(LEASE_KEY, self._body(), etag, cache_control="no-store")
         except PreconditionFailed:
             return holder or LeaseInfo("?", "?", 0, "taken over by another waiter", self.clock())
         self._took_over(holder)
@@ -190,7 +190,7 @@ class Lease:
             holder = None
         if holder is not None and not self._stale(holder) and holder.owner != self.owner:
             return holder
-        self.store.write(LEASE_KEY, self._body(), cache_control="no-store")
+        self.store.put(LEASE_KEY, self._body(), cache_control="no-store")
         time.sleep(1.0)  # let a concurrent writer's PUT land, then see who won
         holder = LeaseInfo.parse(self.store.read(LEASE_KEY))
         return None if holder is not None and holder.owner == self.owner else holder
@@ -251,10 +251,9 @@ class Lease:
             self._renewals += 1
             try:
                 if self.conditional:
-                    self.etag = self.store.write(LEASE_KEY, self._body(), cache_control="no-store",
-                                                 if_match=self.etag)
+                    self.etag = self.store.replace(LEASE_KEY, self._body(), self.etag, cache_control="no-store")
                 else:
-                    self.store.write(LEASE_KEY, self._body(), cache_control="no-store")
+                    self.store.put(LEASE_KEY, self._body(), cache_control="no-store")
                 self._held_since = time.monotonic()
             except PreconditionFailed:
                 why = self._not_ours()

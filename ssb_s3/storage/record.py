@@ -29,7 +29,6 @@ from ..errors import ConfigError, NotFound, PreconditionFailed, ProblemsFound, S
 from ..vocabulary.layout import PRODUCT_RECORD_KEY
 from .httpread import parse_json
 from .store import Store
-from .tree import conditions
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def with_recorded(tree: TreeConfig, store: Store) -> TreeConfig:
     return replace(tree, products=(*tree.products, *extra)) if extra else tree
 
 
-def record_product(store: Store, entry: Mapping[str, Any], *, conditional: bool,
+def record_product(store: Store, entry: Mapping[str, Any], *,
                    change: Callable[[dict[str, Any] | None], dict[str, Any]] | None = None) -> bool:
     """Add (or update) one product entry; returns whether the record changed. `change` (optional)
     maps the recorded entry of that name (None: none yet) to the one to keep; default: `entry`."""
@@ -107,7 +106,7 @@ def record_product(store: Store, entry: Mapping[str, Any], *, conditional: bool,
         data = json.dumps({"products": sorted(kept, key=lambda e: str(e.get("name")))}, indent=2,
                           sort_keys=True).encode()
         try:
-            store.write(PRODUCT_RECORD_KEY, data, cache_control="no-store", **conditions(conditional, etag))
+            store.replace(PRODUCT_RECORD_KEY, data, etag, cache_control="no-store")
             return True
         except PreconditionFailed:
             log.info("%s changed meanwhile (another add), again", store.describe(PRODUCT_RECORD_KEY))

@@ -2,10 +2,9 @@
 
 The only code that reads index.json and the catalogs it names (or, for an incremental publish, the
 record of the older ones, ssb_s3.core.past), reads the products' ssb.json for a publish and does the
-read-modify-write of ssb.json, writes the views (ssb_s3.core.views) and flips the index. It is the
-only place where `storage.conditional_writes` becomes If-Match / If-None-Match (the lease and
-build-product's create-only writes have their own, in lease.py and ingest.py): with
-`conditional_writes: false`, no request sent from here carries a conditional header.
+read-modify-write of ssb.json, writes the views (ssb_s3.core.views) and flips the index. It writes
+through the store's write path (ssb_s3.storage.store: `put_new`, `replace`, `put`), which alone
+turns `storage.conditional_writes` into request headers.
 
 Invariants: a snapshot is read before anything is written; signed views (ssb_s3.core.signed) are
 signed before anything is written; views are written (concurrently: they are independent of each
@@ -45,9 +44,10 @@ from ..progress import Progress
 from ..vocabulary.layout import INDEX_KEY, MANIFEST_NAME, PAST_KEY, SIGNED_INDEX_KEY
 from ..vocabulary.problems import Problem
 from . import httpread
+from .backends import open_store
 from .lease import Lease
 from .manifest import ManifestReport, build_manifest, manifest_bytes, parse_manifest, read_manifest, scan_versions
-from .store import Store, open_store
+from .store import Store
 from .verified import Fingerprints
 
 log = logging.getLogger(__name__)
@@ -56,12 +56,6 @@ ARTIFACT_TYPE = "application/octet-stream"
 MANIFEST_READERS = 16  # manifests are small: many reads in flight hide the latency per request
 VIEW_WRITERS = 16  # views written at once (a full publish may write thousands of product pages)
 MANIFEST_LIMITS = httpread.Limits()  # prefix_path fetches: the module constants of ssb_s3.storage.httpread
-
-
-def conditions(conditional: bool, etag: str) -> dict[str, Any]:
-    """The conditional arguments of a write that replaces what was read with `etag` ("": nothing was
-    there): If-Match that ETag, If-None-Match when new; none at all with conditional writes off."""
-    return {"if_match": (etag or None) if conditional else None, "if_none_match": conditional and not etag}
 
 
 def fetch_manifest_url(product: ProductConfig, apikey: str | None, limits: httpread.Limits = MANIFEST_LIMITS) -> bytes:
@@ -85,16 +79,14 @@ def update_manifest(
     *,
     what: str,
     attempts: int = 10,
-    conditional: bool | None = None,
 ) -> bool:
     """The one way ssb.json is changed: read it, apply `change`, write it back If-Match its ETag
-    (If-None-Match when new); on a conflict re-read and redo, so no concurrent update is lost.
-    `conditional` None: tree.yml's storage.conditional_writes.
+    (If-None-Match when new; Store.replace); on a conflict re-read and redo, so no concurrent update
+    is lost.
 
     `change` gets the current manifest (None if there is none) and returns the new one, or None
     when there is nothing to write. Returns whether something was written.
     """
-    conditional = tree.storage.conditional_writes if conditional is None else conditional
     key = tree.manifest_key(product)
     for _ in range(attempts):
         current, etag = read_manifest(store, tree, product)
@@ -102,8 +94,7 @@ def update_manifest(
         if new is None:
             return False
         try:
-            store.write(key, manifest_bytes(new), cache_control=tree.cache_control.manifest,
-                        **conditions(conditional, etag))
+            store.replace(key, manifest_bytes(new), etag, cache_control=tree.cache_control.manifest)
             return True
         except PreconditionFailed:
             log.info("%s: ssb.json changed meanwhile (another writer), %s again", product.name, what)
@@ -184,10 +175,6 @@ class Tree:
         self.stores: dict[str, Store] = {}  # product name -> where its files are
         self._sources: dict[str, Store] = {}
         self.damaged_key = ""  # set by served(): the catalog index.json names, found unusable
-
-    @property
-    def conditional(self) -> bool:
-        return self.config.storage.conditional_writes
 
     def store_of(self, product: ProductConfig) -> Store:
         if not product.source:
@@ -344,8 +331,8 @@ class Tree:
         for write in plan.manifest_writes:
             key = self.config.manifest_key(self.config.product(write.product))
             store = self.stores[write.product]
-            store.write(key, manifest_bytes(dict(write.manifest)), cache_control=self.config.cache_control.manifest,
-                        **conditions(self.conditional, write.etag))
+            store.replace(key, manifest_bytes(dict(write.manifest)), write.etag,
+                          cache_control=self.config.cache_control.manifest)
             log.info("%s: %s written", write.product, store.describe(key))
 
     def copy(self, plan: Plan, *, quiet: bool = False) -> list[str]:
@@ -366,10 +353,9 @@ class Tree:
                     sha = hashlib.sha256()
                     try:
                         with store.open_reader(path) as reader:
-                            target.ingest_stream(path, checked.reader(item, reader, store.describe(path)), item.size,
-                                                 feed=sha.update, digest=sha.hexdigest, content_type=ARTIFACT_TYPE,
-                                                 progress=progress, cache_control=self.config.cache_control.artifacts,
-                                                 conditional=self.conditional)
+                            target.put_new(path, checked.reader(item, reader, store.describe(path)), size=item.size,
+                                           feed=sha.update, digest=sha.hexdigest, content_type=ARTIFACT_TYPE,
+                                           progress=progress, cache_control=self.config.cache_control.artifacts)
                         copied.append(path)
                     except PreconditionFailed:
                         there = target.head(path)  # created meanwhile by someone else: compared below
@@ -436,7 +422,7 @@ class Tree:
         is not served and is not used. Failing to write it is a warning (the next publish reads the
         catalogs): the old record names the catalog being replaced."""
         try:
-            self.target.write(PAST_KEY, past.to_bytes(), cache_control="no-store")
+            self.target.put(PAST_KEY, past.to_bytes(), cache_control="no-store")
         except StoreError as exc:
             log.warning("%s: not written (%s); the next publish reads the older catalogs", self.target.describe(
                 PAST_KEY), exc)
@@ -452,15 +438,13 @@ class Tree:
         cache = self._cache(view)
         if view.create_only:
             with contextlib.suppress(PreconditionFailed):
-                self.target.write(view.key, view.body(), content_type=view.content_type, cache_control=cache,
-                                  if_none_match=self.conditional)
+                self.target.put_new(view.key, view.body(), content_type=view.content_type, cache_control=cache)
         else:
-            self.target.write(view.key, view.body(), content_type=view.content_type, cache_control=cache)
+            self.target.put(view.key, view.body(), content_type=view.content_type, cache_control=cache)
 
     def write_view(self, view: View) -> None:
         """One view, unconditionally (build-images-file, build-index: the seed's step-by-step commands)."""
-        self.target.write(view.key, view.data, content_type=view.content_type,
-                          cache_control=self._cache(view))
+        self.target.put(view.key, view.data, content_type=view.content_type, cache_control=self._cache(view))
 
     def flip(self, snap: Snapshot, plan: Plan) -> str | None:
         """Point index.json at the plan's catalog (Plan.flipped_index), If-Match the ETag the snapshot
@@ -486,9 +470,8 @@ class Tree:
         if current == view.data:
             return None
         try:
-            return self.target.write(view.key, view.data, content_type=view.content_type,
-                                     cache_control=self._cache(view),
-                                     **conditions(self.conditional, etag))
+            return self.target.replace(view.key, view.data, etag, content_type=view.content_type,
+                                       cache_control=self._cache(view))
         except PreconditionFailed:
             data, now = self.target.read_with_etag(view.key)
             if data != view.data:
@@ -510,8 +493,7 @@ class Tree:
         for (name, folder), versions in by_product.items():
             product = declared.get(name) or self._departed(name, folder)
             if (self.stores.get(name) is target or name not in declared) and not product.prefix_path:
-                update_manifest(target, self.config, product, _without(versions), what="purging",
-                                conditional=self.conditional)
+                update_manifest(target, self.config, product, _without(versions), what="purging")
         if plan.old_catalogs and not past_written:
             target.delete(PAST_KEY)  # it may list them: read the catalogs next time (core.past)
         for key in plan.old_catalogs:  # found gone by the next publish, which forgets them
@@ -524,8 +506,7 @@ class Tree:
         return ProductConfig(name=name, arch="", release="", os="", directory=directory, release_title="")
 
     def lease(self, timeout: float, purpose: str) -> Lease:
-        return Lease(self.target, ttl=self.config.lease_ttl, timeout=timeout, purpose=purpose,
-                     conditional=self.conditional)
+        return Lease(self.target, ttl=self.config.lease_ttl, timeout=timeout, purpose=purpose)
 
 
 def _without(versions: set[str]) -> Callable[[dict[str, Any] | None], dict[str, Any] | None]:
