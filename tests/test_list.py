@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import test_e2e_clients as e2e
 import yaml
-from helpers import ssb
+from helpers import s3_storage, ssb, tree_product, write_tree_yml
 from realparts import IncusClient, LxdClient, S3Server, TlsFiles, combined_sha256, make_image
 
 DATA = Path(__file__).parent / "data"
@@ -124,15 +124,8 @@ def test_negative_days_mean_one_as_in_the_seed(tmp_path: Path) -> None:
 
 
 TIE_DIR = "busybox/amd64/both"
-TIE_PRODUCT = f"""
-  - name: busybox:1.36:amd64:both
-    arch: amd64
-    release: "1.36"
-    os: Busybox
-    directory: {TIE_DIR}
-    aliases: [busybox/1.36/both]
-    variant: both
-"""
+TIE_PRODUCT = tree_product("busybox:1.36:amd64:both", directory=TIE_DIR, aliases=["busybox/1.36/both"],
+                           variant="both")
 
 
 def tie_breaker(dest: Path) -> None:
@@ -158,7 +151,7 @@ def served(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dic
     s3_server.create_bucket(bucket, public_read=True)
     s3_server.upload_folder(bucket, work / "images")
     conf = work / "tree.yml"
-    conf.write_text(e2e.TREE.format(endpoint=s3_server.endpoint) + TIE_PRODUCT)
+    write_tree_yml(conf, *e2e.PRODUCTS, TIE_PRODUCT, storage=s3_storage(s3_server))
     e2e.publish(s3_server, conf, f"s3://{bucket}")
     env = {**os.environ, "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}
     return {"url": s3_server.public_url(bucket), "target": f"s3://{bucket}", "conf": conf, "env": env}
