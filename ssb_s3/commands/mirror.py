@@ -55,7 +55,7 @@ from .. import gpg
 from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig, claim_alias
 from ..core import mirror as core
 from ..core.catalog import _path_problem
-from ..core.plan import PublishOptions, PublishReport, combined_claims
+from ..core.plan import PublishReport, combined_claims
 from ..core.retention import served_mirrored
 from ..core.signed import clearsigned_content
 from ..core.withdrawal import Recorded, tree_recorded
@@ -70,7 +70,7 @@ from ..vocabulary import imagefiles
 from ..vocabulary.layout import INDEX_KEY, SIGNED_INDEX_KEY, has_signed_twin, is_signed_key, signed_key
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import json_strings_clean
-from .publish import publish, refuse_unsigned_over_signed
+from .publish import PublishOptions, publish, refuse_unsigned_over_signed
 
 log = logging.getLogger(__name__)
 

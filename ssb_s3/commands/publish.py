@@ -50,13 +50,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..config import TreeConfig
 from ..core.deltas import DeltaJob
 from ..core.plan import (  # re-exported: callers and tests import them from here
     Plan,
-    PublishOptions,
+    PlanOptions,
     PublishReport,
     assemble,
     check_products,
@@ -69,17 +70,30 @@ from ..errors import PreconditionFailed, ProblemsFound, SigningRequired, SSBErro
 from ..gpg import Signer
 from ..storage.deltas import DeltaReport, make_deltas
 from ..storage.store import Store
-from ..storage.tree import Tree, fetch_manifest_url
+from ..storage.tree import RunOptions, Tree, fetch_manifest_url
 from ..vocabulary.layout import INDEX_KEY, SIGNED_INDEX_KEY
 from ..vocabulary.problems import Problem
 from .cdn import invalidate_index
 
-__all__ = ["PublishOptions", "PublishRefused", "PublishReport", "check_tree", "dump_json", "fetch_manifest_url",
-           "publish", "purge"]
+__all__ = ["PlanOptions", "PublishOptions", "PublishRefused", "PublishReport", "RunOptions", "check_tree", "dump_json",
+           "fetch_manifest_url", "publish", "purge"]
 
 log = logging.getLogger(__name__)
 
 MAX_INDEX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class PublishOptions(RunOptions, PlanOptions):
+    """Everything a publish can be asked, as the CLI fills it from flags (tests directly): the
+    run's own settings (RunOptions: how it reads, writes and reports) and what its plan decides
+    (PlanOptions, all the core is given: `planned`)."""
+
+    @property
+    def planned(self) -> PlanOptions:
+        """What the plan is given: its own options, signing when this run has a key."""
+        return PlanOptions(**{f.name: getattr(self, f.name) for f in fields(PlanOptions)
+                              if f.name != "signing"}, signing=self.signing or bool(self.sign_key))
 
 
 MAX_INVALIDATED_PAGES = 10  # more product pages rewritten than this: their folder is invalidated with one path
@@ -117,13 +131,13 @@ def publish(
     unknown = sorted((only or set()) - {p.name for p in tree.products})
     if unknown:
         raise SSBError(f"{tree.source_file}: no product named {', '.join(unknown)}")
-    owner = Tree(tree, target, opts, prepared)
+    owner = Tree(tree, target, opts, prepared, withdrawing=opts.withdraw is not None)
     signer = Signer.from_config(tree.signing, opts.sign_key)
     if signer is not None:
         signer.check()  # a missing or unusable key fails here, before the lease and any read
     if opts.dry_run:
         refuse_unsigned_over_signed(tree, target, opts.sign_key)  # the real run would be refused
-        plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests), opts, only)
+        plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests), opts.planned, only)
         if plan.refused:
             raise PublishRefused("publish would be refused", plan.report)
         plan.report.deltas = [job.described() for job in plan.deltas]
@@ -131,14 +145,14 @@ def publish(
     refresh = opts.refresh_manifests
     done = DeltaReport()  # the deltas this publish made or skipped
     if not refresh and any(p.deltas for p in tree.products if only is None or p.name in only):
-        early = plan_publish(tree, owner.snapshot(time.time(), only, refresh=False), opts, only)
+        early = plan_publish(tree, owner.snapshot(time.time(), only, refresh=False), opts.planned, only)
         if not early.refused and early.deltas:  # made before the lease: xdelta3 never runs under it
             done = made_deltas(tree, target, early.deltas, opts, done)
     with owner.lease(opts.lock_timeout, "publish") as lease:
         refuse_unsigned_over_signed(tree, target, opts.sign_key)  # under the lease: no signed publish meanwhile
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
             snap = owner.snapshot(time.time(), only, refresh=refresh)
-            plan = plan_publish(tree, snap, opts, only)
+            plan = plan_publish(tree, snap, opts.planned, only)
             for warning in plan.warnings:
                 log.warning("%s", warning)
             if plan.refused:
@@ -156,7 +170,7 @@ def publish(
                 if len(made.made) > len(done.made):
                     log.info("%d delta(s) made and checked; reading the manifests again", len(made.made))
                     snap = owner.snapshot(time.time(), only, refresh=False)
-                    plan = plan_publish(tree, snap, opts, only)
+                    plan = plan_publish(tree, snap, opts.planned, only)
                     if plan.refused:
                         raise PublishRefused("publish refused after the deltas were made (they are recorded in "
                                              "ssb.json); the served tree is unchanged", plan.report)
@@ -238,10 +252,10 @@ def purge(tree: TreeConfig, target: Store, opts: PublishOptions | None = None) -
     owner = Tree(tree, target, opts)
     if opts.dry_run:
         return plan_purge_only(tree, owner.snapshot(time.time(), refresh=opts.refresh_manifests,
-                                                   need_served=True), opts)[0]
+                                                   need_served=True), opts.planned)[0]
     with owner.lease(opts.lock_timeout, "purge") as lease:
         snap = owner.snapshot(time.time(), refresh=opts.refresh_manifests, need_served=True)
-        purge_plan, plan = plan_purge_only(tree, snap, opts)
+        purge_plan, plan = plan_purge_only(tree, snap, opts.planned)
         lease.confirm()
         owner.purge(purge_plan)
         if plan is not None:
@@ -256,7 +270,7 @@ def check_tree(tree: TreeConfig, source: Store, opts: PublishOptions) -> tuple[d
     published (no index read), with every problem and warning."""
     snap = Tree(tree, source, opts).snapshot(time.time(), read_served=False)
     checked = check_products(tree, snap)
-    catalog, _ = assemble(tree, checked, snap, opts)
+    catalog, _ = assemble(tree, checked, snap, opts.planned)
     return catalog, checked.all_problems(), checked.warnings
 
 

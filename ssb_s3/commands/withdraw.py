@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import TreeConfig
-from ..core.plan import PublishOptions, PublishReport, Withdrawal
+from ..core.plan import PublishReport, Withdrawal
 from ..core.withdrawal import reason_problem
 from ..errors import WithdrawError
 from ..storage.store import Store
@@ -34,7 +34,7 @@ from ..storage.tree import Tree
 from ..vocabulary.layout import INDEX_KEY
 from .listing import ImageRow, catalog_rows
 from .mirror import served_mirrored_product
-from .publish import publish
+from .publish import PublishOptions, publish
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,14 @@ import logging
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, cast
 
-from ..config import ProductConfig, TreeConfig
+from ..config import ProductConfig, StorageConfig, TreeConfig
 from ..core.catalog import INDEX_NAME, _path_problem, addressed_content_problem
 from ..core.deltas import without_orphans
 from ..core.past import MAX_PAST_BYTES, Past, partial_catalogs
-from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
+from ..core.plan import ABSENT, Plan, ProductRead, Snapshot, needs_old_catalogs
 from ..core.retention import History, PurgePlan, shape_problem
 from ..core.signed import is_signed_index, signing_requests
 from ..core.views import View, addressed
@@ -56,6 +57,21 @@ ARTIFACT_TYPE = "application/octet-stream"
 MANIFEST_READERS = 16  # manifests are small: many reads in flight hide the latency per request
 VIEW_WRITERS = 16  # views written at once (a full publish may write thousands of product pages)
 MANIFEST_LIMITS = httpread.Limits()  # prefix_path fetches: the module constants of ssb_s3.storage.httpread
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run reads, writes and reports: never a decision of the plan (core.plan.PlanOptions)."""
+
+    apikey: str | None = None  # prefix_path products: the seed's `Authorization: token`
+    storage: StorageConfig | None = None  # None: tree.yml's storage
+    refresh_manifests: bool = False  # the read rebuilds each product's ssb.json from its folders
+    rehash: bool = False  # ... hashing every file again
+    lock_timeout: float = 600.0
+    cloudfront_distribution: str | None = None
+    quiet: bool = False  # no progress lines
+    sign_key: str | None = None  # publish --sign-key: signed streams with this key (over tree.yml's signing.key)
+    local_files: tuple[tuple[str, str], ...] = ()  # (store key, local file with its content): build-product's
 
 
 def conditions(conditional: bool, etag: str) -> dict[str, Any]:
@@ -172,12 +188,30 @@ def listing_of(store: Store, prefix: str, cache: dict[str, dict[str, int]]) -> d
     return cache[key]
 
 
+
+def absent_reasons(store: Store, manifest: Mapping[str, Any] | None, listing: Mapping[str, int] | None
+                   ) -> dict[str, str]:
+    """Why each file `manifest` names is not in `listing`, when the store says more than that it
+    does not exist (a local folder: a symlink out of its bounds, a FIFO ...): read here, so that the
+    plan never asks the store (core.plan: the same Snapshot gives the same Plan)."""
+    if manifest is None or listing is None:
+        return {}
+    reasons: dict[str, str] = {}
+    for version in manifest.get("versions", {}).values():
+        for item in version.get("items", {}).values():
+            path = item.get("path")
+            if isinstance(path, str) and path not in listing and path not in reasons:
+                reasons[path] = store.absent_reason(path)
+    return {path: why for path, why in reasons.items() if why != ABSENT}
+
+
 class Tree:
     """A tree (tree.yml) over its target store: reads snapshots, commits plans."""
 
-    def __init__(self, config: TreeConfig, target: Store, opts: PublishOptions | None = None,
-                 prepared: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self.config, self.target, self.opts = config, target, opts or PublishOptions()
+    def __init__(self, config: TreeConfig, target: Store, opts: RunOptions | None = None,
+                 prepared: Mapping[str, Mapping[str, Any]] | None = None, *, withdrawing: bool = False) -> None:
+        self.config, self.target, self.opts = config, target, opts or RunOptions()
+        self.withdrawing = withdrawing  # a withdraw's snapshot reads every older catalog (its purge names them)
         # product -> its new ssb.json, decided by the caller (`mirror`): written back like a
         # refreshed one, If-Match the ETag read here, once the whole publish is known valid
         self.prepared = dict(prepared or {})
@@ -299,9 +333,9 @@ class Tree:
                 scope = self.config.prefix if only is None else self.config.product_dir(product)
                 listing = listing_of(store, scope, listings)
             products[product.name] = ProductRead(
-                location=self.manifest_location(product), names=store, manifest=manifest, error=error,
+                location=self.manifest_location(product), store_url=store.url, manifest=manifest, error=error,
                 listing=listing, refreshed=refreshed, etag=manifest_etag, foreign=store is not self.target,
-                behind=behind)
+                behind=behind, absent=absent_reasons(store, manifest, listing))
         if only is None:
             tree_listing = listing_of(self.target, self.config.prefix, listings)
         else:
@@ -309,7 +343,7 @@ class Tree:
                             for k, v in found.items()}
         catalogs: dict[str, dict[str, Any]] = {}
         missing: set[str] = set()
-        withdrawing = self.opts.withdraw is not None  # its purge plan names the withdrawn version's files
+        withdrawing = self.withdrawing  # its purge plan names the withdrawn version's files
         partial = False
         if read_served and (withdrawing or needs_old_catalogs(self.config, products, now, only, tree_recorded(index))):
             names = {e["catalog"] for e in History.from_index(index).entries} - {"", served_key}
