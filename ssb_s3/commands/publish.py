@@ -50,7 +50,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..config import TreeConfig
@@ -119,19 +119,20 @@ class PublishRefused(ProblemsFound):
 
 def publish(
     tree: TreeConfig, target: Store, opts: PublishOptions | None = None, only: set[str] | None = None,
-    prepared: Mapping[str, Mapping[str, Any]] | None = None,
+    prepared: Mapping[str, Mapping[str, Any]] | None = None, sources: Mapping[str, Store] | None = None,
 ) -> PublishReport:
     """Publish the tree (see the module docstring); raises ProblemsFound if nothing could be published.
 
     `only`: an incremental publish of these products; every other product keeps its published
     entry, and nothing of theirs is read or listed. `prepared`: product -> its new ssb.json,
-    decided by the caller (`mirror`), written in step 3 like a refreshed one.
+    decided by the caller (`mirror`), written in step 3 like a refreshed one. `sources`: the stores
+    of `source` URLs the caller opened (the hooks: they remember the ETags of what they write).
     """
     opts = opts or PublishOptions()
     unknown = sorted((only or set()) - {p.name for p in tree.products})
     if unknown:
         raise SSBError(f"{tree.source_file}: no product named {', '.join(unknown)}")
-    owner = Tree(tree, target, opts, prepared, withdrawing=opts.withdraw is not None)
+    owner = Tree(tree, target, opts, prepared, withdrawing=opts.withdraw is not None, sources=sources)
     signer = Signer.from_config(tree.signing, opts.sign_key)
     if signer is not None:
         signer.check()  # a missing or unusable key fails here, before the lease and any read
@@ -144,7 +145,8 @@ def publish(
         return plan.report
     refresh = opts.refresh_manifests
     done = DeltaReport()  # the deltas this publish made or skipped
-    if not refresh and any(p.deltas for p in tree.products if only is None or p.name in only):
+    in_scope = [p for p in tree.products if only is None or p.name in only]
+    if not (refresh or opts.refresh_products) and any(p.deltas for p in in_scope):
         early = plan_publish(tree, owner.snapshot(time.time(), only, refresh=False), opts.planned, only)
         if not early.refused and early.deltas:  # made before the lease: xdelta3 never runs under it
             done = made_deltas(tree, target, early.deltas, opts, done)
@@ -164,6 +166,7 @@ def publish(
                 log.warning("an ssb.json changed during the publish (attempt %d), starting again", attempt)
                 continue
             refresh = False  # manifests are fresh after this round
+            owner.opts = replace(owner.opts, refresh_products=frozenset())
             jobs = [job for job in plan.deltas if job not in done.tried]  # once per publish: not retried
             if jobs:
                 made = made_deltas(tree, target, jobs, opts, done, check=lease.check)

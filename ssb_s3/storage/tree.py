@@ -67,6 +67,10 @@ class RunOptions:
     storage: StorageConfig | None = None  # None: tree.yml's storage
     refresh_manifests: bool = False  # the read rebuilds each product's ssb.json from its folders
     rehash: bool = False  # ... hashing every file again
+    # these products' ssb.json rebuilt from their folders by the read, written by the publish's own
+    # manifest_writes (under its lease, If-Match), a `source`'s too: named on purpose by the hooks'
+    # manifest_on_upload, the one caller that writes a source's ssb.json during a publish
+    refresh_products: frozenset[str] = frozenset()
     lock_timeout: float = 600.0
     cloudfront_distribution: str | None = None
     quiet: bool = False  # no progress lines
@@ -209,14 +213,15 @@ class Tree:
     """A tree (tree.yml) over its target store: reads snapshots, commits plans."""
 
     def __init__(self, config: TreeConfig, target: Store, opts: RunOptions | None = None,
-                 prepared: Mapping[str, Mapping[str, Any]] | None = None, *, withdrawing: bool = False) -> None:
+                 prepared: Mapping[str, Mapping[str, Any]] | None = None, *, withdrawing: bool = False,
+                 sources: Mapping[str, Store] | None = None) -> None:
         self.config, self.target, self.opts = config, target, opts or RunOptions()
         self.withdrawing = withdrawing  # a withdraw's snapshot reads every older catalog (its purge names them)
         # product -> its new ssb.json, decided by the caller (`mirror`): written back like a
         # refreshed one, If-Match the ETag read here, once the whole publish is known valid
         self.prepared = dict(prepared or {})
         self.stores: dict[str, Store] = {}  # product name -> where its files are
-        self._sources: dict[str, Store] = {}
+        self._sources: dict[str, Store] = dict(sources or {})  # a `source` URL -> its store, opened by the caller
         self.damaged_key = ""  # set by served(): the catalog index.json names, found unusable
 
     @property
@@ -277,11 +282,12 @@ class Tree:
             if product.name in self.prepared:
                 fresh = dict(self.prepared[product.name])
                 return fresh, etag, None, fresh != manifest, ()
-            if refresh and store is not self.target:  # a source is read-only: its ssb.json used as it is
+            if refresh and store is not self.target and product.name not in self.opts.refresh_products:
+                # a source is read-only: its ssb.json used as it is
                 complete = scan_versions(store, self.config.product_dir(product))[0]
                 listed = {*(manifest or {}).get("versions", {}), *withdrawn_of(manifest or {})}
                 return manifest, etag, None, False, tuple(sorted(set(complete) - listed))
-            if refresh:  # written only once the whole publish is known to be valid
+            if refresh or product.name in self.opts.refresh_products:  # written once the publish is known valid
                 fresh, report = build_manifest(store, self.config, product, manifest, rehash=self.opts.rehash)
                 if report.changed and (manifest is not None or fresh["versions"]):
                     return fresh, etag, None, True, ()
