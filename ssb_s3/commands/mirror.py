@@ -567,6 +567,20 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
 FILTER_SYNONYMS = {"product": "product_name"}  # list's name of it: one vocabulary for both commands
 
 
+def publish_tree(tree: TreeConfig, target: Store, opts: PublishOptions
+                 ) -> tuple[PublishReport | None, list[MirrorReport]]:
+    """`publish`: the tree's own products (commands.publish); with tree.yml's `mirrors:`, the
+    mirrored ones too, in the same commit (mirror_all), each mirror's failed versions then among the
+    report's problems (each blames its product). (None, reports): a dry run with nothing to plan."""
+    if not tree.mirrors:
+        return publish(tree, target, opts), []
+    reports = mirror_all(tree, target, [MirrorOptions.from_config(m) for m in tree.mirrors], opts)
+    report = reports[0].publish
+    if report is not None and not opts.dry_run:
+        report.problems.extend(problem for r in reports for problem in r.failed)
+    return report, reports
+
+
 def unknown_filter_keys(filters: Sequence[Filter], catalogs: Sequence[Mapping[str, Any]], source: str) -> None:
     """A filter naming a key that no product, version or item of the source has (a typo: it would
     match nothing, or with != everything) is one FilterError, as `list` refuses an unknown key."""

@@ -106,10 +106,12 @@ def update_manifest(
     what: str,
     attempts: int = 10,
     conditional: bool | None = None,
+    read: tuple[dict[str, Any] | None, str] | None = None,
 ) -> bool:
     """The one way ssb.json is changed: read it, apply `change`, write it back If-Match its ETag
     (If-None-Match when new); on a conflict re-read and redo, so no concurrent update is lost.
-    `conditional` None: tree.yml's storage.conditional_writes.
+    `conditional` None: tree.yml's storage.conditional_writes. `read`: (ssb.json, its ETag) as the
+    caller already read it, used by the first attempt instead of reading it again.
 
     `change` gets the current manifest (None if there is none) and returns the new one, or None
     when there is nothing to write. Returns whether something was written.
@@ -117,7 +119,8 @@ def update_manifest(
     conditional = tree.storage.conditional_writes if conditional is None else conditional
     key = tree.manifest_key(product)
     for _ in range(attempts):
-        current, etag = read_manifest(store, tree, product)
+        current, etag = read if read is not None else read_manifest(store, tree, product)
+        read = None
         new = change(current)
         if new is None:
             return False
