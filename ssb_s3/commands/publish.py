@@ -69,8 +69,9 @@ from ..core.views import View
 from ..errors import PreconditionFailed, ProblemsFound, SigningRequired, SSBError, StoreError
 from ..gpg import Signer
 from ..storage.deltas import DeltaReport, make_deltas
+from ..storage.lease import Lease
 from ..storage.store import Store
-from ..storage.tree import RunOptions, Tree, fetch_manifest_url
+from ..storage.tree import RunOptions, ServedRead, Tree, fetch_manifest_url
 from ..vocabulary.layout import INDEX_KEY, SIGNED_INDEX_KEY
 from ..vocabulary.problems import Problem
 from .cdn import invalidate_index
@@ -120,6 +121,7 @@ class PublishRefused(ProblemsFound):
 def publish(
     tree: TreeConfig, target: Store, opts: PublishOptions | None = None, only: set[str] | None = None,
     prepared: Mapping[str, Mapping[str, Any]] | None = None, sources: Mapping[str, Store] | None = None,
+    *, lease: Lease | None = None, served: ServedRead | None = None,
 ) -> PublishReport:
     """Publish the tree (see the module docstring); raises ProblemsFound if nothing could be published.
 
@@ -127,6 +129,9 @@ def publish(
     entry, and nothing of theirs is read or listed. `prepared`: product -> its new ssb.json,
     decided by the caller (`mirror`), written in step 3 like a refreshed one. `sources`: the stores
     of `source` URLs the caller opened (the hooks: they remember the ETags of what they write).
+    `lease`: the tree's lease, already held by the caller (`mirror`, which decided `prepared` on what
+    it read under it); `served`: index.json and its catalog as the caller read them under that lease,
+    used by the first snapshot instead of a second read (a flip that fails reads them again).
     """
     opts = opts or PublishOptions()
     unknown = sorted((only or set()) - {p.name for p in tree.products})
@@ -138,7 +143,8 @@ def publish(
         signer.check()  # a missing or unusable key fails here, before the lease and any read
     if opts.dry_run:
         refuse_unsigned_over_signed(tree, target, opts.sign_key)  # the real run would be refused
-        plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests), opts.planned, only)
+        plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests, served=served),
+                            opts.planned, only)
         if plan.refused:
             raise PublishRefused("publish would be refused", plan.report)
         plan.report.deltas = [job.described() for job in plan.deltas]
@@ -147,13 +153,14 @@ def publish(
     done = DeltaReport()  # the deltas this publish made or skipped
     in_scope = [p for p in tree.products if only is None or p.name in only]
     if not (refresh or opts.refresh_products) and any(p.deltas for p in in_scope):
-        early = plan_publish(tree, owner.snapshot(time.time(), only, refresh=False), opts.planned, only)
+        early = plan_publish(tree, owner.snapshot(time.time(), only, refresh=False, served=served), opts.planned,
+                             only)
         if not early.refused and early.deltas:  # made before the lease: xdelta3 never runs under it
             done = made_deltas(tree, target, early.deltas, opts, done)
-    with owner.lease(opts.lock_timeout, "publish") as lease:
+    with contextlib.nullcontext(lease) if lease is not None else owner.lease(opts.lock_timeout, "publish") as lease:
         refuse_unsigned_over_signed(tree, target, opts.sign_key)  # under the lease: no signed publish meanwhile
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
-            snap = owner.snapshot(time.time(), only, refresh=refresh)
+            snap = owner.snapshot(time.time(), only, refresh=refresh, served=served if attempt == 1 else None)
             plan = plan_publish(tree, snap, opts.planned, only)
             for warning in plan.warnings:
                 log.warning("%s", warning)

@@ -78,6 +78,19 @@ class RunOptions:
     local_files: tuple[tuple[str, str], ...] = ()  # (store key, local file with its content): build-product's
 
 
+@dataclass(frozen=True)
+class ServedRead:
+    """What Tree.served read: index.json, its ETag, the catalog key it names and that catalog, and
+    the key of a damaged catalog of ours it names ("": none). Read once under a lease, it may be
+    given to the snapshot of the publish under the same lease (commands.mirror)."""
+
+    index: bytes
+    etag: str
+    key: str
+    catalog: dict[str, Any] | None
+    damaged_key: str = ""
+
+
 def conditions(conditional: bool, etag: str) -> dict[str, Any]:
     """The conditional arguments of a write that replaces what was read with `etag` ("": nothing was
     there): If-Match that ETag, If-None-Match when new; none at all with conditional writes off."""
@@ -272,6 +285,11 @@ class Tree:
             return data, etag, "", None
         return data, etag, key, catalog
 
+    def served_read(self) -> ServedRead:
+        """Tree.served as one value."""
+        index, etag, key, catalog = self.served()
+        return ServedRead(index, etag, key, catalog, self.damaged_key)
+
     def _load(self, product: ProductConfig, refresh: bool
               ) -> tuple[dict[str, Any] | None, str, Problem | None, bool, tuple[str, ...]]:
         """(manifest, its etag, why it could not be read, whether it was rebuilt by --refresh-manifests,
@@ -303,7 +321,7 @@ class Tree:
                                      text), False, ()
 
     def snapshot(self, now: float, only: set[str] | None = None, *, refresh: bool = False,
-                 read_served: bool = True, need_served: bool = False) -> Snapshot:
+                 read_served: bool = True, need_served: bool = False, served: ServedRead | None = None) -> Snapshot:
         """Read what a plan needs: the served index and catalog, every product's (or those in
         `only`) ssb.json and listing, the tree's listing and the older catalogs the purge needs.
 
@@ -311,14 +329,19 @@ class Tree:
         incremental publish does not grow with the size of the tree. The served index and catalog
         are read while the manifests are being read (but first when `need_served`: a purge with
         nothing published reads no manifest). What its documents cost the run's parse budget is given
-        back once the snapshot is dropped (a publish that starts again reads a new one).
+        back once the snapshot is dropped (a publish that starts again reads a new one). `served`:
+        the served index and catalog as the caller read them under the lease it holds (not read again).
         """
         budget = httpread.run_budget()
         spent = budget.spent
         nothing: tuple[bytes, str, str, dict[str, Any] | None] = (b"", "", "", None)
+        given = served
+        if given is not None:
+            self.damaged_key = given.damaged_key
+            nothing = (given.index, given.etag, given.key, given.catalog)
         if need_served:
-            index, etag, served_key, served = self.served()
-            if served is None:
+            index, etag, served_key, catalog = self.served() if given is None else nothing
+            if catalog is None:
                 raise SSBError(f"{self.target.describe(INDEX_KEY)}: nothing published yet, nothing to purge")
         selected = [p for p in self.config.products if only is None or p.name in only]
         for product in selected:
@@ -328,7 +351,7 @@ class Tree:
             reading_past = pool.submit(self.past) if only is not None and read_served else None
             pending = pool.map(lambda p: self._load(p, refresh), selected)  # the manifests are read meanwhile
             if not need_served:
-                index, etag, served_key, served = self.served() if read_served else nothing
+                index, etag, served_key, catalog = self.served() if read_served and given is None else nothing
             loaded = list(pending)
             past = reading_past.result() if reading_past is not None else None
         if past is not None and (not served_key or past.served != served_key):
@@ -357,12 +380,12 @@ class Tree:
         if read_served and (withdrawing or needs_old_catalogs(self.config, products, now, only, tree_recorded(index))):
             names = {e["catalog"] for e in History.from_index(index).entries} - {"", served_key}
             if only is not None and past is not None and not withdrawing:
-                catalogs = {k: c for k, c in partial_catalogs(past, served or {}, only).items() if k in names}
+                catalogs = {k: c for k, c in partial_catalogs(past, catalog or {}, only).items() if k in names}
                 partial = True
             else:
                 catalogs = {k: c for k in names if (c := read_catalog(self.target, k)) is not None}
             missing = names - set(catalogs)
-        snap = Snapshot(now=now, index=index, etag=etag, served_key=served_key, served=served, products=products,
+        snap = Snapshot(now=now, index=index, etag=etag, served_key=served_key, served=catalog, products=products,
                         tree_listing=tree_listing, catalogs=catalogs, catalogs_missing=frozenset(missing),
                         damaged_key=self.damaged_key, past=past, catalogs_partial=partial)
         weakref.finalize(snap, budget.refund, budget.spent - spent)
