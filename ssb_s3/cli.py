@@ -21,18 +21,21 @@ import yaml
 
 from . import __version__
 from .commands.add import AddRequest, add_image
+from .commands.build import BuildOptions, build_product
 from .commands.compat import render_report, served_report
-from .commands.listing import DEFAULT_COLUMNS, list_images, list_request
-from .commands.mirror import MirrorOptions, MirrorReport, mirror_all
+from .commands.listing import (
+    DEFAULT_COLUMNS,
+    list_images,
+    list_request,
+)
+from .commands.mirror import MirrorOptions, MirrorReport, mirror_all, publish_tree
 from .commands.mirror import dump as dump_mirror
 from .commands.publish import (
     PublishOptions,
     PublishRefused,
     PublishReport,
     dump_json,
-    publish,
     purge,
-    refuse_unsigned_over_signed,
 )
 from .commands.steps import StepOutput, build_images_file, build_index, build_versions_manifest, validate
 from .commands.storecheck import store_check
@@ -56,9 +59,8 @@ from .errors import ConfigError, ProblemsFound, SSBError, StoreError, capped
 from .filters import FilterError
 from .hooks.run import consume_sqs, serve_webhook, webhook_token
 from .hooks.server import parse_listen
-from .ingest.builder import BuildRequest, cleanup, gather, resolve_image_file, run_builder
-from .ingest.builder import staging_dir as build_staging_dir
-from .ingest.upload import ingest_version
+from .ingest.builder import BuildRequest, resolve_image_file
+from .ingest.upload import IngestResult
 from .storage import httpread, transport
 from .storage.backends import open_readable, open_store
 from .storage.backends.http import HttpStore
@@ -528,34 +530,21 @@ def publish_cmd(settings: Settings, refresh_manifests: bool, rehash: bool, dry_r
         sign_key=sign_key, base_url=base_url,
     )  # fmt: skip
     try:
-        if settings.tree.mirrors:  # tree.yml's `mirrors:`: mirrored and built products in one commit
-            reports = mirror_all(settings.tree, settings.store(),
-                                 [MirrorOptions.from_config(m) for m in settings.tree.mirrors], opts)
-            if dry_run:  # what the mirrors would copy, then the plan of the tree's own products
-                _print_mirror(reports, as_json, settings.quiet)
-                planned = reports[0].publish
-                if planned is None:
-                    return
-                if not as_json:
-                    _print_report(planned, settings.quiet, settings.verbose)
-                if planned.problems:
-                    _fail(["error: some products were not updated:",
-                           *(f"  - {p}" for p in capped([str(p) for p in planned.problems]))])
-                return
-            report = reports[0].publish
-            assert report is not None
-            _print_mirror_notes(reports, settings.quiet)
-            report.problems.extend(problem for r in reports for problem in r.failed)  # each blames its product
-        else:
-            report = publish(settings.tree, settings.store(), opts)
+        report, mirrored = publish_tree(settings.tree, settings.store(), opts)
     except PublishRefused as refused:
         if as_json:  # a script reads the problems here, "published": false; stderr and exit 1 as usual
             echo(dump_json(refused.report.as_dict()), lines=True)
         raise
-    if as_json:
-        echo(dump_json(report.as_dict()), lines=True)
-    else:
+    if mirrored and dry_run:  # what the mirrors would copy (then the plan of the tree's own products)
+        _print_mirror(mirrored, as_json, settings.quiet)
+    elif mirrored:
+        _print_mirror_notes(mirrored, settings.quiet)
+    if report is None:
+        return
+    if not as_json:
         _print_report(report, settings.quiet, settings.verbose)
+    elif not (mirrored and dry_run):  # (a dry run's JSON is the mirrors')
+        echo(dump_json(report.as_dict()), lines=True)
     if report.problems:
         problems = capped([str(p) for p in report.problems])
         _fail(["error: some products were not updated:", *(f"  - {p}" for p in problems)])
@@ -832,35 +821,25 @@ def build_product_cmd(settings: Settings, name: str, source_dir: str | None, ima
     """
     tree = settings.tree
     product = tree.product(name)
-    if not no_publish:  # before the build and the upload: its publish would be refused
-        refuse_unsigned_over_signed(tree, settings.store())
-    store = settings.store(product.source or None)
     request = BuildRequest(resolve_image_file(image, source_dir, product.directory), builder, lxd=not skip_lxd,
                            lxc=not skip_lxc, incus=incus, vm=vm, unified=unified, options=options)
-    staging, remove = (None, False) if from_dir else build_staging_dir(staging_dir)
-    if from_dir is not None:
-        files = gather([("build-lxd", from_dir)], unified, incus, rename=False)
-    else:
-        assert staging is not None
-        files = run_builder(request, staging, quiet=settings.quiet)
-    result = ingest_version(store, tree, product, files, version=version, version_format=version_format, vm=vm,
-                            part_size=part_size * 1024 * 1024, concurrency=concurrency, quiet=settings.quiet)
-    try:
+    publishing = None if no_publish else PublishOptions(
+        apikey=settings.apikey, storage=settings.storage, skip_purge=skip_purge, lock_timeout=lock_timeout,
+        quiet=settings.quiet)
+
+    def recorded(result: IngestResult) -> None:
         if not settings.quiet:
             echo(f"{product.name}: version {result.version} {'resumed and ' if result.resumed else ''}"
-                       f"recorded ({len(result.uploaded)} uploaded, {len(result.skipped)} already there, "
-                       f"{result.bytes_uploaded} bytes)")
-        if not no_publish:
-            # The new version's deltas are made from the files just built (no download of them).
-            local = tuple((f"{tree.product_dir(product)}/{result.version}/{name}", str(path))
-                          for name, path in files.items())
-            report = publish(tree, settings.store(), PublishOptions(
-                apikey=settings.apikey, storage=settings.storage, skip_purge=skip_purge, lock_timeout=lock_timeout,
-                quiet=settings.quiet, local_files=local))
-            _print_report(report, settings.quiet, settings.verbose)
-    finally:
-        if staging is not None and remove:
-            cleanup(staging)
+                 f"recorded ({len(result.uploaded)} uploaded, {len(result.skipped)} already there, "
+                 f"{result.bytes_uploaded} bytes)")
+
+    _, report = build_product(tree, settings.store(), settings.store(product.source or None), product, request,
+                              BuildOptions(from_dir=from_dir, staging_dir=staging_dir, version=version,
+                                           version_format=version_format, vm=vm, unified=unified, incus=incus,
+                                           part_size=part_size * 1024 * 1024, concurrency=concurrency,
+                                           quiet=settings.quiet, publish=publishing), recorded)
+    if report is not None:
+        _print_report(report, settings.quiet, settings.verbose)
 
 
 @cli.command("purge")

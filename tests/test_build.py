@@ -295,3 +295,46 @@ def test_lxd_launches_what_build_product_published(builder: Builder, lxd_daemon:
         client.run("exec", "b1", "--", "true")
     finally:
         client.run("delete", "--force", "b1", check=False)
+
+
+def test_ingest_reads_ssb_json_once_then_plans_then_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """build-product reads ssb.json once; what the new version does to it is decided by the pure
+    core.ingest (a withdrawn name, the same image again: refused, the upload removed), written If-Match."""
+    from ssb_s3.config import parse_config
+    from ssb_s3.core.ingest import with_version
+    from ssb_s3.ingest.upload import ingest_version
+    from ssb_s3.storage.artifacts import ArtifactError
+    from ssb_s3.storage.store import LocalStore
+
+    tree = parse_config({"products": [{"name": "busybox:1.36:amd64:default", "arch": "amd64", "release": "1.36",
+                                       "os": "Busybox", "directory": "busybox/amd64"}]}, "tree.yml")
+    product = tree.product("busybox:1.36:amd64:default")
+    store = LocalStore(tmp_path / "tree")
+    reads: list[str] = []
+    original = LocalStore.read_limited
+
+    def read_limited(self: LocalStore, key: str, limit: int) -> Any:
+        reads.append(key)
+        return original(self, key, limit)
+
+    monkeypatch.setattr(LocalStore, "read_limited", read_limited)
+    first = {p.name: p for p in make_image(tmp_path / "a", kind="squashfs", description="a")}
+    ingest_version(store, tree, product, first, version="20260101_0000", quiet=True)
+    second = {p.name: p for p in make_image(tmp_path / "b", kind="squashfs", description="b")}
+    ingest_version(store, tree, product, second, version="20260102_0000", quiet=True)
+    assert reads.count("busybox/amd64/ssb.json") == 2, reads  # once per build
+    manifest = json.loads((tmp_path / "tree/busybox/amd64/ssb.json").read_text())
+    assert sorted(manifest["versions"]) == ["20260101_0000", "20260102_0000"]
+    # the same image again: refused by the plan, its upload removed, nothing recorded
+    with pytest.raises(ArtifactError, match=r"identical to version 20260101_0000.*upload was removed"):
+        ingest_version(store, tree, product, first, version="20260103_0000", quiet=True)
+    assert not (tmp_path / "tree/busybox/amd64/20260103_0000").exists() or not any(
+        (tmp_path / "tree/busybox/amd64/20260103_0000").iterdir())
+    assert json.loads((tmp_path / "tree/busybox/amd64/ssb.json").read_text()) == manifest
+    # the plan alone: pure, the same answer for the same input
+    items = manifest["versions"]["20260101_0000"]["items"]
+    assert with_version(manifest, product.name, "20260104_0000", items) == (
+        None, f"{product.name}: the new build is identical to version 20260101_0000 (same fingerprint)")
+    withdrawn = {**manifest, "withdrawn": {"20260104_0000": {"withdrawn_at": 1, "entry": {"items": {}}}}}
+    assert with_version(withdrawn, product.name, "20260104_0000", {})[1] == (
+        f"{product.name}: version 20260104_0000 was withdrawn (ssb.json 'withdrawn'); build with another --version")

@@ -529,6 +529,26 @@ def test_own_manifest_write_does_not_publish_again(s3_server: S3Server, bucket: 
         "p0:1:amd64:default"] and republisher.publishes == 2
 
 
+def test_manifest_on_upload_writes_ssb_json_under_the_lease(s3_server: S3Server, bucket: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ssb.json a hook rebuilds on upload is written by its publish, under the tree's lease:
+    while another job holds it, nothing is written (the upload is published once it is free)."""
+    s3_server.use_credentials(monkeypatch)
+    client = s3_server.client()
+    tree = parse_config(tree_doc(s3_server, 1, hooks={"manifest_on_upload": True}), "tree.yml")
+    republisher = Republisher(tree, f"s3://{bucket}")
+    put_version(client, bucket, 0, VERSION, write_manifest=False)
+    uploads = [e for key in ("lxd.tar.xz", "rootfs.squashfs")
+               for e in parse_events(s3_event(bucket, f"p/0/{VERSION}/{key}", "0" * 32))]
+    with Lease(republisher.store, ttl=300, timeout=5, purpose="another publisher"):
+        outcome = republisher.handle(uploads, lock_timeout=0.5)
+        assert "another publisher" in outcome.failed["p0:1:amd64:default"], outcome.failed
+        assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="p/0/ssb.json")
+    assert republisher.handle(uploads).products == ["p0:1:amd64:default"]
+    assert VERSION in json.loads(client.get_object(Bucket=bucket, Key="p/0/ssb.json")["Body"].read())["versions"]
+    assert list(served(republisher.store)["products"]) == ["p0:1:amd64:default"]
+
+
 class LambdaContext:
     def __init__(self, seconds: float) -> None:
         self.deadline = time.monotonic() + seconds

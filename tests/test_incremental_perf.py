@@ -16,7 +16,7 @@ from test_plan import a_tree, read, served
 
 from ssb_s3.config import parse_config
 from ssb_s3.core import catalog as catalog_module
-from ssb_s3.core.plan import PublishOptions, diff, plan_publish
+from ssb_s3.core.plan import PlanOptions, diff, plan_publish
 from ssb_s3.core.retention import History, plan_purge
 
 V1, V2 = "20260101_0000", "20260102_0000"
@@ -41,7 +41,7 @@ def test_incremental_contract_check_walks_only_the_changed_products(monkeypatch:
         return real(name, items, client)
 
     monkeypatch.setattr(catalog_module, "_images_of_version", counting)
-    plan = plan_publish(tree, snap, PublishOptions(), only={"b"})
+    plan = plan_publish(tree, snap, PlanOptions(), only={"b"})
     assert not plan.problems
     assert set(walked) == {"b"}  # a and c did not change and share no fingerprint with b: not walked
 
@@ -53,7 +53,7 @@ def test_incremental_still_refuses_a_fingerprint_of_an_unchanged_product(changed
     stolen = read(changed, [V1, V2])
     b_item = before.served["products"]["b"]["versions"][V1]["items"]["lxd_combined.tar.gz"]
     stolen.manifest["versions"][V2]["items"]["lxd_combined.tar.gz"]["sha256"] = b_item["sha256"]
-    plan = plan_publish(tree, replace(before, products={changed: stolen}), PublishOptions(), only={changed})
+    plan = plan_publish(tree, replace(before, products={changed: stolen}), PlanOptions(), only={changed})
     assert plan.refused and plan.report.failed_products == [changed]
     fingerprint = b_item["sha256"][:12]
     keys = (("LXD", "lxd_combined.tar.gz"), ("Incus", "incus_combined.tar.gz"))  # the catalog mirrors the item
@@ -115,9 +115,9 @@ def test_incremental_and_full_plans_agree_on_catalog_and_purge() -> None:
     a_now = read("a", [V1, V2, newer])
     a_listed = {k: v for k, v in before.tree_listing.items() if k.startswith("a/")}  # what `only` lists
     incremental = plan_publish(tree, replace(before, products={"a": a_now}, tree_listing=a_listed),
-                               PublishOptions(grace=0), only={"a"})
+                               PlanOptions(grace=0), only={"a"})
     full = plan_publish(tree, replace(before, products={"a": a_now, "b": before.products["b"]}),
-                        PublishOptions(grace=0))
+                        PlanOptions(grace=0))
     assert incremental.catalog_bytes == full.catalog_bytes
     assert incremental.report.changes == full.report.changes
     assert incremental.report.bytes_added == full.report.bytes_added

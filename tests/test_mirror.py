@@ -853,3 +853,62 @@ products:
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["copied"] == []
     assert sorted(json.loads(again.stdout)["skipped"]) == sorted(report["copied"])
+
+
+def test_mirror_decides_and_copies_under_the_lease_on_one_read_of_index_json(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a mirror copies and records is decided on index.json as read under the tree's lease,
+    read once (the publish under the same lease is given that read): while another job holds the
+    lease nothing is copied; once it is free, index.json is read once per run."""
+    from click.testing import CliRunner
+
+    from ssb_s3.cli import cli
+    from ssb_s3.storage.lease import Lease
+    from ssb_s3.storage.store import LocalStore
+    from ssb_s3.storage.tree import Tree as TreeIO
+
+    up, target = tmp_path / "up", tmp_path / "target"
+    write_upstream(up, [PRODUCTS[2], PRODUCTS[1]])
+    monkeypatch.chdir(tmp_path)  # no tree.yml: a tree of mirrored products only
+    reads: list[str] = []
+    served = TreeIO.served
+
+    def counted(self: TreeIO) -> Any:
+        reads.append(self.target.url)
+        return served(self)
+
+    monkeypatch.setattr(TreeIO, "served", counted)
+    with Lease(LocalStore(target), ttl=300, timeout=5, purpose="another publisher"):
+        out = CliRunner().invoke(cli, ["-t", str(target), "mirror", str(up), "--lock-timeout", "1"])
+    assert out.exit_code == 1 and "another publisher" in out.output, out.output
+    assert not [p for p in target.rglob("*") if p.is_file() and ".ssb-s3" not in p.parts], list(target.rglob("*"))
+    reads.clear()
+    out = CliRunner().invoke(cli, ["-t", str(target), "mirror", str(up)])
+    assert out.exit_code == 0, out.output
+    assert set(json.loads((target / "streams/v1/images.json").read_text())["products"]) == {
+        PRODUCTS[2][0], PRODUCTS[1][0]}
+    assert reads == [str(target)], reads  # (before: once to decide, before the lease, and once to publish)
+    reads.clear()
+    write_upstream(up, [PRODUCTS[2]])  # one product left the source: it leaves the catalog
+    out = CliRunner().invoke(cli, ["-t", str(target), "mirror", str(up)])
+    assert out.exit_code == 0, out.output
+    assert set(json.loads((target / "streams/v1/images.json").read_text())["products"]) == {PRODUCTS[2][0]}
+    assert reads == [str(target)], reads
+
+
+def test_mirror_decisions_are_pure_functions_of_what_was_read() -> None:
+    """core.mirror: which served mirrored products left their source, and which selected product
+    belongs to another source, from the documents alone."""
+    from ssb_s3.core.mirror import claim_products, departures, select, source_id
+
+    one, other = source_id("https://one.example/"), source_id("https://other.example/")
+    manifests = {"gone": {"mirror": {"source": one}}, "elsewhere": {"mirror": {"source": other}}, "unread": None}
+    assert departures(manifests, {one: False}) == ["gone"]
+    assert departures(manifests, {one: True}) == []  # --keep: what left the source stays
+    selection = select(_catalog("20260101_0000"), [])
+    [name] = selection.products
+    prior = claim_products(selection, {name: {"name": name, "versions": {}, "mirror": {"source": other}}}, {},
+                           "https://one.example/", {other: "https://other.example/"})
+    assert not selection.products and not prior.existing
+    assert selection.drops[-1].reason == ("already mirrored from https://other.example/: one product has one "
+                                          "source (remove it there first)")

@@ -79,16 +79,6 @@ def test_tree_yml_problems_say_file_and_field() -> None:
 # The pure plan: no server, no store
 
 
-class Names:
-    """How a store names keys in messages (the plan needs nothing else of a store)."""
-
-    def describe(self, key: str) -> str:
-        return f"mem://tree/{key}"
-
-    def absent_reason(self, key: str) -> str:
-        return "does not exist"
-
-
 DAY = 86400.0
 NOW = 1767225600.0 + 10 * DAY  # 2026-01-11 00:00 UTC
 
@@ -114,14 +104,15 @@ def read(product: str, versions: list[str], size: int = 10, listed: bool = True)
 
     found = manifest(product, versions, size)
     listing = {i["path"]: i["size"] for v in found["versions"].values() for i in v["items"].values()} if listed else {}
-    return ProductRead(location=f"mem://tree/{product}/ssb.json", names=Names(), manifest=found, listing=listing)
+    return ProductRead(location=f"mem://tree/{product}/ssb.json", store_url="mem://tree", manifest=found,
+                       listing=listing)
 
 
 def served(tree: Any, reads: dict[str, Any], now: float = NOW - DAY) -> Any:
     """The snapshot a later publish reads (the same products) after publishing `reads` at `now`."""
-    from ssb_s3.core.plan import PublishOptions, Snapshot, plan_publish
+    from ssb_s3.core.plan import PlanOptions, Snapshot, plan_publish
 
-    first = plan_publish(tree, Snapshot(now=now, products=reads), PublishOptions())
+    first = plan_publish(tree, Snapshot(now=now, products=reads), PlanOptions())
     assert not first.problems, first.problems
     listing = {k: v for r in reads.values() for k, v in (r.listing or {}).items()}
     return Snapshot(now=NOW, index=first.index.data, etag="e1", served_key=first.catalog_key, served=first.catalog,
@@ -150,55 +141,55 @@ def test_the_core_imports_no_store_and_no_boto3() -> None:
 def test_retention_keeps_the_newest_days_and_purges_after_the_grace() -> None:
     from dataclasses import replace
 
-    from ssb_s3.core.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PlanOptions, plan_publish
 
     versions = ["20260101_0000", "20260102_0000", "20260103_0000"]
     tree = a_tree(days=3)
     before = served(tree, {"a": read("a", versions), "b": read("b", ["20260101_0000"])})
     snap = replace(before, products={"a": read("a", versions), "b": read("b", ["20260101_0000"])})
     tree = a_tree(days=2)
-    plan = plan_publish(tree, snap, PublishOptions(grace=3600))
+    plan = plan_publish(tree, snap, PlanOptions(grace=3600))
     assert sorted(plan.catalog["products"]["a"]["versions"]) == versions[1:]
     assert plan.report.changes["a"]["removed"] == ["20260101_0000"]
     assert [i.version for i in plan.purge.delete_later] == ["20260101_0000"]  # the replaced catalog names it
     assert plan.purge.delete_now == []
-    plan = plan_publish(tree, snap, PublishOptions(grace=0))
+    plan = plan_publish(tree, snap, PlanOptions(grace=0))
     assert [i.folder for i in plan.purge.delete_now] == ["a/20260101_0000"]
 
 
 def test_max_age_drops_old_versions_and_never_empties_a_product_without_force() -> None:
     from dataclasses import replace
 
-    from ssb_s3.core.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PlanOptions, plan_publish
 
     reads = {"a": read("a", ["20260101_0000", "20260110_0000"]), "b": read("b", ["20260101_0000"])}
-    plan = plan_publish(a_tree(days=5, max_age="3d"), served(a_tree(days=5), reads), PublishOptions())
+    plan = plan_publish(a_tree(days=5, max_age="3d"), served(a_tree(days=5), reads), PlanOptions())
     assert sorted(plan.catalog["products"]["a"]["versions"]) == ["20260110_0000"]
     assert not plan.refused
     old = {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])}
     snap = replace(served(a_tree(), old), products=old)
-    plan = plan_publish(a_tree(max_age="3d"), snap, PublishOptions())
+    plan = plan_publish(a_tree(max_age="3d"), snap, PlanOptions())
     assert plan.refused
     assert [str(p) for p in plan.problems] == [
         "product a: max_age would remove every version; refusing to empty a product without --force"]
     assert plan.problems[0].product == "a"
-    forced = plan_publish(a_tree(max_age="3d"), snap, PublishOptions(force=True))
+    forced = plan_publish(a_tree(max_age="3d"), snap, PlanOptions(force=True))
     assert not forced.refused and "a" not in forced.catalog["products"]
 
 
 def test_keep_going_keeps_the_previous_entry_of_an_invalid_product() -> None:
     from dataclasses import replace
 
-    from ssb_s3.core.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PlanOptions, plan_publish
 
     before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
     broken_b = read("b", ["20260101_0000", "20260102_0000"], listed=False)  # files missing
     snap = replace(before, products={"a": read("a", ["20260101_0000", "20260102_0000"]), "b": broken_b})
-    refused = plan_publish(a_tree(), snap, PublishOptions())
+    refused = plan_publish(a_tree(), snap, PlanOptions())
     assert refused.refused and refused.report.failed_products == ["b"]
     assert str(refused.problems[0]) == ("product b version 20260102_0000 item lxd_combined.tar.gz: "  # days: 1
                                         "mem://tree/b/20260102_0000/lxd_combined.tar.gz does not exist")
-    plan = plan_publish(a_tree(), snap, PublishOptions(keep_going=True))
+    plan = plan_publish(a_tree(), snap, PlanOptions(keep_going=True))
     assert not plan.refused
     assert plan.catalog["products"]["b"] == before.served["products"]["b"]
     assert sorted(plan.catalog["products"]["a"]["versions"]) == ["20260102_0000"]
@@ -206,12 +197,12 @@ def test_keep_going_keeps_the_previous_entry_of_an_invalid_product() -> None:
 
 
 def test_contract_refusal_names_the_ssb_json_it_comes_from() -> None:
-    from ssb_s3.core.plan import PublishOptions, Snapshot, plan_publish
+    from ssb_s3.core.plan import PlanOptions, Snapshot, plan_publish
 
     bad = read("a", ["20260101_0000"])
     bad.manifest["versions"]["20260101_0000"]["items"]["lxd_combined.tar.gz"]["sha256"] = "not-hex"
     plan = plan_publish(a_tree(), Snapshot(now=NOW, products={"a": bad, "b": read("b", ["20260101_0000"])}),
-                        PublishOptions(keep_going=True))
+                        PlanOptions(keep_going=True))
     problem = plan.problems[-1]  # (and the same for its Incus mirror)
     assert {(p.product, p.where) for p in plan.problems} == {("a", "mem://tree/a/ssb.json")}
     assert str(problem) == ("mem://tree/a/ssb.json: product a version 20260101_0000 item lxd_combined.tar.gz: "
@@ -222,11 +213,11 @@ def test_contract_refusal_names_the_ssb_json_it_comes_from() -> None:
 def test_incremental_publish_keeps_other_products_entries_unread() -> None:
     from dataclasses import replace
 
-    from ssb_s3.core.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PlanOptions, plan_publish
 
     before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
     snap = replace(before, products={"a": read("a", ["20260101_0000", "20260102_0000"])})  # b not even read
-    plan = plan_publish(a_tree(), snap, PublishOptions(), only={"a"})
+    plan = plan_publish(a_tree(), snap, PlanOptions(), only={"a"})
     assert not plan.problems
     assert plan.catalog["products"]["b"] == before.served["products"]["b"]
     assert list(plan.report.changes) == ["a"]
@@ -235,25 +226,25 @@ def test_incremental_publish_keeps_other_products_entries_unread() -> None:
 def test_refuses_to_empty_the_tree_without_force() -> None:
     from dataclasses import replace
 
-    from ssb_s3.core.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PlanOptions, plan_publish
 
     before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
     snap = replace(before, products={"a": read("a", []), "b": read("b", [])})  # no complete version left
-    plan = plan_publish(a_tree(), snap, PublishOptions(keep_going=True))
+    plan = plan_publish(a_tree(), snap, PlanOptions(keep_going=True))
     assert plan.refused  # a problem that blames no product refuses even with --keep-going
     assert [(p.product, str(p)) for p in plan.problems] == [
         (None, "catalog built from the manifests: no product has a published version: nothing for clients to list")]
-    assert not plan_publish(a_tree(), snap, PublishOptions(force=True)).refused
+    assert not plan_publish(a_tree(), snap, PlanOptions(force=True)).refused
 
 
 def test_a_published_file_that_changed_is_refused() -> None:
     from dataclasses import replace
 
-    from ssb_s3.core.plan import PublishOptions, plan_publish
+    from ssb_s3.core.plan import PlanOptions, plan_publish
 
     before = served(a_tree(), {"a": read("a", ["20260101_0000"]), "b": read("b", ["20260101_0000"])})
     snap = replace(before, products={"a": read("a", ["20260101_0000"], size=11), "b": read("b", ["20260101_0000"])})
-    plan = plan_publish(a_tree(), snap, PublishOptions())
+    plan = plan_publish(a_tree(), snap, PlanOptions())
     assert plan.refused
     problem = plan.problems[-1]  # (and its Incus mirror)
     assert problem.product == "a" and problem.where == "mem://tree/a/20260101_0000/lxd_combined.tar.gz"
@@ -297,6 +288,56 @@ def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, 
 
     monkeypatch.setattr(LocalStore, "_write", write)
     return writes
+
+
+def test_the_plan_is_given_its_own_options_only() -> None:
+    """Run-only settings (credentials, lease timeout, CDN, progress, local files, the key itself)
+    never reach the core: a publish gives its plan PublishOptions.planned."""
+    from dataclasses import fields
+
+    from ssb_s3.commands.publish import PublishOptions
+    from ssb_s3.core.plan import PlanOptions
+    from ssb_s3.storage.tree import RunOptions
+
+    run_only = {"apikey", "storage", "lock_timeout", "cloudfront_distribution", "quiet", "local_files", "sign_key"}
+    assert run_only <= {f.name for f in fields(RunOptions)}
+    assert not run_only & {f.name for f in fields(PlanOptions)}
+    opts = PublishOptions(apikey="secret", sign_key="KEY", lock_timeout=5, force=True, grace=0)
+    assert opts.planned == PlanOptions(force=True, grace=0, signing=True)
+    assert type(opts.planned) is PlanOptions
+
+
+def rendered(plan: Any) -> Any:
+    """The plan with every lazy view rendered (a lazy view's renderer compares by identity)."""
+    from dataclasses import replace
+
+    def done(view: Any) -> Any:
+        return None if view is None else replace(view, data=view.body(), lazy=None)
+
+    return replace(plan, views=tuple(map(done, plan.views)), flip_index=done(plan.flip_index))
+
+
+def test_the_same_snapshot_gives_the_same_plan_and_a_local_reason_reaches_the_user(tmp_path: Path) -> None:
+    """The snapshot holds facts only: why a local file is left out (a symlink out of the folder's
+    bounds) is read with it, so the plan never asks the store; the same snapshot, planned twice,
+    and once more after the folder changed, gives the same plan."""
+    from ssb_s3.core.plan import PlanOptions, plan_publish
+    from ssb_s3.storage.tree import Tree
+
+    config, store = local_tree(tmp_path)
+    root = tmp_path / "target"
+    rootfs = root / "sample/amd64/20260102_00:00/rootfs.tar.xz"
+    outside = tmp_path / "outside.tar.xz"
+    rootfs.rename(outside)
+    rootfs.symlink_to(outside)
+    snap = Tree(config, store).snapshot(NOW)
+    first = plan_publish(config, snap, PlanOptions())
+    reason = f"{rootfs} is a symlink to {outside}, outside the folder {root}: refused"
+    assert first.refused and any(reason in p.text for p in first.problems), first.problems
+    rootfs.unlink()  # the folder changes after the read: the plan does not look again
+    assert rendered(plan_publish(config, snap, PlanOptions())) == rendered(first)
+    again = Tree(config, store).snapshot(NOW)
+    assert again != snap and not any(reason in p.text for p in plan_publish(config, again, PlanOptions()).problems)
 
 
 def test_a_registered_view_with_a_fixed_name_is_written_after_the_flip_and_recorded(

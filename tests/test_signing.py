@@ -267,8 +267,8 @@ def test_a_signed_tree_stays_signed_on_every_write_path(key: Key, tmp_path: Path
     and images.json unsigned) refuses with one line and writes nothing, until index.sjson is
     deleted on purpose."""
 
+    from ssb_s3.commands.publish import PublishOptions
     from ssb_s3.config import load_config
-    from ssb_s3.core.plan import PublishOptions
     from ssb_s3.hooks.events import BucketEvent
     from ssb_s3.hooks.republish import Republisher
     from ssb_s3.storage.backends import open_store
@@ -350,9 +350,8 @@ def test_signed_catalog_before_the_flip_fixed_names_and_index_sjson_after_it(
     """The content-addressed catalog and its signed twins before the flip; every fixed name (the plain
     copies, their signatures, the page) after it, index.sjson after them; then index.json again,
     recording the views."""
-    from ssb_s3.commands.publish import publish
+    from ssb_s3.commands.publish import PublishOptions, publish
     from ssb_s3.config import load_config
-    from ssb_s3.core.plan import PublishOptions
     from ssb_s3.storage.backends import open_store
 
     conf = local_tree(tmp_path)

@@ -334,13 +334,13 @@ def test_the_pure_plan_of_a_withdraw() -> None:
 
     from test_plan import a_tree, read, served
 
-    from ssb_s3.core.plan import PublishOptions, Withdrawal, plan_publish
+    from ssb_s3.core.plan import PlanOptions, Withdrawal, plan_publish
 
     tree = a_tree(days=3)
     before = served(tree, {"a": read("a", [OLD, NEW]), "b": read("b", [OLD])})
     assert sorted(before.served["products"]["a"]["versions"]) == [OLD, NEW]
     snap = replace(before, products={"a": replace(before.products["a"], etag="etag-a")})
-    plan = plan_publish(tree, snap, PublishOptions(grace=3600, withdraw=Withdrawal("a", NEW, "why")), only={"a"})
+    plan = plan_publish(tree, snap, PlanOptions(grace=3600, withdraw=Withdrawal("a", NEW, "why")), only={"a"})
     assert not plan.refused and plan.catalog_changed
     [write] = plan.manifest_writes
     assert (write.product, write.etag) == ("a", "etag-a")
@@ -355,7 +355,7 @@ def test_the_pure_plan_of_a_withdraw() -> None:
     after = replace(snap, now=snap.now + 3601, index=plan.index.data, served_key=plan.catalog_key,
                     served=plan.catalog, catalogs={snap.served_key: snap.served},
                     products={"a": replace(snap.products["a"], manifest=write.manifest)})
-    later = plan_publish(tree, after, PublishOptions(grace=3600), only={"a"})
+    later = plan_publish(tree, after, PlanOptions(grace=3600), only={"a"})
     assert [(i.version, i.reason) for i in later.purge.delete_now] == [(NEW, "withdrawn")]
     assert not later.manifest_writes and not later.catalog_changed
 
@@ -558,7 +558,7 @@ def test_the_pure_plan_of_a_mirrored_withdraw() -> None:
 
     from test_plan import a_tree, manifest, read, served
 
-    from ssb_s3.core.plan import PublishOptions, Withdrawal, plan_publish
+    from ssb_s3.core.plan import PlanOptions, Withdrawal, plan_publish
 
     base = a_tree(days=3)
     tree = replace(base, products=(replace(base.products[0], mirrored=True), base.products[1]))
@@ -567,13 +567,13 @@ def test_the_pure_plan_of_a_mirrored_withdraw() -> None:
     sneaked = replace(snap.products["a"], manifest=manifest("a", [OLD, NEW, added]),
                       listing={**(snap.products["a"].listing or {}), f"a/{added}/lxd_combined.tar.gz": 10})
     plan = plan_publish(tree, replace(snap, products={**snap.products, "a": sneaked}),
-                        PublishOptions(withdraw=Withdrawal("a", OLD, "why")), only={"a"})
+                        PlanOptions(withdraw=Withdrawal("a", OLD, "why")), only={"a"})
     assert not plan.refused and not plan.manifest_writes
     assert sorted(plan.catalog["products"]["a"]["versions"]) == [NEW]
     assert json.loads(plan.index.data)["ssb_s3"]["withdrawn"]["a"][OLD]["reason"] == "why"
     missing = replace(snap.products["a"], listing={})  # its files gone: its previous entry would be kept
     refused = plan_publish(tree, replace(snap, products={**snap.products, "a": missing}),
-                           PublishOptions(withdraw=Withdrawal("a", OLD)), only={"a"})
+                           PlanOptions(withdraw=Withdrawal("a", OLD)), only={"a"})
     assert refused.refused
     assert f"product a: version {OLD} would still be served" in "\n".join(map(str, refused.problems))
 

@@ -37,7 +37,7 @@ from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig, claim_alias, par
 from ..core import adding
 from ..core.adding import AddError
 from ..core.catalog import SHORT_FINGERPRINT, fingerprints
-from ..core.plan import PublishOptions, PublishReport
+from ..core.plan import PublishReport
 from ..core.retention import served_mirrored
 from ..errors import ProblemsFound
 from ..ingest.upload import IngestResult, ingest_version
@@ -59,7 +59,7 @@ from ..vocabulary.imagefiles import (
     upload_order,
 )
 from ..vocabulary.layout import PRODUCT_RECORD_KEY
-from .publish import publish
+from .publish import PublishOptions, publish
 
 FINGERPRINT_NAME = re.compile(r"^(?:meta-)?([0-9a-f]{64})\.")  # what `incus/lxc image export` write
 

@@ -9,9 +9,16 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
    A 403 for index.sjson is "unsigned source" (S3 answers 403 for a missing key without
    s3:ListBucket); for anything else it is an error. A plain http:// source without --keyring is
    warned about (one line: what it serves can be altered in transit);
-2. select (ssb_s3.core.mirror, pure): filters, --max, drops with their reasons, translation; a
-   version this tree withdrew (`withdraw`: its record in index.json, core.withdrawal.TREE_RECORD)
-   is dropped with that reason, whatever the upstream says: the tree's record wins;
+   Nothing of the tree is read in this step; what follows runs under the tree's lease (a dry run,
+   which writes nothing, takes none);
+2. read index.json and the catalog it names, once (Tree.served_read), and the ssb.json of the
+   products concerned; then decide, on that read only (ssb_s3.core.mirror, pure): selection
+   (filters, --max, drops with their reasons, translation, folders clear of the tree's own and of
+   the served mirrored ones); a version this tree withdrew (`withdraw`: its record in index.json,
+   core.withdrawal.TREE_RECORD) is dropped with that reason, whatever the upstream says: the
+   tree's record wins; one source per product (claim_products); what to copy, and what each
+   product's ssb.json becomes (mirrored_manifests); which served mirrored products left their
+   source (departure_candidates, departures);
 3. copy every selected file not already in the target with the same sha256 into
    <directory>/<version>/ of the target: streamed (no file held whole in memory or on disk),
    create-only, verified against the source's size and sha256 while it streams (the object is
@@ -22,9 +29,12 @@ Order (a mirror killed at any point leaves the previous tree served, and a re-ru
    refuses the root before it is created; in parallel, with the one progress reporter. A version
    with any failed file is left out: nothing of it is published. The served catalog (written by
    the tree alone) is the record of what was mirrored before: a version or item that someone who
-   can write a product's folder added to its ssb.json is not kept (core.mirror.recorded_versions);
-4. publish (ssb_s3.commands.publish, the one commit): the mirrored products join the tree's own,
-   their ssb.json prepared here and written by the commit once the plan is known valid; the
+   can write a product's folder added to its ssb.json is not kept (core.mirror.recorded_versions).
+   The copies run under the lease (it renews itself: Lease), so that what they are decided on
+   cannot change meanwhile; other publishers wait for them (their --lock-timeout);
+4. publish (ssb_s3.commands.publish, the one commit), under the same lease and given the read of
+   step 2 (index.json is not read again, unless the flip fails): the mirrored products join the
+   tree's own, their ssb.json prepared here and written by the commit once the plan is known valid; the
    catalog, the views, the index flipped last; the same contract check, the same purge (a
    mirrored product that left its source leaves the catalog at once; the history records it as
    departed, and its folders go after the grace: ssb_s3.core.retention.departed_mirrored).
@@ -49,30 +59,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, cast
-from urllib.parse import urlsplit, urlunsplit
 
 from .. import gpg
 from ..config import MirrorConfig, ProductConfig, StorageConfig, TreeConfig, claim_alias
 from ..core import mirror as core
 from ..core.catalog import _path_problem
-from ..core.plan import PublishOptions, PublishReport, combined_claims
-from ..core.retention import served_mirrored
+from ..core.mirror import has_userinfo, source_id, without_userinfo  # (source_id: callers name it from here)
+from ..core.plan import PublishReport, combined_claims
 from ..core.signed import clearsigned_content
-from ..core.withdrawal import Recorded, tree_recorded
+from ..core.withdrawal import tree_recorded
 from ..errors import BudgetSpent, NotFound, PreconditionFailed, SSBError, StoreError, Unreachable
 from ..filters import Filter, FilterError, parse_filters
 from ..progress import Progress
 from ..storage import httpread
 from ..storage.backends import open_readable
 from ..storage.backends.http import HttpStore
+from ..storage.lease import Lease
 from ..storage.manifest import read_manifest
 from ..storage.store import ReadableStore, Store
 from ..storage.tree import ARTIFACT_TYPE, Tree
-from ..vocabulary import imagefiles
 from ..vocabulary.layout import INDEX_KEY, SIGNED_INDEX_KEY, has_signed_twin, is_signed_key, signed_key
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import json_strings_clean
-from .publish import publish, refuse_unsigned_over_signed
+from .publish import PublishOptions, publish, refuse_unsigned_over_signed
 
 log = logging.getLogger(__name__)
 
@@ -465,7 +474,40 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         if o.source.startswith("http://") and not (o.verify and o.keyring):
             log.warning("source %s: plain http:// without --keyring: the catalog and the files can be altered in "
                         "transit (use https:// or --keyring)", o.source)
-    refuse_unsigned_over_signed(tree, target, publish_opts.sign_key)  # before any copy into a signed tree
+    refuse_unsigned_over_signed(tree, target, publish_opts.sign_key)  # before the lease and any copy
+    storage = publish_opts.storage or tree.storage
+    read: list[SourceRead] = []
+    for run, run_filters in zip(runs, filters, strict=True):  # the upstreams, not the tree: read before the lease
+        source = open_source(run.source, storage)
+        catalogs, signed = read_source(source, run)
+        unknown_filter_keys(run_filters, [c.document for c in catalogs], source.url)
+        read.append(SourceRead(run, run_filters, source, catalogs, signed))
+    owner = Tree(tree, target)
+    if publish_opts.dry_run:  # nothing written: no lease
+        return _mirror_tree(tree, target, owner, read, publish_opts, None)
+    with owner.lease(publish_opts.lock_timeout, "mirror") as lease:
+        return _mirror_tree(tree, target, owner, read, publish_opts, lease)
+
+
+class SourceRead(NamedTuple):
+    """One mirror run's source, as read (before the lease: nothing of the tree)."""
+
+    run: MirrorOptions
+    filters: Sequence[Filter]
+    store: ReadableStore
+    catalogs: list[SourceCatalog]
+    signed: bool
+
+
+def _mirror_tree(tree: TreeConfig, target: Store, owner: Tree, read: Sequence[SourceRead],
+                 publish_opts: PublishOptions, lease: Lease | None) -> list[MirrorReport]:
+    """Steps 2-4 under the tree's lease (none in a dry run): index.json and its catalog read once,
+    every decision (folders, withdrawn versions, one source per product, what to copy, what left
+    its source) made by core.mirror on that read, the copies, then the publish under the same lease,
+    given that read."""
+    served = owner.served_read()  # written by the tree alone: the record of what was mirrored before
+    index = served.index
+    served_products: Mapping[str, Any] = (served.catalog or {}).get("products", {})
     storage = publish_opts.storage or tree.storage
     reports: list[MirrorReport] = []
     products: dict[str, ProductConfig] = {}
@@ -478,39 +520,22 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
     for own in tree.products:
         for alias in own.aliases:
             claim_alias(taken_aliases, alias, own.arch, own.name)
-    index, _, _, served_catalog = Tree(tree, target).served()  # written by the tree alone: the record
-    served_products: Mapping[str, Any] = (served_catalog or {}).get("products", {})
-    mirrored_dirs = _served_mirrored_dirs(tree, index, served_products)
+    mirrored_dirs = core.served_mirrored_dirs(tree.prefix, index, served_products)
     withdrawn = tree_recorded(index)  # `withdraw` of a mirrored version: this tree's record, it wins
-    known: dict[str, str] = {}  # source_id -> the source of this run it stands for (to name it)
-    for run, run_filters in zip(runs, filters, strict=True):
-        source = open_source(run.source, storage)
-        known[source_id(source.url)] = source.url
-        report = MirrorReport(source=source.url)
-        catalogs, report.signed = read_source(source, run)
-        unknown_filter_keys(run_filters, [c.document for c in catalogs], source.url)
+    known = {source_id(r.store.url): r.store.url for r in read}  # source_id -> the source it stands for
+    for run, run_filters, source, catalogs, signed in read:
+        report = MirrorReport(source=source.url, signed=signed)
         for catalog, text_clean in catalogs:
             selection = core.select(catalog, run_filters, clients=run.clients, max_versions=run.max_versions,
                                     prefix=tree.prefix, taken_dirs=taken_dirs, taken_names=taken_names | set(products),
                                     mirrored_dirs=mirrored_dirs, taken_aliases=taken_aliases,
                                     reserved=tree.layout.reserved,
                                     max_file_size=run.max_file_size, text_clean=text_clean)
-            _without_withdrawn(selection, withdrawn)
+            core.without_withdrawn(selection, withdrawn)
+            manifests = {name: read_manifest(target, tree, config)[0] for name, config in selection.products.items()}
+            prior = core.claim_products(selection, manifests, served_products, source.url, known)
             report.selected.extend(selection.selected)
             report.drops.extend(selection.drops)
-            recorded: dict[str, str] = {}  # path -> sha256, of the files the served catalog names
-            existing: dict[str, dict[str, Any]] = {}  # product -> its versions mirrored before (recorded)
-            for name, config in list(selection.products.items()):
-                manifest = read_manifest(target, tree, config)[0]
-                other = _mirrored_from(manifest)
-                if other is not None and other != source_id(source.url):
-                    selection.discard(name, f"already mirrored from {known.get(other, other)}: one product has "
-                                            "one source (remove it there first)")
-                    report.drops.append(selection.drops[-1])
-                    continue
-                existing[name] = core.recorded_versions(manifest, served_products.get(name))
-                for version in existing[name].values():
-                    recorded.update({i["path"]: i["sha256"] for i in version["items"].values()})
             jobs = [c for files in selection.files.values() for c in files]
             for copy in jobs if publish_opts.dry_run else ():  # a real run says what it copied instead
                 if target.head(copy.target) is None:
@@ -519,19 +544,11 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
             failed: set[tuple[str, str]] = set()
             if not publish_opts.dry_run:
                 files = open_source(run.source, storage, files=run) if isinstance(source, HttpStore) else source
-                failed = copy_files(files, target, tree, selection, recorded, report, copiers=run.copiers,
-                                    quiet=publish_opts.quiet, recorded_combined=frozenset(
-                                        (i["path"], f, i[f]) for versions in existing.values()
-                                        for version in versions.values() for i in version["items"].values()
-                                        for f in imagefiles.COMBINED_FIELDS if f in i))
-            for name, config in selection.products.items():
-                fresh = {v: e for v, e in selection.versions[name].items() if (name, v) not in failed}
-                if not fresh and not existing[name]:
-                    continue
-                manifest, days = core.merged_manifest(name, fresh, existing[name], keep=run.keep,
-                                                      named=selection.versions[name])
-                manifest["mirror"] = {"source": source_id(source.url)}  # public: never the URL or path
-                products[name] = replace(config, days=days, mirrored=True)
+                failed = copy_files(files, target, tree, selection, prior.recorded, report, copiers=run.copiers,
+                                    quiet=publish_opts.quiet, recorded_combined=prior.recorded_combined)
+            for name, (config, manifest) in core.mirrored_manifests(selection, prior, failed, keep=run.keep,
+                                                                    source=source.url).items():
+                products[name] = config
                 prepared[name] = manifest
                 sources[name] = source.url
                 taken_dirs.add(config.directory)
@@ -539,7 +556,16 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         if run_filters and not report.selected:
             log.warning("filters %s matched nothing in %s", " ".join(f.text for f in run_filters), source.url)
         reports.append(report)
-    unmirror = _left_their_source(tree, target, index, served_products, products, keeps)
+    candidates, undeclared = core.departure_candidates(tree.prefix, index, served_products,
+                                                       [*(p.name for p in tree.products), *products])
+    if undeclared:
+        raise MirrorError(f"{target.describe(INDEX_KEY)}: product {undeclared[0]} is served but is neither in "
+                          f"tree.yml ({tree.source_file}) nor a mirrored product: pass -c with the tree.yml "
+                          "declaring it")
+    unmirror = core.departures({name: None if config is None else _maybe_manifest(target, tree, config)
+                                for name, config in candidates.items()}, keeps)
+    for name in unmirror:
+        log.warning("%s: no longer selected from its source: left out of the catalog", name)
     full = replace(tree, products=(*tree.products, *products.values()))
     publish_opts = replace(publish_opts, unmirror=frozenset(unmirror))
     for report in reports:
@@ -547,7 +573,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         report.versions = sum(len(prepared[n]["versions"]) for n in report.products)
     if publish_opts.dry_run:  # nothing copied: the tree's own products planned as publish --dry-run plans them
         if tree.products:
-            planned = publish(tree, target, publish_opts)
+            planned = publish(tree, target, publish_opts, served=served)
             for report in reports:
                 report.publish = planned
         return reports
@@ -555,7 +581,7 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
         for drop in report.drops:
             log.warning("%s: %s", without_userinfo(report.source), drop)
     try:
-        result = publish(full, target, publish_opts, prepared=prepared)
+        result = publish(full, target, publish_opts, prepared=prepared, lease=lease, served=served)
     except SSBError:
         for problem in (problem for report in reports for problem in report.failed):
             log.warning("%s", problem)  # (else said by the caller, after what was published)
@@ -566,6 +592,20 @@ def mirror_all(tree: TreeConfig, target: Store, runs: Sequence[MirrorOptions],
 
 
 FILTER_SYNONYMS = {"product": "product_name"}  # list's name of it: one vocabulary for both commands
+
+
+def publish_tree(tree: TreeConfig, target: Store, opts: PublishOptions
+                 ) -> tuple[PublishReport | None, list[MirrorReport]]:
+    """`publish`: the tree's own products (commands.publish); with tree.yml's `mirrors:`, the
+    mirrored ones too, in the same commit (mirror_all), each mirror's failed versions then among the
+    report's problems (each blames its product). (None, reports): a dry run with nothing to plan."""
+    if not tree.mirrors:
+        return publish(tree, target, opts), []
+    reports = mirror_all(tree, target, [MirrorOptions.from_config(m) for m in tree.mirrors], opts)
+    report = reports[0].publish
+    if report is not None and not opts.dry_run:
+        report.problems.extend(problem for r in reports for problem in r.failed)
+    return report, reports
 
 
 def unknown_filter_keys(filters: Sequence[Filter], catalogs: Sequence[Mapping[str, Any]], source: str) -> None:
@@ -593,57 +633,6 @@ def _mappings(value: Any) -> list[Mapping[str, Any]]:
     return [v for v in value.values() if isinstance(v, Mapping)] if isinstance(value, Mapping) else []
 
 
-def _without_withdrawn(selection: core.Selection, withdrawn: Recorded) -> None:
-    """Leave out of the selection the versions this tree withdrew (index.json's own record,
-    core.withdrawal.TREE_RECORD), with a drop naming when and why, and the deltas against them:
-    the upstream naming a version again never brings it back, nor copies its files again."""
-    for name, versions in selection.versions.items():
-        gone = sorted(set(versions) & set(withdrawn.get(name, {})))
-        for version in gone:
-            found = withdrawn[name][version]
-            why = f" ({found['reason']})" if found.get("reason") else ""
-            del versions[version]
-            selection.files.pop((name, version), None)
-            selection.drops.append(core.Drop(name, version, "", f"withdrawn from this tree at "
-                                                                f"{found['withdrawn_at']}{why}; not mirrored again"))
-        for version, entry in versions.items() if gone else ():
-            orphans = {i["path"] for i in entry["items"].values() if i.get("delta_base") in gone}
-            if orphans:
-                versions[version] = {**entry, "items": {k: i for k, i in entry["items"].items()
-                                                        if i["path"] not in orphans}}
-                selection.files[(name, version)] = [f for f in selection.files.get((name, version), [])
-                                                    if f.target not in orphans]
-
-
-def _served_mirrored_dirs(tree: TreeConfig, index: bytes, served: Mapping[str, Any]) -> dict[str, str]:
-    """The folders of the products the served catalog holds as mirrored (index.json records them),
-    by name: no other product may be laid out in, inside or around them."""
-    dirs = {}
-    for name in sorted(served_mirrored(index) & set(served)):
-        entry = served[name]
-        directory = _folder(entry, tree.prefix)
-        if directory is not None:
-            dirs[name] = directory
-    return dirs
-
-
-def served_mirrored_product(tree: TreeConfig, index: bytes, served: Mapping[str, Any],
-                            name: str) -> ProductConfig | None:
-    """The tree's config of a mirrored product that tree.yml does not declare, from what the tree
-    alone wrote: index.json records it as mirrored, and its served catalog entry (`served`: the
-    catalog's products) gives its folder and fields; every served version is kept (`days`). None
-    when the served index records no such product (withdraw, and a mirror run's departures, use it)."""
-    entry = served.get(name)
-    if name not in served_mirrored(index) or not isinstance(entry, Mapping):
-        return None
-    directory = _folder(entry, tree.prefix)
-    config = None if directory is None else core._product_config(name, entry, directory, lambda reason: None)
-    if config is None:
-        return None
-    versions = entry.get("versions")
-    return replace(config, mirrored=True, days=max(1, len(versions) if isinstance(versions, Mapping) else 0))
-
-
 def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> dict[str, Any] | None:
     try:
         return read_manifest(target, tree, config)[0]
@@ -651,76 +640,6 @@ def _maybe_manifest(target: Store, tree: TreeConfig, config: ProductConfig) -> d
         raise  # the run's, not this product's
     except SSBError:
         return None
-
-
-def _folder(entry: Mapping[str, Any], prefix: str) -> str | None:
-    """The one product folder (relative to the prefix) all item paths of a served catalog entry lie
-    in, or None."""
-    paths = [i.get("path") for v in entry.get("versions", {}).values() if isinstance(v, Mapping)
-             for i in (v.get("items") or {}).values() if isinstance(i, Mapping)]
-    folders = {p.rsplit("/", 2)[0] for p in paths if isinstance(p, str) and p.count("/") >= 2}
-    if len(folders) != 1:
-        return None
-    folder = folders.pop()
-    if prefix:
-        return folder[len(prefix) + 1:] if folder.startswith(prefix + "/") else None
-    return folder
-
-
-def has_userinfo(source: str) -> bool:
-    """Whether a source URL carries a user or password (https://user:pass@host/)."""
-    return "://" in source and "@" in urlsplit(source).netloc
-
-
-def without_userinfo(source: str) -> str:
-    """The URL with any user or password left out (safe to print)."""
-    if not has_userinfo(source):
-        return source
-    parts = urlsplit(source)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def source_id(source: str) -> str:
-    """What a mirrored product's public ssb.json records of its source (`mirror.source`): a digest
-    of the URL or path, never the URL or path itself (local paths and internal hosts stay private).
-    All this tool needs of it is equality: one product has one source, and `keep` applies to the
-    products of its own source."""
-    return "sha256:" + hashlib.sha256(without_userinfo(source).encode()).hexdigest()
-
-
-def _mirrored_from(manifest: Mapping[str, Any] | None) -> str | None:
-    """The source_id of the source an existing ssb.json says its product is mirrored from (None:
-    not mirrored); an older ssb.json that recorded the URL itself gives that URL's id."""
-    mirror = (manifest or {}).get("mirror")
-    source = mirror.get("source") if isinstance(mirror, Mapping) else None
-    if not isinstance(source, str):
-        return None
-    return source if source.startswith("sha256:") else source_id(source)
-
-
-def _left_their_source(tree: TreeConfig, target: Store, index: bytes, served: Mapping[str, Any],
-                       mirrored: Mapping[str, ProductConfig], keeps: Mapping[str, bool]) -> set[str]:
-    """Served products that neither tree.yml nor this run declares: those mirrored from another
-    source keep their entry (the publish keeps every mirrored product index.json records); those
-    from a source of this run that left it (or its filters) stay with that source's `keep`, else they leave the
-    catalog (and their files go after the grace). A served product that is neither declared nor
-    mirrored would be unpublished: refused (run with the tree.yml that declares it)."""
-    recorded = served_mirrored(index)
-    declared = {p.name for p in tree.products} | set(mirrored)
-    leaving = set()
-    for name in sorted(served):
-        if name in declared:
-            continue
-        if name not in recorded:
-            raise MirrorError(f"{target.describe(INDEX_KEY)}: product {name} is served but is neither in tree.yml "
-                              f"({tree.source_file}) nor a mirrored product: pass -c with the tree.yml declaring it")
-        config = served_mirrored_product(tree, index, served, name)
-        manifest = None if config is None else _maybe_manifest(target, tree, config)
-        source = _mirrored_from(manifest)
-        if source is not None and keeps.get(source) is False:
-            log.warning("%s: no longer selected from its source: left out of the catalog", name)
-            leaving.add(name)
-    return leaving
 
 
 def dump(reports: Sequence[MirrorReport]) -> str:

@@ -50,13 +50,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..config import TreeConfig
 from ..core.deltas import DeltaJob
 from ..core.plan import (  # re-exported: callers and tests import them from here
     Plan,
-    PublishOptions,
+    PlanOptions,
     PublishReport,
     assemble,
     check_products,
@@ -68,18 +69,32 @@ from ..core.views import View
 from ..errors import PreconditionFailed, ProblemsFound, SigningRequired, SSBError, StoreError
 from ..gpg import Signer
 from ..storage.deltas import DeltaReport, make_deltas
+from ..storage.lease import Lease
 from ..storage.store import Store
-from ..storage.tree import Tree, fetch_manifest_url
+from ..storage.tree import RunOptions, ServedRead, Tree, fetch_manifest_url
 from ..vocabulary.layout import INDEX_KEY, SIGNED_INDEX_KEY
 from ..vocabulary.problems import Problem
 from .cdn import invalidate_index
 
-__all__ = ["PublishOptions", "PublishRefused", "PublishReport", "check_tree", "dump_json", "fetch_manifest_url",
-           "publish", "purge"]
+__all__ = ["PlanOptions", "PublishOptions", "PublishRefused", "PublishReport", "RunOptions", "check_tree", "dump_json",
+           "fetch_manifest_url", "publish", "purge"]
 
 log = logging.getLogger(__name__)
 
 MAX_INDEX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class PublishOptions(RunOptions, PlanOptions):
+    """Everything a publish can be asked, as the CLI fills it from flags (tests directly): the
+    run's own settings (RunOptions: how it reads, writes and reports) and what its plan decides
+    (PlanOptions, all the core is given: `planned`)."""
+
+    @property
+    def planned(self) -> PlanOptions:
+        """What the plan is given: its own options, signing when this run has a key."""
+        return PlanOptions(**{f.name: getattr(self, f.name) for f in fields(PlanOptions)
+                              if f.name != "signing"}, signing=self.signing or bool(self.sign_key))
 
 
 MAX_INVALIDATED_PAGES = 10  # more product pages rewritten than this: their folder is invalidated with one path
@@ -105,40 +120,48 @@ class PublishRefused(ProblemsFound):
 
 def publish(
     tree: TreeConfig, target: Store, opts: PublishOptions | None = None, only: set[str] | None = None,
-    prepared: Mapping[str, Mapping[str, Any]] | None = None,
+    prepared: Mapping[str, Mapping[str, Any]] | None = None, sources: Mapping[str, Store] | None = None,
+    *, lease: Lease | None = None, served: ServedRead | None = None,
 ) -> PublishReport:
     """Publish the tree (see the module docstring); raises ProblemsFound if nothing could be published.
 
     `only`: an incremental publish of these products; every other product keeps its published
     entry, and nothing of theirs is read or listed. `prepared`: product -> its new ssb.json,
-    decided by the caller (`mirror`), written in step 3 like a refreshed one.
+    decided by the caller (`mirror`), written in step 3 like a refreshed one. `sources`: the stores
+    of `source` URLs the caller opened (the hooks: they remember the ETags of what they write).
+    `lease`: the tree's lease, already held by the caller (`mirror`, which decided `prepared` on what
+    it read under it); `served`: index.json and its catalog as the caller read them under that lease,
+    used by the first snapshot instead of a second read (a flip that fails reads them again).
     """
     opts = opts or PublishOptions()
     unknown = sorted((only or set()) - {p.name for p in tree.products})
     if unknown:
         raise SSBError(f"{tree.source_file}: no product named {', '.join(unknown)}")
-    owner = Tree(tree, target, opts, prepared)
+    owner = Tree(tree, target, opts, prepared, withdrawing=opts.withdraw is not None, sources=sources)
     signer = Signer.from_config(tree.signing, opts.sign_key)
     if signer is not None:
         signer.check()  # a missing or unusable key fails here, before the lease and any read
     if opts.dry_run:
         refuse_unsigned_over_signed(tree, target, opts.sign_key)  # the real run would be refused
-        plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests), opts, only)
+        plan = plan_publish(tree, owner.snapshot(time.time(), only, refresh=opts.refresh_manifests, served=served),
+                            opts.planned, only)
         if plan.refused:
             raise PublishRefused("publish would be refused", plan.report)
         plan.report.deltas = [job.described() for job in plan.deltas]
         return plan.report
     refresh = opts.refresh_manifests
     done = DeltaReport()  # the deltas this publish made or skipped
-    if not refresh and any(p.deltas for p in tree.products if only is None or p.name in only):
-        early = plan_publish(tree, owner.snapshot(time.time(), only, refresh=False), opts, only)
+    in_scope = [p for p in tree.products if only is None or p.name in only]
+    if not (refresh or opts.refresh_products) and any(p.deltas for p in in_scope):
+        early = plan_publish(tree, owner.snapshot(time.time(), only, refresh=False, served=served), opts.planned,
+                             only)
         if not early.refused and early.deltas:  # made before the lease: xdelta3 never runs under it
             done = made_deltas(tree, target, early.deltas, opts, done)
-    with owner.lease(opts.lock_timeout, "publish") as lease:
+    with contextlib.nullcontext(lease) if lease is not None else owner.lease(opts.lock_timeout, "publish") as lease:
         refuse_unsigned_over_signed(tree, target, opts.sign_key)  # under the lease: no signed publish meanwhile
         for attempt in range(1, MAX_INDEX_ATTEMPTS + 1):
-            snap = owner.snapshot(time.time(), only, refresh=refresh)
-            plan = plan_publish(tree, snap, opts, only)
+            snap = owner.snapshot(time.time(), only, refresh=refresh, served=served if attempt == 1 else None)
+            plan = plan_publish(tree, snap, opts.planned, only)
             for warning in plan.warnings:
                 log.warning("%s", warning)
             if plan.refused:
@@ -150,13 +173,14 @@ def publish(
                 log.warning("an ssb.json changed during the publish (attempt %d), starting again", attempt)
                 continue
             refresh = False  # manifests are fresh after this round
+            owner.opts = replace(owner.opts, refresh_products=frozenset())
             jobs = [job for job in plan.deltas if job not in done.tried]  # once per publish: not retried
             if jobs:
                 made = made_deltas(tree, target, jobs, opts, done, check=lease.check)
                 if len(made.made) > len(done.made):
                     log.info("%d delta(s) made and checked; reading the manifests again", len(made.made))
                     snap = owner.snapshot(time.time(), only, refresh=False)
-                    plan = plan_publish(tree, snap, opts, only)
+                    plan = plan_publish(tree, snap, opts.planned, only)
                     if plan.refused:
                         raise PublishRefused("publish refused after the deltas were made (they are recorded in "
                                              "ssb.json); the served tree is unchanged", plan.report)
@@ -238,10 +262,10 @@ def purge(tree: TreeConfig, target: Store, opts: PublishOptions | None = None) -
     owner = Tree(tree, target, opts)
     if opts.dry_run:
         return plan_purge_only(tree, owner.snapshot(time.time(), refresh=opts.refresh_manifests,
-                                                   need_served=True), opts)[0]
+                                                   need_served=True), opts.planned)[0]
     with owner.lease(opts.lock_timeout, "purge") as lease:
         snap = owner.snapshot(time.time(), refresh=opts.refresh_manifests, need_served=True)
-        purge_plan, plan = plan_purge_only(tree, snap, opts)
+        purge_plan, plan = plan_purge_only(tree, snap, opts.planned)
         lease.confirm()
         owner.purge(purge_plan)
         if plan is not None:
@@ -256,7 +280,7 @@ def check_tree(tree: TreeConfig, source: Store, opts: PublishOptions) -> tuple[d
     published (no index read), with every problem and warning."""
     snap = Tree(tree, source, opts).snapshot(time.time(), read_served=False)
     checked = check_products(tree, snap)
-    catalog, _ = assemble(tree, checked, snap, opts)
+    catalog, _ = assemble(tree, checked, snap, opts.planned)
     return catalog, checked.all_problems(), checked.warnings
 
 

@@ -10,7 +10,7 @@ the grace period names them; then this run's purge, or a later publish's, delete
 read from another store (`source:`) is read-only: nothing is written there, the withdrawal is
 recorded in this tree's index.json by the flip itself (ssb_s3.core.withdrawal.TREE_RECORD). So is
 the withdrawal of a mirrored version (a product `mirror` put in the tree, which tree.yml need not
-declare: its config comes from the served index and catalog, commands.mirror.served_mirrored_product):
+declare: its config comes from the served index and catalog, core.mirror.served_mirrored_product):
 each mirror run rewrites that ssb.json from the upstream, and the tree's record wins over the
 upstream naming the version again (commands.mirror leaves it out of its selection).
 
@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import TreeConfig
-from ..core.plan import PublishOptions, PublishReport, Withdrawal
+from ..core.mirror import served_mirrored_product
+from ..core.plan import PublishReport, Withdrawal
 from ..core.withdrawal import reason_problem
 from ..errors import WithdrawError
 from ..storage.store import Store
@@ -34,8 +35,7 @@ from ..storage.tree import Tree
 from ..vocabulary.layout import INDEX_KEY
 from .add import find_fingerprint, is_fingerprint
 from .listing import ImageRow, catalog_rows
-from .mirror import served_mirrored_product
-from .publish import publish
+from .publish import PublishOptions, publish
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def withdraw(tree: TreeConfig, target: Store, withdrawal: Withdrawal, opts: Publ
         raise WithdrawError(f"--reason: {why}")
     if withdrawal.product not in {p.name for p in tree.products}:
         index, _, _, served = Tree(tree, target).served()
-        mirrored = served_mirrored_product(tree, index, (served or {}).get("products", {}), withdrawal.product)
+        mirrored = served_mirrored_product(tree.prefix, index, (served or {}).get("products", {}), withdrawal.product)
         if mirrored is None:
             raise WithdrawError(f"{tree.source_file}: no product named {withdrawal.product} (nor does "
                                 f"{target.describe(INDEX_KEY)} record a mirrored product of that name)")

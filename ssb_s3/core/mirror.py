@@ -55,11 +55,13 @@ Everything here comes from a server we do not control, so every value is checked
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, TypeGuard
+from urllib.parse import urlsplit, urlunsplit
 
 from ..config import CANONICAL_ARCH, KNOWN_ARCHES, ProductConfig, claim_alias
 from ..filters import Filter, FilterError
@@ -69,6 +71,7 @@ from ..vocabulary.text import document_problem, text_problem
 from . import lxcindex
 from .catalog import _images_of_version, _mirrored_items, _path_problem, catalog_product, no_gc
 from .deltas import without_orphans
+from .retention import served_mirrored
 from .versions import version_name_problem
 
 PRODUCT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+~-]*")  # tree.schema.json's product name
@@ -677,3 +680,182 @@ def merged_manifest(name: str, fresh: Mapping[str, Any], recorded: Mapping[str, 
     if support_eol:
         manifest["support_eol"] = support_eol
     return manifest, max(1, len(versions))
+
+
+# ----------------------------------------------------------------------------------------------
+# Decisions on what the tree holds: made on what a mirror run read under the tree's lease
+# (commands.mirror: index.json and the catalog it names, read once, and the ssb.json of the
+# products concerned), never on an earlier read.
+
+
+def has_userinfo(source: str) -> bool:
+    """Whether a source URL carries a user or password (https://user:pass@host/)."""
+    return "://" in source and "@" in urlsplit(source).netloc
+
+
+def without_userinfo(source: str) -> str:
+    """The URL with any user or password left out (safe to print)."""
+    if not has_userinfo(source):
+        return source
+    parts = urlsplit(source)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def source_id(source: str) -> str:
+    """What a mirrored product's public ssb.json records of its source (`mirror.source`): a digest
+    of the URL or path, never the URL or path itself (local paths and internal hosts stay private).
+    All this tool needs of it is equality: one product has one source, and `keep` applies to the
+    products of its own source."""
+    return "sha256:" + hashlib.sha256(without_userinfo(source).encode()).hexdigest()
+
+
+def mirrored_from(manifest: Mapping[str, Any] | None) -> str | None:
+    """The source_id of the source an existing ssb.json says its product is mirrored from (None:
+    not mirrored); an older ssb.json that recorded the URL itself gives that URL's id."""
+    mirror = (manifest or {}).get("mirror")
+    source = mirror.get("source") if isinstance(mirror, Mapping) else None
+    if not isinstance(source, str):
+        return None
+    return source if source.startswith("sha256:") else source_id(source)
+
+
+def entry_folder(entry: Mapping[str, Any], prefix: str) -> str | None:
+    """The one product folder (relative to the prefix) all item paths of a served catalog entry lie
+    in, or None."""
+    paths = [i.get("path") for v in entry.get("versions", {}).values() if isinstance(v, Mapping)
+             for i in (v.get("items") or {}).values() if isinstance(i, Mapping)]
+    folders = {p.rsplit("/", 2)[0] for p in paths if isinstance(p, str) and p.count("/") >= 2}
+    if len(folders) != 1:
+        return None
+    folder = folders.pop()
+    if prefix:
+        return folder[len(prefix) + 1:] if folder.startswith(prefix + "/") else None
+    return folder
+
+
+def served_mirrored_dirs(prefix: str, index: bytes, served: Mapping[str, Any]) -> dict[str, str]:
+    """The folders of the products the served catalog holds as mirrored (index.json records them),
+    by name: no other product may be laid out in, inside or around them."""
+    dirs = {}
+    for name in sorted(served_mirrored(index) & set(served)):
+        directory = entry_folder(served[name], prefix)
+        if directory is not None:
+            dirs[name] = directory
+    return dirs
+
+
+def served_mirrored_product(prefix: str, index: bytes, served: Mapping[str, Any], name: str) -> ProductConfig | None:
+    """The tree's config of a mirrored product that tree.yml does not declare, from what the tree
+    alone wrote: index.json records it as mirrored, and its served catalog entry (`served`: the
+    catalog's products) gives its folder and fields; every served version is kept (`days`). None
+    when the served index records no such product (withdraw, and a mirror run's departures, use it)."""
+    entry = served.get(name)
+    if name not in served_mirrored(index) or not isinstance(entry, Mapping):
+        return None
+    directory = entry_folder(entry, prefix)
+    config = None if directory is None else _product_config(name, entry, directory, lambda reason: None)
+    if config is None:
+        return None
+    versions = entry.get("versions")
+    return replace(config, mirrored=True, days=max(1, len(versions) if isinstance(versions, Mapping) else 0))
+
+
+def without_withdrawn(selection: Selection, withdrawn: Mapping[str, Mapping[str, Any]]) -> None:
+    """Leave out of the selection the versions this tree withdrew (index.json's own record,
+    core.withdrawal.TREE_RECORD), with a drop naming when and why, and the deltas against them:
+    the upstream naming a version again never brings it back, nor copies its files again."""
+    for name, versions in selection.versions.items():
+        gone = sorted(set(versions) & set(withdrawn.get(name, {})))
+        for version in gone:
+            found = withdrawn[name][version]
+            why = f" ({found['reason']})" if found.get("reason") else ""
+            del versions[version]
+            selection.files.pop((name, version), None)
+            selection.drops.append(Drop(name, version, "", f"withdrawn from this tree at "
+                                                           f"{found['withdrawn_at']}{why}; not mirrored again"))
+        for version, entry in versions.items() if gone else ():
+            orphans = {i["path"] for i in entry["items"].values() if i.get("delta_base") in gone}
+            if orphans:
+                versions[version] = {**entry, "items": {k: i for k, i in entry["items"].items()
+                                                        if i["path"] not in orphans}}
+                selection.files[(name, version)] = [f for f in selection.files.get((name, version), [])
+                                                    if f.target not in orphans]
+
+
+@dataclass
+class Prior:
+    """What the tree holds of a selection's products, as this run's copies and ssb.json need it."""
+
+    existing: dict[str, dict[str, Any]] = field(default_factory=dict)  # product -> versions mirrored before
+    recorded: dict[str, str] = field(default_factory=dict)  # path -> sha256, of the files the served catalog names
+    # (meta path, combined field, value) the served catalog records: checked when they were copied
+    recorded_combined: frozenset[tuple[str, str, str]] = frozenset()
+
+
+def claim_products(selection: Selection, manifests: Mapping[str, Mapping[str, Any] | None],
+                   served: Mapping[str, Any], source: str, known: Mapping[str, str]) -> Prior:
+    """One product has one source: a selected product whose ssb.json (`manifests`, as read) says it
+    is mirrored from another source is discarded, with a drop naming that source (`known`: this
+    run's source ids -> their URLs); the others' versions mirrored before (recorded_versions: only
+    what the served catalog, `served` products, names) and their files' sha256 and fingerprints."""
+    prior = Prior()
+    for name in list(selection.products):
+        manifest = manifests.get(name)
+        other = mirrored_from(manifest)
+        if other is not None and other != source_id(source):
+            selection.discard(name, f"already mirrored from {known.get(other, other)}: one product has "
+                                    "one source (remove it there first)")
+            continue
+        prior.existing[name] = recorded_versions(manifest, served.get(name))
+        for version in prior.existing[name].values():
+            prior.recorded.update({i["path"]: i["sha256"] for i in version["items"].values()})
+    prior.recorded_combined = frozenset(
+        (i["path"], f, i[f]) for versions in prior.existing.values() for version in versions.values()
+        for i in version["items"].values() for f in imagefiles.COMBINED_FIELDS if f in i)
+    return prior
+
+
+def mirrored_manifests(selection: Selection, prior: Prior, failed: set[tuple[str, str]], *, keep: bool,
+                       source: str) -> dict[str, tuple[ProductConfig, dict[str, Any]]]:
+    """Each product this run mirrors from `source`: its config and its new ssb.json (merged_manifest:
+    the versions copied, but those of `failed`, with those mirrored before), recording the source
+    as its digest (source_id: public, never the URL or path). A product with no version at all is
+    left out."""
+    out = {}
+    for name, config in selection.products.items():
+        fresh = {v: e for v, e in selection.versions[name].items() if (name, v) not in failed}
+        if not fresh and not prior.existing.get(name):
+            continue
+        manifest, days = merged_manifest(name, fresh, prior.existing.get(name, {}), keep=keep,
+                                         named=selection.versions[name])
+        manifest["mirror"] = {"source": source_id(source)}
+        out[name] = (replace(config, days=days, mirrored=True), manifest)
+    return out
+
+
+def departure_candidates(prefix: str, index: bytes, served: Mapping[str, Any], declared: Iterable[str]
+                         ) -> tuple[dict[str, ProductConfig | None], list[str]]:
+    """Served products that neither tree.yml nor this run declares: those index.json records as
+    mirrored, by name with their config (served_mirrored_product; None: none can be made), whose
+    ssb.json says where they came from; and those that are not mirrored, which a mirror run would
+    unpublish (refused by the caller: run with the tree.yml that declares them)."""
+    recorded, named = served_mirrored(index), set(declared)
+    candidates: dict[str, ProductConfig | None] = {}
+    undeclared = []
+    for name in sorted(served):
+        if name in named:
+            continue
+        if name not in recorded:
+            undeclared.append(name)
+            continue
+        candidates[name] = served_mirrored_product(prefix, index, served, name)
+    return candidates, undeclared
+
+
+def departures(manifests: Mapping[str, Mapping[str, Any] | None], keeps: Mapping[str, bool]) -> list[str]:
+    """Of the departure candidates (their ssb.json as read, None when unreadable), those mirrored from
+    a source of this run that no longer selects them and does not `keep` what left it: they leave
+    the catalog (their files go after the grace). Those from another source keep their entry (the
+    publish keeps every mirrored product index.json records)."""
+    return sorted(name for name, manifest in manifests.items()
+                  if (source := mirrored_from(manifest)) is not None and keeps.get(source) is False)

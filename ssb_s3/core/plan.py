@@ -1,6 +1,8 @@
 """The pure plan: a snapshot of what was read in, the plan of what to write out.
 
-No store, no boto3, no clock, no I/O: the same Snapshot and options always give the same Plan.
+No store, no boto3, no clock, no I/O: the same Snapshot and PlanOptions always give the same Plan
+(the Snapshot holds facts only: what a store says of a missing file is read with it, ProductRead.absent;
+the run's own settings, credentials, lease timeout, CDN, progress, are not the plan's: storage.tree.RunOptions).
 ssb_s3.storage.tree reads the Snapshot and commits the Plan; ssb_s3.commands.publish only sequences the two.
 
 Decisions made here, and only here:
@@ -33,9 +35,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
-from ..config import StorageConfig, TreeConfig
+from ..config import TreeConfig
 from ..errors import MAX_LISTED, StoreError, WithdrawError, capped
 from ..vocabulary.document import items_of
 from ..vocabulary.imagefiles import DELTA_FTYPES, IMAGE_FILES, META_FTYPES
@@ -83,25 +85,18 @@ class Withdrawal:
 
 
 @dataclass(frozen=True)
-class PublishOptions:
-    """Everything a publish can be asked; the CLI fills it from flags, tests directly."""
+class PlanOptions:
+    """What a plan is asked to decide (the run's own settings, how it reads, writes and reports,
+    are storage.tree.RunOptions; commands.publish.PublishOptions is both, as the CLI fills them)."""
 
-    apikey: str | None = None
-    storage: StorageConfig | None = None
-    refresh_manifests: bool = False
-    rehash: bool = False
-    dry_run: bool = False
+    dry_run: bool = False  # said in the report
     keep_going: bool = False
     force: bool = False
-    skip_purge: bool = False
+    skip_purge: bool = False  # the older catalogs this run's purge would delete stay in the record
     grace: int | None = None  # None: tree.yml's grace
-    lock_timeout: float = 600.0
-    cloudfront_distribution: str | None = None
     include_unpublished: bool = False  # purge: also expired versions no catalog of ours ever named
-    quiet: bool = False  # no progress lines
-    sign_key: str | None = None  # publish --sign-key: signed streams with this key (over tree.yml's signing.key)
+    signing: bool = False  # a signing key given to this run (publish --sign-key): the tree is signed
     withdraw: Withdrawal | None = None
-    local_files: tuple[tuple[str, str], ...] = ()  # (store key, local file with its content): build-product's
     base_url: str | None = None  # the remote URL the page shows (None: tree.yml page.base_url)
     unmirror: frozenset[str] = frozenset()  # mirrored products to leave out (they left their source)
 
@@ -158,23 +153,20 @@ class PublishReport:
         }
 
 
-class Namer(Protocol):
-    """How a store names its keys in messages (a Store is one)."""
-
-    def describe(self, key: str) -> str: ...
-
-    def absent_reason(self, key: str) -> str: ...
+ABSENT = "does not exist"  # why a key is not in a listing, unless the read found another reason
 
 
 @dataclass(frozen=True)
 class ProductRead:
-    """What was read for one product. manifest None and error None: it has no ssb.json yet.
-    listing: its store's files (None: not listed, e.g. hidden); refreshed: --refresh-manifests
-    rebuilt the manifest, to be written back If-Match `etag` once the publish is known valid
-    (never a foreign one: a `source:` is read-only; `behind` says what its ssb.json lacks)."""
+    """What was read for one product: facts only, no store to call back. manifest None and error
+    None: it has no ssb.json yet. listing: its store's files (None: not listed, e.g. hidden);
+    absent: for the keys its manifest names that the listing lacks, why (a local folder leaves out
+    a symlink out of its bounds, a FIFO ...: said by the read, ABSENT when not given); refreshed:
+    --refresh-manifests rebuilt the manifest, to be written back If-Match `etag` once the publish is
+    known valid (never a foreign one: a `source:` is read-only; `behind` says what its ssb.json lacks)."""
 
     location: str  # where its ssb.json was read, as users name it
-    names: Namer  # its store (the target, or its `source`)
+    store_url: str  # its store (the target, or its `source`), as users name it: keys are named under it
     manifest: Mapping[str, Any] | None = None
     error: Problem | None = None
     listing: Mapping[str, int] | None = None
@@ -182,6 +174,11 @@ class ProductRead:
     etag: str = ""
     foreign: bool = False  # its files live in another store than the tree: copied in
     behind: tuple[str, ...] = ()  # --refresh-manifests of a foreign product: versions its folders hold, unlisted
+    absent: Mapping[str, str] = field(default_factory=dict)
+
+    def describe(self, key: str) -> str:
+        """`key` of its store as users name it (`s3://bucket/prefix/key`, a file path)."""
+        return f"{self.store_url.rstrip('/')}/{key}"
 
 
 @dataclass(frozen=True)
@@ -291,11 +288,12 @@ def item_path_problems(manifest: Mapping[str, Any], product_dir: str, location: 
     return problems
 
 
-def file_problems(manifest: Mapping[str, Any], versions: list[str], listing: Mapping[str, int], names: Namer,
+def file_problems(manifest: Mapping[str, Any], versions: list[str], read: ProductRead,
                   product: str, product_dir: str) -> list[Problem]:
     """Every file a kept version names must exist in the listing with the declared size (items whose
     path leaves the product are `item_path_problems`, never looked up)."""
     problems = []
+    listing = read.listing or {}
     for vname in versions:
         for key, item in sorted(manifest["versions"][vname].get("items", {}).items()):
             path = item.get("path", "")
@@ -304,10 +302,10 @@ def file_problems(manifest: Mapping[str, Any], versions: list[str], listing: Map
             size = listing.get(path)
             where = f"product {product} version {vname} item {key}"
             if size is None:
-                problems.append(Problem(product, "", where, f"{names.describe(path)} {names.absent_reason(path)}"))
+                problems.append(Problem(product, "", where, f"{read.describe(path)} {read.absent.get(path, ABSENT)}"))
             elif size != item.get("size"):
                 problems.append(Problem(product, "", where,
-                                        f"{names.describe(path)} is {size} bytes, ssb.json says {item.get('size')}"))
+                                        f"{read.describe(path)} is {size} bytes, ssb.json says {item.get('size')}"))
     return problems
 
 
@@ -353,7 +351,7 @@ def check_products(tree: TreeConfig, snap: Snapshot, recorded: Recorded | None =
         if manifest is None:
             if not read.behind:
                 checked.warnings.append(
-                    f"product {product.name}: no {read.names.describe(tree.manifest_key(product))} yet (run "
+                    f"product {product.name}: no {read.describe(tree.manifest_key(product))} yet (run "
                     f"build-versions-manifest{'' if read.foreign else ' or publish --refresh-manifests'}); "
                     "not published")
             continue
@@ -371,7 +369,7 @@ def check_products(tree: TreeConfig, snap: Snapshot, recorded: Recorded | None =
             checked.warnings.append(f"product {product.name}: " + (
                 "every version is withdrawn; not published" if withdrawn_of(manifest) else
                 "no complete version yet; not published"))
-        for problem in file_problems(manifest, kept, read.listing or {}, read.names, product.name, product_dir):
+        for problem in file_problems(manifest, kept, read, product.name, product_dir):
             checked.blame(problem)
     return checked
 
@@ -401,7 +399,7 @@ def needs_old_catalogs(tree: TreeConfig, products: Mapping[str, ProductRead], no
 
 
 def assemble(
-    tree: TreeConfig, checked: Checked, snap: Snapshot, opts: PublishOptions, only: set[str] | None = None,
+    tree: TreeConfig, checked: Checked, snap: Snapshot, opts: PlanOptions, only: set[str] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The catalog to publish, plus the products that kept their previous entry (--keep-going);
     problems found go to `checked`.
@@ -495,18 +493,18 @@ def _refuse_changed_files(checked: Checked, snap: Snapshot, name: str, old_entry
                 continue  # a delta whose base expired leaves the catalog (core.deltas)
             now = now_items.get(key, {})
             if (was.get("size"), was.get("sha256")) != (now.get("size"), now.get("sha256")):
-                checked.blame(Problem(name, snap.products[name].names.describe(str(was.get("path"))), "", (
+                checked.blame(Problem(name, snap.products[name].describe(str(was.get("path"))), "", (
                     f"item {key} of version {vname} changed since it was published ({was.get('size')} -> "
                     f"{now.get('size')} bytes): published files never change; upload a new version instead")))
 
 
-def mirrored_names(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> frozenset[str]:
+def mirrored_names(tree: TreeConfig, snap: Snapshot, opts: PlanOptions) -> frozenset[str]:
     """The mirrored products of this publish (declared by a mirror run, or kept as published): they
     lose every collision with the tree's own products, and never block its publish."""
     return frozenset({p.name for p in tree.products if p.mirrored} | set(kept_mirrored(tree, snap, opts)))
 
 
-def kept_mirrored(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> list[str]:
+def kept_mirrored(tree: TreeConfig, snap: Snapshot, opts: PlanOptions) -> list[str]:
     """Served mirrored products that this publish does not declare: kept as published."""
     declared = {p.name for p in tree.products}
     return sorted(served_mirrored(snap.index) - declared - opts.unmirror)
@@ -560,7 +558,7 @@ def copies(tree: TreeConfig, snap: Snapshot, catalog: Mapping[str, Any]) -> list
                 why = item_path_problem(item["path"], version_folder(product_dir, vname))
                 if why:
                     raise StoreError(f"product {name} version {vname} item {key}: {why}: refusing to copy it "
-                                     f"from {read.names.describe('').rstrip('/')} into the tree")
+                                     f"from {read.describe('').rstrip('/')} into the tree")
                 wanted.setdefault(item["path"], Copy(name, item["path"], item["size"], str(item.get("sha256", "")),
                                                      combined_claims(item, version["items"])))
     metas = {meta for copy in wanted.values() for meta, _, _ in copy.combined}
@@ -632,11 +630,11 @@ def purge_plan(
     return plan, history
 
 
-def grace_of(tree: TreeConfig, opts: PublishOptions) -> int:
+def grace_of(tree: TreeConfig, opts: PlanOptions) -> int:
     return tree.grace if opts.grace is None else opts.grace
 
 
-def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> tuple[PurgePlan, Plan | None]:
+def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PlanOptions) -> tuple[PurgePlan, Plan | None]:
     """`purge`: the deletion step alone, the served catalog left as it is (None: nothing served),
     with the index (its history updated) to write back: the only view, nothing else is rewritten."""
     if snap.served is None:
@@ -659,7 +657,7 @@ def plan_purge_only(tree: TreeConfig, snap: Snapshot, opts: PublishOptions) -> t
 # The whole plan
 
 
-def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: set[str] | None = None) -> Plan:
+def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PlanOptions, only: set[str] | None = None) -> Plan:
     """Decide everything a publish writes, from what it read. Refused (nothing to write) when a
     problem blames no product, or any problem without keep-going. With opts.withdraw, the version
     leaves the product's ssb.json first (apply_withdrawal; WithdrawError when it cannot)."""
@@ -695,7 +693,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
     refused = bool(problems) and (not opts.keep_going or None in checked.problems)  # (none of a mirrored product)
     writes = [ManifestWrite(name, read.manifest, read.etag) for name, read in snap.products.items()
               if read.refreshed and read.manifest is not None and name not in checked.problems]
-    signing = bool(opts.sign_key or tree.signing.key)
+    signing = opts.signing or bool(tree.signing.key)
     content = Content(tree, catalog, data, key, index_extra(tree, catalog, history, signing, recorded), now=snap.now,
                       base_url=opts.base_url or tree.page.base_url, lxc_served=bool(lxc_images(snap.served or {})),
                       served=snap.served, served_views=served_views(snap.index) or frozenset(),
@@ -714,7 +712,7 @@ def plan_publish(tree: TreeConfig, snap: Snapshot, opts: PublishOptions, only: s
 
 
 def past_record(snap: Snapshot, current_key: str, current: Mapping[str, Any], history: History, purge: PurgePlan,
-                opts: PublishOptions) -> Past | None:
+                opts: PlanOptions) -> Past | None:
     """The record of the older catalogs (core.past) to write with the catalog `current_key`: those
     the next history names but the catalogs this run's purge deletes; None when one of them is
     neither in memory (read, or served) nor in the record read."""

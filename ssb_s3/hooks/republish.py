@@ -4,6 +4,9 @@ Shared by the Lambda handler, the SQS consumer and the webhook receiver, so the 
 same. Bursts are coalesced (one publish for many events); redelivered events are harmless
 because a publish of an unchanged product writes nothing.
 
+A manifest refreshed on upload (hooks.manifest_on_upload) is rebuilt by the publish's own read and
+written with its other ssb.json writes (RunOptions.refresh_products): under the tree's lease, If-Match
+the ETag read, and only once the product is known valid; only new version folders are hashed.
 What the hooks write themselves (a manifest refreshed on upload, ssb.json updated by a publish)
 comes back as bucket events: each write's ETag is remembered (Store.written) and an event naming
 that object with that ETag is dropped, so no write of ours triggers a publish. An event without an
@@ -33,7 +36,6 @@ from ..errors import SSBError
 from ..storage import httpread
 from ..storage.backends import open_store
 from ..storage.store import Store
-from ..storage.tree import refresh_manifest
 from .events import BucketEvent, route
 
 log = logging.getLogger(__name__)
@@ -116,22 +118,21 @@ class Republisher:
         changes = route(self.tree, self.target_url, events)
         outcome = Outcome()
         wanted: set[str] = set()
+        refreshed: set[str] = set()  # their ssb.json rebuilt by the publish's read, under its lease
         for name, change in sorted(changes.items()):
             product = self.tree.product(name)
             if change.artifacts and self.tree.hooks.manifest_on_upload and not product.prefix_path:
-                try:  # only the new or changed version folders are hashed
-                    refresh_manifest(self._store_for(product.source), self.tree, product)
-                except SSBError as exc:
-                    outcome.failed[name] = str(exc)
-                    continue
+                self._store_for(product.source)  # opened here: the ETag of its ssb.json write is remembered
+                refreshed.add(name)
                 wanted.add(name)
             elif change.manifest:
                 wanted.add(name)
         if not wanted:
             return outcome
-        opts = self.opts if lock_timeout is None else replace(self.opts, lock_timeout=lock_timeout)
+        opts = replace(self.opts, refresh_products=frozenset(refreshed),
+                       lock_timeout=self.opts.lock_timeout if lock_timeout is None else lock_timeout)
         try:
-            report = publish(self.tree, self.store, opts, only=wanted)
+            report = publish(self.tree, self.store, opts, only=wanted, sources=self._stores)
         except SSBError as exc:
             for name in wanted:
                 outcome.failed[name] = str(exc)

@@ -2,6 +2,7 @@
 
 Order, so that no reader and no publisher ever sees half a version:
 1. check the artifacts (artifacts.inspect_artifacts): nothing is uploaded if LXD would refuse;
+   read the product's ssb.json, once (a withdrawn --version is refused before any upload);
 2. reserve the version folder by creating <dir>/<VERSION>/.ssb-upload.json with
    If-None-Match: * (a second build in the same minute gets the next free name, never the same);
    the folder scanner ignores a version while this marker exists;
@@ -10,7 +11,9 @@ Order, so that no reader and no publisher ever sees half a version:
    different one is an error;
    then a caller's check of the version's items (add: the image the export file names carry) may
    refuse it: its upload is removed and nothing is recorded;
-4. add the version to the product's ssb.json with a conditional write (two builders of one
+4. plan the new ssb.json from the one read (core.ingest, pure: the version added, or refused as
+   a withdrawn name or the same image as another version, its upload then removed) and write it
+   If-Match the ETag read; on a conflict read it again and plan again (two builders of one
    product never lose each other's version);
 5. remove the marker.
 The create-only writes (the marker, each file) and the updates of the marker and of ssb.json are
@@ -37,9 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ProductConfig, TreeConfig
-from ..core.catalog import fingerprints
+from ..core.ingest import with_version, withdrawn_name_problem
 from ..core.versions import version_name_problem
-from ..core.withdrawal import withdrawn_of
 from ..errors import NotFound, PreconditionFailed
 from ..progress import Progress
 from ..storage.artifacts import ArtifactError, inspect_artifacts
@@ -147,42 +149,21 @@ def _hash_local(path: Path, feed: Callable[[bytes], None]) -> None:
 
 
 def add_version_to_manifest(
-    store: Store, tree: TreeConfig, product: ProductConfig, version: str, items: dict[str, Any]
+    store: Store, tree: TreeConfig, product: ProductConfig, version: str, items: dict[str, Any],
+    read: tuple[dict[str, Any] | None, str] | None = None,
 ) -> None:
-    """Add one version to ssb.json (two builders of one product never lose each other's version)."""
+    """Add one version to ssb.json (core.ingest.with_version), If-Match the ETag of `read` (the
+    ssb.json as read before the upload; None: read now); on a conflict it is read again and the
+    version planned again, so two builders of one product never lose each other's version.
+    ArtifactError: the version is refused (core.ingest), nothing written."""
     def added(manifest: dict[str, Any] | None) -> dict[str, Any]:
-        manifest = manifest or {"name": product.name, "versions": {}}
-        _refuse_withdrawn_name(manifest, product, version)
-        return {**manifest, "versions": {**manifest["versions"], version: {"items": items}}}
+        new, why = with_version(manifest, product.name, version, items)
+        if why is not None:
+            raise ArtifactError(why)
+        assert new is not None
+        return new
 
-    update_manifest(store, tree, product, added, what=f"adding {version}")
-
-
-def _refuse_withdrawn_name(manifest: Mapping[str, Any], product: ProductConfig, version: str) -> None:
-    """A withdrawn version's name is never given to another build (its record would be ambiguous)."""
-    if version in withdrawn_of(manifest):
-        raise ArtifactError(f"{product.name}: version {version} was withdrawn (ssb.json 'withdrawn'); "
-                            "build with another --version")
-
-
-def _refuse_duplicate(store: Store, tree: TreeConfig, product: ProductConfig, version: str,
-                      result: IngestResult, marker_key: str) -> None:
-    """The same image again (e.g. a rebuild of unchanged sources) would make clients refuse both
-    ('More than one match'), and a withdrawn image must not come back under a new name: drop the
-    new folder instead of recording it."""
-    manifest, _ = read_manifest(store, tree, product)
-    new = fingerprints(result.items)
-    withdrawn = {name: record.get("entry", {}) for name, record in withdrawn_of(manifest or {}).items()}
-    for other, entry, what in (
-        *((name, entry, "version") for name, entry in sorted((manifest or {}).get("versions", {}).items())),
-        *((name, entry, "withdrawn version") for name, entry in sorted(withdrawn.items())),
-    ):
-        if other != version and new & fingerprints(entry.get("items", {})):
-            _remove_upload(store, version_dir(tree.product_dir(product), version), result, marker_key)
-            raise ArtifactError(
-                f"{product.name}: the new build is identical to {what} {other} (same fingerprint); "
-                "nothing recorded, its upload was removed"
-            )
+    update_manifest(store, tree, product, added, what=f"adding {version}", read=read)
 
 
 def _remove_upload(store: Store, folder: str, result: IngestResult, marker_key: str) -> None:
@@ -211,8 +192,10 @@ def ingest_version(
     `check`: called with the version's items once every file is hashed, before anything is recorded;
     a message it returns refuses the version (its upload is removed, nothing is recorded)."""
     inspect_artifacts(dict(files), product, vm=vm)
-    if version:
-        _refuse_withdrawn_name(read_manifest(store, tree, product)[0] or {}, product, version)
+    read = read_manifest(store, tree, product)  # the one read of ssb.json (again only on a write conflict)
+    why = withdrawn_name_problem(read[0], product.name, version) if version else None
+    if why is not None:
+        raise ArtifactError(why)
     name, marker_etag, marker, resumed = reserve_version(
         store, tree, product, files, version=version, version_format=version_format,
         now=now or datetime.now(timezone.utc),
@@ -265,8 +248,11 @@ def ingest_version(
     if refused:
         _remove_upload(store, folder, result, marker_key)
         raise ArtifactError(f"{refused}; nothing recorded, its upload was removed")
-    _refuse_duplicate(store, tree, product, name, result, marker_key)
-    add_version_to_manifest(store, tree, product, name, result.items)
+    try:
+        add_version_to_manifest(store, tree, product, name, result.items, read)
+    except ArtifactError as refused:  # (core.ingest: a withdrawn name, the same image as another version)
+        _remove_upload(store, folder, result, marker_key)
+        raise ArtifactError(f"{refused}; nothing recorded, its upload was removed") from None
     store.delete(marker_key)
     log.info("%s: version %s recorded in %s (%d uploaded, %d already there)", product.name, name,
              store.describe(tree.manifest_key(product)), len(result.uploaded), len(result.skipped))

@@ -27,13 +27,14 @@ import logging
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, cast
 
-from ..config import ProductConfig, TreeConfig
+from ..config import ProductConfig, StorageConfig, TreeConfig
 from ..core.catalog import _path_problem, addressed_content_problem, index_catalog_path
 from ..core.deltas import without_orphans
 from ..core.past import MAX_PAST_BYTES, Past, partial_catalogs
-from ..core.plan import Plan, ProductRead, PublishOptions, Snapshot, needs_old_catalogs
+from ..core.plan import ABSENT, Plan, ProductRead, Snapshot, needs_old_catalogs
 from ..core.retention import History, PurgePlan, shape_problem
 from ..core.signed import is_signed_index, signing_requests
 from ..core.views import View, addressed
@@ -58,6 +59,38 @@ VIEW_WRITERS = 16  # views written at once (a full publish may write thousands o
 MANIFEST_LIMITS = httpread.Limits()  # prefix_path fetches: the module constants of ssb_s3.storage.httpread
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run reads, writes and reports: never a decision of the plan (core.plan.PlanOptions)."""
+
+    apikey: str | None = None  # prefix_path products: the seed's `Authorization: token`
+    storage: StorageConfig | None = None  # None: tree.yml's storage
+    refresh_manifests: bool = False  # the read rebuilds each product's ssb.json from its folders
+    rehash: bool = False  # ... hashing every file again
+    # these products' ssb.json rebuilt from their folders by the read, written by the publish's own
+    # manifest_writes (under its lease, If-Match), a `source`'s too: named on purpose by the hooks'
+    # manifest_on_upload, the one caller that writes a source's ssb.json during a publish
+    refresh_products: frozenset[str] = frozenset()
+    lock_timeout: float = 600.0
+    cloudfront_distribution: str | None = None
+    quiet: bool = False  # no progress lines
+    sign_key: str | None = None  # publish --sign-key: signed streams with this key (over tree.yml's signing.key)
+    local_files: tuple[tuple[str, str], ...] = ()  # (store key, local file with its content): build-product's
+
+
+@dataclass(frozen=True)
+class ServedRead:
+    """What Tree.served read: index.json, its ETag, the catalog key it names and that catalog, and
+    the key of a damaged catalog of ours it names ("": none). Read once under a lease, it may be
+    given to the snapshot of the publish under the same lease (commands.mirror)."""
+
+    index: bytes
+    etag: str
+    key: str
+    catalog: dict[str, Any] | None
+    damaged_key: str = ""
+
+
 def fetch_manifest_url(product: ProductConfig, apikey: str | None, limits: httpread.Limits = MANIFEST_LIMITS) -> bytes:
     """GET <prefix_path>/<directory>/ssb.json with the seed's `Authorization: token` header.
 
@@ -79,17 +112,20 @@ def update_manifest(
     *,
     what: str,
     attempts: int = 10,
+    read: tuple[dict[str, Any] | None, str] | None = None,
 ) -> bool:
     """The one way ssb.json is changed: read it, apply `change`, write it back If-Match its ETag
     (If-None-Match when new; Store.replace); on a conflict re-read and redo, so no concurrent update
-    is lost.
+    is lost. `read`: (ssb.json, its ETag) as the caller already read it, used by the first attempt
+    instead of reading it again.
 
     `change` gets the current manifest (None if there is none) and returns the new one, or None
     when there is nothing to write. Returns whether something was written.
     """
     key = tree.manifest_key(product)
     for _ in range(attempts):
-        current, etag = read_manifest(store, tree, product)
+        current, etag = read if read is not None else read_manifest(store, tree, product)
+        read = None
         new = change(current)
         if new is None:
             return False
@@ -163,17 +199,36 @@ def listing_of(store: Store, prefix: str, cache: dict[str, dict[str, int]]) -> d
     return cache[key]
 
 
+
+def absent_reasons(store: Store, manifest: Mapping[str, Any] | None, listing: Mapping[str, int] | None
+                   ) -> dict[str, str]:
+    """Why each file `manifest` names is not in `listing`, when the store says more than that it
+    does not exist (a local folder: a symlink out of its bounds, a FIFO ...): read here, so that the
+    plan never asks the store (core.plan: the same Snapshot gives the same Plan)."""
+    if manifest is None or listing is None:
+        return {}
+    reasons: dict[str, str] = {}
+    for version in manifest.get("versions", {}).values():
+        for item in version.get("items", {}).values():
+            path = item.get("path")
+            if isinstance(path, str) and path not in listing and path not in reasons:
+                reasons[path] = store.absent_reason(path)
+    return {path: why for path, why in reasons.items() if why != ABSENT}
+
+
 class Tree:
     """A tree (tree.yml) over its target store: reads snapshots, commits plans."""
 
-    def __init__(self, config: TreeConfig, target: Store, opts: PublishOptions | None = None,
-                 prepared: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self.config, self.target, self.opts = config, target, opts or PublishOptions()
+    def __init__(self, config: TreeConfig, target: Store, opts: RunOptions | None = None,
+                 prepared: Mapping[str, Mapping[str, Any]] | None = None, *, withdrawing: bool = False,
+                 sources: Mapping[str, Store] | None = None) -> None:
+        self.config, self.target, self.opts = config, target, opts or RunOptions()
+        self.withdrawing = withdrawing  # a withdraw's snapshot reads every older catalog (its purge names them)
         # product -> its new ssb.json, decided by the caller (`mirror`): written back like a
         # refreshed one, If-Match the ETag read here, once the whole publish is known valid
         self.prepared = dict(prepared or {})
         self.stores: dict[str, Store] = {}  # product name -> where its files are
-        self._sources: dict[str, Store] = {}
+        self._sources: dict[str, Store] = dict(sources or {})  # a `source` URL -> its store, opened by the caller
         self.damaged_key = ""  # set by served(): the catalog index.json names, found unusable
 
     def store_of(self, product: ProductConfig) -> Store:
@@ -216,6 +271,11 @@ class Tree:
             return data, etag, "", None
         return data, etag, key, catalog
 
+    def served_read(self) -> ServedRead:
+        """Tree.served as one value."""
+        index, etag, key, catalog = self.served()
+        return ServedRead(index, etag, key, catalog, self.damaged_key)
+
     def _load(self, product: ProductConfig, refresh: bool
               ) -> tuple[dict[str, Any] | None, str, Problem | None, bool, tuple[str, ...]]:
         """(manifest, its etag, why it could not be read, whether it was rebuilt by --refresh-manifests,
@@ -229,11 +289,12 @@ class Tree:
             if product.name in self.prepared:
                 fresh = dict(self.prepared[product.name])
                 return fresh, etag, None, fresh != manifest, ()
-            if refresh and store is not self.target:  # a source is read-only: its ssb.json used as it is
+            if refresh and store is not self.target and product.name not in self.opts.refresh_products:
+                # a source is read-only: its ssb.json used as it is
                 complete = scan_versions(store, self.config.product_dir(product))[0]
                 listed = {*(manifest or {}).get("versions", {}), *withdrawn_of(manifest or {})}
                 return manifest, etag, None, False, tuple(sorted(set(complete) - listed))
-            if refresh:  # written only once the whole publish is known to be valid
+            if refresh or product.name in self.opts.refresh_products:  # written once the publish is known valid
                 fresh, report = build_manifest(store, self.config, product, manifest, rehash=self.opts.rehash)
                 if report.changed and (manifest is not None or fresh["versions"]):
                     return fresh, etag, None, True, ()
@@ -246,7 +307,7 @@ class Tree:
                                      text), False, ()
 
     def snapshot(self, now: float, only: set[str] | None = None, *, refresh: bool = False,
-                 read_served: bool = True, need_served: bool = False) -> Snapshot:
+                 read_served: bool = True, need_served: bool = False, served: ServedRead | None = None) -> Snapshot:
         """Read what a plan needs: the served index and catalog, every product's (or those in
         `only`) ssb.json and listing, the tree's listing and the older catalogs the purge needs.
 
@@ -254,14 +315,19 @@ class Tree:
         incremental publish does not grow with the size of the tree. The served index and catalog
         are read while the manifests are being read (but first when `need_served`: a purge with
         nothing published reads no manifest). What its documents cost the run's parse budget is given
-        back once the snapshot is dropped (a publish that starts again reads a new one).
+        back once the snapshot is dropped (a publish that starts again reads a new one). `served`:
+        the served index and catalog as the caller read them under the lease it holds (not read again).
         """
         budget = httpread.run_budget()
         spent = budget.spent
         nothing: tuple[bytes, str, str, dict[str, Any] | None] = (b"", "", "", None)
+        given = served
+        if given is not None:
+            self.damaged_key = given.damaged_key
+            nothing = (given.index, given.etag, given.key, given.catalog)
         if need_served:
-            index, etag, served_key, served = self.served()
-            if served is None:
+            index, etag, served_key, catalog = self.served() if given is None else nothing
+            if catalog is None:
                 raise SSBError(f"{self.target.describe(INDEX_KEY)}: nothing published yet, nothing to purge")
         selected = [p for p in self.config.products if only is None or p.name in only]
         for product in selected:
@@ -271,7 +337,7 @@ class Tree:
             reading_past = pool.submit(self.past) if only is not None and read_served else None
             pending = pool.map(lambda p: self._load(p, refresh), selected)  # the manifests are read meanwhile
             if not need_served:
-                index, etag, served_key, served = self.served() if read_served else nothing
+                index, etag, served_key, catalog = self.served() if read_served and given is None else nothing
             loaded = list(pending)
             past = reading_past.result() if reading_past is not None else None
         if past is not None and (not served_key or past.served != served_key):
@@ -285,9 +351,9 @@ class Tree:
                 scope = self.config.prefix if only is None else self.config.product_dir(product)
                 listing = listing_of(store, scope, listings)
             products[product.name] = ProductRead(
-                location=self.manifest_location(product), names=store, manifest=manifest, error=error,
+                location=self.manifest_location(product), store_url=store.url, manifest=manifest, error=error,
                 listing=listing, refreshed=refreshed, etag=manifest_etag, foreign=store is not self.target,
-                behind=behind)
+                behind=behind, absent=absent_reasons(store, manifest, listing))
         if only is None:
             tree_listing = listing_of(self.target, self.config.prefix, listings)
         else:
@@ -295,17 +361,17 @@ class Tree:
                             for k, v in found.items()}
         catalogs: dict[str, dict[str, Any]] = {}
         missing: set[str] = set()
-        withdrawing = self.opts.withdraw is not None  # its purge plan names the withdrawn version's files
+        withdrawing = self.withdrawing  # its purge plan names the withdrawn version's files
         partial = False
         if read_served and (withdrawing or needs_old_catalogs(self.config, products, now, only, tree_recorded(index))):
             names = {e["catalog"] for e in History.from_index(index).entries} - {"", served_key}
             if only is not None and past is not None and not withdrawing:
-                catalogs = {k: c for k, c in partial_catalogs(past, served or {}, only).items() if k in names}
+                catalogs = {k: c for k, c in partial_catalogs(past, catalog or {}, only).items() if k in names}
                 partial = True
             else:
                 catalogs = {k: c for k in names if (c := read_catalog(self.target, k)) is not None}
             missing = names - set(catalogs)
-        snap = Snapshot(now=now, index=index, etag=etag, served_key=served_key, served=served, products=products,
+        snap = Snapshot(now=now, index=index, etag=etag, served_key=served_key, served=catalog, products=products,
                         tree_listing=tree_listing, catalogs=catalogs, catalogs_missing=frozenset(missing),
                         damaged_key=self.damaged_key, past=past, catalogs_partial=partial)
         weakref.finalize(snap, budget.refund, budget.spent - spent)
