@@ -23,7 +23,7 @@ from typing import Any
 
 from ..config import TreeConfig
 from ..vocabulary.document import items_of
-from ..vocabulary.layout import version_dir
+from ..vocabulary.layout import in_folder, version_dir
 from .catalog import _path_problem
 from .versions import version_time
 
@@ -312,8 +312,10 @@ def superseded_views(tree: TreeConfig, history: History, protected: set[str], li
     known = {e["catalog"] for e in history.entries}
     stale = {e["catalog"] for e in history.entries
              if e["catalog"] not in protected and tree.layout.kind_of(e["catalog"]).kind == "catalog"}
+    in_catalog_dir = in_folder(tree.layout.catalog_dir, "")  # a full listing holds every file of every version
     found = {key for key in listing
-             if (kind := tree.layout.kind_of(key)).kind in ("catalog", "catalog-companion")
+             if key.startswith(in_catalog_dir) and (kind := tree.layout.kind_of(key)).kind in ("catalog",
+                                                                                                "catalog-companion")
              and kind.owner not in protected and (kind.owner in stale or kind.owner not in known)}
     return sorted(stale | found)
 
