@@ -304,7 +304,7 @@ def test_ingest_reads_ssb_json_once_then_plans_then_writes(tmp_path: Path, monke
     from ssb_s3.core.ingest import with_version
     from ssb_s3.ingest.upload import ingest_version
     from ssb_s3.storage.artifacts import ArtifactError
-    from ssb_s3.storage.store import LocalStore
+    from ssb_s3.storage.backends.local import LocalStore
 
     tree = parse_config({"products": [{"name": "busybox:1.36:amd64:default", "arch": "amd64", "release": "1.36",
                                        "os": "Busybox", "directory": "busybox/amd64"}]}, "tree.yml")

@@ -375,6 +375,11 @@ def test_kill_9_mid_copy_keeps_the_served_tree_and_the_rerun_copies_only_the_res
         lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
         lxc.remote_add("m", s3_server.public_url(bucket))
         assert len(lxc.image_list("m")) == 2  # the first version's squashfs and root.tar.xz images
+        # the copies ran under the tree's lease, which the killed run still holds: its owner, who
+        # killed it, takes it back rather than wait for it to expire (lease_ttl, 5 minutes)
+        unlock = subprocess.run([*SSB, "-t", f"s3://{bucket}", "force-unlock"], env=env, capture_output=True,
+                                text=True, cwd=tmp_path, timeout=120)
+        assert unlock.returncode == 0 and "removed the lease held for" in unlock.stdout, unlock.stderr
         again = run_mirror(s3_server, f"s3://{bucket}", url, "--json", ca=tls_files.ca_cert, timeout=600)
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
@@ -864,7 +869,7 @@ def test_mirror_decides_and_copies_under_the_lease_on_one_read_of_index_json(
 
     from ssb_s3.cli import cli
     from ssb_s3.storage.lease import Lease
-    from ssb_s3.storage.store import LocalStore
+    from ssb_s3.storage.backends.local import LocalStore
     from ssb_s3.storage.tree import Tree as TreeIO
 
     up, target = tmp_path / "up", tmp_path / "target"
