@@ -26,6 +26,7 @@ from realparts import IncusClient, LxdClient, TlsFiles, make_image, make_qcow2, 
 
 from ssb_s3.vocabulary import clients
 from ssb_s3.vocabulary.clients import CLIENTS
+from ssb_s3.vocabulary.document import Product
 
 BOTH = ("lxd.tar.xz", "incus.tar.xz")
 ROOT_FILES = {"rootfs.squashfs": "squashfs", "rootfs.tar.xz": "root.tar.xz", "disk.qcow2": "disk-kvm.img"}
@@ -373,13 +374,14 @@ def test_publish_serves_both_clients_from_an_lxd_only_version(tmp_path: Path) ->
 def test_a_delta_note_names_its_base_once() -> None:
     """`build-product` keys a delta item delta-<base>: the note does not say the base twice."""
     def meta(fingerprint: str) -> dict[str, Any]:
-        return {"ftype": "lxd.tar.xz", "path": "p/m", "combined_squashfs_sha256": fingerprint}
+        return {"ftype": "lxd.tar.xz", "path": "p/m", "size": 1, "combined_squashfs_sha256": fingerprint}
 
-    root = {"ftype": "squashfs", "path": "p/r"}
+    root = {"ftype": "squashfs", "path": "p/r", "size": 1}
     product = {"arch": "amd64", "versions": {
         "20260101_1000": {"items": {"lxd.tar.xz": meta("a" * 64), "root.squashfs": root}},
         "20260102_1000": {"items": {"lxd.tar.xz": meta("b" * 64), "root.squashfs": root,
                                     "delta-20260101_1000": {"ftype": "squashfs.vcdiff", "path": "p/d",
-                                                            "delta_base": "20260101_1000"}}}}}
-    cell = clients.cell(clients.CLIENTS["lxd-5.0"], product, "20260102_1000", product["versions"]["20260102_1000"])
+                                                            "size": 1, "delta_base": "20260101_1000"}}}}}
+    typed = Product.from_json({"aliases": "", "os": "os", "release": "1", "release_title": "1", **product})
+    cell = clients.cell(clients.CLIENTS["lxd-5.0"], typed, "20260102_1000", typed.versions["20260102_1000"])
     assert cell.notes == ["uses delta-20260101_1000"]

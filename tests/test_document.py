@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from ssb_s3.core.catalog import item_size, version_images
 from ssb_s3.schemas import schema_problems
-from ssb_s3.vocabulary.document import Catalog, Item, Product, Version, items_of, walk, walk_versions
+from ssb_s3.vocabulary import clients
+from ssb_s3.vocabulary.document import Catalog, Item, Product, Version, items_of, raw_items, walk, walk_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,3 +174,21 @@ def test_the_publish_path_walks_the_raw_catalog() -> None:
     hot = ["core/plan.py", "core/catalog.py", "core/views.py", "core/page.py", "core/retention.py",
            "core/lxcindex.py", "storage/tree.py", "commands/publish.py"]
     assert [path for path in hot if "from_json" in (package / path).read_text()] == []
+
+
+def test_a_raw_item_through_the_adapter_gives_what_the_typed_item_gives(example_catalog: dict[str, Any]) -> None:
+    # the item-level readers take an Item (list, compat, verify) or a raw item through raw_items
+    # (the publish path, which never parses): one implementation, the same images and sizes
+    typed = Catalog.from_json(example_catalog)
+    raw_versions = {(p, v): version for p, _, v, version in walk_versions(example_catalog)}
+    seen = 0
+    for pname, _, vname, version in walk_versions(typed):
+        raw = raw_items(raw_versions[pname, vname]["items"])
+        for client in clients.IMAGE_CLIENTS:
+            assert clients.images(client, raw) == clients.images(client, version.items)
+            seen += len(clients.images(client, raw))
+        assert version_images(raw) == version_images(version.items)
+        assert [item_size(i) for i in raw.values()] == [item_size(i) for i in version.items.values()]
+    assert seen > 0
+    with pytest.raises(TypeError):
+        Version.from_json({"items": {"a": "not an item"}})  # an unchecked catalog: TypeError, as documented

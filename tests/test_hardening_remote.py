@@ -364,6 +364,37 @@ def test_tampered_index_is_replaced_with_a_warning(request: pytest.FixtureReques
     assert verified.stdout.startswith("OK: 1 catalog, 1 products, 1 versions")
 
 
+ILL_TYPED_ITEMS: dict[str, tuple[Callable[[dict[str, Any]], object], str, str]] = {
+    # case: (edit of the version, the field the line names, what it says was expected)
+    "item-not-object": (lambda v: v["items"].__setitem__("incus.tar.xz", "x"), ".items.incus.tar.xz",
+                        'expected object, got "x"'),
+    "path-a-list": (lambda v: v["items"]["incus.tar.xz"].__setitem__("path", ["a"]),
+                    ".items.incus.tar.xz.path", 'expected string, got ["a"]'),
+    "no-ftype": (lambda v: v["items"]["incus.tar.xz"].pop("ftype"), ".items.incus.tar.xz", "'ftype' is required"),
+    "no-items": (lambda v: v.pop("items"), "", "'items' is required"),
+    "items-a-list": (lambda v: v.__setitem__("items", [1]), ".items", "expected object, got [1]"),
+}
+
+
+def test_verify_hashes_refuses_an_ill_typed_item_in_one_line(tmp_path: Path) -> None:
+    # issue 21: verify --hashes walked every item of a served catalog the schema check had refused,
+    # and a string item, a list path or a missing ftype/items ended in "unexpected TypeError"
+    target = Target(tmp_path)
+    target.add_version()
+    assert target.cli("publish", "--refresh-manifests").returncode == 0
+    path = json.loads(target.get("streams/v1/index.json"))["index"]["images"]["path"]
+    good = json.loads(target.get(path))
+    where = f"{target.local / path}: products.{PRODUCT}.versions.20260101_0000"
+    for case, (edit, field, expected) in ILL_TYPED_ITEMS.items():
+        catalog = json.loads(json.dumps(good))
+        edit(catalog["products"][PRODUCT]["versions"]["20260101_0000"])
+        target.put(path, json.dumps(catalog).encode())
+        out = target.cli("verify", "--hashes")
+        assert out.returncode == 1, (case, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr and "unexpected" not in out.stderr, (case, out.stderr)
+        assert f"  - {where}{field}: {expected}" in out.stderr.splitlines(), (case, out.stderr)
+
+
 # --------------------------------------------------------------------------------------------
 # Point 20: remote reads are bounded in size and time, with one-line errors
 

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -30,6 +31,7 @@ from ssb_s3.core.catalog import build_catalog, contract_problems, version_images
 from ssb_s3.errors import ProblemsFound
 from ssb_s3.schemas import load_schema, schema_problems
 from ssb_s3.vocabulary import clients, imagefiles
+from ssb_s3.vocabulary.document import Catalog, Product, raw_items
 from ssb_s3.vocabulary.imagefiles import (
     ALIAS_PREFERENCE,
     CLIENT_META,
@@ -248,6 +250,12 @@ def test_a_made_up_kind_goes_through_scan_catalog_and_verify(madeup: ImageFile, 
     assert "item lxd.tar.xz: combined_madeup_sha256 is" in result.output
 
 
+def _catalog_of(product: dict[str, Any]) -> Catalog:
+    """A typed catalog of one product built from a manifest (the fields the clients do not read: blank)."""
+    fields = {"aliases": "", "os": "os", "release": "1", "release_title": "1"}
+    return Catalog("c", {PRODUCT: Product.from_json({**fields, **product})})
+
+
 def test_a_root_no_client_reads_is_listed_by_none_and_refused(tree: Path) -> None:
     """Which clients pair a root is the table's read_by column: a root none reads is an image no
     client can use, so the catalog's contract refuses it (before, every root counted for every
@@ -256,14 +264,14 @@ def test_a_root_no_client_reads_is_listed_by_none_and_refused(tree: Path) -> Non
     with imagefiles.registered(unread, MADEUP_MAGIC):
         assert run(tree, "build-versions-manifest", "-p", PRODUCT).exit_code == 0
         product = {**json.loads((tree / "madeup/amd64/ssb.json").read_text()), "arch": "amd64"}
-        cells = clients.report({"products": {PRODUCT: product}})[0].cells
+        cells = clients.report(_catalog_of(product))[0].cells
         assert not cells["lxd-5.0"].listed and "no root item it knows" in cells["lxd-5.0"].reason
         assert not cells["incus"].listed and cells["simplestreams"].listed
         result = run(tree, "publish")
         assert result.exit_code == 1 and "no image that LXD can use" in result.output, result.output
         assert not (tree / "streams").exists()
     with imagefiles.registered(replace(MADEUP, read_by=("lxd",)), MADEUP_MAGIC):  # current LXD only
-        cells = clients.report({"products": {PRODUCT: product}})[0].cells
+        cells = clients.report(_catalog_of(product))[0].cells
         assert cells["lxd"].listed and [i.kind for i in cells["lxd"].images] == ["madeup"]
         assert not cells["lxd-5.0"].listed
 
@@ -377,10 +385,10 @@ def test_a_vm_root_and_its_alias_rank_come_from_its_row() -> None:
              "root.madeup": {"ftype": "madeup", "path": "p/v/rootfs.madeup", "size": 2, "sha256": "3" * 64},
              "root.squashfs": {"ftype": "squashfs", "path": "p/v/rootfs.squashfs", "size": 2, "sha256": "4" * 64}}
     with imagefiles.registered(MADEUP, MADEUP_MAGIC):
-        assert version_images(items)["1" * 64].type == "container"
+        assert version_images(raw_items(items))["1" * 64].type == "container"
         assert list(ALIAS_PREFERENCE) == ["squashfs", "root.tar.xz"]
     with imagefiles.registered(replace(MADEUP, vm=True, alias_rank=-1), MADEUP_MAGIC):
-        assert version_images(items)["1" * 64].type == "virtual-machine"
+        assert version_images(raw_items(items))["1" * 64].type == "virtual-machine"
         assert clients.is_vm_root("madeup") and list(ALIAS_PREFERENCE) == ["madeup", "squashfs", "root.tar.xz"]
     assert not clients.is_vm_root("madeup")
 

@@ -41,6 +41,7 @@ from ssb_s3.core.catalog import SHORT_FINGERPRINT, version_images
 from ssb_s3.core.page import human_size, launch_aliases, product_page_key, render_page, render_product
 from ssb_s3.core.versions import version_time
 from ssb_s3.core.views import Content, View, page_views, view_keys
+from ssb_s3.vocabulary.document import raw_items
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -260,7 +261,7 @@ def test_rows_and_product_pages_show_what_the_catalog_says(visit: Visit, served:
     catalog = served["catalog"]["products"]
     for name, row in visit.rows().items():
         latest = max(catalog[name]["versions"])
-        images = version_images(catalog[name]["versions"][latest]["items"])
+        images = version_images(raw_items(catalog[name]["versions"][latest]["items"]))
         stale = served["published"] - version_time(latest).timestamp() > 30 * 86400
         assert ("s" in row["classes"]) == stale, (name, row)
         assert ("v" in row["classes"]) == any(i.type == "virtual-machine" for i in images.values()), (name, row)
@@ -272,7 +273,7 @@ def test_rows_and_product_pages_show_what_the_catalog_says(visit: Visit, served:
     visit.open("debian:12:amd64:cloud")
     text = visit.page.inner_text("main")
     for version in entry["versions"].values():
-        for fingerprint in version_images(version["items"]):
+        for fingerprint in version_images(raw_items(version["items"])):
             assert fingerprint in text and fingerprint[:SHORT_FINGERPRINT] in text
         for item in version["items"].values():
             assert item["path"].rsplit("/", 1)[-1] in text
@@ -419,7 +420,7 @@ def test_launch_line_of_another_arch_names_the_arch_alias(visit: Visit, served: 
 
     def fingerprint(name: str) -> str:
         versions = catalog[name]["versions"]
-        return next(iter(version_images(versions[max(versions)]["items"])))
+        return next(iter(version_images(raw_items(versions[max(versions)]["items"]))))
 
     lxc = LxdClient(tmp_path / "lxdconf", ca_file=tls_files.ca_cert)
     lxc.run(*shlex.split(add)[1:])

@@ -18,6 +18,7 @@ from ..errors import ProblemsFound
 from ..schemas import schema_problems
 from ..storage.store import ReadableStore
 from ..vocabulary import clients
+from ..vocabulary.document import Catalog
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import printable
 from .listing import render_records
@@ -37,7 +38,7 @@ def served_report(store: ReadableStore, chosen: Sequence[str] = ()) -> tuple[lis
         if wrong:
             problems.extend(wrong)
         else:
-            rows.extend(clients.report(catalog, [clients.CLIENTS[n] for n in names]))
+            rows.extend(clients.report(Catalog.from_json(catalog), [clients.CLIENTS[n] for n in names]))
     if problems:
         raise ProblemsFound(f"{store.url}: cannot report on the tree", problems)
     return rows, names

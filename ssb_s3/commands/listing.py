@@ -25,7 +25,8 @@ this tool's record per image (FIELDS, sizes in bytes), whatever `-c` says.
 
 Filters (ssb_s3/filters, the syntax `mirror` uses too) apply to a row's fields (FIELDS), all ANDed;
 `aliases=X` matches a row having alias X. A bad filter or key is a FilterError (one line).
-Nothing here writes; the index and the catalogs are read bounded (verify, httpread). A tree's
+Nothing here writes; the index and the catalogs are read bounded (verify, httpread), and each
+catalog that passes the products schema check is parsed once (vocabulary/document.Catalog). A tree's
 text is shown, never obeyed: render escapes what vocabulary/text refuses (terminal escapes, bidi
 overrides, line breaks), as the CLI's printer does for every line.
 """
@@ -50,7 +51,7 @@ from ..filters import Filter
 from ..schemas import schema_problems
 from ..storage.store import ReadableStore
 from ..vocabulary.clients import version_date
-from ..vocabulary.document import walk_versions
+from ..vocabulary.document import Catalog, Item, Product, Version, walk_versions
 from ..vocabulary.imagefiles import ALIAS_PREFERENCE
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import UNSAFE, printable
@@ -86,35 +87,34 @@ class ImageRow:
         return ",".join(found) if isinstance(found, list) else str(found)
 
 
-def _version_images(items: Mapping[str, Any]) -> dict[str, tuple[str, int, int]]:
+def _version_images(items: Mapping[str, Item]) -> dict[str, tuple[str, int, int]]:
     """fingerprint -> (type, size, alias rank) of every image a client lists in one version's items."""
     return {fingerprint: (image.type, image.size, ALIAS_PREFERENCE.index(image.root)
                           if image.root in ALIAS_PREFERENCE else len(ALIAS_PREFERENCE))
             for fingerprint, image in version_images(items).items()}
 
 
-def catalog_rows(catalog: Mapping[str, Any]) -> list[ImageRow]:
+def catalog_rows(catalog: Catalog) -> list[ImageRow]:
     """Every image the clients list from one catalog, aliases assigned as they assign them."""
     rows: list[tuple[ImageRow, list[str], int]] = []  # each image, its product's aliases, its alias rank
     for pname, product, vname, version in walk_versions(catalog, ordered=True):
-        arch = CANONICAL_ARCH.get(str(product.get("arch", "")))
+        arch = CANONICAL_ARCH.get(product.arch)
         date = version_date(vname)
         if arch is None or date is None:
             continue
-        aliases = [a for a in str(product.get("aliases") or "").split(",") if a]
-        raw_arch, os_name = str(product.get("arch", "")), str(product.get("os", ""))
+        aliases = [a for a in product.aliases.split(",") if a]
         description = _description(product, version, vname)
-        for fingerprint, (kind, size, rank) in sorted(_version_images(version.get("items", {})).items()):
-            rows.append((ImageRow(pname, vname, kind, fingerprint, size, date, arch, os_name,
-                                  str(product.get("release", "")), description, raw_arch), aliases, rank))
+        for fingerprint, (kind, size, rank) in sorted(_version_images(version.items).items()):
+            rows.append((ImageRow(pname, vname, kind, fingerprint, size, date, arch, product.os,
+                                  product.release, description, product.arch), aliases, rank))
     _assign_aliases(rows)
     return [row for row, _, _ in rows]
 
 
-def _description(product: Mapping[str, Any], version: Mapping[str, Any], name: str) -> str:
+def _description(product: Product, version: Version, name: str) -> str:
     """The clients' description: "os release_title arch", then " (label)" if any, then " (version)"."""
-    text = f"{product.get('os', '')} {product.get('release_title', '')} {product.get('arch', '')}"
-    label = version.get("label")
+    text = f"{product.os} {product.release_title} {product.arch}"
+    label = version.label
     return f"{text}{f' ({label})' if label else ''} ({name})"
 
 
@@ -161,7 +161,7 @@ def served_rows(store: ReadableStore) -> list[ImageRow]:
         if wrong:
             problems.extend(wrong)  # a type error breaks the whole remote for the clients as well
         else:
-            rows.extend(catalog_rows(catalog))
+            rows.extend(catalog_rows(Catalog.from_json(catalog)))
     if problems:
         raise ProblemsFound(f"{store.url}: cannot list the tree", problems)
     return sorted(rows, key=lambda r: (r.product, r.version, r.type, r.fingerprint))

@@ -9,6 +9,9 @@ its declared size; with
 hashes, every file is streamed once and its sha256 and the combined fingerprints are checked
 (which ftypes are metadata and roots, and the meta ‖ root hasher: imagefiles).
 Works on a local folder, a bucket, or an http(s) base URL (what users actually serve).
+A catalog that passes the products schema check is parsed once into the document model
+(vocabulary/document.Catalog) for the client and hash checks; an ill-typed one is reported by the
+schema's lines (file, field, what was expected), its files' sizes still checked, and walked no further.
 
 Bounds: over http(s) every request has a deadline and a size cap for index.json and catalogs
 (ssb_s3.storage.httpread; `verify --timeout/--deadline/--max-catalog-size`). With hashes, no file is read past
@@ -50,7 +53,7 @@ from ..storage.backends.http import HttpStore
 from ..storage.httpread import optional_key, parse_json
 from ..storage.store import CHUNK_SIZE, ReadableStore
 from ..vocabulary import clients
-from ..vocabulary.document import items_of, walk_versions
+from ..vocabulary.document import Catalog, Item, items_of, walk_versions
 from ..vocabulary.imagefiles import (
     HEAD_BYTES,
     META_FTYPES,
@@ -170,7 +173,7 @@ class _Hasher:
         return {"": self.digests[path], **{m: self.core.combined[(m, path)] for m in metas}}
 
 
-def _check_hashes(hasher: _Hasher, path: str, pname: str, vname: str, items: Mapping[str, Any],
+def _check_hashes(hasher: _Hasher, path: str, pname: str, vname: str, items: Mapping[str, Item],
                   problems: list[Problem]) -> None:
     """Each item's bytes against its sha256 and size, each root against its metas' combined hash:
     problems blame product `pname` of catalog `path`."""
@@ -178,42 +181,42 @@ def _check_hashes(hasher: _Hasher, path: str, pname: str, vname: str, items: Map
     def problem(key: str, text: str) -> None:
         problems.append(Problem(pname, path, f"product {pname} version {vname} item {key}", text))
 
-    metas = {key: item for key, item in items.items() if item["ftype"] in META_FTYPES}
-    meta_paths = sorted({item["path"] for item in metas.values()})
+    metas = {key: item for key, item in items.items() if item.ftype in META_FTYPES}
+    meta_paths = sorted({item.path for item in metas.values()})
     for item in items.values():
-        size = item.get("size")
-        hasher.sizes[item["path"]] = size if isinstance(size, int) and not isinstance(size, bool) else -1
+        hasher.sizes[item.path] = item.size
 
-    def sized(key: str, item: Mapping[str, Any]) -> bool:
+    def sized(key: str, item: Item) -> bool:
         """False (and a problem) when the body read was not the declared size: its hash says nothing."""
-        wrong = hasher.wrong_size.get(item["path"])
+        wrong = hasher.wrong_size.get(item.path)
         if wrong:
-            problem(key, f"{item['path']}: read {wrong}, catalog says {item.get('size')}")
+            problem(key, f"{item.path}: read {wrong}, catalog says {item.size}")
         return not wrong
 
     for key, root in sorted(items.items()):
-        field_name = ROOT_COMBINED_FIELD.get(root["ftype"])
+        field_name = ROOT_COMBINED_FIELD.get(root.ftype)
         if field_name is None:
             continue
-        digests = hasher.root(root["path"], meta_paths) if root["path"] not in hasher.digests else None
+        digests = hasher.root(root.path, meta_paths) if root.path not in hasher.digests else None
         if digests is None:
             continue  # shared root already checked through another version
         if not sized(key, root):
             continue
-        if digests[""] != root.get("sha256"):
-            problem(key, f"{root['path']} sha256 is {digests['']}, catalog says {root.get('sha256')}")
+        if digests[""] != root.sha256:
+            problem(key, f"{root.path} sha256 is {digests['']}, catalog says {root.sha256}")
         for meta_key, meta in sorted(metas.items()):
-            if meta["path"] in hasher.wrong_size:
+            if meta.path in hasher.wrong_size:
                 continue
-            if meta.get(field_name) and meta[field_name] != digests[meta["path"]]:
-                problem(meta_key, f"{field_name} is {meta[field_name]}, but "
-                                  f"sha256({meta['path']} ‖ {root['path']}) is {digests[meta['path']]}")
+            declared = meta.combined.get(field_name)
+            if declared and declared != digests[meta.path]:
+                problem(meta_key, f"{field_name} is {declared}, but "
+                                  f"sha256({meta.path} ‖ {root.path}) is {digests[meta.path]}")
     for key, item in sorted(items.items()):
-        if item["ftype"] in ROOT_COMBINED_FIELD:
+        if item.ftype in ROOT_COMBINED_FIELD:
             continue
-        digest = hasher.digests[item["path"]] if item["path"] in hasher.digests else hasher.meta(item["path"])
-        if sized(key, item) and digest != item.get("sha256"):
-            problem(key, f"{item['path']} sha256 is {digest}, catalog says {item.get('sha256')}")
+        digest = hasher.digests[item.path] if item.path in hasher.digests else hasher.meta(item.path)
+        if sized(key, item) and digest != item.sha256:
+            problem(key, f"{item.path} sha256 is {digest}, catalog says {item.sha256}")
 
 
 def _reason(store: ReadableStore, key: str, exc: Exception) -> str:
@@ -326,15 +329,13 @@ def _lxc_file_problem(store: ReadableStore, key: str, name: str) -> str | None:
         return f"unreadable ({exc})"
 
 
-def client_check(catalog: Any, source: str, required: Sequence[str], report: VerifyReport) -> None:
+def client_check(catalog: Catalog, source: str, required: Sequence[str], report: VerifyReport) -> None:
     """Per client (vocabulary/clients): a version a checked client (one the tree serves, or `required`)
     does not list is a problem, one line per product; one warning line per product that a client
     the tree does not serve will not list. Classic-LXC-only versions are no image client's."""
-    if schema_problems(catalog, "products", source):
-        return  # reported by the contract check; nothing to walk
     checked = [c for c in clients.CLIENTS if c in set(clients.served_clients(catalog)) | set(required)]
     report.clients = sorted(set(report.clients) | set(checked), key=list(clients.CLIENTS).index)
-    families = {(p, v): clients.item_families(version["items"]) for p, _, v, version in walk_versions(catalog)}
+    families = {(p, v): clients.item_families(version.items) for p, _, v, version in walk_versions(catalog)}
     rows = [r for r in clients.report(catalog) if families[r.product, r.version]]
     totals: dict[str, int] = {}
     for row in rows:
@@ -373,7 +374,12 @@ def verify(store: ReadableStore, *, hashes: bool = False, keyring: str | None = 
         problems.extend(contract)
         if contract and not (isinstance(catalog, dict) and isinstance(catalog.get("products"), dict)):
             continue
-        client_check(catalog, store.describe(path), require, report)
+        # parsed once, when well typed (the contract check holds the schema's lines); an ill-typed
+        # catalog still has its files' sizes checked below, but no client or hash check
+        ill_typed = bool(contract) and bool(schema_problems(catalog, "products", store.describe(path)))
+        typed = None if ill_typed else Catalog.from_json(catalog)
+        if typed is not None:
+            client_check(typed, store.describe(path), require, report)
         if sorted(entry["products"]) != sorted(catalog["products"]):
             problems.append(Problem(None, store.describe(INDEX_KEY), "",
                                     f"products listed for {path} differ from the catalog's"))
@@ -392,10 +398,13 @@ def verify(store: ReadableStore, *, hashes: bool = False, keyring: str | None = 
         report.files += len(items)
         report.bytes += sum(sizes.values())
         report.products += len(catalog["products"])
-        for pname, _, vname, version in walk_versions(catalog, ordered=True):
+        if typed is None:
+            report.versions += sum(1 for _ in walk_versions(catalog))
+            continue
+        for pname, _, vname, version in walk_versions(typed, ordered=True):
             report.versions += 1
-            if hashes and all(i["path"] in sizes for i in version["items"].values()):
-                _check_hashes(hasher, path, pname, vname, version["items"], problems)
+            if hashes and all(i.path in sizes for i in version.items.values()):
+                _check_hashes(hasher, path, pname, vname, version.items, problems)
     report.lxc_images = check_lxc_index(store, catalogs, problems)
     if keyring is not None:
         verify_signatures(store, keyring, report)

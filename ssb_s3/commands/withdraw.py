@@ -32,6 +32,7 @@ from ..core.withdrawal import reason_problem
 from ..errors import WithdrawError
 from ..storage.store import Store
 from ..storage.tree import Tree
+from ..vocabulary.document import Catalog
 from ..vocabulary.layout import INDEX_KEY
 from .add import find_fingerprint, is_fingerprint
 from .listing import ImageRow, catalog_rows
@@ -80,12 +81,21 @@ def _holders(rows: list[ImageRow], product: str) -> dict[tuple[str, str, str], s
             for alias in row.aliases}
 
 
+def _rows(catalog: Mapping[str, Any]) -> list[ImageRow]:
+    """The images the clients list from a catalog the publish read or built; none from an empty
+    or ill-typed one (a served catalog is not trusted: the publish reported its shape)."""
+    try:
+        return catalog_rows(Catalog.from_json(catalog)) if catalog else []
+    except (TypeError, KeyError):
+        return []
+
+
 def alias_moves(report: PublishReport) -> list[AliasMove]:
     """The product's aliases whose image changes, as the clients hand them out (ssb_s3.commands.listing)."""
     if report.withdrawn is None or report.catalogs is None:
         return []
     product = report.withdrawn["product"]
-    before, after = (_holders(catalog_rows(c), product) for c in report.catalogs)
+    before, after = (_holders(_rows(c), product) for c in report.catalogs)
     return [AliasMove(alias, arch, kind, version, after.get((alias, arch, kind), ""))
             for (alias, arch, kind), version in sorted(before.items())
             if after.get((alias, arch, kind), "") != version]

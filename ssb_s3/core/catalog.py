@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from ..config import CANONICAL_ARCH, ProductConfig, TreeConfig
 from ..schemas import schema_problems
 from ..vocabulary import clients, imagefiles
-from ..vocabulary.document import items_of
+from ..vocabulary.document import ItemView, items_of, raw_items
 from ..vocabulary.layout import catalog_digest, catalog_digest_of
 from ..vocabulary.problems import Problem
 from ..vocabulary.text import text_problem
@@ -210,13 +210,18 @@ def _path_problem(path: Any) -> str | None:
 
 def fingerprints(items: Mapping[str, Any]) -> set[str]:
     """Every image fingerprint a version's items give, for LXD and Incus alike."""
-    mirrored = _mirrored_items(items)
-    return {fp for client in CLIENT_META for fp, _ in _images_of_version("", mirrored, client)}
+    mirrored = raw_items(_mirrored_items(items))
+    return {fp for client in CLIENT_META for fp, _ in _client_images(mirrored, client)}
 
 
 def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list[tuple[str, str]]:
     """(fingerprint, description) of each image `client` (LXD or Incus: its strictest reader in the
-    client table, vocabulary/clients) would see in this version."""
+    client table, vocabulary/clients) would see in this version's raw items."""
+    return _client_images(raw_items(items), client)
+
+
+def _client_images(items: Mapping[str, ItemView], client: str) -> list[tuple[str, str]]:
+    """_images_of_version over items seen as ItemViews (typed, or raw through document.raw_items)."""
     return [(image.fingerprint, f"{image.meta}+{image.root}" if image.root else image.meta)
             for image in clients.images(clients.BY_FAMILY[client], items)]
 
@@ -224,9 +229,9 @@ def _images_of_version(name: str, items: Mapping[str, Any], client: str) -> list
 SHORT_FINGERPRINT = 12  # what `lxc image list` shows
 
 
-def item_size(item: Mapping[str, Any]) -> int:
+def item_size(item: Mapping[str, Any] | ItemView) -> int:
     """An item's size; 0 when it is not an integer (an entry kept from a served catalog is not re-checked)."""
-    size = item.get("size")
+    size = item.get("size") if isinstance(item, Mapping) else item.size
     return size if isinstance(size, int) and not isinstance(size, bool) else 0
 
 
@@ -241,16 +246,17 @@ class ClientImage(NamedTuple):
     clients: tuple[str, ...]
 
 
-def version_images(items: Mapping[str, Any]) -> dict[str, ClientImage]:
-    """fingerprint -> the image LXD and/or Incus list from one version's (mirrored) items."""
+def version_images(items: Mapping[str, ItemView]) -> dict[str, ClientImage]:
+    """fingerprint -> the image LXD and/or Incus list from one version's (mirrored) items: typed
+    Items, or raw ones through document.raw_items (the views, on the publish path)."""
     found: dict[str, ClientImage] = {}
     for client in CLIENT_META:
-        for fingerprint, keys in _images_of_version("", items, client):
+        for fingerprint, keys in _client_images(items, client):
             if fingerprint in found:
                 found[fingerprint] = found[fingerprint]._replace(clients=(*found[fingerprint].clients, client))
                 continue
             parts = [items[k] for k in keys.split("+")]
-            root = str(parts[-1].get("ftype"))
+            root = str(parts[-1].ftype)
             found[fingerprint] = ClientImage("virtual-machine" if clients.is_vm_root(root) else "container",
                                              sum(item_size(p) for p in parts), root, (client,))
     return found
@@ -337,8 +343,9 @@ def contract_problems_by_product(
                     blame(owner, f"product {owner}", f"alias '{alias}' for arch {product['arch']} "
                                                      f"is also claimed by {pname}")
             for vname, version in product["versions"].items() if walk_unchanged else ():
+                views = raw_items(version["items"])
                 for client, seen in fingerprints.items():
-                    for fingerprint, what in _images_of_version(vname, version["items"], client):
+                    for fingerprint, what in _client_images(views, client):
                         other, _ = seen.setdefault(fingerprint, (pname, f"{pname} {vname} {what}"))
                         if other != pname and other in checked:
                             blame(other, f"product {other}", f"fingerprint {fingerprint[:12]} also used by {pname} "
@@ -383,8 +390,9 @@ def contract_problems_by_product(
             for problem in delta_problems(pname, source, vname, product["versions"]):
                 blame(pname, problem.field, problem.text)
             is_lxc_only = not any(i["ftype"] in META_FTYPES or i["ftype"] in UNIFIED_FTYPES for i in items.values())
+            views = raw_items(items)
             for client, seen in fingerprints.items():
-                images = _images_of_version(vname, items, client)
+                images = _client_images(views, client)
                 if not images and not is_lxc_only and client in required:
                     blame(pname, vwhere, f"no image that {client} can use")
                 for fingerprint, what in images:

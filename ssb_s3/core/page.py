@@ -64,6 +64,7 @@ from typing import Any
 
 from ..config import CANONICAL_ARCH, PageConfig
 from ..vocabulary.clients import is_vm_root
+from ..vocabulary.document import raw_items
 from ..vocabulary.imagefiles import DELTA_FTYPES
 from ..vocabulary.layout import page_link_from_product_page, product_page_link, product_pages_folder
 from ..vocabulary.layout import product_page_key as layout_page_key
@@ -318,7 +319,7 @@ def _latest(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any], list[str], l
     """(latest version, its client images, their types, the clients listing them)."""
     versions = entry["versions"]
     latest = max(versions)
-    newest = version_images(versions[latest]["items"])
+    newest = version_images(raw_items(versions[latest]["items"]))
     types = sorted({"VM" if i.type == "virtual-machine" else "container" for i in newest.values()})
     clients = [c for c in CLIENT_TOOLS if any(c in i.clients for i in newest.values())]
     return latest, newest, types, clients
@@ -349,7 +350,7 @@ def _row(name: str, entry: Mapping[str, Any], *, now: float, stale_after: float)
     items = versions[latest]["items"]
     # a VM image needs a VM root: most versions have none, and need no walk of the image table
     vm = any(is_vm_root(str(i.get("ftype"))) for i in items.values()) and any(
-        i.type == "virtual-machine" for i in version_images(items).values())
+        i.type == "virtual-machine" for i in version_images(raw_items(items)).values())
     marks = " ".join(mark for mark, on in (("s", now - version_time(latest).timestamp() > stale_after),
                                            ("v", vm)) if on)
     tr = "<tr>" if not marks else f"<tr class={marks}>" if " " not in marks else f'<tr class="{marks}">'
@@ -435,7 +436,7 @@ def render_product(name: str, entry: Mapping[str, Any], config: PageConfig, *, b
     base_url = base_url.rstrip("/")
     versions = entry["versions"]
     latest, newest, types, clients = _latest(entry)
-    images = {vname: version_images(version["items"]) for vname, version in versions.items()}
+    images = {vname: version_images(raw_items(version["items"])) for vname, version in versions.items()}
     images[latest] = newest
     size = sum(item_size(i) for i in {str(i.get("path")): i for i in versions[latest]["items"].values()}.values())
     aliases = [a for a in str(entry.get("aliases") or "").split(",") if a]

@@ -52,7 +52,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import imagefiles
-from .document import walk_versions
+from .document import Catalog, Item, ItemView, Product, Version, walk_versions
 
 # --- architectures (shared/osarch/architectures.go: architectureNames + architectureAliases) ---
 
@@ -213,46 +213,43 @@ class Image:
         return "virtual-machine" if is_vm_root(self.kind) else "container"
 
 
-def images(client: Client, items: Mapping[str, Any]) -> list[Image]:
-    """The images `client` makes of one version's items (ToLXD's item loop), in item order."""
+def images(client: Client, items: Mapping[str, ItemView]) -> list[Image]:
+    """The images `client` makes of one version's items (ToLXD's item loop), in item order; a raw
+    item (the publish path) through document.raw_items."""
     found: list[Image] = []
     roots = client.roots
     for key, item in items.items():
-        ftype = item.get("ftype")
-        if ftype == client.unified_ftype and item.get("sha256") and item.get("path"):
-            found.append(Image(str(item["sha256"]), key, "", "tar.gz"))
-        if ftype != client.meta_ftype or not item.get("path"):
+        ftype = item.ftype
+        if ftype == client.unified_ftype and item.sha256 and item.path:
+            found.append(Image(str(item.sha256), key, "", "tar.gz"))
+        if ftype != client.meta_ftype or not item.path:
             continue
         for root_key, root in items.items():
-            fields = roots.get(str(root.get("ftype")))
-            fingerprint = next((item[f] for f in fields or () if item.get(f)), "")
+            fields = roots.get(str(root.ftype))
+            fingerprint = next((item.combined[f] for f in fields or () if item.combined.get(f)), "")
             if fingerprint:
-                found.append(Image(str(fingerprint), key, root_key, str(root["ftype"])))
+                found.append(Image(str(fingerprint), key, root_key, str(root.ftype)))
     return found
 
 
-def item_families(items: Mapping[str, Any]) -> set[str]:
+def item_families(items: Mapping[str, Item]) -> set[str]:
     """The imagefiles clients (LXD, Incus) whose metadata or unified items a version carries."""
     wanted = {ftype: family for family, pair in imagefiles.CLIENT_META.items() for ftype in pair}
-    return {wanted[f] for f in (_mapping(i).get("ftype") for i in items.values()) if isinstance(f, str) and f in wanted}
+    return {wanted[i.ftype] for i in items.values() if i.ftype in wanted}
 
 
-def families(catalog: Mapping[str, Any]) -> set[str]:
+def families(catalog: Catalog) -> set[str]:
     """The imagefiles clients (LXD, Incus) for which the catalog carries metadata or unified items."""
     found: set[str] = set()
     for _, _, _, version in walk_versions(catalog):
-        found |= item_families(_mapping(version.get("items")))
+        found |= item_families(version.items)
     return found
 
 
-def served_clients(catalog: Mapping[str, Any]) -> list[str]:
+def served_clients(catalog: Catalog) -> list[str]:
     """The image clients a tree serves: those whose metadata/unified items it carries."""
     fams = families(catalog)
     return [c.name for c in IMAGE_CLIENTS if c.family in fams]
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 @dataclass
@@ -276,15 +273,15 @@ class Cell:
                 "images": [{"fingerprint": i.fingerprint, "type": i.type, "root": i.kind} for i in self.images]}
 
 
-def _no_image_reason(client: Client, items: Mapping[str, Any]) -> str:
-    ftypes = [str(i.get("ftype")) for i in items.values()]
+def _no_image_reason(client: Client, items: Mapping[str, Item]) -> str:
+    ftypes = [i.ftype for i in items.values()]
     own = [f for f in ftypes if f in (client.meta_ftype, client.unified_ftype)]
     if not own:
         other = sorted({f for f in ftypes if f in imagefiles.META_FTYPES or f in imagefiles.UNIFIED_FTYPES})
         ignored = f" (it ignores {', '.join(other)})" if other else ""
         return f"no {client.meta_ftype} or {client.unified_ftype} item{ignored}"
-    metas = [i for i in items.values() if i.get("ftype") == client.meta_ftype]
-    if metas and not any(m.get("path") for m in metas):
+    metas = [i for i in items.values() if i.ftype == client.meta_ftype]
+    if metas and not any(m.path for m in metas):
         return f"the {client.meta_ftype} item has no path"
     roots = client.roots
     present = [f for f in ftypes if f in roots]
@@ -296,18 +293,18 @@ def _no_image_reason(client: Client, items: Mapping[str, Any]) -> str:
     return f"the {client.unified_ftype} item has no sha256 or path"
 
 
-def _requirement_note(client: Client, product: Mapping[str, Any]) -> str:
-    given = [f for f in ("lxd_requirements", "requirements") if product.get(f)]
+def _requirement_note(client: Client, product: Product) -> str:
+    given = [f for f in ("lxd_requirements", "requirements") if getattr(product, f)]
     if given and not set(given) & set(client.requirements):
         return f"ignores {'/'.join(given)} (reads {' or '.join(client.requirements)})"
     return ""
 
 
-def _delta_notes(client: Client, product: Mapping[str, Any], items: Mapping[str, Any],
+def _delta_notes(client: Client, product: Product, items: Mapping[str, Item],
                  listed: Sequence[Image]) -> list[str]:
     notes = []
     for key, delta in sorted(items.items()):
-        dftype = str(delta.get("ftype"))
+        dftype = delta.ftype
         if dftype not in imagefiles.DELTA_FTYPES:
             continue
         root = dftype.removesuffix(imagefiles.DELTA_SUFFIX)
@@ -318,12 +315,12 @@ def _delta_notes(client: Client, product: Mapping[str, Any], items: Mapping[str,
         if not any(i.kind == root for i in listed):
             notes.append(f"ignores {key} (no {root} image in this version)")
             continue
-        base_name = str(delta.get("delta_base", ""))
-        base = _mapping(_mapping(product.get("versions")).get(base_name))
-        metas = [i for i in _mapping(base.get("items")).values() if i.get("ftype") == client.meta_ftype]
-        source = str(metas[0].get(client.deltas[dftype], "")) if metas else ""
-        wanted = str(metas[0].get(client.roots[root][0], "")) if metas else ""
-        if not base:
+        base_name = delta.delta_base or ""
+        base = product.versions.get(base_name)
+        metas = [i for i in (base.items.values() if base else ()) if i.ftype == client.meta_ftype]
+        source = metas[0].combined.get(client.deltas[dftype], "") if metas else ""
+        wanted = metas[0].combined.get(client.roots[root][0], "") if metas else ""
+        if base is None:
             notes.append(f"ignores {key} (delta_base '{base_name}' is not a version of this product)")
         elif not source:
             notes.append(f"ignores {key} (its base {base_name} has no {client.deltas[dftype]})")
@@ -335,12 +332,12 @@ def _delta_notes(client: Client, product: Mapping[str, Any], items: Mapping[str,
     return notes
 
 
-def cell(client: Client, product: Mapping[str, Any], version_name: str, version: Mapping[str, Any]) -> Cell:
+def cell(client: Client, product: Product, version_name: str, version: Version) -> Cell:
     """Whether `client` lists this version of this product, and why not."""
-    items = _mapping(version.get("items"))
+    items = version.items
     if client.family is None:  # python-simplestreams: every item of every version
         return Cell(True) if items else Cell(False, reason="the version has no items")
-    arch = str(product.get("arch", ""))
+    arch = product.arch
     if arch not in client.arches:
         return Cell(False, reason=f"arch '{arch}' is unknown to it")
     if version_date(version_name) is None:
@@ -365,9 +362,9 @@ class Row:
                 "clients": {name: c.as_dict() for name, c in self.cells.items()}}
 
 
-def report(catalog: Mapping[str, Any], clients: Sequence[Client] = tuple(CLIENTS.values())) -> list[Row]:
-    """For every version of every product of a catalog (checked against the products schema by
-    the caller), whether each client lists it."""
+def report(catalog: Catalog, clients: Sequence[Client] = tuple(CLIENTS.values())) -> list[Row]:
+    """For every version of every product of a catalog (parsed after the products schema check),
+    whether each client lists it."""
     return [Row(pname, vname, {c.name: cell(c, product, vname, version) for c in clients})
             for pname, product, vname, version in walk_versions(catalog, ordered=True)]
 

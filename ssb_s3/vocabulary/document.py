@@ -19,6 +19,11 @@ they are. A raw walk skips what is not a mapping where the catalog's shape wants
 catalog read back for the purge is not trusted); the schema check reports it, not the walker.
 `items_of(catalog)` is the fast path over every item (a publish walks the whole catalog with it):
 it yields a raw item as found, so its caller has checked the shape first.
+
+Item-level readers (vocabulary/clients.images, core/catalog.version_images) take an `ItemView`:
+an `Item`, or a raw item seen through `RawItem` (`raw_items(version_items)`), the one adapter for
+the publish path, which reads the catalog it serves without a typed parse. A RawItem reads the
+mapping as it is (no check, no copy): its attributes are whatever the mapping holds, or None.
 This module imports nothing of ssb_s3: every floor may use it.
 """
 
@@ -28,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from types import MappingProxyType
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 COMBINED_PREFIX = "combined_"  # combined_sha256, combined_squashfs_sha256, ...: sha256(meta ‖ root)
@@ -36,6 +41,12 @@ COMBINED_PREFIX = "combined_"  # combined_sha256, combined_squashfs_sha256, ...:
 
 def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(mapping) if mapping else _EMPTY
+
+
+def _mapping(data: Any) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise TypeError(f"expected an object, got {type(data).__name__}")
+    return data
 
 
 def _optional(data: Mapping[str, Any], name: str, kind: type) -> Any:
@@ -77,7 +88,7 @@ class Item:
     def from_json(cls, data: Mapping[str, Any]) -> Item:
         combined: dict[str, str] = {}
         extra: dict[str, Any] = {}
-        for key, value in data.items():
+        for key, value in _mapping(data).items():
             if key in cls._FIELDS:
                 continue
             if key.startswith(COMBINED_PREFIX) and isinstance(value, str):
@@ -111,7 +122,7 @@ class Version:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Version:
-        items = _required(data, "items", Mapping)
+        items = _required(_mapping(data), "items", Mapping)
         return cls(_frozen({name: Item.from_json(item) for name, item in items.items()}),
                    _optional(data, "label", str), _optional(data, "pubname", str),
                    _frozen({k: v for k, v in data.items() if k not in cls._FIELDS}))
@@ -149,7 +160,7 @@ class Product:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Product:
-        versions = _required(data, "versions", Mapping)
+        versions = _required(_mapping(data), "versions", Mapping)
         requirements = _optional(data, "requirements", Mapping)
         lxd_requirements = _optional(data, "lxd_requirements", Mapping)
         return cls(_required(data, "aliases", str), _required(data, "arch", str), _required(data, "os", str),
@@ -193,7 +204,7 @@ class Catalog:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Catalog:
         """The typed catalog of `data`, which passed the products schema check."""
-        products = _required(data, "products", Mapping)
+        products = _required(_mapping(data), "products", Mapping)
         return cls(_required(data, "content_id", str),
                    _frozen({name: Product.from_json(p) for name, p in products.items()}),
                    _required(data, "datatype", str), _required(data, "format", str),
@@ -208,6 +219,58 @@ class Catalog:
         out["products"] = {name: product.to_json() for name, product in self.products.items()}
         out.update(self.extra)
         return out
+
+
+class ItemView(Protocol):
+    """What an item-level reader uses of an item: an `Item`, or a raw item through `RawItem`."""
+
+    @property
+    def ftype(self) -> str | None: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def delta_base(self) -> str | None: ...
+    @property
+    def combined(self) -> Mapping[str, Any]: ...
+
+
+class RawItem:
+    """A raw item mapping read through Item's attribute names, unchecked and uncopied (see the
+    module docstring); `combined` is the mapping itself, so a combined field reads as it is."""
+
+    __slots__ = ("combined",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.combined = data
+
+    @property
+    def ftype(self) -> Any:
+        return self.combined.get("ftype")
+
+    @property
+    def path(self) -> Any:
+        return self.combined.get("path")
+
+    @property
+    def size(self) -> Any:
+        return self.combined.get("size")
+
+    @property
+    def sha256(self) -> Any:
+        return self.combined.get("sha256")
+
+    @property
+    def delta_base(self) -> Any:
+        return self.combined.get("delta_base")
+
+
+def raw_items(items: Mapping[str, Any]) -> dict[str, RawItem]:
+    """A version's raw items (checked by the caller) as ItemViews, by item name."""
+    return {name: RawItem(item) for name, item in items.items()}
 
 
 def _raw(value: Any) -> Mapping[str, Any]:
