@@ -868,8 +868,8 @@ def test_mirror_decides_and_copies_under_the_lease_on_one_read_of_index_json(
     from click.testing import CliRunner
 
     from ssb_s3.cli import cli
-    from ssb_s3.storage.lease import Lease
     from ssb_s3.storage.backends.local import LocalStore
+    from ssb_s3.storage.lease import Lease
     from ssb_s3.storage.tree import Tree as TreeIO
 
     up, target = tmp_path / "up", tmp_path / "target"
