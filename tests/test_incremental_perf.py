@@ -34,13 +34,13 @@ def test_incremental_contract_check_walks_only_the_changed_products(monkeypatch:
     before = served(tree, {n: read(n, [V1]) for n in ("a", "b", "c")})
     snap = replace(before, products={"b": read("b", [V1, V2])})
     walked: list[str] = []
-    real = catalog_module._images_of_version
+    real = catalog_module._client_images  # what the contract check asks of each version's items
 
-    def counting(name: str, items: Any, client: str) -> list[tuple[str, str]]:
-        walked.extend(item["path"].split("/")[0] for item in items.values())
-        return real(name, items, client)
+    def counting(items: Any, client: str) -> list[tuple[str, str]]:
+        walked.extend(str(item.path).split("/")[0] for item in items.values())
+        return real(items, client)
 
-    monkeypatch.setattr(catalog_module, "_images_of_version", counting)
+    monkeypatch.setattr(catalog_module, "_client_images", counting)
     plan = plan_publish(tree, snap, PlanOptions(), only={"b"})
     assert not plan.problems
     assert set(walked) == {"b"}  # a and c did not change and share no fingerprint with b: not walked
